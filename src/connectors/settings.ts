@@ -1,0 +1,59 @@
+import type { TSchema } from "typebox";
+import { Compile } from "typebox/compile";
+import type { SettingIssue } from "../core/system.ts";
+
+interface SchemaError {
+  keyword: string;
+  instancePath: string;
+  message: string;
+  params?: Record<string, unknown>;
+}
+
+/**
+ * Compiles a connector's settings schema into a checker that names each bad setting by its path
+ * (`pagination.style`), including settings that are not known at all, so that a typo never goes unnoticed.
+ */
+export function settingsChecker(schema: TSchema): (value: unknown) => SettingIssue[] {
+  const validator = Compile(schema);
+  return (value) => {
+    if (validator.Check(value)) return [];
+    const issues: SettingIssue[] = [];
+    const errors = validator.Errors(value) as SchemaError[];
+    // A union of literals reports one "const" error per branch and then "anyOf": fold them into one message.
+    const allowed = new Map<string, unknown[]>();
+    for (const error of errors) {
+      if (error.keyword === "const") {
+        allowed.set(error.instancePath, [...(allowed.get(error.instancePath) ?? []), error.params?.allowedValue]);
+      }
+    }
+    for (const error of errors) {
+      if (error.keyword === "boolean") continue; // duplicate of the additionalProperties error below
+      if (error.keyword === "const" && allowed.has(error.instancePath)) continue;
+      const base = error.instancePath.replace(/^\//, "").replaceAll("/", ".");
+      const choices = error.keyword === "anyOf" ? allowed.get(error.instancePath) : undefined;
+      if (choices !== undefined) {
+        issues.push({
+          setting: base,
+          message: `must be one of ${choices.map((item) => JSON.stringify(item)).join(", ")}`,
+        });
+        continue;
+      }
+      const unknown = error.params?.additionalProperties;
+      if (Array.isArray(unknown)) {
+        for (const name of unknown) {
+          issues.push({
+            setting: base === "" ? String(name) : `${base}.${String(name)}`,
+            message: "is not a known setting",
+          });
+        }
+      } else if (error.keyword === "required" && Array.isArray(error.params?.requiredProperties)) {
+        for (const name of error.params.requiredProperties as string[]) {
+          issues.push({ setting: base === "" ? name : `${base}.${name}`, message: "is required" });
+        }
+      } else {
+        issues.push({ setting: base === "" ? "(settings)" : base, message: error.message });
+      }
+    }
+    return issues;
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * What the SQL connectors (sqlite, postgres, mysql) share: identifier quoting, the keyset order that makes reads
+ * resumable, and the conversion of canonical values to parameters.
+ */
+import type { Row } from "../core/binding.ts";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+
+export function quoteIdent(name: string, quote: '"' | "`" = '"'): string {
+  return quote + name.replaceAll(quote, quote + quote) + quote;
+}
+
+/** `schema.table` → `"schema"."table"`. */
+export function quoteQualified(name: string, quote: '"' | "`" = '"'): string {
+  return name
+    .split(".")
+    .map((part) => quoteIdent(part, quote))
+    .join(".");
+}
+
+/**
+ * The columns a read is ordered by: the cursor first (when incremental), then the key as tie-breaker, so that the
+ * order is total and "everything after position P" is well defined.
+ */
+export function orderColumns(cursor: string | undefined, key: readonly string[]): string[] {
+  return cursor === undefined || key.includes(cursor) ? [...key] : [cursor, ...key];
+}
+
+/** Position of a row: its values of the order columns. Null values would break the order, so they are refused. */
+export function positionOf(row: Row, columns: readonly string[]): unknown[] {
+  return columns.map((column) => {
+    const value = row[column];
+    if (value === null || value === undefined) {
+      throw new FrancaError(
+        ErrorCode.SystemError,
+        `column '${column}' is NULL or missing in a source row; key and cursor columns must be non-null for ordered, resumable reads`,
+        { path: `/${column}` },
+      );
+    }
+    return typeof value === "bigint" ? value.toString() : value instanceof Date ? value.toISOString() : value;
+  });
+}
+
+/**
+ * `WHERE` predicate for "after position": `(a, b) > ($1, $2)` where row values compare (SQLite, PostgreSQL), or
+ * the expanded `a > ? OR (a = ? AND b > ?)` that MySQL/MariaDB optimise with their indexes.
+ */
+export function afterPredicate(
+  columns: readonly string[],
+  placeholder: (index: number) => string,
+  quote: '"' | "`",
+  style: "row" | "expanded",
+): { sql: string; arity: number } {
+  if (style === "row") {
+    const left = columns.map((column) => quoteIdent(column, quote)).join(", ");
+    const right = columns.map((_, index) => placeholder(index)).join(", ");
+    return { sql: `(${left}) > (${right})`, arity: columns.length };
+  }
+  let next = 0;
+  const clauses: string[] = [];
+  for (let i = 0; i < columns.length; i++) {
+    const equal = columns.slice(0, i).map((column) => `${quoteIdent(column, quote)} = ${placeholder(next++)}`);
+    equal.push(`${quoteIdent(columns[i] as string, quote)} > ${placeholder(next++)}`);
+    clauses.push(`(${equal.join(" AND ")})`);
+  }
+  return { sql: `(${clauses.join(" OR ")})`, arity: next };
+}
+
+/** Parameters for the expanded predicate: the position's values repeated as the clauses use them. */
+export function expandedParams(position: readonly unknown[]): unknown[] {
+  const params: unknown[] = [];
+  for (let i = 0; i < position.length; i++) params.push(...position.slice(0, i + 1));
+  return params;
+}
+
+/** The relation read: a table, or a user query used as a subquery. */
+export function sourceRelation(options: { table?: string; query?: string }, quote: '"' | "`"): string {
+  if (options.query !== undefined) return `(${options.query}) AS franca_source`;
+  return quoteQualified(options.table as string, quote);
+}
+
+/** Columns of a batch: the union of the rows' fields, in first-seen order. */
+export function batchColumns(rows: readonly Row[]): string[] {
+  const seen = new Set<string>();
+  for (const row of rows) for (const name of Object.keys(row)) seen.add(name);
+  return [...seen];
+}
+
+/** Canonical value → driver parameter: objects and arrays as JSON text, dates as ISO text, undefined as NULL. */
+export function toParam(value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === "object" && !(value instanceof Uint8Array)) return JSON.stringify(value);
+  return value;
+}

@@ -1,0 +1,95 @@
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import type { System } from "../../core/system.ts";
+import { settingsChecker } from "../settings.ts";
+import type { Connection, Driver, DriverEnv } from "../types.ts";
+import { sqliteError } from "./errors.ts";
+import { SqliteBindingOptions, SqliteSystemOptions } from "./options.ts";
+import { readSqlite } from "./read.ts";
+import { writeSqlite } from "./write.ts";
+
+const checkSystem = settingsChecker(SqliteSystemOptions);
+const checkBinding = settingsChecker(SqliteBindingOptions);
+
+export interface SqliteClient {
+  /** Runs a query and returns its rows. */
+  query(sql: string, params?: readonly unknown[]): Record<string, unknown>[];
+  readonly db: DatabaseSync;
+}
+
+function open(system: System, env: DriverEnv): Connection {
+  const options = system.options as SqliteSystemOptions;
+  const file = resolve(env.baseDir, options.file);
+  let db: DatabaseSync | undefined;
+  const database = (): DatabaseSync => {
+    if (db === undefined) {
+      try {
+        db = new DatabaseSync(file, { timeout: options.busyTimeoutMs ?? 5000 });
+      } catch (error) {
+        throw sqliteError(error, system.name, `cannot open SQLite file ${file}`);
+      }
+    }
+    return db;
+  };
+  return {
+    read(request) {
+      return readSqlite(database(), request);
+    },
+    async write(request) {
+      return writeSqlite(database(), system.name, request);
+    },
+    client(): SqliteClient {
+      return {
+        query: (sql, params = []) =>
+          database()
+            .prepare(sql)
+            .all(...(params as SQLInputValue[])) as Record<string, unknown>[],
+        get db() {
+          return database();
+        },
+      };
+    },
+    async health() {
+      const started = performance.now();
+      try {
+        database().prepare("SELECT 1").get();
+        return { ok: true, latencyMs: performance.now() - started };
+      } catch (error) {
+        return { ok: false, latencyMs: performance.now() - started, message: (error as Error).message };
+      }
+    },
+    async close() {
+      db?.close();
+      db = undefined;
+    },
+  };
+}
+
+export const sqliteDriver: Driver = {
+  type: "sqlite",
+  canRead: true,
+  canWrite: true,
+  validateSystem: (options) => checkSystem(options),
+  validateBinding(options, role) {
+    const issues = checkBinding(options);
+    const { table, query } = options as SqliteBindingOptions;
+    if (role === "target" && query !== undefined)
+      issues.push({ setting: "query", message: "a target writes to a table, not a query" });
+    if (table === undefined && query === undefined)
+      issues.push({ setting: "table", message: "is required (or query, for a source)" });
+    if (table !== undefined && query !== undefined)
+      issues.push({ setting: "query", message: "give either table or query, not both" });
+    return issues;
+  },
+  preflight(system, env) {
+    const options = system.options as SqliteSystemOptions;
+    const file = resolve(env.baseDir, options.file);
+    if (existsSync(file)) return [];
+    if (!options.create)
+      return [{ setting: "file", message: `${file} does not exist (set create: true to create it)` }];
+    if (!existsSync(dirname(file))) return [{ setting: "file", message: `directory ${dirname(file)} does not exist` }];
+    return [];
+  },
+  open,
+};

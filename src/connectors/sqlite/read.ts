@@ -1,0 +1,32 @@
+import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import type { Row } from "../../core/binding.ts";
+import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
+import type { ReadBatch, ReadRequest } from "../types.ts";
+import type { SqliteBindingOptions } from "./options.ts";
+
+/**
+ * Keyset reads: `SELECT … WHERE (cursor, key) > (position) ORDER BY cursor, key LIMIT n`, one statement per batch,
+ * so each batch is a short synchronous call and the event loop keeps serving between batches.
+ */
+export async function* readSqlite(db: DatabaseSync, request: ReadRequest): AsyncIterable<ReadBatch> {
+  const options = request.options as SqliteBindingOptions;
+  const columns = orderColumns(request.cursor, request.key);
+  const relation = sourceRelation(options, '"');
+  const order = columns.map((column) => quoteIdent(column)).join(", ");
+  const first = db.prepare(`SELECT * FROM ${relation} ORDER BY ${order} LIMIT ?`);
+  const after = afterPredicate(columns, () => "?", '"', "row");
+  const next = db.prepare(`SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT ?`);
+  let position = request.from as unknown[] | undefined;
+  for (;;) {
+    if (request.signal.aborted) return;
+    const rows = (
+      position === undefined
+        ? first.all(request.batchSize)
+        : next.all(...(position as SQLInputValue[]), request.batchSize)
+    ) as Row[];
+    if (rows.length === 0) return;
+    position = positionOf(rows[rows.length - 1] as Row, columns);
+    yield { rows, position };
+    if (rows.length < request.batchSize) return;
+  }
+}

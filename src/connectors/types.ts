@@ -1,0 +1,120 @@
+/**
+ * The connector interface: one small contract per system type. A connector folder (sqlite/, postgres/, http/,
+ * file/, …) has the same few files: `options.ts` (TypeBox schemas of its system and binding settings), `driver.ts`
+ * (the Driver below), and the reading and writing code it needs. A new system type is that shape filled in.
+ *
+ * Contract, in short:
+ * - `read` yields batches in a stable order; each batch carries the position after its last row, and `read`
+ *   started `from` that position continues right after it (resume, incremental runs).
+ * - `write` is idempotent: writing the same items again leaves the target as after the first write (upsert by
+ *   key, idempotency keys). It returns one result per item, in order; it throws only when the whole batch failed.
+ * - Errors are FrancaErrors with `errorClass` transient (may succeed on retry) or permanent.
+ * - Connectors never retry, throttle or time out on their own: the engine wraps every call in the system's
+ *   policies (concurrency, rate limit, timeout, retry, breaker), so those hold across flows and lookups.
+ */
+import type { Row } from "../core/binding.ts";
+import type { FrancaError } from "../core/errors.ts";
+import type { DriverContract, SettingIssue, System } from "../core/system.ts";
+
+/** A JSON-serialisable point in a source's order, owned by the connector (a keyset tuple, a page, a file offset). */
+export type Position = unknown;
+
+export interface ReadRequest {
+  /** The binding's connector settings (table, query, path, pagination…), already validated. */
+  options: Readonly<Record<string, unknown>>;
+  /** Native key field(s): the tie-breaker of a stable order. */
+  key: readonly string[];
+  /** Native cursor field, when the binding is incremental. */
+  cursor?: string;
+  /** Continue after this position; undefined reads from the beginning. */
+  from?: Position;
+  /** Rows wanted per batch; a connector may return fewer, and more only when the system forces its page size. */
+  batchSize: number;
+  signal: AbortSignal;
+  /**
+   * Runs one request to the system under its concurrency cap, rate limit, breaker and timeout (no retry: on a
+   * transient error the engine restarts the read from the last position it persisted). Network connectors wrap
+   * each page request in it; the signal it passes aborts at the timeout.
+   */
+  call<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>;
+}
+
+export interface ReadBatch {
+  rows: Row[];
+  /** Position right after the last row of this batch. */
+  position: Position;
+}
+
+export interface WriteItem {
+  /** The canonical record key. */
+  key: string;
+  /** The native row made by the binding's fromCanonical. */
+  row: Row;
+  /** Stable per target, record key and content: the same record written twice carries the same key. */
+  idempotencyKey: string;
+  hash: string;
+}
+
+export interface WriteRequest {
+  options: Readonly<Record<string, unknown>>;
+  /** Native key field(s) of the target: the upsert's conflict target. */
+  key: readonly string[];
+  /** Target binding name. */
+  target: string;
+  run: number;
+  chunk: number;
+  items: readonly WriteItem[];
+  signal: AbortSignal;
+}
+
+export type ItemResult = { ok: true; targetId?: string } | { ok: false; error: FrancaError };
+
+export interface CompleteRequest {
+  options: Readonly<Record<string, unknown>>;
+  target: string;
+  run: number;
+  /** Every chunk of the run, in order, including those that had nothing to write. */
+  chunks: readonly number[];
+}
+
+export interface Health {
+  ok: boolean;
+  latencyMs: number;
+  message?: string;
+}
+
+export interface Connection {
+  read?(request: ReadRequest): AsyncIterable<ReadBatch>;
+  write?(request: WriteRequest): Promise<ItemResult[]>;
+  /**
+   * Most items one `write` call takes (an API's batch size; 1 for a single-record endpoint). The engine splits a
+   * chunk into calls of this size, each under the system's policy. Default: the whole chunk in one call.
+   */
+  maxWriteBatch?(options: Readonly<Record<string, unknown>>): number;
+  /** Once per run and target, after every chunk was written: publish what was staged (file targets). */
+  complete?(request: CompleteRequest): Promise<void>;
+  /** Tells the source that everything up to `position` is durable (message brokers ack here, never earlier). */
+  ack?(position: Position): Promise<void>;
+  /** What lookups and users' code call the system with (an HTTP client, a SQL query function). */
+  client?(): unknown;
+  health(signal: AbortSignal): Promise<Health>;
+  close(): Promise<void>;
+}
+
+export interface DriverEnv {
+  /** Directory of the hub's configuration: relative paths in settings resolve from here. */
+  baseDir: string;
+}
+
+export interface Driver extends DriverContract {
+  open(system: System, env: DriverEnv): Connection;
+  /**
+   * Checks that need the local machine but not the network (a file's directory exists, a URL parses). Run before
+   * anything is written; `franca check` adds a health call.
+   */
+  preflight?(system: System, env: DriverEnv): SettingIssue[];
+}
+
+export function isDriver(value: unknown): value is Driver {
+  return typeof value === "object" && value !== null && typeof (value as Driver).open === "function";
+}

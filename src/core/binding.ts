@@ -1,0 +1,96 @@
+import type { Entity, EntityRecord } from "./entity.ts";
+import type { Lookup } from "./lookup.ts";
+import type { BindingOptionsOf, System } from "./system.ts";
+
+/** A row as a system holds it: the native shape, before mapping. */
+export type Row = Record<string, unknown>;
+
+/** What a mapping function can use besides the record. */
+export interface MapContext {
+  readonly run: { readonly id: number; readonly flow: string };
+  /** Name of the binding being mapped. */
+  readonly binding: string;
+  /** Calls a named lookup through the run's cache. */
+  lookup<K, V>(lookup: Lookup<K, V>, key: K): Promise<V>;
+}
+
+export type ToCanonical<E extends Entity, R extends Row> = (
+  row: R,
+  ctx: MapContext,
+) => EntityRecord<E> | Promise<EntityRecord<E>>;
+export type FromCanonical<E extends Entity, R extends Row> = (
+  record: EntityRecord<E>,
+  ctx: MapContext,
+) => R | Promise<R>;
+
+/** The connector-independent part of a binding. */
+export interface BindingMapping<E extends Entity, R extends Row> {
+  /** Unique name; defaults to `<system>.<entity>`. Targets appear under this name in the ledger. */
+  name?: string;
+  /** Native field(s) that identify a row in this system; default: the entity's key fields. */
+  key?: string | readonly string[];
+  /** Native field that orders changes (updated_at, a sequence): enables incremental reads from the last run. */
+  cursor?: string;
+  /** Native row → canonical record. Default: the row as it is. */
+  toCanonical?: ToCanonical<E, R>;
+  /** Canonical record → native row. Default: the record as it is. */
+  fromCanonical?: FromCanonical<E, R>;
+  description?: string;
+}
+
+export interface Binding<E extends Entity = Entity> {
+  readonly kind: "binding";
+  readonly name: string;
+  readonly system: System;
+  readonly entity: E;
+  /** Connector-specific settings (table, query, path, pagination…). */
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly key: readonly string[];
+  readonly cursor?: string;
+  readonly toCanonical: (row: Row, ctx: MapContext) => unknown;
+  readonly fromCanonical: (record: Record<string, unknown>, ctx: MapContext) => Row | Promise<Row>;
+  readonly hasToCanonical: boolean;
+  readonly hasFromCanonical: boolean;
+  readonly description?: string;
+}
+
+const mappingSettingNames = new Set(["name", "key", "cursor", "toCanonical", "fromCanonical", "description"]);
+
+const identity = (value: unknown) => value as Row;
+
+/**
+ * Binds an entity to a system: how it is read from and written to that system.
+ *
+ * ```ts
+ * const erpInvoices = bind(erp, Invoice, {
+ *   table: "orders", key: "id", cursor: "updated_at",
+ *   toCanonical: (row) => ({ number: `INV-${row.id}`, total: String(row.total) }),
+ * });
+ * ```
+ */
+export function bind<S extends System, E extends Entity, R extends Row = Row>(
+  system: S,
+  entity: E,
+  spec: BindingOptionsOf<S> & BindingMapping<E, R>,
+): Binding<E> {
+  const options: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(spec as Record<string, unknown>)) {
+    if (!mappingSettingNames.has(name)) options[name] = value;
+  }
+  const mapping = spec as BindingMapping<E, R>;
+  const key = mapping.key === undefined ? entity.key : typeof mapping.key === "string" ? [mapping.key] : mapping.key;
+  return Object.freeze({
+    kind: "binding" as const,
+    name: mapping.name ?? `${system.name}.${entity.name}`,
+    system,
+    entity,
+    options: Object.freeze(options),
+    key: Object.freeze([...key]),
+    ...(mapping.cursor === undefined ? {} : { cursor: mapping.cursor }),
+    toCanonical: (mapping.toCanonical ?? identity) as Binding<E>["toCanonical"],
+    fromCanonical: (mapping.fromCanonical ?? identity) as Binding<E>["fromCanonical"],
+    hasToCanonical: mapping.toCanonical !== undefined,
+    hasFromCanonical: mapping.fromCanonical !== undefined,
+    ...(mapping.description === undefined ? {} : { description: mapping.description }),
+  });
+}

@@ -1,0 +1,63 @@
+import type { Static, TObject } from "typebox";
+
+/** Notes on one canonical field: who owns it, whether it is personal data. Exported into the JSON Schema. */
+export interface FieldNote {
+  owner?: string;
+  pii?: boolean;
+  description?: string;
+}
+
+/**
+ * A canonical business object: declared once, every system maps to and from it.
+ * `T` is the TypeScript type of a canonical record, inferred from the TypeBox schema.
+ */
+export interface Entity<T extends Record<string, unknown> = Record<string, unknown>> {
+  readonly kind: "entity";
+  readonly name: string;
+  readonly version: number;
+  /** Canonical field names forming the key, in order. A single field or several (composite key). */
+  readonly key: readonly string[];
+  readonly schema: TObject;
+  readonly fields: Readonly<Record<string, FieldNote>>;
+  readonly description?: string;
+  /** Phantom, for type inference only: never set at runtime. */
+  readonly __type?: T;
+}
+
+export type EntityRecord<E> = E extends Entity<infer T> ? T : never;
+
+export interface EntityOptions<S extends TObject, K extends string> {
+  version: number;
+  key: K | readonly K[];
+  schema: S;
+  fields?: { [F in keyof Static<S>]?: FieldNote };
+  description?: string;
+}
+
+/**
+ * Declares a canonical entity.
+ *
+ * ```ts
+ * const Invoice = entity("Invoice", {
+ *   version: 1,
+ *   key: "number",
+ *   schema: Type.Object({ number: Type.String(), total: Money }),
+ *   fields: { total: { owner: "finance" } },
+ * });
+ * ```
+ */
+export function entity<S extends TObject, K extends keyof Static<S> & string>(
+  name: string,
+  options: EntityOptions<S, K>,
+): Entity<Static<S> & Record<string, unknown>> {
+  const key = typeof options.key === "string" ? [options.key] : [...(options.key as readonly string[])];
+  return Object.freeze({
+    kind: "entity" as const,
+    name,
+    version: options.version,
+    key: Object.freeze(key),
+    schema: options.schema,
+    fields: Object.freeze({ ...((options.fields ?? {}) as Record<string, FieldNote>) }),
+    ...(options.description === undefined ? {} : { description: options.description }),
+  });
+}

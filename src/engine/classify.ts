@@ -1,0 +1,76 @@
+import { BrokenCircuitError, BulkheadRejectedError, TaskCancelledError } from "cockatiel";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+
+// Node's network error codes: the connection failed or broke, a later attempt may get through.
+const transientNetworkCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_CLOSED",
+]);
+
+function networkCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current !== null && typeof current === "object"; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && transientNetworkCodes.has(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * Classifies anything a system call threw: FrancaErrors keep their class; timeouts and network failures are
+ * transient; anything else (a bug in a mapping, an unexpected exception) is permanent.
+ */
+export function classify(error: unknown, system: string): FrancaError {
+  if (error instanceof FrancaError) return error;
+  if (error instanceof TaskCancelledError) {
+    return new FrancaError(ErrorCode.SystemTimeout, `${system}: call timed out`, {
+      errorClass: "transient",
+      system,
+      cause: error,
+    });
+  }
+  if (error instanceof BrokenCircuitError) {
+    return new FrancaError(ErrorCode.CircuitOpen, `${system}: circuit open after repeated failures`, {
+      errorClass: "transient",
+      system,
+      cause: error,
+    });
+  }
+  if (error instanceof BulkheadRejectedError) {
+    return new FrancaError(ErrorCode.SystemUnavailable, `${system}: too many calls queued`, {
+      errorClass: "transient",
+      system,
+    });
+  }
+  const code = networkCode(error);
+  if (code !== undefined) {
+    return new FrancaError(ErrorCode.SystemUnavailable, `${system}: ${code} ${(error as Error).message ?? ""}`.trim(), {
+      errorClass: "transient",
+      system,
+      status: code,
+      cause: error,
+    });
+  }
+  if (error instanceof Error && error.name === "TimeoutError") {
+    return new FrancaError(ErrorCode.SystemTimeout, `${system}: ${error.message}`, {
+      errorClass: "transient",
+      system,
+      cause: error,
+    });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new FrancaError(ErrorCode.SystemError, `${system}: ${message}`, { system, cause: error });
+}

@@ -1,0 +1,214 @@
+import type { Logger } from "pino";
+import type { Health } from "../connectors/types.ts";
+import { isDriver } from "../connectors/types.ts";
+import { configError, ErrorCode, FrancaError } from "../core/errors.ts";
+import type { Flow } from "../core/flow.ts";
+import type { Hub } from "../core/hub.ts";
+import { configIssuesError } from "../core/hub.ts";
+import { silentLogger } from "../observe/logger.ts";
+import { openStore } from "../store/open.ts";
+import type { RunRecord, Store } from "../store/types.ts";
+import { ConnectionPool } from "./connections.ts";
+import { isOwnerDead, processOwner } from "./owner.ts";
+import { SystemPolicy } from "./policy.ts";
+import { executeRun, type RunOptions, type RunSummary } from "./run.ts";
+
+export interface EngineOptions {
+  hub: Hub;
+  /** Directory of the configuration: relative paths (store, SQLite files, CSV files) resolve from here. */
+  baseDir: string;
+  /** An open store; default: the one the hub names (SQLite `.franca/franca.db`). */
+  store?: Store;
+  logger?: Logger;
+}
+
+export interface StartOptions extends RunOptions {
+  /** What started the run: `cli`, `schedule`, `api`, `test`. */
+  trigger?: string;
+  /** Start a new run even when the flow's last run did not finish (that run stays as it is, superseded). */
+  fresh?: boolean;
+}
+
+export interface SystemHealth extends Health {
+  system: string;
+  type: string;
+  owner?: string;
+}
+
+/**
+ * The in-process executor and the library entry point: opens the store, holds one connection and one policy per
+ * system for all the flows it runs, and starts, resumes and records runs.
+ */
+export class Engine {
+  readonly hub: Hub;
+  readonly store: Store;
+  readonly logger: Logger;
+  readonly baseDir: string;
+  readonly owner = processOwner();
+  readonly #connections: ConnectionPool;
+  readonly #policies = new Map<string, SystemPolicy>();
+  readonly #ownsStore: boolean;
+
+  private constructor(options: EngineOptions, store: Store, ownsStore: boolean) {
+    this.hub = options.hub;
+    this.baseDir = options.baseDir;
+    this.store = store;
+    this.#ownsStore = ownsStore;
+    this.logger = options.logger ?? silentLogger();
+    this.#connections = new ConnectionPool({ baseDir: options.baseDir });
+  }
+
+  static async open(options: EngineOptions): Promise<Engine> {
+    if (options.store !== undefined) return new Engine(options, options.store, false);
+    const store = await openStore(options.hub.store, options.baseDir);
+    return new Engine(options, store, true);
+  }
+
+  policyOf(systemName: string): SystemPolicy {
+    let policy = this.#policies.get(systemName);
+    if (policy === undefined) {
+      const system = this.hub.systems.get(systemName);
+      if (system === undefined)
+        throw new FrancaError(ErrorCode.ConfigUnknownReference, `unknown system '${systemName}'`);
+      const log = this.logger.child({ system: systemName });
+      policy = new SystemPolicy(systemName, system.limits, {
+        events: {
+          onRetry: (error, attempt, delayMs) =>
+            log.info({ code: error.code, attempt, delayMs: Math.round(delayMs), err: error.message }, "retrying call"),
+          onPause: (_, until) =>
+            log.warn({ until: new Date(until).toISOString() }, "circuit open: pausing calls to the system"),
+          onResume: () => log.info("circuit closed: calls resumed"),
+        },
+      });
+      this.#policies.set(systemName, policy);
+    }
+    return policy;
+  }
+
+  flow(name: string): Flow {
+    const flow = this.hub.flows.get(name);
+    if (flow === undefined) {
+      const known = [...this.hub.flows.keys()].join(", ") || "none";
+      throw new FrancaError(ErrorCode.Usage, `unknown flow '${name}' (flows: ${known})`);
+    }
+    return flow;
+  }
+
+  /** Local checks of every system a flow uses (files exist, URLs parse): a problem stops it before anything is written. */
+  preflight(flow: Flow): void {
+    const issues = [];
+    for (const binding of [flow.from, ...flow.to]) {
+      const driver = binding.system.driver as unknown;
+      if (!isDriver(driver) || driver.preflight === undefined) continue;
+      for (const issue of driver.preflight(binding.system, { baseDir: this.baseDir })) {
+        issues.push({
+          code: ErrorCode.ConfigUnreachable,
+          setting: `systems.${binding.system.name}.${issue.setting}`,
+          message: issue.message,
+        });
+      }
+    }
+    if (issues.length > 0) throw configIssuesError(issues);
+  }
+
+  #environment() {
+    return {
+      store: this.store,
+      logger: this.logger,
+      owner: this.owner,
+      connections: this.#connections,
+      policyOf: (name: string) => this.policyOf(name),
+      lookupsByName: this.hub.lookups,
+      systemsByName: this.hub.systems,
+      heartbeatMs: this.hub.heartbeatMs,
+    };
+  }
+
+  /** Marks runs whose process died as failed (resumable), so that none stays 'running' without a live owner. */
+  async reapAbandoned(): Promise<number[]> {
+    const now = Date.now();
+    const reaped = await this.store.reapAbandoned(now - this.hub.staleAfterMs, isOwnerDead, now);
+    for (const id of reaped)
+      this.logger.warn({ run: id }, "run abandoned by a process that died; marked failed, resumable");
+    return reaped;
+  }
+
+  /**
+   * Runs a flow. When the flow's last run did not finish (failed, cancelled, or its process died), that run is
+   * continued from its last persisted chunk instead, unless `fresh` is set.
+   */
+  async run(flowName: string, options: StartOptions = {}): Promise<RunSummary> {
+    const flow = this.flow(flowName);
+    this.preflight(flow);
+    await this.reapAbandoned();
+    if (options.fresh !== true) {
+      const unfinished = await this.store.latestUnfinished(flow.name);
+      if (unfinished !== undefined) {
+        this.logger.info({ run: unfinished.id, flow: flow.name }, "continuing the flow's unfinished run");
+        return this.#resume(flow, unfinished, options);
+      }
+    }
+    const cursorFrom = await this.store.getCursor(flow.name);
+    const run = await this.store.startRun({
+      flow: flow.name,
+      kind: "flow",
+      trigger: options.trigger ?? "api",
+      targets: flow.to.map((target) => target.name),
+      owner: this.owner,
+      now: Date.now(),
+      ...(cursorFrom === undefined ? {} : { cursorFrom }),
+    });
+    return executeRun(this.#environment(), flow, run, options);
+  }
+
+  /** Continues a failed, cancelled or abandoned run from its last persisted chunk. */
+  async resume(runId: number, options: RunOptions = {}): Promise<RunSummary> {
+    await this.reapAbandoned();
+    const run = await this.store.getRun(runId);
+    if (run === undefined) throw new FrancaError(ErrorCode.RunNotFound, `run ${runId} does not exist`);
+    const flow = this.hub.flows.get(run.flow);
+    if (flow === undefined) {
+      throw configError(
+        ErrorCode.ConfigUnknownReference,
+        `flows.${run.flow}`,
+        `run ${runId} belongs to flow '${run.flow}', which is no longer configured`,
+      );
+    }
+    this.preflight(flow);
+    return this.#resume(flow, run, options);
+  }
+
+  async #resume(flow: Flow, run: RunRecord, options: RunOptions): Promise<RunSummary> {
+    const claimed = await this.store.claimRun(run.id, this.owner, Date.now());
+    return executeRun(this.#environment(), flow, claimed, options);
+  }
+
+  /** Health of every system (or those named): one call each, with the latency. */
+  async health(names?: readonly string[]): Promise<SystemHealth[]> {
+    const systems = [...this.hub.systems.values()].filter(
+      (system) => names === undefined || names.includes(system.name),
+    );
+    return Promise.all(
+      systems.map(async (system) => {
+        const base = {
+          system: system.name,
+          type: system.type,
+          ...(system.owner === undefined ? {} : { owner: system.owner }),
+        };
+        try {
+          const health = await this.#connections
+            .get(system)
+            .health(AbortSignal.timeout(system.limits.timeoutMs ?? 10_000));
+          return { ...base, ...health };
+        } catch (error) {
+          return { ...base, ok: false, latencyMs: 0, message: (error as Error).message };
+        }
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.#connections.closeAll();
+    if (this.#ownsStore) await this.store.close();
+  }
+}

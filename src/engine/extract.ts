@@ -1,0 +1,120 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Row } from "../core/binding.ts";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+import type { Channel } from "./channel.ts";
+import { classify } from "./classify.ts";
+import type { RunContext } from "./context.ts";
+import { compareProfiles, type Drift, describeDrift, type Profile, profileRows } from "./drift.ts";
+
+/** A chunk handed from extract to transform: its rows, or none when they are to be read back from the store. */
+export interface ExtractedChunk {
+  seq: number;
+  rows?: Row[];
+}
+
+export interface DriftState {
+  previous?: Profile;
+  current: Profile;
+  drift?: Drift;
+}
+
+/**
+ * Reads the source from `from`, cuts the stream into chunks of the flow's chunk size, persists each chunk (rows and
+ * position) before handing it on, and only then acknowledges it upstream. A transient read error restarts the read
+ * from the last persisted position after a backoff; rows read since then are dropped, never half-kept.
+ */
+export async function extract(
+  ctx: RunContext,
+  startSeq: number,
+  from: unknown,
+  out: Channel<ExtractedChunk>,
+  drift: DriftState,
+): Promise<void> {
+  const { binding, connection, policy } = ctx.source;
+  const log = ctx.logger.child({ stage: "extract", system: binding.system.name });
+  if (connection.read === undefined) {
+    throw new FrancaError(ErrorCode.ConfigInvalid, `system '${binding.system.name}' cannot be read`, {
+      setting: `flows.${ctx.flow.name}.from`,
+    });
+  }
+  const read = connection.read.bind(connection);
+  const chunkSize = ctx.flow.chunkSize;
+  let position = from;
+  let seq = startSeq;
+  let buffer: Row[] = [];
+  let bufferPosition: unknown;
+  let failures = 0;
+  let delayed = 0;
+  let pausedSince: number | undefined;
+
+  const flush = async () => {
+    const rows = buffer;
+    buffer = [];
+    profileRows(rows, drift.current);
+    if (seq === startSeq && drift.previous !== undefined && ctx.flow.drift !== "ignore") {
+      drift.drift = compareProfiles(drift.previous, drift.current, false);
+      if (drift.drift !== undefined) {
+        const message = `source drift in ${binding.name}: ${describeDrift(drift.drift)}`;
+        log.warn({ drift: drift.drift }, message);
+        if (ctx.flow.drift === "fail") {
+          throw new FrancaError(ErrorCode.SourceDrift, `${message} (the flow's drift policy is 'fail')`, {
+            system: binding.system.name,
+          });
+        }
+      }
+    }
+    await ctx.store.saveExtracted(ctx.run.id, seq, bufferPosition, rows.length, JSON.stringify(rows), Date.now());
+    position = bufferPosition;
+    ctx.progress.chunks++;
+    ctx.progress.extracted += rows.length;
+    ctx.notify();
+    if (connection.ack !== undefined) await connection.ack(position);
+    log.debug({ chunk: seq, records: rows.length }, "chunk extracted");
+    await out.send({ seq, rows });
+    seq++;
+  };
+
+  for (;;) {
+    try {
+      const stream = read({
+        options: binding.options,
+        key: binding.key,
+        ...(binding.cursor === undefined ? {} : { cursor: binding.cursor }),
+        ...(position === undefined ? {} : { from: position }),
+        batchSize: chunkSize,
+        signal: ctx.signal,
+        call: (fn) => policy.attempt(fn, ctx.signal),
+      });
+      for await (const batch of stream) {
+        failures = 0;
+        pausedSince = undefined;
+        for (const row of batch.rows) buffer.push(row);
+        bufferPosition = batch.position;
+        if (buffer.length >= chunkSize) await flush();
+        if (ctx.signal.aborted) return;
+      }
+      if (buffer.length > 0) await flush();
+      return;
+    } catch (raw) {
+      if (ctx.signal.aborted) return;
+      const error = classify(raw, binding.system.name);
+      buffer = [];
+      if (error.code === ErrorCode.CircuitOpen) {
+        pausedSince ??= Date.now();
+        await policy.waitForBreaker(ctx.signal, pausedSince);
+        continue;
+      }
+      if (!error.transient) throw error;
+      failures++;
+      const delay = policy.retryDelay(failures, error, delayed);
+      if (delay === undefined) throw error;
+      policy.noteTransient(error, failures, delay);
+      log.warn(
+        { err: error.toJSON(), attempt: failures, delayMs: Math.round(delay) },
+        "read failed; resuming from the last persisted chunk",
+      );
+      delayed += delay;
+      await sleep(delay, undefined, { signal: ctx.signal });
+    }
+  }
+}

@@ -1,0 +1,172 @@
+import DataLoader from "dataloader";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+import type { Lookup } from "../core/lookup.ts";
+import { AttemptsError, type SystemPolicy } from "./policy.ts";
+
+export interface LookupStats {
+  calls: number;
+  hits: number;
+  misses: number;
+  /** Calls to the system: one per get, one per getMany batch. */
+  requests: number;
+  /** getMany calls (each for several keys). */
+  batches: number;
+  errors: number;
+}
+
+/** A Map kept to `max` entries, least recently used out first: the run's cache stays bounded whatever the run's size. */
+class BoundedCache<V> {
+  readonly #max: number;
+  readonly #map = new Map<string, V>();
+  hits = 0;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get(key: string): V | undefined {
+    const value = this.#map.get(key);
+    if (value !== undefined) {
+      this.hits++;
+      this.#map.delete(key);
+      this.#map.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: string, value: V): this {
+    this.#map.delete(key);
+    this.#map.set(key, value);
+    if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string);
+    return this;
+  }
+
+  delete(key: string): boolean {
+    return this.#map.delete(key);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+export interface LookupRuntimeOptions {
+  policyOf(systemName: string): SystemPolicy;
+  clientOf(systemName: string): unknown;
+  signal: AbortSignal;
+  /** Most values kept per lookup within a run. Default 100,000. */
+  maxEntries?: number;
+}
+
+/**
+ * The lookups of one run: each lookup gets a DataLoader, which gives the run-scoped cache, single flight (callers of
+ * a key already being fetched share its promise) and batching of keys requested in the same tick into getMany.
+ * Every call to the system goes through the system's policy (concurrency, rate limit, retry, breaker).
+ */
+export class LookupRuntime {
+  readonly #options: LookupRuntimeOptions;
+  readonly #loaders = new Map<
+    string,
+    { loader: DataLoader<unknown, unknown, string>; cache: BoundedCache<Promise<unknown>> }
+  >();
+  readonly #stats = new Map<string, LookupStats>();
+
+  constructor(options: LookupRuntimeOptions) {
+    this.#options = options;
+  }
+
+  #statsOf(name: string): LookupStats {
+    let stats = this.#stats.get(name);
+    if (stats === undefined) {
+      stats = { calls: 0, hits: 0, misses: 0, requests: 0, batches: 0, errors: 0 };
+      this.#stats.set(name, stats);
+    }
+    return stats;
+  }
+
+  #loaderOf(lookup: Lookup) {
+    let entry = this.#loaders.get(lookup.name);
+    if (entry !== undefined) return entry;
+    const stats = this.#statsOf(lookup.name);
+    const policy = this.#options.policyOf(lookup.system.name);
+    const client = this.#options.clientOf(lookup.system.name);
+    const signal = this.#options.signal;
+    const fail = (error: unknown, key: unknown): FrancaError => {
+      const cause = error instanceof AttemptsError ? error.error : error;
+      const classified = cause instanceof FrancaError ? cause : undefined;
+      // A system that is down is the run's problem, not this record's: passed on as it is, so the run stops.
+      if (classified?.code === ErrorCode.SystemDown) return classified;
+      return new FrancaError(
+        ErrorCode.LookupFailed,
+        `lookup '${lookup.name}' failed for ${JSON.stringify(key)}: ${(cause as Error).message}`,
+        { errorClass: classified?.errorClass ?? "permanent", system: lookup.system.name, cause },
+      );
+    };
+    const batchLoad = async (keys: readonly unknown[]): Promise<(unknown | Error)[]> => {
+      stats.misses += keys.length;
+      const getMany = lookup.getMany;
+      if (getMany !== undefined) {
+        stats.requests++;
+        stats.batches++;
+        try {
+          const { value } = await policy.execute((callSignal) => getMany(keys, { client, signal: callSignal }), signal);
+          if (value.length !== keys.length) {
+            throw new Error(`getMany returned ${value.length} values for ${keys.length} keys`);
+          }
+          return [...value];
+        } catch (error) {
+          stats.errors += keys.length;
+          return keys.map((key) => fail(error, key));
+        }
+      }
+      return Promise.all(
+        keys.map(async (key) => {
+          stats.requests++;
+          try {
+            const { value } = await policy.execute(
+              (callSignal) => lookup.get(key, { client, signal: callSignal }),
+              signal,
+            );
+            return value;
+          } catch (error) {
+            stats.errors++;
+            return fail(error, key);
+          }
+        }),
+      );
+    };
+    const cache = new BoundedCache<Promise<unknown>>(this.#options.maxEntries ?? 100_000);
+    const loader = new DataLoader<unknown, unknown, string>(batchLoad, {
+      batch: lookup.getMany !== undefined,
+      maxBatchSize: lookup.maxBatch,
+      cacheKeyFn: (key) => lookup.cacheKey(key),
+      cacheMap: cache,
+    });
+    entry = { loader, cache };
+    this.#loaders.set(lookup.name, entry);
+    return entry;
+  }
+
+  async call<K, V>(lookup: Lookup<K, V>, key: K): Promise<V> {
+    const { loader, cache } = this.#loaderOf(lookup as Lookup);
+    const stats = this.#statsOf(lookup.name);
+    stats.calls++;
+    try {
+      return (await loader.load(key)) as V;
+    } catch (error) {
+      // A transient failure is not remembered: the next record that needs the key tries again.
+      if (error instanceof FrancaError && error.transient) loader.clear(key);
+      throw error;
+    } finally {
+      stats.hits = cache.hits;
+    }
+  }
+
+  stats(): Record<string, LookupStats & { hitRate: number }> {
+    const out: Record<string, LookupStats & { hitRate: number }> = {};
+    for (const [name, stats] of this.#stats) {
+      out[name] = { ...stats, hitRate: stats.calls === 0 ? 0 : stats.hits / stats.calls };
+    }
+    return out;
+  }
+}

@@ -1,0 +1,243 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  BrokenCircuitError,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+  TimeoutStrategy,
+  timeout,
+} from "cockatiel";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+import type { Limits } from "../core/system.ts";
+import { classify } from "./classify.ts";
+import {
+  type ConcurrencyGate,
+  localConcurrencyGate,
+  localRateGate,
+  type RateGate,
+  unlimitedConcurrency,
+  unlimitedRate,
+} from "./gates.ts";
+
+/** Defaults for a system that declares no limits of its own. */
+export const defaultLimits = {
+  timeoutMs: 30_000,
+  retry: { maxAttempts: 5, initialDelayMs: 200, maxDelayMs: 15_000, maxTotalDelayMs: 60_000 },
+  breaker: { consecutiveFailures: 10, halfOpenAfterMs: 5_000 },
+  /** How long a run waits for an open breaker to close before it fails (resumable) with SYSTEM_UNAVAILABLE. */
+  maxPauseMs: 120_000,
+} as const;
+
+export interface PolicyStats {
+  calls: number;
+  attempts: number;
+  retries: number;
+  transientErrors: number;
+  permanentErrors: number;
+  breakerOpens: number;
+  pausedMs: number;
+  maxInFlight: number;
+}
+
+export interface CallResult<T> {
+  value: T;
+  attempts: number;
+}
+
+export interface PolicyEvents {
+  onRetry?(error: FrancaError, attempt: number, delayMs: number): void;
+  onPause?(system: string, untilMs: number): void;
+  onResume?(system: string): void;
+}
+
+/** Thrown out of `execute` with the number of attempts made, so the ledger can record them. */
+export class AttemptsError extends Error {
+  readonly error: FrancaError;
+  readonly attempts: number;
+  constructor(error: FrancaError, attempts: number) {
+    super(error.message);
+    this.error = error;
+    this.attempts = attempts;
+  }
+}
+
+/**
+ * The resilience policy of one system, shared by every flow and lookup in the process that calls it:
+ *
+ *   retry (backoff with full jitter, Retry-After honoured, capped attempts and total delay)
+ *     └ circuit breaker (opens after N consecutive transient failures; while open, callers wait, not fail)
+ *         └ concurrency gate (calls in flight) └ rate gate (starts per interval) └ timeout └ the call
+ *
+ * Permanent errors are never retried and do not count against the breaker: a rejected record says nothing about
+ * the system's health.
+ */
+export class SystemPolicy {
+  readonly system: string;
+  readonly stats: PolicyStats = {
+    calls: 0,
+    attempts: 0,
+    retries: 0,
+    transientErrors: 0,
+    permanentErrors: 0,
+    breakerOpens: 0,
+    pausedMs: 0,
+    maxInFlight: 0,
+  };
+  readonly #concurrency: ConcurrencyGate;
+  readonly #rate: RateGate;
+  readonly #breaker: CircuitBreakerPolicy;
+  readonly #timeoutMs: number;
+  readonly #retry: Required<NonNullable<Limits["retry"]>>;
+  readonly #halfOpenAfterMs: number;
+  readonly #maxPauseMs: number;
+  readonly #events: PolicyEvents;
+  #openedAt = 0;
+
+  constructor(
+    system: string,
+    limits: Limits,
+    options: { concurrency?: ConcurrencyGate; rate?: RateGate; events?: PolicyEvents; maxPauseMs?: number } = {},
+  ) {
+    this.system = system;
+    this.#concurrency =
+      options.concurrency ??
+      (limits.concurrency === undefined ? unlimitedConcurrency : localConcurrencyGate(limits.concurrency));
+    this.#rate =
+      options.rate ??
+      (limits.rateLimit === undefined
+        ? unlimitedRate
+        : localRateGate(limits.rateLimit.requests, limits.rateLimit.perMs));
+    this.#timeoutMs = limits.timeoutMs ?? defaultLimits.timeoutMs;
+    this.#retry = { ...defaultLimits.retry, ...limits.retry };
+    this.#halfOpenAfterMs = limits.breaker?.halfOpenAfterMs ?? defaultLimits.breaker.halfOpenAfterMs;
+    this.#maxPauseMs = options.maxPauseMs ?? defaultLimits.maxPauseMs;
+    this.#events = options.events ?? {};
+    this.#breaker = circuitBreaker(
+      handleWhen((error) => classify(error, system).transient),
+      {
+        halfOpenAfter: this.#halfOpenAfterMs,
+        breaker: new ConsecutiveBreaker(
+          limits.breaker?.consecutiveFailures ?? defaultLimits.breaker.consecutiveFailures,
+        ),
+      },
+    );
+    this.#breaker.onBreak(() => {
+      this.stats.breakerOpens++;
+      this.#openedAt = Date.now();
+    });
+  }
+
+  get breakerState(): "closed" | "open" | "half-open" {
+    const state = this.#breaker.state;
+    return state === CircuitState.Closed ? "closed" : state === CircuitState.HalfOpen ? "half-open" : "open";
+  }
+
+  get inFlight(): number {
+    return this.#concurrency.inFlight;
+  }
+
+  /**
+   * One attempt: breaker, gates, timeout, the call; no retry. Streams (reads) use this per request and retry by
+   * resuming from their last position instead.
+   */
+  attempt<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+    return this.#breaker.execute(
+      () =>
+        this.#concurrency.run(async () => {
+          await this.#rate.take(signal);
+          this.stats.attempts++;
+          this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.#concurrency.inFlight);
+          const limited = timeout(this.#timeoutMs, TimeoutStrategy.Aggressive);
+          return limited.execute((context) => fn(context.signal), signal);
+        }, signal),
+      signal,
+    );
+  }
+
+  /** Waits while the breaker is open; fails the call when it stays open longer than the allowed pause. */
+  async waitForBreaker(signal: AbortSignal, pausedSince: number): Promise<void> {
+    const pausedFor = Date.now() - pausedSince;
+    if (pausedFor > this.#maxPauseMs) {
+      throw new FrancaError(
+        ErrorCode.SystemDown,
+        `${this.system} kept failing: its circuit stayed open for ${Math.round(pausedFor / 1000)} s`,
+        { errorClass: "transient", system: this.system },
+      );
+    }
+    const wait = Math.max(50, this.#openedAt + this.#halfOpenAfterMs - Date.now());
+    this.#events.onPause?.(this.system, Date.now() + wait);
+    await sleep(wait, undefined, { signal });
+    this.stats.pausedMs += wait;
+  }
+
+  /**
+   * The backoff before attempt `attempt + 1`: exponential with full jitter, never shorter than the Retry-After the
+   * system asked for. Undefined when the attempts or the total delay allowed are used up.
+   */
+  retryDelay(attempt: number, error: FrancaError, delayedSoFar: number): number | undefined {
+    const ceiling = Math.min(this.#retry.maxDelayMs, this.#retry.initialDelayMs * 2 ** (attempt - 1));
+    const delay = Math.max(Math.random() * ceiling, error.retryAfterMs ?? 0);
+    if (attempt >= this.#retry.maxAttempts || delayedSoFar + delay > this.#retry.maxTotalDelayMs) return undefined;
+    return delay;
+  }
+
+  /** Counts a transient error seen outside `execute` (a read stream), for the stats. */
+  noteTransient(error: FrancaError, attempt: number, delayMs: number): void {
+    this.stats.transientErrors++;
+    this.stats.retries++;
+    this.#events.onRetry?.(error, attempt, delayMs);
+  }
+
+  /**
+   * Runs `fn` under the system's policy. Resolves with the value and the number of attempts; rejects with an
+   * AttemptsError carrying the classified error and the attempts made.
+   */
+  async execute<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<CallResult<T>> {
+    this.stats.calls++;
+    let attempts = 0;
+    let delayed = 0;
+    let pausedSince: number | undefined;
+    for (;;) {
+      if (signal.aborted)
+        throw new AttemptsError(classify(signal.reason ?? new Error("aborted"), this.system), attempts);
+      try {
+        attempts++;
+        const value = await this.attempt(fn, signal);
+        if (pausedSince !== undefined) this.#events.onResume?.(this.system);
+        return { value, attempts };
+      } catch (raw) {
+        if (raw instanceof BrokenCircuitError) {
+          // An open breaker is the system's state, not this record's failure: wait, do not spend an attempt.
+          attempts--;
+          pausedSince ??= Date.now();
+          try {
+            await this.waitForBreaker(signal, pausedSince);
+          } catch (error) {
+            throw new AttemptsError(classify(error, this.system), attempts);
+          }
+          continue;
+        }
+        const error = classify(raw, this.system);
+        if (signal.aborted) throw new AttemptsError(error, attempts);
+        if (!error.transient) {
+          this.stats.permanentErrors++;
+          throw new AttemptsError(error, attempts);
+        }
+        const delay = this.retryDelay(attempts, error, delayed);
+        if (delay === undefined) {
+          this.stats.transientErrors++;
+          throw new AttemptsError(error, attempts);
+        }
+        this.noteTransient(error, attempts, delay);
+        delayed += delay;
+        try {
+          await sleep(delay, undefined, { signal });
+        } catch {
+          throw new AttemptsError(error, attempts);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,438 @@
+import type { Logger } from "pino";
+import type { MapContext } from "../core/binding.ts";
+import { compileEntity } from "../core/compiled-entity.ts";
+import { ErrorCode, ExitCode, FrancaError, toFrancaError } from "../core/errors.ts";
+import type { Flow } from "../core/flow.ts";
+import type { Lookup } from "../core/lookup.ts";
+import type { RunStatus } from "../core/record.ts";
+import type { System } from "../core/system.ts";
+import type { RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
+import { Channel } from "./channel.ts";
+import type { ConnectionPool } from "./connections.ts";
+import type { Endpoint, RunContext, RunProgress } from "./context.ts";
+import { advancedCursor, chunkDone } from "./cursor.ts";
+import { compareProfiles, describeDrift } from "./drift.ts";
+import { type DriftState, type ExtractedChunk, extract } from "./extract.ts";
+import { FailureBudget } from "./failure-budget.ts";
+import { KeyLocks } from "./key-locks.ts";
+import { loadChunk } from "./load.ts";
+import { LookupRuntime } from "./lookups.ts";
+import { AttemptsError, type SystemPolicy } from "./policy.ts";
+import { Sequencer } from "./sequencer.ts";
+import { type CanonicalRecord, decodeCanonical } from "./staging.ts";
+import { transformAndStage } from "./transform.ts";
+
+/** What a run needs from the engine that started it. */
+export interface RunEnvironment {
+  store: Store;
+  logger: Logger;
+  owner: string;
+  connections: ConnectionPool;
+  policyOf(systemName: string): SystemPolicy;
+  lookupsByName: ReadonlyMap<string, Lookup>;
+  systemsByName: ReadonlyMap<string, System>;
+  heartbeatMs: number;
+}
+
+export interface RunOptions {
+  /** Cancels the run: it stops, keeps what is durable and ends 'cancelled' (resumable). */
+  signal?: AbortSignal;
+  onProgress?: (progress: RunProgress) => void;
+  /** Chunks transformed at once. Default 2 (overlaps one chunk's lookups with another's). */
+  transformConcurrency?: number;
+}
+
+export interface RunSummary {
+  run: RunRecord;
+  counts: RunCounts;
+  exitCode: number;
+}
+
+interface LoadItem {
+  seq: number;
+  records?: CanonicalRecord[];
+}
+
+const channelCapacity = 2;
+
+export function exitCodeOf(status: RunStatus): number {
+  if (status === "succeeded") return ExitCode.Succeeded;
+  if (status === "partial") return ExitCode.Partial;
+  return ExitCode.Failed;
+}
+
+function statusOf(counts: RunCounts): RunStatus {
+  let quarantined = counts.quarantined;
+  let failed = counts.failed;
+  for (const target of Object.values(counts.targets)) {
+    quarantined += target.quarantined;
+    failed += target.failed;
+  }
+  if (failed > 0) return "failed";
+  return quarantined > 0 ? "partial" : "succeeded";
+}
+
+function runError(error: FrancaError): RunError {
+  return {
+    code: error.code,
+    message: error.message,
+    errorClass: error.errorClass,
+    ...(error.system === undefined ? {} : { system: error.system }),
+    ...(error.setting === undefined ? {} : { setting: error.setting }),
+  };
+}
+
+/**
+ * Executes (or continues) a run: extract → transform → load as concurrent stages joined by bounded channels, each
+ * stage persisting its output chunk by chunk before the next takes it. On return the run is finished in the store
+ * (status, counts, error) and the flow's cursor has moved as far as every record before it is final.
+ */
+export async function executeRun(
+  env: RunEnvironment,
+  flow: Flow,
+  run: RunRecord,
+  options: RunOptions = {},
+): Promise<RunSummary> {
+  const { store } = env;
+  const logger = env.logger.child({ run: run.id, flow: flow.name });
+  const started = Date.now();
+  const control = new AbortController();
+  let firstError: FrancaError | undefined;
+  let cancelled = false;
+  const channels: { abort(error: unknown): void }[] = [];
+  const fail = (error: FrancaError) => {
+    if (firstError !== undefined) return;
+    firstError = error;
+    control.abort(error);
+    for (const channel of channels) channel.abort(error);
+  };
+  const onCancel = () => {
+    cancelled = true;
+    fail(new FrancaError(ErrorCode.RunCancelled, "the run was cancelled"));
+  };
+  if (options.signal?.aborted) onCancel();
+  options.signal?.addEventListener("abort", onCancel, { once: true });
+
+  const heartbeat = setInterval(() => {
+    store.heartbeat(run.id, env.owner, Date.now()).then(
+      (owned) => {
+        if (!owned) fail(new FrancaError(ErrorCode.RunLocked, `run ${run.id} was taken over by another process`));
+      },
+      (error: unknown) => logger.warn({ err: toFrancaError(error).message }, "heartbeat failed"),
+    );
+  }, env.heartbeatMs);
+  heartbeat.unref();
+  const deadline =
+    flow.deadlineMs === undefined
+      ? undefined
+      : setTimeout(() => logger.warn({ deadlineMs: flow.deadlineMs }, "run is past its deadline"), flow.deadlineMs);
+  deadline?.unref();
+
+  const states = await store.chunkStates(run.id);
+  const already = await store.counts(run.id);
+  const targets: Endpoint[] = run.targets.map((name) => {
+    const binding = flow.to.find((item) => item.name === name);
+    if (binding === undefined) {
+      throw new FrancaError(
+        ErrorCode.ConfigInvalid,
+        `run ${run.id} loads target '${name}', which is no longer in flow '${flow.name}'`,
+        {
+          setting: `flows.${flow.name}.to`,
+        },
+      );
+    }
+    return { binding, connection: env.connections.get(binding.system), policy: env.policyOf(binding.system.name) };
+  });
+  const source: Endpoint = {
+    binding: flow.from,
+    connection: env.connections.get(flow.from.system),
+    policy: env.policyOf(flow.from.system.name),
+  };
+
+  const progress: RunProgress = {
+    runId: run.id,
+    flow: flow.name,
+    startedAt: run.startedAt,
+    chunks: already.chunks,
+    extracted: already.extracted,
+    transformed: already.canonical + already.quarantined + already.failed,
+    quarantined: already.quarantined,
+    failed: already.failed,
+    extractDone: run.extractDone,
+    targets: Object.fromEntries(
+      run.targets.map((name) => [
+        name,
+        { ...(already.targets[name] ?? { loaded: 0, unchanged: 0, quarantined: 0, failed: 0 }) },
+      ]),
+    ),
+  };
+  let problemsSoFar = already.quarantined + already.failed;
+  for (const counts of Object.values(already.targets)) problemsSoFar += counts.quarantined + counts.failed;
+
+  const lookups = new LookupRuntime({
+    policyOf: env.policyOf,
+    clientOf: (name) => {
+      const system = env.systemsByName.get(name);
+      return system === undefined ? undefined : env.connections.get(system).client?.();
+    },
+    signal: control.signal,
+  });
+  const mapContexts = new Map<string, MapContext>();
+  let lastNotify = 0;
+  const ctx: RunContext = {
+    run,
+    flow,
+    store,
+    logger,
+    signal: control.signal,
+    compiled: compileEntity(flow.entity),
+    source,
+    targets,
+    lookups,
+    budget: new FailureBudget(flow.failure, { processed: progress.transformed, problems: problemsSoFar }),
+    progress,
+    mapContext(binding) {
+      let context = mapContexts.get(binding);
+      if (context === undefined) {
+        context = {
+          run: { id: run.id, flow: flow.name },
+          binding,
+          lookup: <K, V>(item: Lookup<K, V>, key: K): Promise<V> => {
+            if (env.lookupsByName.get(item.name) !== (item as Lookup)) {
+              return Promise.reject(
+                new FrancaError(
+                  ErrorCode.ConfigUnknownReference,
+                  `lookup '${item.name}' is not declared in the hub's lookups`,
+                  {
+                    setting: "lookups",
+                  },
+                ),
+              );
+            }
+            return lookups.call(item, key);
+          },
+        };
+        mapContexts.set(binding, context);
+      }
+      return context;
+    },
+    fail,
+    notify() {
+      const now = Date.now();
+      if (options.onProgress !== undefined && now - lastNotify >= 100) {
+        lastNotify = now;
+        options.onProgress(progress);
+      }
+    },
+  };
+
+  // --- the plan: what this (possibly resumed) run still has to do
+  const notTransformed = states.filter((chunk) => !chunk.transformed).map((chunk) => chunk.seq);
+  const last = states.at(-1);
+  const startSeq = last === undefined ? 0 : last.seq + 1;
+  const from = last === undefined ? run.cursorFrom : last.position;
+  const drift: DriftState = { current: {} };
+  const previousProfile = await store.getProfile(flow.name);
+  if (previousProfile !== undefined) drift.previous = previousProfile;
+  if (states.length > 0 || run.extractDone) {
+    logger.info(
+      { chunks: states.length, toTransform: notTransformed.length, extractDone: run.extractDone },
+      "resuming run",
+    );
+  } else {
+    logger.info({ from: run.cursorFrom ?? null, targets: run.targets }, "run started");
+  }
+
+  const toTransform = new Channel<ExtractedChunk>(channelCapacity);
+  channels.push(toTransform);
+  const toLoad = new Map<string, Channel<LoadItem>>();
+  const sequencers = new Map<string, Sequencer<CanonicalRecord[] | undefined>>();
+  for (const target of targets) {
+    const channel = new Channel<LoadItem>(channelCapacity);
+    channels.push(channel);
+    toLoad.set(target.binding.name, channel);
+    const pending = states
+      .filter((chunk) => chunk.transformed && !chunk.loaded[target.binding.name])
+      .map((chunk) => chunk.seq);
+    const sequencer = new Sequencer<CanonicalRecord[] | undefined>(
+      [...pending, ...notTransformed],
+      startSeq,
+      (seq, records) => channel.send(records === undefined ? { seq } : { seq, records }),
+    );
+    sequencers.set(target.binding.name, sequencer);
+    channels.push(sequencer);
+  }
+
+  const guard = async (stage: string, work: () => Promise<void>): Promise<void> => {
+    try {
+      await work();
+    } catch (error) {
+      if (control.signal.aborted && firstError !== undefined) return;
+      const failure = error instanceof AttemptsError ? error.error : toFrancaError(error);
+      logger.error({ stage, err: failure.toJSON() }, `${stage} stopped the run`);
+      fail(failure);
+    }
+  };
+
+  const extractTask = guard("extract", async () => {
+    try {
+      for (const seq of notTransformed) await toTransform.send({ seq });
+      if (!run.extractDone) {
+        await extract(ctx, startSeq, from, toTransform, drift);
+        if (control.signal.aborted) return;
+        await store.markExtractDone(run.id);
+        progress.extractDone = true;
+        ctx.notify();
+      }
+    } finally {
+      toTransform.close();
+    }
+  });
+
+  const transformTask = guard("transform", async () => {
+    const feeders = targets.map((target) =>
+      guard("load", async () => {
+        const name = target.binding.name;
+        const sequencer = sequencers.get(name) as Sequencer<CanonicalRecord[] | undefined>;
+        const pending = states.filter((chunk) => chunk.transformed && !chunk.loaded[name]);
+        await Promise.all(pending.map((chunk) => sequencer.offer(chunk.seq, undefined)));
+      }),
+    );
+    const workers = Array.from({ length: options.transformConcurrency ?? 2 }, () =>
+      guard("transform", async () => {
+        for (;;) {
+          const next = await toTransform.receive();
+          if (next.done) return;
+          const { seq } = next.value;
+          let rows = next.value.rows;
+          if (rows === undefined) {
+            const staged = await store.readStaged(run.id, seq, "extracted");
+            if (staged === undefined)
+              throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged rows`);
+            rows = JSON.parse(staged) as NonNullable<typeof rows>;
+          }
+          const records = await transformAndStage(ctx, seq, rows);
+          await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, records)));
+        }
+      }),
+    );
+    await Promise.all([...feeders, ...workers]);
+    for (const channel of toLoad.values()) channel.close();
+  });
+
+  const loadTasks = targets.map((target) =>
+    guard("load", async () => {
+      const name = target.binding.name;
+      const channel = toLoad.get(name) as Channel<LoadItem>;
+      const locks = new KeyLocks();
+      const running = new Set<Promise<void>>();
+      for (;;) {
+        const next = await channel.receive();
+        if (next.done) break;
+        const { seq } = next.value;
+        let records = next.value.records;
+        if (records === undefined) {
+          const staged = await store.readStaged(run.id, seq, "canonical");
+          if (staged === undefined)
+            throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`);
+          records = decodeCanonical(staged);
+        }
+        const lock = locks.register(records.map((record) => record.key));
+        while (running.size >= flow.loadConcurrency) await Promise.race(running);
+        const chunkRecords = records;
+        const task: Promise<void> = lock.ready
+          .then(() => (control.signal.aborted ? undefined : loadChunk(ctx, target, seq, chunkRecords)))
+          .catch((error: unknown) => {
+            if (!(control.signal.aborted && firstError !== undefined)) {
+              const failure = error instanceof AttemptsError ? error.error : toFrancaError(error);
+              logger.error({ stage: "load", target: name, chunk: seq, err: failure.toJSON() }, "load stopped the run");
+              fail(failure);
+            }
+          })
+          .finally(() => {
+            lock.release();
+            running.delete(task);
+          });
+        running.add(task);
+      }
+      await Promise.all(running);
+    }),
+  );
+
+  await Promise.all([extractTask, transformTask, ...loadTasks]);
+
+  // --- completion: publish staged target output (files) once every chunk is final there
+  const finalStates = await store.chunkStates(run.id);
+  if (firstError === undefined) {
+    for (const target of targets) {
+      const complete = target.connection.complete;
+      if (complete === undefined || !finalStates.every((chunk) => chunkDone(chunk, [target.binding.name]))) continue;
+      try {
+        await target.policy.execute(
+          () =>
+            complete.call(target.connection, {
+              options: target.binding.options,
+              target: target.binding.name,
+              run: run.id,
+              chunks: finalStates.map((chunk) => chunk.seq),
+            }),
+          control.signal,
+        );
+      } catch (error) {
+        fail(error instanceof AttemptsError ? error.error : toFrancaError(error));
+      }
+    }
+  }
+  clearInterval(heartbeat);
+  if (deadline !== undefined) clearTimeout(deadline);
+  options.signal?.removeEventListener("abort", onCancel);
+
+  const counts = await store.counts(run.id);
+  const status: RunStatus = firstError === undefined ? statusOf(counts) : cancelled ? "cancelled" : "failed";
+  const cursor = run.kind === "flow" ? advancedCursor(finalStates, run.targets) : undefined;
+  const fullExtraction = startSeq === 0 && !run.extractDone && progress.extractDone;
+  if (fullExtraction && drift.previous !== undefined && flow.drift !== "ignore") {
+    const missing = compareProfiles(drift.previous, drift.current, true);
+    if (missing !== undefined && missing.missing.length > 0) {
+      drift.drift = { added: drift.drift?.added ?? [], retyped: drift.drift?.retyped ?? [], missing: missing.missing };
+      logger.warn({ drift: drift.drift }, `source drift in ${flow.from.name}: ${describeDrift(drift.drift)}`);
+    }
+  }
+  const systems: Record<string, unknown> = {};
+  for (const endpoint of [source, ...targets]) systems[endpoint.binding.system.name] = { ...endpoint.policy.stats };
+  const durationMs = Date.now() - started;
+  const processedNow = progress.transformed - (already.canonical + already.quarantined + already.failed);
+  const stats: Record<string, unknown> = {
+    ...run.stats,
+    durationMs: Number(run.stats.durationMs ?? 0) + durationMs,
+    recordsPerSecond: durationMs === 0 ? 0 : Math.round((processedNow / durationMs) * 1000),
+    lookups: lookups.stats(),
+    systems,
+    ...(drift.drift === undefined ? {} : { drift: drift.drift }),
+  };
+  const profile = fullExtraction && Object.keys(drift.current).length > 0 ? drift.current : undefined;
+  try {
+    await store.finishRun(
+      run.id,
+      env.owner,
+      {
+        status,
+        ...(firstError === undefined ? {} : { error: runError(firstError) }),
+        stats,
+        ...(cursor === undefined ? {} : { cursor }),
+        ...(profile === undefined ? {} : { profile }),
+      },
+      Date.now(),
+    );
+  } catch (error) {
+    logger.error({ err: toFrancaError(error).message }, "could not record the end of the run");
+    throw error;
+  }
+  const finished = (await store.getRun(run.id)) as RunRecord;
+  const level = status === "succeeded" ? "info" : status === "partial" ? "warn" : "error";
+  logger[level](
+    { status, counts, durationMs, ...(firstError === undefined ? {} : { err: firstError.toJSON() }) },
+    `run ${status}`,
+  );
+  return { run: finished, counts, exitCode: exitCodeOf(status) };
+}

@@ -1,0 +1,27 @@
+import { resolve } from "node:path";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+import { SqliteStore } from "./sqlite/store.ts";
+import type { Store } from "./types.ts";
+
+export const defaultStoreFile = ".franca/franca.db";
+
+/**
+ * Opens the store a hub names: a `postgres://` URL, or a SQLite file (relative to the configuration's directory;
+ * default `.franca/franca.db`). Migrations run before it is returned.
+ */
+export async function openStore(location: string | undefined, baseDir: string): Promise<Store> {
+  const spec = location ?? defaultStoreFile;
+  if (/^postgres(ql)?:\/\//.test(spec)) {
+    throw new FrancaError(
+      ErrorCode.ConfigInvalid,
+      "store: the PostgreSQL store is not available yet; use a SQLite file",
+      {
+        setting: "store",
+      },
+    );
+  }
+  const file = spec.startsWith("sqlite:") ? spec.slice("sqlite:".length) : spec;
+  const store = new SqliteStore(file === ":memory:" ? file : resolve(baseDir, file));
+  await store.migrate();
+  return store;
+}

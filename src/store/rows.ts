@@ -1,0 +1,94 @@
+/** Row ↔ record conversions shared by the SQLite and PostgreSQL stores (same columns in both). */
+import type { ErrorClass, ErrorCode } from "../core/errors.ts";
+import type { RecordOutcome, RecordStatus, RunStatus } from "../core/record.ts";
+import type { RunKind, RunRecord } from "./types.ts";
+
+export interface RunRow {
+  id: number | string;
+  flow: string;
+  kind: string;
+  trigger: string;
+  status: string;
+  parent_id: number | string | null;
+  targets: string;
+  started_at: number | string;
+  ended_at: number | string | null;
+  heartbeat_at: number | string | null;
+  owner: string | null;
+  cursor_from: string | null;
+  cursor_to: string | null;
+  extract_done: number | boolean;
+  error: string | null;
+  stats: string;
+}
+
+const num = (value: number | string): number => (typeof value === "number" ? value : Number(value));
+
+export function runFromRow(row: RunRow): RunRecord {
+  return {
+    id: num(row.id),
+    flow: row.flow,
+    kind: row.kind as RunKind,
+    trigger: row.trigger,
+    status: row.status as RunStatus,
+    ...(row.parent_id === null ? {} : { parentId: num(row.parent_id) }),
+    targets: JSON.parse(row.targets) as string[],
+    startedAt: num(row.started_at),
+    ...(row.ended_at === null ? {} : { endedAt: num(row.ended_at) }),
+    ...(row.heartbeat_at === null ? {} : { heartbeatAt: num(row.heartbeat_at) }),
+    ...(row.owner === null ? {} : { owner: row.owner }),
+    ...(row.cursor_from === null ? {} : { cursorFrom: JSON.parse(row.cursor_from) }),
+    ...(row.cursor_to === null ? {} : { cursorTo: JSON.parse(row.cursor_to) }),
+    extractDone: row.extract_done === true || row.extract_done === 1,
+    ...(row.error === null ? {} : { error: JSON.parse(row.error) }),
+    stats: JSON.parse(row.stats) as Record<string, unknown>,
+  };
+}
+
+export interface OutcomeRow {
+  key: string;
+  target: string;
+  status: string;
+  seq: number | string;
+  attempts: number | string;
+  code: string | null;
+  error_class: string | null;
+  message: string | null;
+  path: string | null;
+  target_id: string | null;
+  source_id: string | null;
+}
+
+export function outcomeFromRow(row: OutcomeRow): RecordOutcome {
+  return {
+    key: row.key,
+    target: row.target === "" ? null : row.target,
+    status: row.status as RecordStatus,
+    chunk: num(row.seq),
+    attempts: num(row.attempts),
+    ...(row.code === null ? {} : { code: row.code as ErrorCode }),
+    ...(row.error_class === null ? {} : { errorClass: row.error_class as ErrorClass }),
+    ...(row.message === null ? {} : { message: row.message }),
+    ...(row.path === null ? {} : { path: row.path }),
+    ...(row.target_id === null ? {} : { targetId: row.target_id }),
+    ...(row.source_id === null ? {} : { sourceId: row.source_id }),
+  };
+}
+
+/** Outcome columns in insertion order, for both stores. */
+export function outcomeValues(runId: number, outcome: RecordOutcome): unknown[] {
+  return [
+    runId,
+    outcome.key,
+    outcome.target ?? "",
+    outcome.status,
+    outcome.chunk,
+    outcome.attempts,
+    outcome.code ?? null,
+    outcome.errorClass ?? null,
+    outcome.message ?? null,
+    outcome.path ?? null,
+    outcome.targetId ?? null,
+    outcome.sourceId ?? null,
+  ];
+}

@@ -1,0 +1,111 @@
+/**
+ * Versioned schema of the SQLite store. A migration is never edited once released: a change is a new entry.
+ * The PostgreSQL store has the same tables and versions (store/postgres/migrations.ts).
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "ledger, staging, cursors, hashes",
+    sql: `
+      CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        flow TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        status TEXT NOT NULL,
+        parent_id INTEGER REFERENCES runs(id),
+        targets TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        heartbeat_at INTEGER,
+        owner TEXT,
+        cursor_from TEXT,
+        cursor_to TEXT,
+        extract_done INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        stats TEXT NOT NULL DEFAULT '{}'
+      );
+      CREATE INDEX runs_flow ON runs (flow, id);
+      CREATE INDEX runs_running ON runs (status) WHERE status = 'running';
+
+      CREATE TABLE chunks (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        position TEXT,
+        records INTEGER NOT NULL,
+        canonical INTEGER,
+        quarantined INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        extracted_at INTEGER NOT NULL,
+        transformed_at INTEGER,
+        PRIMARY KEY (run_id, seq)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE chunk_loads (
+        run_id INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        loaded INTEGER NOT NULL,
+        unchanged INTEGER NOT NULL,
+        quarantined INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        loaded_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, target, seq)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE staged (
+        run_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        stage TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq, stage)
+      );
+
+      -- one row per record and target (target '' for outcomes decided before load)
+      CREATE TABLE outcomes (
+        run_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        code TEXT,
+        error_class TEXT,
+        message TEXT,
+        path TEXT,
+        target_id TEXT,
+        source_id TEXT,
+        PRIMARY KEY (run_id, key, target)
+      ) WITHOUT ROWID;
+      CREATE INDEX outcomes_problems ON outcomes (run_id, status) WHERE status IN ('quarantined', 'failed');
+
+      CREATE TABLE cursors (
+        flow TEXT PRIMARY KEY,
+        position TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+
+      CREATE TABLE profiles (
+        flow TEXT PRIMARY KEY,
+        profile TEXT NOT NULL,
+        run_id INTEGER NOT NULL
+      );
+
+      CREATE TABLE target_hashes (
+        target TEXT NOT NULL,
+        key TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        PRIMARY KEY (target, key)
+      ) WITHOUT ROWID;
+    `,
+  },
+];

@@ -1,0 +1,522 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { RecordOutcome } from "../../core/record.ts";
+import { type OutcomeRow, outcomeFromRow, outcomeValues, type RunRow, runFromRow } from "../rows.ts";
+import type {
+  ChunkState,
+  FinishRun,
+  LoadedHash,
+  LoadResult,
+  NewRun,
+  RecordQuery,
+  RunCounts,
+  RunRecord,
+  Store,
+} from "../types.ts";
+import { migrations } from "./migrations.ts";
+
+export interface SqliteStoreOptions {
+  /**
+   * `normal` (default) survives any process crash (kill -9): WAL commits are atomic, and fsync happens at
+   * checkpoints. `full` also survives power loss at the cost of one fsync per chunk transaction.
+   */
+  synchronous?: "normal" | "full";
+}
+
+/**
+ * The embedded store: one SQLite file (WAL mode). node:sqlite is synchronous, so every method is one short
+ * transaction of about a chunk, and the event loop keeps serving network calls between them.
+ */
+export class SqliteStore implements Store {
+  readonly kind = "sqlite" as const;
+  readonly location: string;
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
+
+  constructor(file: string, options: SqliteStoreOptions = {}) {
+    this.location = file;
+    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+    this.#db = new DatabaseSync(file, { timeout: 10_000 });
+    this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"};
+      PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;`);
+  }
+
+  #prepare(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  #all<T>(sql: string, ...params: unknown[]): T[] {
+    return this.#prepare(sql).all(...(params as SQLInputValue[])) as T[];
+  }
+
+  #get<T>(sql: string, ...params: unknown[]): T | undefined {
+    return this.#prepare(sql).get(...(params as SQLInputValue[])) as T | undefined;
+  }
+
+  #run(sql: string, ...params: unknown[]): { changes: number | bigint; lastInsertRowid: number | bigint } {
+    return this.#prepare(sql).run(...(params as SQLInputValue[]));
+  }
+
+  /** Runs `work` in one write transaction (BEGIN IMMEDIATE: takes the write lock up front, no upgrade deadlock). */
+  #transaction<T>(work: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = work();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  async migrate(): Promise<void> {
+    this.#db.exec(
+      "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    );
+    const applied = new Set(this.#all<{ version: number }>("SELECT version FROM migrations").map((row) => row.version));
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      this.#transaction(() => {
+        this.#db.exec(migration.sql);
+        this.#run(
+          "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+          migration.version,
+          migration.name,
+          Date.now(),
+        );
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#statements.clear();
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  #runOrThrow(id: number): RunRecord {
+    const row = this.#get<RunRow>("SELECT * FROM runs WHERE id = ?", id);
+    if (row === undefined) throw new FrancaError(ErrorCode.RunNotFound, `run ${id} does not exist`);
+    return runFromRow(row);
+  }
+
+  #assertFlowFree(flow: string, except?: number): void {
+    const running = this.#get<{ id: number; owner: string }>(
+      "SELECT id, owner FROM runs WHERE flow = ? AND status = 'running' AND id IS NOT ? LIMIT 1",
+      flow,
+      except ?? null,
+    );
+    if (running !== undefined) {
+      throw new FrancaError(
+        ErrorCode.RunLocked,
+        `flow '${flow}' already has run ${running.id} in progress (owner ${running.owner}); wait for it or resume it when it stops`,
+      );
+    }
+  }
+
+  async startRun(run: NewRun): Promise<RunRecord> {
+    return this.#transaction(() => {
+      this.#assertFlowFree(run.flow);
+      const result = this.#run(
+        `INSERT INTO runs (flow, kind, trigger, status, parent_id, targets, started_at, heartbeat_at, owner, cursor_from, stats)
+         VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)`,
+        run.flow,
+        run.kind,
+        run.trigger,
+        run.parentId ?? null,
+        JSON.stringify(run.targets),
+        run.now,
+        run.now,
+        run.owner,
+        run.cursorFrom === undefined ? null : JSON.stringify(run.cursorFrom),
+        JSON.stringify(run.stats ?? {}),
+      );
+      return this.#runOrThrow(Number(result.lastInsertRowid));
+    });
+  }
+
+  async claimRun(id: number, owner: string, now: number): Promise<RunRecord> {
+    return this.#transaction(() => {
+      const run = this.#runOrThrow(id);
+      if (run.status === "running") {
+        throw new FrancaError(ErrorCode.RunLocked, `run ${id} is running (owner ${run.owner ?? "unknown"})`);
+      }
+      if (run.status !== "failed" && run.status !== "cancelled") {
+        throw new FrancaError(
+          ErrorCode.RunNotResumable,
+          `run ${id} has status ${run.status}: only failed or cancelled runs resume`,
+        );
+      }
+      this.#assertFlowFree(run.flow, id);
+      if (run.kind === "flow") {
+        const newer = this.#get<{ id: number }>(
+          "SELECT id FROM runs WHERE flow = ? AND kind = 'flow' AND id > ? ORDER BY id LIMIT 1",
+          run.flow,
+          id,
+        );
+        if (newer !== undefined) {
+          throw new FrancaError(
+            ErrorCode.RunNotResumable,
+            `run ${id} was superseded by run ${newer.id} of the same flow, which read its data again; resuming it could load older data over newer`,
+          );
+        }
+      }
+      const stats = { ...run.stats, resumes: Number(run.stats.resumes ?? 0) + 1 };
+      this.#run(
+        "UPDATE runs SET status = 'running', owner = ?, heartbeat_at = ?, ended_at = NULL, error = NULL, stats = ? WHERE id = ?",
+        owner,
+        now,
+        JSON.stringify(stats),
+        id,
+      );
+      return this.#runOrThrow(id);
+    });
+  }
+
+  async heartbeat(id: number, owner: string, now: number): Promise<boolean> {
+    const result = this.#run(
+      "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND owner = ? AND status = 'running'",
+      now,
+      id,
+      owner,
+    );
+    return Number(result.changes) === 1;
+  }
+
+  async reapAbandoned(staleBefore: number, isDead: (owner: string) => boolean, now: number): Promise<number[]> {
+    return this.#transaction(() => {
+      const running = this.#all<{ id: number; owner: string | null; heartbeat_at: number | null }>(
+        "SELECT id, owner, heartbeat_at FROM runs WHERE status = 'running'",
+      );
+      const reaped: number[] = [];
+      for (const run of running) {
+        const stale = (run.heartbeat_at ?? 0) < staleBefore;
+        if (!stale && !(run.owner !== null && isDead(run.owner))) continue;
+        const error = {
+          code: ErrorCode.RunAbandoned,
+          message: `the process running it (${run.owner ?? "unknown"}) stopped without finishing; last heartbeat ${
+            run.heartbeat_at === null ? "never" : new Date(run.heartbeat_at).toISOString()
+          }. Resume it with 'franca resume ${run.id}'.`,
+        };
+        this.#run(
+          "UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ? AND status = 'running'",
+          now,
+          JSON.stringify(error),
+          run.id,
+        );
+        reaped.push(run.id);
+      }
+      return reaped;
+    });
+  }
+
+  async markExtractDone(id: number): Promise<void> {
+    this.#run("UPDATE runs SET extract_done = 1 WHERE id = ?", id);
+  }
+
+  async updateStats(id: number, stats: Record<string, unknown>): Promise<void> {
+    this.#run("UPDATE runs SET stats = ? WHERE id = ?", JSON.stringify(stats), id);
+  }
+
+  async finishRun(id: number, owner: string, finish: FinishRun, now: number): Promise<void> {
+    this.#transaction(() => {
+      const run = this.#runOrThrow(id);
+      if (run.owner !== owner) {
+        throw new FrancaError(ErrorCode.RunLocked, `run ${id} was taken over by ${run.owner ?? "another process"}`);
+      }
+      this.#run(
+        "UPDATE runs SET status = ?, ended_at = ?, error = ?, stats = ?, cursor_to = ? WHERE id = ?",
+        finish.status,
+        now,
+        finish.error === undefined ? null : JSON.stringify(finish.error),
+        JSON.stringify(finish.stats ?? run.stats),
+        finish.cursor === undefined ? null : JSON.stringify(finish.cursor),
+        id,
+      );
+      if (finish.cursor !== undefined) {
+        this.#run(
+          `INSERT INTO cursors (flow, position, run_id, updated_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (flow) DO UPDATE SET position = excluded.position, run_id = excluded.run_id, updated_at = excluded.updated_at`,
+          run.flow,
+          JSON.stringify(finish.cursor),
+          id,
+          now,
+        );
+      }
+      if (finish.profile !== undefined) {
+        this.#run(
+          "INSERT INTO profiles (flow, profile, run_id) VALUES (?, ?, ?) ON CONFLICT (flow) DO UPDATE SET profile = excluded.profile, run_id = excluded.run_id",
+          run.flow,
+          JSON.stringify(finish.profile),
+          id,
+        );
+      }
+    });
+  }
+
+  async getRun(id: number): Promise<RunRecord | undefined> {
+    const row = this.#get<RunRow>("SELECT * FROM runs WHERE id = ?", id);
+    return row === undefined ? undefined : runFromRow(row);
+  }
+
+  async listRuns(filter: { flow?: string; limit?: number; status?: string } = {}): Promise<RunRecord[]> {
+    return this.#all<RunRow>(
+      "SELECT * FROM runs WHERE (? IS NULL OR flow = ?) AND (? IS NULL OR status = ?) ORDER BY id DESC LIMIT ?",
+      filter.flow ?? null,
+      filter.flow ?? null,
+      filter.status ?? null,
+      filter.status ?? null,
+      filter.limit ?? 20,
+    ).map(runFromRow);
+  }
+
+  async latestUnfinished(flow: string): Promise<RunRecord | undefined> {
+    const row = this.#get<RunRow>("SELECT * FROM runs WHERE flow = ? AND kind = 'flow' ORDER BY id DESC LIMIT 1", flow);
+    if (row === undefined) return undefined;
+    const run = runFromRow(row);
+    return run.status === "failed" || run.status === "cancelled" ? run : undefined;
+  }
+
+  async saveExtracted(
+    runId: number,
+    seq: number,
+    position: unknown,
+    records: number,
+    rowsJson: string,
+    now: number,
+  ): Promise<void> {
+    this.#transaction(() => {
+      this.#run("INSERT INTO staged (run_id, seq, stage, data) VALUES (?, ?, 'extracted', ?)", runId, seq, rowsJson);
+      this.#run(
+        "INSERT INTO chunks (run_id, seq, position, records, extracted_at) VALUES (?, ?, ?, ?, ?)",
+        runId,
+        seq,
+        position === undefined ? null : JSON.stringify(position),
+        records,
+        now,
+      );
+    });
+  }
+
+  async saveCanonical(
+    runId: number,
+    seq: number,
+    canonicalJson: string,
+    canonical: number,
+    problems: readonly RecordOutcome[],
+    now: number,
+  ): Promise<void> {
+    let failed = 0;
+    for (const problem of problems) if (problem.status === "failed") failed++;
+    this.#transaction(() => {
+      this.#run(
+        "INSERT INTO staged (run_id, seq, stage, data) VALUES (?, ?, 'canonical', ?) ON CONFLICT (run_id, seq, stage) DO UPDATE SET data = excluded.data",
+        runId,
+        seq,
+        canonicalJson,
+      );
+      this.#insertOutcomes(runId, problems);
+      this.#run(
+        "UPDATE chunks SET canonical = ?, quarantined = ?, failed = ?, transformed_at = ? WHERE run_id = ? AND seq = ?",
+        canonical,
+        problems.length - failed,
+        failed,
+        now,
+        runId,
+        seq,
+      );
+    });
+  }
+
+  async saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void> {
+    this.#transaction(() => this.#insertOutcomes(runId, outcomes));
+  }
+
+  #insertOutcomes(runId: number, outcomes: readonly RecordOutcome[]): void {
+    if (outcomes.length === 0) return;
+    const sql = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, code, error_class, message, path, target_id, source_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq, attempts = excluded.attempts,
+        code = excluded.code, error_class = excluded.error_class, message = excluded.message, path = excluded.path,
+        target_id = excluded.target_id, source_id = excluded.source_id`;
+    for (const outcome of outcomes) this.#run(sql, ...outcomeValues(runId, outcome));
+  }
+
+  async saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void> {
+    this.#transaction(() => {
+      // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
+      const upsertPlain = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id)
+        SELECT ?, value ->> 0, ?, ?, ?, ?, value ->> 1 FROM json_each(?) WHERE true
+        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
+          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL, target_id = excluded.target_id`;
+      if (result.loaded.length > 0) {
+        const loaded = JSON.stringify(result.loaded.map((item) => [item.key, item.targetId ?? null]));
+        this.#run(upsertPlain, runId, target, "loaded", seq, result.attempts, loaded);
+        this.#run(
+          `INSERT INTO target_hashes (target, key, hash, run_id) SELECT ?, value ->> 0, value ->> 1, ? FROM json_each(?) WHERE true
+           ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
+          target,
+          runId,
+          JSON.stringify(result.loaded.map((item) => [item.key, item.hash])),
+        );
+      }
+      if (result.unchanged.length > 0) {
+        const unchanged = JSON.stringify(result.unchanged.map((key) => [key, null]));
+        this.#run(upsertPlain, runId, target, "unchanged", seq, result.attempts, unchanged);
+      }
+      this.#insertOutcomes(runId, result.problems);
+      let quarantined = 0;
+      let failed = 0;
+      for (const problem of result.problems) {
+        if (problem.status === "failed") failed++;
+        else quarantined++;
+      }
+      this.#run(
+        `INSERT INTO chunk_loads (run_id, target, seq, loaded, unchanged, quarantined, failed, attempts, loaded_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (run_id, target, seq) DO UPDATE SET loaded = excluded.loaded, unchanged = excluded.unchanged,
+           quarantined = excluded.quarantined, failed = excluded.failed, attempts = chunk_loads.attempts + excluded.attempts,
+           loaded_at = excluded.loaded_at`,
+        runId,
+        target,
+        seq,
+        result.loaded.length,
+        result.unchanged.length,
+        quarantined,
+        failed,
+        result.attempts,
+        now,
+      );
+    });
+  }
+
+  async readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined> {
+    return this.#get<{ data: string }>(
+      "SELECT data FROM staged WHERE run_id = ? AND seq = ? AND stage = ?",
+      runId,
+      seq,
+      stage,
+    )?.data;
+  }
+
+  async chunkStates(runId: number): Promise<ChunkState[]> {
+    const chunks = this.#all<{
+      seq: number;
+      position: string | null;
+      records: number;
+      canonical: number | null;
+      failed: number;
+    }>("SELECT seq, position, records, canonical, failed FROM chunks WHERE run_id = ? ORDER BY seq", runId);
+    const loads = this.#all<{ seq: number; target: string; failed: number }>(
+      "SELECT seq, target, failed FROM chunk_loads WHERE run_id = ?",
+      runId,
+    );
+    const byChunk = new Map<number, Record<string, boolean>>();
+    for (const load of loads) {
+      const entry = byChunk.get(load.seq) ?? {};
+      entry[load.target] = load.failed === 0;
+      byChunk.set(load.seq, entry);
+    }
+    return chunks.map((chunk) => ({
+      seq: chunk.seq,
+      position: chunk.position === null ? undefined : JSON.parse(chunk.position),
+      records: chunk.records,
+      transformed: chunk.canonical !== null && chunk.failed === 0,
+      loaded: byChunk.get(chunk.seq) ?? {},
+    }));
+  }
+
+  async getCursor(flow: string): Promise<unknown | undefined> {
+    const row = this.#get<{ position: string }>("SELECT position FROM cursors WHERE flow = ?", flow);
+    return row === undefined ? undefined : JSON.parse(row.position);
+  }
+
+  async getProfile(flow: string): Promise<Record<string, string> | undefined> {
+    const row = this.#get<{ profile: string }>("SELECT profile FROM profiles WHERE flow = ?", flow);
+    return row === undefined ? undefined : JSON.parse(row.profile);
+  }
+
+  async getHashes(target: string, keys: readonly string[]): Promise<Map<string, LoadedHash>> {
+    const found = new Map<string, LoadedHash>();
+    if (keys.length === 0) return found;
+    // json_each drives the join (CROSS JOIN fixes the order), so each key is one primary-key probe
+    const rows = this.#all<{ key: string; hash: string; run_id: number }>(
+      `SELECT h.key, h.hash, h.run_id FROM json_each(?) AS k CROSS JOIN target_hashes AS h
+       WHERE h.target = ? AND h.key = k.value`,
+      JSON.stringify(keys),
+      target,
+    );
+    for (const row of rows) found.set(row.key, { hash: row.hash, runId: row.run_id });
+    return found;
+  }
+
+  async counts(runId: number): Promise<RunCounts> {
+    const totals = this.#get<{
+      chunks: number;
+      extracted: number | null;
+      canonical: number | null;
+      quarantined: number | null;
+      failed: number | null;
+    }>(
+      `SELECT count(*) AS chunks, sum(records) AS extracted, sum(canonical) AS canonical, sum(quarantined) AS quarantined,
+         sum(failed) AS failed FROM chunks WHERE run_id = ?`,
+      runId,
+    );
+    const targets: RunCounts["targets"] = {};
+    const run = this.#get<{ targets: string }>("SELECT targets FROM runs WHERE id = ?", runId);
+    for (const name of run === undefined ? [] : (JSON.parse(run.targets) as string[])) {
+      targets[name] = { loaded: 0, unchanged: 0, quarantined: 0, failed: 0 };
+    }
+    for (const row of this.#all<{
+      target: string;
+      loaded: number;
+      unchanged: number;
+      quarantined: number;
+      failed: number;
+    }>(
+      `SELECT target, sum(loaded) AS loaded, sum(unchanged) AS unchanged, sum(quarantined) AS quarantined, sum(failed) AS failed
+       FROM chunk_loads WHERE run_id = ? GROUP BY target`,
+      runId,
+    )) {
+      targets[row.target] = {
+        loaded: row.loaded,
+        unchanged: row.unchanged,
+        quarantined: row.quarantined,
+        failed: row.failed,
+      };
+    }
+    return {
+      chunks: totals?.chunks ?? 0,
+      extracted: totals?.extracted ?? 0,
+      canonical: totals?.canonical ?? 0,
+      quarantined: totals?.quarantined ?? 0,
+      failed: totals?.failed ?? 0,
+      targets,
+    };
+  }
+
+  async records(runId: number, query: RecordQuery = {}): Promise<RecordOutcome[]> {
+    const target = query.target === undefined ? null : query.target;
+    return this.#all<OutcomeRow>(
+      `SELECT key, target, status, seq, attempts, code, error_class, message, path, target_id, source_id FROM outcomes
+       WHERE run_id = ? AND (? IS NULL OR status = ?) AND (? IS NULL OR key = ?) AND (? IS NULL OR target = ?)
+       ORDER BY seq, key, target LIMIT ? OFFSET ?`,
+      runId,
+      query.status ?? null,
+      query.status ?? null,
+      query.key ?? null,
+      query.key ?? null,
+      target,
+      target,
+      query.limit ?? 1000,
+      query.offset ?? 0,
+    ).map(outcomeFromRow);
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The store: runs, chunks, staged stage outputs, the per-record ledger, cursors and content hashes. One interface,
+ * a SQLite implementation (embedded default) and a PostgreSQL one (shared, for worker processes).
+ *
+ * Every method that changes state is one transaction, about a chunk in size: a chunk's staged output and its
+ * ledger rows commit together, so a crash leaves each chunk either fully recorded or not at all.
+ */
+import type { ErrorClass, ErrorCode } from "../core/errors.ts";
+import type { RecordOutcome, RecordStatus, RunStatus } from "../core/record.ts";
+
+export type RunKind = "flow" | "replay";
+
+export interface RunError {
+  code: ErrorCode;
+  message: string;
+  errorClass?: ErrorClass;
+  system?: string;
+  setting?: string;
+}
+
+export interface TargetCounts {
+  loaded: number;
+  unchanged: number;
+  quarantined: number;
+  failed: number;
+}
+
+export interface RunCounts {
+  chunks: number;
+  extracted: number;
+  /** Records that became valid canonical records. */
+  canonical: number;
+  /** Records quarantined before load (mapping, validation, key). */
+  quarantined: number;
+  /** Records that failed before load on a transient error (a lookup's system down): retried by resume. */
+  failed: number;
+  targets: Record<string, TargetCounts>;
+}
+
+export interface RunRecord {
+  id: number;
+  flow: string;
+  kind: RunKind;
+  trigger: string;
+  status: RunStatus;
+  parentId?: number;
+  /** Target binding names this run loads, fixed at start so a resume loads the same ones. */
+  targets: string[];
+  startedAt: number;
+  endedAt?: number;
+  heartbeatAt?: number;
+  owner?: string;
+  /** Position the extraction started from (the flow's cursor when the run began). */
+  cursorFrom?: unknown;
+  /** Position the flow's cursor advanced to when the run ended. */
+  cursorTo?: unknown;
+  extractDone: boolean;
+  error?: RunError;
+  /** Free-form figures: stage timings, lookup hit rates, drift report, resumes. */
+  stats: Record<string, unknown>;
+}
+
+export interface NewRun {
+  flow: string;
+  kind: RunKind;
+  trigger: string;
+  targets: string[];
+  owner: string;
+  now: number;
+  cursorFrom?: unknown;
+  parentId?: number;
+  stats?: Record<string, unknown>;
+}
+
+export interface ChunkState {
+  seq: number;
+  /** Source position after the chunk's last record. */
+  position: unknown;
+  records: number;
+  /** Transformed with no transient failure: the canonical output is final. */
+  transformed: boolean;
+  /** Per target: whether every record of the chunk has a final outcome there (no 'failed'). */
+  loaded: Record<string, boolean>;
+}
+
+/** One chunk's load into one target. */
+export interface LoadResult {
+  /** Keys loaded, with the content hash now in the target and the id the target gave, if any. */
+  loaded: { key: string; hash: string; targetId?: string }[];
+  unchanged: string[];
+  /** Quarantined or failed records, with their reasons. */
+  problems: RecordOutcome[];
+  attempts: number;
+}
+
+export interface LoadedHash {
+  hash: string;
+  runId: number;
+}
+
+export interface RecordQuery {
+  status?: RecordStatus;
+  key?: string;
+  target?: string;
+  limit?: number;
+  offset?: number;
+}
+
+export interface FinishRun {
+  status: RunStatus;
+  error?: RunError;
+  stats?: Record<string, unknown>;
+  /** Advance the flow's cursor to this position, in the same transaction. */
+  cursor?: unknown;
+  /** The source's field profile seen by this run (drift detection), saved for the next run. */
+  profile?: Record<string, string>;
+}
+
+export interface Store {
+  readonly kind: "sqlite" | "postgres";
+  /** Human-readable location (file path, or URL without password). */
+  readonly location: string;
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Creates a running run. Throws RUN_LOCKED when the flow has a running run with a live owner. */
+  startRun(run: NewRun): Promise<RunRecord>;
+  /** Takes over a run that is not running (failed, abandoned) for resumption. */
+  claimRun(id: number, owner: string, now: number): Promise<RunRecord>;
+  /** Records that the owner is alive. Returns false when the run is no longer this owner's. */
+  heartbeat(id: number, owner: string, now: number): Promise<boolean>;
+  /** Marks running runs whose owner is gone (heartbeat older than staleBefore, or `isDead(owner)`) as failed. */
+  reapAbandoned(staleBefore: number, isDead: (owner: string) => boolean, now: number): Promise<number[]>;
+  markExtractDone(id: number): Promise<void>;
+  updateStats(id: number, stats: Record<string, unknown>): Promise<void>;
+  finishRun(id: number, owner: string, finish: FinishRun, now: number): Promise<void>;
+  getRun(id: number): Promise<RunRecord | undefined>;
+  listRuns(filter?: { flow?: string; limit?: number; status?: RunStatus }): Promise<RunRecord[]>;
+  /** The flow's most recent run when it did not finish (failed with work left, or abandoned). */
+  latestUnfinished(flow: string): Promise<RunRecord | undefined>;
+
+  /** Persists one extracted chunk (its rows as JSON text) and its source position. */
+  saveExtracted(
+    runId: number,
+    seq: number,
+    position: unknown,
+    records: number,
+    rowsJson: string,
+    now: number,
+  ): Promise<void>;
+  /**
+   * Persists one chunk's canonical records (JSON text) with the records the transform could not turn into one
+   * (quarantined, or failed on a transient error).
+   */
+  saveCanonical(
+    runId: number,
+    seq: number,
+    canonicalJson: string,
+    canonical: number,
+    problems: readonly RecordOutcome[],
+    now: number,
+  ): Promise<void>;
+  /** Records outcomes decided before the chunk could be staged (a run stopped mid-chunk by its failure policy). */
+  saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void>;
+  /** Records one chunk's load into one target: outcomes, new content hashes, chunk state. */
+  saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void>;
+  readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined>;
+  chunkStates(runId: number): Promise<ChunkState[]>;
+
+  getCursor(flow: string): Promise<unknown | undefined>;
+  getProfile(flow: string): Promise<Record<string, string> | undefined>;
+  /** Content hash last loaded to `target` for each of these keys, and the run that loaded it. */
+  getHashes(target: string, keys: readonly string[]): Promise<Map<string, LoadedHash>>;
+
+  counts(runId: number): Promise<RunCounts>;
+  records(runId: number, query?: RecordQuery): Promise<RecordOutcome[]>;
+}
