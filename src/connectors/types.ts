@@ -83,8 +83,25 @@ export interface Health {
   message?: string;
 }
 
+/**
+ * A row the source could not parse (a bad NDJSON line, a broken CSV record) is still yielded, as
+ * `{ $error: "why", $raw: "the text", $line?: n }`: the transform quarantines it with that reason, so bad input is
+ * reported and kept, never dropped, and never stops the run.
+ */
+export interface UnreadableRow {
+  $error: string;
+  $raw?: string;
+  $line?: number;
+}
+
 export interface Connection {
   read?(request: ReadRequest): AsyncIterable<ReadBatch>;
+  /**
+   * The position a new run starts from, given the one the previous run ended at. Default: the same (a keyset
+   * position is both). A paged API source, say, turns "page 57 of the rows changed since T" into "page 1 of the rows
+   * changed since the newest change seen".
+   */
+  nextRunFrom?(previousRunEnd: Position): Position | undefined;
   write?(request: WriteRequest): Promise<ItemResult[]>;
   /**
    * Most items one `write` call takes (an API's batch size; 1 for a single-record endpoint). The engine splits a

@@ -17,6 +17,8 @@ export const ErrorCode = {
   Usage: "USAGE",
   // records: quarantined with a field path
   MappingFailed: "MAPPING_FAILED",
+  /** The source could not parse the record (a bad line in a file): quarantined with the raw text. */
+  SourceRecordInvalid: "SOURCE_RECORD_INVALID",
   ValidationFailed: "VALIDATION_FAILED",
   KeyMissing: "KEY_MISSING",
   LookupFailed: "LOOKUP_FAILED",

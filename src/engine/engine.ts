@@ -148,7 +148,10 @@ export class Engine {
         return this.#resume(flow, unfinished, options);
       }
     }
-    const cursorFrom = await this.store.getCursor(flow.name);
+    const previousEnd = await this.store.getCursor(flow.name);
+    const source = this.#connections.get(flow.from.system);
+    const cursorFrom =
+      previousEnd === undefined || source.nextRunFrom === undefined ? previousEnd : source.nextRunFrom(previousEnd);
     const run = await this.store.startRun({
       flow: flow.name,
       kind: "flow",

@@ -40,6 +40,18 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
   const thrown = new Map<number, unknown>();
   let pending: Promise<void>[] | undefined;
   for (let i = 0; i < count; i++) {
+    const unreadable = (rows[i] as Row).$error;
+    if (typeof unreadable === "string") {
+      const line = (rows[i] as Row).$line;
+      thrown.set(
+        i,
+        new FrancaError(
+          ErrorCode.SourceRecordInvalid,
+          `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${unreadable}`,
+        ),
+      );
+      continue;
+    }
     try {
       const value = binding.toCanonical(rows[i] as Row, mapContext);
       if (isPromise(value)) {
