@@ -390,7 +390,9 @@ export async function executeRun(
   const counts = await store.counts(run.id);
   const status: RunStatus = firstError === undefined ? statusOf(counts) : cancelled ? "cancelled" : "failed";
   const cursor = run.kind === "flow" ? advancedCursor(finalStates, run.targets) : undefined;
-  const fullExtraction = startSeq === 0 && !run.extractDone && progress.extractDone;
+  // Missing fields can only be judged on a run that read the source from its start and saw records.
+  const fullExtraction =
+    startSeq === 0 && !run.extractDone && progress.extractDone && Object.keys(drift.current).length > 0;
   if (fullExtraction && drift.previous !== undefined && flow.drift !== "ignore") {
     const missing = compareProfiles(drift.previous, drift.current, true);
     if (missing !== undefined && missing.missing.length > 0) {
@@ -410,7 +412,7 @@ export async function executeRun(
     systems,
     ...(drift.drift === undefined ? {} : { drift: drift.drift }),
   };
-  const profile = fullExtraction && Object.keys(drift.current).length > 0 ? drift.current : undefined;
+  const profile = fullExtraction ? drift.current : undefined;
   try {
     await store.finishRun(
       run.id,

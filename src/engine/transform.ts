@@ -80,6 +80,8 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
   const indexOfKey = new Map<string, number>();
   const problems: RecordOutcome[] = [];
   const cursorField = binding.cursor;
+  // Good records are counted into the budget as they pass, so a ratio is judged on every record seen so far.
+  let goodSinceLastProblem = 0;
   for (let i = 0; i < count; i++) {
     const row = rows[i] as Row;
     let sourceId: string;
@@ -130,6 +132,8 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
         { stage: "transform", key: sourceId, chunk: seq, code: error.code, path: error.path, err: error.message },
         error.transient ? "record failed" : "record quarantined",
       );
+      budget.processedOk(goodSinceLastProblem);
+      goodSinceLastProblem = 0;
       const stop = budget.problem(true);
       if (stop !== undefined) {
         // The chunk is not staged (a resume transforms it again), but its problems so far are in the ledger.
@@ -140,6 +144,7 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
       }
       continue;
     }
+    goodSinceLastProblem++;
     const { json, hash } = compiled.fingerprint(payload);
     const record: CanonicalRecord = {
       key,
@@ -157,7 +162,7 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
       records[earlier] = record;
     }
   }
-  budget.processedOk(records.length);
+  budget.processedOk(goodSinceLastProblem);
   return { records, problems };
 }
 

@@ -1,0 +1,89 @@
+import { join } from "node:path";
+import pino from "pino";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+import type { Hub } from "../core/hub.ts";
+import { Engine } from "../engine/engine.ts";
+import { createLogger, type Logger } from "../observe/logger.ts";
+import { findConfig, loadHub } from "./load-config.ts";
+
+export interface CliValues {
+  config?: string;
+  json?: boolean;
+  log?: string;
+  "log-level"?: string;
+  flow?: string;
+  status?: string;
+  key?: string;
+  target?: string;
+  limit?: string;
+  offset?: string;
+  fresh?: boolean;
+  out?: string;
+  help?: boolean;
+}
+
+export interface Cli {
+  readonly values: CliValues;
+  readonly positionals: readonly string[];
+  readonly cwd: string;
+  /** Human-readable text or JSON for machines (--json). */
+  print(text: string): void;
+  printJson(value: unknown): void;
+  warn(text: string): void;
+  readonly interactive: boolean;
+  /** Loads the configuration and opens the engine (once). */
+  open(options?: {
+    longRunning?: boolean;
+  }): Promise<{ engine: Engine; hub: Hub; baseDir: string; file: string; logFile?: string }>;
+  close(): Promise<void>;
+}
+
+export function usageError(message: string): FrancaError {
+  return new FrancaError(ErrorCode.Usage, message);
+}
+
+/**
+ * Where logs go: `--log <file>` or `--log -` (stderr) when given; otherwise, for long-running commands on a terminal,
+ * to .franca/logs/franca.log (the terminal shows progress bars instead), and to stderr everywhere else.
+ */
+function loggerFor(
+  values: CliValues,
+  baseDir: string,
+  longRunning: boolean,
+  interactive: boolean,
+): { logger: Logger; logFile?: string } {
+  const level = values["log-level"] ?? process.env.FRANCA_LOG_LEVEL ?? (longRunning ? "info" : "warn");
+  const target = values.log ?? (longRunning && interactive ? join(baseDir, ".franca", "logs", "franca.log") : "-");
+  if (target === "-")
+    return { logger: createLogger({ level, destination: pino.destination({ dest: 2, sync: true }) }) };
+  return {
+    logger: createLogger({ level, destination: pino.destination({ dest: target, mkdir: true, sync: true }) }),
+    logFile: target,
+  };
+}
+
+export function createCli(values: CliValues, positionals: readonly string[], cwd: string): Cli {
+  let opened: Awaited<ReturnType<Cli["open"]>> | undefined;
+  const interactive = process.stderr.isTTY === true && values.json !== true;
+  return {
+    values,
+    positionals,
+    cwd,
+    interactive,
+    print: (text) => process.stdout.write(`${text}\n`),
+    printJson: (value) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`),
+    warn: (text) => process.stderr.write(`${text}\n`),
+    async open(options = {}) {
+      if (opened !== undefined) return opened;
+      const file = findConfig(values.config, cwd);
+      const { hub, baseDir } = await loadHub(file);
+      const { logger, logFile } = loggerFor(values, baseDir, options.longRunning === true, interactive);
+      const engine = await Engine.open({ hub, baseDir, logger });
+      opened = { engine, hub, baseDir, file, ...(logFile === undefined ? {} : { logFile }) };
+      return opened;
+    },
+    async close() {
+      await opened?.engine.close();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import type { LookupStats } from "../engine/lookups.ts";
+import type { RunSummary } from "../engine/run.ts";
+import type { RunCounts, RunRecord } from "../store/types.ts";
+import { count, duration, table, timestamp } from "./output.ts";
+
+/** A run as a human reads it: status, timings, counts per stage and target, lookups, drift, the error. */
+export function describeRun(run: RunRecord, counts: RunCounts): string {
+  const took = run.endedAt === undefined ? Date.now() - run.startedAt : run.endedAt - run.startedAt;
+  const lines = [
+    `run ${run.id} · flow ${run.flow} · ${run.status.toUpperCase()}${run.kind === "replay" ? ` · replay of run ${run.parentId}` : ""}`,
+    `  started ${timestamp(run.startedAt)} by ${run.trigger}, ${run.endedAt === undefined ? "running for" : "took"} ${duration(took)}${
+      Number(run.stats.resumes ?? 0) > 0 ? `, resumed ${String(run.stats.resumes)}×` : ""
+    }`,
+    counts.extracted === 0 && run.status === "succeeded"
+      ? "  nothing new since the last run (the source's cursor did not move)"
+      : `  extracted ${count(counts.extracted)} records in ${count(counts.chunks)} chunks · canonical ${count(counts.canonical)} · quarantined ${count(counts.quarantined)}${
+          counts.failed > 0 ? ` · failed ${count(counts.failed)}` : ""
+        }`,
+  ];
+  const targets = Object.entries(counts.targets);
+  if (targets.length > 0) {
+    const rows = targets.map(([name, c]) => [`  ${name}`, c.loaded, c.unchanged, c.quarantined, c.failed]);
+    lines.push(table(rows, ["  target", "loaded", "unchanged", "quarantined", "failed"]));
+  }
+  const lookups = run.stats.lookups as Record<string, LookupStats & { hitRate: number }> | undefined;
+  if (lookups !== undefined && Object.keys(lookups).length > 0) {
+    const rows = Object.entries(lookups).map(([name, s]) => [
+      `  ${name}`,
+      s.calls,
+      `${(s.hitRate * 100).toFixed(1)}%`,
+      s.requests,
+      s.batches,
+      s.errors,
+    ]);
+    lines.push(table(rows, ["  lookup", "calls", "hit rate", "requests", "batches", "errors"]));
+  }
+  const drift = run.stats.drift as
+    | { added: string[]; missing: string[]; retyped: { field: string; from: string; to: string }[] }
+    | undefined;
+  if (drift !== undefined) {
+    const parts = [
+      drift.added.length > 0 ? `new ${drift.added.join(", ")}` : "",
+      drift.missing.length > 0 ? `missing ${drift.missing.join(", ")}` : "",
+      ...drift.retyped.map((change) => `${change.field} ${change.from}→${change.to}`),
+    ].filter((part) => part !== "");
+    lines.push(`  source drift: ${parts.join("; ")}`);
+  }
+  if (run.cursorTo !== undefined) lines.push(`  cursor now at ${JSON.stringify(run.cursorTo)}`);
+  if (run.error !== undefined) lines.push(`  error ${run.error.code}: ${run.error.message}`);
+  return lines.join("\n");
+}
+
+export function summaryJson(summary: RunSummary): Record<string, unknown> {
+  return { run: summary.run, counts: summary.counts, exitCode: summary.exitCode };
+}
+
+/** What to do next, after a run that did not fully succeed. */
+export function nextSteps(run: RunRecord, storeLocation: string): string {
+  const lines: string[] = [`  ledger: ${storeLocation}`];
+  if (run.status === "partial" || run.status === "failed") {
+    lines.push(`  see why: franca records ${run.id} --status quarantined   (or --status failed)`);
+  }
+  if (run.status === "failed" || run.status === "cancelled") lines.push(`  continue: franca resume ${run.id}`);
+  return lines.join("\n");
+}

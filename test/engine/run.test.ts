@@ -1,0 +1,320 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { type FlowSpec, flow } from "../../src/core/flow.ts";
+import { defineHub } from "../../src/core/hub.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import {
+  Customer,
+  createClientsTarget,
+  createCustomerSource,
+  openStore,
+  stamp,
+  tempDir,
+  toClient,
+  toCustomer,
+} from "../support/fixtures.ts";
+
+type Overrides = Partial<Omit<FlowSpec<typeof Customer>, "from" | "to">> & {
+  fromCanonical?: (customer: ReturnType<typeof toCustomer>) => Record<string, unknown>;
+};
+
+/** A hub with one flow crm.customers → erp.clients over two SQLite files in `dir`. */
+function customersHub(dir: string, overrides: Overrides = {}) {
+  const crm = sqlite("crm", { file: join(dir, "crm.db") });
+  const erp = sqlite("erp", { file: join(dir, "erp.db"), limits: { retry: { maxAttempts: 2, initialDelayMs: 5 } } });
+  const { fromCanonical = toClient, ...flowSettings } = overrides;
+  const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer });
+  const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical });
+  return defineHub({
+    systems: [crm, erp],
+    entities: [Customer],
+    flows: [flow("customers", { from: source, to: target, chunkSize: 100, ...flowSettings })],
+  });
+}
+
+describe("engine runs", () => {
+  it("reads incrementally: a second run finds nothing new, an edit moves only the edited rows", async () => {
+    using tmp = tempDir();
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 1000 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    try {
+      const first = await engine.run("customers");
+      assert.equal(first.run.status, "succeeded");
+      assert.equal(first.counts.extracted, 1000);
+      assert.equal(first.counts.chunks, 10);
+      assert.equal(first.counts.targets["erp.Customer"]?.loaded, 1000);
+      assert.deepEqual(first.run.cursorTo, [stamp(1000), 1000]);
+
+      const second = await engine.run("customers");
+      assert.equal(second.run.status, "succeeded");
+      assert.equal(second.counts.extracted, 0);
+
+      source.exec(
+        "UPDATE customers SET name = 'Renamed', updated_at = '2030-01-01T00:00:00.000Z' WHERE id IN (10, 500, 999)",
+      );
+      const third = await engine.run("customers");
+      assert.equal(third.counts.extracted, 3);
+      assert.equal(third.counts.targets["erp.Customer"]?.loaded, 3);
+      const renamed = target.prepare("SELECT code FROM clients WHERE full_name = 'Renamed' ORDER BY code").all();
+      assert.deepEqual(
+        renamed.map((row) => row.code),
+        ["10", "500", "999"],
+      );
+      assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 1000);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("skips records whose content did not change, and counts them unchanged", async () => {
+    using tmp = tempDir();
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    try {
+      await engine.run("customers");
+      // touched (cursor moves) but the canonical content is the same: nothing is sent
+      source.exec("UPDATE customers SET updated_at = '2031-01-01T00:00:00.000Z' WHERE id <= 50");
+      const touched = await engine.run("customers");
+      assert.equal(touched.counts.extracted, 50);
+      assert.deepEqual(touched.counts.targets["erp.Customer"], { loaded: 0, unchanged: 50, quarantined: 0, failed: 0 });
+      const ledger = await store.records(touched.run.id, { key: "7" });
+      assert.equal(ledger[0]?.status, "unchanged");
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("quarantines invalid records with field path and reason, loads the rest, and ends partial", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500, badEmails: [3, 250, 499] });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    try {
+      const summary = await engine.run("customers");
+      assert.equal(summary.run.status, "partial");
+      assert.equal(summary.exitCode, 3);
+      assert.equal(summary.counts.quarantined, 3);
+      assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 497);
+      const quarantined = await store.records(summary.run.id, { status: "quarantined" });
+      assert.deepEqual(
+        quarantined.map((record) => [record.key, record.code, record.path, record.target]),
+        [
+          ["3", ErrorCode.ValidationFailed, "/email", null],
+          ["250", ErrorCode.ValidationFailed, "/email", null],
+          ["499", ErrorCode.ValidationFailed, "/email", null],
+        ],
+      );
+      assert.match(quarantined[0]?.message ?? "", /email/);
+      assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 497);
+      // the cursor moved past the quarantined records: they wait for a replay, not for the next run
+      assert.deepEqual(summary.run.cursorTo, [stamp(500), 500]);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("stops at the record that crosses the failure policy, not at the end of the chunk", async () => {
+    using tmp = tempDir();
+    // chunk 0 is clean; chunk 1 (ids 101-200) has ten bad records
+    const bad = [105, 110, 115, 120, 125, 130, 135, 140, 145, 150];
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 1000, badEmails: bad });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({
+      hub: customersHub(tmp.dir, { failure: { maxFailed: 3 } }),
+      baseDir: tmp.dir,
+      store,
+    });
+    try {
+      const summary = await engine.run("customers");
+      assert.equal(summary.run.status, "failed");
+      assert.equal(summary.exitCode, 1);
+      assert.equal(summary.run.error?.code, ErrorCode.FailureThreshold);
+      // the fourth bad record stopped it: four in the ledger, not ten
+      const quarantined = await store.records(summary.run.id, { status: "quarantined" });
+      assert.deepEqual(
+        quarantined.map((record) => record.key),
+        ["105", "110", "115", "120"],
+      );
+      // nothing of the chunk that crossed the threshold, nor after it, was loaded
+      const loaded = (
+        target.prepare("SELECT count(*) AS n FROM clients WHERE CAST(code AS INTEGER) > 100").get() as { n: number }
+      ).n;
+      assert.equal(loaded, 0);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("stops on a failure ratio once enough records were seen", async () => {
+    using tmp = tempDir();
+    const bad = Array.from({ length: 100 }, (_, i) => i * 5 + 1); // 20 % of the first 500
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 1000, badEmails: bad });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({
+      hub: customersHub(tmp.dir, { failure: { maxFailedRatio: 0.1, minRecordsForRatio: 50 } }),
+      baseDir: tmp.dir,
+      store,
+    });
+    try {
+      const summary = await engine.run("customers");
+      assert.equal(summary.run.error?.code, ErrorCode.FailureThreshold);
+      const quarantined = await store.records(summary.run.id, { status: "quarantined" });
+      // 20 % from the first record on: crossed as soon as 50 records were seen (11 bad of 51)
+      assert.equal(quarantined.length, 11);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("never advances the cursor past a record that failed to load, and a later run loads it without re-extracting", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    let targetDown = true;
+    const hub = customersHub(tmp.dir, {
+      fromCanonical: (customer) => {
+        if (targetDown && customer.id === "250") {
+          throw new FrancaError(ErrorCode.SystemUnavailable, "erp is restarting", { errorClass: "transient" });
+        }
+        return toClient(customer);
+      },
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const failed = await engine.run("customers");
+      assert.equal(failed.run.status, "failed");
+      assert.equal(failed.counts.targets["erp.Customer"]?.failed, 1);
+      // chunks 0 and 1 (ids 1-200) are final; chunk 2 holds the failed record: the cursor stops before it
+      assert.deepEqual(await store.getCursor("customers"), [stamp(200), 200]);
+      const failedRecord = await store.records(failed.run.id, { key: "250" });
+      assert.equal(failedRecord[0]?.status, "failed");
+      assert.equal(failedRecord[0]?.errorClass, "transient");
+
+      targetDown = false;
+      const resumed = await engine.run("customers");
+      assert.equal(resumed.run.id, failed.run.id, "the unfinished run is continued, not restarted");
+      assert.equal(resumed.run.status, "succeeded");
+      assert.equal(resumed.counts.extracted, 500, "nothing was extracted twice");
+      assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 500);
+      assert.equal(resumed.counts.targets["erp.Customer"]?.failed, 0);
+      assert.deepEqual(await store.getCursor("customers"), [stamp(500), 500]);
+      assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 500);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("a target that refuses every write fails the run, advances nothing and loses nothing", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    target.exec("ALTER TABLE clients RENAME TO clients_old"); // the table is gone
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    try {
+      const failed = await engine.run("customers");
+      assert.equal(failed.run.status, "failed");
+      assert.equal(failed.run.error?.code, ErrorCode.SystemError);
+      assert.equal(await store.getCursor("customers"), undefined);
+      target.exec("ALTER TABLE clients_old RENAME TO clients");
+      const resumed = await engine.run("customers");
+      assert.equal(resumed.run.status, "succeeded");
+      assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 300);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("a cancelled run keeps what is durable and resumes to exactly the same result", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 2000 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const controller = new AbortController();
+    const hub = customersHub(tmp.dir, {
+      // Ctrl-C while the load of chunk 7 is being prepared
+      fromCanonical: (customer) => {
+        if (customer.id === "750") controller.abort();
+        return toClient(customer);
+      },
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const cancelled = await engine.run("customers", { signal: controller.signal });
+      assert.equal(cancelled.run.status, "cancelled");
+      assert.equal(cancelled.run.error?.code, ErrorCode.RunCancelled);
+      const beforeResume = (target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n;
+      assert.ok(beforeResume < 2000, `the cancel stopped the load early (${beforeResume} loaded)`);
+      const resumed = await engine.resume(cancelled.run.id);
+      assert.equal(resumed.run.status, "succeeded");
+      assert.equal(resumed.counts.extracted, 2000);
+      assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 2000);
+      assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 2000);
+      assert.equal(resumed.run.stats.resumes, 1);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("marks a run whose process is gone as failed and resumable, never leaving it running", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 10 });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    try {
+      const now = Date.now();
+      // a process on another machine that stopped sending heartbeats a minute ago, and one still alive
+      const stale = await store.startRun({
+        flow: "customers",
+        kind: "flow",
+        trigger: "test",
+        targets: ["erp.Customer"],
+        owner: "elsewhere:1:a",
+        now: now - 60_000,
+      });
+      const reaped = await engine.reapAbandoned();
+      assert.deepEqual(reaped, [stale.id]);
+      const after = await store.getRun(stale.id);
+      assert.equal(after?.status, "failed");
+      assert.equal(after?.error?.code, ErrorCode.RunAbandoned);
+      const live = await store.startRun({
+        flow: "customers",
+        kind: "flow",
+        trigger: "test",
+        targets: ["erp.Customer"],
+        owner: "elsewhere:2:b",
+        now,
+      });
+      assert.deepEqual(await engine.reapAbandoned(), []);
+      await assert.rejects(
+        engine.run("customers"),
+        (error: unknown) => error instanceof FrancaError && error.code === ErrorCode.RunLocked,
+      );
+      assert.equal((await store.getRun(live.id))?.status, "running");
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+});

@@ -1,0 +1,88 @@
+/** Shared test fixtures: temp directories, a SQLite source of customers, and the Customer entity. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import Type from "typebox";
+import { entity } from "../../src/core/entity.ts";
+import { Money } from "../../src/core/types.ts";
+import { SqliteStore } from "../../src/store/sqlite/store.ts";
+
+export function tempDir(prefix = "franca-test-"): { dir: string; [Symbol.dispose](): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export const Customer = entity("Customer", {
+  version: 1,
+  key: "id",
+  schema: Type.Object(
+    {
+      id: Type.String(),
+      name: Type.String({ minLength: 1 }),
+      email: Type.String({ format: "email" }),
+      balance: Money(),
+    },
+    { additionalProperties: false },
+  ),
+  fields: { email: { pii: true } },
+});
+
+export interface SourceOptions {
+  rows: number;
+  /** Ids whose email is invalid (quarantined by validation). */
+  badEmails?: readonly number[];
+}
+
+/** A SQLite file with `customers(id, name, email, balance, updated_at)`, one row per id 1..rows. */
+export function createCustomerSource(file: string, options: SourceOptions): DatabaseSync {
+  const db = new DatabaseSync(file);
+  db.exec(
+    "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, balance TEXT, updated_at TEXT NOT NULL)",
+  );
+  const insert = db.prepare("INSERT INTO customers VALUES (?, ?, ?, ?, ?)");
+  const bad = new Set(options.badEmails ?? []);
+  db.exec("BEGIN");
+  for (let id = 1; id <= options.rows; id++) {
+    insert.run(
+      id,
+      `Customer ${id}`,
+      bad.has(id) ? "not-an-email" : `c${id}@example.org`,
+      (id * 1.25).toFixed(2),
+      stamp(id),
+    );
+  }
+  db.exec("COMMIT");
+  return db;
+}
+
+/** The updated_at of row `id` at creation: one second apart, in order. */
+export function stamp(id: number): string {
+  return new Date(Date.UTC(2025, 0, 1) + id * 1000).toISOString();
+}
+
+export function createClientsTarget(file: string): DatabaseSync {
+  const db = new DatabaseSync(file);
+  db.exec("CREATE TABLE clients (code TEXT PRIMARY KEY, full_name TEXT NOT NULL, mail TEXT, balance TEXT)");
+  return db;
+}
+
+export async function openStore(dir: string): Promise<SqliteStore> {
+  const store = new SqliteStore(join(dir, "franca.db"));
+  await store.migrate();
+  return store;
+}
+
+export const toCustomer = (row: Record<string, unknown>) => ({
+  id: String(row.id),
+  name: String(row.name),
+  email: String(row.email),
+  balance: String(row.balance),
+});
+
+export const toClient = (customer: { id: string; name: string; email: string; balance: string }) => ({
+  code: customer.id,
+  full_name: customer.name,
+  mail: customer.email,
+  balance: customer.balance,
+});
