@@ -3,6 +3,7 @@ import pino from "pino";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Hub } from "../core/hub.ts";
 import { Engine } from "../engine/engine.ts";
+import { preflight } from "../engine/preflight.ts";
 import { createLogger, type Logger } from "../observe/logger.ts";
 import { findConfig, loadHub } from "./load-config.ts";
 
@@ -31,9 +32,10 @@ export interface Cli {
   printJson(value: unknown): void;
   warn(text: string): void;
   readonly interactive: boolean;
-  /** Loads the configuration and opens the engine (once). */
+  /** Loads the configuration and opens the engine (once); `flows` are preflighted before the store is opened. */
   open(options?: {
     longRunning?: boolean;
+    flows?: readonly string[];
   }): Promise<{ engine: Engine; hub: Hub; baseDir: string; file: string; logFile?: string }>;
   close(): Promise<void>;
 }
@@ -77,6 +79,12 @@ export function createCli(values: CliValues, positionals: readonly string[], cwd
       if (opened !== undefined) return opened;
       const file = findConfig(values.config, cwd);
       const { hub, baseDir } = await loadHub(file);
+      for (const name of options.flows ?? []) {
+        const flow = hub.flows.get(name);
+        if (flow === undefined)
+          throw usageError(`unknown flow '${name}' (flows: ${[...hub.flows.keys()].join(", ") || "none"})`);
+        preflight(flow, baseDir);
+      }
       const { logger, logFile } = loggerFor(values, baseDir, options.longRunning === true, interactive);
       const engine = await Engine.open({ hub, baseDir, logger });
       opened = { engine, hub, baseDir, file, ...(logFile === undefined ? {} : { logFile }) };

@@ -1,16 +1,15 @@
 import type { Logger } from "pino";
 import type { Health } from "../connectors/types.ts";
-import { isDriver } from "../connectors/types.ts";
 import { configError, ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
 import type { Hub } from "../core/hub.ts";
-import { configIssuesError } from "../core/hub.ts";
 import { silentLogger } from "../observe/logger.ts";
 import { openStore } from "../store/open.ts";
 import type { RunRecord, Store } from "../store/types.ts";
 import { ConnectionPool } from "./connections.ts";
 import { isOwnerDead, processOwner } from "./owner.ts";
 import { SystemPolicy } from "./policy.ts";
+import { preflight } from "./preflight.ts";
 import { executeRun, type RunOptions, type RunSummary } from "./run.ts";
 
 export interface EngineOptions {
@@ -96,19 +95,7 @@ export class Engine {
 
   /** Local checks of every system a flow uses (files exist, URLs parse): a problem stops it before anything is written. */
   preflight(flow: Flow): void {
-    const issues = [];
-    for (const binding of [flow.from, ...flow.to]) {
-      const driver = binding.system.driver as unknown;
-      if (!isDriver(driver) || driver.preflight === undefined) continue;
-      for (const issue of driver.preflight(binding.system, { baseDir: this.baseDir })) {
-        issues.push({
-          code: ErrorCode.ConfigUnreachable,
-          setting: `systems.${binding.system.name}.${issue.setting}`,
-          message: issue.message,
-        });
-      }
-    }
-    if (issues.length > 0) throw configIssuesError(issues);
+    preflight(flow, this.baseDir);
   }
 
   #environment() {
@@ -126,8 +113,12 @@ export class Engine {
 
   /** Marks runs whose process died as failed (resumable), so that none stays 'running' without a live owner. */
   async reapAbandoned(): Promise<number[]> {
+    const running = await this.store.listRuns({ status: "running", limit: 1000 });
+    const dead = running
+      .map((run) => run.owner)
+      .filter((owner): owner is string => owner !== undefined && isOwnerDead(owner));
     const now = Date.now();
-    const reaped = await this.store.reapAbandoned(now - this.hub.staleAfterMs, isOwnerDead, now);
+    const reaped = await this.store.reapAbandoned(now - this.hub.staleAfterMs, dead, now);
     for (const id of reaped)
       this.logger.warn({ run: id }, "run abandoned by a process that died; marked failed, resumable");
     return reaped;

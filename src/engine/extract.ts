@@ -5,6 +5,7 @@ import type { Channel } from "./channel.ts";
 import { classify } from "./classify.ts";
 import type { RunContext } from "./context.ts";
 import { compareProfiles, type Drift, describeDrift, type Profile, profileRows } from "./drift.ts";
+import { yieldToEventLoop } from "./yield.ts";
 
 /** A chunk handed from extract to transform: its rows, or none when they are to be read back from the store. */
 export interface ExtractedChunk {
@@ -72,6 +73,7 @@ export async function extract(
     log.debug({ chunk: seq, records: rows.length }, "chunk extracted");
     await out.send({ seq, rows });
     seq++;
+    await yieldToEventLoop();
   };
 
   for (;;) {

@@ -21,6 +21,7 @@ import { AttemptsError, type SystemPolicy } from "./policy.ts";
 import { Sequencer } from "./sequencer.ts";
 import { type CanonicalRecord, decodeCanonical } from "./staging.ts";
 import { transformAndStage } from "./transform.ts";
+import { yieldToEventLoop } from "./yield.ts";
 
 /** What a run needs from the engine that started it. */
 export interface RunEnvironment {
@@ -313,6 +314,7 @@ export async function executeRun(
           }
           const records = await transformAndStage(ctx, seq, rows);
           await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, records)));
+          await yieldToEventLoop();
         }
       }),
     );
@@ -342,6 +344,7 @@ export async function executeRun(
         const chunkRecords = records;
         const task: Promise<void> = lock.ready
           .then(() => (control.signal.aborted ? undefined : loadChunk(ctx, target, seq, chunkRecords)))
+          .then(yieldToEventLoop)
           .catch((error: unknown) => {
             if (!(control.signal.aborted && firstError !== undefined)) {
               const failure = error instanceof AttemptsError ? error.error : toFrancaError(error);

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
-import { SqliteStore } from "./sqlite/store.ts";
+import { ThreadedSqliteStore } from "./sqlite/threaded.ts";
 import type { Store } from "./types.ts";
 
 export const defaultStoreFile = ".franca/franca.db";
@@ -21,7 +21,7 @@ export async function openStore(location: string | undefined, baseDir: string): 
     );
   }
   const file = spec.startsWith("sqlite:") ? spec.slice("sqlite:".length) : spec;
-  const store = new SqliteStore(file === ":memory:" ? file : resolve(baseDir, file));
+  const store = new ThreadedSqliteStore(file === ":memory:" ? file : resolve(baseDir, file));
   await store.migrate();
   return store;
 }

@@ -129,8 +129,11 @@ export interface Store {
   claimRun(id: number, owner: string, now: number): Promise<RunRecord>;
   /** Records that the owner is alive. Returns false when the run is no longer this owner's. */
   heartbeat(id: number, owner: string, now: number): Promise<boolean>;
-  /** Marks running runs whose owner is gone (heartbeat older than staleBefore, or `isDead(owner)`) as failed. */
-  reapAbandoned(staleBefore: number, isDead: (owner: string) => boolean, now: number): Promise<number[]>;
+  /**
+   * Marks running runs whose owner is gone as failed (resumable): heartbeat older than `staleBefore`, or owner in
+   * `deadOwners` (processes known to have died). Returns their ids.
+   */
+  reapAbandoned(staleBefore: number, deadOwners: readonly string[], now: number): Promise<number[]>;
   markExtractDone(id: number): Promise<void>;
   updateStats(id: number, stats: Record<string, unknown>): Promise<void>;
   finishRun(id: number, owner: string, finish: FinishRun, now: number): Promise<void>;

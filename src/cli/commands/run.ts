@@ -49,7 +49,7 @@ async function report(cli: Cli, summary: RunSummary): Promise<number> {
 export async function runCommand(cli: Cli): Promise<number> {
   const flow = cli.positionals[1];
   if (flow === undefined) throw usageError("usage: franca run <flow> [--fresh] [--json]");
-  const { engine } = await cli.open({ longRunning: true });
+  const { engine } = await cli.open({ longRunning: true, flows: [flow] });
   const summary = await withProgress(cli, (signal, onProgress) =>
     engine.run(flow, { trigger: "cli", fresh: cli.values.fresh === true, signal, onProgress }),
   );

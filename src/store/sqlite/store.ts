@@ -190,7 +190,8 @@ export class SqliteStore implements Store {
     return Number(result.changes) === 1;
   }
 
-  async reapAbandoned(staleBefore: number, isDead: (owner: string) => boolean, now: number): Promise<number[]> {
+  async reapAbandoned(staleBefore: number, deadOwners: readonly string[], now: number): Promise<number[]> {
+    const dead = new Set(deadOwners);
     return this.#transaction(() => {
       const running = this.#all<{ id: number; owner: string | null; heartbeat_at: number | null }>(
         "SELECT id, owner, heartbeat_at FROM runs WHERE status = 'running'",
@@ -198,7 +199,7 @@ export class SqliteStore implements Store {
       const reaped: number[] = [];
       for (const run of running) {
         const stale = (run.heartbeat_at ?? 0) < staleBefore;
-        if (!stale && !(run.owner !== null && isDead(run.owner))) continue;
+        if (!stale && !(run.owner !== null && dead.has(run.owner))) continue;
         const error = {
           code: ErrorCode.RunAbandoned,
           message: `the process running it (${run.owner ?? "unknown"}) stopped without finishing; last heartbeat ${

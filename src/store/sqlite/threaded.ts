@@ -1,0 +1,102 @@
+import { Worker } from "node:worker_threads";
+import { type ErrorClass, type ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { Store } from "../types.ts";
+import type { SqliteStoreOptions } from "./store.ts";
+
+interface Reply {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: { francaCode?: ErrorCode; class?: ErrorClass; message: string; setting?: string; details?: unknown };
+}
+
+/**
+ * The embedded store as used by the engine: a SqliteStore on its own thread. node:sqlite is synchronous, so on the
+ * main thread every commit would stop the event loop (and the mapping, validation and network calls waiting on it);
+ * on a worker the store's I/O runs beside them, on the machine's second core. Calls are answered in order.
+ */
+export class ThreadedSqliteStore implements Store {
+  readonly kind = "sqlite" as const;
+  readonly location: string;
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
+  #next = 0;
+  #closed = false;
+
+  constructor(file: string, options: SqliteStoreOptions = {}) {
+    this.location = file;
+    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { workerData: { file, options } });
+    this.#worker.unref();
+    this.#worker.on("message", (reply: Reply) => this.#settle(reply));
+    this.#worker.on("error", (error) => this.#failAll(error));
+    this.#worker.on("exit", (code) => {
+      if (!this.#closed) this.#failAll(new Error(`the store thread exited (code ${code})`));
+    });
+  }
+
+  #settle(reply: Reply): void {
+    const pending = this.#pending.get(reply.id);
+    if (pending === undefined) return;
+    this.#pending.delete(reply.id);
+    // the worker keeps the process alive only while a call is waiting on it
+    if (this.#pending.size === 0) this.#worker.unref();
+    if (reply.ok) pending.resolve(reply.result);
+    else {
+      const error = reply.error as NonNullable<Reply["error"]>;
+      pending.reject(
+        error.francaCode === undefined
+          ? new Error(error.message)
+          : new FrancaError(error.francaCode, error.message, {
+              ...(error.class === undefined ? {} : { errorClass: error.class }),
+              ...(error.setting === undefined ? {} : { setting: error.setting }),
+              ...(error.details === undefined ? {} : { details: error.details }),
+            }),
+      );
+    }
+  }
+
+  #failAll(error: unknown): void {
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+  }
+
+  #call<T>(method: string, ...args: unknown[]): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error("the store is closed"));
+    const id = this.#next++;
+    if (this.#pending.size === 0) this.#worker.ref();
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#worker.postMessage({ id, method, args });
+    });
+  }
+
+  migrate = () => this.#call<void>("migrate");
+  startRun: Store["startRun"] = (...args) => this.#call("startRun", ...args);
+  claimRun: Store["claimRun"] = (...args) => this.#call("claimRun", ...args);
+  heartbeat: Store["heartbeat"] = (...args) => this.#call("heartbeat", ...args);
+  reapAbandoned: Store["reapAbandoned"] = (...args) => this.#call("reapAbandoned", ...args);
+  markExtractDone: Store["markExtractDone"] = (...args) => this.#call("markExtractDone", ...args);
+  updateStats: Store["updateStats"] = (...args) => this.#call("updateStats", ...args);
+  finishRun: Store["finishRun"] = (...args) => this.#call("finishRun", ...args);
+  getRun: Store["getRun"] = (...args) => this.#call("getRun", ...args);
+  listRuns: Store["listRuns"] = (...args) => this.#call("listRuns", ...args);
+  latestUnfinished: Store["latestUnfinished"] = (...args) => this.#call("latestUnfinished", ...args);
+  saveExtracted: Store["saveExtracted"] = (...args) => this.#call("saveExtracted", ...args);
+  saveCanonical: Store["saveCanonical"] = (...args) => this.#call("saveCanonical", ...args);
+  saveOutcomes: Store["saveOutcomes"] = (...args) => this.#call("saveOutcomes", ...args);
+  saveLoad: Store["saveLoad"] = (...args) => this.#call("saveLoad", ...args);
+  readStaged: Store["readStaged"] = (...args) => this.#call("readStaged", ...args);
+  chunkStates: Store["chunkStates"] = (...args) => this.#call("chunkStates", ...args);
+  getCursor: Store["getCursor"] = (...args) => this.#call("getCursor", ...args);
+  getProfile: Store["getProfile"] = (...args) => this.#call("getProfile", ...args);
+  getHashes: Store["getHashes"] = (...args) => this.#call("getHashes", ...args);
+  counts: Store["counts"] = (...args) => this.#call("counts", ...args);
+  records: Store["records"] = (...args) => this.#call("records", ...args);
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#call("close");
+    this.#closed = true;
+    await this.#worker.terminate();
+  }
+}

@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
+
+const bin = fileURLToPath(new URL("../../bin/franca.js", import.meta.url));
+const api = pathToFileURL(fileURLToPath(new URL("../../src/index.ts", import.meta.url))).href;
+
+function franca(cwd: string, ...args: string[]) {
+  const result = spawnSync(process.execPath, [bin, ...args], {
+    cwd,
+    encoding: "utf8",
+    env: { ...process.env, FRANCA_LOG_LEVEL: "silent" },
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function writeConfig(dir: string, body: string): void {
+  writeFileSync(
+    join(dir, "franca.config.ts"),
+    `import { bind, defineHub, entity, flow, Money, sqlite, Type } from ${JSON.stringify(api)};
+const Customer = entity("Customer", { version: 1, key: "id", schema: Type.Object({ id: Type.String(), name: Type.String(), email: Type.String({ format: "email" }), balance: Money() }, { additionalProperties: false }) });
+const crm = sqlite("crm", { file: "crm.db", owner: "sales" });
+const erp = sqlite("erp", { file: "erp.db", owner: "finance" });
+const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: (r) => ({ id: String(r.id), name: String(r.name), email: String(r.email), balance: String(r.balance) }) });
+const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical: (c) => ({ code: c.id, full_name: c.name, mail: c.email, balance: c.balance }) });
+${body}`,
+  );
+}
+
+const validHub = `export default defineHub({ systems: [crm, erp], entities: [Customer], flows: [flow("customers", { from: source, to: target })] });`;
+
+describe("command line", () => {
+  it("an invalid configuration exits 2, names the setting and writes nothing", () => {
+    using tmp = tempDir();
+    writeConfig(
+      tmp.dir,
+      `export default defineHub({ systems: [crm], entities: [Customer], flows: [flow("customers", { from: source, to: target, schedule: "often" })] });`,
+    );
+    const result = franca(tmp.dir, "run", "customers");
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /flows\.customers\.to\[0\]\.system: unknown system 'erp'/);
+    assert.match(result.stderr, /flows\.customers\.schedule: 'often' is not a valid cron expression/);
+    assert.equal(existsSync(join(tmp.dir, ".franca")), false, "no store was created");
+  });
+
+  it("an unreachable setting (a missing database file) exits 2 before anything is written", () => {
+    using tmp = tempDir();
+    writeConfig(tmp.dir, validHub);
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    const result = franca(tmp.dir, "run", "customers");
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /CONFIG_UNREACHABLE: .*systems\.crm\.file: .*crm\.db does not exist/s);
+    assert.equal(existsSync(join(tmp.dir, ".franca")), false);
+  });
+
+  it("runs a flow, exits 3 when records were quarantined, and answers ledger queries", () => {
+    using tmp = tempDir();
+    writeConfig(tmp.dir, validHub);
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 120, badEmails: [42] });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+
+    const run = franca(tmp.dir, "run", "customers");
+    assert.equal(run.code, 3, run.stderr);
+    assert.match(run.stdout, /run 1 · flow customers · PARTIAL/);
+    assert.match(run.stdout, /franca records 1 --status quarantined/);
+
+    const again = franca(tmp.dir, "run", "customers", "--json");
+    assert.equal(again.code, 0);
+    const summary = JSON.parse(again.stdout) as { run: { id: number; status: string }; counts: { extracted: number } };
+    assert.equal(summary.run.status, "succeeded");
+    assert.equal(summary.counts.extracted, 0);
+
+    const quarantined = franca(tmp.dir, "records", "1", "--status", "quarantined", "--json");
+    const records = JSON.parse(quarantined.stdout) as { key: string; code: string; path: string }[];
+    assert.deepEqual(
+      records.map((record) => [record.key, record.code, record.path]),
+      [["42", "VALIDATION_FAILED", "/email"]],
+    );
+
+    const byKey = franca(tmp.dir, "records", "1", "--key", "7");
+    assert.match(byKey.stdout, /7\s+erp\.Customer\s+loaded/);
+
+    const runs = franca(tmp.dir, "runs");
+    assert.match(runs.stdout, /1\s+customers\s+partial/);
+    const show = JSON.parse(franca(tmp.dir, "runs", "show", "1", "--json").stdout) as {
+      counts: { targets: Record<string, { loaded: number }> };
+    };
+    assert.equal(show.counts.targets["erp.Customer"]?.loaded, 119);
+  });
+
+  it("check reports each system's health and fails when one is down", () => {
+    using tmp = tempDir();
+    writeConfig(tmp.dir, validHub);
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 1 });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    const healthy = franca(tmp.dir, "check", "--json");
+    assert.equal(healthy.code, 0, healthy.stdout);
+    const report = JSON.parse(healthy.stdout) as { systems: { system: string; ok: boolean; owner: string }[] };
+    assert.deepEqual(
+      report.systems.map((item) => [item.system, item.ok, item.owner]),
+      [
+        ["crm", true, "sales"],
+        ["erp", true, "finance"],
+      ],
+    );
+    rmSync(join(tmp.dir, "crm.db"));
+    const down = franca(tmp.dir, "check");
+    assert.equal(down.code, 1);
+    assert.match(down.stdout, /systems\.crm\.file: .*crm\.db does not exist/);
+  });
+
+  it("usage errors exit 2", () => {
+    using tmp = tempDir();
+    writeConfig(tmp.dir, validHub);
+    assert.equal(franca(tmp.dir, "run").code, 2);
+    assert.equal(franca(tmp.dir, "frobnicate").code, 2);
+    assert.equal(franca(tmp.dir, "run", "nope").code, 2);
+    assert.equal(franca(tmp.dir, "records", "1", "--status", "lost").code, 2);
+    assert.equal(franca(tmp.dir, "runs", "--bogus").code, 2);
+  });
+
+  it("exports entities as JSON Schema", () => {
+    using tmp = tempDir();
+    writeConfig(tmp.dir, validHub);
+    const result = franca(tmp.dir, "schema", "Customer");
+    assert.equal(result.code, 0);
+    const schema = JSON.parse(result.stdout) as { title: string; "x-franca-key": string[] };
+    assert.equal(schema.title, "Customer");
+    assert.deepEqual(schema["x-franca-key"], ["id"]);
+  });
+});

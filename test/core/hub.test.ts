@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import Type from "typebox";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { entity } from "../../src/core/entity.ts";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { flow } from "../../src/core/flow.ts";
+import { type ConfigIssue, checkHub, defineHub } from "../../src/core/hub.ts";
+import { lookup } from "../../src/core/lookup.ts";
+import { Customer } from "../support/fixtures.ts";
+
+const crm = sqlite("crm", { file: "crm.db" });
+const erp = sqlite("erp", { file: "erp.db" });
+const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at" });
+const target = bind(erp, Customer, { table: "clients", key: "code" });
+
+function issuesOf(spec: Parameters<typeof checkHub>[0]): Pick<ConfigIssue, "code" | "setting">[] {
+  return checkHub(spec).map(({ code, setting }) => ({ code, setting }));
+}
+
+describe("hub configuration", () => {
+  it("accepts a valid hub", () => {
+    const hub = defineHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [flow("customers", { from: source, to: target })],
+    });
+    assert.equal(hub.flows.get("customers")?.chunkSize, 1000);
+    assert.equal(hub.bindings.get("erp.Customer"), target);
+  });
+
+  it("names a system that the hub does not declare", () => {
+    assert.deepEqual(
+      issuesOf({ systems: [crm], entities: [Customer], flows: [flow("customers", { from: source, to: target })] }),
+      [{ code: ErrorCode.ConfigUnknownReference, setting: "flows.customers.to[0].system" }],
+    );
+  });
+
+  it("names duplicate names, bad cron, bad chunk size and unknown flow settings, all at once", () => {
+    const spec = {
+      systems: [crm, erp, sqlite("crm", { file: "other.db" })],
+      entities: [Customer],
+      flows: [
+        flow("customers", {
+          from: source,
+          to: [target],
+          schedule: "every monday",
+          chunkSize: 0,
+          ...{ chunksize: 500 },
+        }),
+        flow("customers", { from: source, to: target }),
+      ],
+    };
+    assert.deepEqual(issuesOf(spec), [
+      { code: ErrorCode.ConfigDuplicateName, setting: "systems.crm" },
+      { code: ErrorCode.ConfigDuplicateName, setting: "flows.customers" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.customers.chunksize" },
+      { code: ErrorCode.ConfigBadCron, setting: "flows.customers.schedule" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.customers.chunkSize" },
+    ]);
+  });
+
+  it("refuses an entity key that is not a required field of the schema", () => {
+    const Broken = entity("Broken", {
+      version: 1,
+      key: "code" as never,
+      schema: Type.Object({ id: Type.String(), note: Type.Optional(Type.String()) }),
+    });
+    const Optional = entity("Optional", {
+      version: 0,
+      key: "note",
+      schema: Type.Object({ note: Type.Optional(Type.String()) }),
+    });
+    assert.deepEqual(issuesOf({ systems: [], entities: [Broken, Optional], flows: [] }), [
+      { code: ErrorCode.ConfigInvalid, setting: "entities.Broken.key" },
+      { code: ErrorCode.ConfigInvalid, setting: "entities.Optional.version" },
+      { code: ErrorCode.ConfigInvalid, setting: "entities.Optional.key" },
+    ]);
+  });
+
+  it("refuses settings that would do nothing: a cursor on a target, a mapping in the wrong direction, unknown connector options", () => {
+    const cursorTarget = bind(erp, Customer, { name: "erp.a", table: "clients", cursor: "updated_at" });
+    const wrongWay = bind(erp, Customer, { name: "erp.b", table: "clients", toCanonical: (row) => row as never });
+    const typo = bind(erp, Customer, { name: "erp.c", ...({ tabel: "clients" } as { table: string }) });
+    const issues = issuesOf({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [flow("f", { from: source, to: [cursorTarget, wrongWay, typo] })],
+    });
+    assert.deepEqual(issues, [
+      { code: ErrorCode.ConfigInvalid, setting: "flows.f.to[0].cursor" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.f.to[1].toCanonical" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.f.to[2].tabel" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.f.to[2].table" },
+    ]);
+  });
+
+  it("checks limits, failure policy and lookups", () => {
+    const limited = sqlite("limited", {
+      file: "x.db",
+      limits: { concurrency: 0, rateLimit: { requests: 10, perMs: -1 }, ...({ retries: 3 } as object) },
+    });
+    const orphan = lookup("rate", { system: sqlite("ghost", { file: "g.db" }), get: async () => 1 });
+    const issues = issuesOf({
+      systems: [crm, erp, limited],
+      entities: [Customer],
+      lookups: [orphan],
+      flows: [flow("f", { from: source, to: target, failure: { maxFailedRatio: 2, ...({ maxErrors: 1 } as object) } })],
+    });
+    assert.deepEqual(issues, [
+      { code: ErrorCode.ConfigInvalid, setting: "systems.limited.limits.retries" },
+      { code: ErrorCode.ConfigInvalid, setting: "systems.limited.limits.concurrency" },
+      { code: ErrorCode.ConfigInvalid, setting: "systems.limited.limits.rateLimit.perMs" },
+      { code: ErrorCode.ConfigUnknownReference, setting: "lookups.rate.system" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.f.failure.maxErrors" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.f.failure.maxFailedRatio" },
+    ]);
+  });
+
+  it("throws one error listing every problem, with the first setting named", () => {
+    assert.throws(
+      () => defineHub({ systems: [crm], entities: [], flows: [flow("customers", { from: source, to: target })] }),
+      (error: unknown) =>
+        error instanceof FrancaError &&
+        error.setting === "flows.customers.from.entity" &&
+        /2 problems/.test(error.message) &&
+        /flows\.customers\.to\[0\]\.system/.test(error.message),
+    );
+  });
+});
