@@ -75,6 +75,8 @@ export interface CompleteRequest {
   run: number;
   /** Every chunk of the run, in order, including those that had nothing to write. */
   chunks: readonly number[];
+  /** Aborted when the run stops. `complete` has no call timeout: publishing a large file may take a while. */
+  signal: AbortSignal;
 }
 
 export interface Health {
@@ -108,7 +110,11 @@ export interface Connection {
    * chunk into calls of this size, each under the system's policy. Default: the whole chunk in one call.
    */
   maxWriteBatch?(options: Readonly<Record<string, unknown>>): number;
-  /** Once per run and target, after every chunk was written: publish what was staged (file targets). */
+  /**
+   * Once per run and target, after every chunk was written: publish what was staged (file targets). Targets with
+   * `complete` have the content hashes of a run's records committed only once it succeeded, so a record counts as
+   * unchanged only against what was really published.
+   */
   complete?(request: CompleteRequest): Promise<void>;
   /** Tells the source that everything up to `position` is durable (message brokers ack here, never earlier). */
   ack?(position: Position): Promise<void>;

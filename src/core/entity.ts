@@ -26,9 +26,13 @@ export interface Entity<T extends Record<string, unknown> = Record<string, unkno
 
 export type EntityRecord<E> = E extends Entity<infer T> ? T : never;
 
-export interface EntityOptions<S extends TObject, K extends string> {
+/** A field of the schema that can be (part of) the key. */
+export type KeyField<S extends TObject> = keyof Static<S> & string;
+
+export interface EntityOptions<S extends TObject, K> {
   version: number;
-  key: K | readonly K[];
+  /** The key field, or several for a composite key, in order. */
+  key: K;
   schema: S;
   fields?: { [F in keyof Static<S>]?: FieldNote };
   description?: string;
@@ -46,11 +50,11 @@ export interface EntityOptions<S extends TObject, K extends string> {
  * });
  * ```
  */
-export function entity<S extends TObject, K extends keyof Static<S> & string>(
+export function entity<S extends TObject, const K extends KeyField<S> | readonly KeyField<S>[]>(
   name: string,
   options: EntityOptions<S, K>,
 ): Entity<Static<S> & Record<string, unknown>> {
-  const key = typeof options.key === "string" ? [options.key] : [...(options.key as readonly string[])];
+  const key = typeof options.key === "string" ? [options.key as string] : [...(options.key as readonly string[])];
   return Object.freeze({
     kind: "entity" as const,
     name,

@@ -285,6 +285,13 @@ function checkBinding(
   if (role === "target" && !driver.canWrite) {
     add(ErrorCode.ConfigInvalid, setting, `a ${driver.type} system cannot be written as a target`);
   }
+  if (role === "source" && binding.cursor !== undefined && driver.incremental === false) {
+    add(
+      ErrorCode.ConfigInvalid,
+      `${setting}.cursor`,
+      `a ${driver.type} source is read whole at every run; unchanged records are skipped by content hash, so a cursor has no effect`,
+    );
+  }
   if (role === "target" && binding.cursor !== undefined) {
     add(ErrorCode.ConfigInvalid, `${setting}.cursor`, "has no effect on a target; set it on the flow's source binding");
   }
@@ -303,7 +310,8 @@ function checkBinding(
     );
   }
   if (binding.key.length === 0) add(ErrorCode.ConfigInvalid, `${setting}.key`, "must name at least one field");
-  for (const issue of driver.validateBinding(binding.options, role)) {
+  const shape = { key: binding.key, ...(binding.cursor === undefined ? {} : { cursor: binding.cursor }) };
+  for (const issue of driver.validateBinding(binding.options, role, shape)) {
     add(ErrorCode.ConfigInvalid, `${setting}.${issue.setting}`, issue.message);
   }
 }

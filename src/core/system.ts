@@ -40,14 +40,23 @@ export interface SettingIssue {
   message: string;
 }
 
+/** The connector-independent settings of a binding, as a driver's checks see them. */
+export interface BindingShape {
+  key: readonly string[];
+  cursor?: string;
+}
+
 /** What core needs of a connector driver: its name and static validation of its settings (no I/O). */
 export interface DriverContract {
   readonly type: string;
   validateSystem(options: unknown): SettingIssue[];
-  validateBinding(options: unknown, role: "source" | "target"): SettingIssue[];
+  /** `binding` carries the connector-independent settings some checks need (a cursor that needs a `since`…). */
+  validateBinding(options: unknown, role: "source" | "target", binding?: BindingShape): SettingIssue[];
   /** True when the connector can read as a source / write as a target. */
   readonly canRead: boolean;
   readonly canWrite: boolean;
+  /** False when a source is read whole at every run (files): a binding `cursor` would mean nothing and is refused. */
+  readonly incremental?: boolean;
 }
 
 export interface System<BindingOptions = Record<string, unknown>, Client = unknown> {

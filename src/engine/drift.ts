@@ -22,6 +22,7 @@ export function profileRows(rows: readonly Row[], profile: Profile = {}, sample 
   const limit = Math.min(rows.length, sample);
   for (let i = 0; i < limit; i++) {
     const row = rows[i] as Row;
+    if (typeof row.$error === "string") continue; // a row the source could not parse says nothing of its fields
     for (const field of Object.keys(row)) {
       const type = typeOf(row[field]);
       const known = profile[field];

@@ -40,7 +40,13 @@ export async function loadChunk(
   const { binding, connection, policy } = target;
   const name = binding.name;
   const log = ctx.logger.child({ stage: "load", target: name, system: binding.system.name });
-  const result: LoadResult = { loaded: [], unchanged: [], problems: [], attempts: 0 };
+  const result: LoadResult = {
+    loaded: [],
+    unchanged: [],
+    problems: [],
+    attempts: 0,
+    ...(connection.complete === undefined ? {} : { deferHashes: true }),
+  };
   const previous = await ctx.store.getHashes(
     name,
     records.map((record) => record.key),

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { MapContext } from "../core/binding.ts";
 import { compileEntity } from "../core/compiled-entity.ts";
@@ -8,6 +9,7 @@ import type { RunStatus } from "../core/record.ts";
 import type { System } from "../core/system.ts";
 import type { RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
 import { Channel } from "./channel.ts";
+import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
 import type { Endpoint, RunContext, RunProgress } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
@@ -81,6 +83,41 @@ function runError(error: FrancaError): RunError {
     ...(error.system === undefined ? {} : { system: error.system }),
     ...(error.setting === undefined ? {} : { setting: error.setting }),
   };
+}
+
+/**
+ * Publishes a target's staged output. No call timeout (a large file takes a while); transient failures are retried
+ * with the system's backoff.
+ */
+async function completeTarget(
+  target: Endpoint,
+  runId: number,
+  chunks: readonly number[],
+  signal: AbortSignal,
+  logger: Logger,
+): Promise<void> {
+  const complete = target.connection.complete;
+  if (complete === undefined) return;
+  let delayed = 0;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await complete.call(target.connection, {
+        options: target.binding.options,
+        target: target.binding.name,
+        run: runId,
+        chunks,
+        signal,
+      });
+      return;
+    } catch (raw) {
+      const error = classify(raw, target.binding.system.name);
+      const delay = error.transient ? target.policy.retryDelay(attempt, error, delayed) : undefined;
+      if (delay === undefined || signal.aborted) throw error;
+      logger.warn({ target: target.binding.name, attempt, err: error.message }, "publishing failed; retrying");
+      delayed += delay;
+      await sleep(delay, undefined, { signal });
+    }
+  }
 }
 
 /**
@@ -368,21 +405,19 @@ export async function executeRun(
   const finalStates = await store.chunkStates(run.id);
   if (firstError === undefined) {
     for (const target of targets) {
-      const complete = target.connection.complete;
-      if (complete === undefined || !finalStates.every((chunk) => chunkDone(chunk, [target.binding.name]))) continue;
+      if (target.connection.complete === undefined) continue;
+      if (!finalStates.every((chunk) => chunkDone(chunk, [target.binding.name]))) continue;
       try {
-        await target.policy.execute(
-          () =>
-            complete.call(target.connection, {
-              options: target.binding.options,
-              target: target.binding.name,
-              run: run.id,
-              chunks: finalStates.map((chunk) => chunk.seq),
-            }),
+        await completeTarget(
+          target,
+          run.id,
+          finalStates.map((chunk) => chunk.seq),
           control.signal,
+          logger,
         );
+        await store.commitHashes(run.id, target.binding.name);
       } catch (error) {
-        fail(error instanceof AttemptsError ? error.error : toFrancaError(error));
+        fail(toFrancaError(error));
       }
     }
   }

@@ -91,6 +91,11 @@ export interface LoadResult {
   /** Quarantined or failed records, with their reasons. */
   problems: RecordOutcome[];
   attempts: number;
+  /**
+   * The target publishes at the end of the run (`complete`): keep the new content hashes with the outcomes and
+   * make them current only on `commitHashes`, so nothing counts as unchanged against output never published.
+   */
+  deferHashes?: boolean;
 }
 
 export interface LoadedHash {
@@ -167,6 +172,8 @@ export interface Store {
   saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void>;
   /** Records one chunk's load into one target: outcomes, new content hashes, chunk state. */
   saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void>;
+  /** Makes the content hashes of the records this run loaded to `target` current (after a deferred publish). */
+  commitHashes(runId: number, target: string): Promise<void>;
   readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined>;
   chunkStates(runId: number): Promise<ChunkState[]>;
 

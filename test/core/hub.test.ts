@@ -82,7 +82,7 @@ describe("hub configuration", () => {
   it("refuses settings that would do nothing: a cursor on a target, a mapping in the wrong direction, unknown connector options", () => {
     const cursorTarget = bind(erp, Customer, { name: "erp.a", table: "clients", cursor: "updated_at" });
     const wrongWay = bind(erp, Customer, { name: "erp.b", table: "clients", toCanonical: (row) => row as never });
-    const typo = bind(erp, Customer, { name: "erp.c", ...({ tabel: "clients" } as { table: string }) });
+    const typo = bind(erp, Customer, { name: "erp.c", ...({ tabel: "clients" } as unknown as { table: string }) });
     const issues = issuesOf({
       systems: [crm, erp],
       entities: [Customer],

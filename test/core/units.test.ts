@@ -14,18 +14,16 @@ import { KeyLocks } from "../../src/engine/key-locks.ts";
 import { Sequencer } from "../../src/engine/sequencer.ts";
 import { decodeCanonical, encodeCanonical } from "../../src/engine/staging.ts";
 
+const invoiceProperties = {
+  region: Type.String(),
+  number: Type.Integer(),
+  total: Money(),
+  lines: Type.Array(Type.Object({ sku: Type.String(), qty: Type.Integer({ minimum: 1 }) })),
+};
 const Invoice = entity("Invoice", {
   version: 1,
   key: ["region", "number"],
-  schema: Type.Object(
-    {
-      region: Type.String(),
-      number: Type.Integer(),
-      total: Money(),
-      lines: Type.Array(Type.Object({ sku: Type.String(), qty: Type.Integer({ minimum: 1 }) })),
-    },
-    { additionalProperties: false },
-  ),
+  schema: Type.Object(invoiceProperties, { additionalProperties: false }),
   fields: { total: { owner: "finance" }, region: { pii: false } },
 });
 
@@ -76,11 +74,11 @@ describe("canonical model", () => {
       entity("Invoice", {
         version: 1,
         key: ["region", "number"],
-        schema: Type.Object({ ...Invoice.schema.properties, memo: Type.Optional(Type.String()) }),
+        schema: Type.Object({ ...invoiceProperties, memo: Type.Optional(Type.String()) }),
       }),
     );
     assert.equal(checkCompatibility(v1, added).compatible, true);
-    const { total: _removed, ...rest } = Invoice.schema.properties;
+    const { total: _removed, ...rest } = invoiceProperties;
     const removed = entityJsonSchema(
       entity("Invoice", {
         version: 1,

@@ -82,6 +82,7 @@ export const migrations: readonly Migration[] = [
         path TEXT,
         target_id TEXT,
         source_id TEXT,
+        hash TEXT,
         PRIMARY KEY (run_id, key, target)
       ) WITHOUT ROWID;
       CREATE INDEX outcomes_problems ON outcomes (run_id, status) WHERE status IN ('quarantined', 'failed');

@@ -353,13 +353,16 @@ export class SqliteStore implements Store {
   async saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void> {
     this.#transaction(() => {
       // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
-      const upsertPlain = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id)
-        SELECT ?, value ->> 0, ?, ?, ?, ?, value ->> 1 FROM json_each(?) WHERE true
+      const upsertPlain = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash)
+        SELECT ?, value ->> 0, ?, ?, ?, ?, value ->> 1, value ->> 2 FROM json_each(?) WHERE true
         ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
-          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL, target_id = excluded.target_id`;
+          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
+          target_id = excluded.target_id, hash = excluded.hash`;
       if (result.loaded.length > 0) {
-        const loaded = JSON.stringify(result.loaded.map((item) => [item.key, item.targetId ?? null]));
+        const loaded = JSON.stringify(result.loaded.map((item) => [item.key, item.targetId ?? null, item.hash]));
         this.#run(upsertPlain, runId, target, "loaded", seq, result.attempts, loaded);
+      }
+      if (result.loaded.length > 0 && result.deferHashes !== true) {
         this.#run(
           `INSERT INTO target_hashes (target, key, hash, run_id) SELECT ?, value ->> 0, value ->> 1, ? FROM json_each(?) WHERE true
            ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
@@ -369,7 +372,7 @@ export class SqliteStore implements Store {
         );
       }
       if (result.unchanged.length > 0) {
-        const unchanged = JSON.stringify(result.unchanged.map((key) => [key, null]));
+        const unchanged = JSON.stringify(result.unchanged.map((key) => [key, null, null]));
         this.#run(upsertPlain, runId, target, "unchanged", seq, result.attempts, unchanged);
       }
       this.#insertOutcomes(runId, result.problems);
@@ -394,6 +397,18 @@ export class SqliteStore implements Store {
         failed,
         result.attempts,
         now,
+      );
+    });
+  }
+
+  async commitHashes(runId: number, target: string): Promise<void> {
+    this.#transaction(() => {
+      this.#run(
+        `INSERT INTO target_hashes (target, key, hash, run_id)
+         SELECT target, key, hash, run_id FROM outcomes WHERE run_id = ? AND target = ? AND status = 'loaded' AND hash IS NOT NULL
+         ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
+        runId,
+        target,
       );
     });
   }

@@ -85,6 +85,7 @@ export class ThreadedSqliteStore implements Store {
   saveCanonical: Store["saveCanonical"] = (...args) => this.#call("saveCanonical", ...args);
   saveOutcomes: Store["saveOutcomes"] = (...args) => this.#call("saveOutcomes", ...args);
   saveLoad: Store["saveLoad"] = (...args) => this.#call("saveLoad", ...args);
+  commitHashes: Store["commitHashes"] = (...args) => this.#call("commitHashes", ...args);
   readStaged: Store["readStaged"] = (...args) => this.#call("readStaged", ...args);
   chunkStates: Store["chunkStates"] = (...args) => this.#call("chunkStates", ...args);
   getCursor: Store["getCursor"] = (...args) => this.#call("getCursor", ...args);

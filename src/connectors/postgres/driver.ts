@@ -1,0 +1,268 @@
+import pg from "pg";
+import type { Row } from "../../core/binding.ts";
+import { FrancaError } from "../../core/errors.ts";
+import type { SettingIssue, System } from "../../core/system.ts";
+import { settingsChecker } from "../settings.ts";
+import type { Connection, Driver } from "../types.ts";
+import { postgresError, sqlState } from "./errors.ts";
+import { discreteSettings, PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
+import { readPostgres } from "./read.ts";
+import { type ColumnCache, columnCache, writePostgres } from "./write.ts";
+
+const checkSystem = settingsChecker(PostgresSystemOptions);
+const checkBinding = settingsChecker(PostgresBindingOptions);
+
+export interface PostgresClient {
+  /** Runs a statement on a pooled connection and returns its rows. */
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+  readonly pool: pg.Pool;
+}
+
+export type Query = (sql: string, params?: readonly unknown[]) => Promise<pg.QueryResult<Row>>;
+
+/** What read.ts and write.ts need of a connection: a pooled session whose statements stop when the signal aborts. */
+export interface PostgresSession {
+  readonly system: string;
+  withClient<T>(signal: AbortSignal, work: (query: Query) => Promise<T>): Promise<T>;
+}
+
+// Types returned as the server's text, so that values are exact: no float for int8 and numeric, no JS Date (which
+// keeps milliseconds only) for dates, times and timestamps. Their arrays become arrays of that text.
+const textTypes = new Set([
+  20, // int8
+  1700, // numeric
+  1082, // date
+  1083, // time
+  1266, // timetz
+  1114, // timestamp
+  1184, // timestamptz
+  1186, // interval
+]);
+const textArrayTypes = new Set([1016, 1231, 1182, 1183, 1270, 1115, 1185, 1187]);
+const asText = (value: string): string => value;
+// pg's own parsers, typed by plain OID (its TypeId enum lacks the array types).
+const builtinParser = pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown;
+const parseTextArray = builtinParser(1009, "text"); // text[]: elements kept as text, NULL as null
+
+const exactTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) => {
+    if (format !== "binary") {
+      if (textTypes.has(oid)) return asText;
+      if (textArrayTypes.has(oid)) return parseTextArray;
+    }
+    return builtinParser(oid, format);
+  }) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+/**
+ * Session settings sent at connect. TimeZone and DateStyle are pinned so that the text of a timestamp does not
+ * depend on the server's defaults: the same row reads the same (same hash, same position) from any server.
+ */
+function sessionOptions(options: PostgresSystemOptions): string {
+  const settings = ["-c TimeZone=UTC", "-c DateStyle=ISO"];
+  // Sent as an option rather than pg's statement_timeout setting, which skips 0 ("no limit").
+  if (options.statementTimeoutMs !== undefined) settings.push(`-c statement_timeout=${options.statementTimeoutMs}`);
+  return settings.join(" ");
+}
+
+/** A URL's own `options` parameter would replace ours: put ours first, so that the URL's still win. */
+function urlWithOptions(url: string, session: string): string {
+  try {
+    const parsed = new URL(url);
+    const own = parsed.searchParams.get("options");
+    if (own === null) return url;
+    parsed.searchParams.set("options", `${session} ${own}`);
+    return parsed.toString();
+  } catch {
+    return url; // preflight reports the bad URL; pg reports it again on connect
+  }
+}
+
+function clientConfig(options: PostgresSystemOptions): pg.ClientConfig {
+  const session = sessionOptions(options);
+  const base: pg.ClientConfig = {
+    application_name: options.applicationName ?? "franca",
+    options: session,
+    types: exactTypes,
+    connectionTimeoutMillis: 30_000,
+    ...(options.ssl === undefined ? {} : { ssl: options.ssl }),
+  };
+  if (options.url !== undefined) return { ...base, connectionString: urlWithOptions(options.url, session) };
+  return {
+    ...base,
+    ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.port === undefined ? {} : { port: options.port }),
+    ...(options.user === undefined ? {} : { user: options.user }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+    ...(options.database === undefined ? {} : { database: options.database }),
+  };
+}
+
+/** Waits for a pooled connection, giving up when the signal aborts; a connection that comes later goes back. */
+async function acquire(pool: pg.Pool, signal: AbortSignal): Promise<pg.PoolClient> {
+  signal.throwIfAborted();
+  const connecting = pool.connect();
+  const abort = Promise.withResolvers<never>();
+  const onAbort = () => abort.reject(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await Promise.race([connecting, abort.promise]);
+  } catch (error) {
+    connecting.then(
+      (client) => client.release(),
+      () => {},
+    );
+    throw error;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Cancels the statement a backend is running, from a separate short-lived connection (the pool may be full).
+ * Best effort: if it fails, the statement runs on until it ends (or reaches statement_timeout), on a connection that
+ * is closed afterwards rather than reused.
+ */
+async function cancelBackend(config: pg.ClientConfig, pid: number): Promise<void> {
+  const client = new pg.Client(config);
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query("SELECT pg_cancel_backend($1)", [pid]);
+  } catch {
+    // see above
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function open(system: System): Connection {
+  const options = system.options as PostgresSystemOptions;
+  const config = clientConfig(options);
+  const columns: ColumnCache = columnCache(system.name);
+  let pool: pg.Pool | undefined;
+  const getPool = (): pg.Pool => {
+    if (pool === undefined) {
+      pool = new pg.Pool({ ...config, max: options.poolSize ?? 10, allowExitOnIdle: true });
+      // An idle connection that breaks (server restart) is dropped by the pool; without a listener it would crash
+      // the process. The next statement reports the problem to its caller.
+      pool.on("error", () => {});
+    }
+    return pool;
+  };
+
+  const session: PostgresSession = {
+    system: system.name,
+    async withClient(signal, work) {
+      const client = await acquire(getPool(), signal);
+      // A connection whose statement was cancelled, or that failed outside SQL, is closed rather than reused: a late
+      // cancel must never reach another caller's statement.
+      let broken = false;
+      const pid = (client as unknown as { processID?: number | null }).processID;
+      const onAbort = () => {
+        broken = true;
+        if (typeof pid === "number") void cancelBackend(config, pid);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      const query: Query = async (sql, params) => {
+        signal.throwIfAborted();
+        return client.query<Row>(sql, params as unknown[] | undefined);
+      };
+      try {
+        return await work(query);
+      } catch (error) {
+        const raw = error instanceof FrancaError ? error.cause : error;
+        if (raw !== undefined && sqlState(raw) === undefined) broken = true;
+        throw error;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        client.release(broken);
+      }
+    },
+  };
+
+  return {
+    read(request) {
+      return readPostgres(session, request);
+    },
+    write(request) {
+      return writePostgres(session, columns, request);
+    },
+    client(): PostgresClient {
+      return {
+        async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
+          try {
+            return (await getPool().query<R>(sql, params as unknown[])).rows;
+          } catch (error) {
+            throw postgresError(error, system.name, "query failed");
+          }
+        },
+        get pool() {
+          return getPool();
+        },
+      };
+    },
+    async health(signal) {
+      const started = performance.now();
+      try {
+        await session.withClient(signal, (query) => query("SELECT 1"));
+        return { ok: true, latencyMs: performance.now() - started };
+      } catch (error) {
+        const failure = postgresError(error, system.name, "health check failed");
+        return { ok: false, latencyMs: performance.now() - started, message: failure.message };
+      }
+    },
+    async close() {
+      const open = pool;
+      pool = undefined;
+      columns.clear();
+      await open?.end();
+    },
+  };
+}
+
+export const postgresDriver: Driver = {
+  type: "postgres",
+  canRead: true,
+  canWrite: true,
+  validateSystem(options) {
+    const issues = checkSystem(options);
+    const settings = (options ?? {}) as PostgresSystemOptions;
+    const discrete = discreteSettings.filter((name) => settings[name] !== undefined);
+    if (settings.url !== undefined && discrete.length > 0)
+      issues.push({ setting: discrete[0] as string, message: "give either url or host/port/user/password/database" });
+    if (settings.url === undefined && settings.host === undefined)
+      issues.push({ setting: "url", message: "is required (or host and database)" });
+    return issues;
+  },
+  validateBinding(options, role) {
+    const issues = checkBinding(options);
+    const { table, query } = (options ?? {}) as PostgresBindingOptions;
+    if (role === "target" && query !== undefined)
+      issues.push({ setting: "query", message: "a target writes to a table, not a query" });
+    if (table === undefined && query === undefined)
+      issues.push({ setting: "table", message: "is required (or query, for a source)" });
+    if (table !== undefined && query !== undefined)
+      issues.push({ setting: "query", message: "give either table or query, not both" });
+    return issues;
+  },
+  preflight(system) {
+    const options = system.options as PostgresSystemOptions;
+    const issues: SettingIssue[] = [];
+    if (options.url !== undefined) {
+      let url: URL | undefined;
+      try {
+        url = new URL(options.url);
+      } catch {
+        issues.push({ setting: "url", message: "is not a valid URL" });
+      }
+      if (url !== undefined && url.protocol !== "postgres:" && url.protocol !== "postgresql:")
+        issues.push({ setting: "url", message: `must start with postgres:// (not ${url.protocol}//)` });
+      return issues;
+    }
+    if (options.host === undefined) issues.push({ setting: "host", message: "is required (or url)" });
+    if (options.database === undefined) issues.push({ setting: "database", message: "is required (or url)" });
+    return issues;
+  },
+  open,
+};

@@ -1,0 +1,37 @@
+import Type, { type Static } from "typebox";
+
+export const PostgresSystemOptions = Type.Object(
+  {
+    /** `postgres://user:password@host:5432/database?sslmode=…`; give either this or the discrete settings below. */
+    url: Type.Optional(Type.String({ minLength: 1 })),
+    host: Type.Optional(Type.String({ minLength: 1 })),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    user: Type.Optional(Type.String({ minLength: 1 })),
+    password: Type.Optional(Type.String()),
+    database: Type.Optional(Type.String({ minLength: 1 })),
+    /** Connections held at most by this process for the system. Default 10. */
+    poolSize: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Server-side limit on one statement, in ms (PostgreSQL's statement_timeout). Default: the server's. */
+    statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Shown in pg_stat_activity. Default "franca". */
+    applicationName: Type.Optional(Type.String({ minLength: 1 })),
+    /** Connect over TLS (certificate verified). */
+    ssl: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type PostgresSystemOptions = Static<typeof PostgresSystemOptions>;
+
+/** The discrete connection settings, exclusive with `url`. */
+export const discreteSettings = ["host", "port", "user", "password", "database"] as const;
+
+export const PostgresBindingOptions = Type.Object(
+  {
+    /** Table read or written, optionally schema-qualified: `sales.orders`. */
+    table: Type.Optional(Type.String({ minLength: 1 })),
+    /** A SELECT read as a subquery (sources only); keyset reads wrap it, so it must expose the key and cursor. */
+    query: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: false },
+);
+export type PostgresBindingOptions = Static<typeof PostgresBindingOptions>;

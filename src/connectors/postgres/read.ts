@@ -1,0 +1,50 @@
+import type { Row } from "../../core/binding.ts";
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
+import type { ReadBatch, ReadRequest } from "../types.ts";
+import type { PostgresSession } from "./driver.ts";
+import { postgresError } from "./errors.ts";
+import type { PostgresBindingOptions } from "./options.ts";
+
+/**
+ * Keyset reads: `SELECT * FROM r WHERE (cursor, key) > ($1, …) ORDER BY cursor, key LIMIT $n`, one statement per
+ * batch, each under the system's policy (request.call). Position values are the server's text for exact types
+ * (int8, numeric, timestamps), and the server parses them back as the column's type, so comparisons are exact.
+ */
+export async function* readPostgres(session: PostgresSession, request: ReadRequest): AsyncIterable<ReadBatch> {
+  const options = request.options as PostgresBindingOptions;
+  const columns = orderColumns(request.cursor, request.key);
+  const relation = sourceRelation(options, '"');
+  const what = options.table === undefined ? "cannot read the source query" : `cannot read '${options.table}'`;
+  const order = columns.map((column) => quoteIdent(column)).join(", ");
+  const after = afterPredicate(columns, (index) => `$${index + 1}`, '"', "row");
+  const first = `SELECT * FROM ${relation} ORDER BY ${order} LIMIT $1`;
+  const next = `SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT $${after.arity + 1}`;
+  let position = request.from as unknown[] | undefined;
+  if (position !== undefined && (!Array.isArray(position) || position.length !== columns.length)) {
+    throw new FrancaError(
+      ErrorCode.SystemError,
+      `${what}: the saved position ${JSON.stringify(position)} does not match the order columns (${columns.join(", ")}); ` +
+        "were the binding's key or cursor changed?",
+      { system: session.system },
+    );
+  }
+  for (;;) {
+    if (request.signal.aborted) return;
+    const params = position === undefined ? [request.batchSize] : [...position, request.batchSize];
+    const sql = position === undefined ? first : next;
+    // Only pg's errors are classified here; the policy's own (timeout, open circuit) pass through to the engine.
+    const rows = await request.call(async (signal) => {
+      try {
+        return await session.withClient(signal, async (query) => (await query(sql, params)).rows);
+      } catch (error) {
+        if (signal.aborted) throw error;
+        throw postgresError(error, session.system, what);
+      }
+    });
+    if (rows.length === 0) return;
+    position = positionOf(rows[rows.length - 1] as Row, columns);
+    yield { rows, position };
+    if (rows.length < request.batchSize) return;
+  }
+}
