@@ -64,7 +64,8 @@ export async function extract(
         }
       }
     }
-    await ctx.store.saveExtracted(ctx.run.id, seq, bufferPosition, rows.length, JSON.stringify(rows), Date.now());
+    await ctx.store.stage(ctx.run.id, seq, "extracted", JSON.stringify(rows));
+    await ctx.store.saveExtracted(ctx.run.id, seq, bufferPosition, rows.length, Date.now());
     position = bufferPosition;
     ctx.progress.chunks++;
     ctx.progress.extracted += rows.length;

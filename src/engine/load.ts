@@ -23,6 +23,27 @@ interface Pending {
   item: WriteItem;
 }
 
+/** A write item whose idempotency key is computed only if the connector reads it (APIs do, databases do not). */
+class LazyItem implements WriteItem {
+  readonly key: string;
+  readonly row: Row;
+  readonly hash: string;
+  readonly #target: string;
+  #idempotencyKey: string | undefined;
+
+  constructor(target: string, key: string, row: Row, hash: string) {
+    this.#target = target;
+    this.key = key;
+    this.row = row;
+    this.hash = hash;
+  }
+
+  get idempotencyKey(): string {
+    this.#idempotencyKey ??= idempotencyKey(this.#target, this.key, this.hash);
+    return this.#idempotencyKey;
+  }
+}
+
 /**
  * Loads one chunk into one target and records the outcome of each record:
  * - unchanged (its content hash is the one last loaded there) — not sent;
@@ -126,15 +147,7 @@ export async function loadChunk(
       );
       continue;
     }
-    pending.push({
-      record,
-      item: {
-        key: record.key,
-        row: row as Row,
-        idempotencyKey: idempotencyKey(name, record.key, record.hash),
-        hash: record.hash,
-      },
-    });
+    pending.push({ record, item: new LazyItem(name, record.key, row as Row, record.hash) });
   }
 
   let systemFailure: FrancaError | undefined;

@@ -468,6 +468,8 @@ export async function executeRun(
     logger.error({ err: toFrancaError(error).message }, "could not record the end of the run");
     throw error;
   }
+  // A run that succeeded has nothing to resume or replay: its staged chunks go. Others keep them for resume/replay.
+  if (status === "succeeded") await store.discardStaged(run.id);
   const finished = (await store.getRun(run.id)) as RunRecord;
   const level = status === "succeeded" ? "info" : status === "partial" ? "warn" : "error";
   logger[level](

@@ -1,7 +1,8 @@
 /**
- * How a chunk's canonical records are staged: one JSON text per chunk, an array of
- * `[key, hash, sourceId, cursor, payload]`. It is assembled around each record's canonical JSON, which the
- * transform already made to compute the content hash, so staging costs no second serialization.
+ * How a chunk's canonical records are staged: one JSON text per chunk,
+ * `{ keys, hashes, sources, cursors, payloads }` (parallel arrays). The payloads part is the join of each record's
+ * canonical JSON, which the transform already made to compute the content hash, so staging costs no second
+ * serialization of the records.
  */
 
 export interface CanonicalRecord {
@@ -14,24 +15,45 @@ export interface CanonicalRecord {
   json?: string;
 }
 
+interface StagedChunk {
+  keys: string[];
+  hashes: string[];
+  sources: string[];
+  cursors: unknown[] | null;
+  payloads: Record<string, unknown>[];
+}
+
 export function encodeCanonical(records: readonly CanonicalRecord[]): string {
-  const parts = new Array<string>(records.length);
-  for (let i = 0; i < records.length; i++) {
+  const count = records.length;
+  const keys = new Array<string>(count);
+  const hashes = new Array<string>(count);
+  const sources = new Array<string>(count);
+  const payloads = new Array<string>(count);
+  let cursors: unknown[] | null = null;
+  for (let i = 0; i < count; i++) {
     const record = records[i] as CanonicalRecord;
-    const cursor = record.cursor === undefined ? "null" : JSON.stringify(record.cursor);
-    parts[i] =
-      `[${JSON.stringify(record.key)},"${record.hash}",${JSON.stringify(record.sourceId)},${cursor},${record.json ?? JSON.stringify(record.payload)}]`;
+    keys[i] = record.key;
+    hashes[i] = record.hash;
+    sources[i] = record.sourceId;
+    payloads[i] = record.json ?? JSON.stringify(record.payload);
+    if (record.cursor !== undefined) {
+      cursors ??= new Array<unknown>(count).fill(null);
+      cursors[i] = record.cursor;
+    }
   }
-  return `[${parts.join(",")}]`;
+  return `{"keys":${JSON.stringify(keys)},"hashes":${JSON.stringify(hashes)},"sources":${JSON.stringify(sources)},"cursors":${JSON.stringify(cursors)},"payloads":[${payloads.join(",")}]}`;
 }
 
 export function decodeCanonical(text: string): CanonicalRecord[] {
-  const rows = JSON.parse(text) as [string, string, string, unknown, Record<string, unknown>][];
-  return rows.map(([key, hash, sourceId, cursor, payload]) => ({
-    key,
-    hash,
-    sourceId,
-    ...(cursor === null ? {} : { cursor }),
-    payload,
-  }));
+  const chunk = JSON.parse(text) as StagedChunk;
+  return chunk.keys.map((key, i) => {
+    const cursor = chunk.cursors?.[i];
+    return {
+      key,
+      hash: chunk.hashes[i] as string,
+      sourceId: chunk.sources[i] as string,
+      ...(cursor === null || cursor === undefined ? {} : { cursor }),
+      payload: chunk.payloads[i] as Record<string, unknown>,
+    };
+  });
 }

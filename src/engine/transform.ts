@@ -173,7 +173,8 @@ export async function transformAndStage(
   rows: readonly Row[],
 ): Promise<CanonicalRecord[]> {
   const { records, problems } = await transformChunk(ctx, seq, rows);
-  await ctx.store.saveCanonical(ctx.run.id, seq, encodeCanonical(records), records.length, problems, Date.now());
+  await ctx.store.stage(ctx.run.id, seq, "canonical", encodeCanonical(records));
+  await ctx.store.saveCanonical(ctx.run.id, seq, records.length, problems, Date.now());
   for (const record of records) record.json = undefined;
   ctx.progress.transformed += rows.length;
   for (const problem of problems) {

@@ -147,23 +147,20 @@ export interface Store {
   /** The flow's most recent run when it did not finish (failed with work left, or abandoned). */
   latestUnfinished(flow: string): Promise<RunRecord | undefined>;
 
-  /** Persists one extracted chunk (its rows as JSON text) and its source position. */
-  saveExtracted(
-    runId: number,
-    seq: number,
-    position: unknown,
-    records: number,
-    rowsJson: string,
-    now: number,
-  ): Promise<void>;
   /**
-   * Persists one chunk's canonical records (JSON text) with the records the transform could not turn into one
-   * (quarantined, or failed on a transient error).
+   * Stages one chunk's output of a stage as one value (JSON text). Called before the chunk is recorded
+   * (saveExtracted / saveCanonical): only a recorded chunk's staged value is ever read.
+   */
+  stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string): Promise<void>;
+  /** Records one extracted chunk (its rows staged) and the source position after it. */
+  saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void>;
+  /**
+   * Records one transformed chunk (its canonical records staged) with the records the transform could not turn into
+   * one (quarantined, or failed on a transient error).
    */
   saveCanonical(
     runId: number,
     seq: number,
-    canonicalJson: string,
     canonical: number,
     problems: readonly RecordOutcome[],
     now: number,
@@ -175,6 +172,8 @@ export interface Store {
   /** Makes the content hashes of the records this run loaded to `target` current (after a deferred publish). */
   commitHashes(runId: number, target: string): Promise<void>;
   readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined>;
+  /** Drops a run's staged chunks (the run succeeded: nothing will be resumed or replayed from them). */
+  discardStaged(runId: number): Promise<void>;
   chunkStates(runId: number): Promise<ChunkState[]>;
 
   getCursor(flow: string): Promise<unknown | undefined>;

@@ -5,23 +5,31 @@ import type { ItemResult, WriteRequest } from "../types.ts";
 import { sqliteError } from "./errors.ts";
 import type { SqliteBindingOptions } from "./options.ts";
 
-function upsertSql(table: string, columns: readonly string[], key: readonly string[]): string {
+/** Rows per statement: one multi-row INSERT crosses from JS to SQLite once per 50 rows instead of once per row. */
+const rowsPerStatement = 50;
+const maxParameters = 32_000; // SQLite allows 32,766 since 3.32
+
+function upsertSql(table: string, columns: readonly string[], key: readonly string[], rows = 1): string {
   const names = columns.map((column) => quoteIdent(column)).join(", ");
-  const values = columns.map(() => "?").join(", ");
+  const one = `(${columns.map(() => "?").join(", ")})`;
+  const values = Array.from({ length: rows }, () => one).join(", ");
   const updates = columns.filter((column) => !key.includes(column));
   const conflict = key.map((column) => quoteIdent(column)).join(", ");
   const action =
     updates.length === 0
       ? "DO NOTHING"
       : `DO UPDATE SET ${updates.map((column) => `${quoteIdent(column)} = excluded.${quoteIdent(column)}`).join(", ")}`;
-  return `INSERT INTO ${quoteQualified(table)} (${names}) VALUES (${values}) ON CONFLICT (${conflict}) ${action}`;
+  return `INSERT INTO ${quoteQualified(table)} (${names}) VALUES ${values} ON CONFLICT (${conflict}) ${action}`;
 }
 
-function params(row: Row, columns: readonly string[]): SQLInputValue[] {
-  const out = new Array<SQLInputValue>(columns.length);
-  for (let i = 0; i < columns.length; i++) {
-    const value = toParam(row[columns[i] as string]);
-    out[i] = (typeof value === "boolean" ? (value ? 1 : 0) : value) as SQLInputValue;
+function params(rows: readonly Row[], columns: readonly string[]): SQLInputValue[] {
+  const out = new Array<SQLInputValue>(columns.length * rows.length);
+  let at = 0;
+  for (const row of rows) {
+    for (let i = 0; i < columns.length; i++) {
+      const value = toParam(row[columns[i] as string]);
+      out[at++] = (typeof value === "boolean" ? (value ? 1 : 0) : value) as SQLInputValue;
+    }
   }
   return out;
 }
@@ -35,9 +43,13 @@ export function writeSqlite(db: DatabaseSync, system: string, request: WriteRequ
   const table = options.table as string;
   const rows = request.items.map((item) => item.row);
   const columns = batchColumns(rows);
+  const perStatement = Math.max(1, Math.min(rowsPerStatement, Math.floor(maxParameters / Math.max(1, columns.length))));
   let statement: StatementSync;
+  let full: StatementSync | undefined;
   try {
     statement = db.prepare(upsertSql(table, columns, request.key));
+    if (rows.length >= perStatement && perStatement > 1)
+      full = db.prepare(upsertSql(table, columns, request.key, perStatement));
   } catch (error) {
     throw sqliteError(error, system, `cannot write table '${table}'`);
   }
@@ -47,7 +59,11 @@ export function writeSqlite(db: DatabaseSync, system: string, request: WriteRequ
     throw sqliteError(error, system, "cannot start a transaction");
   }
   try {
-    for (const row of rows) statement.run(...params(row, columns));
+    let at = 0;
+    if (full !== undefined)
+      for (; at + perStatement <= rows.length; at += perStatement)
+        full.run(...params(rows.slice(at, at + perStatement), columns));
+    for (; at < rows.length; at++) statement.run(...params([rows[at] as Row], columns));
     db.exec("COMMIT");
     return request.items.map(() => ({ ok: true }));
   } catch (error) {
@@ -72,7 +88,7 @@ function writeRowByRow(
     for (const row of rows) {
       db.exec("SAVEPOINT franca_row");
       try {
-        statement.run(...params(row, columns));
+        statement.run(...params([row], columns));
         db.exec("RELEASE franca_row");
         results.push({ ok: true });
       } catch (error) {

@@ -60,14 +60,6 @@ export const migrations: readonly Migration[] = [
         PRIMARY KEY (run_id, target, seq)
       ) WITHOUT ROWID;
 
-      CREATE TABLE staged (
-        run_id INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        stage TEXT NOT NULL,
-        data TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq, stage)
-      );
-
       -- one row per record and target (target '' for outcomes decided before load)
       CREATE TABLE outcomes (
         run_id INTEGER NOT NULL,

@@ -1,9 +1,11 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { RecordOutcome } from "../../core/record.ts";
 import { type OutcomeRow, outcomeFromRow, outcomeValues, type RunRow, runFromRow } from "../rows.ts";
+import { StagingFiles } from "../staging-files.ts";
 import type {
   ChunkState,
   FinishRun,
@@ -16,6 +18,11 @@ import type {
   Store,
 } from "../types.ts";
 import { migrations } from "./migrations.ts";
+
+/** Where a store file keeps its staged chunks: `<file>.staging/` (a temporary directory for an in-memory store). */
+export function stagingDir(file: string): string {
+  return file === ":memory:" ? mkdtempSync(join(tmpdir(), "franca-staging-")) : `${file}.staging`;
+}
 
 export interface SqliteStoreOptions {
   /**
@@ -34,13 +41,15 @@ export class SqliteStore implements Store {
   readonly location: string;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
+  readonly #staging: StagingFiles;
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.location = file;
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+    this.#staging = new StagingFiles(stagingDir(file), { fsync: options.synchronous === "full" });
     this.#db = new DatabaseSync(file, { timeout: 10_000 });
     this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"};
-      PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;`);
+      PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;`);
   }
 
   #prepare(sql: string): StatementSync {
@@ -97,6 +106,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#staging.close();
     this.#statements.clear();
     if (this.#db.isOpen) this.#db.close();
   }
@@ -285,16 +295,20 @@ export class SqliteStore implements Store {
     return run.status === "failed" || run.status === "cancelled" ? run : undefined;
   }
 
-  async saveExtracted(
-    runId: number,
-    seq: number,
-    position: unknown,
-    records: number,
-    rowsJson: string,
-    now: number,
-  ): Promise<void> {
+  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string): Promise<void> {
+    this.#staging.write(runId, seq, stage, data);
+  }
+
+  async readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined> {
+    return this.#staging.read(runId, seq, stage);
+  }
+
+  async discardStaged(runId: number): Promise<void> {
+    this.#staging.discard(runId);
+  }
+
+  async saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void> {
     this.#transaction(() => {
-      this.#run("INSERT INTO staged (run_id, seq, stage, data) VALUES (?, ?, 'extracted', ?)", runId, seq, rowsJson);
       this.#run(
         "INSERT INTO chunks (run_id, seq, position, records, extracted_at) VALUES (?, ?, ?, ?, ?)",
         runId,
@@ -309,7 +323,6 @@ export class SqliteStore implements Store {
   async saveCanonical(
     runId: number,
     seq: number,
-    canonicalJson: string,
     canonical: number,
     problems: readonly RecordOutcome[],
     now: number,
@@ -317,12 +330,16 @@ export class SqliteStore implements Store {
     let failed = 0;
     for (const problem of problems) if (problem.status === "failed") failed++;
     this.#transaction(() => {
-      this.#run(
-        "INSERT INTO staged (run_id, seq, stage, data) VALUES (?, ?, 'canonical', ?) ON CONFLICT (run_id, seq, stage) DO UPDATE SET data = excluded.data",
+      const previous = this.#get<{ canonical: number | null }>(
+        "SELECT canonical FROM chunks WHERE run_id = ? AND seq = ?",
         runId,
         seq,
-        canonicalJson,
       );
+      if (previous?.canonical !== null && previous?.canonical !== undefined) {
+        // transformed again (a resume after transient failures): its earlier outcomes and loads are void
+        this.#run("DELETE FROM outcomes WHERE run_id = ? AND seq = ?", runId, seq);
+        this.#run("DELETE FROM chunk_loads WHERE run_id = ? AND seq = ?", runId, seq);
+      }
       this.#insertOutcomes(runId, problems);
       this.#run(
         "UPDATE chunks SET canonical = ?, quarantined = ?, failed = ?, transformed_at = ? WHERE run_id = ? AND seq = ?",
@@ -353,14 +370,30 @@ export class SqliteStore implements Store {
   async saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void> {
     this.#transaction(() => {
       // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
-      const upsertPlain = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash)
+      // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
+      // The common case (no target ids, hashes current at once) passes keys only, which SQLite parses fastest.
+      const upsertKeys = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts)
+        SELECT ?, value, ?, ?, ?, ? FROM json_each(?) WHERE true
+        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
+          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
+          target_id = NULL, hash = NULL`;
+      const upsertDetailed = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash)
         SELECT ?, value ->> 0, ?, ?, ?, ?, value ->> 1, value ->> 2 FROM json_each(?) WHERE true
         ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
           attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
           target_id = excluded.target_id, hash = excluded.hash`;
       if (result.loaded.length > 0) {
-        const loaded = JSON.stringify(result.loaded.map((item) => [item.key, item.targetId ?? null, item.hash]));
-        this.#run(upsertPlain, runId, target, "loaded", seq, result.attempts, loaded);
+        const detailed = result.deferHashes === true || result.loaded.some((item) => item.targetId !== undefined);
+        const loaded = detailed
+          ? JSON.stringify(
+              result.loaded.map((item) => [
+                item.key,
+                item.targetId ?? null,
+                result.deferHashes === true ? item.hash : null,
+              ]),
+            )
+          : JSON.stringify(result.loaded.map((item) => item.key));
+        this.#run(detailed ? upsertDetailed : upsertKeys, runId, target, "loaded", seq, result.attempts, loaded);
       }
       if (result.loaded.length > 0 && result.deferHashes !== true) {
         this.#run(
@@ -372,8 +405,7 @@ export class SqliteStore implements Store {
         );
       }
       if (result.unchanged.length > 0) {
-        const unchanged = JSON.stringify(result.unchanged.map((key) => [key, null, null]));
-        this.#run(upsertPlain, runId, target, "unchanged", seq, result.attempts, unchanged);
+        this.#run(upsertKeys, runId, target, "unchanged", seq, result.attempts, JSON.stringify(result.unchanged));
       }
       this.#insertOutcomes(runId, result.problems);
       let quarantined = 0;
@@ -411,15 +443,6 @@ export class SqliteStore implements Store {
         target,
       );
     });
-  }
-
-  async readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined> {
-    return this.#get<{ data: string }>(
-      "SELECT data FROM staged WHERE run_id = ? AND seq = ? AND stage = ?",
-      runId,
-      seq,
-      stage,
-    )?.data;
   }
 
   async chunkStates(runId: number): Promise<ChunkState[]> {

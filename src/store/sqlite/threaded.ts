@@ -1,7 +1,8 @@
 import { Worker } from "node:worker_threads";
 import { type ErrorClass, type ErrorCode, FrancaError } from "../../core/errors.ts";
+import { StagingFiles } from "../staging-files.ts";
 import type { Store } from "../types.ts";
-import type { SqliteStoreOptions } from "./store.ts";
+import { type SqliteStoreOptions, stagingDir } from "./store.ts";
 
 interface Reply {
   id: number;
@@ -20,11 +21,15 @@ export class ThreadedSqliteStore implements Store {
   readonly location: string;
   readonly #worker: Worker;
   readonly #pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
+  readonly #staging: StagingFiles;
   #next = 0;
   #closed = false;
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.location = file;
+    // Staged chunks are written here, on the calling thread: one file write is cheaper than copying the chunk to
+    // the store's thread. The chunk is recorded (on the store's thread) only after the write returned.
+    this.#staging = new StagingFiles(stagingDir(file), { fsync: options.synchronous === "full" });
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { workerData: { file, options } });
     this.#worker.unref();
     this.#worker.on("message", (reply: Reply) => this.#settle(reply));
@@ -86,7 +91,9 @@ export class ThreadedSqliteStore implements Store {
   saveOutcomes: Store["saveOutcomes"] = (...args) => this.#call("saveOutcomes", ...args);
   saveLoad: Store["saveLoad"] = (...args) => this.#call("saveLoad", ...args);
   commitHashes: Store["commitHashes"] = (...args) => this.#call("commitHashes", ...args);
-  readStaged: Store["readStaged"] = (...args) => this.#call("readStaged", ...args);
+  stage: Store["stage"] = async (runId, seq, stage, data) => this.#staging.write(runId, seq, stage, data);
+  readStaged: Store["readStaged"] = async (runId, seq, stage) => this.#staging.read(runId, seq, stage);
+  discardStaged: Store["discardStaged"] = async (runId) => this.#staging.discard(runId);
   chunkStates: Store["chunkStates"] = (...args) => this.#call("chunkStates", ...args);
   getCursor: Store["getCursor"] = (...args) => this.#call("getCursor", ...args);
   getProfile: Store["getProfile"] = (...args) => this.#call("getProfile", ...args);
@@ -96,6 +103,7 @@ export class ThreadedSqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#staging.close();
     await this.#call("close");
     this.#closed = true;
     await this.#worker.terminate();
