@@ -48,7 +48,8 @@ source.close();
 
 const partScript = fileURLToPath(new URL("./engine-part.ts", import.meta.url));
 function measure(part: string): { wall_s: number; peak_rss_mb: number; rows: number } {
-  const out = execFileSync(process.execPath, [partScript, part, dir], { encoding: "utf8" });
+  // the same V8 settings as the franca command (bin/franca.js) gives every run
+  const out = execFileSync(process.execPath, ["--max-semi-space-size=16", partScript, part, dir], { encoding: "utf8" });
   return JSON.parse(out.trim().split("\n").at(-1) as string);
 }
 

@@ -2,6 +2,7 @@ import { Compile } from "typebox/compile";
 import { compileCanonicalJson } from "./canonical-json.ts";
 import type { Entity } from "./entity.ts";
 import { ErrorCode, FrancaError } from "./errors.ts";
+import { installFormats } from "./formats.ts";
 import { contentHash } from "./hash.ts";
 import { type KeyOf, keyOf } from "./key.ts";
 
@@ -53,6 +54,7 @@ export function validationError(errors: readonly SchemaError[]): FrancaError {
 export function compileEntity(entity: Entity): CompiledEntity {
   const cached = compiled.get(entity);
   if (cached !== undefined) return cached;
+  installFormats();
   const validator = Compile(entity.schema);
   const serialize = compileCanonicalJson(entity.schema);
   const result: CompiledEntity = {

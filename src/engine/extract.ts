@@ -91,7 +91,9 @@ export async function extract(
       for await (const batch of stream) {
         failures = 0;
         pausedSince = undefined;
-        for (const row of batch.rows) buffer.push(row);
+        if (buffer.length === 0)
+          buffer = batch.rows; // the usual case: one batch is one chunk, no copy
+        else for (const row of batch.rows) buffer.push(row);
         bufferPosition = batch.position;
         if (buffer.length >= chunkSize) await flush();
         if (ctx.signal.aborted) return;

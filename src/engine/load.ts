@@ -200,11 +200,9 @@ export async function loadChunk(
       const entry = batch[i] as Pending;
       const outcome = results[i] as ItemResult;
       if (outcome.ok) {
-        result.loaded.push({
-          key: entry.record.key,
-          hash: entry.record.hash,
-          ...(outcome.targetId === undefined ? {} : { targetId: outcome.targetId }),
-        });
+        const loaded: LoadResult["loaded"][number] = { key: entry.record.key, hash: entry.record.hash };
+        if (outcome.targetId !== undefined) loaded.targetId = outcome.targetId;
+        result.loaded.push(loaded);
       } else {
         problem(entry.record, outcome.error, attempts);
       }

@@ -146,14 +146,9 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
     }
     goodSinceLastProblem++;
     const { json, hash } = compiled.fingerprint(payload);
-    const record: CanonicalRecord = {
-      key,
-      hash,
-      sourceId,
-      payload: payload as Record<string, unknown>,
-      json,
-      ...(cursorField === undefined ? {} : { cursor: row[cursorField] }),
-    };
+    // a plain literal, no spread: this runs once per record
+    const record: CanonicalRecord = { key, hash, sourceId, payload: payload as Record<string, unknown>, json };
+    if (cursorField !== undefined) record.cursor = row[cursorField];
     const earlier = indexOfKey.get(key);
     if (earlier === undefined) {
       indexOfKey.set(key, records.length);

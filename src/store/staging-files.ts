@@ -56,16 +56,20 @@ export class StagingFiles {
   write(runId: number, seq: number, stage: Stage, data: string): void {
     const segment = this.#segment(runId, stage, true) as Segment;
     const length = Buffer.byteLength(data);
-    const buffer = Buffer.allocUnsafe(headerBytes + length);
-    buffer.writeUInt32LE(seq, 0);
-    buffer.writeUInt32LE(length, 4);
-    buffer.write(data, headerBytes, "utf8");
-    let written = 0;
-    while (written < buffer.length)
-      written += writeSync(segment.fd, buffer, written, buffer.length - written, segment.size + written);
+    const header = Buffer.allocUnsafe(headerBytes);
+    header.writeUInt32LE(seq, 0);
+    header.writeUInt32LE(length, 4);
+    writeSync(segment.fd, header, 0, headerBytes, segment.size);
+    // the text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
+    let written = writeSync(segment.fd, data, segment.size + headerBytes, "utf8");
+    if (written < length) {
+      const rest = Buffer.from(data, "utf8");
+      while (written < length)
+        written += writeSync(segment.fd, rest, written, length - written, segment.size + headerBytes + written);
+    }
     if (this.#fsync) fsyncSync(segment.fd);
     segment.index?.set(seq, { offset: segment.size + headerBytes, length });
-    segment.size += buffer.length;
+    segment.size += headerBytes + length;
   }
 
   #scan(segment: Segment): Map<number, { offset: number; length: number }> {

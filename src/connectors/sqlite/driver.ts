@@ -37,7 +37,16 @@ function open(system: System, env: DriverEnv): Connection {
       return readSqlite(database(), request);
     },
     async write(request) {
-      return writeSqlite(database(), system.name, request);
+      // On this thread: measured against a writer thread on two cores, copying each chunk to another thread cost
+      // more than the upsert it moved (docs/benchmarks.md). A chunk's upsert is one short transaction.
+      const table = (request.options as SqliteBindingOptions).table as string;
+      return writeSqlite(
+        database(),
+        system.name,
+        table,
+        request.key,
+        request.items.map((item) => item.row),
+      );
     },
     client(): SqliteClient {
       return {

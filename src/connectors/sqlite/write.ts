@@ -1,9 +1,8 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import type { Row } from "../../core/binding.ts";
 import { batchColumns, quoteIdent, quoteQualified, toParam } from "../sql.ts";
-import type { ItemResult, WriteRequest } from "../types.ts";
+import type { ItemResult } from "../types.ts";
 import { sqliteError } from "./errors.ts";
-import type { SqliteBindingOptions } from "./options.ts";
 
 /** Rows per statement: one multi-row INSERT crosses from JS to SQLite once per 50 rows instead of once per row. */
 const rowsPerStatement = 50;
@@ -38,18 +37,21 @@ function params(rows: readonly Row[], columns: readonly string[]): SQLInputValue
  * Upserts a batch in one transaction. When a row is refused (a constraint, a bad value), the batch is written again
  * row by row under savepoints, so the good rows land and each bad one gets its own error.
  */
-export function writeSqlite(db: DatabaseSync, system: string, request: WriteRequest): ItemResult[] {
-  const options = request.options as SqliteBindingOptions;
-  const table = options.table as string;
-  const rows = request.items.map((item) => item.row);
+export function writeSqlite(
+  db: DatabaseSync,
+  system: string,
+  table: string,
+  key: readonly string[],
+  rows: readonly Row[],
+): ItemResult[] {
   const columns = batchColumns(rows);
   const perStatement = Math.max(1, Math.min(rowsPerStatement, Math.floor(maxParameters / Math.max(1, columns.length))));
   let statement: StatementSync;
   let full: StatementSync | undefined;
   try {
-    statement = db.prepare(upsertSql(table, columns, request.key));
+    statement = db.prepare(upsertSql(table, columns, key));
     if (rows.length >= perStatement && perStatement > 1)
-      full = db.prepare(upsertSql(table, columns, request.key, perStatement));
+      full = db.prepare(upsertSql(table, columns, key, perStatement));
   } catch (error) {
     throw sqliteError(error, system, `cannot write table '${table}'`);
   }
@@ -65,7 +67,7 @@ export function writeSqlite(db: DatabaseSync, system: string, request: WriteRequ
         full.run(...params(rows.slice(at, at + perStatement), columns));
     for (; at < rows.length; at++) statement.run(...params([rows[at] as Row], columns));
     db.exec("COMMIT");
-    return request.items.map(() => ({ ok: true }));
+    return rows.map(() => ({ ok: true }));
   } catch (error) {
     db.exec("ROLLBACK");
     const failure = sqliteError(error, system, `write to '${table}' failed`);
