@@ -3,7 +3,7 @@ import type { Binding } from "./binding.ts";
 import type { Entity } from "./entity.ts";
 import { ErrorCode, FrancaError } from "./errors.ts";
 import type { Flow } from "./flow.ts";
-import type { Lookup } from "./lookup.ts";
+import type { AnyLookup } from "./lookup.ts";
 import type { Limits, System } from "./system.ts";
 
 export interface HubSpec {
@@ -12,7 +12,7 @@ export interface HubSpec {
   systems: readonly System[];
   entities: readonly Entity[];
   flows: readonly Flow[];
-  lookups?: readonly Lookup[];
+  lookups?: readonly AnyLookup[];
   /**
    * Where runs, staging and the ledger live: a SQLite file path (default `.franca/franca.db` beside the
    * configuration) or a `postgres://` URL.
@@ -30,7 +30,7 @@ export interface Hub {
   readonly systems: ReadonlyMap<string, System>;
   readonly entities: ReadonlyMap<string, Entity>;
   readonly flows: ReadonlyMap<string, Flow>;
-  readonly lookups: ReadonlyMap<string, Lookup>;
+  readonly lookups: ReadonlyMap<string, AnyLookup>;
   /** Every binding used by a flow, by name. */
   readonly bindings: ReadonlyMap<string, Binding>;
   readonly store?: string;

@@ -37,6 +37,9 @@ export interface Lookup<K = unknown, V = unknown> {
   readonly description?: string;
 }
 
+/** Any lookup, whatever its key and value types (the key is in parameter position: `never` accepts them all). */
+export type AnyLookup = Lookup<never, unknown>;
+
 const defaultCacheKey = (key: unknown): string => (typeof key === "object" ? JSON.stringify(key) : String(key));
 
 export function lookup<K, V, S extends System>(name: string, spec: LookupSpec<K, V, S>): Lookup<K, V> {

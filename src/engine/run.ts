@@ -4,7 +4,7 @@ import type { MapContext } from "../core/binding.ts";
 import { compileEntity } from "../core/compiled-entity.ts";
 import { ErrorCode, ExitCode, FrancaError, toFrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
-import type { Lookup } from "../core/lookup.ts";
+import type { AnyLookup, Lookup } from "../core/lookup.ts";
 import type { RunStatus } from "../core/record.ts";
 import type { System } from "../core/system.ts";
 import type { RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
@@ -32,7 +32,7 @@ export interface RunEnvironment {
   owner: string;
   connections: ConnectionPool;
   policyOf(systemName: string): SystemPolicy;
-  lookupsByName: ReadonlyMap<string, Lookup>;
+  lookupsByName: ReadonlyMap<string, AnyLookup>;
   systemsByName: ReadonlyMap<string, System>;
   heartbeatMs: number;
 }
@@ -236,7 +236,7 @@ export async function executeRun(
           run: { id: run.id, flow: flow.name },
           binding,
           lookup: <K, V>(item: Lookup<K, V>, key: K): Promise<V> => {
-            if (env.lookupsByName.get(item.name) !== (item as Lookup)) {
+            if ((env.lookupsByName.get(item.name) as unknown) !== item) {
               return Promise.reject(
                 new FrancaError(
                   ErrorCode.ConfigUnknownReference,

@@ -116,8 +116,18 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
     if (problem !== undefined || key === undefined) {
       const error = problem as FrancaError;
       if (error.code === ErrorCode.SystemDown) throw error;
+      // The ledger files a record under its canonical key whenever one can be made (a record that failed validation
+      // elsewhere usually has one), else under its source id.
+      let ledgerKey = sourceId;
+      if (error.code === ErrorCode.ValidationFailed) {
+        try {
+          ledgerKey = compiled.key(payload as Record<string, unknown>);
+        } catch {
+          // no usable key fields: the source id it is
+        }
+      }
       problems.push({
-        key: sourceId,
+        key: ledgerKey,
         target: null,
         status: error.transient ? "failed" : "quarantined",
         chunk: seq,
@@ -129,7 +139,15 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
         sourceId,
       });
       ctx.logger.warn(
-        { stage: "transform", key: sourceId, chunk: seq, code: error.code, path: error.path, err: error.message },
+        {
+          stage: "transform",
+          key: ledgerKey,
+          sourceId,
+          chunk: seq,
+          code: error.code,
+          path: error.path,
+          err: error.message,
+        },
         error.transient ? "record failed" : "record quarantined",
       );
       budget.processedOk(goodSinceLastProblem);
