@@ -139,7 +139,9 @@ export class Engine {
         return this.#resume(flow, unfinished, options);
       }
     }
-    const previousEnd = await this.store.getCursor(flow.name);
+    // Only an incremental source (its binding names a `cursor`) starts where the last run ended; any other is read
+    // whole every run, and what did not change is skipped by content hash at load.
+    const previousEnd = flow.from.cursor === undefined ? undefined : await this.store.getCursor(flow.name);
     const source = this.#connections.get(flow.from.system);
     const cursorFrom =
       previousEnd === undefined || source.nextRunFrom === undefined ? previousEnd : source.nextRunFrom(previousEnd);

@@ -427,7 +427,8 @@ export async function executeRun(
 
   const counts = await store.counts(run.id);
   const status: RunStatus = firstError === undefined ? statusOf(counts) : cancelled ? "cancelled" : "failed";
-  const cursor = run.kind === "flow" ? advancedCursor(finalStates, run.targets) : undefined;
+  const cursor =
+    run.kind === "flow" && flow.from.cursor !== undefined ? advancedCursor(finalStates, run.targets) : undefined;
   // Missing fields can only be judged on a run that read the source from its start and saw records.
   const fullExtraction =
     startSeq === 0 && !run.extractDone && progress.extractDone && Object.keys(drift.current).length > 0;

@@ -73,6 +73,42 @@ describe("engine runs", () => {
     }
   });
 
+  it("reads a source without a cursor whole every run, so an edit to any row is seen", async () => {
+    using tmp = tempDir();
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
+    const hub = defineHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, { table: "customers", key: "id", toCanonical: toCustomer }),
+          to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+          chunkSize: 100,
+        }),
+      ],
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      await engine.run("customers");
+      source.exec("UPDATE customers SET name = 'Edited' WHERE id = 5"); // an old row, no cursor column involved
+      const second = await engine.run("customers");
+      assert.equal(second.counts.extracted, 300);
+      assert.deepEqual(second.counts.targets["erp.Customer"], { loaded: 1, unchanged: 299, quarantined: 0, failed: 0 });
+      assert.equal(
+        (target.prepare("SELECT full_name FROM clients WHERE code = '5'").get() as { full_name: string }).full_name,
+        "Edited",
+      );
+      assert.equal(await store.getCursor("customers"), undefined);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
   it("skips records whose content did not change, and counts them unchanged", async () => {
     using tmp = tempDir();
     const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });

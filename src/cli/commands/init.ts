@@ -54,7 +54,7 @@ const sampleCsv = `customer_id,name,email,country
 1,Ada Lovelace,ada@example.org,gb
 2,Grace Hopper,grace@example.org,US
 3,Alan Turing,alan@example.org,GB
-4,Katherine Johnson,katherine@example,US
+4,Katherine Johnson,katherine.example.org,US
 5,Edsger Dijkstra,edsger@example.org,NL
 `;
 
