@@ -1,5 +1,6 @@
 import type { Entity, EntityRecord } from "./entity.ts";
 import type { Lookup } from "./lookup.ts";
+import type { RecordEnvelope } from "./record.ts";
 import type { BindingOptionsOf, System } from "./system.ts";
 
 /** A row as a system holds it: the native shape, before mapping. */
@@ -18,9 +19,11 @@ export type ToCanonical<E extends Entity, R extends Row> = (
   row: R,
   ctx: MapContext,
 ) => EntityRecord<E> | Promise<EntityRecord<E>>;
+/** `envelope` (key, hash, source system, native id and cursor, run and chunk) lets a target carry lineage. */
 export type FromCanonical<E extends Entity, R extends Row> = (
   record: EntityRecord<E>,
   ctx: MapContext,
+  envelope: RecordEnvelope<EntityRecord<E>>,
 ) => R | Promise<R>;
 
 /** The connector-independent part of a binding. */
@@ -48,7 +51,11 @@ export interface Binding<E extends Entity = Entity> {
   readonly key: readonly string[];
   readonly cursor?: string;
   readonly toCanonical: (row: Row, ctx: MapContext) => unknown;
-  readonly fromCanonical: (record: Record<string, unknown>, ctx: MapContext) => Row | Promise<Row>;
+  readonly fromCanonical: (
+    record: Record<string, unknown>,
+    ctx: MapContext,
+    envelope: RecordEnvelope,
+  ) => Row | Promise<Row>;
   readonly hasToCanonical: boolean;
   readonly hasFromCanonical: boolean;
   readonly description?: string;

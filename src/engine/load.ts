@@ -73,6 +73,8 @@ export async function loadChunk(
     records.map((record) => record.key),
   );
   const mapContext = ctx.mapContext(name);
+  const wantsEnvelope = binding.fromCanonical.length > 2;
+  const sourceSystem = ctx.source.binding.system.name;
   const rows = new Array<unknown>(records.length);
   const thrown = new Map<number, unknown>();
   let pendingMaps: Promise<void>[] | undefined;
@@ -88,7 +90,20 @@ export async function loadChunk(
     }
     toSend.push(i);
     try {
-      const row = binding.fromCanonical(record.payload, mapContext);
+      // the envelope is built only for mappings that ask for it (a third parameter): it costs an object per record
+      const row = wantsEnvelope
+        ? binding.fromCanonical(record.payload, mapContext, {
+            key: record.key,
+            payload: record.payload,
+            hash: record.hash,
+            source: {
+              system: sourceSystem,
+              id: record.sourceId,
+              ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
+            },
+            lineage: { run: ctx.run.id, chunk: seq },
+          })
+        : binding.fromCanonical(record.payload, mapContext, undefined as never);
       if (isPromise(row)) {
         pendingMaps ??= [];
         pendingMaps.push(

@@ -109,6 +109,43 @@ describe("engine runs", () => {
     }
   });
 
+  it("gives a target mapping the record's envelope, so the target can keep its lineage", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 150 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    target.exec("ALTER TABLE clients ADD COLUMN lineage TEXT");
+    const store = await openStore(tmp.dir);
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
+    const hub = defineHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer }),
+          to: bind(erp, Customer, {
+            table: "clients",
+            key: "code",
+            fromCanonical: (customer, _ctx, envelope) => ({
+              ...toClient(customer),
+              lineage: `${envelope.source.system}/${envelope.source.id}@${String(envelope.source.cursor)} run ${envelope.lineage.run} chunk ${envelope.lineage.chunk}`,
+            }),
+          }),
+          chunkSize: 100,
+        }),
+      ],
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const summary = await engine.run("customers");
+      const row = target.prepare("SELECT lineage FROM clients WHERE code = '120'").get() as { lineage: string };
+      assert.equal(row.lineage, `crm/120@${stamp(120)} run ${summary.run.id} chunk 1`);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
   it("skips records whose content did not change, and counts them unchanged", async () => {
     using tmp = tempDir();
     const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
