@@ -37,6 +37,7 @@
  *   api.configure({ batch: { faultRate: 0.05, faultAfterStoreRate: 0.05 } });
  *   await api.close();
  */
+
 import { hash } from "node:crypto";
 import {
   createServer,
@@ -47,6 +48,7 @@ import {
 } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { seededRandom } from "./random.ts";
 
 export type JsonRecord = Record<string, unknown>;
 export type RouteGroup = "list" | "get" | "create" | "batch";
@@ -230,18 +232,6 @@ export interface SimApi {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small helpers
-
-/** mulberry32: a tiny seeded PRNG, enough for fault dice. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Numbers numerically, anything else as text: the order of keys, cursors and `updatedSince`. */
 function compareValues(a: unknown, b: unknown): number {

@@ -6,21 +6,10 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { seededRandom } from "../../sim/random.ts";
 
 export const orderCount = 10_000;
 export const customerCount = 2_000;
-
-/** mulberry32: a small seeded PRNG, so every demo run sees the same data. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const regions: Record<string, string> = {
   DE: "0.19",
@@ -90,7 +79,7 @@ const lastNames = [
 ];
 
 export function customers(): Customer[] {
-  const next = random(7);
+  const next = seededRandom(7);
   return Array.from({ length: customerCount }, (_, i) => {
     const first = firstNames[Math.floor(next() * firstNames.length)] as string;
     const last = lastNames[Math.floor(next() * lastNames.length)] as string;
@@ -115,7 +104,7 @@ export function createErp(file: string): void {
     CREATE TABLE order_lines (
       order_id INTEGER NOT NULL REFERENCES orders(id), line INTEGER NOT NULL, sku TEXT NOT NULL, description TEXT NOT NULL,
       quantity INTEGER NOT NULL, unit_price_cents INTEGER NOT NULL, PRIMARY KEY (order_id, line));`);
-  const next = random(42);
+  const next = seededRandom(42);
   const regionNames = Object.keys(regions);
   const insertOrder = db.prepare("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)");
   const insertLine = db.prepare("INSERT INTO order_lines VALUES (?, ?, ?, ?, ?, ?)");

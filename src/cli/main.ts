@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { ErrorCode, ExitCode, FrancaError, toFrancaError } from "../core/errors.ts";
-import { redactSecrets } from "../observe/logger.ts";
+import { redactSecrets } from "../core/redact.ts";
 import { checkCommand } from "./commands/check.ts";
 import { initCommand } from "./commands/init.ts";
 import { recordsCommand } from "./commands/records.ts";

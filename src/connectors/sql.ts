@@ -4,6 +4,7 @@
  */
 import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
+import type { SettingIssue } from "../core/system.ts";
 
 export function quoteIdent(name: string, quote: '"' | "`" = '"'): string {
   return quote + name.replaceAll(quote, quote + quote) + quote;
@@ -91,4 +92,17 @@ export function toParam(value: unknown): unknown {
   if (value instanceof Date) return value.toISOString();
   if (typeof value === "object" && !(value instanceof Uint8Array)) return JSON.stringify(value);
   return value;
+}
+
+/** The rule every SQL binding follows: a table, or (sources only) a query, never both. */
+export function tableOrQueryIssues(options: unknown, role: "source" | "target"): SettingIssue[] {
+  const { table, query } = (options ?? {}) as { table?: string; query?: string };
+  const issues: SettingIssue[] = [];
+  if (role === "target" && query !== undefined)
+    issues.push({ setting: "query", message: "a target writes to a table, not a query" });
+  if (table === undefined && query === undefined)
+    issues.push({ setting: "table", message: "is required (or query, for a source)" });
+  if (table !== undefined && query !== undefined)
+    issues.push({ setting: "query", message: "give either table or query, not both" });
+  return issues;
 }

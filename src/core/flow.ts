@@ -48,7 +48,8 @@ export interface Flow<E extends Entity = Entity> {
 
 export const defaultChunkSize = 1000;
 
-const knownSpecNames = new Set([
+/** The settings `flow()` knows; anything else is kept so that defineHub can report it. */
+export const flowSpecNames: ReadonlySet<string> = new Set([
   "from",
   "to",
   "schedule",
@@ -63,7 +64,7 @@ const knownSpecNames = new Set([
 export function flow<E extends Entity>(name: string, spec: FlowSpec<E>): Flow<E> {
   const to = Array.isArray(spec.to) ? [...(spec.to as readonly Binding<E>[])] : [spec.to as Binding<E>];
   // Unknown settings (a typo such as `chunksize`) are kept so that defineHub reports them instead of ignoring them.
-  const unknown = Object.fromEntries(Object.entries(spec).filter(([key]) => !knownSpecNames.has(key)));
+  const unknown = Object.fromEntries(Object.entries(spec).filter(([key]) => !flowSpecNames.has(key)));
   return Object.freeze({
     ...unknown,
     kind: "flow" as const,

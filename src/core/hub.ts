@@ -2,7 +2,7 @@ import { Cron } from "croner";
 import type { Binding } from "./binding.ts";
 import type { Entity } from "./entity.ts";
 import { ErrorCode, FrancaError } from "./errors.ts";
-import type { Flow } from "./flow.ts";
+import { type Flow, flowSpecNames } from "./flow.ts";
 import type { AnyLookup } from "./lookup.ts";
 import type { Limits, System } from "./system.ts";
 
@@ -45,20 +45,8 @@ export interface ConfigIssue {
 }
 
 const namePattern = /^[A-Za-z][A-Za-z0-9_.-]*$/;
-const flowSettingNames = new Set([
-  "kind",
-  "name",
-  "entity",
-  "from",
-  "to",
-  "schedule",
-  "chunkSize",
-  "loadConcurrency",
-  "failure",
-  "drift",
-  "deadlineMs",
-  "description",
-]);
+/** What a Flow object holds: the spec's settings and the entity derived from its source. */
+const flowSettingNames = new Set([...flowSpecNames, "kind", "name", "entity"]);
 
 /** Collects every problem of a hub definition, so a user fixes them in one go rather than one per attempt. */
 export function checkHub(spec: HubSpec): ConfigIssue[] {

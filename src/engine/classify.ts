@@ -1,33 +1,6 @@
 import { BrokenCircuitError, BulkheadRejectedError, TaskCancelledError } from "cockatiel";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
-
-// Node's network error codes: the connection failed or broke, a later attempt may get through.
-const transientNetworkCodes = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ECONNABORTED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "UND_ERR_SOCKET",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "UND_ERR_HEADERS_TIMEOUT",
-  "UND_ERR_BODY_TIMEOUT",
-  "UND_ERR_CLOSED",
-]);
-
-function networkCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current !== null && typeof current === "object"; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === "string" && transientNetworkCodes.has(code)) return code;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
+import { transientNetworkCode } from "../core/network-errors.ts";
 
 /**
  * Classifies anything a system call threw: FrancaErrors keep their class; timeouts and network failures are
@@ -55,7 +28,7 @@ export function classify(error: unknown, system: string): FrancaError {
       system,
     });
   }
-  const code = networkCode(error);
+  const code = transientNetworkCode(error);
   if (code !== undefined) {
     return new FrancaError(ErrorCode.SystemUnavailable, `${system}: ${code} ${(error as Error).message ?? ""}`.trim(), {
       errorClass: "transient",

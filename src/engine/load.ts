@@ -5,13 +5,10 @@ import { digest } from "../core/hash.ts";
 import type { RecordOutcome } from "../core/record.ts";
 import type { LoadResult } from "../store/types.ts";
 import type { Endpoint, RunContext } from "./context.ts";
+import { mapAll } from "./map-all.ts";
 import { AttemptsError } from "./policy.ts";
 import type { CanonicalRecord } from "./staging.ts";
 import { mappingProblem } from "./transform.ts";
-
-function isPromise(value: unknown): value is Promise<unknown> {
-  return value !== null && typeof value === "object" && typeof (value as Promise<unknown>).then === "function";
-}
 
 /** The idempotency key of a record for a target: the same content written twice to the same target carries it. */
 export function idempotencyKey(target: string, key: string, hash: string): string {
@@ -75,12 +72,8 @@ export async function loadChunk(
   const mapContext = ctx.mapContext(name);
   const wantsEnvelope = binding.fromCanonical.length > 2;
   const sourceSystem = ctx.source.binding.system.name;
-  const rows = new Array<unknown>(records.length);
-  const thrown = new Map<number, unknown>();
-  let pendingMaps: Promise<void>[] | undefined;
-  const toSend: number[] = [];
-  for (let i = 0; i < records.length; i++) {
-    const record = records[i] as CanonicalRecord;
+  const toSend: CanonicalRecord[] = [];
+  for (const record of records) {
     const before = previous.get(record.key);
     if (before !== undefined && before.hash === record.hash) {
       // Already there. If this very run put it there (a resumed chunk), it counts as loaded, not unchanged.
@@ -88,42 +81,24 @@ export async function loadChunk(
       else result.unchanged.push(record.key);
       continue;
     }
-    toSend.push(i);
-    try {
-      // the envelope is built only for mappings that ask for it (a third parameter): it costs an object per record
-      const row = wantsEnvelope
-        ? binding.fromCanonical(record.payload, mapContext, {
-            key: record.key,
-            payload: record.payload,
-            hash: record.hash,
-            source: {
-              system: sourceSystem,
-              id: record.sourceId,
-              ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
-            },
-            lineage: { run: ctx.run.id, chunk: seq },
-          })
-        : binding.fromCanonical(record.payload, mapContext, undefined as never);
-      if (isPromise(row)) {
-        pendingMaps ??= [];
-        pendingMaps.push(
-          row.then(
-            (value) => {
-              rows[i] = value;
-            },
-            (error: unknown) => {
-              thrown.set(i, error);
-            },
-          ),
-        );
-      } else {
-        rows[i] = row;
-      }
-    } catch (error) {
-      thrown.set(i, error);
-    }
+    toSend.push(record);
   }
-  if (pendingMaps !== undefined) await Promise.all(pendingMaps);
+  const { values: rows, thrown } = await mapAll(toSend, (record) =>
+    // the envelope is built only for mappings that ask for it (a third parameter): it costs an object per record
+    wantsEnvelope
+      ? binding.fromCanonical(record.payload, mapContext, {
+          key: record.key,
+          payload: record.payload,
+          hash: record.hash,
+          source: {
+            system: sourceSystem,
+            id: record.sourceId,
+            ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
+          },
+          lineage: { run: ctx.run.id, chunk: seq },
+        })
+      : binding.fromCanonical(record.payload, mapContext, undefined as never),
+  );
 
   /** A record-level refusal is quarantined (permanent) or failed (transient); a system failure always fails. */
   const problem = (record: CanonicalRecord, error: FrancaError, attempts: number, systemLevel = false): void => {
@@ -147,8 +122,8 @@ export async function loadChunk(
   };
 
   const pending: Pending[] = [];
-  for (const i of toSend) {
-    const record = records[i] as CanonicalRecord;
+  for (let i = 0; i < toSend.length; i++) {
+    const record = toSend[i] as CanonicalRecord;
     if (thrown.has(i)) {
       problem(record, mappingProblem(thrown.get(i), `${name}.fromCanonical`), 1);
       continue;

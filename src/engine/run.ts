@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import type { MapContext } from "../core/binding.ts";
+import type { MapContext, Row } from "../core/binding.ts";
 import { compileEntity } from "../core/compiled-entity.ts";
 import { ErrorCode, ExitCode, FrancaError, toFrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
@@ -301,6 +301,14 @@ export async function executeRun(
     channels.push(sequencer);
   }
 
+  /** A chunk's staged output, for a chunk this run recorded: missing means the store lost it. */
+  const readStaged = async (seq: number, stage: "extracted" | "canonical"): Promise<string> => {
+    const staged = await store.readStaged(run.id, seq, stage);
+    if (staged === undefined)
+      throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged ${stage} output`);
+    return staged;
+  };
+
   const guard = async (stage: string, work: () => Promise<void>): Promise<void> => {
     try {
       await work();
@@ -342,13 +350,7 @@ export async function executeRun(
           const next = await toTransform.receive();
           if (next.done) return;
           const { seq } = next.value;
-          let rows = next.value.rows;
-          if (rows === undefined) {
-            const staged = await store.readStaged(run.id, seq, "extracted");
-            if (staged === undefined)
-              throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged rows`);
-            rows = JSON.parse(staged) as NonNullable<typeof rows>;
-          }
+          const rows = next.value.rows ?? (JSON.parse(await readStaged(seq, "extracted")) as Row[]);
           const records = await transformAndStage(ctx, seq, rows);
           await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, records)));
           await yieldToEventLoop();
@@ -369,13 +371,7 @@ export async function executeRun(
         const next = await channel.receive();
         if (next.done) break;
         const { seq } = next.value;
-        let records = next.value.records;
-        if (records === undefined) {
-          const staged = await store.readStaged(run.id, seq, "canonical");
-          if (staged === undefined)
-            throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`);
-          records = decodeCanonical(staged);
-        }
+        const records = next.value.records ?? decodeCanonical(await readStaged(seq, "canonical"));
         const lock = locks.register(records.map((record) => record.key));
         while (running.size >= flow.loadConcurrency) await Promise.race(running);
         const chunkRecords = records;

@@ -3,15 +3,12 @@ import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { keyOf } from "../core/key.ts";
 import type { RecordOutcome } from "../core/record.ts";
 import type { RunContext } from "./context.ts";
+import { mapAll } from "./map-all.ts";
 import { type CanonicalRecord, encodeCanonical } from "./staging.ts";
 
 export interface TransformResult {
   records: CanonicalRecord[];
   problems: RecordOutcome[];
-}
-
-function isPromise(value: unknown): value is Promise<unknown> {
-  return value !== null && typeof value === "object" && typeof (value as Promise<unknown>).then === "function";
 }
 
 /** A thrown mapping error becomes a record problem: FrancaErrors keep code and class, anything else is MAPPING_FAILED. */
@@ -36,44 +33,16 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
   const mapContext = ctx.mapContext(binding.name);
   const sourceIdOf = keyOf(binding.key);
   const count = rows.length;
-  const mapped = new Array<unknown>(count);
-  const thrown = new Map<number, unknown>();
-  let pending: Promise<void>[] | undefined;
-  for (let i = 0; i < count; i++) {
-    const unreadable = (rows[i] as Row).$error;
-    if (typeof unreadable === "string") {
-      const line = (rows[i] as Row).$line;
-      thrown.set(
-        i,
-        new FrancaError(
-          ErrorCode.SourceRecordInvalid,
-          `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${unreadable}`,
-        ),
+  const { values: mapped, thrown } = await mapAll(rows, (row) => {
+    if (typeof row.$error === "string") {
+      const line = row.$line;
+      throw new FrancaError(
+        ErrorCode.SourceRecordInvalid,
+        `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${row.$error}`,
       );
-      continue;
     }
-    try {
-      const value = binding.toCanonical(rows[i] as Row, mapContext);
-      if (isPromise(value)) {
-        pending ??= [];
-        pending.push(
-          value.then(
-            (resolved) => {
-              mapped[i] = resolved;
-            },
-            (error: unknown) => {
-              thrown.set(i, error);
-            },
-          ),
-        );
-      } else {
-        mapped[i] = value;
-      }
-    } catch (error) {
-      thrown.set(i, error);
-    }
-  }
-  if (pending !== undefined) await Promise.all(pending);
+    return binding.toCanonical(row, mapContext);
+  });
 
   const { compiled, budget } = ctx;
   const records: CanonicalRecord[] = [];

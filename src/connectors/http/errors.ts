@@ -1,4 +1,5 @@
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import { errorCode } from "../../core/network-errors.ts";
 
 /** What a request was for: a 4xx on a write is the record's problem, on a read or a client call the system's. */
 export type HttpOperation = "read" | "write" | "client";
@@ -126,7 +127,7 @@ export function requestFailure(
       system,
     });
   }
-  const code = networkCode(error);
+  const code = errorCode(error);
   const network = code !== undefined || (error instanceof TypeError && error.cause !== undefined);
   if (network) {
     const detail = code ?? redact(String((error as TypeError).cause));
@@ -138,17 +139,6 @@ export function requestFailure(
   }
   const message = redact(error instanceof Error ? error.message : String(error));
   return new FrancaError(ErrorCode.SystemError, `${system}: ${request} could not be sent: ${message}`, { system });
-}
-
-/** The Node/undici error code of a failed fetch (`ECONNREFUSED`, `UND_ERR_SOCKET`…), from the error or its causes. */
-function networkCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && typeof current === "object" && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === "string") return code;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return undefined;
 }
 
 /** A success answer the connector cannot use (not JSON, no records array, too few results): permanent. */

@@ -3,6 +3,7 @@ import type { Row } from "../../core/binding.ts";
 import { FrancaError } from "../../core/errors.ts";
 import type { SettingIssue, System } from "../../core/system.ts";
 import { settingsChecker } from "../settings.ts";
+import { tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
 import { postgresError, sqlState } from "./errors.ts";
 import { discreteSettings, PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
@@ -235,17 +236,7 @@ export const postgresDriver: Driver = {
       issues.push({ setting: "url", message: "is required (or host and database)" });
     return issues;
   },
-  validateBinding(options, role) {
-    const issues = checkBinding(options);
-    const { table, query } = (options ?? {}) as PostgresBindingOptions;
-    if (role === "target" && query !== undefined)
-      issues.push({ setting: "query", message: "a target writes to a table, not a query" });
-    if (table === undefined && query === undefined)
-      issues.push({ setting: "table", message: "is required (or query, for a source)" });
-    if (table !== undefined && query !== undefined)
-      issues.push({ setting: "query", message: "give either table or query, not both" });
-    return issues;
-  },
+  validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
   preflight(system) {
     const options = system.options as PostgresSystemOptions;
     const issues: SettingIssue[] = [];

@@ -1,5 +1,6 @@
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
-import { redactSecrets } from "../../observe/logger.ts";
+import { transientNetworkCode } from "../../core/network-errors.ts";
+import { redactSecrets } from "../../core/redact.ts";
 
 /** The fields of a server error (pg's DatabaseError) that classification and messages use. */
 interface ServerError {
@@ -14,19 +15,6 @@ interface ServerError {
 // SQLSTATEs a later attempt can get past: the server is busy, shutting down, or a concurrent transaction won.
 const transientStates = new Set(["40001", "40P01", "57P01", "57P02", "57P03", "57014", "55P03"]);
 const transientClasses = new Set(["08", "53"]);
-
-// Node's network errors: the connection failed or broke.
-const networkCodes = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ECONNABORTED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-]);
 
 // pg reports a lost or never-made connection with a plain Error and no code.
 const lostConnection =
@@ -48,22 +36,10 @@ export function isDataError(error: unknown): boolean {
   return state !== undefined && (state.startsWith("22") || state.startsWith("23") || state === "21000");
 }
 
-function networkCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current !== null && typeof current === "object"; depth++) {
-    const code = (current as ServerError).code;
-    if (typeof code === "string" && networkCodes.has(code)) return code;
-    // A host with several addresses fails with an AggregateError of one error per address.
-    const inner = (current as ServerError).errors;
-    current = Array.isArray(inner) && inner.length > 0 ? inner[0] : (current as ServerError).cause;
-  }
-  return undefined;
-}
-
 export function isTransient(error: unknown): boolean {
   const state = sqlState(error);
   if (state !== undefined) return transientStates.has(state) || transientClasses.has(state.slice(0, 2));
-  if (networkCode(error) !== undefined) return true;
+  if (transientNetworkCode(error) !== undefined) return true;
   if (!(error instanceof Error)) return false;
   // A call stopped by its signal (timeout, cancelled run) was not refused: it may succeed another time.
   if (error.name === "AbortError" || error.name === "TimeoutError") return true;
@@ -86,7 +62,7 @@ export function postgresError(
 ): FrancaError {
   if (error instanceof FrancaError) return error;
   const transient = isTransient(error);
-  const state = sqlState(error) ?? networkCode(error);
+  const state = sqlState(error) ?? transientNetworkCode(error);
   const server = (error ?? {}) as ServerError;
   let message = error instanceof Error ? error.message : String(error);
   if (message === "" && state !== undefined) message = state;

@@ -3,6 +3,7 @@ import { dirname, resolve } from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { System } from "../../core/system.ts";
 import { settingsChecker } from "../settings.ts";
+import { tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver, DriverEnv } from "../types.ts";
 import { sqliteError } from "./errors.ts";
 import { SqliteBindingOptions, SqliteSystemOptions } from "./options.ts";
@@ -80,17 +81,7 @@ export const sqliteDriver: Driver = {
   canRead: true,
   canWrite: true,
   validateSystem: (options) => checkSystem(options),
-  validateBinding(options, role) {
-    const issues = checkBinding(options);
-    const { table, query } = options as SqliteBindingOptions;
-    if (role === "target" && query !== undefined)
-      issues.push({ setting: "query", message: "a target writes to a table, not a query" });
-    if (table === undefined && query === undefined)
-      issues.push({ setting: "table", message: "is required (or query, for a source)" });
-    if (table !== undefined && query !== undefined)
-      issues.push({ setting: "query", message: "give either table or query, not both" });
-    return issues;
-  },
+  validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
   preflight(system, env) {
     const options = system.options as SqliteSystemOptions;
     const file = resolve(env.baseDir, options.file);
