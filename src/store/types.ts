@@ -181,6 +181,16 @@ export interface Store {
   /** Content hash last loaded to `target` for each of these keys, and the run that loaded it. */
   getHashes(target: string, keys: readonly string[]): Promise<Map<string, LoadedHash>>;
 
+  /** Values of a lookup cached across runs (unexpired at `now`), by cache key. */
+  cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>>;
+  /** Keeps lookup values across runs until `expiresAt` (and drops the lookup's expired ones). */
+  cacheSet(
+    lookup: string,
+    entries: readonly { key: string; value: unknown }[],
+    expiresAt: number,
+    now: number,
+  ): Promise<void>;
+
   counts(runId: number): Promise<RunCounts>;
   records(runId: number, query?: RecordQuery): Promise<RecordOutcome[]>;
 }

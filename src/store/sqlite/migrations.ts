@@ -92,6 +92,14 @@ export const migrations: readonly Migration[] = [
         run_id INTEGER NOT NULL
       );
 
+      CREATE TABLE lookup_cache (
+        lookup TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (lookup, key)
+      ) WITHOUT ROWID;
+
       CREATE TABLE target_hashes (
         target TEXT NOT NULL,
         key TEXT NOT NULL,

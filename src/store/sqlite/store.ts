@@ -496,6 +496,39 @@ export class SqliteStore implements Store {
     return found;
   }
 
+  async cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>> {
+    const found = new Map<string, unknown>();
+    if (keys.length === 0) return found;
+    const rows = this.#all<{ key: string; value: string }>(
+      `SELECT c.key, c.value FROM json_each(?) AS k CROSS JOIN lookup_cache AS c
+       WHERE c.lookup = ? AND c.key = k.value AND c.expires_at > ?`,
+      JSON.stringify(keys),
+      lookup,
+      now,
+    );
+    for (const row of rows) found.set(row.key, JSON.parse(row.value));
+    return found;
+  }
+
+  async cacheSet(
+    lookup: string,
+    entries: readonly { key: string; value: unknown }[],
+    expiresAt: number,
+    now: number,
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    this.#transaction(() => {
+      this.#run(
+        `INSERT INTO lookup_cache (lookup, key, value, expires_at) SELECT ?, value ->> 0, value ->> 1, ? FROM json_each(?) WHERE true
+         ON CONFLICT (lookup, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+        lookup,
+        expiresAt,
+        JSON.stringify(entries.map((entry) => [entry.key, JSON.stringify(entry.value ?? null)])),
+      );
+      this.#run("DELETE FROM lookup_cache WHERE lookup = ? AND expires_at <= ?", lookup, now);
+    });
+  }
+
   async counts(runId: number): Promise<RunCounts> {
     const totals = this.#get<{
       chunks: number;
