@@ -4,6 +4,7 @@
  *
  * Endpoints (per collection, `{key}` is the record's business key):
  *   GET    /{collection}            list: pagination per collection (page, offset, cursor, Link header, none),
+ *                                   `?ids=a,b,c` returns those records (a bulk lookup endpoint),
  *                                   `?updatedSince=` filter on a configurable field, records in `{ "data": [...] }`
  *   GET    /{collection}/{key}      one record, or 404
  *   POST   /{collection}            create or upsert one record (201 created, 200 updated)
@@ -202,6 +203,8 @@ export interface LoggedRequest {
   url: string;
   headers: IncomingHttpHeaders;
   status: number;
+  /** When the request arrived (epoch ms). */
+  at: number;
 }
 
 export interface SimApi {
@@ -619,6 +622,7 @@ class Simulator implements SimApi {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const stats = this.#stats;
+    const arrivedAt = Date.now();
     const method = req.method ?? "GET";
     const url = new URL(req.url ?? "/", this.url);
     const route = this.#route(method, url.pathname);
@@ -653,7 +657,7 @@ class Simulator implements SimApi {
       if (group !== undefined) this.#groupInFlight[group]--;
     }
     stats.statuses[answer.status] = (stats.statuses[answer.status] ?? 0) + 1;
-    this.#remember(group ?? "other", method, req, answer.status);
+    this.#remember(group ?? "other", method, req, answer.status, arrivedAt);
     if (res.destroyed) return;
     const text =
       answer.body === undefined ? "" : typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
@@ -665,8 +669,8 @@ class Simulator implements SimApi {
     res.end(text);
   }
 
-  #remember(route: RouteGroup | "other", method: string, req: IncomingMessage, status: number): void {
-    this.#log.push({ route, method, url: req.url ?? "/", headers: req.headers, status });
+  #remember(route: RouteGroup | "other", method: string, req: IncomingMessage, status: number, at: number): void {
+    this.#log.push({ route, method, url: req.url ?? "/", headers: req.headers, status, at });
     const size = this.#options.logSize ?? 200;
     if (this.#log.length > size) this.#log.splice(0, this.#log.length - size);
   }
@@ -878,6 +882,16 @@ class Simulator implements SimApi {
   #list(url: URL, name: string, collection: Collection): Answer {
     const options = collection.options;
     const query = url.searchParams;
+    // `?ids=a,b,c`: those records (the ones that exist), in that order, unpaginated: a bulk lookup endpoint
+    const ids = query.get("ids");
+    if (ids !== null) {
+      const found = ids
+        .split(",")
+        .filter((id) => id !== "")
+        .map((id) => collection.byKey.get(id))
+        .filter((record): record is JsonRecord => record !== undefined);
+      return { status: 200, body: options.envelope === null ? found : { [options.envelope]: found } };
+    }
     const since = query.get("updatedSince");
     let rows: JsonRecord[];
     let start = 0;

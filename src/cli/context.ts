@@ -14,7 +14,7 @@ export interface CliValues {
   "log-level"?: string;
   flow?: string;
   status?: string;
-  key?: string;
+  key?: string[];
   target?: string;
   limit?: string;
   offset?: string;

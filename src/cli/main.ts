@@ -4,7 +4,7 @@ import { redactSecrets } from "../core/redact.ts";
 import { checkCommand } from "./commands/check.ts";
 import { initCommand } from "./commands/init.ts";
 import { recordsCommand } from "./commands/records.ts";
-import { resumeCommand, runCommand } from "./commands/run.ts";
+import { replayCommand, resumeCommand, runCommand } from "./commands/run.ts";
 import { runsCommand } from "./commands/runs.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { type Cli, type CliValues, createCli } from "./context.ts";
@@ -16,6 +16,8 @@ usage: franca <command> [options]
 commands
   run <flow> [--fresh]          run a flow (continues the flow's unfinished run unless --fresh)
   resume <run>                  continue a failed, cancelled or abandoned run from its last persisted chunk
+  replay <run> [--status quarantined|failed] [--key k]...
+                                run again only the records that were quarantined or failed, from their staged stage
   runs [--flow f] [--status s]  recent runs
   runs show <run>               one run: status, timings, counts per stage and target, lookups, drift, error
   records <run> [--status s] [--key k] [--target t] [--limit n] [--offset n]
@@ -35,6 +37,7 @@ exit codes: 0 succeeded · 1 failed · 2 usage or configuration error · 3 parti
 const commands: Record<string, (cli: Cli) => Promise<number>> = {
   run: runCommand,
   resume: resumeCommand,
+  replay: replayCommand,
   runs: runsCommand,
   records: recordsCommand,
   check: checkCommand,
@@ -66,7 +69,7 @@ export async function main(argv: readonly string[], cwd = process.cwd()): Promis
         "log-level": { type: "string" },
         flow: { type: "string" },
         status: { type: "string" },
-        key: { type: "string" },
+        key: { type: "string", multiple: true },
         target: { type: "string" },
         limit: { type: "string" },
         offset: { type: "string" },

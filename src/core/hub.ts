@@ -18,6 +18,8 @@ export interface HubSpec {
    * configuration) or a `postgres://` URL.
    */
   store?: string;
+  /** Where lookups with a `ttlMs` keep values across runs: the store (default) or a `redis://` URL. */
+  cache?: string;
   /** How often a running process records that it is alive. Default 2,000 ms. */
   heartbeatMs?: number;
   /** A run whose heartbeat is older than this is taken as abandoned by a dead process. Default 15,000 ms. */
@@ -34,6 +36,7 @@ export interface Hub {
   /** Every binding used by a flow, by name. */
   readonly bindings: ReadonlyMap<string, Binding>;
   readonly store?: string;
+  readonly cache?: string;
   readonly heartbeatMs: number;
   readonly staleAfterMs: number;
 }
@@ -78,6 +81,7 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
   for (const item of lookups.values()) {
     const setting = `lookups.${item.name}.system`;
     checkSystemReference(item.system, setting, systems, add);
+    checkPositive(item.ttlMs, `lookups.${item.name}.ttlMs`, add);
     if (!(Number.isInteger(item.maxBatch) && item.maxBatch > 0)) {
       add(ErrorCode.ConfigInvalid, `lookups.${item.name}.maxBatch`, "must be a positive integer");
     }
@@ -90,6 +94,9 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
   checkPositive(spec.staleAfterMs, "staleAfterMs", add);
   if (spec.heartbeatMs !== undefined && spec.staleAfterMs !== undefined && spec.staleAfterMs < spec.heartbeatMs * 3) {
     add(ErrorCode.ConfigInvalid, "staleAfterMs", "must be at least three heartbeats (heartbeatMs × 3)");
+  }
+  if (spec.cache !== undefined && (typeof spec.cache !== "string" || !/^rediss?:\/\//.test(spec.cache))) {
+    add(ErrorCode.ConfigInvalid, "cache", "must be a redis:// URL (or left out: the store keeps the lookup cache)");
   }
   if (spec.store !== undefined && (typeof spec.store !== "string" || spec.store.trim() === "")) {
     add(ErrorCode.ConfigInvalid, "store", "must be a SQLite file path or a postgres:// URL");
@@ -406,6 +413,7 @@ export function defineHub(spec: HubSpec): Hub {
     lookups: new Map((spec.lookups ?? []).map((item) => [item.name, item])),
     bindings,
     ...(spec.store === undefined ? {} : { store: spec.store }),
+    ...(spec.cache === undefined ? {} : { cache: spec.cache }),
     heartbeatMs: spec.heartbeatMs ?? 2000,
     staleAfterMs: spec.staleAfterMs ?? 15_000,
   });

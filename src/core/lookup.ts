@@ -18,8 +18,13 @@ export interface LookupSpec<K, V, S extends System> {
   getMany?: (keys: readonly K[], ctx: LookupContext<ClientOf<S>>) => Promise<readonly (V | undefined)[]>;
   /** Largest batch passed to getMany. */
   maxBatch?: number;
-  /** Keep values across runs for this many milliseconds (in the store, or Redis when configured). */
+  /** Keep values across runs for this many milliseconds: in the store, or in Redis when the hub sets `cache`. */
   ttlMs?: number;
+  /**
+   * Also keep values in this process's memory across runs (for `ttlMs`, or the process's life without one): for
+   * long-lived processes running many runs (`franca serve`, workers).
+   */
+  shared?: boolean;
   /** Cache key of a lookup key; default String(key), JSON for objects. */
   cacheKey?: (key: K) => string;
   description?: string;
@@ -33,6 +38,7 @@ export interface Lookup<K = unknown, V = unknown> {
   readonly getMany?: (keys: readonly K[], ctx: LookupContext<unknown>) => Promise<readonly (V | undefined)[]>;
   readonly maxBatch: number;
   readonly ttlMs?: number;
+  readonly shared: boolean;
   readonly cacheKey: (key: K) => string;
   readonly description?: string;
 }
@@ -51,6 +57,7 @@ export function lookup<K, V, S extends System>(name: string, spec: LookupSpec<K,
     ...(spec.getMany === undefined ? {} : { getMany: spec.getMany as Lookup<K, V>["getMany"] }),
     maxBatch: spec.maxBatch ?? 100,
     ...(spec.ttlMs === undefined ? {} : { ttlMs: spec.ttlMs }),
+    shared: spec.shared === true,
     cacheKey: spec.cacheKey ?? defaultCacheKey,
     ...(spec.description === undefined ? {} : { description: spec.description }),
   });

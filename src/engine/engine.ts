@@ -4,12 +4,14 @@ import { configError, ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
 import type { Hub } from "../core/hub.ts";
 import { silentLogger } from "../observe/logger.ts";
+import { type LookupCacheStore, MemoryLookupCache, redisLookupCache, storeLookupCache } from "../store/lookup-cache.ts";
 import { openStore } from "../store/open.ts";
 import type { RunRecord, Store } from "../store/types.ts";
 import { ConnectionPool } from "./connections.ts";
 import { isOwnerDead, processOwner } from "./owner.ts";
 import { SystemPolicy } from "./policy.ts";
 import { preflight } from "./preflight.ts";
+import { prepareReplay, type ReplayPlan, type ReplaySelection } from "./replay.ts";
 import { executeRun, type RunOptions, type RunSummary } from "./run.ts";
 
 export interface EngineOptions {
@@ -47,20 +49,29 @@ export class Engine {
   readonly #connections: ConnectionPool;
   readonly #policies = new Map<string, SystemPolicy>();
   readonly #ownsStore: boolean;
+  readonly #lookupCache: LookupCacheStore;
+  readonly #sharedLookupCache = new MemoryLookupCache();
 
-  private constructor(options: EngineOptions, store: Store, ownsStore: boolean) {
+  private constructor(options: EngineOptions, store: Store, ownsStore: boolean, lookupCache: LookupCacheStore) {
     this.hub = options.hub;
     this.baseDir = options.baseDir;
     this.store = store;
     this.#ownsStore = ownsStore;
+    this.#lookupCache = lookupCache;
     this.logger = options.logger ?? silentLogger();
     this.#connections = new ConnectionPool({ baseDir: options.baseDir });
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
-    if (options.store !== undefined) return new Engine(options, options.store, false);
-    const store = await openStore(options.hub.store, options.baseDir);
-    return new Engine(options, store, true);
+    const store = options.store ?? (await openStore(options.hub.store, options.baseDir));
+    try {
+      const cache =
+        options.hub.cache === undefined ? storeLookupCache(store) : await redisLookupCache(options.hub.cache);
+      return new Engine(options, store, options.store === undefined, cache);
+    } catch (error) {
+      if (options.store === undefined) await store.close();
+      throw error;
+    }
   }
 
   policyOf(systemName: string): SystemPolicy {
@@ -108,6 +119,8 @@ export class Engine {
       lookupsByName: this.hub.lookups,
       systemsByName: this.hub.systems,
       heartbeatMs: this.hub.heartbeatMs,
+      lookupCache: this.#lookupCache,
+      sharedLookupCache: this.#sharedLookupCache,
     };
   }
 
@@ -174,6 +187,63 @@ export class Engine {
     return this.#resume(flow, run, options);
   }
 
+  /**
+   * Runs again only the records of run `runId` that were quarantined or failed (or the keys given), from their
+   * persisted stage, as a new run linked to it: after a fix in a mapping, a target or the data, exactly those records
+   * go through again. The flow's cursor does not move.
+   */
+  async replay(
+    runId: number,
+    options: ReplaySelection & RunOptions & { trigger?: string } = {},
+  ): Promise<RunSummary & { plan: ReplayPlan }> {
+    await this.reapAbandoned();
+    const parent = await this.store.getRun(runId);
+    if (parent === undefined) throw new FrancaError(ErrorCode.RunNotFound, `run ${runId} does not exist`);
+    if (parent.status === "running") {
+      throw new FrancaError(ErrorCode.RunLocked, `run ${runId} is still running; replay it once it has ended`);
+    }
+    const flow = this.hub.flows.get(parent.flow);
+    if (flow === undefined) {
+      throw configError(
+        ErrorCode.ConfigUnknownReference,
+        `flows.${parent.flow}`,
+        `run ${runId} belongs to flow '${parent.flow}', which is no longer configured`,
+      );
+    }
+    this.preflight(flow);
+    const targets = parent.targets.filter((target) => flow.to.some((binding) => binding.name === target));
+    const replay = await this.store.startRun({
+      flow: flow.name,
+      kind: "replay",
+      trigger: options.trigger ?? "api",
+      targets,
+      owner: this.owner,
+      now: Date.now(),
+      parentId: parent.id,
+    });
+    let plan: ReplayPlan;
+    try {
+      plan = await prepareReplay(this.store, flow, parent, replay, options);
+    } catch (error) {
+      const failure = error instanceof FrancaError ? error : new FrancaError(ErrorCode.Internal, String(error));
+      await this.store.finishRun(
+        replay.id,
+        this.owner,
+        { status: "failed", error: { code: failure.code, message: failure.message } },
+        Date.now(),
+      );
+      throw failure;
+    }
+    const prepared = (await this.store.getRun(replay.id)) as RunRecord;
+    const summary = await executeRun(
+      this.#environment(),
+      flow,
+      { ...prepared, stats: { ...prepared.stats, replay: plan } },
+      options,
+    );
+    return { ...summary, plan };
+  }
+
   async #resume(flow: Flow, run: RunRecord, options: RunOptions): Promise<RunSummary> {
     const claimed = await this.store.claimRun(run.id, this.owner, Date.now());
     return executeRun(this.#environment(), flow, claimed, options);
@@ -205,6 +275,7 @@ export class Engine {
 
   async close(): Promise<void> {
     await this.#connections.closeAll();
+    await this.#lookupCache.close();
     if (this.#ownsStore) await this.store.close();
   }
 }

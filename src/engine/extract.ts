@@ -104,7 +104,7 @@ export async function extract(
       if (ctx.signal.aborted) return;
       const error = classify(raw, binding.system.name);
       buffer = [];
-      if (error.code === ErrorCode.CircuitOpen) {
+      if (error.code === ErrorCode.CircuitOpen || (error.transient && policy.breakerState !== "closed")) {
         pausedSince ??= Date.now();
         await policy.waitForBreaker(ctx.signal, pausedSince);
         continue;

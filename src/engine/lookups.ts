@@ -1,12 +1,17 @@
 import DataLoader from "dataloader";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Lookup } from "../core/lookup.ts";
+import type { LookupCacheStore, MemoryLookupCache } from "../store/lookup-cache.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
 
 export interface LookupStats {
   calls: number;
+  /** Calls answered by the run's cache (or joining a request already in flight for the key). */
   hits: number;
+  /** Keys the run's cache did not have. */
   misses: number;
+  /** Of the misses, keys found in the cross-run cache (shared memory, the store or Redis): no request made. */
+  cacheHits: number;
   /** Calls to the system: one per get, one per getMany batch. */
   requests: number;
   /** getMany calls (each for several keys). */
@@ -56,6 +61,12 @@ export interface LookupRuntimeOptions {
   signal: AbortSignal;
   /** Most values kept per lookup within a run. Default 100,000. */
   maxEntries?: number;
+  /** Where lookups with `ttlMs` keep values across runs. */
+  persistent?: LookupCacheStore;
+  /** This process's memory, for lookups marked `shared`. */
+  shared?: MemoryLookupCache;
+  /** Told when a cross-run cache fails (the lookup then asks the system: a cache is never a reason to fail). */
+  onCacheError?(lookup: string, error: unknown): void;
 }
 
 /**
@@ -78,7 +89,7 @@ export class LookupRuntime {
   #statsOf(name: string): LookupStats {
     let stats = this.#stats.get(name);
     if (stats === undefined) {
-      stats = { calls: 0, hits: 0, misses: 0, requests: 0, batches: 0, errors: 0 };
+      stats = { calls: 0, hits: 0, misses: 0, cacheHits: 0, requests: 0, batches: 0, errors: 0 };
       this.#stats.set(name, stats);
     }
     return stats;
@@ -102,8 +113,11 @@ export class LookupRuntime {
         { errorClass: classified?.errorClass ?? "permanent", system: lookup.system.name, cause },
       );
     };
-    const batchLoad = async (keys: readonly unknown[]): Promise<(unknown | Error)[]> => {
-      stats.misses += keys.length;
+    const { persistent, shared } = this.#options;
+    const ttlMs = lookup.ttlMs;
+    const cacheError = (error: unknown) => this.#options.onCacheError?.(lookup.name, error);
+    /** Fetches keys from the system, one get each or getMany batches; failures become Errors in place. */
+    const fetch = async (keys: readonly unknown[]): Promise<(unknown | Error)[]> => {
       const getMany = lookup.getMany;
       if (getMany !== undefined) {
         stats.requests++;
@@ -135,10 +149,69 @@ export class LookupRuntime {
         }),
       );
     };
+    const batchLoad = async (keys: readonly unknown[]): Promise<(unknown | Error)[]> => {
+      stats.misses += keys.length;
+      const results = new Array<unknown | Error>(keys.length);
+      const cacheKeys = keys.map((key) => lookup.cacheKey(key));
+      let missing = keys.map((_, index) => index);
+      const take = (found: Map<string, unknown>) => {
+        missing = missing.filter((index) => {
+          const name = cacheKeys[index] as string;
+          if (!found.has(name)) return true;
+          results[index] = found.get(name);
+          stats.cacheHits++;
+          return false;
+        });
+      };
+      if (lookup.shared && shared !== undefined)
+        take(
+          shared.get(
+            lookup.name,
+            missing.map((index) => cacheKeys[index] as string),
+          ),
+        );
+      if (ttlMs !== undefined && persistent !== undefined && missing.length > 0) {
+        try {
+          const found = await persistent.get(
+            lookup.name,
+            missing.map((index) => cacheKeys[index] as string),
+          );
+          take(found);
+          if (lookup.shared && shared !== undefined)
+            shared.set(
+              lookup.name,
+              [...found].map(([key, value]) => ({ key, value })),
+              ttlMs,
+            );
+        } catch (error) {
+          cacheError(error);
+        }
+      }
+      if (missing.length === 0) return results;
+      const fetched = await fetch(missing.map((index) => keys[index]));
+      const keep: { key: string; value: unknown }[] = [];
+      missing.forEach((index, at) => {
+        const value = fetched[at];
+        results[index] = value;
+        if (!(value instanceof Error)) keep.push({ key: cacheKeys[index] as string, value });
+      });
+      if (keep.length > 0 && lookup.shared && shared !== undefined)
+        shared.set(lookup.name, keep, ttlMs ?? Number.MAX_SAFE_INTEGER);
+      if (keep.length > 0 && ttlMs !== undefined && persistent !== undefined) {
+        try {
+          await persistent.set(lookup.name, keep, ttlMs);
+        } catch (error) {
+          cacheError(error);
+        }
+      }
+      return results;
+    };
     const cache = new BoundedCache<Promise<unknown>>(this.#options.maxEntries ?? 100_000);
+    // Keys asked in the same tick are gathered even without getMany: one cross-run cache lookup for all of them, then
+    // one get per key still missing.
     const loader = new DataLoader<unknown, unknown, string>(batchLoad, {
-      batch: lookup.getMany !== undefined,
-      maxBatchSize: lookup.maxBatch,
+      batch: true,
+      maxBatchSize: lookup.getMany === undefined ? 1000 : lookup.maxBatch,
       cacheKeyFn: (key) => lookup.cacheKey(key),
       cacheMap: cache,
     });

@@ -67,7 +67,8 @@ export class AttemptsError extends Error {
  * The resilience policy of one system, shared by every flow and lookup in the process that calls it:
  *
  *   retry (backoff with full jitter, Retry-After honoured, capped attempts and total delay)
- *     └ circuit breaker (opens after N consecutive transient failures; while open, callers wait, not fail)
+ *     └ circuit breaker (opens after N consecutive transient failures, 429s excepted; while open, callers wait, not
+ *       fail, and failures that open it or fail a probe do not count as the record's attempts)
  *         └ concurrency gate (calls in flight) └ rate gate (starts per interval) └ timeout └ the call
  *
  * Permanent errors are never retried and do not count against the breaker: a rejected record says nothing about
@@ -114,8 +115,12 @@ export class SystemPolicy {
     this.#halfOpenAfterMs = limits.breaker?.halfOpenAfterMs ?? defaultLimits.breaker.halfOpenAfterMs;
     this.#maxPauseMs = options.maxPauseMs ?? defaultLimits.maxPauseMs;
     this.#events = options.events ?? {};
+    // A 429 says "slow down", not "down": it is waited out per Retry-After and does not count toward the breaker.
     this.#breaker = circuitBreaker(
-      handleWhen((error) => classify(error, system).transient),
+      handleWhen((error) => {
+        const classified = classify(error, system);
+        return classified.transient && classified.code !== ErrorCode.SystemRateLimited;
+      }),
       {
         halfOpenAfter: this.#halfOpenAfterMs,
         breaker: new ConsecutiveBreaker(
@@ -224,6 +229,19 @@ export class SystemPolicy {
         if (!error.transient) {
           this.stats.permanentErrors++;
           throw new AttemptsError(error, attempts);
+        }
+        if (this.breakerState !== "closed") {
+          // This failure opened the breaker, or was a probe while it was half-open: the system is down, which is
+          // not this record's fault. It waits with the others instead of spending an attempt.
+          this.stats.transientErrors++;
+          attempts--;
+          pausedSince ??= Date.now();
+          try {
+            await this.waitForBreaker(signal, pausedSince);
+          } catch (waitError) {
+            throw new AttemptsError(classify(waitError, this.system), Math.max(1, attempts));
+          }
+          continue;
         }
         const delay = this.retryDelay(attempts, error, delayed);
         if (delay === undefined) {

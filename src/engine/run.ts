@@ -7,6 +7,7 @@ import type { Flow } from "../core/flow.ts";
 import type { AnyLookup, Lookup } from "../core/lookup.ts";
 import type { RunStatus } from "../core/record.ts";
 import type { System } from "../core/system.ts";
+import type { LookupCacheStore, MemoryLookupCache } from "../store/lookup-cache.ts";
 import type { RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
 import { Channel } from "./channel.ts";
 import { classify } from "./classify.ts";
@@ -35,6 +36,8 @@ export interface RunEnvironment {
   lookupsByName: ReadonlyMap<string, AnyLookup>;
   systemsByName: ReadonlyMap<string, System>;
   heartbeatMs: number;
+  lookupCache?: LookupCacheStore;
+  sharedLookupCache?: MemoryLookupCache;
 }
 
 export interface RunOptions {
@@ -214,6 +217,10 @@ export async function executeRun(
       return system === undefined ? undefined : env.connections.get(system).client?.();
     },
     signal: control.signal,
+    ...(env.lookupCache === undefined ? {} : { persistent: env.lookupCache }),
+    ...(env.sharedLookupCache === undefined ? {} : { shared: env.sharedLookupCache }),
+    onCacheError: (lookup, error) =>
+      logger.warn({ lookup, err: toFrancaError(error).message }, "lookup cache unavailable; asking the system instead"),
   });
   const mapContexts = new Map<string, MapContext>();
   let lastNotify = 0;

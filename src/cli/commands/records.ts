@@ -19,13 +19,19 @@ export async function recordsCommand(cli: Cli): Promise<number> {
   const { engine } = await cli.open();
   if ((await engine.store.getRun(id)) === undefined)
     throw new FrancaError(ErrorCode.RunNotFound, `run ${id} does not exist`);
-  const records = await engine.store.records(id, {
+  const query = {
     ...(status === undefined ? {} : { status: status as RecordStatus }),
-    ...(cli.values.key === undefined ? {} : { key: normalizeKeyInput(cli.values.key) }),
     ...(cli.values.target === undefined ? {} : { target: cli.values.target }),
     limit: Number(cli.values.limit ?? 100),
     offset: Number(cli.values.offset ?? 0),
-  });
+  };
+  const keys = cli.values.key ?? [];
+  const records =
+    keys.length === 0
+      ? await engine.store.records(id, query)
+      : (
+          await Promise.all(keys.map((key) => engine.store.records(id, { ...query, key: normalizeKeyInput(key) })))
+        ).flat();
   if (cli.values.json === true) {
     cli.printJson(records);
     return 0;

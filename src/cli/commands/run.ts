@@ -1,3 +1,4 @@
+import { normalizeKeyInput } from "../../core/key.ts";
 import type { RunProgress } from "../../engine/context.ts";
 import type { RunSummary } from "../../engine/run.ts";
 import { type Cli, usageError } from "../context.ts";
@@ -8,10 +9,10 @@ import { describeRun, nextSteps, summaryJson } from "../summary.ts";
  * Runs `work` with progress bars on a terminal and Ctrl-C / SIGTERM wired to cancel the run cleanly: the first
  * signal stops the run after the chunks in flight (the run ends 'cancelled', resumable), a second one exits at once.
  */
-async function withProgress(
+async function withProgress<T extends RunSummary>(
   cli: Cli,
-  work: (signal: AbortSignal, onProgress: (progress: RunProgress) => void) => Promise<RunSummary>,
-) {
+  work: (signal: AbortSignal, onProgress: (progress: RunProgress) => void) => Promise<T>,
+): Promise<T> {
   const view = cli.interactive ? new ProgressView(process.stderr) : undefined;
   let last: RunProgress | undefined;
   const controller = new AbortController();
@@ -61,5 +62,35 @@ export async function resumeCommand(cli: Cli): Promise<number> {
   if (!Number.isInteger(id) || id <= 0) throw usageError("usage: franca resume <run-id> [--json]");
   const { engine } = await cli.open({ longRunning: true });
   const summary = await withProgress(cli, (signal, onProgress) => engine.resume(id, { signal, onProgress }));
+  return report(cli, summary);
+}
+
+export async function replayCommand(cli: Cli): Promise<number> {
+  const id = Number(cli.positionals[1]);
+  const status = cli.values.status;
+  if (!Number.isInteger(id) || id <= 0 || (status !== undefined && status !== "quarantined" && status !== "failed")) {
+    throw usageError("usage: franca replay <run-id> [--status quarantined|failed] [--key <key>]... [--json]");
+  }
+  const { engine } = await cli.open({ longRunning: true });
+  const keys = cli.values.key?.map(normalizeKeyInput);
+  const summary = await withProgress(cli, (signal, onProgress) =>
+    engine.replay(id, {
+      trigger: "cli",
+      signal,
+      onProgress,
+      ...(status === undefined ? {} : { statuses: [status] }),
+      ...(keys === undefined ? {} : { keys }),
+    }),
+  );
+  if (cli.values.json !== true) {
+    const reloads = Object.entries(summary.plan.reload)
+      .filter(([, count]) => count > 0)
+      .map(([target, count]) => `${count} to ${target}`);
+    const what = [
+      summary.plan.retransform > 0 ? `${summary.plan.retransform} transformed again` : "",
+      reloads.length > 0 ? `loaded again: ${reloads.join(", ")}` : "",
+    ].filter((part) => part !== "");
+    cli.print(what.length === 0 ? `run ${id} has nothing to replay` : `replaying run ${id}: ${what.join("; ")}`);
+  }
   return report(cli, summary);
 }

@@ -1,0 +1,269 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createClient } from "redis";
+import Type from "typebox";
+import { type SimApi, startSimApi } from "../../sim/api.ts";
+import { type HttpClient, http } from "../../src/connectors/http/index.ts";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { entity } from "../../src/core/entity.ts";
+import { ErrorCode } from "../../src/core/errors.ts";
+import { flow } from "../../src/core/flow.ts";
+import { defineHub, type HubSpec } from "../../src/core/hub.ts";
+import { type Lookup, lookup } from "../../src/core/lookup.ts";
+import { Decimal } from "../../src/core/types.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import type { LookupStats } from "../../src/engine/lookups.ts";
+import { openStore, tempDir } from "../support/fixtures.ts";
+
+const Order = entity("Order", {
+  version: 1,
+  key: "id",
+  schema: Type.Object(
+    { id: Type.String(), region: Type.String(), rate: Decimal(), customer: Type.String() },
+    { additionalProperties: false },
+  ),
+});
+
+const regions = Array.from({ length: 10 }, (_, i) => ({ region: `R${i}`, rate: `0.${10 + i}` }));
+const customers = Array.from({ length: 50 }, (_, i) => ({ id: `C${i}`, name: `Customer ${i}` }));
+
+/** orders(id, region, customer_id): `rows` orders over the 10 regions and 50 customers; `unknownRegion` ids use region XX. */
+function createOrders(file: string, rows: number, unknownRegion: readonly number[] = []): void {
+  const db = new DatabaseSync(file);
+  db.exec("CREATE TABLE orders (id INTEGER PRIMARY KEY, region TEXT, customer_id TEXT)");
+  const insert = db.prepare("INSERT INTO orders VALUES (?, ?, ?)");
+  db.exec("BEGIN");
+  for (let id = 1; id <= rows; id++) insert.run(id, unknownRegion.includes(id) ? "XX" : `R${id % 10}`, `C${id % 50}`);
+  db.exec("COMMIT");
+  db.close();
+}
+
+interface Setup {
+  dir: string;
+  taxApi: SimApi;
+  crmApi: SimApi;
+  taxRate: Lookup<string, string>;
+  customer: Lookup<string, { id: string; name: string }>;
+  hub: (extra?: Partial<HubSpec>) => ReturnType<typeof defineHub>;
+}
+
+async function setup(
+  dir: string,
+  options: { ttlMs?: number; shared?: boolean; taxFaults?: number } = {},
+): Promise<Setup> {
+  const taxApi = await startSimApi({
+    collections: { rates: { key: "region", records: regions } },
+    get: { latencyMs: 5, ...(options.taxFaults === undefined ? {} : { unavailableRate: options.taxFaults }) },
+  });
+  const crmApi = await startSimApi({
+    collections: { customers: { key: "id", records: customers } },
+    list: { latencyMs: 5 },
+  });
+  const tax = http("tax", { baseUrl: taxApi.url, limits: { retry: { maxAttempts: 10, initialDelayMs: 5 } } });
+  const crm = http("crm", { baseUrl: crmApi.url });
+  const taxRate = lookup("taxRate", {
+    system: tax,
+    ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
+    ...(options.shared === undefined ? {} : { shared: options.shared }),
+    get: async (region: string, { client, signal }) =>
+      (await (client as HttpClient).get<{ rate: string }>(`/rates/${region}`, { signal })).rate,
+  });
+  // a bulk endpoint: GET /customers?ids=a,b,c
+  const customer = lookup("customer", {
+    system: crm,
+    maxBatch: 20,
+    get: (id: string, { client, signal }) =>
+      (client as HttpClient).get<{ id: string; name: string }>(`/customers/${id}`, { signal }),
+    getMany: async (ids: readonly string[], { client, signal }) => {
+      const { data } = await (client as HttpClient).get<{ data: { id: string; name: string }[] }>("/customers", {
+        query: { ids: ids.join(",") },
+        signal,
+      });
+      const byId = new Map(data.map((item) => [item.id, item]));
+      return ids.map((id) => byId.get(id));
+    },
+  });
+  const shop = sqlite("shop", { file: join(dir, "shop.db") });
+  const ledger = sqlite("ledger", { file: join(dir, "ledger.db") });
+  const target = new DatabaseSync(join(dir, "ledger.db"));
+  target.exec("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, region TEXT, rate TEXT, customer TEXT)");
+  target.close();
+  return {
+    dir,
+    taxApi,
+    crmApi,
+    taxRate,
+    customer,
+    hub: (extra = {}) =>
+      defineHub({
+        systems: [shop, ledger, tax, crm],
+        entities: [Order],
+        lookups: [taxRate, customer],
+        flows: [
+          flow("orders", {
+            from: bind(shop, Order, {
+              table: "orders",
+              key: "id",
+              toCanonical: async (row, ctx) => {
+                const [rate, buyer] = await Promise.all([
+                  ctx.lookup(taxRate, String(row.region)),
+                  ctx.lookup(customer, String(row.customer_id)),
+                ]);
+                return { id: String(row.id), region: String(row.region), rate, customer: buyer?.name ?? "unknown" };
+              },
+            }),
+            to: bind(ledger, Order, { table: "orders" }),
+            chunkSize: 250,
+          }),
+        ],
+        ...extra,
+      }),
+  };
+}
+
+const statsOf = (stats: Record<string, unknown>, name: string) =>
+  (stats.lookups as Record<string, LookupStats & { hitRate: number }>)[name];
+
+describe("lookups", () => {
+  it("fetch each key once per run, share one request among concurrent callers, and batch keys into getMany", async () => {
+    using tmp = tempDir();
+    createOrders(join(tmp.dir, "shop.db"), 1000);
+    const s = await setup(tmp.dir);
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
+    try {
+      const summary = await engine.run("orders");
+      assert.equal(summary.run.status, "succeeded");
+      // 1,000 orders, 10 regions: 10 requests, though the first chunk asked for each region ~25 times at once
+      assert.equal(s.taxApi.stats.requests.get, 10);
+      const tax = statsOf(summary.run.stats, "taxRate");
+      assert.equal(tax?.calls, 1000);
+      assert.equal(tax?.requests, 10);
+      assert.equal(tax?.hits, 990);
+      // 50 customers, getMany batches of at most 20: 3 requests to the bulk endpoint, none to the single one
+      assert.equal(s.crmApi.stats.requests.list, 3);
+      assert.equal(s.crmApi.stats.requests.get ?? 0, 0);
+      assert.equal(statsOf(summary.run.stats, "customer")?.batches, 3);
+    } finally {
+      await engine.close();
+      await store.close();
+      await s.taxApi.close();
+      await s.crmApi.close();
+    }
+  });
+
+  it("quarantine only the records whose lookup failed for good, and retry transient failures", async () => {
+    using tmp = tempDir();
+    createOrders(join(tmp.dir, "shop.db"), 500, [7, 99, 400]);
+    const s = await setup(tmp.dir, { taxFaults: 0.3 });
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
+    try {
+      const summary = await engine.run("orders");
+      assert.equal(summary.run.status, "partial");
+      assert.equal(summary.counts.targets["ledger.Order"]?.loaded, 497);
+      const quarantined = await store.records(summary.run.id, { status: "quarantined" });
+      assert.deepEqual(
+        quarantined.map((record) => record.key),
+        ["7", "99", "400"],
+      );
+      assert.ok(
+        quarantined.every((record) => record.code === ErrorCode.LookupFailed && /404/.test(record.message ?? "")),
+      );
+      // 503s were retried: the sim answered some, yet no record failed for them
+      assert.ok(s.taxApi.stats.statuses[503] !== undefined && s.taxApi.stats.statuses[503] > 0);
+      assert.equal(summary.counts.targets["ledger.Order"]?.failed, 0);
+    } finally {
+      await engine.close();
+      await store.close();
+      await s.taxApi.close();
+      await s.crmApi.close();
+    }
+  });
+
+  it("keep values across runs in the store for their TTL", async () => {
+    using tmp = tempDir();
+    createOrders(join(tmp.dir, "shop.db"), 300);
+    const s = await setup(tmp.dir, { ttlMs: 400 });
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
+    try {
+      await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 10);
+      const second = await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 10, "the second run found every rate in the store");
+      assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 10);
+      await sleep(450);
+      await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 20, "after the TTL, the rates were fetched again");
+    } finally {
+      await engine.close();
+      await store.close();
+      await s.taxApi.close();
+      await s.crmApi.close();
+    }
+  });
+
+  it("keep values across runs in Redis when the hub names it, shared by every process", async () => {
+    using tmp = tempDir();
+    createOrders(join(tmp.dir, "shop.db"), 300);
+    const s = await setup(tmp.dir, { ttlMs: 60_000 });
+    const redis = createClient({ url: "redis://127.0.0.1:6379" });
+    await redis.connect();
+    await redis.del(regions.map((region) => `franca:lookup:taxRate:${region.region}`));
+    const hub = s.hub({ cache: "redis://127.0.0.1:6379" });
+    const first = await Engine.open({ hub, baseDir: tmp.dir, store: await openStore(tmp.dir) });
+    try {
+      await first.run("orders");
+      assert.equal(await redis.get("franca:lookup:taxRate:R3"), '"0.13"');
+      const ttl = await redis.pTTL("franca:lookup:taxRate:R3");
+      assert.ok(ttl > 0 && ttl <= 60_000, `expires with the lookup's TTL (${ttl} ms left)`);
+    } finally {
+      await first.close();
+      await first.store.close();
+    }
+    // another process (another engine, another store) finds them
+    using other = tempDir();
+    createOrders(join(other.dir, "shop.db"), 300);
+    const s2 = await setup(other.dir, { ttlMs: 60_000 });
+    const second = await Engine.open({
+      hub: s2.hub({ cache: "redis://127.0.0.1:6379" }),
+      baseDir: other.dir,
+      store: await openStore(other.dir),
+    });
+    try {
+      const summary = await second.run("orders");
+      assert.equal(s2.taxApi.stats.requests.get ?? 0, 0);
+      assert.equal(statsOf(summary.run.stats, "taxRate")?.cacheHits, 10);
+    } finally {
+      await second.close();
+      await second.store.close();
+      await redis.close();
+      for (const api of [s.taxApi, s.crmApi, s2.taxApi, s2.crmApi]) await api.close();
+    }
+  });
+
+  it("a shared lookup serves later runs of the process from memory", async () => {
+    using tmp = tempDir();
+    createOrders(join(tmp.dir, "shop.db"), 100);
+    const s = await setup(tmp.dir, { shared: true });
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
+    try {
+      await engine.run("orders");
+      const second = await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 10);
+      assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 10);
+      assert.equal(statsOf(second.run.stats, "taxRate")?.requests, 0);
+    } finally {
+      await engine.close();
+      await store.close();
+      await s.taxApi.close();
+      await s.crmApi.close();
+    }
+  });
+});

@@ -1,0 +1,166 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { type SimApi, type SimBehavior, startSimApi } from "../../sim/api.ts";
+import { http } from "../../src/connectors/http/index.ts";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { flow } from "../../src/core/flow.ts";
+import { defineHub } from "../../src/core/hub.ts";
+import type { Limits } from "../../src/core/system.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import type { PolicyStats } from "../../src/engine/policy.ts";
+import { Customer, createCustomerSource, openStore, tempDir, toCustomer } from "../support/fixtures.ts";
+
+/**
+ * A SQLite source of `rows` customers → the simulated API's batch endpoint (`batchSize` records a request), with
+ * the API's behaviour and the system's limits as given. Returns the run's summary and the API, for its measurements.
+ */
+async function runAgainst(
+  rows: number,
+  behavior: SimBehavior,
+  limits: Limits,
+  options: { batchSize?: number; loadConcurrency?: number; during?: (api: SimApi) => void } = {},
+) {
+  using tmp = tempDir();
+  createCustomerSource(join(tmp.dir, "crm.db"), { rows });
+  const api = await startSimApi({ seed: 11, collections: { customers: { key: "id", records: [] } }, ...behavior });
+  const store = await openStore(tmp.dir);
+  const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+  const target = http("api", { baseUrl: api.url, limits });
+  const hub = defineHub({
+    systems: [crm, target],
+    entities: [Customer],
+    flows: [
+      flow("customers", {
+        from: bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer }),
+        to: bind(target, Customer, {
+          path: "/customers",
+          mode: "batch",
+          batchPath: "/customers/batch",
+          batchSize: options.batchSize ?? 10,
+        }),
+        chunkSize: 100,
+        loadConcurrency: options.loadConcurrency ?? 4,
+      }),
+    ],
+  });
+  const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+  try {
+    options.during?.(api);
+    const summary = await engine.run("customers");
+    const policy = (summary.run.stats.systems as Record<string, PolicyStats>).api as PolicyStats;
+    return { summary, api, policy, records: api.records("customers").length, duplicates: api.duplicates() };
+  } finally {
+    await engine.close();
+    await store.close();
+    await api.close();
+  }
+}
+
+describe("per-system policies", () => {
+  it("never let more calls be in flight than the system's concurrency cap, and use it", async () => {
+    const { summary, api, records } = await runAgainst(
+      600,
+      { batch: { latencyMs: 30, concurrency: { max: 3 } } },
+      { concurrency: 3 },
+      { loadConcurrency: 8 },
+    );
+    assert.equal(summary.run.status, "succeeded");
+    assert.equal(records, 600);
+    assert.equal(api.stats.maxInFlightByRoute.batch, 3, "the server saw 3 at once, never more");
+    assert.equal(api.stats.overConcurrency, 0);
+  });
+
+  it("keep to the rate limit: a server limiting at the same rate never answers 429", async () => {
+    const { summary, api, records } = await runAgainst(
+      400,
+      { batch: { rateLimit: { requests: 20, windowMs: 1000 } } },
+      { rateLimit: { requests: 20, perMs: 1000 } },
+    );
+    assert.equal(summary.run.status, "succeeded");
+    assert.equal(records, 400);
+    assert.equal(api.stats.requests.batch, 40);
+    assert.equal(api.stats.rateLimited, 0);
+  });
+
+  it("wait as long as Retry-After says before trying again", async () => {
+    let refused = 0;
+    const { summary, api, records } = await runAgainst(
+      100,
+      {
+        batch: {
+          force: {
+            status: 429,
+            headers: { "Retry-After": "1" },
+            when: () => refused++ < 1,
+          },
+        },
+      },
+      { retry: { initialDelayMs: 10 } },
+    );
+    assert.equal(summary.run.status, "succeeded");
+    assert.equal(records, 100);
+    const log = api.log().filter((entry) => entry.route === "batch");
+    const tooMany = log.find((entry) => entry.status === 429);
+    assert.ok(tooMany !== undefined);
+    const retried = log.find(
+      (entry) =>
+        entry.at > tooMany.at &&
+        entry.url === tooMany.url &&
+        entry.headers["idempotency-key"] === tooMany.headers["idempotency-key"],
+    );
+    assert.ok(retried !== undefined, "the refused batch was sent again with the same idempotency key");
+    assert.ok(retried.at - tooMany.at >= 950, `it waited ${retried.at - tooMany.at} ms after the 429 asked for 1 s`);
+  });
+
+  it("open the breaker on a system that keeps failing, pause instead of failing records, and recover", async () => {
+    const { summary, api, policy, records } = await runAgainst(
+      300,
+      { batch: { force: { status: 503 } } },
+      { breaker: { consecutiveFailures: 3, halfOpenAfterMs: 200 }, retry: { maxAttempts: 3, initialDelayMs: 5 } },
+      {
+        loadConcurrency: 1,
+        during: (sim) => setTimeout(() => sim.configure({ batch: { force: undefined } }), 1200).unref(),
+      },
+    );
+    assert.equal(summary.run.status, "succeeded", "the outage cost time, not records");
+    assert.equal(records, 300);
+    assert.equal(summary.counts.targets["api.Customer"]?.failed, 0);
+    assert.ok(policy.breakerOpens >= 1);
+    assert.ok(policy.pausedMs > 0);
+    // the first chunk's 10 batches went out at once; after that, one probe per half-open period, not a retry storm
+    // (without the breaker: 30 batches × 3 attempts)
+    assert.ok(api.stats.forced <= 10 + 1200 / 200 + 2, `${api.stats.forced} calls reached the failing system`);
+  });
+
+  it("deliver every record exactly once through 429s, 5xx, lost responses and timeouts", async () => {
+    const { summary, api, records, duplicates } = await runAgainst(
+      2000,
+      {
+        batch: {
+          latencyMs: 5,
+          jitterMs: 120,
+          faultRate: 0.05,
+          faultAfterStoreRate: 0.08,
+          rateLimit: { requests: 20, windowMs: 1000 },
+        },
+      },
+      {
+        rateLimit: { requests: 100, perMs: 1000 },
+        timeoutMs: 100,
+        retry: { maxAttempts: 10, initialDelayMs: 20, maxTotalDelayMs: 30_000 },
+      },
+      { batchSize: 25 },
+    );
+    assert.equal(summary.run.status, "succeeded");
+    assert.equal(records, 2000);
+    assert.equal(duplicates, 0);
+    assert.equal(summary.counts.targets["api.Customer"]?.loaded, 2000);
+    // the trouble really happened
+    assert.ok(api.stats.rateLimited > 0, "429s");
+    assert.ok(api.stats.faults > 0, "500s");
+    assert.ok(api.stats.faultsAfterStore > 0, "lost responses");
+    assert.ok(api.stats.clientAborts > 0, "timeouts");
+  });
+});

@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { startSimApi } from "../../sim/api.ts";
+import { http } from "../../src/connectors/http/index.ts";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { flow } from "../../src/core/flow.ts";
+import { defineHub } from "../../src/core/hub.ts";
+import { lookup } from "../../src/core/lookup.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import {
+  Customer,
+  createClientsTarget,
+  createCustomerSource,
+  openStore,
+  stamp,
+  tempDir,
+  toClient,
+  toCustomer,
+} from "../support/fixtures.ts";
+
+const count = (db: { prepare(sql: string): { get(): unknown } }, sql: string) =>
+  (db.prepare(sql).get() as { n: number }).n;
+
+describe("replay", () => {
+  it("transforms again, with the fixed mapping, only the records quarantined before load", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500, badEmails: [7, 250, 499] });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    let fixed = false;
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
+    const hub = defineHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, {
+            table: "customers",
+            key: "id",
+            cursor: "updated_at",
+            // the fix: a mapping that repairs the broken emails
+            toCanonical: (row) => ({
+              ...toCustomer(row),
+              ...(fixed && row.email === "not-an-email" ? { email: `repaired-${String(row.id)}@example.org` } : {}),
+            }),
+          }),
+          to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+          chunkSize: 100,
+        }),
+      ],
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const first = await engine.run("customers");
+      assert.equal(first.run.status, "partial");
+      fixed = true;
+      const replay = await engine.replay(first.run.id);
+      assert.equal(replay.run.kind, "replay");
+      assert.equal(replay.run.parentId, first.run.id);
+      assert.equal(replay.run.status, "succeeded");
+      assert.deepEqual(replay.plan, { retransform: 3, reload: { "erp.Customer": 0 } });
+      assert.equal(replay.counts.extracted, 3);
+      assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 3);
+      assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 500);
+      assert.equal(
+        (target.prepare("SELECT mail FROM clients WHERE code = '250'").get() as { mail: string }).mail,
+        "repaired-250@example.org",
+      );
+      assert.deepEqual(await store.getCursor("customers"), [stamp(500), 500], "a replay does not move the cursor");
+      assert.equal(
+        (await store.records(first.run.id, { status: "quarantined" })).length,
+        3,
+        "the first run's ledger stays as it was",
+      );
+      const again = await engine.replay(first.run.id);
+      assert.equal(again.counts.targets["erp.Customer"]?.unchanged, 3, "replaying twice sends nothing twice");
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
+  it("loads again, to that target only and without a new lookup, the records a target refused", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    const warehouse = createClientsTarget(join(tmp.dir, "erp.db"));
+    warehouse.exec("CREATE TABLE writes (code TEXT)");
+    warehouse.exec("CREATE TRIGGER audit AFTER INSERT ON clients BEGIN INSERT INTO writes VALUES (new.code); END");
+    const refused = new Set(["10", "150", "299"]);
+    const billing = await startSimApi({
+      collections: { customers: { key: "id", records: [] } },
+      batch: { reject: { when: (record) => refused.has(String(record.id)), error: "credit check pending" } },
+    });
+    const segments = await startSimApi({
+      collections: { segments: { key: "id", records: [{ id: "all", name: "retail" }] } },
+    });
+    const store = await openStore(tmp.dir);
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
+    const api = http("billing", { baseUrl: billing.url });
+    const segmentApi = http("segments", { baseUrl: segments.url });
+    const segment = lookup("segment", {
+      system: segmentApi,
+      get: (id: string, { client, signal }) => client.get<{ name: string }>(`/segments/${id}`, { signal }),
+    });
+    const hub = defineHub({
+      systems: [crm, erp, api, segmentApi],
+      entities: [Customer],
+      lookups: [segment],
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, {
+            table: "customers",
+            key: "id",
+            cursor: "updated_at",
+            toCanonical: async (row, ctx) => {
+              const { name } = await ctx.lookup(segment, "all");
+              return { ...toCustomer(row), name: `${String(row.name)} (${name})` };
+            },
+          }),
+          to: [
+            bind(api, Customer, { path: "/customers", mode: "batch", batchPath: "/customers/batch", batchSize: 50 }),
+            bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+          ],
+          chunkSize: 100,
+        }),
+      ],
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const first = await engine.run("customers");
+      assert.equal(first.run.status, "partial");
+      assert.deepEqual(first.counts.targets["billing.Customer"], {
+        loaded: 297,
+        unchanged: 0,
+        quarantined: 3,
+        failed: 0,
+      });
+      assert.equal(first.counts.targets["erp.Customer"]?.loaded, 300);
+      const quarantined = await store.records(first.run.id, { status: "quarantined" });
+      assert.match(quarantined[0]?.message ?? "", /credit check pending/);
+
+      refused.clear(); // the billing side fixed its check
+      const lookupsBefore = segments.stats.requests.get;
+      const writesBefore = count(warehouse, "SELECT count(*) AS n FROM writes");
+      const replay = await engine.replay(first.run.id, { statuses: ["quarantined"] });
+      assert.equal(replay.run.status, "succeeded");
+      assert.deepEqual(replay.plan, { retransform: 0, reload: { "billing.Customer": 3, "erp.Customer": 0 } });
+      assert.deepEqual(replay.counts.targets["billing.Customer"], {
+        loaded: 3,
+        unchanged: 0,
+        quarantined: 0,
+        failed: 0,
+      });
+      assert.deepEqual(replay.counts.targets["erp.Customer"], { loaded: 0, unchanged: 0, quarantined: 0, failed: 0 });
+      assert.deepEqual(
+        billing
+          .records("customers")
+          .map((record) => String(record.id))
+          .sort((a, b) => Number(a) - Number(b))
+          .filter((id) => ["10", "150", "299"].includes(id)),
+        ["10", "150", "299"],
+      );
+      assert.equal(billing.records("customers").length, 300);
+      assert.equal(billing.duplicates(), 0);
+      assert.equal(segments.stats.requests.get, lookupsBefore, "no lookup was made again");
+      assert.equal(
+        count(warehouse, "SELECT count(*) AS n FROM writes"),
+        writesBefore,
+        "the other target was not written",
+      );
+    } finally {
+      await engine.close();
+      await store.close();
+      await billing.close();
+      await segments.close();
+    }
+  });
+
+  it("replays only the keys asked for", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200, badEmails: [3, 4, 5] });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    let fixed = false;
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
+    const hub = defineHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, {
+            table: "customers",
+            key: "id",
+            toCanonical: (row) => ({
+              ...toCustomer(row),
+              ...(fixed ? { email: `fixed-${String(row.id)}@example.org` } : {}),
+            }),
+          }),
+          to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+        }),
+      ],
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const first = await engine.run("customers");
+      fixed = true;
+      const replay = await engine.replay(first.run.id, { keys: ["4"] });
+      assert.equal(replay.plan.retransform, 1);
+      assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
+      assert.deepEqual(
+        target
+          .prepare("SELECT code FROM clients WHERE code IN ('3', '4', '5')")
+          .all()
+          .map((row) => row.code),
+        ["4"],
+      );
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+});
