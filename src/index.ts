@@ -3,6 +3,7 @@
 export { default as Type, type Static } from "typebox";
 export { type FileBindingOptions, type FileClient, file } from "./connectors/file/index.ts";
 export { type HttpBindingOptions, type HttpClient, type HttpSystemOptions, http } from "./connectors/http/index.ts";
+export { type MysqlClient, mysql } from "./connectors/mysql/index.ts";
 export { type PostgresClient, postgres } from "./connectors/postgres/index.ts";
 export { type SqliteClient, sqlite } from "./connectors/sqlite/index.ts";
 export type { Connection, Driver, ReadBatch, ReadRequest, WriteItem, WriteRequest } from "./connectors/types.ts";

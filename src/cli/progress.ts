@@ -47,8 +47,14 @@ export class ProgressView {
         `  load ${name.padEnd(Math.max(5, name.length))} ${this.#bar(done, canonical, progress.extractDone && done >= canonical)} ${detail}`,
       );
     }
+    for (const [system, until] of Object.entries(progress.paused ?? {})) {
+      const seconds = Math.max(0, Math.ceil((until - now) / 1000));
+      lines.push(`  ⏸ ${system}: circuit open after repeated failures, next probe in ${seconds} s`);
+    }
     let text = this.#lines > 0 ? `\x1b[${this.#lines}F` : "";
     for (const line of lines) text += `\x1b[2K${line}\n`;
+    // a frame shorter than the last one clears the lines it no longer covers
+    for (let extra = lines.length; extra < this.#lines; extra++) text += "\x1b[2K\n";
     this.#stream.write(text);
     this.#lines = lines.length;
   }

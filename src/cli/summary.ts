@@ -1,4 +1,5 @@
 import type { LookupStats } from "../engine/lookups.ts";
+import type { PolicyStats } from "../engine/policy.ts";
 import type { RunSummary } from "../engine/run.ts";
 import type { RunCounts, RunRecord } from "../store/types.ts";
 import { count, duration, table, timestamp } from "./output.ts";
@@ -33,6 +34,17 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
       s.errors,
     ]);
     lines.push(table(rows, ["  lookup", "calls", "hit rate", "requests", "batches", "errors"]));
+  }
+  const systems = run.stats.systems as Record<string, Partial<PolicyStats>> | undefined;
+  for (const [name, stats] of Object.entries(systems ?? {})) {
+    const trouble = [
+      (stats.retries ?? 0) > 0 ? `${count(stats.retries ?? 0)} retries` : "",
+      (stats.breakerOpens ?? 0) > 0
+        ? `circuit opened ${stats.breakerOpens}×, paused ${duration(stats.pausedMs ?? 0)}`
+        : "",
+      (stats.permanentErrors ?? 0) > 0 ? `${count(stats.permanentErrors ?? 0)} refusals` : "",
+    ].filter((part) => part !== "");
+    if (trouble.length > 0) lines.push(`  ${name}: ${trouble.join(", ")}`);
   }
   const drift = run.stats.drift as
     | { added: string[]; missing: string[]; retyped: { field: string; from: string; to: string }[] }

@@ -28,8 +28,12 @@ export interface ReadRequest {
   cursor?: string;
   /** Continue after this position; undefined reads from the beginning. */
   from?: Position;
-  /** Rows wanted per batch; a connector may return fewer, and more only when the system forces its page size. */
-  batchSize: number;
+  /**
+   * Rows wanted per batch; a connector may return fewer, and more only when the system forces its page size. Read it
+   * before each batch: it grows during a read (the first chunks of an extraction are small, so that the targets get
+   * work at once). Judge a page short against the size asked for that page, never against a later reading.
+   */
+  readonly batchSize: number;
   signal: AbortSignal;
   /**
    * Runs one request to the system under its concurrency cap, rate limit, breaker and timeout (no retry: on a

@@ -34,6 +34,8 @@ export interface RunProgress {
   failed: number;
   extractDone: boolean;
   targets: Record<string, TargetProgress>;
+  /** Systems whose circuit is open, with when they will be probed again (epoch ms). */
+  paused: Record<string, number>;
 }
 
 /** Everything the stages of one run share. */

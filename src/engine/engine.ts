@@ -51,6 +51,7 @@ export class Engine {
   readonly #ownsStore: boolean;
   readonly #lookupCache: LookupCacheStore;
   readonly #sharedLookupCache = new MemoryLookupCache();
+  readonly #paused = new Map<string, number>();
 
   private constructor(options: EngineOptions, store: Store, ownsStore: boolean, lookupCache: LookupCacheStore) {
     this.hub = options.hub;
@@ -85,9 +86,14 @@ export class Engine {
         events: {
           onRetry: (error, attempt, delayMs) =>
             log.info({ code: error.code, attempt, delayMs: Math.round(delayMs), err: error.message }, "retrying call"),
-          onPause: (_, until) =>
-            log.warn({ until: new Date(until).toISOString() }, "circuit open: pausing calls to the system"),
-          onResume: () => log.info("circuit closed: calls resumed"),
+          onPause: (_, until) => {
+            if (!this.#paused.has(systemName))
+              log.warn({ until: new Date(until).toISOString() }, "circuit open: pausing calls to the system");
+            this.#paused.set(systemName, until);
+          },
+          onResume: () => {
+            if (this.#paused.delete(systemName)) log.info("circuit closed: calls resumed");
+          },
         },
       });
       this.#policies.set(systemName, policy);
@@ -121,6 +127,7 @@ export class Engine {
       heartbeatMs: this.hub.heartbeatMs,
       lookupCache: this.#lookupCache,
       sharedLookupCache: this.#sharedLookupCache,
+      pausedSystems: () => this.#paused,
     };
   }
 

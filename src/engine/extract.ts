@@ -7,6 +7,9 @@ import type { RunContext } from "./context.ts";
 import { compareProfiles, type Drift, describeDrift, type Profile, profileRows } from "./drift.ts";
 import { yieldToEventLoop } from "./yield.ts";
 
+/** Records in the first chunk of an extraction; each next one doubles, up to the flow's chunk size. */
+export const firstChunkSize = 50;
+
 /** A chunk handed from extract to transform: its rows, or none when they are to be read back from the store. */
 export interface ExtractedChunk {
   seq: number;
@@ -39,7 +42,9 @@ export async function extract(
     });
   }
   const read = connection.read.bind(connection);
-  const chunkSize = ctx.flow.chunkSize;
+  // Slow start: the first chunks of an extraction are small (50, 100, 200… up to chunkSize), so that the targets
+  // get work while the source is still being read, instead of waiting for a whole first chunk to be enriched.
+  const sizeOf = (seq: number) => Math.min(ctx.flow.chunkSize, firstChunkSize * 2 ** Math.max(0, seq - startSeq));
   let position = from;
   let seq = startSeq;
   let buffer: Row[] = [];
@@ -84,7 +89,10 @@ export async function extract(
         key: binding.key,
         ...(binding.cursor === undefined ? {} : { cursor: binding.cursor }),
         ...(position === undefined ? {} : { from: position }),
-        batchSize: chunkSize,
+        // grows with the chunk being filled (slow start): connectors read it before each batch
+        get batchSize() {
+          return sizeOf(seq);
+        },
         signal: ctx.signal,
         call: (fn) => policy.attempt(fn, ctx.signal),
       });
@@ -95,7 +103,7 @@ export async function extract(
           buffer = batch.rows; // the usual case: one batch is one chunk, no copy
         else for (const row of batch.rows) buffer.push(row);
         bufferPosition = batch.position;
-        if (buffer.length >= chunkSize) await flush();
+        if (buffer.length >= sizeOf(seq)) await flush();
         if (ctx.signal.aborted) return;
       }
       if (buffer.length > 0) await flush();

@@ -6,8 +6,6 @@ import {
   ConsecutiveBreaker,
   circuitBreaker,
   handleWhen,
-  TimeoutStrategy,
-  timeout,
 } from "cockatiel";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Limits } from "../core/system.ts";
@@ -20,6 +18,7 @@ import {
   unlimitedConcurrency,
   unlimitedRate,
 } from "./gates.ts";
+import { withTimeout } from "./timeout.ts";
 
 /** Defaults for a system that declares no limits of its own. */
 export const defaultLimits = {
@@ -154,8 +153,7 @@ export class SystemPolicy {
           await this.#rate.take(signal);
           this.stats.attempts++;
           this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.#concurrency.inFlight);
-          const limited = timeout(this.#timeoutMs, TimeoutStrategy.Aggressive);
-          return limited.execute((context) => fn(context.signal), signal);
+          return withTimeout(fn, this.#timeoutMs, signal, this.system);
         }, signal),
       signal,
     );

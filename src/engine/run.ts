@@ -38,6 +38,8 @@ export interface RunEnvironment {
   heartbeatMs: number;
   lookupCache?: LookupCacheStore;
   sharedLookupCache?: MemoryLookupCache;
+  /** Systems paused by an open circuit right now, with when they will be probed again. */
+  pausedSystems?(): ReadonlyMap<string, number>;
 }
 
 export interface RunOptions {
@@ -155,6 +157,7 @@ export async function executeRun(
   options.signal?.addEventListener("abort", onCancel, { once: true });
 
   const heartbeat = setInterval(() => {
+    ctx.notify(); // progress stays current while a stage waits (a paused system)
     store.heartbeat(run.id, env.owner, Date.now()).then(
       (owned) => {
         if (!owned) fail(new FrancaError(ErrorCode.RunLocked, `run ${run.id} was taken over by another process`));
@@ -206,6 +209,7 @@ export async function executeRun(
         { ...(already.targets[name] ?? { loaded: 0, unchanged: 0, quarantined: 0, failed: 0 }) },
       ]),
     ),
+    paused: {},
   };
   let problemsSoFar = already.quarantined + already.failed;
   for (const counts of Object.values(already.targets)) problemsSoFar += counts.quarantined + counts.failed;
@@ -266,6 +270,7 @@ export async function executeRun(
       const now = Date.now();
       if (options.onProgress !== undefined && now - lastNotify >= 100) {
         lastNotify = now;
+        progress.paused = Object.fromEntries(env.pausedSystems?.() ?? []);
         options.onProgress(progress);
       }
     },

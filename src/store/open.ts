@@ -1,5 +1,4 @@
 import { resolve } from "node:path";
-import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { ThreadedSqliteStore } from "./sqlite/threaded.ts";
 import type { Store } from "./types.ts";
 
@@ -12,13 +11,16 @@ export const defaultStoreFile = ".franca/franca.db";
 export async function openStore(location: string | undefined, baseDir: string): Promise<Store> {
   const spec = location ?? defaultStoreFile;
   if (/^postgres(ql)?:\/\//.test(spec)) {
-    throw new FrancaError(
-      ErrorCode.ConfigInvalid,
-      "store: the PostgreSQL store is not available yet; use a SQLite file",
-      {
-        setting: "store",
-      },
-    );
+    // loaded on demand: a hub on SQLite does not load pg
+    const { PostgresStore } = await import("./postgres/store.ts");
+    const store = new PostgresStore(spec);
+    try {
+      await store.migrate();
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    return store;
   }
   const file = spec.startsWith("sqlite:") ? spec.slice("sqlite:".length) : spec;
   const store = new ThreadedSqliteStore(file === ":memory:" ? file : resolve(baseDir, file));

@@ -18,15 +18,18 @@ describe("progress bars", () => {
       failed: 0,
       extractDone: false,
       targets: { billing: { loaded: 1000, unchanged: 0, quarantined: 2, failed: 0 } },
+      paused: { billing: Date.now() + 3000 },
     };
     view.update(progress, true);
     assert.match(out, /run 7 · invoices/);
     assert.match(out, /extract .* 4,000 in 4 chunks/);
     assert.match(out, /transform\s+█{12}░{12} 2,000 \(3 quarantined\)/);
     assert.match(out, /load billing .* 1,000 loaded, 2 quarantined/);
+    assert.match(out, /⏸ billing: circuit open after repeated failures, next probe in 3 s/);
     out = "";
-    view.update({ ...progress, transformed: 4000, extractDone: true }, true);
-    assert.ok(out.startsWith("\x1b[4F"), "the second frame moves up over the first");
+    view.update({ ...progress, transformed: 4000, extractDone: true, paused: {} }, true);
+    assert.ok(out.startsWith("\x1b[5F"), "the second frame moves up over the first");
+    assert.ok(out.endsWith("\x1b[2K\n"), "and clears the line the pause no longer needs");
     assert.match(out, /transform\s+█{24} 4,000/);
   });
 });

@@ -11,7 +11,7 @@ import { Engine } from "../../src/engine/engine.ts";
 import { Customer, createClientsTarget, openStore, tempDir, toClient } from "../support/fixtures.ts";
 
 describe("chunk planning", () => {
-  it("cuts a source's pages into chunks of whole pages, at least chunkSize records each, every record once", async () => {
+  it("cuts a source's pages into chunks of whole pages, slow start first, every record once", async () => {
     using tmp = tempDir();
     const records = Array.from({ length: 250 }, (_, i) => ({
       id: String(i + 1),
@@ -38,11 +38,12 @@ describe("chunk planning", () => {
     const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
     try {
       const summary = await engine.run("customers");
-      // pages of 30: 4 pages make the first chunk (120 ≥ 100), 4 the second, the last 10 records the third
+      // pages of 30; chunks of at least 50 records, then 100 (slow start, up to chunkSize): 2 pages (60), then 4
+      // pages (120), then the last 70 records
       const chunks = await store.chunkStates(summary.run.id);
       assert.deepEqual(
         chunks.map((chunk) => chunk.records),
-        [120, 120, 10],
+        [60, 120, 70],
       );
       assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 250);
       assert.equal((target.prepare("SELECT count(DISTINCT code) AS n FROM clients").get() as { n: number }).n, 250);

@@ -17,21 +17,24 @@ interface Progress {
   loads: number;
   extractDone: number;
   running: number;
+  /** Process id of the run's owner. */
+  pid: number;
 }
 
 /** Reads the store the child writes, from a separate connection, as an operator's dashboard would. */
 function progressOf(storeFile: string): Progress {
   const db = new DatabaseSync(storeFile, { readOnly: true, timeout: 1000 });
   try {
-    const run = db.prepare("SELECT id, extract_done, status FROM runs ORDER BY id DESC LIMIT 1").get() as
-      | { id: number; extract_done: number; status: string }
+    const run = db.prepare("SELECT id, extract_done, status, owner FROM runs ORDER BY id DESC LIMIT 1").get() as
+      | { id: number; extract_done: number; status: string; owner: string | null }
       | undefined;
-    if (run === undefined) return { chunks: 0, loads: 0, extractDone: 0, running: 0 };
+    if (run === undefined) return { chunks: 0, loads: 0, extractDone: 0, running: 0, pid: 0 };
     const chunks = (db.prepare("SELECT count(*) AS n FROM chunks WHERE run_id = ?").get(run.id) as { n: number }).n;
     const loads = (
       db.prepare("SELECT count(*) AS n FROM chunk_loads WHERE run_id = ? AND failed = 0").get(run.id) as { n: number }
     ).n;
-    return { chunks, loads, extractDone: run.extract_done, running: run.status === "running" ? 1 : 0 };
+    const pid = Number((run.owner ?? "").split(":")[1] ?? 0);
+    return { chunks, loads, extractDone: run.extract_done, running: run.status === "running" ? 1 : 0, pid };
   } finally {
     db.close();
   }
@@ -59,7 +62,9 @@ async function runUntil(
     } catch {
       // the store does not exist yet, or is being created
     }
-    if (progress !== undefined && when(progress)) {
+    // a kill point applies to this child's run only: after a kill, the dead child's run still reads as running
+    // until the next child has taken it over
+    if (progress !== undefined && progress.pid === process_.pid && when(progress)) {
       process_.kill("SIGKILL");
       await exited;
       return { killed: true, code: null };

@@ -47,7 +47,7 @@ describe("engine runs", () => {
       const first = await engine.run("customers");
       assert.equal(first.run.status, "succeeded");
       assert.equal(first.counts.extracted, 1000);
-      assert.equal(first.counts.chunks, 10);
+      assert.equal(first.counts.chunks, 11, "50 (slow start), 9 × 100, 50");
       assert.equal(first.counts.targets["erp.Customer"]?.loaded, 1000);
       assert.deepEqual(first.run.cursorTo, [stamp(1000), 1000]);
 
@@ -274,8 +274,9 @@ describe("engine runs", () => {
       const failed = await engine.run("customers");
       assert.equal(failed.run.status, "failed");
       assert.equal(failed.counts.targets["erp.Customer"]?.failed, 1);
-      // chunks 0 and 1 (ids 1-200) are final; chunk 2 holds the failed record: the cursor stops before it
-      assert.deepEqual(await store.getCursor("customers"), [stamp(200), 200]);
+      // chunks 0 and 1 (ids 1-150: 50, then 100) are final; chunk 2 (151-250) holds the failed record: the cursor
+      // stops before it
+      assert.deepEqual(await store.getCursor("customers"), [stamp(150), 150]);
       const failedRecord = await store.records(failed.run.id, { key: "250" });
       assert.equal(failedRecord[0]?.status, "failed");
       assert.equal(failedRecord[0]?.errorClass, "transient");

@@ -13,7 +13,7 @@ import { nextRunFrom, readHttp } from "./read.ts";
 import { writeHttp } from "./write.ts";
 
 function open(system: System): Connection {
-  const transport = new HttpTransport(system.name, system.options as HttpSystemOptions);
+  const transport = new HttpTransport(system.name, system.options as HttpSystemOptions, system.limits.concurrency);
   return {
     read: (request) => readHttp(transport, request),
     nextRunFrom,
@@ -40,7 +40,7 @@ function open(system: System): Connection {
       }
     },
     async close() {
-      // fetch's connection pool is shared by the process; nothing of this system's stays open.
+      await transport.close();
     },
   };
 }

@@ -12,6 +12,8 @@ import type { HttpBindingOptions, HttpPagination } from "./options.ts";
  */
 export interface HttpPosition {
   page?: number;
+  /** Page size the page numbers count in: a read continued from this position keeps it. */
+  size?: number;
   offset?: number;
   cursor?: string | null;
   /** Next page's URL (Link pagination), without the API key. */
@@ -144,7 +146,9 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
     case "page": {
       const pageParam = pagination.pageParam ?? "page";
       const sizeParam = pagination.sizeParam ?? "pageSize";
-      const size = pagination.pageSize ?? request.batchSize;
+      // Page numbers only mean something for one page size: fixed for the whole read, and carried in the position so
+      // that a read continued from it (after a retry, on resume) asks for the same pages.
+      const size = typeof from?.size === "number" ? from.size : (pagination.pageSize ?? request.batchSize);
       let page = typeof from?.page === "number" ? from.page : (pagination.firstPage ?? 1);
       for (;;) {
         if (request.signal.aborted) return;
@@ -153,7 +157,7 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
         );
         if (rows.length === 0) return;
         page++;
-        yield { rows, position: positionOf({ page }) };
+        yield { rows, position: positionOf({ page, size }) };
       }
     }
     case "offset": {

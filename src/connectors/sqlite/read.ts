@@ -19,14 +19,12 @@ export async function* readSqlite(db: DatabaseSync, request: ReadRequest): Async
   let position = request.from as unknown[] | undefined;
   for (;;) {
     if (request.signal.aborted) return;
-    const rows = (
-      position === undefined
-        ? first.all(request.batchSize)
-        : next.all(...(position as SQLInputValue[]), request.batchSize)
-    ) as Row[];
+    // the size asked for this page: request.batchSize may have grown by the time the page is judged short
+    const size = request.batchSize;
+    const rows = (position === undefined ? first.all(size) : next.all(...(position as SQLInputValue[]), size)) as Row[];
     if (rows.length === 0) return;
     position = positionOf(rows[rows.length - 1] as Row, columns);
     yield { rows, position };
-    if (rows.length < request.batchSize) return;
+    if (rows.length < size) return;
   }
 }

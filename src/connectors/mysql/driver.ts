@@ -1,0 +1,332 @@
+import mysql, { type ConnectionOptions, type FieldPacket, type Pool, type PoolConnection } from "mysql2/promise";
+import type { Row } from "../../core/binding.ts";
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { SettingIssue, System } from "../../core/system.ts";
+import { settingsChecker } from "../settings.ts";
+import { tableOrQueryIssues } from "../sql.ts";
+import type { Connection, Driver } from "../types.ts";
+import { mysqlError, serverErrno } from "./errors.ts";
+import { discreteSettings, MysqlBindingOptions, MysqlSystemOptions } from "./options.ts";
+import { readMysql } from "./read.ts";
+import { sqlString, type TableCache, tableCache, writeMysql } from "./write.ts";
+
+const checkSystem = settingsChecker(MysqlSystemOptions);
+const checkBinding = settingsChecker(MysqlBindingOptions);
+
+export interface MysqlClient {
+  /**
+   * Runs a statement on a pooled connection (session in UTC, strict mode) and returns its rows (none for a statement
+   * that returns no result set). `?` placeholders take `params`, escaped by mysql2 on the client.
+   */
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+  /** The mysql2 pool (promise API), for what `query` does not cover. */
+  readonly pool: Pool;
+}
+
+export interface MysqlResult {
+  /** The rows of a result set, JSON columns parsed; empty for a statement without one. */
+  rows: Row[];
+  fields: readonly FieldPacket[];
+}
+
+export type Query = (sql: string, params?: readonly unknown[]) => Promise<MysqlResult>;
+
+/** One pooled connection, prepared for Franca: what read.ts and write.ts use. */
+export interface SessionConnection {
+  query: Query;
+  /** The server's max_allowed_packet: no statement may be longer. */
+  readonly maxPacket: number;
+}
+
+/** What read.ts and write.ts need of a connection: a pooled session whose statements stop when the signal aborts. */
+export interface MysqlSession {
+  readonly system: string;
+  /** Most bytes of SQL in one INSERT (the maxStatementBytes setting). */
+  readonly maxStatementBytes: number;
+  withConnection<T>(signal: AbortSignal, work: (connection: SessionConnection) => Promise<T>): Promise<T>;
+}
+
+export const defaultMaxStatementBytes = 1024 * 1024;
+
+// Field types of a JSON value: MySQL's JSON (245); MariaDB's JSON is LONGTEXT, known by its extended metadata.
+const jsonType = 245;
+
+/** mysql2 options for exact values (see options.ts), from the system's settings. */
+function connectionOptions(options: MysqlSystemOptions): ConnectionOptions {
+  const base: ConnectionOptions = {
+    dateStrings: true,
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    decimalNumbers: false,
+    // JSON arrives as text and is parsed here with JSON.parse: mysql2's own parser turns large numbers into strings.
+    jsonStrings: true,
+    // Dates given as `?` parameters to client().query are written as UTC, the sessions' zone.
+    timezone: "Z",
+    charset: "UTF8MB4_UNICODE_CI",
+    connectTimeout: options.connectTimeoutMs ?? 10_000,
+    multipleStatements: false,
+    ...(options.ssl === true ? { ssl: {} } : {}),
+  };
+  if (options.url !== undefined) {
+    try {
+      const url = new URL(options.url);
+      return {
+        ...base,
+        host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+        ...(url.port === "" ? {} : { port: Number(url.port) }),
+        ...(url.username === "" ? {} : { user: decodeURIComponent(url.username) }),
+        ...(url.password === "" ? {} : { password: decodeURIComponent(url.password) }),
+        ...(url.pathname.length > 1 ? { database: decodeURIComponent(url.pathname.slice(1)) } : {}),
+      };
+    } catch (error) {
+      // preflight reports it before a run; never fall back to a default host
+      throw new FrancaError(ErrorCode.ConfigInvalid, "url: is not a valid URL", { setting: "url", cause: error });
+    }
+  }
+  return {
+    ...base,
+    ...(options.host === undefined ? {} : { host: options.host }),
+    ...(options.port === undefined ? {} : { port: options.port }),
+    ...(options.user === undefined ? {} : { user: options.user }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+    ...(options.database === undefined ? {} : { database: options.database }),
+  };
+}
+
+/** Runs a statement and parses the JSON columns of its rows. */
+async function run(connection: PoolConnection, sql: string, params?: readonly unknown[]): Promise<MysqlResult> {
+  const [result, fields] = await connection.query(
+    params === undefined || params.length === 0 ? { sql } : { sql, values: params as unknown[] },
+  );
+  if (!Array.isArray(result)) return { rows: [], fields: [] };
+  const rows = result as Row[];
+  for (const field of fields ?? []) {
+    if (field.columnType !== jsonType && field.extendedFormat !== "json") continue;
+    for (const row of rows) {
+      const value = row[field.name];
+      if (typeof value !== "string") continue;
+      try {
+        row[field.name] = JSON.parse(value);
+      } catch {
+        // not JSON after all (an expression the server typed JSON): the text as it is
+      }
+    }
+  }
+  return { rows, fields: fields ?? [] };
+}
+
+/** Waits for a pooled connection, giving up when the signal aborts; a connection that comes later goes back. */
+async function acquire(pool: Pool, signal: AbortSignal): Promise<PoolConnection> {
+  signal.throwIfAborted();
+  const connecting = pool.getConnection();
+  const abort = Promise.withResolvers<never>();
+  const onAbort = () => abort.reject(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await Promise.race([connecting, abort.promise]);
+  } catch (error) {
+    connecting.then(
+      (connection) => connection.release(),
+      () => {},
+    );
+    throw error;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Stops the statement a connection runs, with KILL QUERY from a separate short-lived connection (the pool may be
+ * full). If that fails, the connection itself is destroyed, which ends the wait for the statement at once (the server
+ * notices the closed socket later). Either way the connection is never reused.
+ */
+async function killQuery(config: ConnectionOptions, connection: PoolConnection): Promise<void> {
+  try {
+    const killer = await mysql.createConnection(config);
+    try {
+      await killer.query(`KILL QUERY ${Number(connection.threadId)}`);
+    } finally {
+      await killer.end().catch(() => killer.destroy());
+    }
+  } catch {
+    connection.destroy();
+  }
+}
+
+/**
+ * The session every connection gets before its first use: UTC (so TIMESTAMP values and NOW() are UTC), strict mode
+ * (a value that does not fit is an error, not a warning), backslash escapes on (the client escapes strings with
+ * them). Returns the server's max_allowed_packet.
+ */
+async function prepareSession(connection: PoolConnection): Promise<number> {
+  const [found] = (await run(connection, "SELECT @@SESSION.sql_mode AS mode, @@SESSION.max_allowed_packet AS packet"))
+    .rows;
+  const modes = String(found?.mode ?? "")
+    .split(",")
+    .filter((mode) => mode !== "" && mode !== "NO_BACKSLASH_ESCAPES");
+  if (!modes.includes("STRICT_ALL_TABLES")) modes.push("STRICT_ALL_TABLES");
+  await run(connection, `SET SESSION time_zone = '+00:00', SESSION sql_mode = ${sqlString(modes.join(","))}`);
+  return Number(found?.packet ?? 4 * 1024 * 1024);
+}
+
+function open(system: System): Connection {
+  const options = system.options as MysqlSystemOptions;
+  let config: ConnectionOptions = {};
+  let invalid: FrancaError | undefined;
+  try {
+    config = connectionOptions(options);
+  } catch (error) {
+    invalid = new FrancaError(ErrorCode.SystemError, `${system.name}: ${(error as Error).message}`, {
+      system: system.name,
+      setting: "url",
+    });
+  }
+  const tables: TableCache = tableCache(system.name);
+  // The prepared session of each connection, by mysql2's underlying connection object.
+  const sessions = new WeakMap<object, number>();
+  let pool: Pool | undefined;
+  const getPool = (): Pool => {
+    if (invalid !== undefined) throw invalid;
+    if (pool === undefined) {
+      pool = mysql.createPool({
+        ...config,
+        connectionLimit: options.poolSize ?? 10,
+        maxIdle: options.poolSize ?? 10,
+        waitForConnections: true,
+        queueLimit: 0,
+        enableKeepAlive: true,
+      });
+      // A connection that breaks while idle (server restart) is dropped by the pool; without a listener a second
+      // error event would crash the process. The next statement reports the problem to its caller.
+      pool.pool.on("connection", (connection) => connection.on("error", () => {}));
+    }
+    return pool;
+  };
+
+  const session: MysqlSession = {
+    system: system.name,
+    maxStatementBytes: options.maxStatementBytes ?? defaultMaxStatementBytes,
+    async withConnection(signal, work) {
+      const connection = await acquire(getPool(), signal);
+      // A connection whose statement was killed, or that failed outside SQL, is closed rather than reused: a late
+      // kill must never reach another caller's statement.
+      let broken = false;
+      const onAbort = () => {
+        broken = true;
+        void killQuery(config, connection);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        signal.throwIfAborted();
+        let maxPacket = sessions.get(connection.connection);
+        if (maxPacket === undefined) {
+          maxPacket = await prepareSession(connection);
+          sessions.set(connection.connection, maxPacket);
+        }
+        const query: Query = async (sql, params) => {
+          signal.throwIfAborted();
+          const result = await run(connection, sql, params);
+          // A killed statement may still end normally (the server stops some functions quietly): discard it.
+          signal.throwIfAborted();
+          return result;
+        };
+        return await work({ query, maxPacket });
+      } catch (error) {
+        const raw = error instanceof FrancaError ? error.cause : error;
+        if (raw !== undefined && serverErrno(raw) === undefined) broken = true;
+        throw error;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        if (broken) connection.destroy();
+        else connection.release();
+      }
+    },
+  };
+
+  const never = new AbortController().signal;
+  return {
+    read(request) {
+      return readMysql(session, request);
+    },
+    write(request) {
+      return writeMysql(session, tables, request);
+    },
+    client(): MysqlClient {
+      return {
+        async query<R extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
+          try {
+            return await session.withConnection(never, async (connection) => {
+              return (await connection.query(sql, params)).rows as R[];
+            });
+          } catch (error) {
+            throw mysqlError(error, system.name, "query failed");
+          }
+        },
+        get pool() {
+          return getPool();
+        },
+      };
+    },
+    async health(signal) {
+      const started = performance.now();
+      try {
+        await session.withConnection(signal, (connection) => connection.query("SELECT 1"));
+        return { ok: true, latencyMs: performance.now() - started };
+      } catch (error) {
+        const failure = mysqlError(error, system.name, "health check failed");
+        return { ok: false, latencyMs: performance.now() - started, message: failure.message };
+      }
+    },
+    async close() {
+      const open = pool;
+      pool = undefined;
+      tables.clear();
+      await open?.end();
+    },
+  };
+}
+
+export const mysqlDriver: Driver = {
+  type: "mysql",
+  canRead: true,
+  canWrite: true,
+  validateSystem(options) {
+    const issues = checkSystem(options);
+    const settings = (options ?? {}) as MysqlSystemOptions;
+    const discrete = discreteSettings.filter((name) => settings[name] !== undefined);
+    if (settings.url !== undefined && discrete.length > 0)
+      issues.push({ setting: discrete[0] as string, message: "give either url or host/port/user/password/database" });
+    if (settings.url === undefined && settings.host === undefined)
+      issues.push({ setting: "url", message: "is required (or host and database)" });
+    return issues;
+  },
+  validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
+  preflight(system) {
+    const options = system.options as MysqlSystemOptions;
+    const issues: SettingIssue[] = [];
+    if (options.url !== undefined) {
+      let url: URL | undefined;
+      try {
+        url = new URL(options.url);
+      } catch {
+        issues.push({ setting: "url", message: "is not a valid URL" });
+        return issues;
+      }
+      if (url.protocol !== "mysql:" && url.protocol !== "mariadb:")
+        issues.push({ setting: "url", message: `must start with mysql:// or mariadb:// (not ${url.protocol}//)` });
+      else if (url.hostname === "") issues.push({ setting: "url", message: "names no host" });
+      else if (url.pathname.length <= 1)
+        issues.push({ setting: "url", message: "names no database (mysql://host:3306/database)" });
+      if (url.search !== "")
+        issues.push({
+          setting: "url",
+          message: "takes no query parameters: use the ssl and connectTimeoutMs settings",
+        });
+      return issues;
+    }
+    if (options.host === undefined) issues.push({ setting: "host", message: "is required (or url)" });
+    if (options.database === undefined) issues.push({ setting: "database", message: "is required (or url)" });
+    return issues;
+  },
+  open,
+};

@@ -1,0 +1,96 @@
+import type { FieldPacket } from "mysql2/promise";
+import type { Row } from "../../core/binding.ts";
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import { afterPredicate, expandedParams, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
+import type { ReadBatch, ReadRequest } from "../types.ts";
+import type { MysqlSession } from "./driver.ts";
+import { mysqlError } from "./errors.ts";
+import type { MysqlBindingOptions } from "./options.ts";
+import { sqlLiteral } from "./write.ts";
+
+/** How a position value is written back into SQL, by the type of its column. */
+type Kind = "number" | "binary" | "text";
+
+// Field types (mysql2's column types) whose position values are exact numbers: BIGINT and DECIMAL arrive as strings
+// and go back as numeric literals: MySQL compares a number with a string as floating point (MariaDB as decimal).
+const numberTypes = new Set([0, 1, 2, 3, 4, 5, 8, 9, 13, 246]);
+// String and BLOB types: with the binary character set (63) they are bytes; BIT (16) is always bytes.
+const stringTypes = new Set([15, 249, 250, 251, 252, 253, 254]);
+const binaryCharset = 63;
+
+function kindsOf(fields: readonly FieldPacket[], columns: readonly string[]): Kind[] {
+  return columns.map((column) => {
+    const field = fields.find((item) => item.name === column);
+    const type = field?.columnType;
+    if (type === undefined) return "text";
+    if (numberTypes.has(type)) return "number";
+    if (type === 16 || (stringTypes.has(type) && field?.characterSet === binaryCharset)) return "binary";
+    return "text";
+  });
+}
+
+const exactNumber = /^-?\d+(\.\d+)?$/;
+
+/** A position value as SQL: numbers unquoted (exact comparison), bytes as hex, the rest as a string literal. */
+function positionLiteral(value: unknown, kind: Kind): string {
+  if (kind === "number" && typeof value === "string" && exactNumber.test(value)) return value;
+  if (kind === "binary" && typeof value === "string") return sqlLiteral(Buffer.from(value, "base64"));
+  return sqlLiteral(value);
+}
+
+/**
+ * Keyset reads: `SELECT * FROM r WHERE a > ? OR (a = ? AND b > ?) ORDER BY a, b LIMIT n`, one statement per batch,
+ * each under the system's policy (request.call). The expanded predicate, rather than a row comparison `(a, b) > (…)`,
+ * is what MariaDB and MySQL answer from an index. Positions are the values of the order columns as read (the
+ * server's text for DATETIME, BIGINT and DECIMAL, so comparisons are exact); binary values are kept as base64 so that
+ * the position stays JSON. A resumed read first learns the order columns' types from a `LIMIT 0` query.
+ */
+export async function* readMysql(session: MysqlSession, request: ReadRequest): AsyncIterable<ReadBatch> {
+  const options = request.options as MysqlBindingOptions;
+  const columns = orderColumns(request.cursor, request.key);
+  const relation = sourceRelation(options, "`");
+  const what = options.table === undefined ? "cannot read the source query" : `cannot read '${options.table}'`;
+  const order = columns.map((column) => quoteIdent(column, "`")).join(", ");
+  const limit = Math.max(1, Math.floor(request.batchSize));
+  let position = request.from as unknown[] | undefined;
+  if (position !== undefined && (!Array.isArray(position) || position.length !== columns.length)) {
+    throw new FrancaError(
+      ErrorCode.SystemError,
+      `${what}: the saved position ${JSON.stringify(position)} does not match the order columns (${columns.join(", ")}); ` +
+        "were the binding's key or cursor changed?",
+      { system: session.system },
+    );
+  }
+  let kinds: Kind[] | undefined;
+  for (;;) {
+    if (request.signal.aborted) return;
+    const after = position;
+    // Only the driver's errors are classified here; the policy's own (timeout, open circuit) pass through.
+    const rows = await request.call(async (signal) => {
+      try {
+        return await session.withConnection(signal, async (connection) => {
+          if (after === undefined) {
+            const result = await connection.query(`SELECT * FROM ${relation} ORDER BY ${order} LIMIT ${limit}`);
+            kinds ??= kindsOf(result.fields, columns);
+            return result.rows;
+          }
+          kinds ??= kindsOf((await connection.query(`SELECT * FROM ${relation} LIMIT 0`)).fields, columns);
+          const known = kinds;
+          const literals = expandedParams(after.map((value, i) => positionLiteral(value, known[i] as Kind)));
+          const where = afterPredicate(columns, (index) => literals[index] as string, "`", "expanded").sql;
+          return (await connection.query(`SELECT * FROM ${relation} WHERE ${where} ORDER BY ${order} LIMIT ${limit}`))
+            .rows;
+        });
+      } catch (error) {
+        if (signal.aborted) throw error;
+        throw mysqlError(error, session.system, what);
+      }
+    });
+    if (rows.length === 0) return;
+    position = positionOf(rows[rows.length - 1] as Row, columns).map((value) =>
+      Buffer.isBuffer(value) ? value.toString("base64") : value,
+    );
+    yield { rows, position };
+    if (rows.length < limit) return;
+  }
+}

@@ -1,0 +1,878 @@
+import pg from "pg";
+import { isTransient, sqlState } from "../../connectors/postgres/errors.ts";
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { RecordOutcome } from "../../core/record.ts";
+import { redactSecrets } from "../../core/redact.ts";
+import { type OutcomeRow, outcomeFromRow, outcomeValues, type RunRow, runFromRow } from "../rows.ts";
+import type {
+  ChunkState,
+  FinishRun,
+  LoadedHash,
+  LoadResult,
+  NewRun,
+  RecordQuery,
+  RunCounts,
+  RunRecord,
+  Store,
+} from "../types.ts";
+import { latestVersion, migrations } from "./migrations.ts";
+
+export interface PostgresStoreOptions {
+  /**
+   * Schema holding the store's tables, created by `migrate` when missing. Default: the URL's `schema` parameter
+   * (`postgres://host/db?schema=hub1`), else `franca`. Several hubs can share a database, one schema each.
+   */
+  schema?: string;
+  /** Connections in the store's pool (default 10). Each worker process has its own pool. */
+  poolSize?: number;
+}
+
+/** A store bound to one open transaction (see `PostgresStore.withTransaction`), with the connection it runs on. */
+export type PostgresTransaction = PostgresStore & { readonly client: pg.PoolClient };
+
+export const defaultSchema = "franca";
+
+type Sql = <R extends pg.QueryResultRow = Record<string, unknown>>(
+  text: string,
+  values?: readonly unknown[],
+) => Promise<pg.QueryResult<R>>;
+
+/** What a transaction-bound store shares with the store it came from. */
+interface Binding {
+  pool: pg.Pool;
+  client: pg.PoolClient;
+  schema: string;
+  location: string;
+  /** False once the transaction committed or rolled back: a kept reference can no longer be used. */
+  state: { open: boolean; savepoints: number };
+}
+
+const bindingKey = Symbol("franca.postgres.binding");
+type InternalOptions = PostgresStoreOptions & { [bindingKey]?: Binding };
+
+// Advisory lock classes (the first key of the two-key form), so that Franca's locks never meet another
+// application's: 'FRNM' (migrations of a schema), 'FRNR' (starting or claiming runs of a flow).
+const migrateLockClass = 0x46524e4d;
+const flowLockClass = 0x46524e52;
+
+const identifier = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** The connection string pg gets (our `schema` parameter removed) and the location shown (password removed). */
+function parseUrl(
+  url: string,
+  schemaOption: string | undefined,
+): { connectionString: string; location: string; schema: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new FrancaError(ErrorCode.ConfigInvalid, `store: '${redactSecrets(url)}' is not a PostgreSQL URL`, {
+      setting: "store",
+    });
+  }
+  const schema = schemaOption ?? parsed.searchParams.get("schema") ?? defaultSchema;
+  if (!identifier.test(schema)) {
+    throw new FrancaError(
+      ErrorCode.ConfigInvalid,
+      `store: schema '${schema}' is not a plain identifier (letters, digits, underscores; not starting with a digit)`,
+      { setting: "store" },
+    );
+  }
+  parsed.searchParams.delete("schema");
+  const connectionString = parsed.toString();
+  parsed.password = "";
+  parsed.searchParams.set("schema", schema);
+  return { connectionString, location: parsed.toString(), schema };
+}
+
+const num = (value: number | string | null | undefined): number =>
+  value === null || value === undefined ? 0 : Number(value);
+
+/**
+ * The shared store: every table in one PostgreSQL schema, so that several worker processes (on several machines)
+ * run a hub's flows against the same state. Same tables, versions and semantics as the SQLite store; staged chunks
+ * live in the `staged` table instead of files.
+ *
+ * - Every state-changing method is one transaction (often one statement), about a chunk in size.
+ * - `startRun` and `claimRun` take a transaction-scoped advisory lock on the flow, so two processes starting the
+ *   same flow at once are serialized: exactly one gets the run, the other RUN_LOCKED. A unique partial index
+ *   (one running run per flow) makes a second running run impossible even so.
+ * - A chunk's ledger rows are written set-based: one statement per chunk and target, the keys passed as one JSON
+ *   array, inserted in key order (so that concurrent writers of overlapping keys lock them in the same order).
+ * - `withTransaction` runs several calls (and the caller's own statements, e.g. a job queue's) in one transaction.
+ *
+ * BIGINT columns (ids, epoch-millisecond timestamps, sums) come back from pg as strings and are converted; pg's
+ * type parsers are left as they are, since the connection of a transaction is handed to other libraries.
+ */
+export class PostgresStore implements Store {
+  readonly kind = "postgres" as const;
+  /** The URL without its password, with the schema as `?schema=`. */
+  readonly location: string;
+  /** The schema holding the store's tables. */
+  readonly schema: string;
+  /**
+   * The connection of the transaction this store is bound to (inside `withTransaction` only): statements run on it
+   * commit or roll back with the store's.
+   */
+  readonly client?: pg.PoolClient;
+  readonly #pool: pg.Pool;
+  readonly #binding: Binding | undefined;
+  /** The quoted schema, to prefix table names. */
+  readonly #s: string;
+  #closed = false;
+
+  constructor(url: string, options: PostgresStoreOptions = {}) {
+    const binding = (options as InternalOptions)[bindingKey];
+    if (binding !== undefined) {
+      this.#binding = binding;
+      this.#pool = binding.pool;
+      this.schema = binding.schema;
+      this.location = binding.location;
+      this.client = binding.client;
+    } else {
+      const parsed = parseUrl(url, options.schema);
+      this.schema = parsed.schema;
+      this.location = parsed.location;
+      this.#pool = new pg.Pool({
+        connectionString: parsed.connectionString,
+        application_name: "franca",
+        max: options.poolSize ?? 10,
+        allowExitOnIdle: true,
+      });
+      // An idle connection that breaks (server restart) is dropped by the pool; without a listener it would crash
+      // the process. The next statement reports the problem to its caller.
+      this.#pool.on("error", () => {});
+    }
+    this.#s = `"${this.schema}"`;
+  }
+
+  // --- statements and transactions
+
+  /** A store error from a pg error: transient when a later attempt can succeed, the URL's password never shown. */
+  #error(error: unknown): FrancaError {
+    if (error instanceof FrancaError) return error;
+    const raw = error as { message?: unknown; constraint?: unknown; detail?: unknown };
+    if (sqlState(error) === "23505" && raw.constraint === "runs_one_running") {
+      const flow = typeof raw.detail === "string" ? /=\((.*)\) already exists/.exec(raw.detail)?.[1] : undefined;
+      return new FrancaError(
+        ErrorCode.RunLocked,
+        `flow '${flow ?? "?"}' already has a run in progress (started by another process)`,
+        { cause: error },
+      );
+    }
+    const message = typeof raw?.message === "string" ? raw.message : String(error);
+    return new FrancaError(ErrorCode.StoreError, `PostgreSQL store ${this.location}: ${redactSecrets(message)}`, {
+      errorClass: isTransient(error) ? "transient" : "permanent",
+      cause: error,
+    });
+  }
+
+  #sqlOn(executor: pg.Pool | pg.PoolClient): Sql {
+    return async <R extends pg.QueryResultRow>(text: string, values?: readonly unknown[]) => {
+      try {
+        return await executor.query<R>(text, values as unknown[] | undefined);
+      } catch (error) {
+        throw this.#error(error);
+      }
+    };
+  }
+
+  #assertOpen(): void {
+    if (this.#binding !== undefined && !this.#binding.state.open) {
+      throw new FrancaError(
+        ErrorCode.StoreError,
+        "this transaction's store was used after its transaction ended; use the store given to withTransaction only inside it",
+      );
+    }
+    if (this.#closed) throw new FrancaError(ErrorCode.StoreError, `the store ${this.location} is closed`);
+  }
+
+  /** One statement: on the transaction's connection when bound, else on any pooled one (autocommit). */
+  #sql: Sql = (text, values) => {
+    this.#assertOpen();
+    return this.#sqlOn(this.#binding?.client ?? this.#pool)(text, values);
+  };
+
+  async #rows<R extends pg.QueryResultRow>(text: string, values: readonly unknown[] = []): Promise<R[]> {
+    return (await this.#sql<R>(text, values)).rows;
+  }
+
+  /**
+   * Runs `work` in one transaction: its own (BEGIN … COMMIT on a pooled connection), or the one this store is
+   * bound to, which commits or rolls back as a whole.
+   */
+  async #transaction<T>(work: (sql: Sql) => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    if (this.#binding !== undefined) return work(this.#sqlOn(this.#binding.client));
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw this.#error(error);
+    }
+    const sql = this.#sqlOn(client);
+    let broken = false;
+    try {
+      await sql("BEGIN");
+      const result = await work(sql);
+      await sql("COMMIT");
+      return result;
+    } catch (error) {
+      // a connection that cannot even roll back is closed rather than reused
+      await client.query("ROLLBACK").catch(() => {
+        broken = true;
+      });
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * Runs several store calls, and statements of the caller's own, in ONE PostgreSQL transaction on one connection:
+   * all of them commit together when `work` resolves, none does when it throws (the error is rethrown).
+   *
+   * `work` gets a store bound to the transaction: its methods run on the transaction's connection and open no
+   * transaction of their own. `tx.client` is that connection (a `pg.PoolClient`), and `tx.executeSql` runs a
+   * statement on it, which makes `tx` a database handle for libraries that take one. A job queue can so record a
+   * chunk's outcome, its staged output and the next job atomically:
+   *
+   * ```ts
+   * await store.withTransaction(async (tx) => {
+   *   await tx.stage(runId, seq, "canonical", data);
+   *   await tx.saveCanonical(runId, seq, count, problems, Date.now());
+   *   await boss.send("load-chunk", { runId, seq }, { db: tx }); // pg-boss: the job commits with the chunk
+   * });
+   * ```
+   *
+   * Rules:
+   * - Use `tx` only inside `work` (it refuses calls afterwards), and do not release or end `tx.client`.
+   * - A failed SQL statement aborts the whole transaction: let the error propagate. Franca's own refusals
+   *   (RUN_LOCKED, RUN_NOT_RESUMABLE, RUN_NOT_FOUND) happen before a method writes anything and leave the
+   *   transaction usable.
+   * - Locks taken inside (the flow lock of `startRun` and `claimRun`, the rows written) are held until the end of the
+   *   transaction: keep it short, about a chunk.
+   * - Nested `tx.withTransaction(...)` runs in a savepoint: its error rolls back its own statements only.
+   * - `close` and `migrate` on `tx` act on the transaction only (`close` does nothing: the parent owns the pool).
+   */
+  async withTransaction<T>(work: (tx: PostgresTransaction) => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    if (this.#binding !== undefined) {
+      const sql = this.#sqlOn(this.#binding.client);
+      const savepoint = `franca_savepoint_${++this.#binding.state.savepoints}`;
+      await sql(`SAVEPOINT ${savepoint}`);
+      try {
+        const result = await work(this as PostgresTransaction);
+        await sql(`RELEASE SAVEPOINT ${savepoint}`);
+        return result;
+      } catch (error) {
+        // a failed rollback leaves the transaction aborted: the enclosing one then fails, with its own error
+        await sql(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => {});
+        throw error;
+      }
+    }
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw this.#error(error);
+    }
+    const state = { open: true, savepoints: 0 };
+    const tx = new PostgresStore(this.location, {
+      [bindingKey]: { pool: this.#pool, client, schema: this.schema, location: this.location, state },
+    } as InternalOptions) as PostgresTransaction;
+    const sql = this.#sqlOn(client);
+    let broken = false;
+    try {
+      await sql("BEGIN");
+      const result = await work(tx);
+      await sql("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {
+        broken = true;
+      });
+      throw error;
+    } finally {
+      state.open = false;
+      client.release(broken);
+    }
+  }
+
+  /**
+   * Runs one statement on the store's connection (the transaction's, inside `withTransaction`), pg-boss's
+   * `IDatabase` shape: `boss.send(name, data, { db: tx })` sends a job in the transaction.
+   */
+  async executeSql(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }> {
+    const result = await this.#sql(text, values);
+    return { rows: result.rows };
+  }
+
+  // --- schema
+
+  /**
+   * Creates the schema and applies the migrations it lacks, in one transaction under an advisory lock on the schema:
+   * processes starting at once apply each migration once, the others wait and find it applied. A schema written by
+   * a newer Franca (a version this code does not know) is refused.
+   */
+  async migrate(): Promise<void> {
+    const s = this.#s;
+    await this.#transaction(async (sql) => {
+      await sql("SELECT pg_advisory_xact_lock($1, hashtext($2))", [migrateLockClass, this.schema]);
+      // checked before creating: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the schema exists
+      const exists = await sql("SELECT 1 FROM pg_namespace WHERE nspname = $1", [this.schema]);
+      if (exists.rowCount === 0) await sql(`CREATE SCHEMA ${s}`);
+      await sql(
+        `CREATE TABLE IF NOT EXISTS ${s}.migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`,
+      );
+      const applied = new Set(
+        (await sql<{ version: number }>(`SELECT version FROM ${s}.migrations`)).rows.map((row) => row.version),
+      );
+      const newest = Math.max(0, ...applied);
+      if (newest > latestVersion) {
+        throw new FrancaError(
+          ErrorCode.StoreError,
+          `the store ${this.location} has schema version ${newest}, newer than this Franca knows (${latestVersion}); upgrade Franca`,
+        );
+      }
+      for (const migration of migrations) {
+        if (applied.has(migration.version)) continue;
+        await sql(migration.sql(s));
+        await sql(`INSERT INTO ${s}.migrations (version, name, applied_at) VALUES ($1, $2, $3)`, [
+          migration.version,
+          migration.name,
+          Date.now(),
+        ]);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#binding !== undefined || this.#closed) return;
+    this.#closed = true;
+    await this.#pool.end();
+  }
+
+  // --- runs
+
+  async #runOrThrow(sql: Sql, id: number, forUpdate = false): Promise<RunRecord> {
+    const { rows } = await sql<RunRow>(`SELECT * FROM ${this.#s}.runs WHERE id = $1${forUpdate ? " FOR UPDATE" : ""}`, [
+      id,
+    ]);
+    if (rows[0] === undefined) throw new FrancaError(ErrorCode.RunNotFound, `run ${id} does not exist`);
+    return runFromRow(rows[0]);
+  }
+
+  /** Serializes, until the end of the transaction, everything that starts or claims a run of this flow. */
+  async #lockFlow(sql: Sql, flow: string): Promise<void> {
+    await sql("SELECT pg_advisory_xact_lock($1, hashtext($2))", [flowLockClass, `${this.schema}/${flow}`]);
+  }
+
+  async #assertFlowFree(sql: Sql, flow: string, except?: number): Promise<void> {
+    const { rows } = await sql<{ id: string; owner: string | null }>(
+      `SELECT id, owner FROM ${this.#s}.runs WHERE flow = $1 AND status = 'running' AND id IS DISTINCT FROM $2::bigint LIMIT 1`,
+      [flow, except ?? null],
+    );
+    const running = rows[0];
+    if (running !== undefined) {
+      throw new FrancaError(
+        ErrorCode.RunLocked,
+        `flow '${flow}' already has run ${running.id} in progress (owner ${running.owner}); wait for it or resume it when it stops`,
+      );
+    }
+  }
+
+  async startRun(run: NewRun): Promise<RunRecord> {
+    return this.#transaction(async (sql) => {
+      await this.#lockFlow(sql, run.flow);
+      await this.#assertFlowFree(sql, run.flow);
+      const { rows } = await sql<RunRow>(
+        `INSERT INTO ${this.#s}.runs (flow, kind, trigger, status, parent_id, targets, started_at, heartbeat_at, owner, cursor_from, stats)
+         VALUES ($1, $2, $3, 'running', $4, $5, $6, $6, $7, $8, $9) RETURNING *`,
+        [
+          run.flow,
+          run.kind,
+          run.trigger,
+          run.parentId ?? null,
+          JSON.stringify(run.targets),
+          run.now,
+          run.owner,
+          run.cursorFrom === undefined ? null : JSON.stringify(run.cursorFrom),
+          JSON.stringify(run.stats ?? {}),
+        ],
+      );
+      return runFromRow(rows[0] as RunRow);
+    });
+  }
+
+  async claimRun(id: number, owner: string, now: number): Promise<RunRecord> {
+    return this.#transaction(async (sql) => {
+      await this.#lockFlow(sql, (await this.#runOrThrow(sql, id)).flow);
+      const run = await this.#runOrThrow(sql, id, true);
+      if (run.status === "running") {
+        throw new FrancaError(ErrorCode.RunLocked, `run ${id} is running (owner ${run.owner ?? "unknown"})`);
+      }
+      if (run.status !== "failed" && run.status !== "cancelled") {
+        throw new FrancaError(
+          ErrorCode.RunNotResumable,
+          `run ${id} has status ${run.status}: only failed or cancelled runs resume`,
+        );
+      }
+      await this.#assertFlowFree(sql, run.flow, id);
+      if (run.kind === "flow") {
+        const { rows } = await sql<{ id: string }>(
+          `SELECT id FROM ${this.#s}.runs WHERE flow = $1 AND kind = 'flow' AND id > $2 ORDER BY id LIMIT 1`,
+          [run.flow, id],
+        );
+        const newer = rows[0];
+        if (newer !== undefined) {
+          throw new FrancaError(
+            ErrorCode.RunNotResumable,
+            `run ${id} was superseded by run ${newer.id} of the same flow, which read its data again; resuming it could load older data over newer`,
+          );
+        }
+      }
+      const stats = { ...run.stats, resumes: Number(run.stats.resumes ?? 0) + 1 };
+      const { rows } = await sql<RunRow>(
+        `UPDATE ${this.#s}.runs SET status = 'running', owner = $1, heartbeat_at = $2, ended_at = NULL, error = NULL, stats = $3
+         WHERE id = $4 RETURNING *`,
+        [owner, now, JSON.stringify(stats), id],
+      );
+      return runFromRow(rows[0] as RunRow);
+    });
+  }
+
+  async heartbeat(id: number, owner: string, now: number): Promise<boolean> {
+    const result = await this.#sql(
+      `UPDATE ${this.#s}.runs SET heartbeat_at = $1 WHERE id = $2 AND owner = $3 AND status = 'running'`,
+      [now, id, owner],
+    );
+    return result.rowCount === 1;
+  }
+
+  async reapAbandoned(staleBefore: number, deadOwners: readonly string[], now: number): Promise<number[]> {
+    return this.#transaction(async (sql) => {
+      // FOR UPDATE: a concurrent reaper waits, then finds the run no longer running; a heartbeat waits, then finds
+      // the run no longer its owner's
+      const { rows } = await sql<{ id: string; owner: string | null; heartbeat_at: string | null }>(
+        `SELECT id, owner, heartbeat_at FROM ${this.#s}.runs
+         WHERE status = 'running' AND (COALESCE(heartbeat_at, 0) < $1 OR owner = ANY($2::text[]))
+         ORDER BY id FOR UPDATE`,
+        [staleBefore, deadOwners],
+      );
+      if (rows.length === 0) return [];
+      const ids = rows.map((row) => Number(row.id));
+      const errors = rows.map((run) =>
+        JSON.stringify({
+          code: ErrorCode.RunAbandoned,
+          message: `the process running it (${run.owner ?? "unknown"}) stopped without finishing; last heartbeat ${
+            run.heartbeat_at === null ? "never" : new Date(Number(run.heartbeat_at)).toISOString()
+          }. Resume it with 'franca resume ${run.id}'.`,
+        }),
+      );
+      await sql(
+        `UPDATE ${this.#s}.runs AS r SET status = 'failed', ended_at = $1, error = u.error
+         FROM unnest($2::bigint[], $3::text[]) AS u(id, error) WHERE r.id = u.id AND r.status = 'running'`,
+        [now, ids, errors],
+      );
+      return ids;
+    });
+  }
+
+  async markExtractDone(id: number): Promise<void> {
+    await this.#sql(`UPDATE ${this.#s}.runs SET extract_done = true WHERE id = $1`, [id]);
+  }
+
+  async updateStats(id: number, stats: Record<string, unknown>): Promise<void> {
+    await this.#sql(`UPDATE ${this.#s}.runs SET stats = $1 WHERE id = $2`, [JSON.stringify(stats), id]);
+  }
+
+  async finishRun(id: number, owner: string, finish: FinishRun, now: number): Promise<void> {
+    const s = this.#s;
+    await this.#transaction(async (sql) => {
+      const run = await this.#runOrThrow(sql, id, true);
+      if (run.owner !== owner) {
+        throw new FrancaError(ErrorCode.RunLocked, `run ${id} was taken over by ${run.owner ?? "another process"}`);
+      }
+      await sql(
+        `UPDATE ${s}.runs SET status = $1, ended_at = $2, error = $3, stats = $4, cursor_to = $5 WHERE id = $6`,
+        [
+          finish.status,
+          now,
+          finish.error === undefined ? null : JSON.stringify(finish.error),
+          JSON.stringify(finish.stats ?? run.stats),
+          finish.cursor === undefined ? null : JSON.stringify(finish.cursor),
+          id,
+        ],
+      );
+      if (finish.cursor !== undefined) {
+        await sql(
+          `INSERT INTO ${s}.cursors (flow, position, run_id, updated_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (flow) DO UPDATE SET position = excluded.position, run_id = excluded.run_id, updated_at = excluded.updated_at`,
+          [run.flow, JSON.stringify(finish.cursor), id, now],
+        );
+      }
+      if (finish.profile !== undefined) {
+        await sql(
+          `INSERT INTO ${s}.profiles (flow, profile, run_id) VALUES ($1, $2, $3)
+           ON CONFLICT (flow) DO UPDATE SET profile = excluded.profile, run_id = excluded.run_id`,
+          [run.flow, JSON.stringify(finish.profile), id],
+        );
+      }
+    });
+  }
+
+  async getRun(id: number): Promise<RunRecord | undefined> {
+    const [row] = await this.#rows<RunRow>(`SELECT * FROM ${this.#s}.runs WHERE id = $1`, [id]);
+    return row === undefined ? undefined : runFromRow(row);
+  }
+
+  async listRuns(filter: { flow?: string; limit?: number; status?: string } = {}): Promise<RunRecord[]> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    if (filter.flow !== undefined) where.push(`flow = $${values.push(filter.flow)}`);
+    if (filter.status !== undefined) where.push(`status = $${values.push(filter.status)}`);
+    const rows = await this.#rows<RunRow>(
+      `SELECT * FROM ${this.#s}.runs ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`}
+       ORDER BY id DESC LIMIT $${values.push(filter.limit ?? 20)}`,
+      values,
+    );
+    return rows.map(runFromRow);
+  }
+
+  async latestUnfinished(flow: string): Promise<RunRecord | undefined> {
+    const [row] = await this.#rows<RunRow>(
+      `SELECT * FROM ${this.#s}.runs WHERE flow = $1 AND kind = 'flow' ORDER BY id DESC LIMIT 1`,
+      [flow],
+    );
+    if (row === undefined) return undefined;
+    const run = runFromRow(row);
+    return run.status === "failed" || run.status === "cancelled" ? run : undefined;
+  }
+
+  // --- staging
+
+  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string): Promise<void> {
+    // staged again (a chunk redone after a crash or a transient failure): the latest copy wins
+    await this.#sql(
+      `INSERT INTO ${this.#s}.staged (run_id, seq, stage, data) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (run_id, stage, seq) DO UPDATE SET data = excluded.data`,
+      [runId, seq, stage, data],
+    );
+  }
+
+  async readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined> {
+    const [row] = await this.#rows<{ data: string }>(
+      `SELECT data FROM ${this.#s}.staged WHERE run_id = $1 AND stage = $2 AND seq = $3`,
+      [runId, stage, seq],
+    );
+    return row?.data;
+  }
+
+  async discardStaged(runId: number): Promise<void> {
+    await this.#sql(`DELETE FROM ${this.#s}.staged WHERE run_id = $1`, [runId]);
+  }
+
+  // --- chunks and the ledger
+
+  async saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void> {
+    await this.#sql(
+      `INSERT INTO ${this.#s}.chunks (run_id, seq, position, records, extracted_at) VALUES ($1, $2, $3, $4, $5)`,
+      [runId, seq, position === undefined ? null : JSON.stringify(position), records, now],
+    );
+  }
+
+  async saveCanonical(
+    runId: number,
+    seq: number,
+    canonical: number,
+    problems: readonly RecordOutcome[],
+    now: number,
+  ): Promise<void> {
+    const s = this.#s;
+    let failed = 0;
+    for (const problem of problems) if (problem.status === "failed") failed++;
+    await this.#transaction(async (sql) => {
+      const { rows } = await sql<{ canonical: number | null }>(
+        `SELECT canonical FROM ${s}.chunks WHERE run_id = $1 AND seq = $2 FOR UPDATE`,
+        [runId, seq],
+      );
+      if (rows[0] !== undefined && rows[0].canonical !== null) {
+        // transformed again (a resume after transient failures): its earlier outcomes and loads are void
+        await sql(
+          `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = $2)
+           DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = $2`,
+          [runId, seq],
+        );
+      }
+      await this.#insertOutcomes(sql, runId, problems);
+      await sql(
+        `UPDATE ${s}.chunks SET canonical = $1, quarantined = $2, failed = $3, transformed_at = $4 WHERE run_id = $5 AND seq = $6`,
+        [canonical, problems.length - failed, failed, now, runId, seq],
+      );
+    });
+  }
+
+  async saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void> {
+    this.#assertOpen();
+    await this.#insertOutcomes(this.#sql, runId, outcomes);
+  }
+
+  /**
+   * Upserts outcomes in one statement: rows passed as one JSON array of arrays (rows.ts's column order), the same
+   * key and target given twice resolved as SQLite does (the later one wins), inserted in key order.
+   */
+  async #insertOutcomes(sql: Sql, runId: number, outcomes: readonly RecordOutcome[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    const rows = outcomes.map((outcome) => {
+      const values = outcomeValues(runId, outcome).slice(1);
+      // PostgreSQL text cannot hold NUL, which a message quoting a source value may: in the free-text columns (code
+      // to source id) it becomes U+FFFD; a key holding NUL is refused by the server
+      for (let i = 5; i < values.length; i++) {
+        const value = values[i];
+        if (typeof value === "string" && value.includes("\0")) values[i] = value.replaceAll("\0", "\uFFFD");
+      }
+      return values;
+    });
+    await sql(
+      `INSERT INTO ${this.#s}.outcomes (run_id, key, target, status, seq, attempts, code, error_class, message, path, target_id, source_id)
+       SELECT DISTINCT ON (v ->> 0, v ->> 1) $1::bigint, v ->> 0, v ->> 1, v ->> 2, (v ->> 3)::integer, (v ->> 4)::integer,
+         v ->> 5, v ->> 6, v ->> 7, v ->> 8, v ->> 9, v ->> 10
+       FROM json_array_elements($2::json) WITH ORDINALITY AS e(v, ord)
+       ORDER BY v ->> 0, v ->> 1, ord DESC
+       ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
+         attempts = excluded.attempts, code = excluded.code, error_class = excluded.error_class, message = excluded.message,
+         path = excluded.path, target_id = excluded.target_id, source_id = excluded.source_id`,
+      [runId, JSON.stringify(rows)],
+    );
+  }
+
+  async saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void> {
+    const s = this.#s;
+    const defer = result.deferHashes === true;
+    let quarantined = 0;
+    let failed = 0;
+    for (const problem of result.problems) {
+      if (problem.status === "failed") failed++;
+      else quarantined++;
+    }
+    // One statement for the loaded and unchanged keys (outcomes, current hashes) and the chunk's load state. A key
+    // given twice resolves as in SQLite, which runs loaded then unchanged: the unchanged one wins.
+    const values = [
+      runId,
+      target,
+      seq,
+      result.attempts,
+      JSON.stringify(result.loaded.map((item) => [item.key, item.targetId ?? null, item.hash])),
+      JSON.stringify(result.unchanged),
+      defer,
+      result.loaded.length,
+      result.unchanged.length,
+      quarantined,
+      failed,
+      now,
+    ];
+    const statement = `
+      WITH input AS (
+        SELECT e.v ->> 0 AS key, 'loaded' AS status, e.v ->> 1 AS target_id, e.v ->> 2 AS hash, 0 AS pass, e.ord
+        FROM json_array_elements($5::json) WITH ORDINALITY AS e(v, ord)
+        UNION ALL
+        SELECT u.key, 'unchanged', NULL, NULL, 1, u.ord FROM json_array_elements_text($6::json) WITH ORDINALITY AS u(key, ord)
+      ), current_hashes AS (
+        INSERT INTO ${s}.target_hashes (target, key, hash, run_id)
+        SELECT DISTINCT ON (key) $2::text, key, hash, $1::bigint FROM input WHERE pass = 0 AND NOT $7::boolean
+        ORDER BY key, ord DESC
+        ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id
+      ), ledger AS (
+        INSERT INTO ${s}.outcomes (run_id, key, target, status, seq, attempts, target_id, hash)
+        SELECT DISTINCT ON (key) $1::bigint, key, $2::text, status, $3::integer, $4::integer, target_id,
+          CASE WHEN $7::boolean THEN hash END
+        FROM input ORDER BY key, pass DESC, ord DESC
+        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
+          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
+          target_id = excluded.target_id, hash = excluded.hash
+      )
+      INSERT INTO ${s}.chunk_loads AS cl (run_id, target, seq, loaded, unchanged, quarantined, failed, attempts, loaded_at)
+      VALUES ($1::bigint, $2::text, $3::integer, $8, $9, $10, $11, $4::integer, $12)
+      ON CONFLICT (run_id, target, seq) DO UPDATE SET loaded = excluded.loaded, unchanged = excluded.unchanged,
+        quarantined = excluded.quarantined, failed = excluded.failed, attempts = cl.attempts + excluded.attempts,
+        loaded_at = excluded.loaded_at`;
+    if (result.problems.length === 0) {
+      this.#assertOpen();
+      await this.#sql(statement, values);
+      return;
+    }
+    await this.#transaction(async (sql) => {
+      await sql(statement, values);
+      // after the loaded and unchanged keys, as in SQLite: a problem wins over either
+      await this.#insertOutcomes(sql, runId, result.problems);
+    });
+  }
+
+  async commitHashes(runId: number, target: string): Promise<void> {
+    const s = this.#s;
+    await this.#sql(
+      `INSERT INTO ${s}.target_hashes (target, key, hash, run_id)
+       SELECT target, key, hash, run_id FROM ${s}.outcomes
+       WHERE run_id = $1 AND target = $2 AND status = 'loaded' AND hash IS NOT NULL ORDER BY key
+       ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
+      [runId, target],
+    );
+  }
+
+  async chunkStates(runId: number): Promise<ChunkState[]> {
+    const chunks = await this.#rows<{
+      seq: number;
+      position: string | null;
+      records: number;
+      canonical: number | null;
+      failed: number;
+    }>(`SELECT seq, position, records, canonical, failed FROM ${this.#s}.chunks WHERE run_id = $1 ORDER BY seq`, [
+      runId,
+    ]);
+    const loads = await this.#rows<{ seq: number; target: string; failed: number }>(
+      `SELECT seq, target, failed FROM ${this.#s}.chunk_loads WHERE run_id = $1`,
+      [runId],
+    );
+    const byChunk = new Map<number, Record<string, boolean>>();
+    for (const load of loads) {
+      const entry = byChunk.get(load.seq) ?? {};
+      entry[load.target] = load.failed === 0;
+      byChunk.set(load.seq, entry);
+    }
+    return chunks.map((chunk) => ({
+      seq: chunk.seq,
+      position: chunk.position === null ? undefined : JSON.parse(chunk.position),
+      records: chunk.records,
+      transformed: chunk.canonical !== null && chunk.failed === 0,
+      loaded: byChunk.get(chunk.seq) ?? {},
+    }));
+  }
+
+  // --- cursors, profiles, hashes, lookup cache
+
+  async getCursor(flow: string): Promise<unknown | undefined> {
+    const [row] = await this.#rows<{ position: string }>(`SELECT position FROM ${this.#s}.cursors WHERE flow = $1`, [
+      flow,
+    ]);
+    return row === undefined ? undefined : JSON.parse(row.position);
+  }
+
+  async getProfile(flow: string): Promise<Record<string, string> | undefined> {
+    const [row] = await this.#rows<{ profile: string }>(`SELECT profile FROM ${this.#s}.profiles WHERE flow = $1`, [
+      flow,
+    ]);
+    return row === undefined ? undefined : JSON.parse(row.profile);
+  }
+
+  async getHashes(target: string, keys: readonly string[]): Promise<Map<string, LoadedHash>> {
+    const found = new Map<string, LoadedHash>();
+    if (keys.length === 0) return found;
+    // One primary-key probe per key (the LATERAL … LIMIT 1 keeps the planner from scanning the target's hashes
+    // instead, which it prefers on a table without statistics yet): the cost follows the keys, not the table.
+    const rows = await this.#rows<{ key: string; hash: string; run_id: string }>(
+      `SELECT k.key, h.hash, h.run_id FROM unnest($2::text[]) AS k(key)
+       CROSS JOIN LATERAL (SELECT hash, run_id FROM ${this.#s}.target_hashes WHERE target = $1 AND key = k.key LIMIT 1) AS h`,
+      [target, keys],
+    );
+    for (const row of rows) found.set(row.key, { hash: row.hash, runId: Number(row.run_id) });
+    return found;
+  }
+
+  async cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>> {
+    const found = new Map<string, unknown>();
+    if (keys.length === 0) return found;
+    const rows = await this.#rows<{ key: string; value: string }>(
+      `SELECT k.key, c.value FROM unnest($2::text[]) AS k(key)
+       CROSS JOIN LATERAL (SELECT value FROM ${this.#s}.lookup_cache
+         WHERE lookup = $1 AND key = k.key AND expires_at > $3 LIMIT 1) AS c`,
+      [lookup, keys, now],
+    );
+    for (const row of rows) found.set(row.key, JSON.parse(row.value));
+    return found;
+  }
+
+  async cacheSet(
+    lookup: string,
+    entries: readonly { key: string; value: unknown }[],
+    expiresAt: number,
+    now: number,
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    const s = this.#s;
+    await this.#transaction(async (sql) => {
+      await sql(
+        `INSERT INTO ${s}.lookup_cache (lookup, key, value, expires_at)
+         SELECT DISTINCT ON (v ->> 0) $1::text, v ->> 0, v ->> 1, $2::bigint
+         FROM json_array_elements($3::json) WITH ORDINALITY AS e(v, ord) ORDER BY v ->> 0, ord DESC
+         ON CONFLICT (lookup, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+        [lookup, expiresAt, JSON.stringify(entries.map((entry) => [entry.key, JSON.stringify(entry.value ?? null)]))],
+      );
+      await sql(`DELETE FROM ${s}.lookup_cache WHERE lookup = $1 AND expires_at <= $2`, [lookup, now]);
+    });
+  }
+
+  // --- reading the ledger
+
+  async counts(runId: number): Promise<RunCounts> {
+    const s = this.#s;
+    const [totals] = await this.#rows<{
+      chunks: string;
+      extracted: string | null;
+      canonical: string | null;
+      quarantined: string | null;
+      failed: string | null;
+    }>(
+      `SELECT count(*) AS chunks, sum(records) AS extracted, sum(canonical) AS canonical, sum(quarantined) AS quarantined,
+         sum(failed) AS failed FROM ${s}.chunks WHERE run_id = $1`,
+      [runId],
+    );
+    const targets: RunCounts["targets"] = {};
+    const [run] = await this.#rows<{ targets: string }>(`SELECT targets FROM ${s}.runs WHERE id = $1`, [runId]);
+    for (const name of run === undefined ? [] : (JSON.parse(run.targets) as string[])) {
+      targets[name] = { loaded: 0, unchanged: 0, quarantined: 0, failed: 0 };
+    }
+    const loads = await this.#rows<{
+      target: string;
+      loaded: string;
+      unchanged: string;
+      quarantined: string;
+      failed: string;
+    }>(
+      `SELECT target, sum(loaded) AS loaded, sum(unchanged) AS unchanged, sum(quarantined) AS quarantined, sum(failed) AS failed
+       FROM ${s}.chunk_loads WHERE run_id = $1 GROUP BY target`,
+      [runId],
+    );
+    for (const row of loads) {
+      targets[row.target] = {
+        loaded: num(row.loaded),
+        unchanged: num(row.unchanged),
+        quarantined: num(row.quarantined),
+        failed: num(row.failed),
+      };
+    }
+    return {
+      chunks: num(totals?.chunks),
+      extracted: num(totals?.extracted),
+      canonical: num(totals?.canonical),
+      quarantined: num(totals?.quarantined),
+      failed: num(totals?.failed),
+      targets,
+    };
+  }
+
+  async records(runId: number, query: RecordQuery = {}): Promise<RecordOutcome[]> {
+    const values: unknown[] = [runId];
+    const where = ["run_id = $1"];
+    if (query.status !== undefined) where.push(`status = $${values.push(query.status)}`);
+    if (query.key !== undefined) where.push(`key = $${values.push(query.key)}`);
+    if (query.target !== undefined) where.push(`target = $${values.push(query.target)}`);
+    const rows = await this.#rows<OutcomeRow>(
+      `SELECT key, target, status, seq, attempts, code, error_class, message, path, target_id, source_id
+       FROM ${this.#s}.outcomes WHERE ${where.join(" AND ")}
+       ORDER BY seq, key, target LIMIT $${values.push(query.limit ?? 1000)} OFFSET $${values.push(query.offset ?? 0)}`,
+      values,
+    );
+    return rows.map(outcomeFromRow);
+  }
+}

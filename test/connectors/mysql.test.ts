@@ -1,0 +1,954 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import mysql2 from "mysql2/promise";
+import { type MysqlClient, mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
+import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
+import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
+import type { Row } from "../../src/core/binding.ts";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { bind, defineHub, Engine, entity, flow, Type } from "../../src/index.ts";
+import { SqliteStore } from "../../src/store/sqlite/store.ts";
+
+const suffix = randomBytes(5).toString("hex");
+const database = `franca_my_${suffix}`;
+const url = `mysql://root@127.0.0.1:3306/${database}`;
+const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
+const pgSchema = `franca_mypg_${suffix}`;
+const env = { baseDir: tmpdir() };
+
+let connection: Connection;
+let db: MysqlClient;
+
+function open(settings: Parameters<typeof mysql>[1] = { url }, name = "db"): Connection {
+  return mysqlDriver.open(mysql(name, settings), env);
+}
+
+function clientOf(from: Connection): MysqlClient {
+  return (from.client as NonNullable<Connection["client"]>)() as MysqlClient;
+}
+
+/** A raw mysql2 connection, outside the connector (a second session holding locks). */
+function rawConnection(): Promise<mysql2.Connection> {
+  return mysql2.createConnection({ host: "127.0.0.1", user: "root", database });
+}
+
+async function readAll(
+  from: Connection,
+  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
+): Promise<ReadBatch[]> {
+  const signal = new AbortController().signal;
+  const batches: ReadBatch[] = [];
+  const read = from.read as NonNullable<Connection["read"]>;
+  for await (const batch of read({ batchSize: 1000, signal, call: (fn) => fn(signal), ...request })) {
+    batches.push(batch);
+    // A read that stops progressing (a position compared inexactly) would loop forever: fail instead.
+    if (batches.length > 10_000) assert.fail("the read does not progress");
+  }
+  return batches;
+}
+
+function rowsOf(batches: readonly ReadBatch[]): Row[] {
+  return batches.flatMap((batch) => batch.rows);
+}
+
+function write(to: Connection, table: string, key: string[], rows: Row[]): Promise<ItemResult[]> {
+  const request: WriteRequest = {
+    options: { table },
+    key,
+    target: "test.target",
+    run: 1,
+    chunk: 0,
+    items: rows.map((row, index) => ({
+      key: JSON.stringify(key.map((column) => row[column])),
+      row,
+      idempotencyKey: `idem-${index}`,
+      hash: `hash-${index}`,
+    })),
+    signal: new AbortController().signal,
+  };
+  return (to.write as NonNullable<Connection["write"]>)(request);
+}
+
+async function rejection(promise: Promise<unknown>): Promise<FrancaError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof FrancaError, `expected a FrancaError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail("expected the call to fail");
+}
+
+const allOk = (count: number) => Array.from({ length: count }, () => ({ ok: true }));
+
+before(async () => {
+  const admin = open({ url: "mysql://root@127.0.0.1:3306/test" }, "admin");
+  try {
+    await clientOf(admin).query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+  } finally {
+    await admin.close();
+  }
+  connection = open();
+  db = clientOf(connection);
+});
+
+after(async () => {
+  await db.query(`DROP DATABASE IF EXISTS \`${database}\``);
+  await connection.close();
+});
+
+describe("mysql connector: settings", () => {
+  it("accepts a URL or discrete settings, not both, and refuses unknown settings", () => {
+    assert.deepEqual(mysqlDriver.validateSystem({ url, poolSize: 4, ssl: false, connectTimeoutMs: 500 }), []);
+    assert.deepEqual(mysqlDriver.validateSystem({ host: "db", port: 3306, user: "app", database: "shop" }), []);
+    assert.deepEqual(
+      mysqlDriver.validateSystem({ url, host: "db" }).map((issue) => issue.setting),
+      ["host"],
+    );
+    assert.deepEqual(
+      mysqlDriver.validateSystem({ url, poolsize: 3 }).map((issue) => issue.setting),
+      ["poolsize"],
+    );
+    assert.deepEqual(
+      mysqlDriver.validateSystem({}).map((issue) => issue.setting),
+      ["url"],
+    );
+  });
+
+  it("takes a table or a query (sources only), never both", () => {
+    assert.deepEqual(mysqlDriver.validateBinding({ table: "shop.orders" }, "target"), []);
+    assert.deepEqual(mysqlDriver.validateBinding({ query: "SELECT 1 AS id" }, "source"), []);
+    assert.deepEqual(
+      mysqlDriver.validateBinding({ query: "SELECT 1 AS id" }, "target").map((issue) => issue.setting),
+      ["query"],
+    );
+    assert.deepEqual(
+      mysqlDriver.validateBinding({ table: "t", query: "SELECT 1" }, "source").map((issue) => issue.setting),
+      ["query"],
+    );
+    assert.deepEqual(
+      mysqlDriver.validateBinding({ table: "t", schema: "x" }, "source").map((issue) => issue.setting),
+      ["schema"],
+    );
+  });
+
+  it("preflight checks the URL (or host and database) without the network", () => {
+    const preflight = mysqlDriver.preflight as NonNullable<typeof mysqlDriver.preflight>;
+    const issues = (settings: Parameters<typeof mysql>[1]) =>
+      preflight(mysql("x", settings), env).map((issue) => issue.setting);
+    assert.deepEqual(issues({ url }), []);
+    assert.deepEqual(issues({ url: "mariadb://app:pw@db.internal/shop" }), []);
+    assert.deepEqual(issues({ url: "not a url" }), ["url"]);
+    assert.deepEqual(issues({ url: "postgres://127.0.0.1/test" }), ["url"]);
+    assert.deepEqual(issues({ url: "mysql://127.0.0.1:3306" }), ["url"]);
+    assert.deepEqual(issues({ url: `${url}?ssl=true` }), ["url"]);
+    assert.deepEqual(issues({ host: "127.0.0.1" }), ["database"]);
+  });
+
+  it("refuses to connect with an unparseable URL rather than fall back to a default host", async () => {
+    const bad = open({ url: "mysql://root@[not a host/test" }, "bad");
+    try {
+      const error = await rejection(clientOf(bad).query("SELECT 1"));
+      assert.equal(error.errorClass, "permanent");
+      assert.match(error.message, /url: is not a valid URL/);
+      assert.equal((await bad.health(AbortSignal.timeout(10_000))).ok, false);
+    } finally {
+      await bad.close();
+    }
+  });
+
+  it("runs every session in UTC and strict mode, whatever the server's defaults", async () => {
+    const [server] = await db.query("SELECT @@GLOBAL.time_zone AS zone, @@GLOBAL.sql_mode AS mode");
+    // This server's defaults differ from what the connector sets: the session values below are the connector's.
+    assert.notEqual(server?.zone, "+00:00");
+    assert.ok(!String(server?.mode).split(",").includes("STRICT_ALL_TABLES"), String(server?.mode));
+    const [row] = await db.query(
+      "SELECT @@SESSION.time_zone AS zone, @@SESSION.sql_mode AS mode, NOW(6) = UTC_TIMESTAMP(6) AS utc",
+    );
+    assert.equal(row?.zone, "+00:00");
+    assert.equal(row?.utc, 1);
+    assert.ok(String(row?.mode).split(",").includes("STRICT_ALL_TABLES"), String(row?.mode));
+    assert.ok(!String(row?.mode).includes("NO_BACKSLASH_ESCAPES"));
+  });
+});
+
+describe("mysql connector: read", () => {
+  // 53 rows; the cursor ties in threes, consecutive cursor values differ by one microsecond, and the key order
+  // within a tie differs from insertion order.
+  const regions = ["us", "eu", "ap"];
+  const source = Array.from({ length: 53 }, (_, i) => ({
+    region: regions[i % 3] as string,
+    seq: 100 - i,
+    micro: Math.floor(i / 3) + 1,
+  }));
+  const expected = [...source]
+    .sort((a, b) => a.micro - b.micro || a.region.localeCompare(b.region) || a.seq - b.seq)
+    .map((row) => `${row.region}/${row.seq}`);
+  const request = () => ({
+    options: { table: `${database}.events` },
+    key: ["region", "seq"],
+    cursor: "happened_at",
+    batchSize: 5,
+  });
+
+  before(async () => {
+    await db.query(
+      `CREATE TABLE events (region varchar(8), seq int, happened_at datetime(6) NOT NULL, note text,
+        PRIMARY KEY (region, seq), KEY by_time (happened_at, region, seq))`,
+    );
+    for (const row of source) {
+      await db.query("INSERT INTO events VALUES (?, ?, TIMESTAMP'2024-03-01 10:00:00' + INTERVAL ? MICROSECOND, ?)", [
+        row.region,
+        row.seq,
+        row.micro,
+        `note ${row.seq}`,
+      ]);
+    }
+  });
+
+  it("reads every row exactly once, in cursor then key order, in batches", async () => {
+    const batches = await readAll(connection, request());
+    assert.deepEqual(
+      batches.map((batch) => batch.rows.length),
+      [5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 3],
+    );
+    const got = rowsOf(batches).map((row) => `${row.region}/${row.seq}`);
+    assert.deepEqual(got, expected);
+    assert.equal(new Set(got).size, source.length);
+    // The cursor is the server's text with its microseconds, not a millisecond JS Date.
+    assert.equal(batches[0]?.rows[0]?.happened_at, "2024-03-01 10:00:00.000001");
+    assert.deepEqual(batches[0]?.position, ["2024-03-01 10:00:00.000002", "eu", 96]);
+  });
+
+  it("continues right after the position of any batch", async () => {
+    const batches = await readAll(connection, request());
+    for (let k = 0; k < batches.length; k++) {
+      // The engine stores positions as JSON: resume from what it would read back.
+      const from = JSON.parse(JSON.stringify(batches[k]?.position));
+      const rest = rowsOf(await readAll(connection, { ...request(), from }));
+      assert.deepEqual(
+        rest.map((row) => `${row.region}/${row.seq}`),
+        expected.slice((k + 1) * 5),
+        `from the position of batch ${k}`,
+      );
+    }
+  });
+
+  it("compares BIGINT, DECIMAL and binary positions exactly, also when resuming", async () => {
+    // Beyond 2^53, and decimals that differ in the 30th digit: compared as doubles, they would be equal.
+    await db.query(
+      "CREATE TABLE exact_keys (big bigint, amount decimal(40,20), tag varbinary(4), PRIMARY KEY (big, amount, tag))",
+    );
+    const rows = [
+      ["9007199254740992", "1.00000000000000000001", "00"],
+      ["9007199254740992", "1.00000000000000000002", "00"],
+      ["9007199254740992", "1.00000000000000000002", "ff00"],
+      ["9007199254740993", "0.00000000000000000000", "00"],
+      ["9007199254740994", "-5.00000000000000000000", "01"],
+      ["18446744073709551", "0.00000000000000000000", "00"],
+    ];
+    for (const [big, amount, tag] of rows)
+      await db.query(`INSERT INTO exact_keys VALUES (${big}, ${amount}, X'${tag}')`);
+    const request = { options: { table: "exact_keys" }, key: ["big", "amount", "tag"], batchSize: 1 };
+    const batches = await readAll(connection, request);
+    const seen = (list: readonly ReadBatch[]) =>
+      rowsOf(list).map((row) => [row.big, row.amount, (row.tag as Buffer).toString("hex")]);
+    assert.deepEqual(seen(batches), rows);
+    assert.deepEqual(batches[2]?.position, ["9007199254740992", "1.00000000000000000002", "/wA="]);
+    for (let k = 0; k < batches.length; k++) {
+      const from = JSON.parse(JSON.stringify(batches[k]?.position));
+      assert.deepEqual(seen(await readAll(connection, { ...request, from })), rows.slice(k + 1), `after batch ${k}`);
+    }
+  });
+
+  it("reads a user query with a join as the source", async () => {
+    await db.query("CREATE TABLE customers (id int PRIMARY KEY, name varchar(40) NOT NULL)");
+    await db.query(
+      "CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers (id), total decimal(12,2))",
+    );
+    await db.query("INSERT INTO customers VALUES (1, 'Ada'), (2, 'Grace')");
+    await db.query(
+      "INSERT INTO orders VALUES (10, 2, 10.50), (11, 1, 99999999.99), (12, 2, 0.10), (13, 1, 7), (14, 2, NULL)",
+    );
+    const batches = await readAll(connection, {
+      options: {
+        query: "SELECT o.id, o.total, c.name AS customer FROM orders o JOIN customers c ON c.id = o.customer_id",
+      },
+      key: ["id"],
+      batchSize: 2,
+    });
+    assert.deepEqual(
+      batches.map((batch) => batch.position),
+      [[11], [13], [14]],
+    );
+    assert.deepEqual(rowsOf(batches), [
+      { id: 10, total: "10.50", customer: "Grace" },
+      { id: 11, total: "99999999.99", customer: "Ada" },
+      { id: 12, total: "0.10", customer: "Grace" },
+      { id: 13, total: "7.00", customer: "Ada" },
+      { id: 14, total: null, customer: "Grace" },
+    ]);
+  });
+
+  it("reads every type exactly: strings for BIGINT, DECIMAL and dates, parsed JSON, Buffers for bytes", async () => {
+    await db.query(
+      `CREATE TABLE typed (id int PRIMARY KEY, flag tinyint(1), n bigint, u bigint unsigned, d decimal(30,10),
+        f double, at datetime(6), ts timestamp(6) NULL, day date, t time(6), y year, doc json, bits bit(4),
+        bin varbinary(8), label varchar(40))`,
+    );
+    await db.query(
+      `INSERT INTO typed VALUES (1, 1, 7, 18446744073709551615, -0.0000000001, 0.1, '2024-02-29 23:59:59.999999',
+        '2024-02-29 23:59:59.5', '2024-02-29', '-838:59:59.000001', 2024,
+        '{"a": [1, "two", null, {"c": true}], "big": 12345678901234567890, "s": "ü🎉"}', b'1010', X'00FF', 'x')`,
+    );
+    await db.query("INSERT INTO typed (id) VALUES (2)");
+    const [first, second] = rowsOf(await readAll(connection, { options: { table: "typed" }, key: ["id"] }));
+    assert.deepEqual(first, {
+      id: 1,
+      flag: 1,
+      n: "7",
+      u: "18446744073709551615",
+      d: "-0.0000000001",
+      f: 0.1,
+      at: "2024-02-29 23:59:59.999999",
+      // The session is in UTC: a TIMESTAMP reads as the UTC text it was written as.
+      ts: "2024-02-29 23:59:59.500000",
+      day: "2024-02-29",
+      t: "-838:59:59.000001",
+      y: 2024,
+      // JSON.parse's number for 12345678901234567890 (as PostgreSQL's jsonb reads), not mysql2's string.
+      doc: { a: [1, "two", null, { c: true }], big: 12345678901234567000, s: "ü🎉" },
+      bits: Buffer.from([0b1010]),
+      bin: Buffer.from([0, 255]),
+      label: "x",
+    });
+    assert.deepEqual(
+      Object.values(second as Row).filter((value) => value !== null),
+      [2],
+    );
+  });
+
+  it("kills the statement on the server when the call's signal aborts", async () => {
+    const reader = open({ url, poolSize: 1 }, "cancel");
+    const marker = `slept_${suffix}`;
+    try {
+      const controller = new AbortController();
+      const read = (reader.read as NonNullable<Connection["read"]>)({
+        options: { query: `SELECT 1 AS id, SLEEP(30) AS ${marker}` },
+        key: ["id"],
+        batchSize: 10,
+        signal: new AbortController().signal,
+        call: (fn) => fn(controller.signal),
+      });
+      const first = read[Symbol.asyncIterator]().next();
+      let settled = false;
+      first.then(
+        () => {
+          settled = true;
+        },
+        () => {
+          settled = true;
+        },
+      );
+      const running = async () =>
+        (
+          await db.query(
+            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND ID <> CONNECTION_ID()",
+            [`%${marker}%`],
+          )
+        )[0]?.n;
+      // Wait until the server runs the statement, then abort.
+      while (!settled && (await running()) !== "1") await new Promise((resolve) => setTimeout(resolve, 20));
+      controller.abort(new Error("stop"));
+      // Only a KILL QUERY on the server ends SLEEP(30) early with "query execution was interrupted".
+      await assert.rejects(first, (error: unknown) => (error as { errno?: number }).errno === 1317);
+      assert.equal(await running(), "0");
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
+describe("mysql connector: write", () => {
+  before(async () => {
+    await db.query("CREATE TABLE clients (code varchar(20) PRIMARY KEY, name varchar(100), balance decimal(12,2))");
+  });
+
+  const snapshot = () => db.query("SELECT * FROM clients ORDER BY code");
+  const clients = Array.from({ length: 6 }, (_, i) => ({
+    code: `c${i}`,
+    name: `Client ${i}`,
+    balance: `${i}00.5${i}`,
+  }));
+
+  it("upserts: the same items twice leave the table identical; an update changes only its row", async () => {
+    assert.deepEqual(await write(connection, "clients", ["code"], clients), allOk(6));
+    const once = await snapshot();
+    assert.equal(once.length, 6);
+    assert.deepEqual(once[2], { code: "c2", name: "Client 2", balance: "200.52" });
+
+    assert.deepEqual(await write(connection, "clients", ["code"], clients), allOk(6));
+    assert.deepEqual(await snapshot(), once);
+
+    assert.deepEqual(
+      await write(connection, "clients", ["code"], [{ code: "c3", name: "Renamed", balance: "1.00" }]),
+      allOk(1),
+    );
+    assert.deepEqual(await snapshot(), [
+      ...once.slice(0, 3),
+      { code: "c3", name: "Renamed", balance: "1.00" },
+      ...once.slice(4),
+    ]);
+  });
+
+  it("lets the later row win when a batch holds the same key twice", async () => {
+    const results = await write(
+      connection,
+      "clients",
+      ["code"],
+      [
+        { code: "dup", name: "first", balance: "1.00" },
+        { code: "dup", name: "second", balance: "2.00" },
+      ],
+    );
+    assert.deepEqual(results, allOk(2));
+    assert.deepEqual(await db.query("SELECT name FROM clients WHERE code = 'dup'"), [{ name: "second" }]);
+  });
+
+  it("upserts a table whose every column is a key column", async () => {
+    await db.query("CREATE TABLE tags (a varchar(10), b varchar(10), PRIMARY KEY (a, b))");
+    const tags = [
+      { a: "x", b: "1" },
+      { a: "x", b: "2" },
+    ];
+    assert.deepEqual(await write(connection, "tags", ["a", "b"], tags), allOk(2));
+    assert.deepEqual(await write(connection, "tags", ["a", "b"], tags), allOk(2));
+    assert.deepEqual(await db.query("SELECT * FROM tags ORDER BY a, b"), tags);
+  });
+
+  it("refuses a key without a PRIMARY or UNIQUE index on exactly its columns, naming what the table has", async () => {
+    await db.query(
+      "CREATE TABLE keyless (id int AUTO_INCREMENT PRIMARY KEY, email varchar(50), name varchar(50), KEY (email))",
+    );
+    const error = await rejection(write(connection, "keyless", ["email"], [{ email: "a@example.org", name: "A" }]));
+    assert.equal(error.errorClass, "permanent");
+    assert.equal(error.code, ErrorCode.SystemError);
+    assert.match(error.message, /ON DUPLICATE KEY UPDATE needs a PRIMARY KEY or UNIQUE index/);
+    assert.match(error.message, /\(email\)/);
+    assert.match(error.message, /PRIMARY \(id\)/);
+    assert.deepEqual(await db.query("SELECT * FROM keyless"), []);
+    // Once the index exists, the same write goes through (the table is described again).
+    await db.query("CREATE UNIQUE INDEX keyless_email ON keyless (email)");
+    await db.query("INSERT INTO keyless VALUES (1, 'a@example.org', 'old')");
+    assert.deepEqual(await write(connection, "keyless", ["EMAIL"], [{ Email: "a@example.org", name: "A" }]), allOk(1));
+    assert.deepEqual(await db.query("SELECT * FROM keyless"), [{ id: 1, email: "a@example.org", name: "A" }]);
+  });
+
+  it("splits a large batch into statements by bytes, all in one transaction", async () => {
+    await db.query("CREATE TABLE sized (id int PRIMARY KEY, body text NOT NULL, note varchar(10))");
+    const writer = open({ url, poolSize: 1 }, "sized");
+    const session = clientOf(writer);
+    // poolSize 1: the connector's statements and these counters share one session.
+    const counters = async () => {
+      const rows = await session.query("SHOW SESSION STATUS WHERE Variable_name IN ('Com_insert', 'Com_commit')");
+      return Object.fromEntries(rows.map((row) => [row.Variable_name, Number(row.Value)]));
+    };
+    const rows: Row[] = Array.from({ length: 2000 }, (_, id) => ({ id, body: `${id}:`.padEnd(2000, "é"), note: "ok" }));
+    const bodyBytes = rows.reduce((sum, row) => sum + Buffer.byteLength(String(row.body)), 0);
+    try {
+      const before = await counters();
+      assert.deepEqual(await write(writer, "sized", ["id"], rows), allOk(2000));
+      const done = await counters();
+      // ~8 MB of SQL: at least 8 INSERT statements of at most 1 MiB, and a single COMMIT.
+      assert.ok(done.Com_insert - before.Com_insert >= Math.ceil(bodyBytes / (1024 * 1024)), JSON.stringify(done));
+      assert.equal(done.Com_commit - before.Com_commit, 1);
+      assert.deepEqual(await db.query("SELECT COUNT(*) AS n, SUM(LENGTH(body)) AS bytes FROM sized"), [
+        { n: "2000", bytes: String(bodyBytes) },
+      ]);
+
+      // A failure in the last statement undoes the first ones: they were one transaction. The trigger's error is not
+      // about the row's data, so the whole batch fails and nothing of it lands.
+      await db.query("DELETE FROM sized");
+      await db.query(
+        "CREATE TRIGGER sized_refuse BEFORE INSERT ON sized FOR EACH ROW " +
+          "IF NEW.id = 1999 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by trigger'; END IF",
+      );
+      const error = await rejection(write(writer, "sized", ["id"], rows));
+      assert.equal(error.errorClass, "permanent");
+      assert.match(error.message, /refused by trigger/);
+      assert.deepEqual(await db.query("SELECT COUNT(*) AS n FROM sized"), [{ n: "0" }]);
+      await db.query("DROP TRIGGER sized_refuse");
+
+      // A row with bad data in the last statement: the others land, that one is refused.
+      const bad = rows.map((row) => (row.id === 1999 ? { ...row, note: "far too long" } : row));
+      const results = await write(writer, "sized", ["id"], bad);
+      assert.deepEqual(results.slice(0, 1999), allOk(1999));
+      assert.equal(results[1999]?.ok, false);
+      assert.deepEqual(await db.query("SELECT COUNT(*) AS n, MAX(id) AS top FROM sized"), [{ n: "1999", top: 1998 }]);
+    } finally {
+      await writer.close();
+    }
+  });
+
+  it("keeps statements within maxStatementBytes", async () => {
+    await db.query("CREATE TABLE small_statements (id int PRIMARY KEY, body varchar(100))");
+    const writer = open({ url, poolSize: 1, maxStatementBytes: 4096 }, "small");
+    try {
+      const session = clientOf(writer);
+      const inserts = async () =>
+        Number((await session.query("SHOW SESSION STATUS LIKE 'Com_insert'"))[0]?.Value ?? Number.NaN);
+      const rows: Row[] = Array.from({ length: 400 }, (_, id) => ({ id, body: "x".repeat(90) }));
+      const before = await inserts();
+      assert.deepEqual(await write(writer, "small_statements", ["id"], rows), allOk(400));
+      // ~100 bytes a row, at most 4 kB a statement: 400 rows take at least 10 statements.
+      assert.ok((await inserts()) - before >= 10);
+      assert.deepEqual(await db.query("SELECT COUNT(*) AS n FROM small_statements"), [{ n: "400" }]);
+    } finally {
+      await writer.close();
+    }
+  });
+
+  it("isolates a row with bad data: the 9 others land, that one is TARGET_REJECTED naming its column", async () => {
+    await db.query(
+      `CREATE TABLE checked (id int PRIMARY KEY, name varchar(20) NOT NULL, qty int, code varchar(3),
+        price decimal(4,2), doc json, at datetime(6), CONSTRAINT checked_qty_not_negative CHECK (qty >= 0))`,
+    );
+    const cases = [
+      { bad: { name: null }, names: ["name", "cannot be null"], path: "/name" },
+      { bad: { qty: -5 }, names: ["checked_qty_not_negative"], path: undefined },
+      { bad: { qty: "many" }, names: ["many", "qty"], path: "/qty" },
+      { bad: { code: "too long" }, names: ["too long", "code"], path: "/code" },
+      { bad: { price: "12345.5" }, names: ["Out of range", "price"], path: "/price" },
+      { bad: { at: "not a date" }, names: ["datetime", "at"], path: "/at" },
+      { bad: { qty: Number.NaN }, names: ["NaN"], path: undefined },
+    ];
+    for (const [round, { bad, names, path }] of cases.entries()) {
+      const base = round * 100;
+      const rows: Row[] = Array.from({ length: 10 }, (_, i) => ({ id: base + i, name: `row ${i}`, qty: i }));
+      rows[4] = { ...rows[4], ...bad };
+      const results = await write(connection, "checked", ["id"], rows);
+      assert.equal(results.length, 10);
+      for (const [i, result] of results.entries()) {
+        if (i !== 4) {
+          assert.deepEqual(result, { ok: true });
+          continue;
+        }
+        assert.equal(result.ok, false);
+        if (result.ok) continue;
+        assert.equal(result.error.code, ErrorCode.TargetRejected);
+        assert.equal(result.error.errorClass, "permanent");
+        for (const name of names) assert.ok(result.error.message.includes(name), result.error.message);
+        assert.equal(result.error.path, path, result.error.message);
+      }
+      const landed = await db.query("SELECT id FROM checked WHERE id >= ? AND id < ? ORDER BY id", [base, base + 100]);
+      assert.deepEqual(
+        landed.map((row) => row.id),
+        [0, 1, 2, 3, 5, 6, 7, 8, 9].map((i) => base + i),
+      );
+    }
+  });
+
+  it("round-trips tricky values exactly through write then read", async () => {
+    await db.query(
+      `CREATE TABLE tricky (id int PRIMARY KEY, label varchar(100), big longtext, amount decimal(30,10),
+        at datetime(6), day date, doc json, n bigint, bin varbinary(16)) CHARACTER SET utf8mb4`,
+    );
+    const big = `${"é🎉x\\'\"".repeat(25_000)}end`;
+    const rows: Row[] = [
+      { id: 1, label: null, big: "", amount: "12345678901234567890.0123456789", n: "9223372036854775807" },
+      { id: 2, label: "", big, amount: "-0.0000000001", n: "-9007199254740993" },
+      { id: 3, label: "ünïcødé 日本語 👩‍👩‍👧 🎉 \\ ' \" \n\t\0", at: "2024-06-30 23:59:59.999999+05:30", n: 42 },
+      { id: 4, at: "1999-12-31T18:00:00.000001-08:00", doc: { a: { b: [1, "two", null, { c: true }] }, e: [] } },
+      { id: 5, at: new Date("2024-01-01T00:00:00.123Z"), day: new Date("2024-02-29T00:00:00Z"), doc: "a JSON string" },
+      { id: 6, at: "2024-03-01 10:00:00.5", day: "2024-03-01", doc: [1, [2, [3]], { "key with space": "ü" }] },
+      { id: 7, at: "2024-03-01T10:00:00Z", doc: { n: 1.5, s: "text", t: false }, bin: Buffer.from([0, 1, 254, 255]) },
+    ];
+    assert.deepEqual(await write(connection, "tricky", ["id"], rows), allOk(rows.length));
+    const read = async () => rowsOf(await readAll(connection, { options: { table: "tricky" }, key: ["id"] }));
+    const back = await read();
+    const blank = { label: null, big: null, amount: null, at: null, day: null, doc: null, n: null, bin: null };
+    assert.deepEqual(back, [
+      { ...blank, id: 1, big: "", amount: "12345678901234567890.0123456789", n: "9223372036854775807" },
+      { ...blank, id: 2, label: "", big, amount: "-0.0000000001", n: "-9007199254740993" },
+      // Instants with an offset are stored as UTC wall time, microseconds kept.
+      { ...blank, id: 3, label: "ünïcødé 日本語 👩‍👩‍👧 🎉 \\ ' \" \n\t\0", at: "2024-06-30 18:29:59.999999", n: "42" },
+      { ...blank, id: 4, at: "2000-01-01 02:00:00.000001", doc: { a: { b: [1, "two", null, { c: true }] }, e: [] } },
+      { ...blank, id: 5, at: "2024-01-01 00:00:00.123000", day: "2024-02-29", doc: "a JSON string" },
+      {
+        ...blank,
+        id: 6,
+        at: "2024-03-01 10:00:00.500000",
+        day: "2024-03-01",
+        doc: [1, [2, [3]], { "key with space": "ü" }],
+      },
+      {
+        ...blank,
+        id: 7,
+        at: "2024-03-01 10:00:00.000000",
+        doc: { n: 1.5, s: "text", t: false },
+        bin: Buffer.from([0, 1, 254, 255]),
+      },
+    ]);
+    // What was read writes back unchanged: the read shapes are the write shapes.
+    assert.deepEqual(await write(connection, "tricky", ["id"], back), allOk(rows.length));
+    assert.deepEqual(await read(), back);
+  });
+
+  it("refuses a column the table does not have, naming column and table", async () => {
+    const error = await rejection(write(connection, "clients", ["code"], [{ code: "z", name: "Z", nickname: "zed" }]));
+    assert.equal(error.errorClass, "permanent");
+    assert.equal(error.code, ErrorCode.SystemError);
+    assert.match(error.message, /nickname/);
+    assert.match(error.message, /clients/);
+    assert.deepEqual(await db.query("SELECT * FROM clients WHERE code = 'z'"), []);
+  });
+});
+
+describe("mysql connector: errors", () => {
+  it("a closed port is transient, for reads, writes and health, and the password never shows", async () => {
+    const down = open({ url: "mysql://root:hunter2-secret@127.0.0.1:1/test", connectTimeoutMs: 5000 }, "down");
+    try {
+      const readError = await rejection(readAll(down, { options: { table: "clients" }, key: ["code"] }));
+      assert.equal(readError.errorClass, "transient");
+      assert.equal(readError.code, ErrorCode.SystemUnavailable);
+      const writeError = await rejection(write(down, "clients", ["code"], [{ code: "x" }]));
+      assert.equal(writeError.errorClass, "transient");
+      const health = await down.health(AbortSignal.timeout(10_000));
+      assert.equal(health.ok, false);
+      for (const text of [readError.message, writeError.message, String(health.message)])
+        assert.ok(!text.includes("hunter2"), text);
+    } finally {
+      await down.close();
+    }
+  });
+
+  it("a wrong password is permanent, and not in the message", async () => {
+    const denied = open({ host: "127.0.0.1", user: "root", password: "hunter2-secret", database }, "denied");
+    try {
+      const error = await rejection(clientOf(denied).query("SELECT 1"));
+      assert.equal(error.errorClass, "permanent");
+      assert.match(error.message, /Access denied/);
+      assert.ok(!error.message.includes("hunter2"), error.message);
+    } finally {
+      await denied.close();
+    }
+  });
+
+  it("a missing table is permanent and named", async () => {
+    const readError = await rejection(readAll(connection, { options: { table: "missing_table" }, key: ["id"] }));
+    assert.equal(readError.errorClass, "permanent");
+    assert.equal(readError.code, ErrorCode.SystemError);
+    assert.match(readError.message, /missing_table/);
+    const writeError = await rejection(write(connection, "missing_table", ["id"], [{ id: 1 }]));
+    assert.equal(writeError.errorClass, "permanent");
+    assert.equal(writeError.code, ErrorCode.SystemError);
+    assert.match(writeError.message, /missing_table/);
+  });
+
+  it("a lock wait timeout fails the whole write, transient, and nothing of it lands", async () => {
+    await db.query("CREATE TABLE locked (id int PRIMARY KEY, v int)");
+    await db.query("INSERT INTO locked VALUES (1, 0)");
+    const holder = await rawConnection();
+    const writer = open({ url, poolSize: 1 }, "waiting");
+    try {
+      await clientOf(writer).query("SET SESSION innodb_lock_wait_timeout = 1");
+      await holder.query("START TRANSACTION");
+      await holder.query("SELECT * FROM locked WHERE id = 1 FOR UPDATE");
+      const error = await rejection(
+        write(
+          writer,
+          "locked",
+          ["id"],
+          [
+            { id: 2, v: 2 },
+            { id: 1, v: 1 },
+          ],
+        ),
+      );
+      assert.equal(error.status, 1205);
+      assert.equal(error.errorClass, "transient");
+      assert.equal(error.code, ErrorCode.SystemUnavailable);
+      await holder.query("ROLLBACK");
+      assert.deepEqual(await db.query("SELECT * FROM locked ORDER BY id"), [{ id: 1, v: 0 }]);
+    } finally {
+      await holder.end();
+      await writer.close();
+    }
+  });
+
+  it("a deadlock is transient", async () => {
+    await db.query("CREATE TABLE deadlocked (id int PRIMARY KEY, v int)");
+    await db.query("INSERT INTO deadlocked VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)");
+    const other = await rawConnection();
+    const victim = open({ url, poolSize: 1 }, "victim");
+    const session = clientOf(victim);
+    try {
+      // The other transaction changed more rows, so InnoDB picks the connector's as the victim.
+      await other.query("START TRANSACTION");
+      await other.query("UPDATE deadlocked SET v = 1 WHERE id >= 2");
+      await session.query("START TRANSACTION");
+      await session.query("SELECT * FROM deadlocked WHERE id = 1 FOR UPDATE");
+      const waiting = rejection(session.query("SELECT * FROM deadlocked WHERE id = 2 FOR UPDATE"));
+      const otherWaits = other.query("SELECT * FROM deadlocked WHERE id = 1 FOR UPDATE");
+      const error = await waiting;
+      assert.equal(error.status, 1213);
+      assert.equal(error.errorClass, "transient");
+      assert.equal(error.code, ErrorCode.SystemUnavailable);
+      await otherWaits;
+      await other.query("ROLLBACK");
+      await session.query("ROLLBACK");
+    } finally {
+      await other.end();
+      await victim.close();
+    }
+  });
+});
+
+describe("mysql connector: through the engine", () => {
+  let pg: Connection;
+  let pgDb: PostgresClient;
+
+  before(async () => {
+    pg = postgresDriver.open(postgres("pg-admin", { url: pgUrl }), env);
+    pgDb = (pg.client as NonNullable<Connection["client"]>)() as PostgresClient;
+    await pgDb.query(`CREATE SCHEMA ${pgSchema}`);
+  });
+
+  after(async () => {
+    await pgDb.query(`DROP SCHEMA IF EXISTS ${pgSchema} CASCADE`);
+    await pg.close();
+  });
+
+  const Item = entity("Item", {
+    version: 1,
+    key: "id",
+    schema: Type.Object(
+      {
+        id: Type.String(),
+        label: Type.Union([Type.String(), Type.Null()]),
+        big: Type.Union([Type.String(), Type.Null()]),
+        amount: Type.Union([Type.String(), Type.Null()]),
+        at: Type.Union([Type.String(), Type.Null()]),
+        doc: Type.Unknown(),
+      },
+      { additionalProperties: false },
+    ),
+  });
+  const toItem = (row: Row) => ({
+    id: String(row.id),
+    label: row.label as string | null,
+    big: row.big as string | null,
+    amount: row.amount as string | null,
+    at: row.at as string | null,
+    doc: row.doc,
+  });
+  const fromItem = (item: ReturnType<typeof toItem>) => ({ ...item, id: Number(item.id) });
+
+  it("round-trips tricky values PostgreSQL → MariaDB → PostgreSQL, and a second run changes nothing", async () => {
+    await pgDb.query(
+      `CREATE TABLE ${pgSchema}.items (id int PRIMARY KEY, label text, big text, amount numeric(30,10),
+        at timestamptz, doc jsonb)`,
+    );
+    await pgDb.query(`CREATE TABLE ${pgSchema}.items_back (LIKE ${pgSchema}.items INCLUDING ALL)`);
+    await db.query(
+      `CREATE TABLE items (id int PRIMARY KEY, label text, big longtext, amount decimal(30,10), at datetime(6),
+        doc json, seen_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) CHARACTER SET utf8mb4`,
+    );
+    const big = `${"é🎉x".repeat(150_000)}end`; // 1 MB of UTF-8
+    const source: unknown[][] = [
+      [
+        1,
+        null,
+        "",
+        "12345678901234567890.0123456789",
+        "2024-06-30 23:59:59.999999+05:30",
+        { a: { b: [1, "two", null, { c: true }] }, e: [] },
+      ],
+      [2, "", big, "-0.0000000001", "1999-12-31T18:00:00.000001-08:00", [1, [2, [3]], { "key with space": "ü" }]],
+      [
+        3,
+        "ünïcødé 日本語 👩‍👩‍👧 🎉 \\ ' \"",
+        "a\nb\tc",
+        "-99999999999999999999.9999999999",
+        "2024-03-31 01:30:00+01",
+        { emoji: "🎉", n: 1.5, t: false, nested: { 日本: ["語", { deep: [] }] } },
+      ],
+      [4, null, null, "7", null, null],
+      [
+        5,
+        "x",
+        "y",
+        "0",
+        "2024-01-01 00:00:00+00",
+        { s: 'quote " and backslash \\', list: [true, false, null, 0, -1.25e-7] },
+      ],
+    ];
+    for (const row of source) {
+      await pgDb.query(`INSERT INTO ${pgSchema}.items VALUES ($1, $2, $3, $4, $5, $6)`, [
+        ...row.slice(0, 5),
+        row[5] === null ? null : JSON.stringify(row[5]),
+      ]);
+    }
+
+    const pgSource = postgres("pg-source", { url: pgUrl });
+    const pgTarget = postgres("pg-target", { url: pgUrl });
+    const maria = mysql("maria", { url, poolSize: 2 });
+    const hub = defineHub({
+      systems: [pgSource, pgTarget, maria],
+      entities: [Item],
+      flows: [
+        flow("to-maria", {
+          from: bind(pgSource, Item, { table: `${pgSchema}.items`, key: "id", toCanonical: toItem }),
+          to: bind(maria, Item, { name: "maria.items", table: "items", key: "id", fromCanonical: fromItem }),
+          chunkSize: 2,
+        }),
+        flow("to-pg", {
+          from: bind(maria, Item, {
+            name: "maria.items-source",
+            table: "items",
+            key: "id",
+            cursor: "seen_at",
+            toCanonical: toItem,
+          }),
+          to: bind(pgTarget, Item, {
+            name: "pg.items_back",
+            table: `${pgSchema}.items_back`,
+            key: "id",
+            fromCanonical: fromItem,
+          }),
+          chunkSize: 2,
+        }),
+      ],
+    });
+    const dir = mkdtempSync(join(tmpdir(), "franca-mysql-"));
+    const store = new SqliteStore(join(dir, "franca.db"));
+    await store.migrate();
+    const engine = await Engine.open({ hub, baseDir: dir, store });
+    try {
+      const there = await engine.run("to-maria", { trigger: "test" });
+      assert.equal(there.run.status, "succeeded");
+      assert.equal(there.counts.targets["maria.items"]?.loaded, 5);
+
+      // In MariaDB: the same instants as UTC wall time, exact decimals, JSON structures, NULL apart from "".
+      const maria = await db.query("SELECT id, label, big, amount, at, doc FROM items ORDER BY id");
+      assert.deepEqual(
+        maria.map((row) => [row.id, row.label, row.amount, row.at]),
+        [
+          [1, null, "12345678901234567890.0123456789", "2024-06-30 18:29:59.999999"],
+          [2, "", "-0.0000000001", "2000-01-01 02:00:00.000001"],
+          [3, "ünïcødé 日本語 👩‍👩‍👧 🎉 \\ ' \"", "-99999999999999999999.9999999999", "2024-03-31 00:30:00.000000"],
+          [4, null, "7.0000000000", null],
+          [5, "x", "0.0000000000", "2024-01-01 00:00:00.000000"],
+        ],
+      );
+      assert.deepEqual(
+        maria.map((row) => row.doc),
+        source.map((row) => row[5]),
+      );
+      assert.equal(maria[1]?.big, big);
+      assert.equal(maria[0]?.big, "");
+      assert.equal(maria[3]?.big, null);
+
+      const back = await engine.run("to-pg", { trigger: "test" });
+      assert.equal(back.run.status, "succeeded");
+      assert.equal(back.counts.targets["pg.items_back"]?.loaded, 5);
+      // Back in PostgreSQL: identical to the source, row for row (timestamptz compared as instants).
+      const original = await pgDb.query(`SELECT * FROM ${pgSchema}.items ORDER BY id`);
+      const returned = await pgDb.query(`SELECT * FROM ${pgSchema}.items_back ORDER BY id`);
+      assert.deepEqual(returned, original);
+      assert.deepEqual(
+        await pgDb.query(
+          `SELECT count(*)::int AS n FROM ${pgSchema}.items a JOIN ${pgSchema}.items_back b USING (id)
+            WHERE a.at IS NOT DISTINCT FROM b.at AND a.amount IS NOT DISTINCT FROM b.amount
+              AND a.doc IS NOT DISTINCT FROM b.doc AND a.label IS NOT DISTINCT FROM b.label
+              AND a.big IS NOT DISTINCT FROM b.big`,
+        ),
+        [{ n: 5 }],
+      );
+
+      // The upsert run again: every record is unchanged, the target table is as it was.
+      const snapshot = await db.query("SELECT * FROM items ORDER BY id");
+      const again = await engine.run("to-maria", { trigger: "test" });
+      assert.equal(again.run.status, "succeeded");
+      assert.equal(again.counts.extracted, 5);
+      assert.equal(again.counts.targets["maria.items"]?.loaded, 0);
+      assert.equal(again.counts.targets["maria.items"]?.unchanged, 5);
+      assert.deepEqual(await db.query("SELECT * FROM items ORDER BY id"), snapshot);
+      // The incremental MariaDB source finds nothing new after its DATETIME(6) cursor.
+      const backAgain = await engine.run("to-pg", { trigger: "test" });
+      assert.equal(backAgain.run.status, "succeeded");
+      assert.equal(backAgain.counts.extracted, 0);
+    } finally {
+      await engine.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("an upsert of the same records through a fresh engine leaves the target unchanged", async () => {
+    // A new store knows nothing of earlier runs: every record is sent again, and the upsert changes nothing.
+    await db.query("CREATE TABLE people (id int PRIMARY KEY, name varchar(50) NOT NULL, at datetime(6))");
+    await pgDb.query(`CREATE TABLE ${pgSchema}.people (id int PRIMARY KEY, name text NOT NULL, at timestamptz)`);
+    await pgDb.query(
+      `INSERT INTO ${pgSchema}.people SELECT i, 'Person ' || i, '2024-05-01 08:00:00+02'::timestamptz + i * interval '1.000001 second'
+         FROM generate_series(1, 25) AS i`,
+    );
+    const Person = entity("Person", {
+      version: 1,
+      key: "id",
+      schema: Type.Object(
+        { id: Type.String(), name: Type.String(), at: Type.String() },
+        { additionalProperties: false },
+      ),
+    });
+    const runOnce = async () => {
+      const crm = postgres("crm", { url: pgUrl });
+      const maria = mysql("maria", { url });
+      const hub = defineHub({
+        systems: [crm, maria],
+        entities: [Person],
+        flows: [
+          flow("people", {
+            from: bind(crm, Person, {
+              table: `${pgSchema}.people`,
+              key: "id",
+              toCanonical: (row) => ({ id: String(row.id), name: String(row.name), at: String(row.at) }),
+            }),
+            to: bind(maria, Person, {
+              name: "maria.people",
+              table: "people",
+              key: "id",
+              fromCanonical: (person) => ({ id: Number(person.id), name: person.name, at: person.at }),
+            }),
+            chunkSize: 10,
+          }),
+        ],
+      });
+      const dir = mkdtempSync(join(tmpdir(), "franca-mysql-"));
+      const store = new SqliteStore(join(dir, "franca.db"));
+      await store.migrate();
+      const engine = await Engine.open({ hub, baseDir: dir, store });
+      try {
+        return await engine.run("people", { trigger: "test" });
+      } finally {
+        await engine.close();
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    const first = await runOnce();
+    assert.equal(first.run.status, "succeeded");
+    assert.equal(first.counts.targets["maria.people"]?.loaded, 25);
+    const snapshot = await db.query("SELECT * FROM people ORDER BY id");
+    assert.equal(snapshot.length, 25);
+    assert.deepEqual(snapshot[0], { id: 1, name: "Person 1", at: "2024-05-01 06:00:01.000001" });
+    const second = await runOnce();
+    assert.equal(second.run.status, "succeeded");
+    assert.equal(second.counts.targets["maria.people"]?.loaded, 25);
+    assert.deepEqual(await db.query("SELECT * FROM people ORDER BY id"), snapshot);
+  });
+});

@@ -1,0 +1,324 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { after, describe, it } from "node:test";
+import pg from "pg";
+import { PgBoss } from "pg-boss";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { openStore } from "../../src/store/open.ts";
+import { migrations } from "../../src/store/postgres/migrations.ts";
+import { PostgresStore } from "../../src/store/postgres/store.ts";
+import type { NewRun } from "../../src/store/types.ts";
+import { tempDir } from "../support/fixtures.ts";
+import { storeContract } from "./contract.ts";
+
+const url = "postgres://postgres@127.0.0.1:5432/test";
+const prefix = `franca_t${randomBytes(4).toString("hex")}`;
+const schemas: string[] = [];
+/** A schema of its own for one store (or several sharing it), dropped after the file's tests. */
+function newSchema(): string {
+  const schema = `${prefix}_${schemas.length}`;
+  schemas.push(schema);
+  return schema;
+}
+
+after(async () => {
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await admin.end();
+  }
+});
+
+async function openNew(schema = newSchema()): Promise<PostgresStore> {
+  const store = new PostgresStore(url, { schema });
+  await store.migrate();
+  return store;
+}
+
+const isCode = (code: string) => (error: unknown) => error instanceof FrancaError && error.code === code;
+
+const newRun = (flow: string, owner = "host:1:a", now = 1_000): NewRun => ({
+  flow,
+  kind: "flow",
+  trigger: "test",
+  targets: ["t1"],
+  owner,
+  now,
+});
+
+storeContract("PostgreSQL", () => openNew());
+
+describe("PostgreSQL store", () => {
+  it("lets exactly one of two stores (separate pools) start a flow they both start at once", async () => {
+    const schema = newSchema();
+    const a = await openNew(schema);
+    const b = new PostgresStore(url, { schema, poolSize: 4 });
+    try {
+      for (let round = 0; round < 20; round++) {
+        const flow = `race-${round}`;
+        const results = await Promise.allSettled([
+          a.startRun(newRun(flow, "host:1:a")),
+          b.startRun(newRun(flow, "host:2:b")),
+        ]);
+        const won = results.filter((result) => result.status === "fulfilled");
+        const lost = results.filter((result) => result.status === "rejected");
+        assert.equal(won.length, 1, `round ${round}: one winner`);
+        assert.ok(isCode(ErrorCode.RunLocked)((lost[0] as PromiseRejectedResult).reason), "the other is RUN_LOCKED");
+        assert.equal((await a.listRuns({ flow, status: "running" })).length, 1);
+      }
+      // claiming: two stores resume the same failed run at once
+      const run = await a.startRun(newRun("claimed"));
+      await a.finishRun(run.id, "host:1:a", { status: "failed" }, 2_000);
+      const claims = await Promise.allSettled([
+        a.claimRun(run.id, "host:1:a", 3_000),
+        b.claimRun(run.id, "host:2:b", 3_000),
+      ]);
+      assert.equal(claims.filter((claim) => claim.status === "fulfilled").length, 1);
+      const lost = claims.find((claim) => claim.status === "rejected") as PromiseRejectedResult;
+      assert.ok(isCode(ErrorCode.RunLocked)(lost.reason));
+      assert.equal((await b.getRun(run.id))?.stats.resumes, 1, "claimed once");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("lets exactly one of two processes start each flow both start at once", async () => {
+    const schema = newSchema();
+    const store = await openNew(schema);
+    const flows = 40;
+    const child = (owner: string) => {
+      // the child connects, says so, waits for the go, then starts every flow at once
+      const code = `
+        import { PostgresStore } from ${JSON.stringify(new URL("../../src/store/postgres/store.ts", import.meta.url).href)};
+        const [url, schema, owner, flows] = process.argv.slice(1);
+        const store = new PostgresStore(url, { schema });
+        await store.executeSql("SELECT 1");
+        process.stdout.write("ready\\n");
+        await new Promise((resolve) => process.stdin.once("data", resolve));
+        const results = await Promise.all(Array.from({ length: Number(flows) }, (_, i) =>
+          store.startRun({ flow: "flow-" + i, kind: "flow", trigger: "test", targets: [], owner, now: Date.now() }).then(
+            () => "won",
+            (error) => { if (error.code !== "RUN_LOCKED") throw error; return "locked"; })));
+        await store.close();
+        process.stdout.write(JSON.stringify(results) + "\\n");
+        process.exit(0);`;
+      const proc = spawn(process.execPath, ["--input-type=module", "-e", code, url, schema, owner, String(flows)], {
+        stdio: ["pipe", "pipe", "inherit"],
+      });
+      let output = "";
+      const ready = new Promise<void>((resolve) => {
+        proc.stdout.on("data", (data: Buffer) => {
+          output += data.toString();
+          if (output.includes("ready\n")) resolve();
+        });
+      });
+      const done = new Promise<string[]>((resolve, reject) => {
+        proc.on("exit", (exitCode) => {
+          if (exitCode !== 0) reject(new Error(`child ${owner} exited with ${exitCode}`));
+          else resolve(JSON.parse(output.slice(output.indexOf("ready\n") + 6)) as string[]);
+        });
+      });
+      return { proc, ready, done };
+    };
+    try {
+      const children = [child("one:1:a"), child("two:2:b")];
+      await Promise.all(children.map((item) => item.ready));
+      for (const item of children) item.proc.stdin.end("go\n");
+      const [one, two] = (await Promise.all(children.map((item) => item.done))) as [string[], string[]];
+      for (let i = 0; i < flows; i++) {
+        assert.deepEqual([one[i], two[i]].sort(), ["locked", "won"], `flow-${i}: exactly one process won`);
+      }
+      const running = await store.listRuns({ status: "running", limit: 1000 });
+      assert.equal(running.length, flows);
+      assert.equal(new Set(running.map((run) => run.flow)).size, flows, "one running run per flow");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("never holds two running runs of a flow, even when written around the store", async () => {
+    const store = await openNew();
+    try {
+      await store.startRun(newRun("f"));
+      await assert.rejects(
+        store.executeSql(
+          `INSERT INTO "${store.schema}".runs (flow, kind, trigger, status, targets, started_at) VALUES ('f', 'flow', 'x', 'running', '[]', 1)`,
+        ),
+        (error: unknown) => isCode(ErrorCode.RunLocked)(error) && /flow 'f' already has a run/.test(String(error)),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("keeps a message holding NUL, which PostgreSQL text cannot hold, as U+FFFD", async () => {
+    const store = await openNew();
+    try {
+      const run = await store.startRun(newRun("f"));
+      await store.saveOutcomes(run.id, [
+        { key: "k", target: null, status: "quarantined", chunk: 0, attempts: 1, message: "bad byte \0 here" },
+      ]);
+      assert.equal((await store.records(run.id))[0]?.message, "bad byte \uFFFD here");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {
+    const store = await openNew();
+    try {
+      await store.executeSql(`CREATE TABLE "${store.schema}".jobs (name TEXT NOT NULL)`);
+      // rolled back: a run started, a chunk staged and recorded, its load, a cursor, and the caller's own row
+      let started = 0;
+      await assert.rejects(
+        store.withTransaction(async (tx) => {
+          const run = await tx.startRun(newRun("f"));
+          started = run.id;
+          await tx.stage(run.id, 0, "extracted", "[1]");
+          await tx.saveExtracted(run.id, 0, [1], 1, 2);
+          await tx.stage(run.id, 0, "canonical", "[]");
+          await tx.saveCanonical(run.id, 0, 1, [], 3);
+          await tx.saveLoad(
+            run.id,
+            0,
+            "t1",
+            { loaded: [{ key: "a", hash: "h" }], unchanged: [], problems: [], attempts: 1 },
+            4,
+          );
+          await tx.finishRun(run.id, "host:1:a", { status: "succeeded", cursor: [1] }, 5);
+          await tx.client.query(`INSERT INTO "${store.schema}".jobs (name) VALUES ('next chunk')`);
+          assert.equal((await tx.getRun(run.id))?.status, "succeeded", "the transaction sees its own writes");
+          assert.equal((await store.getRun(run.id))?.status, undefined, "other connections do not");
+          throw new Error("the job queue refused");
+        }),
+        /the job queue refused/,
+      );
+      assert.ok(started > 0);
+      assert.equal(await store.getRun(started), undefined);
+      assert.equal(await store.readStaged(started, 0, "extracted"), undefined);
+      assert.deepEqual(await store.chunkStates(started), []);
+      assert.equal((await store.getHashes("t1", ["a"])).size, 0);
+      assert.equal(await store.getCursor("f"), undefined);
+      assert.deepEqual((await store.executeSql(`SELECT name FROM "${store.schema}".jobs`)).rows, []);
+      assert.deepEqual(await store.listRuns(), []);
+
+      // committed: the same calls, all visible afterwards
+      const tx = await store.withTransaction(async (tx) => {
+        const run = await tx.startRun(newRun("f"));
+        await tx.stage(run.id, 0, "extracted", "[1]");
+        await tx.saveExtracted(run.id, 0, [1], 1, 2);
+        await tx.executeSql(`INSERT INTO "${store.schema}".jobs (name) VALUES ($1)`, [`run ${run.id}`]);
+        return tx;
+      });
+      const [run] = await store.listRuns();
+      assert.equal(run?.status, "running");
+      assert.equal(await store.readStaged(run?.id as number, 0, "extracted"), "[1]");
+      assert.deepEqual((await store.executeSql(`SELECT name FROM "${store.schema}".jobs`)).rows, [
+        { name: `run ${run?.id}` },
+      ]);
+      await assert.rejects(tx.getRun(1), isCode(ErrorCode.StoreError), "a transaction's store is unusable after it");
+
+      // a refusal inside leaves the transaction usable; a nested transaction rolls back alone
+      await store.withTransaction(async (tx) => {
+        await assert.rejects(tx.startRun(newRun("f")), isCode(ErrorCode.RunLocked));
+        await assert.rejects(
+          tx.withTransaction(async (inner) => {
+            await inner.startRun(newRun("g"));
+            await inner.executeSql("SELECT * FROM no_such_table");
+          }),
+          isCode(ErrorCode.StoreError),
+        );
+        await tx.startRun(newRun("h"));
+      });
+      assert.deepEqual((await store.listRuns()).map((item) => item.flow).sort(), ["f", "h"]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("sends a pg-boss job in the transaction of a chunk: both commit, or neither", async () => {
+    const store = await openNew();
+    const boss = new PgBoss({
+      connectionString: url,
+      schema: `${store.schema}_boss`,
+      supervise: false,
+      schedule: false,
+    });
+    schemas.push(`${store.schema}_boss`);
+    boss.on("error", () => {});
+    await boss.start();
+    try {
+      await boss.createQueue("load-chunk");
+      const run = await store.startRun(newRun("f"));
+      let jobId: string | null = null;
+      await assert.rejects(
+        store.withTransaction(async (tx) => {
+          await tx.stage(run.id, 0, "extracted", "[]");
+          await tx.saveExtracted(run.id, 0, [1], 0, 2);
+          jobId = await boss.send("load-chunk", { run: run.id, seq: 0 }, { db: tx });
+          throw new Error("crash before commit");
+        }),
+        /crash before commit/,
+      );
+      assert.ok(jobId !== null);
+      assert.equal(await boss.getJobById("load-chunk", jobId), null, "the job went with the chunk");
+      assert.deepEqual(await store.chunkStates(run.id), []);
+
+      const sent = await store.withTransaction(async (tx) => {
+        await tx.stage(run.id, 0, "extracted", "[]");
+        await tx.saveExtracted(run.id, 0, [1], 0, 2);
+        return boss.send("load-chunk", { run: run.id, seq: 0 }, { db: tx });
+      });
+      assert.deepEqual((await boss.getJobById("load-chunk", sent as string))?.data, { run: run.id, seq: 0 });
+      assert.equal((await store.chunkStates(run.id)).length, 1);
+    } finally {
+      await boss.stop({ graceful: false });
+      await store.close();
+    }
+  });
+
+  it("migrates idempotently, and concurrent migrators apply each version once", async () => {
+    const schema = newSchema();
+    const stores = Array.from({ length: 6 }, () => new PostgresStore(url, { schema, poolSize: 2 }));
+    try {
+      await Promise.all(stores.map((store) => store.migrate()));
+      const first = stores[0] as PostgresStore;
+      await first.migrate();
+      await first.migrate();
+      const { rows } = await first.executeSql(`SELECT version FROM "${schema}".migrations ORDER BY version`);
+      assert.deepEqual(
+        rows.map((row) => row.version),
+        migrations.map((migration) => migration.version),
+      );
+      const run = await first.startRun(newRun("f"));
+      assert.equal((await (stores[5] as PostgresStore).getRun(run.id))?.flow, "f");
+
+      // a schema from a newer Franca is refused rather than misread
+      await first.executeSql(`INSERT INTO "${schema}".migrations VALUES (999, 'future', 0)`);
+      await assert.rejects(first.migrate(), /schema version 999, newer than this Franca knows/);
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
+  it("opens from a postgres:// store spec, migrated, its location without the password", async () => {
+    using tmp = tempDir();
+    const schema = newSchema();
+    const store = await openStore(`postgresql://postgres:s3cret@127.0.0.1:5432/test?schema=${schema}`, tmp.dir);
+    try {
+      assert.equal(store.kind, "postgres");
+      assert.equal((store as PostgresStore).schema, schema);
+      assert.doesNotMatch(store.location, /s3cret/);
+      assert.match(store.location, new RegExp(`schema=${schema}`));
+      const run = await store.startRun(newRun("f"));
+      assert.equal((await store.getRun(run.id))?.status, "running");
+    } finally {
+      await store.close();
+    }
+    assert.throws(() => new PostgresStore(url, { schema: 'bad"name' }), isCode(ErrorCode.ConfigInvalid));
+  });
+});
