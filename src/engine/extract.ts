@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
-import type { Channel } from "./channel.ts";
 import { classify } from "./classify.ts";
 import type { RunContext } from "./context.ts";
 import { compareProfiles, type Drift, describeDrift, type Profile, profileRows } from "./drift.ts";
@@ -23,16 +22,23 @@ export interface DriftState {
 }
 
 /**
- * Reads the source from `from`, cuts the stream into chunks of the flow's chunk size, persists each chunk (rows and
- * position) before handing it on, and only then acknowledges it upstream. A transient read error restarts the read
- * from the last persisted position after a backoff; rows read since then are dropped, never half-kept.
+ * Where an extracted chunk goes: it must be durable (staged and recorded with its position) when the sink returns,
+ * for the chunk is then acknowledged upstream. The in-process executor stages it and hands it to the transform
+ * stage; the distributed one stages it and enqueues its transform job in one transaction.
+ */
+export type ChunkSink = (chunk: { seq: number; rows: Row[]; position: unknown }) => Promise<void>;
+
+/**
+ * Reads the source from `from`, cuts the stream into chunks (slow start, then the flow's chunk size), hands each
+ * chunk to the sink, which makes it durable, and only then acknowledges it upstream. A transient read error restarts
+ * the read from the last durable position after a backoff; rows read since then are dropped, never half-kept.
  */
 export async function extract(
   ctx: RunContext,
   startSeq: number,
   from: unknown,
-  out: Channel<ExtractedChunk>,
   drift: DriftState,
+  sink: ChunkSink,
 ): Promise<void> {
   const { binding, connection, policy } = ctx.source;
   const log = ctx.logger.child({ stage: "extract", system: binding.system.name });
@@ -69,15 +75,10 @@ export async function extract(
         }
       }
     }
-    await ctx.store.stage(ctx.run.id, seq, "extracted", JSON.stringify(rows));
-    await ctx.store.saveExtracted(ctx.run.id, seq, bufferPosition, rows.length, Date.now());
+    await sink({ seq, rows, position: bufferPosition });
     position = bufferPosition;
-    ctx.progress.chunks++;
-    ctx.progress.extracted += rows.length;
-    ctx.notify();
     if (connection.ack !== undefined) await connection.ack(position);
     log.debug({ chunk: seq, records: rows.length }, "chunk extracted");
-    await out.send({ seq, rows });
     seq++;
     await yieldToEventLoop();
   };

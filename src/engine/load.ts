@@ -49,12 +49,12 @@ class LazyItem implements WriteItem {
  * - failed — the target could not take it after the system's retries (transient): the run stops, resume retries.
  * A batch the target refused as a whole is split in halves until the refused records are isolated.
  */
-export async function loadChunk(
+export async function writeChunk(
   ctx: RunContext,
   target: Endpoint,
   seq: number,
   records: readonly CanonicalRecord[],
-): Promise<void> {
+): Promise<WrittenChunk> {
   const { binding, connection, policy } = target;
   const name = binding.name;
   const log = ctx.logger.child({ stage: "load", target: name, system: binding.system.name });
@@ -207,7 +207,35 @@ export async function loadChunk(
     await Promise.all(batches.map((batch) => write(batch)));
   }
   if (result.attempts === 0) result.attempts = 1;
+  return systemFailure === undefined ? { result } : { result, systemFailure };
+}
 
+/** A chunk written to one target: the outcome to record, and the system failure that must stop the run, if any. */
+export interface WrittenChunk {
+  result: LoadResult;
+  systemFailure?: FrancaError;
+}
+
+/** Counts a written chunk's problems against the run's failure budget: the error to stop the run with, if crossed. */
+export function chargeBudget(ctx: RunContext, written: WrittenChunk): FrancaError | undefined {
+  if (written.systemFailure !== undefined) return written.systemFailure;
+  for (let i = 0; i < written.result.problems.length; i++) {
+    const stop = ctx.budget.problem(false);
+    if (stop !== undefined) return stop;
+  }
+  return undefined;
+}
+
+/** The in-process executor's load of one chunk into one target: write it, record the outcome, count it. */
+export async function loadChunk(
+  ctx: RunContext,
+  target: Endpoint,
+  seq: number,
+  records: readonly CanonicalRecord[],
+): Promise<void> {
+  const written = await writeChunk(ctx, target, seq, records);
+  const { result } = written;
+  const name = target.binding.name;
   await ctx.store.saveLoad(ctx.run.id, seq, name, result, Date.now());
   const progress = ctx.progress.targets[name];
   if (progress !== undefined) {
@@ -219,9 +247,6 @@ export async function loadChunk(
     }
   }
   ctx.notify();
-  if (systemFailure !== undefined) throw systemFailure;
-  for (let i = 0; i < result.problems.length; i++) {
-    const stop = ctx.budget.problem(false);
-    if (stop !== undefined) throw stop;
-  }
+  const stop = chargeBudget(ctx, written);
+  if (stop !== undefined) throw stop;
 }

@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import type { MapContext, Row } from "../core/binding.ts";
-import { compileEntity } from "../core/compiled-entity.ts";
+import type { Row } from "../core/binding.ts";
 import { ErrorCode, ExitCode, FrancaError, toFrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
-import type { AnyLookup, Lookup } from "../core/lookup.ts";
+import type { AnyLookup } from "../core/lookup.ts";
 import type { RunStatus } from "../core/record.ts";
 import type { System } from "../core/system.ts";
 import type { LookupCacheStore, MemoryLookupCache } from "../store/lookup-cache.ts";
@@ -12,15 +11,14 @@ import type { RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
 import { Channel } from "./channel.ts";
 import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
-import type { Endpoint, RunContext, RunProgress } from "./context.ts";
+import type { Endpoint, RunProgress } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
 import { compareProfiles, describeDrift } from "./drift.ts";
 import { type DriftState, type ExtractedChunk, extract } from "./extract.ts";
-import { FailureBudget } from "./failure-budget.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
-import { LookupRuntime } from "./lookups.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
+import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
 import { type CanonicalRecord, decodeCanonical } from "./staging.ts";
 import { transformAndStage } from "./transform.ts";
@@ -174,107 +172,13 @@ export async function executeRun(
 
   const states = await store.chunkStates(run.id);
   const already = await store.counts(run.id);
-  const targets: Endpoint[] = run.targets.map((name) => {
-    const binding = flow.to.find((item) => item.name === name);
-    if (binding === undefined) {
-      throw new FrancaError(
-        ErrorCode.ConfigInvalid,
-        `run ${run.id} loads target '${name}', which is no longer in flow '${flow.name}'`,
-        {
-          setting: `flows.${flow.name}.to`,
-        },
-      );
-    }
-    return { binding, connection: env.connections.get(binding.system), policy: env.policyOf(binding.system.name) };
-  });
-  const source: Endpoint = {
-    binding: flow.from,
-    connection: env.connections.get(flow.from.system),
-    policy: env.policyOf(flow.from.system.name),
-  };
-
-  const progress: RunProgress = {
-    runId: run.id,
-    flow: flow.name,
-    startedAt: run.startedAt,
-    chunks: already.chunks,
-    extracted: already.extracted,
-    transformed: already.canonical + already.quarantined + already.failed,
-    quarantined: already.quarantined,
-    failed: already.failed,
-    extractDone: run.extractDone,
-    targets: Object.fromEntries(
-      run.targets.map((name) => [
-        name,
-        { ...(already.targets[name] ?? { loaded: 0, unchanged: 0, quarantined: 0, failed: 0 }) },
-      ]),
-    ),
-    paused: {},
-  };
-  let problemsSoFar = already.quarantined + already.failed;
-  for (const counts of Object.values(already.targets)) problemsSoFar += counts.quarantined + counts.failed;
-
-  const lookups = new LookupRuntime({
-    policyOf: env.policyOf,
-    clientOf: (name) => {
-      const system = env.systemsByName.get(name);
-      return system === undefined ? undefined : env.connections.get(system).client?.();
-    },
+  const ctx = createRunContext(env, flow, run, already, {
     signal: control.signal,
-    ...(env.lookupCache === undefined ? {} : { persistent: env.lookupCache }),
-    ...(env.sharedLookupCache === undefined ? {} : { shared: env.sharedLookupCache }),
-    onCacheError: (lookup, error) =>
-      logger.warn({ lookup, err: toFrancaError(error).message }, "lookup cache unavailable; asking the system instead"),
-  });
-  const mapContexts = new Map<string, MapContext>();
-  let lastNotify = 0;
-  const ctx: RunContext = {
-    run,
-    flow,
-    store,
-    logger,
-    signal: control.signal,
-    compiled: compileEntity(flow.entity),
-    source,
-    targets,
-    lookups,
-    budget: new FailureBudget(flow.failure, { processed: progress.transformed, problems: problemsSoFar }),
-    progress,
-    mapContext(binding) {
-      let context = mapContexts.get(binding);
-      if (context === undefined) {
-        context = {
-          run: { id: run.id, flow: flow.name },
-          binding,
-          lookup: <K, V>(item: Lookup<K, V>, key: K): Promise<V> => {
-            if ((env.lookupsByName.get(item.name) as unknown) !== item) {
-              return Promise.reject(
-                new FrancaError(
-                  ErrorCode.ConfigUnknownReference,
-                  `lookup '${item.name}' is not declared in the hub's lookups`,
-                  {
-                    setting: "lookups",
-                  },
-                ),
-              );
-            }
-            return lookups.call(item, key);
-          },
-        };
-        mapContexts.set(binding, context);
-      }
-      return context;
-    },
     fail,
-    notify() {
-      const now = Date.now();
-      if (options.onProgress !== undefined && now - lastNotify >= 100) {
-        lastNotify = now;
-        progress.paused = Object.fromEntries(env.pausedSystems?.() ?? []);
-        options.onProgress(progress);
-      }
-    },
-  };
+    logger,
+    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+  });
+  const { progress, lookups, source, targets } = ctx;
 
   // --- the plan: what this (possibly resumed) run still has to do
   const notTransformed = states.filter((chunk) => !chunk.transformed).map((chunk) => chunk.seq);
@@ -336,7 +240,14 @@ export async function executeRun(
     try {
       for (const seq of notTransformed) await toTransform.send({ seq });
       if (!run.extractDone) {
-        await extract(ctx, startSeq, from, toTransform, drift);
+        await extract(ctx, startSeq, from, drift, async ({ seq, rows, position }) => {
+          await store.stage(run.id, seq, "extracted", JSON.stringify(rows));
+          await store.saveExtracted(run.id, seq, position, rows.length, Date.now());
+          progress.chunks++;
+          progress.extracted += rows.length;
+          ctx.notify();
+          await toTransform.send({ seq, rows });
+        });
         if (control.signal.aborted) return;
         await store.markExtractDone(run.id);
         progress.extractDone = true;
