@@ -20,6 +20,9 @@ export interface CliValues {
   offset?: string;
   fresh?: boolean;
   out?: string;
+  jobs?: string;
+  to?: string;
+  wait?: boolean;
   help?: boolean;
 }
 
@@ -32,10 +35,14 @@ export interface Cli {
   printJson(value: unknown): void;
   warn(text: string): void;
   readonly interactive: boolean;
-  /** Loads the configuration and opens the engine (once); `flows` are preflighted before the store is opened. */
+  /**
+   * Loads the configuration and opens the engine (once); `flows` are preflighted before the store is opened. A hub
+   * whose store is PostgreSQL gets the distributed executor; `worker` marks this process as one that works jobs.
+   */
   open(options?: {
     longRunning?: boolean;
     flows?: readonly string[];
+    worker?: boolean;
   }): Promise<{ engine: Engine; hub: Hub; baseDir: string; file: string; logFile?: string }>;
   close(): Promise<void>;
 }
@@ -86,7 +93,14 @@ export function createCli(values: CliValues, positionals: readonly string[], cwd
         preflight(flow, baseDir);
       }
       const { logger, logFile } = loggerFor(values, baseDir, options.longRunning === true, interactive);
-      const engine = await Engine.open({ hub, baseDir, logger });
+      const distributed = hub.store !== undefined && /^postgres(ql)?:\/\//.test(hub.store);
+      const engine = await Engine.open({
+        hub,
+        baseDir,
+        logger,
+        executor: distributed ? "distributed" : "local",
+        workerProcess: options.worker === true,
+      });
       opened = { engine, hub, baseDir, file, ...(logFile === undefined ? {} : { logFile }) };
       return opened;
     },

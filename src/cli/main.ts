@@ -7,6 +7,9 @@ import { recordsCommand } from "./commands/records.ts";
 import { replayCommand, resumeCommand, runCommand } from "./commands/run.ts";
 import { runsCommand } from "./commands/runs.ts";
 import { schemaCommand } from "./commands/schema.ts";
+import { serveCommand } from "./commands/serve.ts";
+import { storeCommand } from "./commands/store.ts";
+import { workerCommand } from "./commands/worker.ts";
 import { type Cli, type CliValues, createCli } from "./context.ts";
 
 const help = `franca — an integration hub: canonical model, durable staged runs, a ledger of every record.
@@ -14,7 +17,9 @@ const help = `franca — an integration hub: canonical model, durable staged run
 usage: franca <command> [options]
 
 commands
-  run <flow> [--fresh]          run a flow (continues the flow's unfinished run unless --fresh)
+  run <flow> [--fresh] [--wait] run a flow (continues the flow's unfinished run unless --fresh); on a PostgreSQL
+                                store it is queued for the workers, and --wait waits for it (working it here too
+                                when no worker is alive)
   resume <run>                  continue a failed, cancelled or abandoned run from its last persisted chunk
   replay <run> [--status quarantined|failed] [--key k]...
                                 run again only the records that were quarantined or failed, from their staged stage
@@ -25,6 +30,10 @@ commands
   check                         validate the configuration and reach every system
   schema [entity] [--out dir]   entities as JSON Schema; 'schema check <old.json>' checks compatibility
   init [dir]                    create a starter project
+  worker [--jobs n]             PostgreSQL store: work the queued chunk jobs until SIGTERM (finishes the jobs in
+                                flight; a second SIGTERM hands them back)
+  serve                         run every flow that has a schedule on its cron (and work jobs, on PostgreSQL)
+  store migrate --to <url>      move the embedded SQLite store into an empty PostgreSQL database
 
 options
   -c, --config <file>           configuration (default: franca.config.ts here or in a parent directory)
@@ -43,6 +52,9 @@ const commands: Record<string, (cli: Cli) => Promise<number>> = {
   check: checkCommand,
   schema: schemaCommand,
   init: initCommand,
+  worker: workerCommand,
+  serve: serveCommand,
+  store: storeCommand,
 };
 
 const usageCodes = new Set<string>([
@@ -75,6 +87,9 @@ export async function main(argv: readonly string[], cwd = process.cwd()): Promis
         offset: { type: "string" },
         fresh: { type: "boolean" },
         out: { type: "string" },
+        jobs: { type: "string" },
+        to: { type: "string" },
+        wait: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }) as { values: CliValues; positionals: string[] };

@@ -146,11 +146,12 @@ function checkPositive(
 }
 
 function checkLimits(limits: Limits, base: string, add: (code: ErrorCode, setting: string, message: string) => void) {
-  const known = new Set(["concurrency", "rateLimit", "timeoutMs", "retry", "breaker"]);
+  const known = new Set(["concurrency", "processConcurrency", "rateLimit", "timeoutMs", "retry", "breaker"]);
   for (const name of Object.keys(limits)) {
     if (!known.has(name)) add(ErrorCode.ConfigInvalid, `${base}.${name}`, "is not a known limit");
   }
   checkPositive(limits.concurrency, `${base}.concurrency`, add, true);
+  checkPositive(limits.processConcurrency, `${base}.processConcurrency`, add, true);
   checkPositive(limits.timeoutMs, `${base}.timeoutMs`, add);
   if (limits.rateLimit !== undefined) {
     checkPositive(limits.rateLimit.requests, `${base}.rateLimit.requests`, add, true);

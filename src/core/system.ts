@@ -6,8 +6,10 @@
 
 /** How hard the hub may press on one system. Shared by every flow and lookup that uses the system. */
 export interface Limits {
-  /** Calls in flight at once, across the whole process (and, distributed, across all workers). */
+  /** Calls in flight at once: in this process, and with the distributed executor across every worker. */
   concurrency?: number;
+  /** With the distributed executor, this process's own cap on calls in flight (a worker sized for one machine). */
+  processConcurrency?: number;
   /** At most `requests` calls per `perMs` milliseconds (token bucket). */
   rateLimit?: { requests: number; perMs: number };
   /** Time allowed for one call, in milliseconds. */

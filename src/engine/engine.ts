@@ -6,13 +6,16 @@ import type { Hub } from "../core/hub.ts";
 import { silentLogger } from "../observe/logger.ts";
 import { type LookupCacheStore, MemoryLookupCache, redisLookupCache, storeLookupCache } from "../store/lookup-cache.ts";
 import { openStore } from "../store/open.ts";
+import type { PostgresStore } from "../store/postgres/store.ts";
 import type { RunRecord, Store } from "../store/types.ts";
 import { ConnectionPool } from "./connections.ts";
+import type { Cluster } from "./distributed/cluster.ts";
+import { queueOwner } from "./distributed/owner.ts";
 import { isOwnerDead, processOwner } from "./owner.ts";
 import { SystemPolicy } from "./policy.ts";
 import { preflight } from "./preflight.ts";
 import { prepareReplay, type ReplayPlan, type ReplaySelection } from "./replay.ts";
-import { executeRun, type RunOptions, type RunSummary } from "./run.ts";
+import { executeRun, exitCodeOf, type RunOptions, type RunSummary } from "./run.ts";
 
 export interface EngineOptions {
   hub: Hub;
@@ -21,6 +24,13 @@ export interface EngineOptions {
   /** An open store; default: the one the hub names (SQLite `.franca/franca.db`). */
   store?: Store;
   logger?: Logger;
+  /**
+   * `local` (default): runs execute in this process. `distributed`: each chunk-stage is a job on the PostgreSQL store's
+   * queue, worked by any number of worker processes (`franca worker`); needs a `postgres://` store.
+   */
+  executor?: "local" | "distributed";
+  /** This process is a worker (`franca worker`, `franca serve`): others see it alive and leave the jobs to it. */
+  workerProcess?: boolean;
 }
 
 export interface StartOptions extends RunOptions {
@@ -52,8 +62,16 @@ export class Engine {
   readonly #lookupCache: LookupCacheStore;
   readonly #sharedLookupCache = new MemoryLookupCache();
   readonly #paused = new Map<string, number>();
+  readonly #cluster: Cluster | undefined;
 
-  private constructor(options: EngineOptions, store: Store, ownsStore: boolean, lookupCache: LookupCacheStore) {
+  private constructor(
+    options: EngineOptions,
+    store: Store,
+    ownsStore: boolean,
+    lookupCache: LookupCacheStore,
+    cluster: Cluster | undefined,
+  ) {
+    this.#cluster = cluster;
     this.hub = options.hub;
     this.baseDir = options.baseDir;
     this.store = store;
@@ -66,13 +84,38 @@ export class Engine {
   static async open(options: EngineOptions): Promise<Engine> {
     const store = options.store ?? (await openStore(options.hub.store, options.baseDir));
     try {
+      let cluster: Cluster | undefined;
+      if (options.executor === "distributed") {
+        const url = options.hub.store;
+        if (store.kind !== "postgres" || url === undefined || !/^postgres(ql)?:\/\//.test(url)) {
+          throw configError(
+            ErrorCode.ConfigInvalid,
+            "store",
+            "the distributed executor needs the hub's store to be a postgres:// URL",
+          );
+        }
+        // loaded only here: pg-boss and the gates' pool are not for hubs that run in one process
+        const { Cluster } = await import("./distributed/cluster.ts");
+        cluster = await Cluster.open(url, store as PostgresStore, options.logger ?? silentLogger(), {
+          worker: options.workerProcess === true,
+        });
+      }
       const cache =
         options.hub.cache === undefined ? storeLookupCache(store) : await redisLookupCache(options.hub.cache);
-      return new Engine(options, store, options.store === undefined, cache);
+      return new Engine(options, store, options.store === undefined, cache, cluster);
     } catch (error) {
       if (options.store === undefined) await store.close();
       throw error;
     }
+  }
+
+  get distributed(): boolean {
+    return this.#cluster !== undefined;
+  }
+
+  /** Who owns the runs this engine starts: this process, or the queue (distributed: every worker shares them). */
+  get #runOwner(): string {
+    return this.#cluster === undefined ? this.owner : queueOwner;
   }
 
   policyOf(systemName: string): SystemPolicy {
@@ -83,6 +126,7 @@ export class Engine {
         throw new FrancaError(ErrorCode.ConfigUnknownReference, `unknown system '${systemName}'`);
       const log = this.logger.child({ system: systemName });
       policy = new SystemPolicy(systemName, system.limits, {
+        ...(this.#cluster === undefined ? {} : this.#cluster.gatesOf(systemName, system.limits)),
         events: {
           onRetry: (error, attempt, delayMs) =>
             log.info({ code: error.code, attempt, delayMs: Math.round(delayMs), err: error.message }, "retrying call"),
@@ -119,7 +163,7 @@ export class Engine {
     return {
       store: this.store,
       logger: this.logger,
-      owner: this.owner,
+      owner: this.#runOwner,
       connections: this.#connections,
       policyOf: (name: string) => this.policyOf(name),
       lookupsByName: this.hub.lookups,
@@ -170,11 +214,11 @@ export class Engine {
       kind: "flow",
       trigger: options.trigger ?? "api",
       targets: flow.to.map((target) => target.name),
-      owner: this.owner,
+      owner: this.#runOwner,
       now: Date.now(),
       ...(cursorFrom === undefined ? {} : { cursorFrom }),
     });
-    return executeRun(this.#environment(), flow, run, options);
+    return this.#execute(flow, run, options);
   }
 
   /** Continues a failed, cancelled or abandoned run from its last persisted chunk. */
@@ -224,7 +268,7 @@ export class Engine {
       kind: "replay",
       trigger: options.trigger ?? "api",
       targets,
-      owner: this.owner,
+      owner: this.#runOwner,
       now: Date.now(),
       parentId: parent.id,
     });
@@ -235,25 +279,94 @@ export class Engine {
       const failure = error instanceof FrancaError ? error : new FrancaError(ErrorCode.Internal, String(error));
       await this.store.finishRun(
         replay.id,
-        this.owner,
+        this.#runOwner,
         { status: "failed", error: { code: failure.code, message: failure.message } },
         Date.now(),
       );
       throw failure;
     }
     const prepared = (await this.store.getRun(replay.id)) as RunRecord;
-    const summary = await executeRun(
-      this.#environment(),
-      flow,
-      { ...prepared, stats: { ...prepared.stats, replay: plan } },
-      options,
-    );
+    const summary = await this.#execute(flow, { ...prepared, stats: { ...prepared.stats, replay: plan } }, options);
     return { ...summary, plan };
   }
 
   async #resume(flow: Flow, run: RunRecord, options: RunOptions): Promise<RunSummary> {
-    const claimed = await this.store.claimRun(run.id, this.owner, Date.now());
-    return executeRun(this.#environment(), flow, claimed, options);
+    const claimed = await this.store.claimRun(run.id, this.#runOwner, Date.now());
+    return this.#execute(flow, claimed, options);
+  }
+
+  /**
+   * Executes a run: in this process, or (distributed) by planning its jobs and waiting for the workers, working in
+   * this process too when no worker is alive. A cancel while waiting ends the run 'cancelled': the workers' jobs of
+   * it then find it ended and stop.
+   */
+  async #execute(flow: Flow, run: RunRecord, options: RunOptions): Promise<RunSummary> {
+    const cluster = this.#cluster;
+    if (cluster === undefined) return executeRun(this.#environment(), flow, run, options);
+    if (Object.keys(run.stats).length > 0) await this.store.updateStats(run.id, run.stats);
+    await cluster.plan(run);
+    if (!(await cluster.workerAlive())) await cluster.startWorker(this.hub, this.#distributedEnvironment());
+    let ended: RunRecord;
+    try {
+      ended = await cluster.waitFor(run.id, options.onProgress, options.signal);
+    } catch (error) {
+      if (options.signal?.aborted !== true) throw error;
+      const current = await this.store.getRun(run.id);
+      if (current?.status === "running") {
+        await this.store.finishRun(
+          run.id,
+          queueOwner,
+          { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
+          Date.now(),
+        );
+      }
+      ended = (await this.store.getRun(run.id)) as RunRecord;
+    }
+    const counts = await this.store.counts(run.id);
+    return { run: ended, counts, exitCode: exitCodeOf(ended.status) };
+  }
+
+  #distributedEnvironment() {
+    return { ...this.#environment(), store: this.store as PostgresStore };
+  }
+
+  /** Distributed: creates the flow's run and queues its extraction, without waiting. */
+  async enqueue(flowName: string, options: { trigger?: string } = {}): Promise<RunRecord> {
+    const cluster = this.#cluster;
+    if (cluster === undefined)
+      throw new FrancaError(ErrorCode.Usage, "enqueue needs the distributed executor (a postgres:// store)");
+    const flow = this.flow(flowName);
+    this.preflight(flow);
+    await this.reapAbandoned();
+    const previousEnd = flow.from.cursor === undefined ? undefined : await this.store.getCursor(flow.name);
+    const source = this.#connections.get(flow.from.system);
+    const cursorFrom =
+      previousEnd === undefined || source.nextRunFrom === undefined ? previousEnd : source.nextRunFrom(previousEnd);
+    const run = await this.store.startRun({
+      flow: flow.name,
+      kind: "flow",
+      trigger: options.trigger ?? "api",
+      targets: flow.to.map((target) => target.name),
+      owner: queueOwner,
+      now: Date.now(),
+      ...(cursorFrom === undefined ? {} : { cursorFrom }),
+    });
+    await cluster.plan(run);
+    return run;
+  }
+
+  /**
+   * Distributed: works jobs in this process until `signal` aborts, then stops taking jobs and finishes the ones in
+   * flight (graceful), or hands them back at once (`graceful: false`).
+   */
+  async work(options: { signal: AbortSignal; jobs?: number; graceful?: () => boolean }): Promise<void> {
+    const cluster = this.#cluster;
+    if (cluster === undefined)
+      throw new FrancaError(ErrorCode.Usage, "a worker needs the distributed executor (a postgres:// store)");
+    await cluster.startWorker(this.hub, this.#distributedEnvironment(), options.jobs);
+    if (!options.signal.aborted)
+      await new Promise<void>((resolve) => options.signal.addEventListener("abort", () => resolve(), { once: true }));
+    await cluster.stopWorker(options.graceful?.() ?? true);
   }
 
   /** Health of every system (or those named): one call each, with the latency. */
@@ -281,6 +394,7 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    await this.#cluster?.close();
     await this.#connections.closeAll();
     await this.#lookupCache.close();
     if (this.#ownsStore) await this.store.close();

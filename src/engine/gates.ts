@@ -26,6 +26,16 @@ export const unlimitedRate: RateGate = {
   take: async () => {},
 };
 
+/** Two caps at once: a slot of `outer` (this process's share), then one of `inner` (held across processes). */
+export function nestedGates(outer: ConcurrencyGate, inner: ConcurrencyGate): ConcurrencyGate {
+  return {
+    run: (fn, signal) => outer.run(() => inner.run(fn, signal), signal),
+    get inFlight() {
+      return inner.inFlight;
+    },
+  };
+}
+
 /** In-process concurrency cap: cockatiel's bulkhead with an unbounded queue (callers wait, none are refused). */
 export function localConcurrencyGate(limit: number): ConcurrencyGate {
   const policy = bulkhead(limit, Number.POSITIVE_INFINITY);

@@ -101,9 +101,10 @@ export class SystemPolicy {
     options: { concurrency?: ConcurrencyGate; rate?: RateGate; events?: PolicyEvents; maxPauseMs?: number } = {},
   ) {
     this.system = system;
+    // in one process, the cap is the smaller of the system's and this process's own
+    const caps = [limits.concurrency, limits.processConcurrency].filter((cap): cap is number => cap !== undefined);
     this.#concurrency =
-      options.concurrency ??
-      (limits.concurrency === undefined ? unlimitedConcurrency : localConcurrencyGate(limits.concurrency));
+      options.concurrency ?? (caps.length === 0 ? unlimitedConcurrency : localConcurrencyGate(Math.min(...caps)));
     this.#rate =
       options.rate ??
       (limits.rateLimit === undefined

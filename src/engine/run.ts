@@ -7,16 +7,17 @@ import type { AnyLookup } from "../core/lookup.ts";
 import type { RunStatus } from "../core/record.ts";
 import type { System } from "../core/system.ts";
 import type { LookupCacheStore, MemoryLookupCache } from "../store/lookup-cache.ts";
-import type { RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
+import type { ChunkState, RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
 import { Channel } from "./channel.ts";
 import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
-import type { Endpoint, RunProgress } from "./context.ts";
+import type { Endpoint, RunContext, RunProgress } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
 import { compareProfiles, describeDrift } from "./drift.ts";
 import { type DriftState, type ExtractedChunk, extract } from "./extract.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
+import type { LookupRuntime } from "./lookups.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
@@ -178,7 +179,7 @@ export async function executeRun(
     logger,
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
   });
-  const { progress, lookups, source, targets } = ctx;
+  const { progress, targets } = ctx;
 
   // --- the plan: what this (possibly resumed) run still has to do
   const notTransformed = states.filter((chunk) => !chunk.transformed).map((chunk) => chunk.seq);
@@ -320,10 +321,58 @@ export async function executeRun(
 
   await Promise.all([extractTask, transformTask, ...loadTasks]);
 
-  // --- completion: publish staged target output (files) once every chunk is final there
+  clearInterval(heartbeat);
+  if (deadline !== undefined) clearTimeout(deadline);
+  options.signal?.removeEventListener("abort", onCancel);
   const finalStates = await store.chunkStates(run.id);
+  // Missing fields can only be judged on a run that read the source from its start and saw records.
+  const fullExtraction =
+    startSeq === 0 && !run.extractDone && progress.extractDone && Object.keys(drift.current).length > 0;
+  const processedNow = progress.transformed - (already.canonical + already.quarantined + already.failed);
+  return finishRecord(env, flow, run, finalStates, ctx, {
+    logger,
+    owner: env.owner,
+    drift,
+    fullExtraction,
+    durationMs: Date.now() - started,
+    processed: processedNow,
+    ...(firstError === undefined ? {} : { error: firstError }),
+    cancelled,
+  });
+}
+
+export interface FinishOptions {
+  logger: Logger;
+  /** The run's owner: this process (in-process executor) or the queue (distributed). */
+  owner?: string;
+  drift?: DriftState;
+  /** The run read its source from the start (a resumed extraction cannot judge missing fields). */
+  fullExtraction: boolean;
+  durationMs?: number;
+  processed?: number;
+  /** What stopped the run, if something did. */
+  error?: FrancaError;
+  cancelled?: boolean;
+}
+
+/**
+ * Ends a run in the store: publishes the staged output of targets that publish at the end (files) once every chunk
+ * is final there, derives the status from the ledger's counts, moves the flow's cursor over the unbroken prefix of
+ * final chunks, reports source drift, and records stats. Shared by both executors.
+ */
+export async function finishRecord(
+  env: RunEnvironment,
+  flow: Flow,
+  run: RunRecord,
+  finalStates: readonly ChunkState[],
+  ctx: RunContext & { lookups: LookupRuntime },
+  options: FinishOptions,
+): Promise<RunSummary> {
+  const { store } = env;
+  const { logger } = options;
+  let firstError = options.error;
   if (firstError === undefined) {
-    for (const target of targets) {
+    for (const target of ctx.targets) {
       if (target.connection.complete === undefined) continue;
       if (!finalStates.every((chunk) => chunkDone(chunk, [target.binding.name]))) continue;
       try {
@@ -331,27 +380,22 @@ export async function executeRun(
           target,
           run.id,
           finalStates.map((chunk) => chunk.seq),
-          control.signal,
+          ctx.signal,
           logger,
         );
         await store.commitHashes(run.id, target.binding.name);
       } catch (error) {
-        fail(toFrancaError(error));
+        firstError = toFrancaError(error);
       }
     }
   }
-  clearInterval(heartbeat);
-  if (deadline !== undefined) clearTimeout(deadline);
-  options.signal?.removeEventListener("abort", onCancel);
-
   const counts = await store.counts(run.id);
-  const status: RunStatus = firstError === undefined ? statusOf(counts) : cancelled ? "cancelled" : "failed";
+  const status: RunStatus =
+    firstError === undefined ? statusOf(counts) : options.cancelled === true ? "cancelled" : "failed";
   const cursor =
     run.kind === "flow" && flow.from.cursor !== undefined ? advancedCursor(finalStates, run.targets) : undefined;
-  // Missing fields can only be judged on a run that read the source from its start and saw records.
-  const fullExtraction =
-    startSeq === 0 && !run.extractDone && progress.extractDone && Object.keys(drift.current).length > 0;
-  if (fullExtraction && drift.previous !== undefined && flow.drift !== "ignore") {
+  const drift = options.drift;
+  if (drift !== undefined && options.fullExtraction && drift.previous !== undefined && flow.drift !== "ignore") {
     const missing = compareProfiles(drift.previous, drift.current, true);
     if (missing !== undefined && missing.missing.length > 0) {
       drift.drift = { added: drift.drift?.added ?? [], retyped: drift.drift?.retyped ?? [], missing: missing.missing };
@@ -359,22 +403,26 @@ export async function executeRun(
     }
   }
   const systems: Record<string, unknown> = {};
-  for (const endpoint of [source, ...targets]) systems[endpoint.binding.system.name] = { ...endpoint.policy.stats };
-  const durationMs = Date.now() - started;
-  const processedNow = progress.transformed - (already.canonical + already.quarantined + already.failed);
+  for (const endpoint of [ctx.source, ...ctx.targets])
+    systems[endpoint.binding.system.name] = { ...endpoint.policy.stats };
+  const durationMs = options.durationMs ?? Date.now() - run.startedAt;
+  const { sourceProfile: _profile, fullExtraction: _full, ...kept } = run.stats;
   const stats: Record<string, unknown> = {
-    ...run.stats,
+    ...kept,
     durationMs: Number(run.stats.durationMs ?? 0) + durationMs,
-    recordsPerSecond: durationMs === 0 ? 0 : Math.round((processedNow / durationMs) * 1000),
-    lookups: lookups.stats(),
+    ...(options.processed === undefined
+      ? {}
+      : { recordsPerSecond: durationMs === 0 ? 0 : Math.round((options.processed / durationMs) * 1000) }),
+    lookups: ctx.lookups.stats(),
     systems,
-    ...(drift.drift === undefined ? {} : { drift: drift.drift }),
+    ...(drift?.drift === undefined ? {} : { drift: drift.drift }),
   };
-  const profile = fullExtraction ? drift.current : undefined;
+  const profile =
+    drift !== undefined && options.fullExtraction && Object.keys(drift.current).length > 0 ? drift.current : undefined;
   try {
     await store.finishRun(
       run.id,
-      env.owner,
+      options.owner ?? env.owner,
       {
         status,
         ...(firstError === undefined ? {} : { error: runError(firstError) }),

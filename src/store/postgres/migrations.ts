@@ -126,6 +126,12 @@ export const migrations: readonly PostgresMigration[] = [
         data TEXT NOT NULL,
         PRIMARY KEY (run_id, stage, seq)
       );
+
+      -- each system's rate limit across every worker: when the next call may start (epoch ms, the server's clock)
+      CREATE TABLE ${s}.system_rates (
+        system TEXT COLLATE "C" PRIMARY KEY,
+        next_at BIGINT NOT NULL
+      );
     `,
   },
 ];

@@ -1,0 +1,32 @@
+import { resolve } from "node:path";
+import { defaultStoreFile } from "../../store/open.ts";
+import { type Cli, usageError } from "../context.ts";
+import { findConfig, loadHub } from "../load-config.ts";
+import { count } from "../output.ts";
+
+/**
+ * `franca store migrate --to postgres://…`: moves the hub's embedded store (runs, the ledger, staging, cursors,
+ * content hashes, the lookup cache) into an empty PostgreSQL store, in one transaction. Then set `store` to that URL.
+ */
+export async function storeCommand(cli: Cli): Promise<number> {
+  const to = cli.values.to;
+  if (cli.positionals[1] !== "migrate" || to === undefined || !/^postgres(ql)?:\/\//.test(to)) {
+    throw usageError("usage: franca store migrate --to postgres://user@host:5432/database[?schema=franca]");
+  }
+  const file = findConfig(cli.values.config, cli.cwd);
+  const { hub, baseDir } = await loadHub(file);
+  const from = hub.store ?? defaultStoreFile;
+  if (/^postgres(ql)?:\/\//.test(from)) throw usageError("the hub's store is PostgreSQL already");
+  const { moveStore } = await import("../../store/move.ts");
+  const moved = await moveStore(resolve(baseDir, from.replace(/^sqlite:/, "")), to, {
+    onProgress: (progress) => {
+      if (progress.done) cli.warn(`  ${progress.table.padEnd(14)} ${count(progress.rows)} copied`);
+    },
+  });
+  cli.print(`moved ${resolve(baseDir, from)} to PostgreSQL:`);
+  for (const [table, rows] of Object.entries(moved)) cli.print(`  ${table.padEnd(14)} ${count(rows)}`);
+  cli.print(
+    `now set store: ${JSON.stringify(to.replace(/:[^:@/]+@/, ":…@"))} in ${file} (the SQLite file is left as it was)`,
+  );
+  return 0;
+}

@@ -1,0 +1,171 @@
+/**
+ * The distributed executor's side of an Engine: the job queue, the PostgreSQL-held gates of every system, planning a
+ * run's jobs, waiting for a run, and (in `franca worker`, `franca serve`, or while waiting when no worker is alive)
+ * a worker in this process.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import type { PgBoss } from "pg-boss";
+import type { Logger } from "pino";
+import type { Hub } from "../../core/hub.ts";
+import type { Limits } from "../../core/system.ts";
+import type { PostgresStore } from "../../store/postgres/store.ts";
+import type { RunRecord } from "../../store/types.ts";
+import type { RunProgress } from "../context.ts";
+import { chunkDone } from "../cursor.ts";
+import { type ConcurrencyGate, localConcurrencyGate, nestedGates, type RateGate } from "../gates.ts";
+import type { RunEnvironment } from "../run.ts";
+import { advisoryConcurrencyGate, lockSpace, tableRateGate } from "./gates.ts";
+import { jobKey, queues, startQueue } from "./queue.ts";
+import { DistributedWorker } from "./worker.ts";
+
+export const workerInstanceName = "franca-worker";
+
+export class Cluster {
+  readonly boss: PgBoss;
+  readonly #store: PostgresStore;
+  readonly #gatePool: pg.Pool;
+  readonly #logger: Logger;
+  #worker: DistributedWorker | undefined;
+
+  private constructor(boss: PgBoss, store: PostgresStore, gatePool: pg.Pool, logger: Logger) {
+    this.boss = boss;
+    this.#store = store;
+    this.#gatePool = gatePool;
+    this.#logger = logger;
+  }
+
+  static async open(
+    url: string,
+    store: PostgresStore,
+    logger: Logger,
+    options: { worker?: boolean } = {},
+  ): Promise<Cluster> {
+    const boss = await startQueue(
+      url,
+      store.schema,
+      options.worker === true ? { instanceName: workerInstanceName } : {},
+    );
+    const gatePool = new pg.Pool({
+      connectionString: url,
+      application_name: "franca-gates",
+      max: 64,
+      allowExitOnIdle: true,
+    });
+    gatePool.on("error", () => {});
+    return new Cluster(boss, store, gatePool, logger);
+  }
+
+  /**
+   * A system's gates, held across every process: its `concurrency` by advisory locks, its `rateLimit` by a row; and
+   * `processConcurrency`, this process's own share, by a local gate in front.
+   */
+  gatesOf(system: string, limits: Limits): { concurrency?: ConcurrencyGate; rate?: RateGate } {
+    const global =
+      limits.concurrency === undefined
+        ? undefined
+        : advisoryConcurrencyGate(this.#gatePool, lockSpace(this.#store.schema, system), limits.concurrency);
+    const local = limits.processConcurrency === undefined ? undefined : localConcurrencyGate(limits.processConcurrency);
+    const concurrency = global !== undefined && local !== undefined ? nestedGates(local, global) : (global ?? local);
+    const rate =
+      limits.rateLimit === undefined
+        ? undefined
+        : tableRateGate(this.#gatePool, this.#store.schema, system, limits.rateLimit.requests, limits.rateLimit.perMs);
+    return { ...(concurrency === undefined ? {} : { concurrency }), ...(rate === undefined ? {} : { rate }) };
+  }
+
+  /**
+   * Enqueues what a run still has to do, from its chunk states: extraction (if not done), the transform of chunks not
+   * transformed, the loads not done, or its finish. Jobs carry singleton keys: planning twice queues nothing twice.
+   */
+  async plan(run: RunRecord): Promise<void> {
+    const chunks = await this.#store.chunkStates(run.id);
+    const send = (name: string, data: object, key: string) =>
+      this.boss.send(name, data, { singletonKey: key } as never);
+    if (!run.extractDone) await send(queues.extract, { run: run.id }, jobKey.extract({ run: run.id }));
+    for (const chunk of chunks) {
+      if (!chunk.transformed) {
+        await send(
+          queues.transform,
+          { run: run.id, seq: chunk.seq },
+          jobKey.transform({ run: run.id, seq: chunk.seq }),
+        );
+        continue;
+      }
+      for (const target of run.targets) {
+        if (chunk.loaded[target] !== true)
+          await send(
+            queues.load,
+            { run: run.id, seq: chunk.seq, target },
+            jobKey.load({ run: run.id, seq: chunk.seq, target }),
+          );
+      }
+    }
+    if (run.extractDone && chunks.every((chunk) => chunkDone(chunk, run.targets)))
+      await send(queues.finish, { run: run.id }, jobKey.finish({ run: run.id }));
+  }
+
+  /** True when a worker process (`franca worker`, `franca serve`) other than this one is alive. */
+  async workerAlive(): Promise<boolean> {
+    const instances = await this.boss.getInstances();
+    return instances.some(
+      (instance) => instance.live && instance.name === workerInstanceName && instance.pid !== process.pid,
+    );
+  }
+
+  /** Starts working jobs in this process (idempotent). */
+  async startWorker(
+    hub: Hub,
+    env: RunEnvironment & { store: PostgresStore },
+    jobs?: number,
+  ): Promise<DistributedWorker> {
+    if (this.#worker === undefined) {
+      this.#worker = new DistributedWorker({
+        hub,
+        env,
+        boss: this.boss,
+        logger: this.#logger,
+        ...(jobs === undefined ? {} : { jobs }),
+      });
+      await this.#worker.start();
+    }
+    return this.#worker;
+  }
+
+  async stopWorker(graceful = true): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    await worker?.stop(graceful);
+  }
+
+  /** Waits until the run has ended, reporting its progress from the ledger every half second. */
+  async waitFor(id: number, onProgress?: (progress: RunProgress) => void, signal?: AbortSignal): Promise<RunRecord> {
+    for (;;) {
+      const run = (await this.#store.getRun(id)) as RunRecord;
+      if (onProgress !== undefined) {
+        const counts = await this.#store.counts(id);
+        onProgress({
+          runId: id,
+          flow: run.flow,
+          startedAt: run.startedAt,
+          chunks: counts.chunks,
+          extracted: counts.extracted,
+          transformed: counts.canonical + counts.quarantined + counts.failed,
+          quarantined: counts.quarantined,
+          failed: counts.failed,
+          extractDone: run.extractDone,
+          targets: counts.targets,
+          paused: {},
+        });
+      }
+      if (run.status !== "running") return run;
+      await sleep(500, undefined, signal === undefined ? {} : { signal });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.stopWorker(true);
+    await this.boss.stop({ graceful: true, wait: true } as never);
+    await this.#gatePool.end();
+  }
+}

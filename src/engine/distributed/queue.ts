@@ -1,0 +1,81 @@
+/**
+ * The job queue of the distributed executor: pg-boss, in the store's database (schema `<store schema>_queue`).
+ * Each chunk-stage is a job; a worker completes it in the same transaction that records its output and sends the
+ * next stage's jobs, so a chunk is never lost and never done twice, whatever process dies when.
+ */
+import { PgBoss } from "pg-boss";
+
+export const queues = {
+  extract: "franca.extract",
+  transform: "franca.transform",
+  load: "franca.load",
+  finish: "franca.finish",
+  /** Jobs whose retries ran out: kept for inspection (`franca runs show` reports the run as failed). */
+  dead: "franca.dead",
+} as const;
+
+export interface ExtractJob {
+  run: number;
+}
+export interface TransformJob {
+  run: number;
+  seq: number;
+}
+export interface LoadJob {
+  run: number;
+  seq: number;
+  target: string;
+}
+export interface FinishJob {
+  run: number;
+}
+
+/** A job's singleton key: re-planning a run never queues the same chunk-stage twice. */
+export const jobKey = {
+  extract: (job: ExtractJob) => `${job.run}`,
+  transform: (job: TransformJob) => `${job.run}:${job.seq}`,
+  load: (job: LoadJob) => `${job.run}:${job.seq}:${job.target}`,
+  finish: (job: FinishJob) => `${job.run}`,
+};
+
+export interface QueueSettings {
+  /** Seconds without a heartbeat after which a job held by a dead worker is given to another. Default 10 (pg-boss's least). */
+  heartbeatSeconds?: number;
+  /** How often pg-boss's monitor looks for such jobs, in seconds. Default 2. */
+  monitorSeconds?: number;
+  instanceName?: string;
+}
+
+export async function startQueue(url: string, storeSchema: string, settings: QueueSettings = {}): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString: url,
+    schema: `${storeSchema}_queue`,
+    application_name: "franca-queue",
+    useListenNotify: true,
+    monitorIntervalSeconds: settings.monitorSeconds ?? 2,
+    superviseIntervalSeconds: settings.monitorSeconds ?? 2,
+    ...(settings.instanceName === undefined ? {} : { instanceName: settings.instanceName }),
+  });
+  boss.on("error", () => {
+    // pg-boss reports background problems (a lost connection) here and recovers on its own; a call that needs the
+    // database reports the problem to its caller
+  });
+  await boss.start();
+  const existing = new Set((await boss.getQueues()).map((queue) => queue.name));
+  const common = {
+    policy: "stately" as const,
+    notify: true,
+    retryLimit: 8,
+    retryDelay: 1,
+    retryBackoff: true,
+    retryDelayMax: 60,
+    heartbeatSeconds: settings.heartbeatSeconds ?? 10,
+    expireInSeconds: 24 * 3600,
+    deadLetter: queues.dead,
+  };
+  if (!existing.has(queues.dead)) await boss.createQueue(queues.dead, { policy: "standard" });
+  for (const name of [queues.extract, queues.transform, queues.load, queues.finish]) {
+    if (!existing.has(name)) await boss.createQueue(name, common);
+  }
+  return boss;
+}

@@ -1,0 +1,369 @@
+/**
+ * A worker of the distributed executor: takes chunk-stage jobs from the queue and does them with the same stage code
+ * as the in-process executor. Each job does its work, then records its output, sends the next stage's jobs and
+ * completes itself in ONE PostgreSQL transaction: a worker that dies at any point leaves either nothing of the job
+ * (it is redone, idempotently, by another worker once its heartbeat is missed) or all of it.
+ *
+ *   extract(run)          reads the source; per chunk: stage + record + send transform(run, seq)      [one tx a chunk]
+ *   transform(run, seq)   maps, validates, hashes; stage + record + send load(run, seq, t) per target + complete
+ *   load(run, seq, t)     writes the target; record the outcomes + complete; then checks whether the run is done
+ *   finish(run)           publishes file targets, moves the cursor, ends the run
+ */
+
+import type { PgBoss } from "pg-boss";
+import type { Logger } from "pino";
+import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
+import type { Flow } from "../../core/flow.ts";
+import type { Hub } from "../../core/hub.ts";
+import type { PostgresStore } from "../../store/postgres/store.ts";
+import type { RunRecord } from "../../store/types.ts";
+import type { Endpoint, RunContext } from "../context.ts";
+import { advancedCursor, chunkDone } from "../cursor.ts";
+import type { DriftState } from "../extract.ts";
+import { extract } from "../extract.ts";
+import { chargeBudget, writeChunk } from "../load.ts";
+import type { LookupRuntime } from "../lookups.ts";
+import { AttemptsError } from "../policy.ts";
+import { finishRecord, type RunEnvironment } from "../run.ts";
+import { createRunContext } from "../run-context.ts";
+import { decodeCanonical, encodeCanonical } from "../staging.ts";
+import { transformChunk } from "../transform.ts";
+import { queueOwner } from "./owner.ts";
+import { type ExtractJob, type FinishJob, jobKey, type LoadJob, queues, type TransformJob } from "./queue.ts";
+
+export { queueOwner };
+
+interface Job<T> {
+  id: string;
+  name: string;
+  data: T;
+  retryCount?: number;
+  retryLimit?: number;
+}
+
+interface RunState {
+  run: RunRecord;
+  flow: Flow;
+  ctx: RunContext & { lookups: LookupRuntime };
+  control: AbortController;
+  active: number;
+  lastUsed: number;
+}
+
+export interface WorkerOptions {
+  hub: Hub;
+  env: RunEnvironment & { store: PostgresStore };
+  boss: PgBoss;
+  /** Jobs this worker runs at once, per queue (transform and load); extract and finish run one at a time. Default 8. */
+  jobs?: number;
+  logger: Logger;
+}
+
+/** The run's figures and status from its ledger, the same way the in-process executor ends a run. */
+export class DistributedWorker {
+  readonly #options: WorkerOptions;
+  readonly #store: PostgresStore;
+  readonly #boss: PgBoss;
+  readonly #runs = new Map<number, RunState>();
+  readonly #log: Logger;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #inFlight = 0;
+  #stopped = false;
+
+  constructor(options: WorkerOptions) {
+    this.#options = options;
+    this.#store = options.env.store;
+    this.#boss = options.boss;
+    this.#log = options.logger.child({ worker: options.env.owner });
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  async start(): Promise<void> {
+    const jobs = this.#options.jobs ?? 8;
+    const common = { batchSize: 1, includeMetadata: true, pollingIntervalSeconds: 0.5 } as const;
+    await this.#boss.work<ExtractJob>(queues.extract, { ...common, localConcurrency: 1 }, (batch) =>
+      this.#handle(batch, (job) => this.#extract(job)),
+    );
+    await this.#boss.work<TransformJob>(queues.transform, { ...common, localConcurrency: jobs }, (batch) =>
+      this.#handle(batch, (job) => this.#transform(job)),
+    );
+    await this.#boss.work<LoadJob>(queues.load, { ...common, localConcurrency: jobs }, (batch) =>
+      this.#handle(batch, (job) => this.#load(job)),
+    );
+    await this.#boss.work<FinishJob>(queues.finish, { ...common, localConcurrency: 1 }, (batch) =>
+      this.#handle(batch, (job) => this.#finish(job)),
+    );
+    this.#heartbeat = setInterval(() => void this.#beat(), this.#options.env.heartbeatMs);
+    this.#heartbeat.unref();
+  }
+
+  /**
+   * Stops taking jobs. `graceful`: the jobs in flight finish first (pg-boss waits for them); otherwise they are
+   * handed back at once (failed, retried by another worker).
+   */
+  async stop(graceful = true): Promise<void> {
+    this.#stopped = true;
+    for (const name of [queues.extract, queues.transform, queues.load, queues.finish]) {
+      await this.#boss.offWork(name, { wait: graceful } as never);
+    }
+    if (!graceful)
+      for (const state of this.#runs.values())
+        state.control.abort(new FrancaError(ErrorCode.RunCancelled, "the worker is stopping"));
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    await this.#beat();
+    this.#runs.clear();
+  }
+
+  /** Runs that have a job here record that they are alive; contexts of runs idle here for a minute are let go. */
+  async #beat(): Promise<void> {
+    const now = Date.now();
+    for (const [id, state] of this.#runs) {
+      if (state.active > 0) {
+        await this.#store
+          .heartbeat(id, queueOwner, now)
+          .catch((error: unknown) =>
+            this.#log.warn({ run: id, err: toFrancaError(error).message }, "heartbeat failed"),
+          );
+      } else if (now - state.lastUsed > 60_000) {
+        this.#runs.delete(id);
+      }
+    }
+  }
+
+  /**
+   * Runs a job's work. A transient failure with retries left is thrown: pg-boss retries the job with backoff. Any
+   * other failure ends the run (failed, resumable): the job completes, and the run's other jobs find it ended.
+   */
+  async #handle<T extends { run: number }>(batch: Job<T>[], work: (job: Job<T>) => Promise<void>): Promise<void> {
+    const job = batch[0] as Job<T>;
+    this.#inFlight++;
+    try {
+      await work(job);
+    } catch (raw) {
+      const error = raw instanceof AttemptsError ? raw.error : toFrancaError(raw);
+      const retriesLeft = (job.retryCount ?? 0) < (job.retryLimit ?? 0);
+      if (error.transient && retriesLeft && !this.#stopped) {
+        this.#log.warn(
+          { run: job.data.run, job: job.name, err: error.message, retry: (job.retryCount ?? 0) + 1 },
+          "job failed; pg-boss will retry it",
+        );
+        throw error;
+      }
+      if (this.#stopped && error.code === ErrorCode.RunCancelled) throw error; // handed back: another worker takes it
+      this.#log.error({ run: job.data.run, job: job.name, err: error.toJSON() }, "job failed; the run stops");
+      await this.#failRun(job.data.run, error);
+    } finally {
+      this.#inFlight--;
+      const state = this.#runs.get(job.data.run);
+      if (state !== undefined) {
+        state.active--;
+        state.lastUsed = Date.now();
+      }
+    }
+  }
+
+  /**
+   * The run a job belongs to, ready to work on, or undefined when its jobs are to be skipped (ended, cancelled). A
+   * run abandoned while no worker was alive is taken up again.
+   */
+  async #runState(id: number): Promise<RunState | undefined> {
+    let run = await this.#store.getRun(id);
+    if (run === undefined) return undefined;
+    if (run.status !== "running") {
+      if (run.status !== "failed" || run.error?.code !== ErrorCode.RunAbandoned) {
+        this.#runs.delete(id);
+        return undefined;
+      }
+      try {
+        run = await this.#store.claimRun(id, queueOwner, Date.now());
+        this.#log.info({ run: id }, "continuing a run abandoned while no worker was alive");
+      } catch {
+        return undefined; // taken up by another worker meanwhile, or superseded
+      }
+    }
+    let state = this.#runs.get(id);
+    if (state === undefined || state.run.status !== "running") {
+      const flow = this.#options.hub.flows.get(run.flow);
+      if (flow === undefined)
+        throw new FrancaError(
+          ErrorCode.ConfigUnknownReference,
+          `run ${id} belongs to flow '${run.flow}', which this worker's configuration lacks`,
+        );
+      const control = new AbortController();
+      const already = await this.#store.counts(id);
+      const ctx = createRunContext(this.#options.env, flow, run, already, {
+        signal: control.signal,
+        fail: (error) => void this.#failRun(id, error),
+        logger: this.#options.logger.child({ run: id, flow: flow.name }),
+      });
+      state = { run, flow, ctx, control, active: 0, lastUsed: Date.now() };
+      this.#runs.set(id, state);
+    }
+    state.active++;
+    state.lastUsed = Date.now();
+    return state;
+  }
+
+  #endpoint(state: RunState, target: string): Endpoint {
+    const endpoint = state.ctx.targets.find((item) => item.binding.name === target);
+    if (endpoint === undefined)
+      throw new FrancaError(
+        ErrorCode.ConfigInvalid,
+        `run ${state.run.id} loads target '${target}', which is no longer in flow '${state.flow.name}'`,
+      );
+    return endpoint;
+  }
+
+  async #extract(job: Job<ExtractJob>): Promise<void> {
+    const state = await this.#runState(job.data.run);
+    if (state === undefined) return;
+    const { run, ctx } = state;
+    const fresh = await this.#store.getRun(run.id);
+    if (fresh?.extractDone === true) return this.#checkFinish(run.id);
+    const chunks = await this.#store.chunkStates(run.id);
+    const last = chunks.at(-1);
+    const drift: DriftState = { current: {} };
+    const previous = await this.#store.getProfile(run.flow);
+    if (previous !== undefined) drift.previous = previous;
+    await extract(
+      ctx,
+      last === undefined ? 0 : last.seq + 1,
+      last === undefined ? run.cursorFrom : last.position,
+      drift,
+      async ({ seq, rows, position }) => {
+        await this.#store.withTransaction(async (tx) => {
+          await tx.stage(run.id, seq, "extracted", JSON.stringify(rows));
+          await tx.saveExtracted(run.id, seq, position, rows.length, Date.now());
+          await this.#boss.send(queues.transform, { run: run.id, seq }, {
+            db: tx,
+            singletonKey: jobKey.transform({ run: run.id, seq }),
+          } as never);
+        });
+      },
+    );
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const stats = {
+      ...(fresh?.stats ?? {}),
+      sourceProfile: drift.current,
+      ...(drift.drift === undefined ? {} : { drift: drift.drift }),
+      fullExtraction: last === undefined,
+    };
+    await this.#store.withTransaction(async (tx) => {
+      await tx.updateStats(run.id, stats);
+      await tx.markExtractDone(run.id);
+      await this.#boss.complete(queues.extract, job.id, null, { db: tx } as never);
+    });
+    await this.#checkFinish(run.id);
+  }
+
+  async #transform(job: Job<TransformJob>): Promise<void> {
+    const state = await this.#runState(job.data.run);
+    if (state === undefined) return;
+    const { run, ctx } = state;
+    const { seq } = job.data;
+    const chunk = (await this.#store.chunkStates(run.id)).find((item) => item.seq === seq);
+    if (chunk === undefined || chunk.transformed) return; // done by an earlier attempt (its loads were sent with it)
+    const staged = await this.#store.readStaged(run.id, seq, "extracted");
+    if (staged === undefined)
+      throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged rows`);
+    const { records, problems } = await transformChunk(ctx, seq, JSON.parse(staged));
+    await this.#store.withTransaction(async (tx) => {
+      await tx.stage(run.id, seq, "canonical", encodeCanonical(records));
+      await tx.saveCanonical(run.id, seq, records.length, problems, Date.now());
+      for (const target of run.targets) {
+        await this.#boss.send(queues.load, { run: run.id, seq, target }, {
+          db: tx,
+          singletonKey: jobKey.load({ run: run.id, seq, target }),
+        } as never);
+      }
+      await this.#boss.complete(queues.transform, job.id, null, { db: tx } as never);
+    });
+  }
+
+  async #load(job: Job<LoadJob>): Promise<void> {
+    const state = await this.#runState(job.data.run);
+    if (state === undefined) return;
+    const { run, ctx } = state;
+    const { seq, target } = job.data;
+    const chunk = (await this.#store.chunkStates(run.id)).find((item) => item.seq === seq);
+    if (chunk === undefined || !chunk.transformed || chunk.loaded[target] === true) return;
+    const staged = await this.#store.readStaged(run.id, seq, "canonical");
+    if (staged === undefined)
+      throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`);
+    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, decodeCanonical(staged));
+    if (written.systemFailure !== undefined) {
+      // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff
+      await this.#store.saveLoad(run.id, seq, target, written.result, Date.now());
+      throw written.systemFailure;
+    }
+    await this.#store.withTransaction(async (tx) => {
+      await tx.saveLoad(run.id, seq, target, written.result, Date.now());
+      await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
+    });
+    const stop = chargeBudget(ctx, written);
+    if (stop !== undefined) throw stop;
+    await this.#checkFinish(run.id);
+  }
+
+  /** After a commit: when the run has nothing left to do, its finish job is sent (once: one job per run). */
+  async #checkFinish(id: number): Promise<void> {
+    const run = await this.#store.getRun(id);
+    if (run === undefined || run.status !== "running" || !run.extractDone) return;
+    const chunks = await this.#store.chunkStates(id);
+    if (!chunks.every((chunk) => chunkDone(chunk, run.targets))) return;
+    await this.#boss.send(queues.finish, { run: id }, { singletonKey: jobKey.finish({ run: id }) } as never);
+  }
+
+  async #finish(job: Job<FinishJob>): Promise<void> {
+    const state = await this.#runState(job.data.run);
+    if (state === undefined) return;
+    const { run, flow, ctx } = state;
+    const fresh = (await this.#store.getRun(run.id)) as RunRecord;
+    const chunks = await this.#store.chunkStates(run.id);
+    if (!fresh.extractDone || !chunks.every((chunk) => chunkDone(chunk, run.targets))) return; // a later commit sends it again
+    const previous = await this.#store.getProfile(fresh.flow);
+    const current = (fresh.stats.sourceProfile ?? {}) as Record<string, string>;
+    const drift: DriftState = {
+      current,
+      ...(previous === undefined ? {} : { previous }),
+      ...(fresh.stats.drift === undefined ? {} : { drift: fresh.stats.drift as NonNullable<DriftState["drift"]> }),
+    };
+    await finishRecord(this.#options.env, flow, fresh, chunks, ctx, {
+      logger: this.#log.child({ run: run.id }),
+      owner: queueOwner,
+      drift,
+      fullExtraction: fresh.stats.fullExtraction === true && Object.keys(current).length > 0,
+    });
+    this.#runs.delete(run.id);
+  }
+
+  /** Ends a run as failed (resumable), once: the cursor moves over its unbroken prefix of final chunks. */
+  async #failRun(id: number, error: FrancaError): Promise<void> {
+    const run = await this.#store.getRun(id);
+    if (run === undefined || run.status !== "running") return;
+    const state = this.#runs.get(id);
+    state?.control.abort(error);
+    const chunks = await this.#store.chunkStates(id);
+    const flow = this.#options.hub.flows.get(run.flow);
+    const cursor =
+      run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
+    await this.#store
+      .finishRun(
+        id,
+        queueOwner,
+        {
+          status: "failed",
+          error: { code: error.code, message: error.message, errorClass: error.errorClass },
+          ...(cursor === undefined ? {} : { cursor }),
+        },
+        Date.now(),
+      )
+      .catch((failure: unknown) =>
+        this.#log.warn({ run: id, err: toFrancaError(failure).message }, "could not record the end of the run"),
+      );
+    this.#runs.delete(id);
+  }
+}
