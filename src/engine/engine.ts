@@ -181,8 +181,12 @@ export class Engine {
     const dead = running
       .map((run) => run.owner)
       .filter((owner): owner is string => owner !== undefined && isOwnerDead(owner));
+    // distributed: the queue owns its runs, and they are alive while a worker is (a chunk held by a worker that died
+    // goes back to the queue by itself); with no worker alive they are marked abandoned, and the first worker to start
+    // takes them up again
+    const live = this.#cluster !== undefined && (await this.#cluster.workerAlive(true)) ? [queueOwner] : [];
     const now = Date.now();
-    const reaped = await this.store.reapAbandoned(now - this.hub.staleAfterMs, dead, now);
+    const reaped = await this.store.reapAbandoned(now - this.hub.staleAfterMs, dead, now, live);
     for (const id of reaped)
       this.logger.warn({ run: id }, "run abandoned by a process that died; marked failed, resumable");
     return reaped;

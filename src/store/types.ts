@@ -136,9 +136,15 @@ export interface Store {
   heartbeat(id: number, owner: string, now: number): Promise<boolean>;
   /**
    * Marks running runs whose owner is gone as failed (resumable): heartbeat older than `staleBefore`, or owner in
-   * `deadOwners` (processes known to have died). Returns their ids.
+   * `deadOwners` (processes known to have died). Runs of `liveOwners` (known alive: the distributed queue while a
+   * worker is up) are kept whatever their heartbeat. Returns their ids.
    */
-  reapAbandoned(staleBefore: number, deadOwners: readonly string[], now: number): Promise<number[]>;
+  reapAbandoned(
+    staleBefore: number,
+    deadOwners: readonly string[],
+    now: number,
+    liveOwners?: readonly string[],
+  ): Promise<number[]>;
   markExtractDone(id: number): Promise<void>;
   updateStats(id: number, stats: Record<string, unknown>): Promise<void>;
   finishRun(id: number, owner: string, finish: FinishRun, now: number): Promise<void>;

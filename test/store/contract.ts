@@ -60,6 +60,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.equal(await store.heartbeat(run.id, "host:1:a", 2_000), true);
         assert.equal(await store.heartbeat(run.id, "intruder", 2_000), false);
         assert.deepEqual(await store.reapAbandoned(1_500, [], 3_000), [], "a fresh heartbeat keeps it");
+        assert.deepEqual(await store.reapAbandoned(2_500, [], 3_000, ["host:1:a"]), [], "a live owner keeps it");
         assert.deepEqual(await store.reapAbandoned(2_500, [], 3_000), [run.id], "a stale one does not");
         const reaped = await store.getRun(run.id);
         assert.equal(reaped?.status, "failed");

@@ -7,7 +7,9 @@ import { tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
 import { postgresError, sqlState } from "./errors.ts";
 import { discreteSettings, PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
+import { exactTypes } from "./parsers.ts";
 import { readPostgres } from "./read.ts";
+import { readPostgresCopy } from "./read-copy.ts";
 import { type ColumnCache, columnCache, writePostgres } from "./write.ts";
 
 const checkSystem = settingsChecker(PostgresSystemOptions);
@@ -24,36 +26,19 @@ export type Query = (sql: string, params?: readonly unknown[]) => Promise<pg.Que
 /** What read.ts and write.ts need of a connection: a pooled session whose statements stop when the signal aborts. */
 export interface PostgresSession {
   readonly system: string;
-  withClient<T>(signal: AbortSignal, work: (query: Query) => Promise<T>): Promise<T>;
+  /** Runs `work` on a pooled connection (`client` for COPY); an abort cancels its statement and closes it. */
+  withClient<T>(signal: AbortSignal, work: (query: Query, client: pg.ClientBase) => Promise<T>): Promise<T>;
+  /** A connection of its own, outside the pool, for a stream that outlives one call (a COPY read). */
+  dedicated(signal: AbortSignal): Promise<DedicatedClient>;
 }
 
-// Types returned as the server's text, so that values are exact: no float for int8 and numeric, no JS Date (which
-// keeps milliseconds only) for dates, times and timestamps. Their arrays become arrays of that text.
-const textTypes = new Set([
-  20, // int8
-  1700, // numeric
-  1082, // date
-  1083, // time
-  1266, // timetz
-  1114, // timestamp
-  1184, // timestamptz
-  1186, // interval
-]);
-const textArrayTypes = new Set([1016, 1231, 1182, 1183, 1270, 1115, 1185, 1187]);
-const asText = (value: string): string => value;
-// pg's own parsers, typed by plain OID (its TypeId enum lacks the array types).
-const builtinParser = pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown;
-const parseTextArray = builtinParser(1009, "text"); // text[]: elements kept as text, NULL as null
-
-const exactTypes: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: string) => {
-    if (format !== "binary") {
-      if (textTypes.has(oid)) return asText;
-      if (textArrayTypes.has(oid)) return parseTextArray;
-    }
-    return builtinParser(oid, format);
-  }) as pg.CustomTypesConfig["getTypeParser"],
-};
+export interface DedicatedClient {
+  readonly client: pg.Client;
+  /** Asks the server to cancel the statement running on this connection (best effort; resolves once asked). */
+  cancel(): Promise<void>;
+  /** Closes the connection: politely when idle, by closing its socket when a statement is still running. */
+  close(): Promise<void>;
+}
 
 /**
  * Session settings sent at connect. TimeZone and DateStyle are pinned so that the text of a timestamp does not
@@ -170,7 +155,7 @@ function open(system: System): Connection {
         return client.query<Row>(sql, params as unknown[] | undefined);
       };
       try {
-        return await work(query);
+        return await work(query, client);
       } catch (error) {
         const raw = error instanceof FrancaError ? error.cause : error;
         if (raw !== undefined && sqlState(raw) === undefined) broken = true;
@@ -180,11 +165,42 @@ function open(system: System): Connection {
         client.release(broken);
       }
     },
+    async dedicated(signal) {
+      signal.throwIfAborted();
+      const client = new pg.Client(config);
+      // Errors of an idle connection (the server restarted) would crash the process without a listener; the next
+      // statement, or the stream, reports them.
+      client.on("error", () => {});
+      const onAbort = () => void client.end().catch(() => {});
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        await client.connect();
+        signal.throwIfAborted();
+      } catch (error) {
+        void client.end().catch(() => {});
+        throw error;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
+      const pid = (client as unknown as { processID?: number | null }).processID;
+      return {
+        client,
+        async cancel() {
+          if (typeof pid === "number") await cancelBackend(config, pid);
+        },
+        async close() {
+          // pg's end(): a Terminate message when idle, the socket closed when a statement (a COPY) is running.
+          await client.end().catch(() => {});
+        },
+      };
+    },
   };
 
   return {
     read(request) {
-      return readPostgres(session, request);
+      return (request.options as PostgresBindingOptions).copy === false
+        ? readPostgres(session, request)
+        : readPostgresCopy(session, request);
     },
     write(request) {
       return writePostgres(session, columns, request);

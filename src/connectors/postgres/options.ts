@@ -9,7 +9,10 @@ export const PostgresSystemOptions = Type.Object(
     user: Type.Optional(Type.String({ minLength: 1 })),
     password: Type.Optional(Type.String()),
     database: Type.Optional(Type.String({ minLength: 1 })),
-    /** Connections held at most by this process for the system. Default 10. */
+    /**
+     * Pooled connections held at most by this process for the system (writes, keyset reads, lookups). Default 10.
+     * A COPY read holds one more, of its own, for as long as it streams.
+     */
     poolSize: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Server-side limit on one statement, in ms (PostgreSQL's statement_timeout). Default: the server's. */
     statementTimeoutMs: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -31,6 +34,13 @@ export const PostgresBindingOptions = Type.Object(
     table: Type.Optional(Type.String({ minLength: 1 })),
     /** A SELECT read as a subquery (sources only); keyset reads wrap it, so it must expose the key and cursor. */
     query: Type.Optional(Type.String({ minLength: 1 })),
+    /**
+     * Move rows with COPY (default true). A source streams one `COPY (SELECT … ORDER BY key) TO STDOUT` over a
+     * connection of its own (outside `poolSize`; the system's `statementTimeoutMs` bounds the whole stream, and the
+     * engine resumes from the last persisted position when it strikes); a target copies each write into a temporary
+     * staging table, then upserts from it. `false`: keyset pages of SELECT … LIMIT, multi-row INSERTs.
+     */
+    copy: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -6,8 +6,32 @@ import type { PostgresSession } from "./driver.ts";
 import { postgresError } from "./errors.ts";
 import type { PostgresBindingOptions } from "./options.ts";
 
+/** The position a read continues after: the values of the order columns, or undefined to read from the beginning. */
+export function savedPosition(
+  from: unknown,
+  columns: readonly string[],
+  what: string,
+  system: string,
+): unknown[] | undefined {
+  if (from === undefined) return undefined;
+  if (!Array.isArray(from) || from.length !== columns.length) {
+    throw new FrancaError(
+      ErrorCode.SystemError,
+      `${what}: the saved position ${JSON.stringify(from)} does not match the order columns (${columns.join(", ")}); ` +
+        "were the binding's key or cursor changed?",
+      { system },
+    );
+  }
+  return from;
+}
+
+/** What a failed read says it could not read. */
+export function readWhat(options: PostgresBindingOptions): string {
+  return options.table === undefined ? "cannot read the source query" : `cannot read '${options.table}'`;
+}
+
 /**
- * Keyset reads: `SELECT * FROM r WHERE (cursor, key) > ($1, …) ORDER BY cursor, key LIMIT $n`, one statement per
+ * Keyset reads (binding setting `copy: false`): `SELECT * FROM r WHERE (cursor, key) > ($1, …) ORDER BY cursor, key LIMIT $n`, one statement per
  * batch, each under the system's policy (request.call). Position values are the server's text for exact types
  * (int8, numeric, timestamps), and the server parses them back as the column's type, so comparisons are exact.
  */
@@ -15,20 +39,12 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
   const options = request.options as PostgresBindingOptions;
   const columns = orderColumns(request.cursor, request.key);
   const relation = sourceRelation(options, '"');
-  const what = options.table === undefined ? "cannot read the source query" : `cannot read '${options.table}'`;
+  const what = readWhat(options);
   const order = columns.map((column) => quoteIdent(column)).join(", ");
   const after = afterPredicate(columns, (index) => `$${index + 1}`, '"', "row");
   const first = `SELECT * FROM ${relation} ORDER BY ${order} LIMIT $1`;
   const next = `SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT $${after.arity + 1}`;
-  let position = request.from as unknown[] | undefined;
-  if (position !== undefined && (!Array.isArray(position) || position.length !== columns.length)) {
-    throw new FrancaError(
-      ErrorCode.SystemError,
-      `${what}: the saved position ${JSON.stringify(position)} does not match the order columns (${columns.join(", ")}); ` +
-        "were the binding's key or cursor changed?",
-      { system: session.system },
-    );
-  }
+  let position = savedPosition(request.from, columns, what, session.system);
   for (;;) {
     if (request.signal.aborted) return;
     const params = position === undefined ? [request.batchSize] : [...position, request.batchSize];

@@ -49,7 +49,8 @@ export class Cluster {
     const gatePool = new pg.Pool({
       connectionString: url,
       application_name: "franca-gates",
-      max: 64,
+      // one connection per call in flight holding a slot (plus brief tries): the caps bound it
+      max: 32,
       allowExitOnIdle: true,
     });
     gatePool.on("error", () => {});
@@ -105,8 +106,9 @@ export class Cluster {
       await send(queues.finish, { run: run.id }, jobKey.finish({ run: run.id }));
   }
 
-  /** True when a worker process (`franca worker`, `franca serve`) other than this one is alive. */
-  async workerAlive(): Promise<boolean> {
+  /** True when a worker process (`franca worker`, `franca serve`) other than this one is alive, or this one works. */
+  async workerAlive(includingThis = false): Promise<boolean> {
+    if (includingThis && this.#worker !== undefined) return true;
     const instances = await this.boss.getInstances();
     return instances.some(
       (instance) => instance.live && instance.name === workerInstanceName && instance.pid !== process.pid,

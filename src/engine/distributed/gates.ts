@@ -20,42 +20,51 @@ export function lockSpace(schema: string, system: string): number {
 /**
  * Holds a system's concurrency cap across processes. Each call takes a connection from `pool`, locks a free slot
  * (one statement trying the slots in turn, from a random one), runs, unlocks and gives the connection back. When all
- * slots are taken it tries again after a short, growing pause (2 → 50 ms).
+ * slots are taken it gives the connection back and tries again after a short, growing pause (2 → 50 ms).
  */
 export function advisoryConcurrencyGate(pool: pg.Pool, space: number, limit: number): ConcurrencyGate {
   let inFlight = 0;
+  /** A connection holding one of the slots, or undefined (and the connection is back in the pool) when all are taken. */
+  const tryLock = async (): Promise<{ client: pg.PoolClient; slot: number } | undefined> => {
+    const client = await pool.connect();
+    try {
+      const offset = Math.floor(Math.random() * limit);
+      const { rows } = await client.query<{ slot: number }>(
+        `SELECT ((s + $3) % $2)::int AS slot FROM generate_series(0, $2 - 1) AS s
+         WHERE pg_try_advisory_lock($1::int, ((s + $3) % $2)::int) LIMIT 1`,
+        [space, limit, offset],
+      );
+      const slot = rows[0]?.slot;
+      if (slot !== undefined) return { client, slot };
+      client.release();
+      return undefined;
+    } catch (error) {
+      client.release(true);
+      throw error;
+    }
+  };
   return {
     get inFlight() {
       return inFlight;
     },
     async run(fn, signal) {
-      const client = await pool.connect();
-      let slot: number | undefined;
+      let held = await tryLock();
+      // a caller waiting for a slot holds no connection: only the calls in flight do (at most `limit` across all)
+      for (let pause = 2; held === undefined; pause = Math.min(50, pause * 2)) {
+        await sleep(pause, undefined, { signal });
+        held = await tryLock();
+      }
+      const { client, slot } = held;
       let broken = false;
+      inFlight++;
       try {
-        for (let pause = 2; slot === undefined; pause = Math.min(50, pause * 2)) {
-          const offset = Math.floor(Math.random() * limit);
-          const { rows } = await client.query<{ slot: number }>(
-            `SELECT ((s + $3) % $2)::int AS slot FROM generate_series(0, $2 - 1) AS s
-             WHERE pg_try_advisory_lock($1::int, ((s + $3) % $2)::int) LIMIT 1`,
-            [space, limit, offset],
-          );
-          slot = rows[0]?.slot;
-          if (slot === undefined) await sleep(pause, undefined, { signal });
-        }
-        inFlight++;
-        try {
-          return await fn();
-        } finally {
-          inFlight--;
-        }
+        return await fn();
       } finally {
-        if (slot !== undefined) {
-          // a connection that cannot unlock is closed instead: the server then releases its locks
-          await client.query("SELECT pg_advisory_unlock($1::int, $2::int)", [space, slot]).catch(() => {
-            broken = true;
-          });
-        }
+        inFlight--;
+        // a connection that cannot unlock is closed instead: the server then releases its locks
+        await client.query("SELECT pg_advisory_unlock($1::int, $2::int)", [space, slot]).catch(() => {
+          broken = true;
+        });
         client.release(broken);
       }
     },

@@ -51,9 +51,13 @@ export async function startQueue(url: string, storeSchema: string, settings: Que
     connectionString: url,
     schema: `${storeSchema}_queue`,
     application_name: "franca-queue",
+    // jobs are completed in the store's transactions: the queue's own pool only fetches, beats and monitors
+    max: 4,
     useListenNotify: true,
     monitorIntervalSeconds: settings.monitorSeconds ?? 2,
     superviseIntervalSeconds: settings.monitorSeconds ?? 2,
+    // the registry `franca worker`s are seen alive by: one that died reads as gone after three missed beats (15 s)
+    instanceHeartbeatSeconds: 5,
     ...(settings.instanceName === undefined ? {} : { instanceName: settings.instanceName }),
   });
   boss.on("error", () => {
@@ -63,7 +67,7 @@ export async function startQueue(url: string, storeSchema: string, settings: Que
   await boss.start();
   const existing = new Set((await boss.getQueues()).map((queue) => queue.name));
   const common = {
-    policy: "stately" as const,
+    policy: "standard" as const,
     notify: true,
     retryLimit: 8,
     retryDelay: 1,

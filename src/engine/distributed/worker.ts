@@ -83,7 +83,16 @@ export class DistributedWorker {
 
   async start(): Promise<void> {
     const jobs = this.#options.jobs ?? 8;
-    const common = { batchSize: 1, includeMetadata: true, pollingIntervalSeconds: 0.5 } as const;
+    // a NOTIFY wakes only pollers that are asleep: one busy when a job was sent must look again as soon as it is free,
+    // not after pg-boss's 30 s notify backstop (which left jobs waiting while workers idled); and while the queue has
+    // a backlog it fetches again at once
+    const common = {
+      batchSize: 1,
+      includeMetadata: true,
+      pollingIntervalSeconds: 0.5,
+      notifyPollingIntervalSeconds: 0.5,
+      burstWhenReadyExceeds: 1,
+    } as const;
     await this.#boss.work<ExtractJob>(queues.extract, { ...common, localConcurrency: 1 }, (batch) =>
       this.#handle(batch, (job) => this.#extract(job)),
     );
@@ -140,8 +149,10 @@ export class DistributedWorker {
   async #handle<T extends { run: number }>(batch: Job<T>[], work: (job: Job<T>) => Promise<void>): Promise<void> {
     const job = batch[0] as Job<T>;
     this.#inFlight++;
+    this.#log.debug({ job: job.name, data: job.data, retry: job.retryCount ?? 0 }, "job started");
     try {
       await work(job);
+      this.#log.debug({ job: job.name, data: job.data }, "job done");
     } catch (raw) {
       const error = raw instanceof AttemptsError ? raw.error : toFrancaError(raw);
       const retriesLeft = (job.retryCount ?? 0) < (job.retryLimit ?? 0);

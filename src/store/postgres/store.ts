@@ -450,15 +450,22 @@ export class PostgresStore implements Store {
     return result.rowCount === 1;
   }
 
-  async reapAbandoned(staleBefore: number, deadOwners: readonly string[], now: number): Promise<number[]> {
+  async reapAbandoned(
+    staleBefore: number,
+    deadOwners: readonly string[],
+    now: number,
+    liveOwners: readonly string[] = [],
+  ): Promise<number[]> {
     return this.#transaction(async (sql) => {
       // FOR UPDATE: a concurrent reaper waits, then finds the run no longer running; a heartbeat waits, then finds
       // the run no longer its owner's
       const { rows } = await sql<{ id: string; owner: string | null; heartbeat_at: string | null }>(
         `SELECT id, owner, heartbeat_at FROM ${this.#s}.runs
-         WHERE status = 'running' AND (COALESCE(heartbeat_at, 0) < $1 OR owner = ANY($2::text[]))
+         WHERE status = 'running'
+           AND ((COALESCE(heartbeat_at, 0) < $1 AND NOT COALESCE(owner = ANY($3::text[]), false))
+                OR owner = ANY($2::text[]))
          ORDER BY id FOR UPDATE`,
-        [staleBefore, deadOwners],
+        [staleBefore, deadOwners, liveOwners],
       );
       if (rows.length === 0) return [];
       const ids = rows.map((row) => Number(row.id));

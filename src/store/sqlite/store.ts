@@ -200,15 +200,21 @@ export class SqliteStore implements Store {
     return Number(result.changes) === 1;
   }
 
-  async reapAbandoned(staleBefore: number, deadOwners: readonly string[], now: number): Promise<number[]> {
+  async reapAbandoned(
+    staleBefore: number,
+    deadOwners: readonly string[],
+    now: number,
+    liveOwners: readonly string[] = [],
+  ): Promise<number[]> {
     const dead = new Set(deadOwners);
+    const live = new Set(liveOwners);
     return this.#transaction(() => {
       const running = this.#all<{ id: number; owner: string | null; heartbeat_at: number | null }>(
         "SELECT id, owner, heartbeat_at FROM runs WHERE status = 'running'",
       );
       const reaped: number[] = [];
       for (const run of running) {
-        const stale = (run.heartbeat_at ?? 0) < staleBefore;
+        const stale = (run.heartbeat_at ?? 0) < staleBefore && !(run.owner !== null && live.has(run.owner));
         if (!stale && !(run.owner !== null && dead.has(run.owner))) continue;
         const error = {
           code: ErrorCode.RunAbandoned,

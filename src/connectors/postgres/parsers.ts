@@ -1,0 +1,32 @@
+import pg from "pg";
+
+// Types returned as the server's text, so that values are exact: no float for int8 and numeric, no JS Date (which
+// keeps milliseconds only) for dates, times and timestamps. Their arrays become arrays of that text.
+const textTypes = new Set([
+  20, // int8
+  1700, // numeric
+  1082, // date
+  1083, // time
+  1266, // timetz
+  1114, // timestamp
+  1184, // timestamptz
+  1186, // interval
+]);
+const textArrayTypes = new Set([1016, 1231, 1182, 1183, 1270, 1115, 1185, 1187]);
+const asText = (value: string): string => value;
+// pg's own parsers, typed by plain OID (its TypeId enum lacks the array types).
+const builtinParser = pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown;
+const parseTextArray = builtinParser(1009, "text"); // text[]: elements kept as text, NULL as null
+
+/** The parser of a column's text, by type OID: what every read (keyset pages and COPY) turns values into. */
+export function textParser(oid: number): (value: string) => unknown {
+  if (textTypes.has(oid)) return asText;
+  if (textArrayTypes.has(oid)) return parseTextArray;
+  return builtinParser(oid, "text");
+}
+
+/** The parsers of every connection of the driver (pg's global parsers may have been changed by other code). */
+export const exactTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) =>
+    format === "binary" ? builtinParser(oid, format) : textParser(oid)) as pg.CustomTypesConfig["getTypeParser"],
+};

@@ -1,0 +1,668 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { CopyTextParser, encodeField, unescapeCopy } from "../../src/connectors/postgres/copy-text.ts";
+import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
+import { textParser } from "../../src/connectors/postgres/parsers.ts";
+import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
+import type { Row } from "../../src/core/binding.ts";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+
+const url = "postgres://postgres@127.0.0.1:5432/test";
+const suffix = randomBytes(5).toString("hex");
+const schema = `franca_pgcopy_${suffix}`;
+const env = { baseDir: tmpdir() };
+const never = new AbortController().signal;
+
+let connection: Connection;
+let db: PostgresClient;
+const opened: Connection[] = [];
+
+function open(settings: Parameters<typeof postgres>[1] = { url }, name = "db"): Connection {
+  const made = postgresDriver.open(postgres(name, settings), env);
+  opened.push(made);
+  return made;
+}
+
+function clientOf(from: Connection): PostgresClient {
+  return (from.client as NonNullable<Connection["client"]>)() as PostgresClient;
+}
+
+function reader(from: Connection): NonNullable<Connection["read"]> {
+  return (from.read as NonNullable<Connection["read"]>).bind(from);
+}
+
+async function readAll(
+  from: Connection,
+  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
+): Promise<ReadBatch[]> {
+  const batches: ReadBatch[] = [];
+  for await (const batch of reader(from)({ batchSize: 1000, signal: never, call: (fn) => fn(never), ...request })) {
+    batches.push(batch);
+    if (batches.length > 10_000) assert.fail("the read does not progress");
+  }
+  return batches;
+}
+
+const rowsOf = (batches: readonly ReadBatch[]): Row[] => batches.flatMap((batch) => batch.rows);
+
+function write(
+  to: Connection,
+  options: Record<string, unknown>,
+  key: string[],
+  rows: readonly Row[],
+  signal = never,
+): Promise<ItemResult[]> {
+  const request: WriteRequest = {
+    options,
+    key,
+    target: "test.target",
+    run: 1,
+    chunk: 0,
+    items: rows.map((row, index) => ({ key: String(index), row, idempotencyKey: `idem-${index}`, hash: `h-${index}` })),
+    signal,
+  };
+  return (to.write as NonNullable<Connection["write"]>)(request);
+}
+
+const allOk = (rows: readonly unknown[]) => rows.map(() => ({ ok: true }));
+
+/** The connections of one application_name on the server, with what each is doing. */
+async function backends(app: string): Promise<{ pid: number; state: string; wait: string | null; query: string }[]> {
+  return db.query(
+    "SELECT pid, state, wait_event AS wait, query FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+    [app],
+  );
+}
+
+/** Polls until `done` holds (the test runner's timeout bounds the wait). */
+async function until(done: () => Promise<boolean>): Promise<void> {
+  while (!(await done())) await sleep(10);
+}
+
+before(async () => {
+  connection = open();
+  db = clientOf(connection);
+  await db.query(`CREATE SCHEMA ${schema}`);
+});
+
+after(async () => {
+  for (const made of opened) await made.close();
+  const cleanup = new pg.Client({ connectionString: url });
+  await cleanup.connect();
+  await cleanup.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await cleanup.end();
+});
+
+describe("COPY text format", () => {
+  const plain = { json: false, array: false };
+
+  it("encodes fields as a parameter's text, with COPY's escapes", () => {
+    assert.equal(encodeField(null, plain), "\\N");
+    assert.equal(encodeField(undefined, plain), "\\N");
+    assert.equal(encodeField("", plain), "");
+    assert.equal(encodeField("\\N", plain), "\\\\N", "the text \\N is not NULL");
+    assert.equal(encodeField("a\tb\nc\rd\\e", plain), "a\\tb\\nc\\rd\\\\e");
+    assert.equal(encodeField("\\.", plain), "\\\\.", "never the end-of-data marker");
+    assert.equal(encodeField("ünï 🎉 \u0001", plain), "ünï 🎉 \u0001");
+    assert.equal(encodeField(42, plain), "42");
+    assert.equal(encodeField(-1.5e-7, plain), "-1.5e-7");
+    assert.equal(encodeField(Number.NaN, plain), "NaN");
+    assert.equal(encodeField(2n ** 70n, plain), "1180591620717411303424");
+    assert.equal(encodeField(true, plain), "true");
+    assert.equal(encodeField(false, plain), "false");
+    assert.equal(encodeField(new Date("2024-01-02T03:04:05.678Z"), plain), "2024-01-02T03:04:05.678Z");
+    assert.equal(encodeField(Uint8Array.from([0, 1, 254, 255]), plain), "\\\\x0001feff");
+    assert.equal(encodeField({ a: "t\tn\n\\" }, { json: true, array: false }), '{"a":"t\\\\tn\\\\n\\\\\\\\"}');
+    assert.equal(encodeField(["x", "y"], { json: true, array: false }), '["x","y"]');
+    assert.equal(encodeField({ toJSON: () => undefined }, { json: true, array: false }), "\\N");
+    // Array literals as pg makes them for a parameter: every element quoted, NULL bare, backslashes escaped, then
+    // COPY's escapes on top.
+    assert.equal(
+      encodeField(["a,b", '"q"', null, "back\\slash", "", [1, 2]], { json: false, array: true }),
+      '{"a,b","\\\\"q\\\\"",NULL,"back\\\\\\\\slash","",{"1","2"}}',
+    );
+    assert.equal(encodeField(["x"], plain), '["x"]', "an array outside an array column is JSON, as a parameter");
+    assert.throws(() => encodeField({ n: 1n }, { json: true, array: false }), /BigInt/);
+    assert.throws(() => encodeField(new Date(Number.NaN), plain), RangeError);
+  });
+
+  it("decodes every backslash sequence", () => {
+    assert.equal(unescapeCopy("plain"), "plain");
+    assert.equal(unescapeCopy("a\\\\b\\tc\\nd\\re\\bf\\fg\\vh"), "a\\b\tc\nd\re\bf\fg\vh");
+    assert.equal(unescapeCopy("\\101\\x42\\x4a\\7"), "ABJ\u0007");
+    assert.equal(unescapeCopy("\\q\\\\N"), "q\\N");
+  });
+
+  it("parses rows from chunks cut anywhere, even inside a UTF-8 character", () => {
+    const parser = () =>
+      new CopyTextParser([
+        { name: "id", parse: textParser(23) },
+        { name: "t", parse: textParser(25) },
+        { name: "doc", parse: textParser(3802) },
+        { name: "t", parse: textParser(25) }, // a later column of the same name wins, as in pg's rows
+      ]);
+    const data = Buffer.from(
+      '1\tünï 🎉\t{"a": "x\\\\ty"}\tlast\n2\t\\N\t\\N\t\\\\N\n3\t\t[1, 2]\ttab\\there\n4\tx\\ny\t{}\t\n',
+    );
+    const expected = [
+      { id: 1, t: "last", doc: { a: "x\ty" } }, // COPY's \\ is JSON's backslash, JSON's \t a tab
+      { id: 2, t: "\\N", doc: null },
+      { id: 3, t: "tab\there", doc: [1, 2] },
+      { id: 4, t: "", doc: {} },
+    ];
+    for (let cut = 0; cut <= data.length; cut++) {
+      for (const step of [1, 7]) {
+        const rows: Row[] = [];
+        const copy = parser();
+        copy.push(data.subarray(0, cut), rows);
+        for (let at = cut; at < data.length; at += step) copy.push(data.subarray(at, at + step), rows);
+        copy.end();
+        assert.deepEqual(rows, expected, `cut at ${cut}, then every ${step} bytes`);
+      }
+    }
+    const truncated = parser();
+    truncated.push(data.subarray(0, data.length - 1), []);
+    assert.throws(() => truncated.end(), /middle of a row/);
+    assert.throws(() => parser().push(Buffer.from("1\tonly two\n"), []), /2 fields, expected 4/);
+  });
+});
+
+describe("postgres COPY: write then read", () => {
+  const columns = `id int PRIMARY KEY, t text, n numeric(30,10), at timestamptz, day date, doc jsonb, j json, big int8,
+    tags text[], grid int4[], flag boolean, raw bytea, f float8, span interval`;
+  const big = `${"é🎉x\t\\\n".repeat(15_000)}end`; // ~100 kB, escapes all along
+  const rows: Row[] = [
+    { id: 1, t: null, n: "12345678901234567890.0123456789", big: "9223372036854775807", flag: true },
+    { id: 2, t: "", n: "-0.0000000001", big: "-9007199254740993", flag: false },
+    { id: 3, t: "\\N", n: "NaN", big: "9007199254740993" },
+    { id: 4, t: "\t", at: "2024-06-30 23:59:59.999999+05:30", day: "2024-02-29" },
+    { id: 5, t: "\n", at: "1999-12-31T18:00:00.000001-08:00", day: "infinity", span: "1 day 02:03:04.000005" },
+    { id: 6, t: "\r", at: new Date("2024-01-01T00:00:00.123Z"), f: 0.1 },
+    { id: 7, t: "\\", at: "infinity", f: -1.5e300 },
+    { id: 8, t: "a\tb\nc\rd\\e\\N\\.", f: Number.NaN },
+    { id: 9, t: "ünïcødé 日本語 👩‍👩‍👧 🎉 \u0001\b\f\v", raw: Buffer.from([0, 1, 92, 9, 10, 255]) },
+    { id: 10, t: big },
+    {
+      id: 11,
+      doc: { a: { b: [1, "two", null, { c: true }] }, e: [], s: 't\tn\n\\ "q" 🎉 \\N', n: 1.5, z: {} },
+      j: '{ "kept" :\n\t"as written" }',
+    },
+    { id: 12, doc: [1, [2, [3]], { "key with space": "ü" }], j: { x: [1, 2] } },
+    {
+      id: 13,
+      tags: ["a", "b,c", '"quoted"', "", null, "🎉", "back\\slash", "{brace}", "NULL", "tab\there", "new\nline"],
+      grid: [
+        [1, 2],
+        [3, null],
+      ],
+    },
+    { id: 14, tags: [], grid: [] },
+  ];
+  const table = `${schema}.tricky`;
+
+  before(async () => {
+    for (const name of ["tricky", "tricky_insert"]) await db.query(`CREATE TABLE ${schema}.${name} (${columns})`);
+  });
+
+  it("round-trips tricky values exactly through COPY write then COPY read, as INSERT then keyset read do", async () => {
+    assert.deepEqual(await write(connection, { table }, ["id"], rows), allOk(rows));
+    assert.deepEqual(await write(connection, { table: `${table}_insert`, copy: false }, ["id"], rows), allOk(rows));
+    const copyRead = rowsOf(await readAll(connection, { options: { table }, key: ["id"], batchSize: 4 }));
+    const keysetRead = rowsOf(
+      await readAll(connection, { options: { table: `${table}_insert`, copy: false }, key: ["id"], batchSize: 4 }),
+    );
+    // The same rows, through either path both ways: the values each way lands and reads are the same.
+    assert.deepEqual(copyRead, keysetRead);
+    assert.deepEqual(rowsOf(await readAll(connection, { options: { table, copy: false }, key: ["id"] })), copyRead);
+    const byId = new Map(copyRead.map((row) => [row.id, row]));
+    assert.equal(byId.get(1)?.t, null);
+    assert.equal(byId.get(2)?.t, "");
+    assert.equal(byId.get(3)?.t, "\\N");
+    for (const id of [4, 5, 6, 7, 8, 9, 10]) assert.equal(byId.get(id)?.t, rows[id - 1]?.t, `text of row ${id}`);
+    assert.equal(String(byId.get(10)?.t).length, big.length);
+    assert.equal(byId.get(1)?.n, "12345678901234567890.0123456789");
+    assert.equal(byId.get(3)?.n, "NaN");
+    assert.equal(byId.get(1)?.big, "9223372036854775807");
+    assert.equal(byId.get(2)?.big, "-9007199254740993");
+    assert.equal(byId.get(4)?.at, "2024-06-30 18:29:59.999999+00");
+    assert.equal(byId.get(5)?.at, "2000-01-01 02:00:00.000001+00");
+    assert.equal(byId.get(6)?.at, "2024-01-01 00:00:00.123+00");
+    assert.equal(byId.get(7)?.at, "infinity");
+    assert.equal(byId.get(5)?.day, "infinity");
+    assert.equal(byId.get(5)?.span, "1 day 02:03:04.000005");
+    assert.equal(byId.get(6)?.f, 0.1);
+    assert.ok(Number.isNaN(byId.get(8)?.f));
+    assert.deepEqual(byId.get(9)?.raw, Buffer.from([0, 1, 92, 9, 10, 255]));
+    assert.deepEqual(byId.get(11)?.doc, rows[10]?.doc);
+    assert.deepEqual(byId.get(11)?.j, { kept: "as written" });
+    assert.deepEqual(byId.get(12)?.doc, rows[11]?.doc);
+    assert.deepEqual(byId.get(13)?.tags, rows[12]?.tags);
+    assert.deepEqual(byId.get(13)?.grid, [
+      [1, 2],
+      [3, null],
+    ]);
+    assert.deepEqual(byId.get(14)?.tags, []);
+    assert.equal(byId.get(1)?.flag, true);
+    assert.equal(byId.get(2)?.flag, false);
+    // The json column keeps its text as written (whitespace and all): compare the server's own text.
+    const [json] = await db.query(`SELECT j::text AS j FROM ${table} WHERE id = 11`);
+    assert.equal(json?.j, '{ "kept" :\n\t"as written" }');
+    // What was read writes back unchanged through COPY: the read shapes are the write shapes.
+    assert.deepEqual(await write(connection, { table }, ["id"], copyRead), allOk(copyRead));
+    assert.deepEqual(rowsOf(await readAll(connection, { options: { table }, key: ["id"] })), copyRead);
+  });
+});
+
+describe("postgres COPY: write", () => {
+  const snapshot = (table: string) => db.query(`SELECT *, xmin::text::int8 > 0 AS present FROM ${table} ORDER BY 1`);
+  const stagingTables = async (client: PostgresClient) =>
+    (
+      await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname LIKE 'franca\\_copy\\_%'`,
+      )
+    )[0]?.n;
+
+  it("upserts: the same rows twice leave the table as after the first time, through one reused staging table", async () => {
+    // One connection, so that the staging table seen is the one the writes use.
+    const single = open({ url, poolSize: 1 }, "single");
+    const table = `${schema}.clients`;
+    await db.query(
+      `CREATE TABLE ${table} (code text PRIMARY KEY, name text, balance numeric(12,2), seen int DEFAULT 7)`,
+    );
+    const clients = Array.from({ length: 500 }, (_, i) => ({ code: `c${i}`, name: `Client\t${i}`, balance: `${i}.5` }));
+    assert.deepEqual(await write(single, { table }, ["code"], clients), allOk(clients));
+    const once = await snapshot(table);
+    assert.equal(once.length, 500);
+    assert.deepEqual(once[2], { code: "c10", name: "Client\t10", balance: "10.50", seen: 7, present: true });
+    for (let round = 0; round < 3; round++) {
+      assert.deepEqual(await write(single, { table }, ["code"], clients), allOk(clients));
+      assert.deepEqual(await snapshot(table), once);
+    }
+    // An update changes its row only; a row of other columns gets a staging table of its own.
+    assert.deepEqual(await write(single, { table }, ["code"], [{ code: "c3", name: "Renamed" }]), [{ ok: true }]);
+    const updated = await snapshot(table);
+    assert.deepEqual(
+      updated.find((row) => row.code === "c3"),
+      { code: "c3", name: "Renamed", balance: "3.50", seen: 7, present: true },
+    );
+    assert.deepEqual(
+      updated.filter((row) => row.code !== "c3"),
+      once.filter((row) => row.code !== "c3"),
+    );
+    assert.equal(await stagingTables(clientOf(single)), 2);
+  });
+
+  it("lets the later row win when one call holds the same key several times", async () => {
+    const table = `${schema}.pairs`;
+    await db.query(`CREATE TABLE ${table} (a text, b int, v text, PRIMARY KEY (a, b))`);
+    // Every row the server writes, to show that earlier duplicates are not written at all (no row-by-row retry).
+    await db.query(`CREATE TABLE ${table}_writes (v text)`);
+    await db.query(
+      `CREATE FUNCTION ${table}_audit() RETURNS trigger LANGUAGE plpgsql AS
+         'BEGIN INSERT INTO ${table}_writes VALUES (NEW.v); RETURN NEW; END'`,
+    );
+    await db.query(
+      `CREATE TRIGGER audit AFTER INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_audit()`,
+    );
+    const rows = [
+      { a: "x", b: 1, v: "first" },
+      { a: "x", b: 2, v: "other" },
+      { a: "x", b: 1, v: "second" },
+      { a: "y", b: 1, v: "y" },
+      { a: "x", b: 1, v: "third" },
+    ];
+    assert.deepEqual(await write(connection, { table }, ["a", "b"], rows), allOk(rows));
+    assert.deepEqual(await db.query(`SELECT * FROM ${table} ORDER BY a, b`), [
+      { a: "x", b: 1, v: "third" },
+      { a: "x", b: 2, v: "other" },
+      { a: "y", b: 1, v: "y" },
+    ]);
+    assert.deepEqual(
+      (await db.query(`SELECT v FROM ${table}_writes ORDER BY v`)).map((row) => row.v),
+      ["other", "third", "y"],
+    );
+    // Keys equal for the server but not as text (1 and "1" are one text; "01" is another): the upsert cannot take
+    // both in one statement, and the row-by-row path still lets the later one win.
+    const numbers = `${schema}.numbers`;
+    await db.query(`CREATE TABLE ${numbers} (id int PRIMARY KEY, v text)`);
+    const mixed = [
+      { id: 1, v: "one" },
+      { id: "01", v: "later" },
+    ];
+    assert.deepEqual(await write(connection, { table: numbers }, ["id"], mixed), allOk(mixed));
+    assert.deepEqual(await db.query(`SELECT * FROM ${numbers}`), [{ id: 1, v: "later" }]);
+    // NULL keys never conflict (a nullable unique column takes both rows): they are not duplicates, as with INSERT.
+    for (const copy of [true, false]) {
+      const nullable = `${schema}.nullable_${copy}`;
+      await db.query(`CREATE TABLE ${nullable} (code text UNIQUE, v text)`);
+      const rows = [
+        { code: null, v: "a" },
+        { code: null, v: "b" },
+        { code: "x", v: "c" },
+      ];
+      assert.deepEqual(await write(connection, { table: nullable, copy }, ["code"], rows), allOk(rows));
+      assert.deepEqual(
+        (await db.query(`SELECT v FROM ${nullable} ORDER BY v`)).map((row) => row.v),
+        ["a", "b", "c"],
+        `copy: ${copy}`,
+      );
+    }
+  });
+
+  it("isolates bad rows, whether COPY or the upsert refuses them, and writes on with the same connection", async () => {
+    const single = open({ url, poolSize: 1 }, "isolate");
+    const table = `${schema}.checked`;
+    await db.query(
+      `CREATE TABLE ${table} (id int PRIMARY KEY, qty int CONSTRAINT qty_not_negative CHECK (qty >= 0), code varchar(3))`,
+    );
+    const cases = [
+      // refused by COPY into the staging table (bad value, too long): the server names the column
+      { bad: { qty: "many" }, message: /invalid input syntax for type integer/, path: "/qty" },
+      { bad: { qty: 1, code: "too long" }, message: /too long/, path: "/code" },
+      // refused by the INSERT … SELECT (a constraint of the target)
+      { bad: { qty: -5 }, message: /qty_not_negative/, path: undefined },
+    ];
+    for (const [round, { bad, message, path }] of cases.entries()) {
+      const base = round * 1000;
+      const rows: Row[] = Array.from({ length: 300 }, (_, i) => ({ id: base + i, qty: i, code: "ok" }));
+      rows[150] = { id: base + 150, code: "ok", ...bad };
+      const results = await write(single, { table }, ["id"], rows);
+      for (const [i, result] of results.entries()) {
+        if (i !== 150) {
+          assert.deepEqual(result, { ok: true });
+          continue;
+        }
+        assert.equal(result.ok, false);
+        if (result.ok) continue;
+        assert.equal(result.error.code, ErrorCode.TargetRejected);
+        assert.equal(result.error.errorClass, "permanent");
+        assert.match(result.error.message, message);
+        assert.equal(result.error.path, path);
+      }
+      const [landed] = await db.query(`SELECT count(*)::int AS n FROM ${table} WHERE id >= $1 AND id < $2`, [
+        base,
+        base + 1000,
+      ]);
+      assert.equal(landed?.n, 299);
+    }
+    // The connection went on: a clean batch through COPY again.
+    const clean = Array.from({ length: 10 }, (_, i) => ({ id: 9000 + i, qty: i, code: "end" }));
+    assert.deepEqual(await write(single, { table }, ["id"], clean), allOk(clean));
+  });
+
+  it("makes a staging table anew when its target's column changed type", async () => {
+    const single = open({ url, poolSize: 1 }, "altered");
+    const table = `${schema}.altered`;
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, qty text)`);
+    assert.deepEqual(await write(single, { table }, ["id"], [{ id: 1, qty: "5" }]), [{ ok: true }]);
+    // The staging table still has qty text: the INSERT … SELECT fails (text into int), the connector remakes it.
+    await clientOf(single).query(`ALTER TABLE ${table} ALTER COLUMN qty TYPE int USING qty::int`);
+    assert.deepEqual(await write(single, { table }, ["id"], [{ id: 2, qty: 7 }]), [{ ok: true }]);
+    // And the other way: a staging int column would refuse text the target now takes.
+    await clientOf(single).query(`ALTER TABLE ${table} ALTER COLUMN qty TYPE text`);
+    assert.deepEqual(await write(single, { table }, ["id"], [{ id: 3, qty: "three" }]), [{ ok: true }]);
+    assert.deepEqual(await db.query(`SELECT * FROM ${table} ORDER BY id`), [
+      { id: 1, qty: "5" },
+      { id: 2, qty: "7" },
+      { id: 3, qty: "three" },
+    ]);
+  });
+
+  it("writes through INSERT, with no staging table, for a role that may not create temporary tables", async () => {
+    const role = `franca_notemp_${suffix}`;
+    const database = `franca_notemp_${suffix}`;
+    await db.query(`CREATE ROLE ${role} LOGIN`);
+    await db.query(`CREATE DATABASE ${database} OWNER ${role}`);
+    try {
+      await db.query(`REVOKE TEMPORARY ON DATABASE ${database} FROM PUBLIC, ${role}`);
+      const restricted = open({ url: `postgres://${role}@127.0.0.1:5432/${database}`, poolSize: 1 }, "notemp");
+      const client = clientOf(restricted);
+      await client.query("CREATE TABLE items (id int PRIMARY KEY, name text)");
+      const rows = [
+        { id: 1, name: "one" },
+        { id: 2, name: "two" },
+      ];
+      assert.deepEqual(await write(restricted, { table: "items" }, ["id"], rows), allOk(rows));
+      assert.deepEqual(await write(restricted, { table: "items" }, ["id"], rows), allOk(rows));
+      assert.deepEqual(await client.query("SELECT * FROM items ORDER BY id"), rows);
+      await restricted.close();
+    } finally {
+      await db.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await db.query(`DROP ROLE IF EXISTS ${role}`);
+    }
+  });
+
+  it("an aborted write stops its COPY on the server and lands nothing", async () => {
+    const app = `franca-write-abort-${suffix}`;
+    const target = open({ url, applicationName: app, poolSize: 1 }, "write-abort");
+    const table = `${schema}.slow`;
+    // A domain whose check sleeps: the COPY into the staging table takes a while, row after row.
+    await db.query(`CREATE FUNCTION ${schema}.slow_ok(value text) RETURNS boolean LANGUAGE sql AS
+      'SELECT true FROM pg_sleep(0.01)'`);
+    await db.query(`CREATE DOMAIN ${schema}.slow_text AS text CHECK (${schema}.slow_ok(VALUE))`);
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v ${schema}.slow_text)`);
+    const rows = Array.from({ length: 3000 }, (_, id) => ({ id, v: `v${id}` }));
+    const controller = new AbortController();
+    const writing = write(target, { table }, ["id"], rows, controller.signal);
+    await until(async () => (await backends(app)).some((backend) => backend.query.startsWith("COPY pg_temp.")));
+    controller.abort(new Error("stop"));
+    await assert.rejects(writing);
+    await until(async () => (await backends(app)).every((backend) => backend.state !== "active"));
+    assert.deepEqual(await db.query(`SELECT count(*)::int AS n FROM ${table}`), [{ n: 0 }]);
+  });
+
+  it("with copy: false, writes with INSERTs and makes no staging table", async () => {
+    const single = open({ url, poolSize: 1 }, "insert");
+    const table = `${schema}.inserted`;
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    const rows = [
+      { id: 1, v: "a" },
+      { id: 1, v: "b" },
+    ];
+    assert.deepEqual(await write(single, { table, copy: false }, ["id"], rows), allOk(rows));
+    assert.deepEqual(await db.query(`SELECT * FROM ${table}`), [{ id: 1, v: "b" }]);
+    assert.equal(await stagingTables(clientOf(single)), 0);
+  });
+});
+
+describe("postgres COPY: read", () => {
+  // Keys that would break a position inlined without quoting: quotes, backslashes, a statement, unicode.
+  const codes = ["a'b", "a\\'b", "'); DROP TABLE x; --", "é", "\\N", "$$", "a\tb", "E'x'", "🎉", "z"];
+  const events = codes.flatMap((code, i) =>
+    [0, 1, 2].map((tie) => ({ code, seq: tie, micro: Math.floor((i * 3 + tie) / 4) })),
+  );
+  const table = `${schema}.keyed`;
+  const request = (batchSize: number) => ({
+    options: { table },
+    key: ["code", "seq"],
+    cursor: "at",
+    batchSize,
+  });
+
+  before(async () => {
+    await db.query(`CREATE TABLE ${table} (code text, seq int, at timestamptz NOT NULL, PRIMARY KEY (code, seq))`);
+    for (const event of events) {
+      await db.query(
+        `INSERT INTO ${table} VALUES ($1, $2, '2024-03-01 10:00:00+00'::timestamptz + $3 * interval '1 microsecond')`,
+        [event.code, event.seq, event.micro],
+      );
+    }
+    await db.query(
+      `CREATE TABLE ${schema}.big AS SELECT i AS id, repeat(md5(i::text), 6) AS payload FROM generate_series(1, 200000) AS i`,
+    );
+    await db.query(`ALTER TABLE ${schema}.big ADD PRIMARY KEY (id)`);
+  });
+
+  it("reads in batches, and from the position of any batch reads exactly the rest", async () => {
+    for (const batchSize of [1, 4, 7, 1000]) {
+      const batches = await readAll(connection, request(batchSize));
+      const all = rowsOf(batches);
+      assert.equal(all.length, events.length);
+      // The same rows and positions as the keyset reads.
+      const keyset = await readAll(connection, { ...request(batchSize), options: { table, copy: false } });
+      assert.deepEqual(batches, keyset);
+      for (let k = 0; k < batches.length; k++) {
+        const from = JSON.parse(JSON.stringify(batches[k]?.position));
+        const rest = rowsOf(await readAll(connection, { ...request(batchSize), from }));
+        assert.deepEqual(rest, all.slice((k + 1) * batchSize), `batch size ${batchSize}, from batch ${k}`);
+      }
+    }
+    assert.deepEqual(await db.query(`SELECT count(*)::int AS n FROM ${table}`), [{ n: events.length }]);
+  });
+
+  it("reads a whole source as one statement, one call a batch, following a batch size that changes", async () => {
+    const app = `franca-one-${suffix}`;
+    const source = open({ url, applicationName: app }, "one");
+    let calls = 0;
+    let size = 100;
+    const read = reader(source)({
+      options: { table: `${schema}.big` },
+      key: ["id"],
+      get batchSize() {
+        return size;
+      },
+      signal: never,
+      call: (fn) => {
+        calls++;
+        return fn(never);
+      },
+    });
+    const statements = new Set<string>();
+    let samples = 0;
+    let rows = 0;
+    let batches = 0;
+    for await (const batch of read) {
+      assert.equal(batch.rows.length, Math.min(size, 200_000 - rows));
+      rows += batch.rows.length;
+      batches++;
+      assert.deepEqual(batch.position, [rows]);
+      if (batches % 10 === 1) {
+        const [running] = await db.query<{ statement: string }>(
+          `SELECT pid::text || query_start::text AS statement FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'COPY%'`,
+          [app],
+        );
+        assert.ok(running !== undefined, "the read's connection is open while it reads");
+        statements.add(running.statement);
+        samples++;
+      }
+      size = size === 100 ? 5000 : 100;
+    }
+    assert.equal(rows, 200_000);
+    assert.equal(calls, batches);
+    assert.ok(samples >= 5);
+    assert.equal(statements.size, 1, "one COPY statement served every batch");
+    await until(async () => (await backends(app)).length === 0);
+  });
+
+  it("holds the server back while the batch is not taken, and stops its statement when the read is aborted", async () => {
+    const app = `franca-abort-${suffix}`;
+    const source = open({ url, applicationName: app }, "abort");
+    const controller = new AbortController();
+    const read = reader(source)({
+      options: { table: `${schema}.big` },
+      key: ["id"],
+      batchSize: 1000,
+      signal: controller.signal,
+      call: (fn) => fn(never),
+    })[Symbol.asyncIterator]();
+    const first = await read.next();
+    assert.equal(first.done, false);
+    assert.equal(first.value?.rows.length, 1000);
+    // Back-pressure: the server has more rows than the socket holds and waits, writing, until they are taken.
+    let seen: { state: string; wait: string | null } | undefined;
+    await until(async () => {
+      [seen] = await backends(app);
+      return seen === undefined || seen.state !== "active" || seen.wait === "ClientWrite";
+    });
+    assert.deepEqual(seen && { state: seen.state, wait: seen.wait }, { state: "active", wait: "ClientWrite" });
+    controller.abort(new Error("stop"));
+    assert.deepEqual(await read.next(), { done: true, value: undefined });
+    await until(async () => (await backends(app)).length === 0);
+  });
+
+  it("a batch whose call is aborted fails with the server's cancel, and the statement ends", async () => {
+    const app = `franca-cancel-${suffix}`;
+    const source = open({ url, applicationName: app }, "cancel");
+    let calls = 0;
+    const read = reader(source)({
+      options: { table: `${schema}.big` },
+      key: ["id"],
+      // the second batch asks for every row left, so it cannot be filled before the cancel reaches the server
+      get batchSize() {
+        return calls <= 1 ? 1000 : 1_000_000;
+      },
+      signal: never,
+      call: (fn) => {
+        calls++;
+        if (calls === 1) return fn(never);
+        const timeout = new AbortController();
+        const running = fn(timeout.signal);
+        timeout.abort(new Error("timed out"));
+        return running;
+      },
+    })[Symbol.asyncIterator]();
+    assert.equal((await read.next()).value?.rows.length, 1000);
+    await assert.rejects(read.next(), (error: unknown) => (error as { code?: string }).code === "57014");
+    await until(async () => (await backends(app)).length === 0);
+  });
+
+  it("a read whose connection the server ends fails as transient; read from its last position, it gives the rest", async () => {
+    const app = `franca-killed-${suffix}`;
+    const source = open({ url, applicationName: app }, "killed");
+    const request = {
+      options: { table: `${schema}.big` },
+      key: ["id"],
+      batchSize: 1000,
+      signal: never,
+      call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(never),
+    };
+    const read = reader(source)(request)[Symbol.asyncIterator]();
+    const first = await read.next();
+    assert.deepEqual(first.value?.position, [1000]);
+    await db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [app]);
+    // Rows already on their way may still come; then the read fails, as a transient error of the system.
+    let failure: unknown;
+    try {
+      while (!(await read.next()).done);
+    } catch (error) {
+      failure = error;
+    }
+    assert.ok(failure instanceof FrancaError, `expected a FrancaError, got ${String(failure)}`);
+    assert.equal(failure.errorClass, "transient");
+    assert.equal(failure.code, ErrorCode.SystemUnavailable);
+    const rest = rowsOf(await readAll(source, { ...request, from: first.value?.position }));
+    assert.equal(rest.length, 199_000);
+    assert.equal(rest[0]?.id, 1001);
+    await until(async () => (await backends(app)).length === 0);
+  });
+
+  it("closes its connection when the reader leaves early, and reads an empty source as no batch", async () => {
+    const app = `franca-leave-${suffix}`;
+    const source = open({ url, applicationName: app }, "leave");
+    for await (const batch of reader(source)({
+      options: { table: `${schema}.big` },
+      key: ["id"],
+      batchSize: 10,
+      signal: never,
+      call: (fn) => fn(never),
+    })) {
+      assert.equal(batch.rows.length, 10);
+      break;
+    }
+    await until(async () => (await backends(app)).length === 0);
+    await db.query(`CREATE TABLE ${schema}.empty (id int PRIMARY KEY)`);
+    assert.deepEqual(await readAll(source, { options: { table: `${schema}.empty` }, key: ["id"] }), []);
+    await until(async () => (await backends(app)).length === 0);
+  });
+
+  it("shapes rows like pg: a query's later column of the same name wins, in both read paths", async () => {
+    const query = "SELECT 1 AS id, 'a' AS x, 'b' AS x, NULL::int AS n";
+    const copy = rowsOf(await readAll(connection, { options: { query }, key: ["id"] }));
+    assert.deepEqual(copy, [{ id: 1, x: "b", n: null }]);
+    assert.deepEqual(rowsOf(await readAll(connection, { options: { query, copy: false }, key: ["id"] })), copy);
+  });
+});

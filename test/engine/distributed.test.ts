@@ -1,0 +1,279 @@
+/**
+ * The distributed executor with real worker processes (`franca worker`), a real PostgreSQL store and queue, and a
+ * simulated API on 127.0.0.1 as the target: workers killed with SIGKILL at random points, a concurrency cap held
+ * across processes, SIGTERM in the middle of a chunk, `franca run --wait` with no worker alive.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { type SimApi, startSimApi } from "../../sim/api.ts";
+import { seededRandom } from "../../sim/random.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import type { RunRecord } from "../../src/store/types.ts";
+import { distHub, distSetupSql, distUrl } from "../support/dist-hub.ts";
+
+const root = resolve(import.meta.dirname, "../..");
+const bin = join(root, "bin", "franca.js");
+const config = join(root, "test", "support", "dist-hub.ts");
+
+interface Setup {
+  schema: string;
+  env: Record<string, string>;
+  api: SimApi;
+  engine: Engine;
+  dir: string;
+  workers: Set<Worker>;
+  dispose(): Promise<void>;
+}
+
+interface Worker {
+  process: ChildProcess;
+  stderr: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+async function sql(statements: readonly string[]): Promise<pg.QueryResultRow[]> {
+  const client = new pg.Client({ connectionString: distUrl });
+  await client.connect();
+  try {
+    let rows: pg.QueryResultRow[] = [];
+    for (const statement of statements) rows = (await client.query(statement)).rows;
+    return rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh store schema, source tables of `rows` rows, the simulated API (batch latency `latencyMs`). */
+async function setup(rows: number, cap: number, latencyMs: number): Promise<Setup> {
+  const schema = `franca_d${Math.random().toString(36).slice(2, 10)}`;
+  await sql([`CREATE SCHEMA ${schema}_app`, ...distSetupSql(schema, rows)]);
+  const api = await startSimApi({
+    seed: 7,
+    collections: { items: { key: "id", maxBatch: 50 }, others: { key: "id", maxBatch: 50 } },
+    batch: { latencyMs },
+  });
+  const env = { FRANCA_DIST_SCHEMA: schema, FRANCA_DIST_API: api.url, FRANCA_DIST_CAP: String(cap) };
+  const dir = mkdtempSync(join(tmpdir(), "franca-dist-"));
+  // the test process queues runs and watches them; it does not work jobs
+  const engine = await Engine.open({ hub: distHub(env), baseDir: dir, executor: "distributed" });
+  const workers = new Set<Worker>();
+  return {
+    schema,
+    env,
+    api,
+    engine,
+    dir,
+    workers,
+    async dispose() {
+      for (const worker of workers) worker.process.kill("SIGKILL");
+      await Promise.all([...workers].map((worker) => worker.exited));
+      await engine.close();
+      await api.close();
+      await sql([
+        `DROP SCHEMA IF EXISTS ${schema} CASCADE`,
+        `DROP SCHEMA IF EXISTS ${schema}_queue CASCADE`,
+        `DROP SCHEMA IF EXISTS ${schema}_app CASCADE`,
+      ]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts `franca worker` as its own process. */
+function startWorker(setup: Setup, jobs: number): Worker {
+  const child = spawn(
+    process.execPath,
+    [
+      "--max-semi-space-size=16",
+      bin,
+      "worker",
+      "-c",
+      config,
+      "--jobs",
+      String(jobs),
+      "--log",
+      "-",
+      "--log-level",
+      process.env.FRANCA_DIST_LOG ?? "warn",
+    ],
+    { env: { ...process.env, ...setup.env }, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const stderr: string[] = [];
+  child.stderr?.setEncoding("utf8").on("data", (text: string) => stderr.push(text));
+  const exited = once(child, "exit").then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }));
+  const worker = { process: child, stderr, exited };
+  setup.workers.add(worker);
+  void exited.then(() => setup.workers.delete(worker));
+  return worker;
+}
+
+async function waitForEnd(setup: Setup, id: number, limitMs = 45_000): Promise<RunRecord> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const run = (await setup.engine.store.getRun(id)) as RunRecord;
+    if (run.status !== "running") return run;
+    if (Date.now() > deadline) {
+      const logs = [...setup.workers].map((worker) => worker.stderr.join("").slice(-6000)).join("\n---\n");
+      const jobs = await sql([
+        `SELECT name, state, retry_count, count(*)::int AS n, min(start_after - now())::text AS soonest, max(start_after - now())::text AS latest, min(created_on - now())::text AS created FROM ${setup.schema}_queue.job GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+      ]);
+      const counts = await setup.engine.store.counts(id);
+      const activity = await sql([
+        `SELECT application_name, state, wait_event_type, wait_event, left(query, 120) AS query FROM pg_stat_activity WHERE datname = 'test' AND pid <> pg_backend_pid() ORDER BY 1`,
+      ]);
+      const locks = await sql([`SELECT classid, objid, pid, granted FROM pg_locks WHERE locktype = 'advisory'`]);
+      console.error(JSON.stringify({ activity, locks }, null, 1));
+      throw new Error(
+        `run ${id} still running after ${limitMs} ms\njobs: ${JSON.stringify(jobs)}\ncounts: ${JSON.stringify(counts)}\nrun: ${JSON.stringify(run)}\nworker logs:\n${logs}`,
+      );
+    }
+    await sleep(200);
+  }
+}
+
+/** Every source row arrived exactly once, with its content; the ledger says so too. */
+async function assertExactlyOnce(setup: Setup, run: RunRecord, collection: "items" | "others", rows: number) {
+  assert.equal(run.status, "succeeded", JSON.stringify(run.error));
+  const records = setup.api.records(collection);
+  assert.equal(records.length, rows, "every source row is in the target");
+  for (const record of records) {
+    const id = Number(record.id);
+    assert.equal(record.name, `${collection} ${id} ✓`);
+    assert.equal(record.amount, (Math.round(id * 137) / 100).toFixed(2));
+  }
+  assert.equal(setup.api.duplicates(collection), 0, "no record created twice");
+  const creates = setup.api.creates(collection);
+  assert.equal(creates.size, rows);
+  assert.ok(
+    [...creates.values()].every((count) => count === 1),
+    "each key applied once",
+  );
+  const counts = await setup.engine.store.counts(run.id);
+  assert.equal(counts.extracted, rows, "extracted once each");
+  assert.deepEqual(counts.targets[`api-${collection}`], { loaded: rows, unchanged: 0, quarantined: 0, failed: 0 });
+  const ledger = await setup.engine.store.records(run.id, { limit: rows + 100 });
+  assert.equal(ledger.length, rows, "one ledger entry per record");
+  assert.equal(new Set(ledger.map((entry) => entry.key)).size, rows);
+  assert.ok(ledger.every((entry) => entry.status === "loaded"));
+}
+
+describe("distributed executor with worker processes", { timeout: 300_000 }, () => {
+  const setups: Setup[] = [];
+  after(async () => {
+    for (const item of setups) await item.dispose();
+  });
+
+  it("three workers, one killed with SIGKILL at random points ten times: the run completes, every record exactly once", async () => {
+    const rows = 12_000;
+    const setup = await setup_(rows, 6, 250);
+    const random = seededRandom(42);
+    for (let i = 0; i < 3; i++) startWorker(setup, 4);
+    const run = await setup.engine.enqueue("items");
+    let kills = 0;
+    while (kills < 10) {
+      await sleep(200 + random() * 700);
+      const current = await setup.engine.store.getRun(run.id);
+      assert.equal(current?.status, "running", `the run ended before kill ${kills + 1}: make it longer`);
+      const alive = [...setup.workers];
+      const victim = alive[Math.floor(random() * alive.length)] as Worker;
+      victim.process.kill("SIGKILL");
+      const { signal } = await victim.exited;
+      assert.equal(signal, "SIGKILL");
+      kills++;
+      startWorker(setup, 4);
+    }
+    const ended = await waitForEnd(setup, run.id);
+    await assertExactlyOnce(setup, ended, "items", rows);
+    const queue = await sql([
+      `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state NOT IN ('completed')`,
+    ]);
+    assert.equal(queue[0]?.n, 0, "no job left behind: every chunk-stage completed");
+  });
+
+  it("two flows contending for a system capped at 2 across 3 workers: never more than 2 calls in flight", async () => {
+    const rows = 2_000;
+    const setup = await setup_(rows, 2, 40);
+    for (let i = 0; i < 3; i++) startWorker(setup, 4);
+    const first = await setup.engine.enqueue("items");
+    const second = await setup.engine.enqueue("others");
+    const [a, b] = await Promise.all([waitForEnd(setup, first.id), waitForEnd(setup, second.id)]);
+    await assertExactlyOnce(setup, a, "items", rows);
+    await assertExactlyOnce(setup, b, "others", rows);
+    assert.equal(setup.api.stats.maxInFlight, 2, "the cap of 2 was reached and never passed");
+    assert.equal(setup.api.stats.requests.batch, (2 * rows) / 50);
+  });
+
+  it("SIGTERM in the middle of a chunk: the worker finishes it, exits 0, and a new worker completes the run", async () => {
+    const rows = 3_000;
+    const setup = await setup_(rows, 4, 300);
+    const first = startWorker(setup, 2);
+    const run = await setup.engine.enqueue("items");
+    while (setup.api.stats.inFlight === 0) await sleep(10);
+    const createdBefore = setup.api.creates("items").size;
+    first.process.kill("SIGTERM");
+    const exit = await first.exited;
+    assert.equal(exit.code, 0, first.stderr.join(""));
+    assert.ok(setup.api.creates("items").size > createdBefore, "the batches in flight were finished");
+    const active = await sql([`SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state = 'active'`]);
+    assert.equal(active[0]?.n, 0, "no job is left held by the stopped worker");
+    assert.equal((await setup.engine.store.getRun(run.id))?.status, "running", "the run waits for a worker");
+    startWorker(setup, 2);
+    await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
+  });
+
+  it("a second SIGTERM hands the chunks in flight back at once; another worker does them", async () => {
+    const rows = 1_000;
+    const setup = await setup_(rows, 4, 2_000);
+    const first = startWorker(setup, 2);
+    const run = await setup.engine.enqueue("items");
+    while (setup.api.stats.inFlight === 0) await sleep(10);
+    first.process.kill("SIGTERM");
+    await sleep(100);
+    first.process.kill("SIGTERM");
+    const exit = await first.exited;
+    assert.equal(exit.code, 1, "a worker that handed work back says so");
+    const active = await sql([`SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state = 'active'`]);
+    assert.equal(active[0]?.n, 0, "the jobs went back to the queue at once");
+    setup.api.configure({ batch: { latencyMs: 20 } });
+    startWorker(setup, 2);
+    await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
+  });
+
+  it("franca run --wait with no worker alive works the run in its own process", async () => {
+    const rows = 500;
+    const setup = await setup_(rows, 4, 5);
+    const child = spawn(
+      process.execPath,
+      ["--max-semi-space-size=16", bin, "run", "items", "--wait", "--json", "-c", config],
+      {
+        env: { ...process.env, ...setup.env },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (out += text));
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (err += text));
+    const [code] = await once(child, "exit");
+    assert.equal(code, 0, err);
+    const summary = JSON.parse(out) as { run: { id: number; status: string } };
+    assert.equal(summary.run.status, "succeeded");
+    await assertExactlyOnce(setup, (await setup.engine.store.getRun(summary.run.id)) as RunRecord, "items", rows);
+  });
+
+  async function setup_(rows: number, cap: number, latencyMs: number): Promise<Setup> {
+    const created = await setup(rows, cap, latencyMs);
+    setups.push(created);
+    return created;
+  }
+});
