@@ -363,11 +363,18 @@ export class Engine {
    * Distributed: works jobs in this process until `signal` aborts, then stops taking jobs and finishes the ones in
    * flight (graceful), or hands them back at once (`graceful: false`).
    */
-  async work(options: { signal: AbortSignal; jobs?: number; graceful?: () => boolean }): Promise<void> {
+  async work(options: {
+    signal: AbortSignal;
+    jobs?: number;
+    graceful?: () => boolean;
+    /** Aborted: the jobs in flight are handed back to the queue at once (a second SIGTERM). */
+    handBack?: AbortSignal;
+  }): Promise<void> {
     const cluster = this.#cluster;
     if (cluster === undefined)
       throw new FrancaError(ErrorCode.Usage, "a worker needs the distributed executor (a postgres:// store)");
     await cluster.startWorker(this.hub, this.#distributedEnvironment(), options.jobs);
+    options.handBack?.addEventListener("abort", () => cluster.handBack(), { once: true });
     if (!options.signal.aborted)
       await new Promise<void>((resolve) => options.signal.addEventListener("abort", () => resolve(), { once: true }));
     await cluster.stopWorker(options.graceful?.() ?? true);

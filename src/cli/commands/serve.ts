@@ -11,7 +11,7 @@ import { shutdownSignal } from "./worker.ts";
 export async function serveCommand(cli: Cli): Promise<number> {
   const { engine, hub } = await cli.open({ longRunning: true, worker: true });
   const log = engine.logger.child({ component: "scheduler" });
-  const { signal, graceful } = shutdownSignal(cli, "serve");
+  const { signal, handBack, graceful } = shutdownSignal(cli, "serve");
   const running = new Set<string>();
   const trigger = async (flow: string) => {
     if (running.has(flow)) return log.warn({ flow }, "previous run still going: this tick is skipped");
@@ -39,9 +39,9 @@ export async function serveCommand(cli: Cli): Promise<number> {
     .map((flow) => new Cron(flow.schedule as string, { protect: true }, () => void trigger(flow.name)));
   for (const job of jobs) cli.warn(`${job.getPattern()} → next run ${job.nextRun()?.toISOString() ?? "never"}`);
   if (jobs.length === 0) cli.warn("no flow has a schedule: serving jobs only");
-  if (engine.distributed) await engine.work({ signal, graceful });
+  if (engine.distributed) await engine.work({ signal, handBack, graceful });
   else if (!signal.aborted)
     await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
   for (const job of jobs) job.stop();
-  return 0;
+  return graceful() ? 0 : 1;
 }

@@ -134,6 +134,11 @@ export class Cluster {
     return this.#worker;
   }
 
+  /** The worker in this process hands its jobs in flight back to the queue. */
+  handBack(): void {
+    this.#worker?.handBack();
+  }
+
   async stopWorker(graceful = true): Promise<void> {
     const worker = this.#worker;
     this.#worker = undefined;

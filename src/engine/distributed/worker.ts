@@ -126,6 +126,13 @@ export class DistributedWorker {
     this.#runs.clear();
   }
 
+  /** Hands the jobs in flight back to the queue at once: they fail here and are retried by any worker. */
+  handBack(): void {
+    this.#stopped = true;
+    for (const state of this.#runs.values())
+      state.control.abort(new FrancaError(ErrorCode.RunCancelled, "the worker is stopping"));
+  }
+
   /** Runs that have a job here record that they are alive; contexts of runs idle here for a minute are let go. */
   async #beat(): Promise<void> {
     const now = Date.now();
