@@ -9,7 +9,7 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { type SimApi, startSimApi } from "../../sim/api.ts";
@@ -51,7 +51,7 @@ async function sql(statements: readonly string[]): Promise<pg.QueryResultRow[]> 
 }
 
 /** A fresh store schema, source tables of `rows` rows, the simulated API (batch latency `latencyMs`). */
-async function setup(rows: number, cap: number, latencyMs: number): Promise<Setup> {
+async function createSetup(rows: number, cap: number, latencyMs: number): Promise<Setup> {
   const schema = `franca_d${Math.random().toString(36).slice(2, 10)}`;
   await sql([`CREATE SCHEMA ${schema}_app`, ...distSetupSql(schema, rows)]);
   const api = await startSimApi({
@@ -168,14 +168,10 @@ async function assertExactlyOnce(setup: Setup, run: RunRecord, collection: "item
 }
 
 describe("distributed executor with worker processes", { timeout: 300_000 }, () => {
-  const setups: Setup[] = [];
-  after(async () => {
-    for (const item of setups) await item.dispose();
-  });
-
-  it("three workers, one killed with SIGKILL at random points ten times: the run completes, every record exactly once", async () => {
+  it("three workers, one killed with SIGKILL at random points ten times: the run completes, every record exactly once", async (t) => {
     const rows = 12_000;
-    const setup = await setup_(rows, 6, 250);
+    const setup = await createSetup(rows, 6, 250);
+    t.after(() => setup.dispose());
     const random = seededRandom(42);
     for (let i = 0; i < 3; i++) startWorker(setup, 4);
     const run = await setup.engine.enqueue("items");
@@ -200,9 +196,10 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     assert.equal(queue[0]?.n, 0, "no job left behind: every chunk-stage completed");
   });
 
-  it("two flows contending for a system capped at 2 across 3 workers: never more than 2 calls in flight", async () => {
+  it("two flows contending for a system capped at 2 across 3 workers: never more than 2 calls in flight", async (t) => {
     const rows = 2_000;
-    const setup = await setup_(rows, 2, 40);
+    const setup = await createSetup(rows, 2, 40);
+    t.after(() => setup.dispose());
     for (let i = 0; i < 3; i++) startWorker(setup, 4);
     const first = await setup.engine.enqueue("items");
     const second = await setup.engine.enqueue("others");
@@ -213,9 +210,10 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     assert.equal(setup.api.stats.requests.batch, (2 * rows) / 50);
   });
 
-  it("SIGTERM in the middle of a chunk: the worker finishes it, exits 0, and a new worker completes the run", async () => {
+  it("SIGTERM in the middle of a chunk: the worker finishes it, exits 0, and a new worker completes the run", async (t) => {
     const rows = 3_000;
-    const setup = await setup_(rows, 4, 300);
+    const setup = await createSetup(rows, 4, 300);
+    t.after(() => setup.dispose());
     const first = startWorker(setup, 2);
     const run = await setup.engine.enqueue("items");
     while (setup.api.stats.inFlight === 0) await sleep(10);
@@ -231,9 +229,10 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
   });
 
-  it("a second SIGTERM hands the chunks in flight back at once; another worker does them", async () => {
+  it("a second SIGTERM hands the chunks in flight back at once; another worker does them", async (t) => {
     const rows = 1_000;
-    const setup = await setup_(rows, 4, 2_000);
+    const setup = await createSetup(rows, 4, 2_000);
+    t.after(() => setup.dispose());
     const first = startWorker(setup, 2);
     const run = await setup.engine.enqueue("items");
     while (setup.api.stats.inFlight === 0) await sleep(10);
@@ -249,9 +248,10 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
   });
 
-  it("franca run --wait with no worker alive works the run in its own process", async () => {
+  it("franca run --wait with no worker alive works the run in its own process", async (t) => {
     const rows = 500;
-    const setup = await setup_(rows, 4, 5);
+    const setup = await createSetup(rows, 4, 5);
+    t.after(() => setup.dispose());
     const child = spawn(
       process.execPath,
       ["--max-semi-space-size=16", bin, "run", "items", "--wait", "--json", "-c", config],
@@ -270,10 +270,4 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     assert.equal(summary.run.status, "succeeded");
     await assertExactlyOnce(setup, (await setup.engine.store.getRun(summary.run.id)) as RunRecord, "items", rows);
   });
-
-  async function setup_(rows: number, cap: number, latencyMs: number): Promise<Setup> {
-    const created = await setup(rows, cap, latencyMs);
-    setups.push(created);
-    return created;
-  }
 });
