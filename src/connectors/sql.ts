@@ -106,3 +106,54 @@ export function tableOrQueryIssues(options: unknown, role: "source" | "target"):
     issues.push({ setting: "query", message: "give either table or query, not both" });
   return issues;
 }
+
+/** How a database system is reached: a `url`, or the discrete settings (never both). */
+export interface ConnectionSettings {
+  url?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+}
+
+const discreteSettings = ["host", "port", "user", "password", "database"] as const;
+
+/** The static checks of a database system's connection settings: a url or host/database, not a mix. */
+export function connectionSettingsIssues(settings: ConnectionSettings): SettingIssue[] {
+  const issues: SettingIssue[] = [];
+  const discrete = discreteSettings.filter((name) => settings[name] !== undefined);
+  if (settings.url !== undefined && discrete.length > 0)
+    issues.push({ setting: discrete[0] as string, message: "give either url or host/port/user/password/database" });
+  if (settings.url === undefined && settings.host === undefined)
+    issues.push({ setting: "url", message: "is required (or host and database)" });
+  return issues;
+}
+
+/**
+ * The preflight of a database system's connection settings: a url that parses and has one of `protocols` (`checkUrl`
+ * adds the connector's own rules), or host and database.
+ */
+export function connectionPreflightIssues(
+  settings: ConnectionSettings,
+  protocols: readonly string[],
+  checkUrl: (url: URL) => SettingIssue[] = () => [],
+): SettingIssue[] {
+  if (settings.url === undefined) {
+    const issues: SettingIssue[] = [];
+    if (settings.host === undefined) issues.push({ setting: "host", message: "is required (or url)" });
+    if (settings.database === undefined) issues.push({ setting: "database", message: "is required (or url)" });
+    return issues;
+  }
+  let url: URL;
+  try {
+    url = new URL(settings.url);
+  } catch {
+    return [{ setting: "url", message: "is not a valid URL" }];
+  }
+  if (!protocols.includes(url.protocol)) {
+    const names = protocols.map((protocol) => `${protocol}//`).join(" or ");
+    return [{ setting: "url", message: `must start with ${names} (not ${url.protocol}//)` }];
+  }
+  return checkUrl(url);
+}

@@ -207,22 +207,27 @@ export class Engine {
         return this.#resume(flow, unfinished, options);
       }
     }
-    // Only an incremental source (its binding names a `cursor`) starts where the last run ended; any other is read
-    // whole every run, and what did not change is skipped by content hash at load.
+    return this.#execute(flow, await this.#startRun(flow, options.trigger), options);
+  }
+
+  /**
+   * Records a new run of a flow. Only an incremental source (its binding names a `cursor`) starts where the last run
+   * ended; any other is read whole every run, and what did not change is skipped by content hash at load.
+   */
+  async #startRun(flow: Flow, trigger = "api"): Promise<RunRecord> {
     const previousEnd = flow.from.cursor === undefined ? undefined : await this.store.getCursor(flow.name);
     const source = this.#connections.get(flow.from.system);
     const cursorFrom =
       previousEnd === undefined || source.nextRunFrom === undefined ? previousEnd : source.nextRunFrom(previousEnd);
-    const run = await this.store.startRun({
+    return this.store.startRun({
       flow: flow.name,
       kind: "flow",
-      trigger: options.trigger ?? "api",
+      trigger,
       targets: flow.to.map((target) => target.name),
       owner: this.#runOwner,
       now: Date.now(),
       ...(cursorFrom === undefined ? {} : { cursorFrom }),
     });
-    return this.#execute(flow, run, options);
   }
 
   /** Continues a failed, cancelled or abandoned run from its last persisted chunk. */
@@ -342,19 +347,7 @@ export class Engine {
     const flow = this.flow(flowName);
     this.preflight(flow);
     await this.reapAbandoned();
-    const previousEnd = flow.from.cursor === undefined ? undefined : await this.store.getCursor(flow.name);
-    const source = this.#connections.get(flow.from.system);
-    const cursorFrom =
-      previousEnd === undefined || source.nextRunFrom === undefined ? previousEnd : source.nextRunFrom(previousEnd);
-    const run = await this.store.startRun({
-      flow: flow.name,
-      kind: "flow",
-      trigger: options.trigger ?? "api",
-      targets: flow.to.map((target) => target.name),
-      owner: queueOwner,
-      now: Date.now(),
-      ...(cursorFrom === undefined ? {} : { cursorFrom }),
-    });
+    const run = await this.#startRun(flow, options.trigger);
     await cluster.plan(run);
     return run;
   }

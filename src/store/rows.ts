@@ -1,7 +1,7 @@
 /** Row ↔ record conversions shared by the SQLite and PostgreSQL stores (same columns in both). */
 import type { ErrorClass, ErrorCode } from "../core/errors.ts";
 import type { RecordOutcome, RecordStatus, RunStatus } from "../core/record.ts";
-import type { RunKind, RunRecord } from "./types.ts";
+import type { ChunkState, RunKind, RunRecord } from "./types.ts";
 
 export interface RunRow {
   id: number | string;
@@ -91,4 +91,35 @@ export function outcomeValues(runId: number, outcome: RecordOutcome): unknown[] 
     outcome.targetId ?? null,
     outcome.sourceId ?? null,
   ];
+}
+
+export interface ChunkRow {
+  seq: number;
+  position: string | null;
+  records: number;
+  canonical: number | null;
+  failed: number;
+}
+
+export interface ChunkLoadRow {
+  seq: number;
+  target: string;
+  failed: number;
+}
+
+/** A run's chunk states from its chunk rows (in order) and its chunk_loads rows: a target is done when none failed. */
+export function chunkStatesFromRows(chunks: readonly ChunkRow[], loads: readonly ChunkLoadRow[]): ChunkState[] {
+  const byChunk = new Map<number, Record<string, boolean>>();
+  for (const load of loads) {
+    const entry = byChunk.get(load.seq) ?? {};
+    entry[load.target] = load.failed === 0;
+    byChunk.set(load.seq, entry);
+  }
+  return chunks.map((chunk) => ({
+    seq: chunk.seq,
+    position: chunk.position === null ? undefined : JSON.parse(chunk.position),
+    records: chunk.records,
+    transformed: chunk.canonical !== null && chunk.failed === 0,
+    loaded: byChunk.get(chunk.seq) ?? {},
+  }));
 }

@@ -117,7 +117,7 @@ function startWorker(setup: Setup, jobs: number): Worker {
   return worker;
 }
 
-async function waitForEnd(setup: Setup, id: number, limitMs = 45_000): Promise<RunRecord> {
+async function waitForEnd(setup: Setup, id: number, limitMs = 120_000): Promise<RunRecord> {
   const deadline = Date.now() + limitMs;
   for (;;) {
     const run = (await setup.engine.store.getRun(id)) as RunRecord;
@@ -128,11 +128,6 @@ async function waitForEnd(setup: Setup, id: number, limitMs = 45_000): Promise<R
         `SELECT name, state, retry_count, count(*)::int AS n, min(start_after - now())::text AS soonest, max(start_after - now())::text AS latest, min(created_on - now())::text AS created FROM ${setup.schema}_queue.job GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
       ]);
       const counts = await setup.engine.store.counts(id);
-      const activity = await sql([
-        `SELECT application_name, state, wait_event_type, wait_event, left(query, 120) AS query FROM pg_stat_activity WHERE datname = 'test' AND pid <> pg_backend_pid() ORDER BY 1`,
-      ]);
-      const locks = await sql([`SELECT classid, objid, pid, granted FROM pg_locks WHERE locktype = 'advisory'`]);
-      console.error(JSON.stringify({ activity, locks }, null, 1));
       throw new Error(
         `run ${id} still running after ${limitMs} ms\njobs: ${JSON.stringify(jobs)}\ncounts: ${JSON.stringify(counts)}\nrun: ${JSON.stringify(run)}\nworker logs:\n${logs}`,
       );

@@ -3,10 +3,10 @@ import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { SettingIssue, System } from "../../core/system.ts";
 import { settingsChecker } from "../settings.ts";
-import { tableOrQueryIssues } from "../sql.ts";
+import { connectionPreflightIssues, connectionSettingsIssues, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
 import { mysqlError, serverErrno } from "./errors.ts";
-import { discreteSettings, MysqlBindingOptions, MysqlSystemOptions } from "./options.ts";
+import { MysqlBindingOptions, MysqlSystemOptions } from "./options.ts";
 import { readMysql } from "./read.ts";
 import { sqlString, type TableCache, tableCache, writeMysql } from "./write.ts";
 
@@ -290,31 +290,15 @@ export const mysqlDriver: Driver = {
   type: "mysql",
   canRead: true,
   canWrite: true,
-  validateSystem(options) {
-    const issues = checkSystem(options);
-    const settings = (options ?? {}) as MysqlSystemOptions;
-    const discrete = discreteSettings.filter((name) => settings[name] !== undefined);
-    if (settings.url !== undefined && discrete.length > 0)
-      issues.push({ setting: discrete[0] as string, message: "give either url or host/port/user/password/database" });
-    if (settings.url === undefined && settings.host === undefined)
-      issues.push({ setting: "url", message: "is required (or host and database)" });
-    return issues;
-  },
+  validateSystem: (options) => [
+    ...checkSystem(options),
+    ...connectionSettingsIssues((options ?? {}) as MysqlSystemOptions),
+  ],
   validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
-  preflight(system) {
-    const options = system.options as MysqlSystemOptions;
-    const issues: SettingIssue[] = [];
-    if (options.url !== undefined) {
-      let url: URL | undefined;
-      try {
-        url = new URL(options.url);
-      } catch {
-        issues.push({ setting: "url", message: "is not a valid URL" });
-        return issues;
-      }
-      if (url.protocol !== "mysql:" && url.protocol !== "mariadb:")
-        issues.push({ setting: "url", message: `must start with mysql:// or mariadb:// (not ${url.protocol}//)` });
-      else if (url.hostname === "") issues.push({ setting: "url", message: "names no host" });
+  preflight: (system) =>
+    connectionPreflightIssues(system.options as MysqlSystemOptions, ["mysql:", "mariadb:"], (url) => {
+      const issues: SettingIssue[] = [];
+      if (url.hostname === "") issues.push({ setting: "url", message: "names no host" });
       else if (url.pathname.length <= 1)
         issues.push({ setting: "url", message: "names no database (mysql://host:3306/database)" });
       if (url.search !== "")
@@ -323,10 +307,6 @@ export const mysqlDriver: Driver = {
           message: "takes no query parameters: use the ssl and connectTimeoutMs settings",
         });
       return issues;
-    }
-    if (options.host === undefined) issues.push({ setting: "host", message: "is required (or url)" });
-    if (options.database === undefined) issues.push({ setting: "database", message: "is required (or url)" });
-    return issues;
-  },
+    }),
   open,
 };

@@ -47,7 +47,6 @@ export const MysqlSystemOptions = Type.Object(
 export type MysqlSystemOptions = Static<typeof MysqlSystemOptions>;
 
 /** The discrete connection settings, exclusive with `url`. */
-export const discreteSettings = ["host", "port", "user", "password", "database"] as const;
 
 export const MysqlBindingOptions = Type.Object(
   {

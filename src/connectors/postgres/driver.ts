@@ -1,12 +1,12 @@
 import pg from "pg";
 import type { Row } from "../../core/binding.ts";
 import { FrancaError } from "../../core/errors.ts";
-import type { SettingIssue, System } from "../../core/system.ts";
+import type { System } from "../../core/system.ts";
 import { settingsChecker } from "../settings.ts";
-import { tableOrQueryIssues } from "../sql.ts";
+import { connectionPreflightIssues, connectionSettingsIssues, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
 import { postgresError, sqlState } from "./errors.ts";
-import { discreteSettings, PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
+import { PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
 import { exactTypes } from "./parsers.ts";
 import { readPostgres } from "./read.ts";
 import { readPostgresCopy } from "./read-copy.ts";
@@ -242,34 +242,12 @@ export const postgresDriver: Driver = {
   type: "postgres",
   canRead: true,
   canWrite: true,
-  validateSystem(options) {
-    const issues = checkSystem(options);
-    const settings = (options ?? {}) as PostgresSystemOptions;
-    const discrete = discreteSettings.filter((name) => settings[name] !== undefined);
-    if (settings.url !== undefined && discrete.length > 0)
-      issues.push({ setting: discrete[0] as string, message: "give either url or host/port/user/password/database" });
-    if (settings.url === undefined && settings.host === undefined)
-      issues.push({ setting: "url", message: "is required (or host and database)" });
-    return issues;
-  },
+  validateSystem: (options) => [
+    ...checkSystem(options),
+    ...connectionSettingsIssues((options ?? {}) as PostgresSystemOptions),
+  ],
   validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
-  preflight(system) {
-    const options = system.options as PostgresSystemOptions;
-    const issues: SettingIssue[] = [];
-    if (options.url !== undefined) {
-      let url: URL | undefined;
-      try {
-        url = new URL(options.url);
-      } catch {
-        issues.push({ setting: "url", message: "is not a valid URL" });
-      }
-      if (url !== undefined && url.protocol !== "postgres:" && url.protocol !== "postgresql:")
-        issues.push({ setting: "url", message: `must start with postgres:// (not ${url.protocol}//)` });
-      return issues;
-    }
-    if (options.host === undefined) issues.push({ setting: "host", message: "is required (or url)" });
-    if (options.database === undefined) issues.push({ setting: "database", message: "is required (or url)" });
-    return issues;
-  },
+  preflight: (system) =>
+    connectionPreflightIssues(system.options as PostgresSystemOptions, ["postgres:", "postgresql:"]),
   open,
 };

@@ -26,7 +26,6 @@ export const PostgresSystemOptions = Type.Object(
 export type PostgresSystemOptions = Static<typeof PostgresSystemOptions>;
 
 /** The discrete connection settings, exclusive with `url`. */
-export const discreteSettings = ["host", "port", "user", "password", "database"] as const;
 
 export const PostgresBindingOptions = Type.Object(
   {

@@ -3,7 +3,16 @@ import { isTransient, sqlState } from "../../connectors/postgres/errors.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { RecordOutcome } from "../../core/record.ts";
 import { redactSecrets } from "../../core/redact.ts";
-import { type OutcomeRow, outcomeFromRow, outcomeValues, type RunRow, runFromRow } from "../rows.ts";
+import {
+  type ChunkLoadRow,
+  type ChunkRow,
+  chunkStatesFromRows,
+  type OutcomeRow,
+  outcomeFromRow,
+  outcomeValues,
+  type RunRow,
+  runFromRow,
+} from "../rows.ts";
 import type {
   ChunkState,
   FinishRun,
@@ -728,32 +737,15 @@ export class PostgresStore implements Store {
   }
 
   async chunkStates(runId: number): Promise<ChunkState[]> {
-    const chunks = await this.#rows<{
-      seq: number;
-      position: string | null;
-      records: number;
-      canonical: number | null;
-      failed: number;
-    }>(`SELECT seq, position, records, canonical, failed FROM ${this.#s}.chunks WHERE run_id = $1 ORDER BY seq`, [
-      runId,
-    ]);
-    const loads = await this.#rows<{ seq: number; target: string; failed: number }>(
+    const chunks = await this.#rows<ChunkRow>(
+      `SELECT seq, position, records, canonical, failed FROM ${this.#s}.chunks WHERE run_id = $1 ORDER BY seq`,
+      [runId],
+    );
+    const loads = await this.#rows<ChunkLoadRow>(
       `SELECT seq, target, failed FROM ${this.#s}.chunk_loads WHERE run_id = $1`,
       [runId],
     );
-    const byChunk = new Map<number, Record<string, boolean>>();
-    for (const load of loads) {
-      const entry = byChunk.get(load.seq) ?? {};
-      entry[load.target] = load.failed === 0;
-      byChunk.set(load.seq, entry);
-    }
-    return chunks.map((chunk) => ({
-      seq: chunk.seq,
-      position: chunk.position === null ? undefined : JSON.parse(chunk.position),
-      records: chunk.records,
-      transformed: chunk.canonical !== null && chunk.failed === 0,
-      loaded: byChunk.get(chunk.seq) ?? {},
-    }));
+    return chunkStatesFromRows(chunks, loads);
   }
 
   // --- cursors, profiles, hashes, lookup cache

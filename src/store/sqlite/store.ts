@@ -4,7 +4,16 @@ import { dirname, join } from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { RecordOutcome } from "../../core/record.ts";
-import { type OutcomeRow, outcomeFromRow, outcomeValues, type RunRow, runFromRow } from "../rows.ts";
+import {
+  type ChunkLoadRow,
+  type ChunkRow,
+  chunkStatesFromRows,
+  type OutcomeRow,
+  outcomeFromRow,
+  outcomeValues,
+  type RunRow,
+  runFromRow,
+} from "../rows.ts";
 import { StagingFiles } from "../staging-files.ts";
 import type {
   ChunkState,
@@ -452,30 +461,12 @@ export class SqliteStore implements Store {
   }
 
   async chunkStates(runId: number): Promise<ChunkState[]> {
-    const chunks = this.#all<{
-      seq: number;
-      position: string | null;
-      records: number;
-      canonical: number | null;
-      failed: number;
-    }>("SELECT seq, position, records, canonical, failed FROM chunks WHERE run_id = ? ORDER BY seq", runId);
-    const loads = this.#all<{ seq: number; target: string; failed: number }>(
-      "SELECT seq, target, failed FROM chunk_loads WHERE run_id = ?",
+    const chunks = this.#all<ChunkRow>(
+      "SELECT seq, position, records, canonical, failed FROM chunks WHERE run_id = ? ORDER BY seq",
       runId,
     );
-    const byChunk = new Map<number, Record<string, boolean>>();
-    for (const load of loads) {
-      const entry = byChunk.get(load.seq) ?? {};
-      entry[load.target] = load.failed === 0;
-      byChunk.set(load.seq, entry);
-    }
-    return chunks.map((chunk) => ({
-      seq: chunk.seq,
-      position: chunk.position === null ? undefined : JSON.parse(chunk.position),
-      records: chunk.records,
-      transformed: chunk.canonical !== null && chunk.failed === 0,
-      loaded: byChunk.get(chunk.seq) ?? {},
-    }));
+    const loads = this.#all<ChunkLoadRow>("SELECT seq, target, failed FROM chunk_loads WHERE run_id = ?", runId);
+    return chunkStatesFromRows(chunks, loads);
   }
 
   async getCursor(flow: string): Promise<unknown | undefined> {

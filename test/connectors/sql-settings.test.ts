@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { mysqlDriver } from "../../src/connectors/mysql/driver.ts";
+import { postgresDriver } from "../../src/connectors/postgres/driver.ts";
+import type { System } from "../../src/core/system.ts";
+
+const preflight = (driver: typeof mysqlDriver, options: Record<string, unknown>) =>
+  (driver.preflight?.({ name: "db", options } as unknown as System, { baseDir: "." }) ?? []).map(
+    (issue) => `${issue.setting}: ${issue.message}`,
+  );
+const validate = (driver: typeof mysqlDriver, options: Record<string, unknown>) =>
+  driver.validateSystem(options).map((issue) => `${issue.setting}: ${issue.message}`);
+
+describe("database connection settings (PostgreSQL, MariaDB)", () => {
+  for (const driver of [postgresDriver, mysqlDriver]) {
+    it(`${driver.type}: a url or host/database, never a mix, and a url of the right kind`, () => {
+      assert.deepEqual(validate(driver, { url: "x://h/d", host: "h" }), [
+        "host: give either url or host/port/user/password/database",
+      ]);
+      assert.deepEqual(validate(driver, {}), ["url: is required (or host and database)"]);
+      assert.deepEqual(preflight(driver, { host: "h" }), ["database: is required (or url)"]);
+      assert.deepEqual(preflight(driver, { url: "not a url" }), ["url: is not a valid URL"]);
+      assert.match(preflight(driver, { url: "http://h/d" })[0] ?? "", /^url: must start with .* \(not http:\/\/\)$/);
+    });
+  }
+
+  it("mysql: the url names a host and a database, and takes no query parameters", () => {
+    assert.deepEqual(preflight(mysqlDriver, { url: "mariadb://127.0.0.1:3306/shop" }), []);
+    assert.deepEqual(preflight(mysqlDriver, { url: "mysql://127.0.0.1:3306/" }), [
+      "url: names no database (mysql://host:3306/database)",
+    ]);
+    assert.deepEqual(preflight(mysqlDriver, { url: "mysql://127.0.0.1/shop?ssl=1" }), [
+      "url: takes no query parameters: use the ssl and connectTimeoutMs settings",
+    ]);
+    assert.deepEqual(preflight(postgresDriver, { url: "postgresql://127.0.0.1/test?sslmode=off" }), []);
+  });
+});
