@@ -23,6 +23,7 @@ export interface ApiSystems {
 export async function startApiSystems(seed = 1): Promise<ApiSystems> {
   const tax = await startSimApi({
     seed,
+    logSize: 1000,
     collections: {
       rates: {
         key: "region",
@@ -36,6 +37,7 @@ export async function startApiSystems(seed = 1): Promise<ApiSystems> {
   });
   const crm = await startSimApi({
     seed: seed + 1,
+    logSize: 6000,
     collections: {
       customers: {
         key: "id",

@@ -12,6 +12,10 @@
  *
  *   npm run bench:api [-- --n 20000 --sample 200]
  *
+ * Diagnostics (environment): BENCH_PROFILE=<dir> writes a CPU profile of the measured part; BENCH_TIMELINE=1 prints
+ * when the first requests reached each system and the gaps between billing batches; BENCH_MEM=1 (with
+ * BENCH_TIMELINE) prints the part's memory every second.
+ *
  * The last line printed is JSON: {"bench":"api","n":…,"wall_s":…,"lower_bound_s":…,"ratio":…,
  * "naive_extrapolated_s":…,"peak_rss_mb":…,"duplicates":…,"missing":…}
  */
@@ -21,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { customerCount, regionCount, startApiSystems } from "./api-systems.ts";
+import { cliEnv, cliNodeFlags } from "./cli-settings.ts";
 
 const { values } = parseArgs({
   options: {
@@ -112,7 +117,7 @@ const output = await new Promise<string>((resolve, reject) => {
   execFile(
     process.execPath,
     [
-      "--max-semi-space-size=16",
+      ...cliNodeFlags,
       ...(process.env.BENCH_PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`]),
       part,
       dir,
@@ -122,8 +127,13 @@ const output = await new Promise<string>((resolve, reject) => {
       systems.crm.url,
       systems.billing.url,
     ],
-    { maxBuffer: 16 * 1024 * 1024 },
-    (error, stdout, stderr) => (error === null ? resolve(stdout) : reject(new Error(`${error.message}\n${stderr}`))),
+    // the settings the `franca` command runs with (bin/franca.js)
+    { maxBuffer: 16 * 1024 * 1024, env: cliEnv },
+    (error, stdout, stderr) => {
+      if (process.env.BENCH_TIMELINE !== undefined) process.stderr.write(stderr);
+      if (error === null) resolve(stdout);
+      else reject(new Error(`${error.message}\n${stderr}`));
+    },
   );
 });
 console.log(output.trim().split("\n").at(-1));
@@ -135,6 +145,17 @@ const result = JSON.parse(output.trim().split("\n").at(-1) as string) as {
   lookups: Record<string, { requests: number; hitRate: number }>;
 };
 const batchLog = systems.billing.log().filter((entry) => entry.route === "batch");
+if (process.env.BENCH_TIMELINE !== undefined) {
+  const t0 = (result as unknown as { started_at: number }).started_at;
+  const at = (log: readonly { at: number }[], i: number) =>
+    log[i] === undefined ? "-" : `${(log[i] as { at: number }).at - t0}`;
+  const tax = systems.tax.log();
+  const crm = systems.crm.log();
+  console.log(
+    `from the part's start (ms): tax requests #1 ${at(tax, 0)}, #32 ${at(tax, 31)}, #100 ${at(tax, 99)}, #400 ${at(tax, 399)}; ` +
+      `crm #1 ${at(crm, 0)}, #100 ${at(crm, 99)}, #1000 ${at(crm, 999)}; billing #1 ${at(batchLog, 0)}, #2 ${at(batchLog, 1)}, #10 ${at(batchLog, 9)}, #50 ${at(batchLog, 49)}, last ${at(batchLog, batchLog.length - 1)}; run ended ${Math.round(result.wall_s * 1000)}`,
+  );
+}
 if (process.env.BENCH_TIMELINE !== undefined && batchLog.length > 1) {
   const first = (batchLog[0] as { at: number }).at;
   const gaps = batchLog.slice(1).map((entry, i) => entry.at - (batchLog[i] as { at: number }).at);

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { cliEnv, cliNodeFlags } from "./cli-settings.ts";
 
 const { values } = parseArgs({
   options: { rows: { type: "string", default: "200000" }, rounds: { type: "string", default: "3" } },
@@ -49,7 +50,10 @@ source.close();
 const partScript = fileURLToPath(new URL("./engine-part.ts", import.meta.url));
 function measure(part: string): { wall_s: number; peak_rss_mb: number; rows: number } {
   // the same V8 settings as the franca command (bin/franca.js) gives every run
-  const out = execFileSync(process.execPath, ["--max-semi-space-size=16", partScript, part, dir], { encoding: "utf8" });
+  const out = execFileSync(process.execPath, [...cliNodeFlags, partScript, part, dir], {
+    encoding: "utf8",
+    env: cliEnv,
+  });
   return JSON.parse(out.trim().split("\n").at(-1) as string);
 }
 

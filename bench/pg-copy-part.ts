@@ -24,6 +24,7 @@ import { postgres, postgresDriver } from "../src/connectors/postgres/index.ts";
 import { quoteIdent } from "../src/connectors/sql.ts";
 import type { Connection, ReadRequest } from "../src/connectors/types.ts";
 import type { Row } from "../src/core/binding.ts";
+import { fillSource, partResult, sourceColumns, withPg } from "./bulk-shared.ts";
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -38,39 +39,16 @@ const { positionals, values } = parseArgs({
 const part = positionals[0] ?? "";
 const url = values.url as string;
 const schema = quoteIdent(values.schema as string);
-const columns =
-  "id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL, doc jsonb";
-
-async function withClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
+const columns = sourceColumns;
 
 async function setup(): Promise<void> {
   const rows = Number(values.rows);
-  await withClient(async (client) => {
+  await withPg(url, async (client) => {
     await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await client.query(`CREATE SCHEMA ${schema}`);
     await client.query(`CREATE TABLE ${schema}.src (${columns})`);
     await client.query(`CREATE TABLE ${schema}.dst (${columns})`);
-    // ~200 bytes of jsonb text: nested object, array, numbers, a string with an escape now and then.
-    await client.query(
-      `INSERT INTO ${schema}.src
-       SELECT i, 'Customer ' || i, 'customer' || i || '@example.org', round((i * 1.37) % 100000, 2),
-              '2025-01-01 00:00:00+00'::timestamptz + i * interval '1.000001 second',
-              jsonb_build_object('segment', (ARRAY['retail','wholesale','online'])[1 + i % 3], 'score', i % 97,
-                'tags', jsonb_build_array('t' || (i % 11), 't' || (i % 13), 'vip'), 'active', i % 2 = 0,
-                'address', jsonb_build_object('street', i || ' Main Street', 'city', 'Springfield', 'zip', lpad((i % 99999)::text, 5, '0')),
-                'note', 'Line one' || chr(10) || 'tab' || chr(9) || 'quote "q" ' || repeat('x', 30))
-         FROM generate_series(1, $1::int) AS i`,
-      [rows],
-    );
-    await client.query(`VACUUM ANALYZE ${schema}.src`);
+    await fillSource(client, `${schema}.src`, rows);
     const [size] = (
       await client.query(`SELECT pg_size_pretty(pg_total_relation_size('${schema}.src')) AS size,
         avg(length(doc::text))::int AS doc_bytes FROM ${schema}.src`)
@@ -80,11 +58,11 @@ async function setup(): Promise<void> {
 }
 
 async function emptyTarget(): Promise<void> {
-  await withClient((client) => client.query(`TRUNCATE ${schema}.dst`).then(() => undefined));
+  await withPg(url, (client) => client.query(`TRUNCATE ${schema}.dst`).then(() => undefined));
 }
 
 async function countTarget(): Promise<number> {
-  return withClient(async (client) =>
+  return withPg(url, async (client) =>
     Number((await client.query(`SELECT count(*) AS n FROM ${schema}.dst`)).rows[0].n),
   );
 }
@@ -159,16 +137,7 @@ async function measure(work: () => Promise<number>): Promise<void> {
   const wall = (performance.now() - started) / 1000;
   const landed = await countTarget();
   if (landed !== rows) throw new Error(`${part}: moved ${rows} rows but the target holds ${landed}`);
-  const peak = process.resourceUsage().maxRSS / 1024;
-  console.log(
-    JSON.stringify({
-      part,
-      rows,
-      wall_s: Number(wall.toFixed(3)),
-      rows_per_s: Math.round(rows / wall),
-      peak_rss_mb: Math.round(peak),
-    }),
-  );
+  console.log(JSON.stringify(partResult(part, rows, wall)));
 }
 
 switch (part) {
@@ -185,7 +154,7 @@ switch (part) {
     await measure(() => connector(false));
     break;
   case "drop":
-    await withClient((client) => client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).then(() => undefined));
+    await withPg(url, (client) => client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).then(() => undefined));
     break;
   default:
     console.error("usage: node bench/pg-copy-part.ts setup|raw|connector|insert|drop [--rows N] [--batch N]");

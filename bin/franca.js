@@ -4,7 +4,10 @@
 //   with the Node 24 the project pins (node_modules/node);
 // - a 16 MB V8 young generation: Node 24 sizes it from the machine's memory (up to 64 MB semi-spaces), which lets
 //   each chunk's short-lived data pile up to hundreds of MB before it is collected; 16 MB keeps a run's memory
-//   flat at no measurable cost in speed (docs/benchmarks.md).
+//   flat at no measurable cost in speed (docs/benchmarks.md);
+// - at most 2 glibc malloc arenas (MALLOC_ARENA_MAX, unless set): the store's thread and Node's own threads would
+//   otherwise each grow an arena, and their fragmentation added ~30 MB of resident memory over a 100,000-record run
+//   (bench:api), for no speed.
 // Arguments, signals and the exit code are passed through.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -33,6 +36,7 @@ if (major >= 24 && hasFlag) {
   }
   const child = spawn(node, [youngGeneration, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: "inherit",
+    env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2" },
   });
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
   child.on("exit", (code, signal) => {

@@ -24,6 +24,11 @@ export interface FlowSpec<E extends Entity> {
   chunkSize?: number;
   /** Chunks loaded at once per target (each still bounded by its system's concurrency). Default 4. */
   loadConcurrency?: number;
+  /**
+   * Chunks mapped at once. Default 2. Raise it when the mapping awaits lookups: one chunk's lookups then overlap
+   * another's, up to the lookup systems' own concurrency.
+   */
+  transformConcurrency?: number;
   failure?: FailurePolicy;
   drift?: DriftPolicy;
   /** Warn (and notify) when a run takes longer than this. */
@@ -40,6 +45,7 @@ export interface Flow<E extends Entity = Entity> {
   readonly schedule?: string;
   readonly chunkSize: number;
   readonly loadConcurrency: number;
+  readonly transformConcurrency: number;
   readonly failure: Readonly<FailurePolicy>;
   readonly drift: DriftPolicy;
   readonly deadlineMs?: number;
@@ -55,6 +61,7 @@ export const flowSpecNames: ReadonlySet<string> = new Set([
   "schedule",
   "chunkSize",
   "loadConcurrency",
+  "transformConcurrency",
   "failure",
   "drift",
   "deadlineMs",
@@ -75,6 +82,7 @@ export function flow<E extends Entity>(name: string, spec: FlowSpec<E>): Flow<E>
     ...(spec.schedule === undefined ? {} : { schedule: spec.schedule }),
     chunkSize: spec.chunkSize ?? defaultChunkSize,
     loadConcurrency: spec.loadConcurrency ?? 4,
+    transformConcurrency: spec.transformConcurrency ?? 2,
     failure: Object.freeze({ ...(spec.failure ?? {}) }),
     drift: spec.drift ?? "warn",
     ...(spec.deadlineMs === undefined ? {} : { deadlineMs: spec.deadlineMs }),

@@ -357,6 +357,13 @@ function checkFlow(
   if (!Number.isInteger(item.loadConcurrency) || item.loadConcurrency < 1 || item.loadConcurrency > 256) {
     add(ErrorCode.ConfigInvalid, `${base}.loadConcurrency`, "must be an integer from 1 to 256");
   }
+  if (
+    !Number.isInteger(item.transformConcurrency) ||
+    item.transformConcurrency < 1 ||
+    item.transformConcurrency > 256
+  ) {
+    add(ErrorCode.ConfigInvalid, `${base}.transformConcurrency`, "must be an integer from 1 to 256");
+  }
   const failure = item.failure;
   const failureNames = new Set(["maxFailed", "maxFailedRatio", "minRecordsForRatio"]);
   for (const name of Object.keys(failure)) {

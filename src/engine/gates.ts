@@ -57,28 +57,38 @@ export function localConcurrencyGate(limit: number): ConcurrencyGate {
 }
 
 /**
- * In-process rate limit: `requests` starts per `perMs`, evenly spaced (one every perMs/requests), so that a server
- * counting requests per window sees at most `requests` in any window, not only on average. Hand-written because
- * cockatiel has no rate limiter and the npm ones are unmaintained or callback-based.
+ * In-process rate limit: at most `requests` starts in any window of `perMs` (a sliding window over the starts
+ * themselves), so that a server counting requests per window, fixed or sliding, sees at most `requests` in any of
+ * its windows, not only on average. Hand-written because cockatiel has no rate limiter and the npm ones are
+ * unmaintained or callback-based.
  *
- * Callers are chained: each waits for the actual start of the one before it plus the interval. Reserving slots in
- * advance would let a caller that woke late (event-loop lag) start closer than the interval to the one after it.
- * Starts are spaced 2 % wider than the limit: what the server counts is arrivals, and network jitter (a first
- * request that also opens the connection) can bring two arrivals closer than their starts; the slack (20 ms a
- * second) keeps one request too many out of any server window, for 2 % of throughput.
+ * Callers are chained (first come, first served); each waits until the start `requests` places before it is a
+ * window old, then records its own actual start. A caller that woke late (event-loop lag) costs nothing: the next
+ * one may follow it at once, as long as the window allows, where even spacing would push every later start back.
+ * The window is 2 % longer than the limit: what the server counts is arrivals, and network jitter (a first request
+ * that also opens the connection) can bring arrivals closer than their starts; the slack (20 ms a second) keeps one
+ * request too many out of any server window, for 2 % of throughput. Above 1,000 requests per window the ring keeps
+ * the last 1,000 starts over a proportionally shorter window: never looser than the limit.
  */
 export const rateSlack = 1.02;
 
 export function localRateGate(requests: number, perMs: number): RateGate {
-  const interval = (perMs / requests) * rateSlack;
-  let last = Number.NEGATIVE_INFINITY;
+  const size = Math.max(1, Math.min(Math.floor(requests), 1000));
+  const window = ((perMs * size) / requests) * rateSlack;
+  // starts[next] is the oldest of the last `size` starts (ring buffer)
+  const starts = new Array<number>(size).fill(Number.NEGATIVE_INFINITY);
+  let next = 0;
   let tail: Promise<void> = Promise.resolve();
   return {
     take(signal) {
       const turn = tail.then(async () => {
-        const wait = last + interval - performance.now();
-        if (wait > 0) await sleep(wait, undefined, { signal });
-        last = performance.now();
+        // timers may fire a fraction of a millisecond early (whole milliseconds, the loop's cached clock): wait again
+        for (let wait = (starts[next] as number) + window - performance.now(); wait > 0; ) {
+          await sleep(Math.ceil(wait), undefined, { signal });
+          wait = (starts[next] as number) + window - performance.now();
+        }
+        starts[next] = performance.now();
+        next = (next + 1) % size;
       });
       // an aborted caller gives its turn to the next one instead of stopping the chain
       tail = turn.catch(() => {});

@@ -45,8 +45,6 @@ export interface RunOptions {
   /** Cancels the run: it stops, keeps what is durable and ends 'cancelled' (resumable). */
   signal?: AbortSignal;
   onProgress?: (progress: RunProgress) => void;
-  /** Chunks transformed at once. Default 2 (overlaps one chunk's lookups with another's). */
-  transformConcurrency?: number;
 }
 
 export interface RunSummary {
@@ -268,7 +266,7 @@ export async function executeRun(
         await Promise.all(pending.map((chunk) => sequencer.offer(chunk.seq, undefined)));
       }),
     );
-    const workers = Array.from({ length: options.transformConcurrency ?? 2 }, () =>
+    const workers = Array.from({ length: flow.transformConcurrency }, () =>
       guard("transform", async () => {
         for (;;) {
           const next = await toTransform.receive();

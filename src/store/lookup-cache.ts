@@ -1,4 +1,3 @@
-import { createClient } from "redis";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { redactSecrets } from "../core/redact.ts";
 import type { Store } from "./types.ts";
@@ -28,6 +27,8 @@ export function storeLookupCache(store: Store): LookupCacheStore {
 
 /** Values under `franca:lookup:<lookup>:<key>`, JSON, expiring by Redis's own TTL (PX). */
 export async function redisLookupCache(url: string): Promise<LookupCacheStore> {
+  // Loaded only by hubs that name a Redis cache: the client costs every other process ~12 MB of memory.
+  const { createClient } = await import("redis");
   const client = createClient({
     url,
     socket: { connectTimeout: 5000, reconnectStrategy: (retries) => Math.min(retries * 100, 2000) },

@@ -398,13 +398,24 @@ describe("postgres COPY: write", () => {
     const single = open({ url, poolSize: 1 }, "altered");
     const table = `${schema}.altered`;
     await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, qty text)`);
+    // id 1 is new the first time (straight into the table), there the second (the upsert: a staging table).
     assert.deepEqual(await write(single, { table }, ["id"], [{ id: 1, qty: "5" }]), [{ ok: true }]);
+    assert.deepEqual(await write(single, { table }, ["id"], [{ id: 1, qty: "5" }]), [{ ok: true }]);
+    assert.equal(await stagingTables(clientOf(single)), 1);
     // The staging table still has qty text: the INSERT … SELECT fails (text into int), the connector remakes it.
     await clientOf(single).query(`ALTER TABLE ${table} ALTER COLUMN qty TYPE int USING qty::int`);
-    assert.deepEqual(await write(single, { table }, ["id"], [{ id: 2, qty: 7 }]), [{ ok: true }]);
+    const two = [
+      { id: 1, qty: 5 },
+      { id: 2, qty: 7 },
+    ];
+    assert.deepEqual(await write(single, { table }, ["id"], two), allOk(two));
     // And the other way: a staging int column would refuse text the target now takes.
     await clientOf(single).query(`ALTER TABLE ${table} ALTER COLUMN qty TYPE text`);
-    assert.deepEqual(await write(single, { table }, ["id"], [{ id: 3, qty: "three" }]), [{ ok: true }]);
+    const three = [
+      { id: 1, qty: "5" },
+      { id: 3, qty: "three" },
+    ];
+    assert.deepEqual(await write(single, { table }, ["id"], three), allOk(three));
     assert.deepEqual(await db.query(`SELECT * FROM ${table} ORDER BY id`), [
       { id: 1, qty: "5" },
       { id: 2, qty: "7" },
@@ -448,11 +459,111 @@ describe("postgres COPY: write", () => {
     const rows = Array.from({ length: 3000 }, (_, id) => ({ id, v: `v${id}` }));
     const controller = new AbortController();
     const writing = write(target, { table }, ["id"], rows, controller.signal);
-    await until(async () => (await backends(app)).some((backend) => backend.query.startsWith("COPY pg_temp.")));
+    await until(async () => (await backends(app)).some((backend) => backend.query.startsWith("COPY ")));
     controller.abort(new Error("stop"));
     await assert.rejects(writing);
     await until(async () => (await backends(app)).every((backend) => backend.state !== "active"));
     assert.deepEqual(await db.query(`SELECT count(*)::int AS n FROM ${table}`), [{ n: 0 }]);
+  });
+
+  it("copies new keys straight into the table, upserts once keys exist, and a re-run leaves the table unchanged", async () => {
+    const single = open({ url, poolSize: 1 }, "direct");
+    const table = `${schema}.direct`;
+    await db.query(`CREATE TABLE ${table} (id bigint PRIMARY KEY, name text, doc jsonb, n int DEFAULT 7)`);
+    const first = Array.from({ length: 400 }, (_, i) => ({ id: i, name: `n\t${i}`, doc: { i, tags: ["a\\b"] } }));
+    assert.deepEqual(await write(single, { table }, ["id"], first), allOk(first));
+    // Straight in: no staging table was made on the connection.
+    assert.equal(await stagingTables(clientOf(single)), 0);
+    const once = await snapshot(table);
+    assert.equal(once.length, 400);
+    assert.deepEqual(once[5], { id: "5", name: "n\t5", doc: { i: 5, tags: ["a\\b"] }, n: 7, present: true });
+    // The same rows again: every key exists, the upsert (through a staging table) leaves the table as it was.
+    assert.deepEqual(await write(single, { table }, ["id"], first), allOk(first));
+    assert.equal(await stagingTables(clientOf(single)), 1);
+    assert.deepEqual(await snapshot(table), once);
+    // One existing key among new ones: the whole batch is upserted, the existing row updated.
+    const mixed = [
+      { id: 1000, name: "new" },
+      { id: 3, name: "changed" },
+      { id: 1001, name: "new too" },
+    ];
+    assert.deepEqual(await write(single, { table }, ["id"], mixed), allOk(mixed));
+    const after = await snapshot(table);
+    assert.equal(after.length, 402);
+    assert.deepEqual(
+      after.find((row) => row.id === "3"),
+      { id: "3", name: "changed", doc: { i: 3, tags: ["a\\b"] }, n: 7, present: true },
+    );
+  });
+
+  it("never copies straight into a table with triggers, row-level security, rules or no unique index on the key", async () => {
+    const single = open({ url, poolSize: 1 }, "not-direct");
+    const made = [
+      // a trigger: COPY fires INSERT triggers only
+      [
+        `CREATE TABLE ${schema}.triggered (id int PRIMARY KEY, v text)`,
+        `CREATE FUNCTION ${schema}.touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN NEW.v = NEW.v || ''!''; RETURN NEW; END'`,
+        `CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON ${schema}.triggered FOR EACH ROW EXECUTE FUNCTION ${schema}.touch()`,
+      ],
+      // row-level security (COPY FROM refuses it)
+      [
+        `CREATE TABLE ${schema}.secured (id int PRIMARY KEY, v text)`,
+        `ALTER TABLE ${schema}.secured ENABLE ROW LEVEL SECURITY`,
+      ],
+      // a rule (COPY ignores rules)
+      [
+        `CREATE TABLE ${schema}.ruled (id int PRIMARY KEY, v text)`,
+        `CREATE TABLE ${schema}.ruled_log (id int)`,
+        `CREATE RULE log AS ON INSERT TO ${schema}.ruled DO ALSO INSERT INTO ${schema}.ruled_log VALUES (NEW.id)`,
+      ],
+      // the unique index is on another column than the key
+      [`CREATE TABLE ${schema}.other_key (id int, v text UNIQUE)`],
+    ];
+    for (const statements of made) for (const statement of statements) await db.query(statement);
+    const rows = [
+      { id: 1, v: "a" },
+      { id: 2, v: "b" },
+    ];
+    for (const table of ["triggered", "secured"]) {
+      assert.deepEqual(await write(single, { table: `${schema}.${table}` }, ["id"], rows), allOk(rows));
+    }
+    // Each went through the upsert (one staging table per target), with what only the upsert does.
+    assert.equal(await stagingTables(clientOf(single)), 2);
+    assert.deepEqual(await db.query(`SELECT * FROM ${schema}.triggered ORDER BY id`), [
+      { id: 1, v: "a!" },
+      { id: 2, v: "b!" },
+    ]);
+    // A rule, or no unique index on the key: the upsert's ON CONFLICT refuses the table, and nothing lands (a COPY
+    // would have landed the rows, and duplicated them on the next run).
+    await assert.rejects(write(single, { table: `${schema}.ruled` }, ["id"], rows), /rules/);
+    await assert.rejects(write(single, { table: `${schema}.other_key` }, ["id"], rows), /ON CONFLICT/);
+    for (const table of ["ruled", "ruled_log", "other_key"])
+      assert.deepEqual(await db.query(`SELECT count(*)::int AS n FROM ${schema}.${table}`), [{ n: 0 }]);
+  });
+
+  it("upserts the batch when a key is committed by someone else between its check and its COPY", async () => {
+    const app = `franca-direct-race-${suffix}`;
+    const single = open({ url, poolSize: 1, applicationName: app }, "race");
+    const table = `${schema}.raced`;
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    // Another session inserts id 2 and holds its transaction open: the check does not see it, the COPY waits on it.
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      await other.query("BEGIN");
+      await other.query(`INSERT INTO ${table} VALUES (2, 'theirs')`);
+      const rows = Array.from({ length: 5 }, (_, id) => ({ id, v: `ours ${id}` }));
+      const writing = write(single, { table }, ["id"], rows);
+      await until(async () =>
+        (await backends(app)).some((backend) => backend.query.startsWith("COPY ") && backend.wait !== null),
+      );
+      await other.query("COMMIT");
+      // The COPY failed on the key (rolled back), the batch went through the upsert: ours wins, nothing twice.
+      assert.deepEqual(await writing, allOk(rows));
+      assert.deepEqual(await db.query(`SELECT * FROM ${table} ORDER BY id`), rows);
+    } finally {
+      await other.end();
+    }
   });
 
   it("with copy: false, writes with INSERTs and makes no staging table", async () => {

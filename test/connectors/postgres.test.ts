@@ -285,7 +285,9 @@ for (const copy of [true, false]) {
         const running = async () =>
           (
             await db.query(
-              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%'",
+              // The COPY read first describes its query with LIMIT 0, which returns at once: wait for the statement
+              // that sleeps, or the abort lands between the two and is reported as the abort, not as the server's.
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE '%pg_sleep%' AND query NOT LIKE '%LIMIT 0'",
               [`franca-cancel-${s}`],
             )
           )[0]?.n;

@@ -27,6 +27,7 @@ describe("hub configuration", () => {
       flows: [flow("customers", { from: source, to: target })],
     });
     assert.equal(hub.flows.get("customers")?.chunkSize, 1000);
+    assert.equal(hub.flows.get("customers")?.transformConcurrency, 2);
     assert.equal(hub.bindings.get("erp.Customer"), target);
   });
 
@@ -47,6 +48,7 @@ describe("hub configuration", () => {
           to: [target],
           schedule: "every monday",
           chunkSize: 0,
+          transformConcurrency: 0,
           ...{ chunksize: 500 },
         }),
         flow("customers", { from: source, to: target }),
@@ -58,6 +60,7 @@ describe("hub configuration", () => {
       { code: ErrorCode.ConfigInvalid, setting: "flows.customers.chunksize" },
       { code: ErrorCode.ConfigBadCron, setting: "flows.customers.schedule" },
       { code: ErrorCode.ConfigInvalid, setting: "flows.customers.chunkSize" },
+      { code: ErrorCode.ConfigInvalid, setting: "flows.customers.transformConcurrency" },
     ]);
   });
 

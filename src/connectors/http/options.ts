@@ -217,9 +217,16 @@ export function validateSystemOptions(options: unknown): SettingIssue[] {
   return issues;
 }
 
-/** Placeholders of a path template: `/invoices/{number}` → ["number"]. */
-export function placeholders(path: string): string[] {
-  return [...path.matchAll(/\{([^{}]+)\}/g)].map((match) => match[1] as string);
+const placeholderCache = new Map<string, readonly string[]>();
+
+/** Placeholders of a path template: `/invoices/{number}` → ["number"] (parsed once per template: every write asks). */
+export function placeholders(path: string): readonly string[] {
+  let names = placeholderCache.get(path);
+  if (names === undefined) {
+    names = [...path.matchAll(/\{([^{}]+)\}/g)].map((match) => match[1] as string);
+    if (placeholderCache.size < 1000) placeholderCache.set(path, names);
+  }
+  return names;
 }
 
 const sourceOnly = ["records", "since", "pagination"] as const;

@@ -78,7 +78,8 @@ async function writeOne(
     if (error instanceof FrancaError && error.code === ErrorCode.TargetRejected) return { ok: false, error };
     throw error;
   }
-  const targetId = targetIdOf(answerJson(answer), options.idPath);
+  // the answer is parsed only when the binding reads the target's id from it
+  const targetId = options.idPath === undefined ? undefined : targetIdOf(answerJson(answer), options.idPath);
   return targetId === undefined ? { ok: true } : { ok: true, targetId };
 }
 

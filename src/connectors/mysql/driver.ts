@@ -51,6 +51,16 @@ export const defaultMaxStatementBytes = 1024 * 1024;
 // Field types of a JSON value: MySQL's JSON (245); MariaDB's JSON is LONGTEXT, known by its extended metadata.
 const jsonType = 245;
 
+function formatQuery(
+  this: { config: { stringifyObjects?: boolean; timezone?: string } },
+  sql: string,
+  values: unknown,
+): string {
+  if (values === undefined || values === null || (Array.isArray(values) && values.length === 0)) return sql;
+  const { stringifyObjects, timezone } = this.config;
+  return mysql.format(sql, values as Parameters<typeof mysql.format>[1], stringifyObjects, timezone as never);
+}
+
 /** mysql2 options for exact values (see options.ts), from the system's settings. */
 function connectionOptions(options: MysqlSystemOptions): ConnectionOptions {
   const base: ConnectionOptions = {
@@ -65,6 +75,9 @@ function connectionOptions(options: MysqlSystemOptions): ConnectionOptions {
     charset: "UTF8MB4_UNICODE_CI",
     connectTimeout: options.connectTimeoutMs ?? 10_000,
     multipleStatements: false,
+    // mysql2 formats every statement, scanning its whole text for `?` even when there are no values: a multi-row
+    // INSERT of a megabyte was scanned for nothing. Only statements with values are formatted (as mysql2 would).
+    queryFormat: formatQuery,
     ...(options.ssl === true ? { ssl: {} } : {}),
   };
   if (options.url !== undefined) {

@@ -1,6 +1,7 @@
 import mysql from "mysql2/promise";
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import { isDateTime } from "../../core/formats.ts";
 import { batchColumns, quoteIdent, quoteQualified, toParam } from "../sql.ts";
 import type { ItemResult, WriteRequest } from "../types.ts";
 import type { MysqlSession, Query } from "./driver.ts";
@@ -129,12 +130,39 @@ function utcText(date: Date): string {
   return `${iso.slice(0, 10)} ${iso.slice(11, 23)}`;
 }
 
+/** Two ASCII digits at `at` as a number, or -1. */
+function twoDigits(text: string, at: number): number {
+  const tens = text.charCodeAt(at) - 48;
+  const units = text.charCodeAt(at + 1) - 48;
+  return tens >= 0 && tens <= 9 && units >= 0 && units <= 9 ? tens * 10 + units : -1;
+}
+
+/**
+ * The common case, without a Date: a valid RFC 3339 date-time already in UTC (`…T…Z` or `…T…+00:00`, hours 00–23,
+ * seconds 00–59) is its own UTC wall time, `T` and zone aside. Undefined for anything else.
+ */
+function utcAsIs(text: string): string | undefined {
+  const length = text.length;
+  let zoneAt: number;
+  if (text.charCodeAt(length - 1) === 90)
+    zoneAt = length - 1; // Z
+  else if (text.endsWith("+00:00")) zoneAt = length - 6;
+  else return undefined;
+  if (text.charCodeAt(10) !== 84) return undefined; // T
+  const hour = twoDigits(text, 11);
+  const second = twoDigits(text, 17);
+  if (hour < 0 || hour > 23 || second < 0 || second > 59 || !isDateTime(text)) return undefined;
+  return `${text.slice(0, 10)} ${text.slice(11, zoneAt)}`;
+}
+
 /**
  * A date-time text with an offset (`2024-06-30T23:59:59.999999+05:30`, `…Z`, PostgreSQL's `… +00`) → the same
  * instant as UTC wall time `2024-06-30 18:29:59.999999`, the fraction kept to the digit. Undefined when the text has
  * no offset or is not a valid date-time: it then goes to the server as it is.
  */
 export function utcDateTime(text: string): string | undefined {
+  const fast = utcAsIs(text);
+  if (fast !== undefined) return fast;
   const match = zoned.exec(text);
   if (match === null) return undefined;
   const [, year, month, day, hour, minute, second = "00", fraction = "", zone = "Z"] = match;
@@ -174,6 +202,20 @@ function toMysql(value: unknown, column: ColumnInfo): unknown {
   if (column.date && value instanceof Date) return value.toISOString().slice(0, 10);
   if (value instanceof Date) return utcText(value);
   return toParam(value);
+}
+
+/**
+ * A value as the SQL literal for a column of this type. JSON goes the short way: JSON.stringify escapes every control
+ * character, and a double quote needs none between single quotes, so only backslashes and single quotes are escaped
+ * (what mysql.escape does to JSON text, without looking at each of its characters).
+ */
+function literalFor(value: unknown, column: ColumnInfo): string {
+  if (!column.json || value === undefined || value === null) return sqlLiteral(toMysql(value, column));
+  let json = JSON.stringify(value) as string | undefined;
+  if (json === undefined) return "NULL";
+  if (json.includes("\\")) json = json.replaceAll("\\", "\\\\");
+  if (json.includes("'")) json = json.replaceAll("'", "\\'");
+  return `'${json}'`;
 }
 
 function upsertParts(
@@ -283,7 +325,7 @@ export async function writeMysql(
         const row = rows[i] as Row;
         let tuple: string;
         try {
-          tuple = `(${columns.map((column, c) => sqlLiteral(toMysql(row[column], types[c] as ColumnInfo))).join(", ")})`;
+          tuple = `(${columns.map((column, c) => literalFor(row[column], types[c] as ColumnInfo)).join(", ")})`;
         } catch (error) {
           // A value that cannot be sent at all (NaN, a BigInt inside a JSON value): this row only.
           const message = `'${table}' refused the row: ${(error as Error).message}`;

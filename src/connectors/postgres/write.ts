@@ -31,6 +31,8 @@ export interface ColumnCache {
   clear(): void;
   /** Set when the server refused a staging table (no TEMP privilege): writes go through INSERT from then on. */
   noStaging: boolean;
+  /** Whether rows whose keys are all new may be COPYed straight into the table (see directCopySql). */
+  direct(table: string, key: readonly string[], columns: readonly string[], query: Query): Promise<boolean>;
 }
 
 // to_regclass resolves the name like the INSERT will (search_path included) and gives NULL, not an error, when
@@ -43,10 +45,47 @@ const columnsSql = `
     LEFT JOIN pg_type t ON t.oid = a.atttypid
     LEFT JOIN pg_type b ON b.oid = t.typbasetype AND t.typtype = 'd'`;
 
+/**
+ * When a COPY straight into the target lands exactly what the upsert would, for rows whose keys are not there yet:
+ * a plain or partitioned table with an immediate, non-partial unique index on exactly the key columns (so that a key
+ * written meanwhile fails the COPY instead of duplicating the row), no row-level security (COPY refuses it), no
+ * rules (COPY ignores them), no triggers of its own (COPY fires INSERT triggers only, where the upsert's statement
+ * also fires UPDATE ones), and none of the written columns GENERATED ALWAYS AS IDENTITY (COPY overrides those, INSERT
+ * refuses). $1: the table, $2: the key columns, $3: the columns written.
+ */
+const directCopySql = `
+  SELECT c.relkind IN ('r', 'p') AND NOT c.relrowsecurity
+     AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type <> '1')
+     AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
+     AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attidentity = 'a' AND a.attname = ANY($3::text[]))
+     AND EXISTS (
+       SELECT 1 FROM pg_index i
+        WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL
+          AND i.indnkeyatts = cardinality($2::text[])
+          AND NOT EXISTS (
+            SELECT 1 FROM unnest($2::text[]) AS k(name)
+             WHERE NOT EXISTS (
+               SELECT 1 FROM generate_series(0, i.indnkeyatts - 1) AS n
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[n]
+                WHERE a.attname = k.name))) AS direct
+    FROM pg_class c WHERE c.oid = to_regclass($1)`;
+
 export function columnCache(system: string): ColumnCache {
   const tables = new Map<string, TableColumns>();
+  const direct = new Map<string, boolean>();
   return {
     noStaging: false,
+    async direct(table, key, columns, query) {
+      const id = JSON.stringify([table, key, [...columns].sort()]);
+      let known = direct.get(id);
+      if (known === undefined) {
+        const rows = (await query(directCopySql, [quoteQualified(table), key, columns])).rows;
+        known = rows[0]?.direct === true;
+        direct.set(id, known);
+      }
+      return known;
+    },
     async get(table, query, fresh = false) {
       const known = fresh ? undefined : tables.get(table);
       if (known !== undefined) return known;
@@ -71,9 +110,11 @@ export function columnCache(system: string): ColumnCache {
     },
     forget(table) {
       tables.delete(table);
+      for (const id of direct.keys()) if ((JSON.parse(id) as string[])[0] === table) direct.delete(id);
     },
     clear() {
       tables.clear();
+      direct.clear();
       this.noStaging = false;
     },
   };
@@ -282,6 +323,53 @@ function* pieces(lines: readonly (string | undefined)[], send: readonly number[]
 }
 
 /**
+ * The fast path of a write whose keys are all new: `COPY target FROM STDIN` in one transaction, after one
+ * `SELECT … JOIN unnest(<the batch's keys>) … LIMIT 1` in the same transaction found none of them in the target
+ * (the table qualifies: see directCopySql). A key written by someone else in between fails the COPY on the unique
+ * index: rolled back, "exists", and the batch is upserted instead. Returns "isolate" on a data problem (rolled back).
+ */
+async function copyDirect(
+  query: Query,
+  client: pg.ClientBase,
+  batch: Batch,
+  lines: readonly (string | undefined)[],
+  send: readonly number[],
+): Promise<"done" | "exists" | "isolate"> {
+  const { rows, columns, types, relation, system } = batch;
+  const keyColumns = batch.key.map((column) => quoteIdent(column));
+  const unnest = batch.key.map((column, k) => `$${k + 1}::${(types.get(column) as ColumnInfo).sqlType}[]`);
+  const probe =
+    `SELECT 1 FROM ${relation} AS t JOIN unnest(${unnest.join(", ")}) AS k(${keyColumns.join(", ")}) ` +
+    `ON ${keyColumns.map((column) => `t.${column} = k.${column}`).join(" AND ")} LIMIT 1`;
+  const keys = batch.key.map((column) => {
+    const kind = types.get(column) as ColumnInfo;
+    return send.map((i) => toPostgres((rows[i] as Row)[column], kind));
+  });
+  const names = columns.map((column) => quoteIdent(column)).join(", ");
+  try {
+    await query("BEGIN");
+    if ((await query(probe, keys)).rows.length > 0) {
+      await query("ROLLBACK");
+      return "exists";
+    }
+    batch.signal.throwIfAborted();
+    await pipeline(
+      Readable.from(pieces(lines, send)),
+      client.query(copyFrom(`COPY ${relation} (${names}) FROM STDIN`)),
+    );
+    await query("COMMIT");
+    return "done";
+  } catch (error) {
+    const what = `write to '${batch.table}' failed`;
+    await rollback(query, error, system, what);
+    if (batch.signal.aborted) throw postgresError(error, system, what);
+    if (sqlState(error) === "23505") return "exists"; // unique_violation: a key came in meanwhile, or another index
+    if (isDataError(error)) return "isolate";
+    throw postgresError(error, system, what);
+  }
+}
+
+/**
  * Upserts through COPY, in one transaction: COPY the rows into the connection's staging table, then one
  * `INSERT INTO target SELECT … FROM staging ON CONFLICT (key) DO UPDATE`, then COMMIT. Of rows with the same key only
  * the last is copied (an upsert cannot touch a row twice; the later row wins, as in the INSERT path). Returns
@@ -337,6 +425,15 @@ async function upsertByCopy(
 
   const names = columns.map((column) => quoteIdent(column)).join(", ");
   const what = `write to '${batch.table}' failed`;
+  if (await cache.direct(batch.table, batch.key, columns, query)) {
+    const direct = await copyDirect(query, client, batch, lines, send);
+    if (direct === "done") {
+      for (let i = 0; i < rows.length; i++) results[i] ??= { ok: true };
+      return "done";
+    }
+    if (direct === "isolate") return "isolate";
+    // "exists": some keys are there already (or were written meanwhile): the upsert below.
+  }
   let staging: { name: string; created: boolean };
   try {
     staging = await stagingTable(query, client, batch);

@@ -15,7 +15,7 @@ import type { RunProgress } from "../context.ts";
 import { chunkDone } from "../cursor.ts";
 import { type ConcurrencyGate, localConcurrencyGate, nestedGates, type RateGate } from "../gates.ts";
 import type { RunEnvironment } from "../run.ts";
-import { advisoryConcurrencyGate, lockSpace, tableRateGate } from "./gates.ts";
+import { advisoryConcurrencyGate, LockSession, lockSpace, tableRateGate } from "./gates.ts";
 import { jobKey, queues, startQueue } from "./queue.ts";
 import { DistributedWorker } from "./worker.ts";
 
@@ -25,13 +25,22 @@ export class Cluster {
   readonly boss: PgBoss;
   readonly #store: PostgresStore;
   readonly #gatePool: pg.Pool;
+  readonly #locks: LockSession;
   readonly #logger: Logger;
   #worker: DistributedWorker | undefined;
 
-  private constructor(boss: PgBoss, store: PostgresStore, gatePool: pg.Pool, logger: Logger) {
+  private constructor(boss: PgBoss, store: PostgresStore, url: string, logger: Logger) {
     this.boss = boss;
     this.#store = store;
-    this.#gatePool = gatePool;
+    // the rate rows are booked with short statements; the caps' locks are held on one session of their own
+    this.#gatePool = new pg.Pool({
+      connectionString: url,
+      application_name: "franca-gates",
+      max: 2,
+      allowExitOnIdle: true,
+    });
+    this.#gatePool.on("error", () => {});
+    this.#locks = new LockSession(url);
     this.#logger = logger;
   }
 
@@ -46,15 +55,7 @@ export class Cluster {
       store.schema,
       options.worker === true ? { instanceName: workerInstanceName } : {},
     );
-    const gatePool = new pg.Pool({
-      connectionString: url,
-      application_name: "franca-gates",
-      // one connection per call in flight holding a slot (plus brief tries): the caps bound it
-      max: 32,
-      allowExitOnIdle: true,
-    });
-    gatePool.on("error", () => {});
-    return new Cluster(boss, store, gatePool, logger);
+    return new Cluster(boss, store, url, logger);
   }
 
   /**
@@ -65,7 +66,7 @@ export class Cluster {
     const global =
       limits.concurrency === undefined
         ? undefined
-        : advisoryConcurrencyGate(this.#gatePool, lockSpace(this.#store.schema, system), limits.concurrency);
+        : advisoryConcurrencyGate(this.#locks, lockSpace(this.#store.schema, system), limits.concurrency);
     const local = limits.processConcurrency === undefined ? undefined : localConcurrencyGate(limits.processConcurrency);
     const concurrency = global !== undefined && local !== undefined ? nestedGates(local, global) : (global ?? local);
     const rate =
@@ -174,5 +175,6 @@ export class Cluster {
     await this.stopWorker(true);
     await this.boss.stop({ graceful: true, wait: true } as never);
     await this.#gatePool.end();
+    await this.#locks.close();
   }
 }

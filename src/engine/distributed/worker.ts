@@ -240,7 +240,7 @@ export class DistributedWorker {
     if (state === undefined) return;
     const { run, ctx } = state;
     const fresh = await this.#store.getRun(run.id);
-    if (fresh?.extractDone === true) return this.#checkFinish(run.id);
+    if (fresh?.extractDone === true) return this.#checkFinish(run.id, run.targets);
     const chunks = await this.#store.chunkStates(run.id);
     const last = chunks.at(-1);
     const drift: DriftState = { current: {} };
@@ -274,7 +274,7 @@ export class DistributedWorker {
       await tx.markExtractDone(run.id);
       await this.#boss.complete(queues.extract, job.id, null, { db: tx } as never);
     });
-    await this.#checkFinish(run.id);
+    await this.#checkFinish(run.id, run.targets);
   }
 
   async #transform(job: Job<TransformJob>): Promise<void> {
@@ -282,7 +282,7 @@ export class DistributedWorker {
     if (state === undefined) return;
     const { run, ctx } = state;
     const { seq } = job.data;
-    const chunk = (await this.#store.chunkStates(run.id)).find((item) => item.seq === seq);
+    const chunk = await this.#store.chunkState(run.id, seq);
     if (chunk === undefined || chunk.transformed) return; // done by an earlier attempt (its loads were sent with it)
     const staged = await this.#store.readStaged(run.id, seq, "extracted");
     if (staged === undefined)
@@ -306,7 +306,7 @@ export class DistributedWorker {
     if (state === undefined) return;
     const { run, ctx } = state;
     const { seq, target } = job.data;
-    const chunk = (await this.#store.chunkStates(run.id)).find((item) => item.seq === seq);
+    const chunk = await this.#store.chunkState(run.id, seq);
     if (chunk === undefined || !chunk.transformed || chunk.loaded[target] === true) return;
     const staged = await this.#store.readStaged(run.id, seq, "canonical");
     if (staged === undefined)
@@ -323,15 +323,12 @@ export class DistributedWorker {
     });
     const stop = chargeBudget(ctx, written);
     if (stop !== undefined) throw stop;
-    await this.#checkFinish(run.id);
+    await this.#checkFinish(run.id, run.targets);
   }
 
   /** After a commit: when the run has nothing left to do, its finish job is sent (once: one job per run). */
-  async #checkFinish(id: number): Promise<void> {
-    const run = await this.#store.getRun(id);
-    if (run === undefined || run.status !== "running" || !run.extractDone) return;
-    const chunks = await this.#store.chunkStates(id);
-    if (!chunks.every((chunk) => chunkDone(chunk, run.targets))) return;
+  async #checkFinish(id: number, targets: readonly string[]): Promise<void> {
+    if (!(await this.#store.runComplete(id, targets))) return;
     await this.#boss.send(queues.finish, { run: id }, { singletonKey: jobKey.finish({ run: id }) } as never);
   }
 

@@ -736,16 +736,49 @@ export class PostgresStore implements Store {
     );
   }
 
-  async chunkStates(runId: number): Promise<ChunkState[]> {
+  chunkStates(runId: number): Promise<ChunkState[]> {
+    return this.#chunkStates(runId);
+  }
+
+  /** The states of a run's chunks in order, or of its chunk `seq` alone. */
+  async #chunkStates(runId: number, seq?: number): Promise<ChunkState[]> {
+    const only = seq === undefined ? "" : " AND seq = $2";
+    const params = seq === undefined ? [runId] : [runId, seq];
     const chunks = await this.#rows<ChunkRow>(
-      `SELECT seq, position, records, canonical, failed FROM ${this.#s}.chunks WHERE run_id = $1 ORDER BY seq`,
-      [runId],
+      `SELECT seq, position, records, canonical, failed FROM ${this.#s}.chunks WHERE run_id = $1${only} ORDER BY seq`,
+      params,
     );
+    if (chunks.length === 0) return [];
     const loads = await this.#rows<ChunkLoadRow>(
-      `SELECT seq, target, failed FROM ${this.#s}.chunk_loads WHERE run_id = $1`,
-      [runId],
+      `SELECT seq, target, failed FROM ${this.#s}.chunk_loads WHERE run_id = $1${only}`,
+      params,
     );
     return chunkStatesFromRows(chunks, loads);
+  }
+
+  /** One chunk's state: a distributed job asks for its own chunk, not for every chunk of the run. */
+  async chunkState(runId: number, seq: number): Promise<ChunkState | undefined> {
+    return (await this.#chunkStates(runId, seq))[0];
+  }
+
+  /**
+   * Whether a running run has nothing left to do (extraction done, every chunk transformed and loaded without failure
+   * into every target), in one statement that stops at the first chunk still open.
+   */
+  async runComplete(runId: number, targets: readonly string[]): Promise<boolean> {
+    const [row] = await this.#rows<{ complete: boolean }>(
+      `SELECT r.status = 'running' AND r.extract_done AND NOT EXISTS (
+         SELECT 1 FROM ${this.#s}.chunks c
+          WHERE c.run_id = r.id
+            AND (c.canonical IS NULL OR c.failed <> 0 OR (
+              SELECT count(*) FROM ${this.#s}.chunk_loads l
+               WHERE l.run_id = c.run_id AND l.seq = c.seq AND l.failed = 0 AND l.target = ANY($2::text[])
+            ) < cardinality($2::text[]))
+       ) AS complete
+       FROM ${this.#s}.runs r WHERE r.id = $1`,
+      [runId, targets],
+    );
+    return row?.complete === true;
   }
 
   // --- cursors, profiles, hashes, lookup cache

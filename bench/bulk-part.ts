@@ -1,0 +1,273 @@
+/**
+ * One measured part of bench:bulk, run in its own process so that its peak memory is its own (bench/bulk.ts runs
+ * them). Every part empties its target first (untimed), moves every row of the source table, checks the target holds
+ * them all, and prints one JSON line: { part, rows, wall_s, rows_per_s, peak_rss_mb, … }.
+ *
+ *   node bench/bulk-part.ts pg-raw       --source T   COPY (SELECT * FROM T ORDER BY id) TO STDOUT piped into
+ *                                                     COPY dst FROM STDIN, over two connections
+ *   node bench/bulk-part.ts pg-engine    --source T   the Franca engine, PostgreSQL → PostgreSQL
+ *   node bench/bulk-part.ts maria-engine --source T   the Franca engine, PostgreSQL → MariaDB
+ *   node bench/bulk-part.ts maria-raw    --source T --method load|insert [--batch N]
+ *        load:   the COPY stream of the source handed as it is to LOAD DATA LOCAL INFILE (mysql2's
+ *                infileStreamFactory): PostgreSQL's COPY text is MariaDB's LOAD DATA default format
+ *        insert: the COPY stream parsed into rows, sent as multi-row INSERTs of N rows (autocommit)
+ *
+ * Options: --pg (URL), --maria (URL), --schema (PostgreSQL schema of the tables), --chunk-size and
+ * --load-concurrency (the flow's settings; default: the flow's defaults).
+ */
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type mysql from "mysql2/promise";
+import pg from "pg";
+import { from as copyFrom, to as copyTo } from "pg-copy-streams";
+import Type from "typebox";
+import { postgres } from "../src/connectors/postgres/index.ts";
+import { bind, type Row } from "../src/core/binding.ts";
+import { entity } from "../src/core/entity.ts";
+import { flow } from "../src/core/flow.ts";
+import { defineHub } from "../src/core/hub.ts";
+import { Money, Timestamp } from "../src/core/types.ts";
+import { Engine } from "../src/engine/engine.ts";
+import { defaultMariaUrl, defaultPgUrl, mariaTarget, partResult, targetNames, withPg } from "./bulk-shared.ts";
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    pg: { type: "string", default: defaultPgUrl },
+    maria: { type: "string", default: defaultMariaUrl },
+    schema: { type: "string", default: "franca_bench_bulk" },
+    source: { type: "string", default: "src" },
+    method: { type: "string", default: "load" },
+    batch: { type: "string", default: "1000" },
+    "chunk-size": { type: "string" },
+    "load-concurrency": { type: "string" },
+  },
+});
+const part = positionals[0] ?? "";
+const pgUrl = values.pg as string;
+const mariaUrl = values.maria as string;
+const schema = values.schema as string;
+const source = `${schema}.${values.source}`;
+const pgTarget = `${schema}.dst`;
+const dir = fileURLToPath(new URL("./.work/bulk", import.meta.url));
+
+async function withMaria<T>(work: (connection: mysql.Connection) => Promise<T>): Promise<T> {
+  const connection = await mysqlConnect(mariaUrl);
+  try {
+    return await work(connection);
+  } finally {
+    await connection.end();
+  }
+}
+
+const maria = part.startsWith("maria");
+// mysql2 only where MariaDB is written: a PostgreSQL part's peak memory is then the engine's and pg's alone
+const { default: mysqlClient } = maria ? await import("mysql2/promise") : { default: undefined };
+const mysqlConnect = (uri: string): Promise<mysql.Connection> =>
+  (mysqlClient as NonNullable<typeof mysqlClient>).createConnection({ uri });
+async function emptyTarget(): Promise<void> {
+  if (maria) await withMaria((connection) => connection.query(`TRUNCATE ${mariaTarget}`));
+  else await withPg(pgUrl, (client) => client.query(`TRUNCATE ${pgTarget}`));
+}
+
+async function countTarget(): Promise<number> {
+  if (maria) {
+    return withMaria(async (connection) => {
+      const [rows] = await connection.query(`SELECT count(*) AS n FROM ${mariaTarget}`);
+      return Number((rows as { n: number }[])[0]?.n);
+    });
+  }
+  return withPg(pgUrl, async (client) =>
+    Number((await client.query(`SELECT count(*) AS n FROM ${pgTarget}`)).rows[0].n),
+  );
+}
+
+async function pgRaw(): Promise<number> {
+  const from = new pg.Client({ connectionString: pgUrl });
+  const to = new pg.Client({ connectionString: pgUrl });
+  await Promise.all([from.connect(), to.connect()]);
+  try {
+    const out = from.query(copyTo(`COPY (SELECT * FROM ${source} ORDER BY id) TO STDOUT`));
+    const into = to.query(copyFrom(`COPY ${pgTarget} (${targetNames.join(", ")}) FROM STDIN`));
+    await pipeline(out, into);
+    return into.rowCount;
+  } finally {
+    await Promise.all([from.end(), to.end()]);
+  }
+}
+
+/** The source as COPY text MariaDB takes as it is: the timestamp as UTC wall time (DATETIME has no zone). */
+const mariaCopy = `COPY (SELECT id, name, email, amount, updated_at AT TIME ZONE 'UTC', doc FROM ${source} ORDER BY id) TO STDOUT`;
+
+async function mariaRaw(): Promise<number> {
+  const from = new pg.Client({ connectionString: pgUrl });
+  await from.connect();
+  const to = await mysqlConnect(mariaUrl);
+  try {
+    const stream = from.query(copyTo(mariaCopy));
+    if (values.method === "load") {
+      const [result] = await to.query({
+        sql: `LOAD DATA LOCAL INFILE 'franca-bench' INTO TABLE ${mariaTarget} CHARACTER SET utf8mb4
+              FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (${targetNames.join(", ")})`,
+        infileStreamFactory: () => stream,
+      });
+      return (result as { affectedRows: number }).affectedRows;
+    }
+    return await insertBatches(stream, to, Number(values.batch));
+  } finally {
+    await Promise.all([from.end(), to.end()]);
+  }
+}
+
+const unescapes: Record<string, string> = { n: "\n", r: "\r", t: "\t", b: "\b", f: "\f", v: "\v" };
+const unescapeField = (field: string): string =>
+  field.includes("\\") ? field.replace(/\\(.)/g, (_, char: string) => unescapes[char] ?? char) : field;
+
+/** The COPY text parsed line by line and sent as multi-row INSERTs of `batch` rows, one after the other. */
+async function insertBatches(stream: Readable, to: mysql.Connection, batch: number): Promise<number> {
+  const head = `INSERT INTO ${mariaTarget} (${targetNames.join(", ")}) VALUES `;
+  let tuples: string[] = [];
+  let rest = "";
+  let rows = 0;
+  stream.setEncoding("utf8");
+  for await (const text of stream as AsyncIterable<string>) {
+    const lines = (rest + text).split("\n");
+    rest = lines.pop() as string;
+    for (const line of lines) {
+      const fields = line.split("\t").map((field) => (field === "\\N" ? null : unescapeField(field)));
+      tuples.push(
+        `(${fields.map((field) => (mysqlClient as NonNullable<typeof mysqlClient>).escape(field)).join(", ")})`,
+      );
+      if (tuples.length === batch) {
+        await to.query(head + tuples.join(", "));
+        rows += tuples.length;
+        tuples = [];
+      }
+    }
+  }
+  if (tuples.length > 0) {
+    await to.query(head + tuples.join(", "));
+    rows += tuples.length;
+  }
+  return rows;
+}
+
+/** PostgreSQL's timestamptz text (`2025-01-01 00:00:01.000001+00`) → RFC 3339 (`2025-01-01T00:00:01.000001+00:00`). */
+function rfc3339(text: string): string {
+  const iso = `${text.slice(0, 10)}T${text.slice(11)}`;
+  return /[+-]\d\d$/.test(iso) ? `${iso}:00` : iso;
+}
+
+async function engine(): Promise<number> {
+  for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dir, "store.db") + suffix, { force: true });
+  rmSync(join(dir, "store.db.staging"), { recursive: true, force: true });
+  const Account = entity("Account", {
+    version: 1,
+    key: "id",
+    schema: Type.Object(
+      {
+        id: Type.Integer({ minimum: 1 }),
+        name: Type.String({ minLength: 1 }),
+        email: Type.String({ format: "email" }),
+        balance: Money(),
+        updatedAt: Timestamp(),
+        profile: Type.Object({
+          segment: Type.Union([Type.Literal("retail"), Type.Literal("wholesale"), Type.Literal("online")]),
+          score: Type.Integer({ minimum: 0 }),
+          tags: Type.Array(Type.String()),
+          active: Type.Boolean(),
+          address: Type.Object({
+            street: Type.String(),
+            city: Type.String(),
+            zip: Type.String({ pattern: "^\\d{5}$" }),
+          }),
+          note: Type.String(),
+        }),
+      },
+      { additionalProperties: false },
+    ),
+  });
+  const erp = postgres("erp", { url: pgUrl });
+  const target = maria
+    ? (await import("../src/connectors/mysql/index.ts")).mysql("warehouse", { url: mariaUrl })
+    : postgres("warehouse", { url: pgUrl });
+  const chunkSize = values["chunk-size"] === undefined ? {} : { chunkSize: Number(values["chunk-size"]) };
+  const loadConcurrency =
+    values["load-concurrency"] === undefined ? {} : { loadConcurrency: Number(values["load-concurrency"]) };
+  const hub = defineHub({
+    systems: [erp, target],
+    entities: [Account],
+    store: join(dir, "store.db"),
+    flows: [
+      flow("accounts", {
+        ...chunkSize,
+        ...loadConcurrency,
+        from: bind(erp, Account, {
+          table: source,
+          key: "id",
+          cursor: "updated_at",
+          toCanonical: (row: Row) => ({
+            id: Number(row.id),
+            name: row.name as string,
+            email: row.email as string,
+            balance: row.amount as string,
+            updatedAt: rfc3339(row.updated_at as string),
+            profile: row.doc as never,
+          }),
+        }),
+        to: bind(target, Account, {
+          table: maria ? mariaTarget : pgTarget,
+          key: "account_id",
+          fromCanonical: (account) => ({
+            account_id: account.id,
+            display_name: account.name,
+            email: account.email,
+            balance: account.balance,
+            changed_at: account.updatedAt,
+            profile: account.profile,
+          }),
+        }),
+      }),
+    ],
+  });
+  const franca = await Engine.open({ hub, baseDir: dir });
+  const summary = await franca.run("accounts", { trigger: "bench" });
+  await franca.close();
+  if (summary.run.status !== "succeeded")
+    throw new Error(`engine run ${summary.run.status}: ${JSON.stringify(summary.run.error)}`);
+  return summary.counts.targets["warehouse.Account"]?.loaded ?? 0;
+}
+
+const parts: Record<string, () => Promise<number>> = {
+  "pg-raw": pgRaw,
+  "pg-engine": engine,
+  "maria-raw": mariaRaw,
+  "maria-engine": engine,
+};
+const work = parts[part];
+if (work === undefined) {
+  console.error(`usage: node bench/bulk-part.ts ${Object.keys(parts).join("|")} [--source T]`);
+  process.exit(2);
+}
+await emptyTarget();
+if (process.env.BULK_MEMLOG !== undefined) {
+  // where the memory is, every half second (stderr): to see what the peak is made of
+  setInterval(() => {
+    const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+    const mb = (bytes: number) => Math.round(bytes / 1048576);
+    console.error(
+      `rss ${mb(rss)} heap ${mb(heapUsed)}/${mb(heapTotal)} external ${mb(external)} buffers ${mb(arrayBuffers)}`,
+    );
+  }, 500).unref();
+}
+const started = performance.now();
+const rows = await work();
+const wall = (performance.now() - started) / 1000;
+const landed = await countTarget();
+if (landed !== rows) throw new Error(`${part}: moved ${rows} rows but the target holds ${landed}`);
+const label = part === "maria-raw" ? `maria-raw-${values.method === "load" ? "load" : `insert-${values.batch}`}` : part;
+console.log(JSON.stringify(partResult(label, rows, wall)));

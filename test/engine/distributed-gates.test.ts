@@ -1,0 +1,115 @@
+/**
+ * The PostgreSQL-held concurrency cap of the distributed executor, with two lock sessions standing for two worker
+ * processes: the cap holds across them and is reached, a busy process gives its slots back when their turn ends,
+ * slots come back when a session's connection dies, and no lock is left behind when calls stop.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { advisoryConcurrencyGate, LockSession, lockSpace } from "../../src/engine/distributed/gates.ts";
+
+const url = "postgres://postgres@127.0.0.1:5432/test";
+
+async function advisoryLocksHeld(space: number): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1 AND granted",
+      [space],
+    );
+    return rows[0]?.n ?? 0;
+  } finally {
+    await client.end();
+  }
+}
+
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await sleep(25);
+  }
+  assert.fail(`never: ${what}`);
+}
+
+/** Counts the calls running at once across every gate it wraps. */
+function meter() {
+  let now = 0;
+  let max = 0;
+  return {
+    get max() {
+      return max;
+    },
+    call: (ms: number) => async () => {
+      now++;
+      max = Math.max(max, now);
+      try {
+        await sleep(ms);
+      } finally {
+        now--;
+      }
+    },
+  };
+}
+
+describe("advisory concurrency gate", () => {
+  const signal = new AbortController().signal;
+
+  it("holds a cap of 3 across two processes, and reaches it; leaves no lock behind", async (t) => {
+    const space = lockSpace(`gates-${Math.random()}`, "api");
+    const sessions = [new LockSession(url), new LockSession(url)];
+    t.after(() => Promise.all(sessions.map((session) => session.close())));
+    const gates = sessions.map((session) => advisoryConcurrencyGate(session, space, 3));
+    const m = meter();
+    await Promise.all(gates.flatMap((gate) => Array.from({ length: 40 }, () => gate.run(m.call(5), signal))));
+    assert.equal(m.max, 3);
+    await until(async () => (await advisoryLocksHeld(space)) === 0, "every slot unlocked once the calls stopped");
+  });
+
+  it("a busy process gives its slots back when their turn ends: another process gets a call in meanwhile", async (t) => {
+    const space = lockSpace(`gates-${Math.random()}`, "api");
+    const busy = new LockSession(url);
+    const other = new LockSession(url);
+    t.after(() => Promise.all([busy.close(), other.close()]));
+    const busyGate = advisoryConcurrencyGate(busy, space, 1, { turnMs: 50 });
+    const otherGate = advisoryConcurrencyGate(other, space, 1, { turnMs: 50 });
+    const m = meter();
+    let busyDone = false;
+    // four callers in the busy process keep the one slot wanted for about a second; at the end of a turn (50 ms) it
+    // sees that another process waits and leaves the slot alone long enough for that one to take it
+    const busyWork = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let i = 0; i < 40; i++) await busyGate.run(m.call(5), signal);
+      }),
+    ).then(() => {
+      busyDone = true;
+    });
+    await sleep(50);
+    await otherGate.run(m.call(1), signal);
+    assert.equal(busyDone, false, "the other process had its call while the busy one still wanted the slot");
+    await busyWork;
+    assert.equal(m.max, 1);
+  });
+
+  it("slots come back when a process's lock session dies, and the cap still holds", async (t) => {
+    const space = lockSpace(`gates-${Math.random()}`, "api");
+    const session = new LockSession(url);
+    t.after(() => session.close());
+    const gate = advisoryConcurrencyGate(session, space, 2);
+    const m = meter();
+    await Promise.all(Array.from({ length: 6 }, () => gate.run(m.call(5), signal)));
+    const pid = await session.exclusive(
+      async (client) => (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid,
+    );
+    const before = session.generation;
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+    await admin.end();
+    await until(async () => session.generation > before, "the session noticed its connection was lost");
+    await Promise.all(Array.from({ length: 10 }, () => gate.run(m.call(5), signal)));
+    assert.equal(m.max, 2);
+    await until(async () => (await advisoryLocksHeld(space)) === 0, "every slot unlocked");
+  });
+});
