@@ -5,22 +5,35 @@
 // - a 16 MB V8 young generation: Node 24 sizes it from the machine's memory (up to 64 MB semi-spaces), which lets
 //   each chunk's short-lived data pile up to hundreds of MB before it is collected; 16 MB keeps a run's memory
 //   flat at no measurable cost in speed (docs/benchmarks.md);
+// - an old generation that grows at most 100 % over what survived its last collection (--heap-growing-percent=100):
+//   V8 otherwise lets it grow up to 4× (and, in about one run in three, to ~400 MB before its first full
+//   collection), which took a 1,000,000-row database run to 490–585 MB of resident memory where ~30 MB were live;
+//   with the flag the same runs peak at 231–247 MB (docs/benchmarks.md);
 // - at most 2 glibc malloc arenas (MALLOC_ARENA_MAX, unless set): the store's thread and Node's own threads would
 //   otherwise each grow an arena, and their fragmentation added ~30 MB of resident memory over a 100,000-record run
 //   (bench:api), for no speed.
+// - Node's module compile cache (module.enableCompileCache: NODE_COMPILE_CACHE, else a directory in the system's
+//   temporary directory), also for the store's thread: each thread that loads TypeScript otherwise starts Node's type
+//   stripper first (~50 ms), and each run's store thread did, before the run could start.
 // Arguments, signals and the exit code are passed through.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { enableCompileCache, getCompileCacheDir } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const youngGeneration = "--max-semi-space-size=16";
+const v8Flags = ["--max-semi-space-size=16", "--heap-growing-percent=100"];
 const major = Number(process.versions.node.split(".")[0]);
 const hasFlag = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)].some((arg) =>
   arg.startsWith("--max-semi-space-size"),
 );
 
 if (major >= 24 && hasFlag) {
+  // a quiet optimisation: it never throws, and NODE_DISABLE_COMPILE_CACHE turns it off
+  enableCompileCache();
+  const cacheDir = getCompileCacheDir();
+  // worker threads take the setting from the environment
+  if (cacheDir !== undefined) process.env.NODE_COMPILE_CACHE ??= cacheDir;
   await import("../src/cli/main.ts");
 } else {
   let node = process.execPath;
@@ -34,7 +47,7 @@ if (major >= 24 && hasFlag) {
       process.exit(2);
     }
   }
-  const child = spawn(node, [youngGeneration, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  const child = spawn(node, [...v8Flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: "inherit",
     env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2" },
   });

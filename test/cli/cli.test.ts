@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -10,10 +10,14 @@ const bin = fileURLToPath(new URL("../../bin/franca.js", import.meta.url));
 const api = pathToFileURL(fileURLToPath(new URL("../../src/index.ts", import.meta.url))).href;
 
 function franca(cwd: string, ...args: string[]) {
+  return francaWith({}, cwd, ...args);
+}
+
+function francaWith(env: NodeJS.ProcessEnv, cwd: string, ...args: string[]) {
   const result = spawnSync(process.execPath, [bin, ...args], {
     cwd,
     encoding: "utf8",
-    env: { ...process.env, FRANCA_LOG_LEVEL: "silent" },
+    env: { ...process.env, FRANCA_LOG_LEVEL: "silent", ...env },
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -131,5 +135,30 @@ describe("command line", () => {
     const schema = JSON.parse(result.stdout) as { title: string; "x-franca-key": string[] };
     assert.equal(schema.title, "Customer");
     assert.deepEqual(schema["x-franca-key"], ["id"]);
+  });
+
+  it("keeps Node's compile cache, in the main thread and in the store's thread", () => {
+    using tmp = tempDir();
+    writeConfig(tmp.dir, validHub);
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 5 });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    // no NODE_COMPILE_CACHE: the command enables the cache itself, in its default place under the temporary directory
+    // (spawn leaves out variables set to undefined)
+    const env: NodeJS.ProcessEnv = {
+      TMPDIR: tmp.dir,
+      NODE_COMPILE_CACHE: undefined,
+      NODE_DISABLE_COMPILE_CACHE: undefined,
+    };
+    const run = francaWith(env, tmp.dir, "run", "customers");
+    assert.equal(run.code, 0, run.stderr);
+    const cacheRoot = join(tmp.dir, "node-compile-cache");
+    assert.ok(existsSync(cacheRoot), "the command enabled no compile cache");
+    const entries = readdirSync(cacheRoot, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => readFileSync(join(entry.parentPath, entry.name), "latin1"));
+    const cached = (path: string) => entries.some((entry) => entry.includes(path));
+    assert.ok(cached("src/cli/main.ts"), "the main thread's modules are not cached");
+    // loaded by the store's thread only: the thread took the setting over
+    assert.ok(cached("src/store/sqlite/worker.ts"), "the store thread's modules are not cached");
   });
 });

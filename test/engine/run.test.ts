@@ -215,6 +215,8 @@ describe("engine runs", () => {
       assert.equal(summary.run.status, "failed");
       assert.equal(summary.exitCode, 1);
       assert.equal(summary.run.error?.code, ErrorCode.FailureThreshold);
+      // the summary counts the problems of the chunk that was stopped, as the ledger holds them
+      assert.equal(summary.counts.quarantined, 4);
       // the fourth bad record stopped it: four in the ledger, not ten
       const quarantined = await store.records(summary.run.id, { status: "quarantined" });
       assert.deepEqual(
@@ -390,5 +392,60 @@ describe("engine runs", () => {
       await engine.close();
       await store.close();
     }
+  });
+
+  it("maps as many chunks at once as transformConcurrency says", async () => {
+    // Every mapping call waits until no new one has started for 100 ms: the calls in flight then are those of every
+    // chunk the run maps at once.
+    const inFlightAtOnce = async (transformConcurrency: number) => {
+      using tmp = tempDir();
+      createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200 });
+      createClientsTarget(join(tmp.dir, "erp.db"));
+      let inFlight = 0;
+      let atPlateau = 0;
+      let timer: NodeJS.Timeout | undefined;
+      const plateau = Promise.withResolvers<void>();
+      const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+      const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
+      const hub = defineHub({
+        systems: [crm, erp],
+        entities: [Customer],
+        flows: [
+          flow("customers", {
+            from: bind(crm, Customer, {
+              table: "customers",
+              key: "id",
+              cursor: "updated_at",
+              toCanonical: async (row) => {
+                inFlight++;
+                clearTimeout(timer);
+                timer = setTimeout(() => {
+                  atPlateau ||= inFlight;
+                  plateau.resolve();
+                }, 100);
+                await plateau.promise;
+                inFlight--;
+                return toCustomer(row);
+              },
+            }),
+            to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+            chunkSize: 20,
+            transformConcurrency,
+          }),
+        ],
+      });
+      const store = await openStore(tmp.dir);
+      const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+      try {
+        const summary = await engine.run("customers");
+        assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 200);
+      } finally {
+        await engine.close();
+        await store.close();
+      }
+      return atPlateau;
+    };
+    assert.equal(await inFlightAtOnce(1), 20, "one chunk of 20 at a time");
+    assert.equal(await inFlightAtOnce(3), 60, "three chunks of 20 at once");
   });
 });

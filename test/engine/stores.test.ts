@@ -418,6 +418,7 @@ function engineSuite(name: string, openStore: OpenStore): void {
         );
         // how far extraction ran ahead before the stop is a race (chunks, extracted): not asserted
         assert.equal(summary.counts.canonical, 0, "the crossing chunk was never staged");
+        assert.equal(summary.counts.quarantined, 4, "its problems so far are counted");
         assert.deepEqual(summary.counts.targets[erpTarget], { loaded: 0, unchanged: 0, quarantined: 0, failed: 0 });
         assert.equal(countOf(target, "SELECT count(*) AS n FROM clients"), 0);
         assert.equal(await store.getCursor("customers"), undefined, "no chunk is final: the cursor does not move");

@@ -883,12 +883,20 @@ export class PostgresStore implements Store {
         failed: num(row.failed),
       };
     }
+    // A chunk whose transform was stopped (the failure budget) is not staged, but its problems so far are in the ledger.
+    const unstaged = await this.#rows<{ status: string; n: string }>(
+      `SELECT o.status, count(*) AS n FROM ${s}.outcomes o JOIN ${s}.chunks c ON c.run_id = o.run_id AND c.seq = o.seq
+       WHERE o.run_id = $1 AND o.target = '' AND o.status IN ('quarantined', 'failed') AND c.canonical IS NULL
+       GROUP BY o.status`,
+      [runId],
+    );
+    const unstagedOf = (status: string) => num(unstaged.find((row) => row.status === status)?.n);
     return {
       chunks: num(totals?.chunks),
       extracted: num(totals?.extracted),
       canonical: num(totals?.canonical),
-      quarantined: num(totals?.quarantined),
-      failed: num(totals?.failed),
+      quarantined: num(totals?.quarantined) + unstagedOf("quarantined"),
+      failed: num(totals?.failed) + unstagedOf("failed"),
       targets,
     };
   }
