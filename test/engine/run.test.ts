@@ -395,7 +395,7 @@ describe("engine runs", () => {
   });
 
   it("maps as many chunks at once as transformConcurrency says", async () => {
-    // Every mapping call waits until no new one has started for 100 ms: the calls in flight then are those of every
+    // Every mapping call waits until no new one has started for 300 ms: the calls in flight then are those of every
     // chunk the run maps at once.
     const inFlightAtOnce = async (transformConcurrency: number) => {
       using tmp = tempDir();
@@ -422,7 +422,7 @@ describe("engine runs", () => {
                 timer = setTimeout(() => {
                   atPlateau ||= inFlight;
                   plateau.resolve();
-                }, 100);
+                }, 300);
                 await plateau.promise;
                 inFlight--;
                 return toCustomer(row);
