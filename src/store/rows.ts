@@ -123,3 +123,24 @@ export function chunkStatesFromRows(chunks: readonly ChunkRow[], loads: readonly
     loaded: byChunk.get(chunk.seq) ?? {},
   }));
 }
+
+/**
+ * The problems a chunk whose transform was stopped (the failure budget) left in the ledger: that chunk is not staged,
+ * so its chunk row counts none of them. `outcomes` and `chunks` are the tables' names as the store writes them,
+ * `run` the run id's parameter.
+ */
+export function unstagedProblemsSql(outcomes: string, chunks: string, run: string): string {
+  return `SELECT o.status AS status, count(*) AS n FROM ${outcomes} o JOIN ${chunks} c ON c.run_id = o.run_id AND c.seq = o.seq
+    WHERE o.run_id = ${run} AND o.target = '' AND o.status IN ('quarantined', 'failed') AND c.canonical IS NULL
+    GROUP BY o.status`;
+}
+
+export interface ProblemCountRow {
+  status: string;
+  n: number | string;
+}
+
+/** The count of `status` in the rows of unstagedProblemsSql (0 when absent). */
+export function problemCount(rows: readonly ProblemCountRow[], status: "quarantined" | "failed"): number {
+  return Number(rows.find((row) => row.status === status)?.n ?? 0);
+}

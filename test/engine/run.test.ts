@@ -19,6 +19,9 @@ import {
 } from "../support/fixtures.ts";
 
 type Overrides = Partial<Omit<FlowSpec<typeof Customer>, "from" | "to">> & {
+  toCanonical?: (
+    row: Record<string, unknown>,
+  ) => ReturnType<typeof toCustomer> | Promise<ReturnType<typeof toCustomer>>;
   fromCanonical?: (customer: ReturnType<typeof toCustomer>) => Record<string, unknown>;
 };
 
@@ -26,8 +29,8 @@ type Overrides = Partial<Omit<FlowSpec<typeof Customer>, "from" | "to">> & {
 function customersHub(dir: string, overrides: Overrides = {}) {
   const crm = sqlite("crm", { file: join(dir, "crm.db") });
   const erp = sqlite("erp", { file: join(dir, "erp.db"), limits: { retry: { maxAttempts: 2, initialDelayMs: 5 } } });
-  const { fromCanonical = toClient, ...flowSettings } = overrides;
-  const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer });
+  const { toCanonical = toCustomer, fromCanonical = toClient, ...flowSettings } = overrides;
+  const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical });
   const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical });
   return defineHub({
     systems: [crm, erp],
@@ -405,34 +408,20 @@ describe("engine runs", () => {
       let atPlateau = 0;
       let timer: NodeJS.Timeout | undefined;
       const plateau = Promise.withResolvers<void>();
-      const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
-      const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
-      const hub = defineHub({
-        systems: [crm, erp],
-        entities: [Customer],
-        flows: [
-          flow("customers", {
-            from: bind(crm, Customer, {
-              table: "customers",
-              key: "id",
-              cursor: "updated_at",
-              toCanonical: async (row) => {
-                inFlight++;
-                clearTimeout(timer);
-                timer = setTimeout(() => {
-                  atPlateau ||= inFlight;
-                  plateau.resolve();
-                }, 300);
-                await plateau.promise;
-                inFlight--;
-                return toCustomer(row);
-              },
-            }),
-            to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
-            chunkSize: 20,
-            transformConcurrency,
-          }),
-        ],
+      const hub = customersHub(tmp.dir, {
+        chunkSize: 20,
+        transformConcurrency,
+        toCanonical: async (row) => {
+          inFlight++;
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            atPlateau ||= inFlight;
+            plateau.resolve();
+          }, 300);
+          await plateau.promise;
+          inFlight--;
+          return toCustomer(row);
+        },
       });
       const store = await openStore(tmp.dir);
       const engine = await Engine.open({ hub, baseDir: tmp.dir, store });

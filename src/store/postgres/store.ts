@@ -10,8 +10,11 @@ import {
   type OutcomeRow,
   outcomeFromRow,
   outcomeValues,
+  type ProblemCountRow,
+  problemCount,
   type RunRow,
   runFromRow,
+  unstagedProblemsSql,
 } from "../rows.ts";
 import type {
   ChunkState,
@@ -883,20 +886,15 @@ export class PostgresStore implements Store {
         failed: num(row.failed),
       };
     }
-    // A chunk whose transform was stopped (the failure budget) is not staged, but its problems so far are in the ledger.
-    const unstaged = await this.#rows<{ status: string; n: string }>(
-      `SELECT o.status, count(*) AS n FROM ${s}.outcomes o JOIN ${s}.chunks c ON c.run_id = o.run_id AND c.seq = o.seq
-       WHERE o.run_id = $1 AND o.target = '' AND o.status IN ('quarantined', 'failed') AND c.canonical IS NULL
-       GROUP BY o.status`,
-      [runId],
-    );
-    const unstagedOf = (status: string) => num(unstaged.find((row) => row.status === status)?.n);
+    const unstaged = await this.#rows<ProblemCountRow>(unstagedProblemsSql(`${s}.outcomes`, `${s}.chunks`, "$1"), [
+      runId,
+    ]);
     return {
       chunks: num(totals?.chunks),
       extracted: num(totals?.extracted),
       canonical: num(totals?.canonical),
-      quarantined: num(totals?.quarantined) + unstagedOf("quarantined"),
-      failed: num(totals?.failed) + unstagedOf("failed"),
+      quarantined: num(totals?.quarantined) + problemCount(unstaged, "quarantined"),
+      failed: num(totals?.failed) + problemCount(unstaged, "failed"),
       targets,
     };
   }

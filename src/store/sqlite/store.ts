@@ -11,8 +11,11 @@ import {
   type OutcomeRow,
   outcomeFromRow,
   outcomeValues,
+  type ProblemCountRow,
+  problemCount,
   type RunRow,
   runFromRow,
+  unstagedProblemsSql,
 } from "../rows.ts";
 import { StagingFiles } from "../staging-files.ts";
 import type {
@@ -561,20 +564,13 @@ export class SqliteStore implements Store {
         failed: row.failed,
       };
     }
-    // A chunk whose transform was stopped (the failure budget) is not staged, but its problems so far are in the ledger.
-    const unstaged = this.#all<{ status: string; n: number }>(
-      `SELECT o.status AS status, count(*) AS n FROM outcomes o JOIN chunks c ON c.run_id = o.run_id AND c.seq = o.seq
-       WHERE o.run_id = ? AND o.target = '' AND o.status IN ('quarantined', 'failed') AND c.canonical IS NULL
-       GROUP BY o.status`,
-      runId,
-    );
-    const unstagedOf = (status: string) => unstaged.find((row) => row.status === status)?.n ?? 0;
+    const unstaged = this.#all<ProblemCountRow>(unstagedProblemsSql("outcomes", "chunks", "?"), runId);
     return {
       chunks: totals?.chunks ?? 0,
       extracted: totals?.extracted ?? 0,
       canonical: totals?.canonical ?? 0,
-      quarantined: (totals?.quarantined ?? 0) + unstagedOf("quarantined"),
-      failed: (totals?.failed ?? 0) + unstagedOf("failed"),
+      quarantined: (totals?.quarantined ?? 0) + problemCount(unstaged, "quarantined"),
+      failed: (totals?.failed ?? 0) + problemCount(unstaged, "failed"),
       targets,
     };
   }
