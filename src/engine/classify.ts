@@ -1,4 +1,4 @@
-import { BrokenCircuitError, BulkheadRejectedError, TaskCancelledError } from "cockatiel";
+import { BrokenCircuitError, TaskCancelledError } from "cockatiel";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { transientNetworkCode } from "../core/network-errors.ts";
 
@@ -20,12 +20,6 @@ export function classify(error: unknown, system: string): FrancaError {
       errorClass: "transient",
       system,
       cause: error,
-    });
-  }
-  if (error instanceof BulkheadRejectedError) {
-    return new FrancaError(ErrorCode.SystemUnavailable, `${system}: too many calls queued`, {
-      errorClass: "transient",
-      system,
     });
   }
   const code = transientNetworkCode(error);

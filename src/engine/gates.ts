@@ -4,7 +4,8 @@
  * the limits hold across every worker process.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { bulkhead } from "cockatiel";
+import { chunkOrder } from "./chunk-order.ts";
+import { whenAborted } from "./when-aborted.ts";
 
 export interface ConcurrencyGate {
   /** Runs `fn` once a slot is free; the slot is held for exactly the duration of `fn`. */
@@ -36,20 +37,77 @@ export function nestedGates(outer: ConcurrencyGate, inner: ConcurrencyGate): Con
   };
 }
 
-/** In-process concurrency cap: cockatiel's bulkhead with an unbounded queue (callers wait, none are refused). */
+/** Calls waiting for a slot, grouped by chunk order. */
+interface Waiting {
+  order: number;
+  /** Emptied where a caller gave up waiting. */
+  queue: ((() => void) | undefined)[];
+  head: number;
+}
+
+/**
+ * In-process concurrency cap with an unbounded queue (callers wait, none are refused), served earliest chunk first
+ * (`chunkOrder`), first come first served within a chunk. Hand-written because cockatiel's bulkhead serves its queue
+ * strictly first come first served: with four chunks mapped at once, the first chunk's lookups (and its retries,
+ * which rejoin at the tail) waited behind all of the others', so every chunk finished at about the same time.
+ * Few chunks wait at once (the transform and load concurrency), so the groups are a short sorted array.
+ */
 export function localConcurrencyGate(limit: number): ConcurrencyGate {
-  const policy = bulkhead(limit, Number.POSITIVE_INFINITY);
   let inFlight = 0;
+  const groups: Waiting[] = [];
+  const next = (): (() => void) | undefined => {
+    while (groups.length > 0) {
+      const group = groups[0] as Waiting;
+      const wake = group.queue[group.head];
+      group.head++;
+      if (group.head >= group.queue.length) groups.shift();
+      if (wake !== undefined) return wake;
+    }
+    return undefined;
+  };
+  const release = () => {
+    inFlight--;
+    const wake = next();
+    if (wake !== undefined) {
+      inFlight++;
+      wake();
+    }
+  };
+  const wait = (signal: AbortSignal): Promise<void> => {
+    const order = chunkOrder();
+    let at = groups.length;
+    while (at > 0 && (groups[at - 1] as Waiting).order > order) at--;
+    let group = groups[at - 1];
+    if (group === undefined || group.order !== order) {
+      group = { order, queue: [], head: 0 };
+      groups.splice(at, 0, group);
+    }
+    const queue = group.queue;
+    return new Promise<void>((resolve, reject) => {
+      const index = queue.length;
+      const forget = whenAborted(signal, () => {
+        // the slot it would have taken goes to the next caller: its place is emptied, never resolved
+        queue[index] = undefined;
+        reject(signal.reason);
+      });
+      queue.push(() => {
+        forget();
+        resolve();
+      });
+    });
+  };
   return {
-    run: (fn, signal) =>
-      policy.execute(async () => {
-        inFlight++;
-        try {
-          return await fn();
-        } finally {
-          inFlight--;
-        }
-      }, signal),
+    async run(fn, signal) {
+      signal.throwIfAborted();
+      // a free slot means nobody waits: release hands each freed slot to a waiter before anyone else can take it
+      if (inFlight < limit) inFlight++;
+      else await wait(signal);
+      try {
+        return await fn();
+      } finally {
+        release();
+      }
+    },
     get inFlight() {
       return inFlight;
     },

@@ -4,6 +4,7 @@ import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
 import type { RecordOutcome } from "../core/record.ts";
 import type { LoadResult } from "../store/types.ts";
+import { forChunk } from "./chunk-order.ts";
 import type { Endpoint, RunContext } from "./context.ts";
 import { mapAll } from "./map-all.ts";
 import { AttemptsError } from "./policy.ts";
@@ -49,7 +50,17 @@ class LazyItem implements WriteItem {
  * - failed — the target could not take it after the system's retries (transient): the run stops, resume retries.
  * A batch the target refused as a whole is split in halves until the refused records are isolated.
  */
-export async function writeChunk(
+export function writeChunk(
+  ctx: RunContext,
+  target: Endpoint,
+  seq: number,
+  records: readonly CanonicalRecord[],
+): Promise<WrittenChunk> {
+  // the target's calls wait at its gates in chunk order (chunk-order.ts), in both executors
+  return forChunk(seq, () => writeRecords(ctx, target, seq, records));
+}
+
+async function writeRecords(
   ctx: RunContext,
   target: Endpoint,
   seq: number,

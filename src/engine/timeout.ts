@@ -1,4 +1,5 @@
 import { ErrorCode, FrancaError } from "../core/errors.ts";
+import { whenAborted } from "./when-aborted.ts";
 
 /**
  * Runs `fn` with a deadline: at `ms` the call's signal is aborted and the call given up with a transient
@@ -13,9 +14,9 @@ export async function withTimeout<T>(
   system: string,
 ): Promise<T> {
   const controller = new AbortController();
-  const onAbort = () => controller.abort(parent.reason);
+  let forget: (() => void) | undefined;
   if (parent.aborted) controller.abort(parent.reason);
-  else parent.addEventListener("abort", onAbort, { once: true });
+  else forget = whenAborted(parent, () => controller.abort(parent.reason));
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -31,6 +32,6 @@ export async function withTimeout<T>(
     return await Promise.race([fn(controller.signal), deadline]);
   } finally {
     clearTimeout(timer);
-    parent.removeEventListener("abort", onAbort);
+    forget?.();
   }
 }

@@ -2,6 +2,7 @@ import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { keyOf } from "../core/key.ts";
 import type { RecordOutcome } from "../core/record.ts";
+import { forChunk } from "./chunk-order.ts";
 import type { RunContext } from "./context.ts";
 import { mapAll } from "./map-all.ts";
 import { type CanonicalRecord, encodeCanonical } from "./staging.ts";
@@ -33,16 +34,18 @@ export async function transformChunk(ctx: RunContext, seq: number, rows: readonl
   const mapContext = ctx.mapContext(binding.name);
   const sourceIdOf = keyOf(binding.key);
   const count = rows.length;
-  const { values: mapped, thrown } = await mapAll(rows, (row) => {
-    if (typeof row.$error === "string") {
-      const line = row.$line;
-      throw new FrancaError(
-        ErrorCode.SourceRecordInvalid,
-        `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${row.$error}`,
-      );
-    }
-    return binding.toCanonical(row, mapContext);
-  });
+  const { values: mapped, thrown } = await forChunk(seq, () =>
+    mapAll(rows, (row) => {
+      if (typeof row.$error === "string") {
+        const line = row.$line;
+        throw new FrancaError(
+          ErrorCode.SourceRecordInvalid,
+          `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${row.$error}`,
+        );
+      }
+      return binding.toCanonical(row, mapContext);
+    }),
+  );
 
   const { compiled, budget } = ctx;
   const records: CanonicalRecord[] = [];

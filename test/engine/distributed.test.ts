@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { type SimApi, startSimApi } from "../../sim/api.ts";
 import { seededRandom } from "../../sim/random.ts";
+import { queuedChunksAhead } from "../../src/engine/distributed/worker.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
 import { distHub, distSetupSql, distUrl } from "../support/dist-hub.ts";
@@ -203,6 +204,39 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     await assertExactlyOnce(setup, b, "others", rows);
     assert.equal(setup.api.stats.maxInFlight, 2, "the cap of 2 was reached and never passed");
     assert.equal(setup.api.stats.requests.batch, (2 * rows) / 50);
+  });
+
+  it("the extraction runs only as far ahead of the loads as the workers take its chunks", async (t) => {
+    const rows = 3_000;
+    const setup = await createSetup(rows, 4, 40);
+    t.after(() => setup.dispose());
+    const jobs = 1;
+    startWorker(setup, jobs);
+    const run = await setup.engine.enqueue("items");
+    // chunks staged and not yet loaded, sampled while the run goes on
+    let most = 0;
+    let samples = 0;
+    const watching = (async () => {
+      for (;;) {
+        const [row] = await sql([
+          `SELECT (SELECT count(*) FROM ${setup.schema}.chunks WHERE run_id = ${run.id})::int
+                - (SELECT count(*) FROM ${setup.schema}.chunk_loads WHERE run_id = ${run.id} AND failed = 0)::int AS ahead,
+                  (SELECT status FROM ${setup.schema}.runs WHERE id = ${run.id}) AS status`,
+        ]);
+        if (row?.status !== "running") return;
+        most = Math.max(most, Number(row.ahead));
+        samples++;
+        await sleep(20);
+      }
+    })();
+    const ended = await waitForEnd(setup, run.id);
+    await watching;
+    await assertExactlyOnce(setup, ended, "items", rows);
+    assert.ok(samples > 20, `the run was sampled ${samples} times`);
+    // at most: the jobs queued when the extraction last looked, the chunk it then staged, one transform and one load
+    // at work; without the hold the whole source (31 chunks) was staged within the first loads
+    assert.ok(most >= 2, `the extraction ran ahead (${most} chunks)`);
+    assert.ok(most <= queuedChunksAhead + 2 * jobs, `${most} chunks were staged and not loaded at once`);
   });
 
   it("SIGTERM in the middle of a chunk: the worker finishes it, exits 0, and a new worker completes the run", async (t) => {

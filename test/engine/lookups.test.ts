@@ -267,3 +267,70 @@ describe("lookups", () => {
     }
   });
 });
+
+describe("lookups of several chunks at once", () => {
+  it("the earliest chunk's calls go first, so it is not held back by the chunks mapped beside it", async () => {
+    using tmp = tempDir();
+    createOrders(join(tmp.dir, "shop.db"), 400);
+    // every order needs two keys of its own, asked one after the other: `A<id>`, then `B<id>`
+    const items = Array.from({ length: 400 }, (_, i) => [{ id: `A${i + 1}` }, { id: `B${i + 1}` }]).flat();
+    const api = await startSimApi({
+      logSize: 1000,
+      collections: { items: { key: "id", records: items } },
+      get: { latencyMs: 3 },
+    });
+    const system = http("directory", { baseUrl: api.url, limits: { concurrency: 4 } });
+    const item = lookup("item", {
+      system,
+      get: (id: string, { client, signal }) => (client as HttpClient).get<{ id: string }>(`/items/${id}`, { signal }),
+    });
+    const shop = sqlite("shop", { file: join(tmp.dir, "shop.db") });
+    const ledger = sqlite("ledger", { file: join(tmp.dir, "ledger.db") });
+    const target = new DatabaseSync(join(tmp.dir, "ledger.db"));
+    target.exec("CREATE TABLE orders (id TEXT PRIMARY KEY, region TEXT, rate TEXT, customer TEXT)");
+    target.close();
+    const hub = defineHub({
+      systems: [shop, ledger, system],
+      entities: [Order],
+      lookups: [item],
+      flows: [
+        flow("orders", {
+          from: bind(shop, Order, {
+            table: "orders",
+            key: "id",
+            toCanonical: async (row, ctx) => {
+              const a = await ctx.lookup(item, `A${String(row.id)}`);
+              const b = await ctx.lookup(item, `B${String(row.id)}`);
+              return { id: String(row.id), region: a.id, rate: "0.1", customer: b.id };
+            },
+          }),
+          to: bind(ledger, Order, { table: "orders" }),
+          // chunks of 50, 100, 100, 100, 50 (slow start), four mapped at once
+          chunkSize: 100,
+          transformConcurrency: 4,
+        }),
+      ],
+    });
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const summary = await engine.run("orders");
+      assert.equal(summary.run.status, "succeeded");
+      const order = api.log().map((entry) => entry.url.slice("/items/".length));
+      assert.equal(order.length, 800);
+      const at = (key: string) => order.indexOf(key);
+      // the first chunk (orders 1-50) asked its second keys only once its first ones were answered, after the other
+      // chunks had queued theirs: served first come first served, they would wait behind all of those
+      const firstChunkDone = Math.max(...Array.from({ length: 50 }, (_, i) => at(`B${i + 1}`)));
+      const fourthChunkStart = Math.min(...Array.from({ length: 100 }, (_, i) => at(`A${i + 251}`)));
+      assert.ok(
+        firstChunkDone < fourthChunkStart,
+        `the first chunk's last request was #${firstChunkDone}, the fourth chunk's first #${fourthChunkStart}`,
+      );
+    } finally {
+      await engine.close();
+      await store.close();
+      await api.close();
+    }
+  });
+});

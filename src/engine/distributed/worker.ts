@@ -10,6 +10,7 @@
  *   finish(run)           publishes file targets, moves the cursor, ends the run
  */
 
+import { setTimeout as sleep } from "node:timers/promises";
 import type { PgBoss } from "pg-boss";
 import type { Logger } from "pino";
 import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
@@ -29,7 +30,15 @@ import { createRunContext } from "../run-context.ts";
 import { decodeCanonical, encodeCanonical } from "../staging.ts";
 import { transformChunk } from "../transform.ts";
 import { queueOwner } from "./owner.ts";
-import { type ExtractJob, type FinishJob, jobKey, type LoadJob, queues, type TransformJob } from "./queue.ts";
+import {
+  type ExtractJob,
+  type FinishJob,
+  jobKey,
+  type LoadJob,
+  queuedChunkJobs,
+  queues,
+  type TransformJob,
+} from "./queue.ts";
 
 export { queueOwner };
 
@@ -58,6 +67,9 @@ export interface WorkerOptions {
   jobs?: number;
   logger: Logger;
 }
+
+/** Chunk jobs of a run that may wait for a worker before its extraction waits too. */
+export const queuedChunksAhead = 4;
 
 /** The run's figures and status from its ledger, the same way the in-process executor ends a run. */
 export class DistributedWorker {
@@ -252,6 +264,7 @@ export class DistributedWorker {
       last === undefined ? run.cursorFrom : last.position,
       drift,
       async ({ seq, rows, position }) => {
+        await this.#waitForTakers(run.id, ctx.signal);
         await this.#store.withTransaction(async (tx) => {
           await tx.stage(run.id, seq, "extracted", JSON.stringify(rows));
           await tx.saveExtracted(run.id, seq, position, rows.length, Date.now());
@@ -275,6 +288,20 @@ export class DistributedWorker {
       await this.#boss.complete(queues.extract, job.id, null, { db: tx } as never);
     });
     await this.#checkFinish(run.id, run.targets);
+  }
+
+  /**
+   * Holds the extraction back while `queuedChunksAhead` of the run's chunk jobs wait for a worker: it then runs only
+   * as far ahead of the loads as the workers take its chunks, however many workers there are. Without it a run's
+   * whole source was extracted and transformed first (a 48-chunk run: every chunk staged in the first ~2.5 s), which
+   * took the CPU the first loads needed and kept everything staged in the store until loaded. Measured (bench:scale,
+   * 4 workers, 24,000 records): the API reached 64 calls in flight after ~0.5 s instead of ~1.5 s.
+   */
+  async #waitForTakers(runId: number, signal: AbortSignal): Promise<void> {
+    for (let pause = 10; ; pause = Math.min(100, pause * 2)) {
+      if ((await queuedChunkJobs(this.#boss, this.#store.schema, runId)) < queuedChunksAhead) return;
+      await sleep(pause, undefined, { signal });
+    }
   }
 
   async #transform(job: Job<TransformJob>): Promise<void> {
