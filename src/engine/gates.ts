@@ -37,11 +37,15 @@ export function nestedGates(outer: ConcurrencyGate, inner: ConcurrencyGate): Con
   };
 }
 
-/** Calls waiting for a slot, grouped by chunk order. */
+/** A caller waiting for a slot; `wake` is cleared when it gives up. */
+interface Waiter {
+  wake: (() => void) | undefined;
+}
+
+/** Callers waiting for a slot for the same chunk, in arrival order; those before `head` were served. */
 interface Waiting {
   order: number;
-  /** Emptied where a caller gave up waiting. */
-  queue: ((() => void) | undefined)[];
+  queue: Waiter[];
   head: number;
 }
 
@@ -58,9 +62,14 @@ export function localConcurrencyGate(limit: number): ConcurrencyGate {
   const next = (): (() => void) | undefined => {
     while (groups.length > 0) {
       const group = groups[0] as Waiting;
-      const wake = group.queue[group.head];
+      const wake = (group.queue[group.head] as Waiter).wake;
       group.head++;
       if (group.head >= group.queue.length) groups.shift();
+      else if (group.head >= 1024 && group.head * 2 >= group.queue.length) {
+        // a group that never drains (calls keep coming for it) does not keep every served caller
+        group.queue.splice(0, group.head);
+        group.head = 0;
+      }
       if (wake !== undefined) return wake;
     }
     return undefined;
@@ -84,16 +93,17 @@ export function localConcurrencyGate(limit: number): ConcurrencyGate {
     }
     const queue = group.queue;
     return new Promise<void>((resolve, reject) => {
-      const index = queue.length;
+      const waiter: Waiter = { wake: undefined };
       const forget = whenAborted(signal, () => {
-        // the slot it would have taken goes to the next caller: its place is emptied, never resolved
-        queue[index] = undefined;
+        // the slot it would have taken goes to the next caller
+        waiter.wake = undefined;
         reject(signal.reason);
       });
-      queue.push(() => {
+      waiter.wake = () => {
         forget();
         resolve();
-      });
+      };
+      queue.push(waiter);
     });
   };
   return {

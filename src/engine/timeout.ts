@@ -14,9 +14,7 @@ export async function withTimeout<T>(
   system: string,
 ): Promise<T> {
   const controller = new AbortController();
-  let forget: (() => void) | undefined;
-  if (parent.aborted) controller.abort(parent.reason);
-  else forget = whenAborted(parent, () => controller.abort(parent.reason));
+  const forget = whenAborted(parent, () => controller.abort(parent.reason));
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -32,6 +30,6 @@ export async function withTimeout<T>(
     return await Promise.race([fn(controller.signal), deadline]);
   } finally {
     clearTimeout(timer);
-    forget?.();
+    forget();
   }
 }

@@ -630,6 +630,12 @@ describe("http connector: client, health, settings", () => {
     assert.equal(missing.errorClass, "permanent");
     const patched = await client.request<JsonRecord>("PATCH", "/invoices/1", { body: { customer: "Z" } });
     assert.equal(patched.customer, "Z");
+    // an answer that is not JSON is a permanent error naming the request
+    api.configure({ get: { force: { status: 200, body: "<html>maintenance</html>" } } });
+    const html = await failure(() => client.get("/invoices/2", { query: { view: "full" } }));
+    assert.equal(html.errorClass, "permanent");
+    assert.match(html.message, /GET \/invoices\/2\?view=full/);
+    assert.match(html.message, /not JSON/);
   });
 
   it("health: any answer below 500 is reachable; a 5xx or a closed port is not", async (t) => {

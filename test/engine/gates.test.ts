@@ -104,6 +104,27 @@ describe("local concurrency gate", () => {
     assert.equal(gate.inFlight, 0);
   });
 
+  it("serves thousands of callers of one chunk in order, skipping those that gave up", async () => {
+    const gate = localConcurrencyGate(1);
+    const hold = latch();
+    const first = gate.run(() => hold.promise, signal);
+    const served: number[] = [];
+    const giveUp = new AbortController();
+    const calls = Array.from({ length: 3000 }, (_, i) =>
+      forChunk(1, () => gate.run(async () => void served.push(i), i % 3 === 0 ? giveUp.signal : signal)),
+    );
+    giveUp.abort(new Error("given up"));
+    hold.open();
+    const results = await Promise.allSettled([first, ...calls]);
+    assert.equal(results.filter((result) => result.status === "rejected").length, 1000);
+    // past the first 1,024 served the gate drops them from its queue: the order must not change there
+    assert.deepEqual(
+      served,
+      Array.from({ length: 3000 }, (_, i) => i).filter((i) => i % 3 !== 0),
+    );
+    assert.equal(gate.inFlight, 0);
+  });
+
   it("refuses a call whose signal has already aborted, without taking a slot", async () => {
     const gate = localConcurrencyGate(1);
     const aborted = AbortSignal.abort(new Error("too late"));
@@ -125,5 +146,11 @@ describe("whenAborted", () => {
     controller.abort();
     assert.equal(called.length, 500);
     assert.ok(called.every((i) => i % 2 === 1));
+    // on a signal that has already aborted, at once
+    let now = false;
+    whenAborted(controller.signal, () => {
+      now = true;
+    });
+    assert.ok(now);
   });
 });

@@ -8,12 +8,13 @@ import Type from "typebox";
 import { type SimApi, startSimApi } from "../../sim/api.ts";
 import { type HttpClient, http } from "../../src/connectors/http/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
-import { bind } from "../../src/core/binding.ts";
+import { bind, type Row, type ToCanonical } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import { flow } from "../../src/core/flow.ts";
 import { defineHub, type HubSpec } from "../../src/core/hub.ts";
-import { type Lookup, lookup } from "../../src/core/lookup.ts";
+import { type AnyLookup, type Lookup, lookup } from "../../src/core/lookup.ts";
+import type { System } from "../../src/core/system.ts";
 import { Decimal } from "../../src/core/types.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { LookupStats } from "../../src/engine/lookups.ts";
@@ -40,6 +41,37 @@ function createOrders(file: string, rows: number, unknownRegion: readonly number
   for (let id = 1; id <= rows; id++) insert.run(id, unknownRegion.includes(id) ? "XX" : `R${id % 10}`, `C${id % 50}`);
   db.exec("COMMIT");
   db.close();
+}
+
+/**
+ * A hub with one flow, `orders`: shop.db's orders → ledger.db's orders (created here), mapped by `toCanonical`, with
+ * the systems and lookups the mapping uses beside the shop and the ledger.
+ */
+function ordersHub(
+  dir: string,
+  uses: { systems: System[]; lookups: AnyLookup[] },
+  toCanonical: ToCanonical<typeof Order, Row>,
+  settings: { chunkSize: number; transformConcurrency?: number },
+  extra: Partial<HubSpec> = {},
+) {
+  const shop = sqlite("shop", { file: join(dir, "shop.db") });
+  const ledger = sqlite("ledger", { file: join(dir, "ledger.db") });
+  const target = new DatabaseSync(join(dir, "ledger.db"));
+  target.exec("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, region TEXT, rate TEXT, customer TEXT)");
+  target.close();
+  return defineHub({
+    systems: [shop, ledger, ...uses.systems],
+    entities: [Order],
+    lookups: uses.lookups,
+    flows: [
+      flow("orders", {
+        from: bind(shop, Order, { table: "orders", key: "id", toCanonical }),
+        to: bind(ledger, Order, { table: "orders" }),
+        ...settings,
+      }),
+    ],
+    ...extra,
+  });
 }
 
 interface Setup {
@@ -87,11 +119,6 @@ async function setup(
       return ids.map((id) => byId.get(id));
     },
   });
-  const shop = sqlite("shop", { file: join(dir, "shop.db") });
-  const ledger = sqlite("ledger", { file: join(dir, "ledger.db") });
-  const target = new DatabaseSync(join(dir, "ledger.db"));
-  target.exec("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, region TEXT, rate TEXT, customer TEXT)");
-  target.close();
   return {
     dir,
     taxApi,
@@ -99,29 +126,19 @@ async function setup(
     taxRate,
     customer,
     hub: (extra = {}) =>
-      defineHub({
-        systems: [shop, ledger, tax, crm],
-        entities: [Order],
-        lookups: [taxRate, customer],
-        flows: [
-          flow("orders", {
-            from: bind(shop, Order, {
-              table: "orders",
-              key: "id",
-              toCanonical: async (row, ctx) => {
-                const [rate, buyer] = await Promise.all([
-                  ctx.lookup(taxRate, String(row.region)),
-                  ctx.lookup(customer, String(row.customer_id)),
-                ]);
-                return { id: String(row.id), region: String(row.region), rate, customer: buyer?.name ?? "unknown" };
-              },
-            }),
-            to: bind(ledger, Order, { table: "orders" }),
-            chunkSize: 250,
-          }),
-        ],
-        ...extra,
-      }),
+      ordersHub(
+        dir,
+        { systems: [tax, crm], lookups: [taxRate, customer] },
+        async (row, ctx) => {
+          const [rate, buyer] = await Promise.all([
+            ctx.lookup(taxRate, String(row.region)),
+            ctx.lookup(customer, String(row.customer_id)),
+          ]);
+          return { id: String(row.id), region: String(row.region), rate, customer: buyer?.name ?? "unknown" };
+        },
+        { chunkSize: 250 },
+        extra,
+      ),
   };
 }
 
@@ -284,33 +301,17 @@ describe("lookups of several chunks at once", () => {
       system,
       get: (id: string, { client, signal }) => (client as HttpClient).get<{ id: string }>(`/items/${id}`, { signal }),
     });
-    const shop = sqlite("shop", { file: join(tmp.dir, "shop.db") });
-    const ledger = sqlite("ledger", { file: join(tmp.dir, "ledger.db") });
-    const target = new DatabaseSync(join(tmp.dir, "ledger.db"));
-    target.exec("CREATE TABLE orders (id TEXT PRIMARY KEY, region TEXT, rate TEXT, customer TEXT)");
-    target.close();
-    const hub = defineHub({
-      systems: [shop, ledger, system],
-      entities: [Order],
-      lookups: [item],
-      flows: [
-        flow("orders", {
-          from: bind(shop, Order, {
-            table: "orders",
-            key: "id",
-            toCanonical: async (row, ctx) => {
-              const a = await ctx.lookup(item, `A${String(row.id)}`);
-              const b = await ctx.lookup(item, `B${String(row.id)}`);
-              return { id: String(row.id), region: a.id, rate: "0.1", customer: b.id };
-            },
-          }),
-          to: bind(ledger, Order, { table: "orders" }),
-          // chunks of 50, 100, 100, 100, 50 (slow start), four mapped at once
-          chunkSize: 100,
-          transformConcurrency: 4,
-        }),
-      ],
-    });
+    const hub = ordersHub(
+      tmp.dir,
+      { systems: [system], lookups: [item] },
+      async (row, ctx) => {
+        const a = await ctx.lookup(item, `A${String(row.id)}`);
+        const b = await ctx.lookup(item, `B${String(row.id)}`);
+        return { id: String(row.id), region: a.id, rate: "0.1", customer: b.id };
+      },
+      // chunks of 50, 100, 100, 100, 50 (slow start), four mapped at once
+      { chunkSize: 100, transformConcurrency: 4 },
+    );
     const store = await openStore(tmp.dir);
     const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
     try {

@@ -207,17 +207,17 @@ export class HttpTransport {
   }
 
   /**
-   * The JSON of an answer; undefined when it has no body. Anything else is a permanent error, naming the request
-   * (described only then: the description builds a URL, a cost every successful lookup would pay).
+   * The JSON of an answer; undefined when it has no body. Anything else is a permanent error naming the request,
+   * described only then (a description builds a URL: a cost every successful lookup would otherwise pay).
    */
-  json(answer: HttpAnswer, request: string | URL, method = "GET"): unknown {
+  json(answer: HttpAnswer, request: () => string): unknown {
     if (answer.text.trim() === "") return undefined;
     try {
       return JSON.parse(answer.text) as unknown;
     } catch {
       throw responseError(
         this.system,
-        typeof request === "string" ? request : this.describe(method, request),
+        request(),
         `the response is not JSON (${answer.headers.get("content-type") ?? "no content type"})`,
       );
     }
@@ -240,7 +240,7 @@ export class HttpTransport {
         ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
         ...(options.headers === undefined ? {} : { headers: options.headers }),
       });
-      return this.json(answer, url, method.toUpperCase()) as T;
+      return this.json(answer, () => this.describe(method.toUpperCase(), url)) as T;
     };
     return {
       get: (path, options) => request("GET", path, options),

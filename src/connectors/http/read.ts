@@ -108,7 +108,7 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
     request.call(async (signal) => {
       const answer = await transport.send("GET", url, { operation: "read", signal });
       const described = transport.describe("GET", url);
-      const body = transport.json(answer, described);
+      const body = transport.json(answer, () => described);
       const items = valueAt(body, recordsPath);
       if (!Array.isArray(items)) {
         const where = recordsPath === "" ? "the body is not an array" : `no array at '${recordsPath}'`;

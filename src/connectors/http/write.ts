@@ -130,7 +130,10 @@ async function writeBatch(
     headers: idempotencyHeaders(options, digest(...items.map((item) => item.idempotencyKey))),
   });
   const resultsPath = options.resultsPath ?? "results";
-  const results = valueAt(transport.json(answer, described), resultsPath);
+  const results = valueAt(
+    transport.json(answer, () => described),
+    resultsPath,
+  );
   if (!Array.isArray(results)) {
     throw responseError(transport.system, described, `no array of per-item results at '${resultsPath}'`);
   }

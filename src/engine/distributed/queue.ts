@@ -49,13 +49,14 @@ export interface QueueSettings {
 /**
  * How many of a run's chunk jobs (transforms and loads) are queued and not yet taken by a worker, retries waiting
  * for their backoff included. Read from pg-boss's job table: its own counts (`getQueueStats`) are a cache refreshed
- * by its monitor, seconds old, and count every run together. The count is over the backlog only (pg-boss's index
- * on queue and state), which the extraction keeps short.
+ * by its monitor, seconds old, and count every run together. The condition is that of pg-boss's own index of jobs
+ * waiting to be fetched (`state < 'active' AND NOT blocked`: created, or retry), so the count reads only the backlog,
+ * which the extraction keeps short.
  */
 export async function queuedChunkJobs(boss: PgBoss, storeSchema: string, runId: number): Promise<number> {
   const { rows } = await boss.getDb().executeSql(
     `SELECT count(*)::int AS n FROM "${storeSchema}_queue".job
-        WHERE name = ANY($1::text[]) AND state IN ('created', 'retry') AND data->>'run' = $2`,
+        WHERE name = ANY($1::text[]) AND state < 'active' AND NOT blocked AND data->>'run' = $2`,
     [[queues.transform, queues.load], String(runId)],
   );
   return Number((rows[0] as { n?: number } | undefined)?.n ?? 0);

@@ -295,7 +295,7 @@ export class DistributedWorker {
    * as far ahead of the loads as the workers take its chunks, however many workers there are. Without it a run's
    * whole source was extracted and transformed first (a 48-chunk run: every chunk staged in the first ~2.5 s), which
    * took the CPU the first loads needed and kept everything staged in the store until loaded. Measured (bench:scale,
-   * 4 workers, 24,000 records): the API reached 64 calls in flight after ~0.5 s instead of ~1.5 s.
+   * 4 workers, 24,000 records): the API reached ~60 calls in flight after ~0.5–0.7 s instead of ~1.5 s.
    */
   async #waitForTakers(runId: number, signal: AbortSignal): Promise<void> {
     for (let pause = 10; ; pause = Math.min(100, pause * 2)) {
