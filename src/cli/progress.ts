@@ -47,9 +47,11 @@ export class ProgressView {
         `  load ${name.padEnd(Math.max(5, name.length))} ${this.#bar(done, canonical, progress.extractDone && done >= canonical)} ${detail}`,
       );
     }
-    for (const [system, until] of Object.entries(progress.paused ?? {})) {
+    for (const [system, { until, reason }] of Object.entries(progress.paused ?? {})) {
       const seconds = Math.max(0, Math.ceil((until - now) / 1000));
-      lines.push(`  ⏸ ${system}: circuit open after repeated failures, next probe in ${seconds} s`);
+      if (reason === "breaker")
+        lines.push(`  ⏸ ${system}: circuit open after repeated failures, next probe in ${seconds} s`);
+      else if (until > now) lines.push(`  ⏸ ${system}: rate limited (429), calls held back for ${seconds} s`);
     }
     let text = this.#lines > 0 ? `\x1b[${this.#lines}F` : "";
     for (const line of lines) text += `\x1b[2K${line}\n`;

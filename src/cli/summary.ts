@@ -39,9 +39,9 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
   for (const [name, stats] of Object.entries(systems ?? {})) {
     const trouble = [
       (stats.retries ?? 0) > 0 ? `${count(stats.retries ?? 0)} retries` : "",
-      (stats.breakerOpens ?? 0) > 0
-        ? `circuit opened ${stats.breakerOpens}×, paused ${duration(stats.pausedMs ?? 0)}`
-        : "",
+      (stats.breakerOpens ?? 0) > 0 ? `circuit opened ${stats.breakerOpens}×` : "",
+      (stats.rateLimited ?? 0) > 0 ? `${count(stats.rateLimited ?? 0)} × 429` : "",
+      (stats.pausedMs ?? 0) > 0 ? `paused ${duration(stats.pausedMs ?? 0)}` : "",
       (stats.permanentErrors ?? 0) > 0 ? `${count(stats.permanentErrors ?? 0)} refusals` : "",
     ].filter((part) => part !== "");
     if (trouble.length > 0) lines.push(`  ${name}: ${trouble.join(", ")}`);

@@ -34,8 +34,14 @@ export interface RunProgress {
   failed: number;
   extractDone: boolean;
   targets: Record<string, TargetProgress>;
-  /** Systems whose circuit is open, with when they will be probed again (epoch ms). */
-  paused: Record<string, number>;
+  /** Systems whose calls are held back right now, until when and why. */
+  paused: Record<string, SystemPause>;
+}
+
+/** Calls to a system held back until `until` (epoch ms): its circuit is open (next probe), or it answered 429. */
+export interface SystemPause {
+  until: number;
+  reason: "breaker" | "rate-limited";
 }
 
 /** Everything the stages of one run share. */

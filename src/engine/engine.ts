@@ -9,6 +9,7 @@ import { openStore } from "../store/open.ts";
 import type { PostgresStore } from "../store/postgres/store.ts";
 import type { RunRecord, Store } from "../store/types.ts";
 import { ConnectionPool } from "./connections.ts";
+import type { SystemPause } from "./context.ts";
 import type { Cluster } from "./distributed/cluster.ts";
 import { queueOwner } from "./distributed/owner.ts";
 import { isOwnerDead, processOwner } from "./owner.ts";
@@ -61,7 +62,7 @@ export class Engine {
   readonly #ownsStore: boolean;
   readonly #lookupCache: LookupCacheStore;
   readonly #sharedLookupCache = new MemoryLookupCache();
-  readonly #paused = new Map<string, number>();
+  readonly #paused = new Map<string, SystemPause>();
   readonly #cluster: Cluster | undefined;
 
   private constructor(
@@ -130,13 +131,19 @@ export class Engine {
         events: {
           onRetry: (error, attempt, delayMs) =>
             log.info({ code: error.code, attempt, delayMs: Math.round(delayMs), err: error.message }, "retrying call"),
-          onPause: (_, until) => {
-            if (!this.#paused.has(systemName))
-              log.warn({ until: new Date(until).toISOString() }, "circuit open: pausing calls to the system");
-            this.#paused.set(systemName, until);
+          onPause: (_, until, reason) => {
+            const held = this.#paused.get(systemName);
+            if (held?.reason !== reason || held.until < Date.now())
+              log.warn(
+                { until: new Date(until).toISOString(), reason },
+                reason === "breaker"
+                  ? "circuit open: pausing calls to the system"
+                  : "rate limited (429): holding every call to the system back",
+              );
+            this.#paused.set(systemName, { until, reason });
           },
           onResume: () => {
-            if (this.#paused.delete(systemName)) log.info("circuit closed: calls resumed");
+            if (this.#paused.delete(systemName)) log.info("calls to the system resumed");
           },
         },
       });

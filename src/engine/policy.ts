@@ -36,6 +36,9 @@ export interface PolicyStats {
   transientErrors: number;
   permanentErrors: number;
   breakerOpens: number;
+  /** 429 answers: each held back every call to the system for as long as it asked (`Retry-After`). */
+  rateLimited: number;
+  /** Time calls to the system were held back: by an open breaker (per waiting call) or by a 429 (wall time). */
   pausedMs: number;
   maxInFlight: number;
 }
@@ -47,7 +50,8 @@ export interface CallResult<T> {
 
 export interface PolicyEvents {
   onRetry?(error: FrancaError, attempt: number, delayMs: number): void;
-  onPause?(system: string, untilMs: number): void;
+  /** Calls to the system are held back until `untilMs`: its breaker is open, or it answered 429 (`rate-limited`). */
+  onPause?(system: string, untilMs: number, reason: "breaker" | "rate-limited"): void;
   onResume?(system: string): void;
 }
 
@@ -66,9 +70,16 @@ export class AttemptsError extends Error {
  * The resilience policy of one system, shared by every flow and lookup in the process that calls it:
  *
  *   retry (backoff with full jitter, Retry-After honoured, capped attempts and total delay)
- *     └ circuit breaker (opens after N consecutive transient failures, 429s excepted; while open, callers wait, not
- *       fail, and failures that open it or fail a probe do not count as the record's attempts)
- *         └ concurrency gate (calls in flight) └ rate gate (starts per interval) └ timeout └ the call
+ *     └ 429 hold (a 429 holds back every call to the system, not only the refused one, for its Retry-After)
+ *       └ circuit breaker (opens after N consecutive transient failures, 429s excepted; while open, callers wait, not
+ *         fail, and failures that open it or fail a probe do not count as the record's attempts)
+ *           └ concurrency gate (calls in flight) └ rate gate (starts per interval) └ timeout └ the call
+ *
+ * A 429 says "slow down", not "this record is bad": it spends none of the record's attempts. The refused call and
+ * every other call wait until the time it asked for (Retry-After; without one, the backoff, doubling with each 429
+ * in a row), so a system that limits more tightly than its declared `rateLimit` (or declares none) is not hammered
+ * by the calls still in flight. A call held back by 429s for longer than the allowed pause fails (transient,
+ * SYSTEM_RATE_LIMITED).
  *
  * Permanent errors are never retried and do not count against the breaker: a rejected record says nothing about
  * the system's health.
@@ -82,6 +93,7 @@ export class SystemPolicy {
     transientErrors: 0,
     permanentErrors: 0,
     breakerOpens: 0,
+    rateLimited: 0,
     pausedMs: 0,
     maxInFlight: 0,
   };
@@ -94,6 +106,9 @@ export class SystemPolicy {
   readonly #maxPauseMs: number;
   readonly #events: PolicyEvents;
   #openedAt = 0;
+  /** Until when a 429 holds back every call (epoch ms), and how many 429s came in a row (for the backoff). */
+  #heldUntil = 0;
+  #limitedInARow = 0;
 
   constructor(
     system: string,
@@ -148,16 +163,49 @@ export class SystemPolicy {
    * resuming from their last position instead.
    */
   attempt<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+    if (this.#heldUntil > Date.now()) return this.#attemptWhenHeld(fn, signal);
     return this.#breaker.execute(
       () =>
         this.#concurrency.run(async () => {
           await this.#rate.take(signal);
+          // a 429 that came while this call waited at the gates holds it back too
+          if (this.#heldUntil > Date.now()) await this.#waitForHold(signal);
           this.stats.attempts++;
           this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.#concurrency.inFlight);
           return withTimeout(fn, this.#timeoutMs, signal, this.system);
         }, signal),
       signal,
     );
+  }
+
+  async #attemptWhenHeld<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
+    await this.#waitForHold(signal);
+    return this.attempt(fn, signal);
+  }
+
+  /** Waits until a 429's hold has passed (it may be moved on meanwhile, by another 429). */
+  async #waitForHold(signal: AbortSignal): Promise<void> {
+    for (let wait = this.#heldUntil - Date.now(); wait > 0; wait = this.#heldUntil - Date.now())
+      await sleep(wait, undefined, { signal });
+  }
+
+  /**
+   * A 429 from the system: every call waits until the time it asked for (Retry-After), or without one for the
+   * backoff of the 429s in a row. Returns how long.
+   */
+  rateLimitedBy(error: FrancaError): number {
+    this.stats.rateLimited++;
+    this.#limitedInARow++;
+    const backoff = Math.min(this.#retry.maxDelayMs, this.#retry.initialDelayMs * 2 ** (this.#limitedInARow - 1));
+    const wait = error.retryAfterMs ?? backoff;
+    const now = Date.now();
+    const until = now + wait;
+    if (until > this.#heldUntil) {
+      this.stats.pausedMs += until - Math.max(now, this.#heldUntil);
+      this.#heldUntil = until;
+      this.#events.onPause?.(this.system, until, "rate-limited");
+    }
+    return wait;
   }
 
   /** Waits while the breaker is open; fails the call when it stays open longer than the allowed pause. */
@@ -171,7 +219,7 @@ export class SystemPolicy {
       );
     }
     const wait = Math.max(50, this.#openedAt + this.#halfOpenAfterMs - Date.now());
-    this.#events.onPause?.(this.system, Date.now() + wait);
+    this.#events.onPause?.(this.system, Date.now() + wait, "breaker");
     await sleep(wait, undefined, { signal });
     this.stats.pausedMs += wait;
   }
@@ -187,8 +235,9 @@ export class SystemPolicy {
     return delay;
   }
 
-  /** Counts a transient error seen outside `execute` (a read stream), for the stats. */
+  /** Counts a transient error seen outside `execute` (a read stream), for the stats; a 429 holds every call back. */
   noteTransient(error: FrancaError, attempt: number, delayMs: number): void {
+    if (error.code === ErrorCode.SystemRateLimited) this.rateLimitedBy(error);
     this.stats.transientErrors++;
     this.stats.retries++;
     this.#events.onRetry?.(error, attempt, delayMs);
@@ -209,6 +258,7 @@ export class SystemPolicy {
       try {
         attempts++;
         const value = await this.attempt(fn, signal);
+        this.#limitedInARow = 0;
         if (pausedSince !== undefined) this.#events.onResume?.(this.system);
         return { value, attempts };
       } catch (raw) {
@@ -228,6 +278,18 @@ export class SystemPolicy {
         if (!error.transient) {
           this.stats.permanentErrors++;
           throw new AttemptsError(error, attempts);
+        }
+        if (error.code === ErrorCode.SystemRateLimited) {
+          // not this record's attempt: it and every other call wait out the hold (attempt() waits for it)
+          attempts--;
+          pausedSince ??= Date.now();
+          const wait = this.rateLimitedBy(error);
+          if (Date.now() + wait - pausedSince > this.#maxPauseMs) {
+            this.stats.transientErrors++;
+            throw new AttemptsError(error, Math.max(1, attempts));
+          }
+          this.#events.onRetry?.(error, attempts + 1, wait);
+          continue;
         }
         if (this.breakerState !== "closed") {
           // This failure opened the breaker, or was a probe while it was half-open: the system is down, which is

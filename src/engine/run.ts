@@ -11,7 +11,7 @@ import type { ChunkState, RunCounts, RunError, RunRecord, Store } from "../store
 import { Channel } from "./channel.ts";
 import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
-import type { Endpoint, RunContext, RunProgress } from "./context.ts";
+import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
 import { compareProfiles, describeDrift } from "./drift.ts";
 import { type DriftState, type ExtractedChunk, extract } from "./extract.ts";
@@ -37,8 +37,8 @@ export interface RunEnvironment {
   heartbeatMs: number;
   lookupCache?: LookupCacheStore;
   sharedLookupCache?: MemoryLookupCache;
-  /** Systems paused by an open circuit right now, with when they will be probed again. */
-  pausedSystems?(): ReadonlyMap<string, number>;
+  /** Systems whose calls are held back right now (an open circuit, a 429), until when and why. */
+  pausedSystems?(): ReadonlyMap<string, SystemPause>;
 }
 
 export interface RunOptions {

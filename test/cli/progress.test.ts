@@ -18,7 +18,10 @@ describe("progress bars", () => {
       failed: 0,
       extractDone: false,
       targets: { billing: { loaded: 1000, unchanged: 0, quarantined: 2, failed: 0 } },
-      paused: { billing: Date.now() + 3000 },
+      paused: {
+        billing: { until: Date.now() + 3000, reason: "breaker" as const },
+        tax: { until: Date.now() + 2000, reason: "rate-limited" as const },
+      },
     };
     view.update(progress, true);
     assert.match(out, /run 7 · invoices/);
@@ -26,10 +29,14 @@ describe("progress bars", () => {
     assert.match(out, /transform\s+█{12}░{12} 2,000 \(3 quarantined\)/);
     assert.match(out, /load billing .* 1,000 loaded, 2 quarantined/);
     assert.match(out, /⏸ billing: circuit open after repeated failures, next probe in 3 s/);
+    assert.match(out, /⏸ tax: rate limited \(429\), calls held back for 2 s/);
     out = "";
     view.update({ ...progress, transformed: 4000, extractDone: true, paused: {} }, true);
-    assert.ok(out.startsWith("\x1b[5F"), "the second frame moves up over the first");
+    assert.ok(out.startsWith("\x1b[6F"), "the second frame moves up over the first");
     assert.ok(out.endsWith("\x1b[2K\n"), "and clears the line the pause no longer needs");
     assert.match(out, /transform\s+█{24} 4,000/);
+    out = "";
+    view.update({ ...progress, paused: { tax: { until: Date.now() - 1, reason: "rate-limited" } } }, true);
+    assert.doesNotMatch(out, /⏸/, "a 429 hold that has passed is not shown");
   });
 });

@@ -25,6 +25,32 @@ async function advisoryLocksHeld(space: number): Promise<number> {
   }
 }
 
+/** The sessions holding the shared "a caller here is waiting" lock (space, -1) of a gate. */
+async function demandHolders(space: number): Promise<number[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1 AND objid::bigint = 4294967295
+         AND mode = 'ShareLock' AND granted`,
+      [space],
+    );
+    return rows.map((row) => row.pid);
+  } finally {
+    await client.end();
+  }
+}
+
+async function terminate(session: LockSession): Promise<void> {
+  const pid = await session.exclusive(
+    async (client) => (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid,
+  );
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+  await admin.end();
+}
+
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (await check()) return;
@@ -99,17 +125,35 @@ describe("advisory concurrency gate", () => {
     const gate = advisoryConcurrencyGate(session, space, 2);
     const m = meter();
     await Promise.all(Array.from({ length: 6 }, () => gate.run(m.call(5), signal)));
-    const pid = await session.exclusive(
-      async (client) => (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid,
-    );
     const before = session.generation;
-    const admin = new pg.Client({ connectionString: url });
-    await admin.connect();
-    await admin.query("SELECT pg_terminate_backend($1)", [pid]);
-    await admin.end();
+    await terminate(session);
     await until(async () => session.generation > before, "the session noticed its connection was lost");
     await Promise.all(Array.from({ length: 10 }, () => gate.run(m.call(5), signal)));
     assert.equal(m.max, 2);
     await until(async () => (await advisoryLocksHeld(space)) === 0, "every slot unlocked");
+  });
+
+  it("a process still waiting says so again when its lock session was lost (the server dropped its demand lock)", async (t) => {
+    const space = lockSpace(`gates-${Math.random()}`, "api");
+    const holder = new LockSession(url);
+    const waiter = new LockSession(url);
+    t.after(() => Promise.all([holder.close(), waiter.close()]));
+    const holderGate = advisoryConcurrencyGate(holder, space, 1);
+    const waiterGate = advisoryConcurrencyGate(waiter, space, 1);
+    let free = () => {};
+    const holding = holderGate.run(() => new Promise<void>((resolve) => (free = resolve)), signal);
+    await until(async () => (await advisoryLocksHeld(space)) === 1, "the holder took the one slot");
+    const waiting = waiterGate.run(async () => "ran", signal);
+    await until(async () => (await demandHolders(space)).length === 1, "the waiting process said it waits");
+    const [first] = await demandHolders(space);
+    await terminate(waiter);
+    await until(async () => {
+      const holders = await demandHolders(space);
+      return holders.length === 1 && holders[0] !== first;
+    }, "the waiting process said so again on its new connection");
+    free();
+    await holding;
+    assert.equal(await waiting, "ran");
+    await until(async () => (await advisoryLocksHeld(space)) === 0, "every lock released once the calls stopped");
   });
 });

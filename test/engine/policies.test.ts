@@ -114,6 +114,28 @@ describe("per-system policies", () => {
     assert.ok(retried.at - tooMany.at >= 950, `it waited ${retried.at - tooMany.at} ms after the 429 asked for 1 s`);
   });
 
+  it("hold back every call after a 429 until its Retry-After, without spending the records' attempts", async () => {
+    // the system declares no rate limit, but the server takes 5 requests a second; 2 calls in flight, 2 attempts
+    const { summary, api, policy, records, duplicates } = await runAgainst(
+      150,
+      { batch: { latencyMs: 20, rateLimit: { requests: 5, windowMs: 1000 } } },
+      { concurrency: 2, retry: { maxAttempts: 2, initialDelayMs: 10 } },
+    );
+    assert.equal(summary.run.status, "succeeded", "429s cost time, not records");
+    assert.equal(records, 150);
+    assert.equal(duplicates, 0);
+    assert.equal(summary.counts.targets["api.Customer"]?.failed, 0);
+    assert.ok(policy.rateLimited >= 2, `${policy.rateLimited} 429s`);
+    assert.ok(policy.pausedMs >= 1500, `held back ${policy.pausedMs} ms`);
+    // after each 429, only the call already in flight reached the server before the second it asked for was over
+    const log = api.log().filter((entry) => entry.route === "batch");
+    for (const refused of log.filter((entry) => entry.status === 429)) {
+      const early = log.filter((entry) => entry.at > refused.at + 60 && entry.at < refused.at + 900);
+      assert.equal(early.length, 0, `${early.length} requests came within the second after a 429`);
+    }
+    assert.ok(api.stats.rateLimited <= 2 * Math.ceil(15 / 5), `${api.stats.rateLimited} 429s at the server`);
+  });
+
   it("open the breaker on a system that keeps failing, pause instead of failing records, and recover", async () => {
     const { summary, api, policy, records } = await runAgainst(
       300,

@@ -130,9 +130,14 @@ export function advisoryConcurrencyGate(
   const waiters: Array<(slot: HeldSlot) => void> = [];
   /** Slots this process gave back at a turn's end while another process was waiting: not taken again until then. */
   const resting = new Map<number, number>();
-  /** Whether this session holds the shared "a caller here is waiting" lock (space, -1); callers waiting here. */
-  let demandHeld = false;
+  /**
+   * The session generation in which this process took the shared "a caller here is waiting" lock (space, -1), if it
+   * holds it: a lost connection releases that lock with the others, so it is held only while the generation is the
+   * same (and a caller still waiting says so again on the new connection). Callers waiting here.
+   */
+  let demandGeneration: number | undefined;
   let waiting = 0;
+  const demandHeld = () => demandGeneration === session.generation;
 
   const live = (slot: HeldSlot) => slot.generation === session.generation;
   /**
@@ -169,20 +174,21 @@ export function advisoryConcurrencyGate(
   /** Says (once per process) that a caller here waits for a slot, or (when none waits any more) that none does. */
   const signalDemand = () =>
     void session
-      .exclusive(async (client) => {
-        if (waiting > 0 && !demandHeld) {
+      .exclusive(async (client, generation) => {
+        const held = demandGeneration === generation;
+        if (waiting > 0 && !held) {
           const { rows } = await client.query<{ ok: boolean }>(
             "SELECT pg_try_advisory_lock_shared($1::int, -1) AS ok",
             [space],
           );
-          demandHeld = rows[0]?.ok === true;
-        } else if (waiting === 0 && demandHeld) {
-          demandHeld = false;
+          demandGeneration = rows[0]?.ok === true ? generation : undefined;
+        } else if (waiting === 0 && held) {
+          demandGeneration = undefined;
           await client.query("SELECT pg_advisory_unlock_shared($1::int, -1)", [space]);
         }
       })
       .catch(() => {
-        demandHeld = false; // a lost connection took the lock with it
+        demandGeneration = undefined; // a lost connection took the lock with it
       });
   // One statement at a time on the session, reading and updating `held` within it: the session can take its own
   // lock twice, so the slots it holds (in use, idle, being unlocked, resting) must be skipped, and known exactly.
@@ -232,7 +238,7 @@ export function advisoryConcurrencyGate(
       for (let pause = 2; ; pause = Math.min(maxPauseMs, pause * 2)) {
         // a caller that has waited through the short pauses says so: a slot only just being unlocked elsewhere
         // (a momentary wait) must not make the other processes rest theirs
-        if (pause >= maxPauseMs && !demandHeld) signalDemand();
+        if (pause >= maxPauseMs && !demandHeld()) signalDemand();
         const nap = sleep(pause, undefined, { signal });
         nap.catch(() => {});
         await Promise.race([nap, handedOver]);
