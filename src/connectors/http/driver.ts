@@ -13,7 +13,11 @@ import { nextRunFrom, readHttp } from "./read.ts";
 import { writeHttp } from "./write.ts";
 
 function open(system: System): Connection {
-  const transport = new HttpTransport(system.name, system.options as HttpSystemOptions, system.limits.concurrency);
+  const transport = new HttpTransport(
+    system.name,
+    system.options as HttpSystemOptions,
+    system.limits.concurrency ?? system.limits.processConcurrency,
+  );
   return {
     read: (request) => readHttp(transport, request),
     nextRunFrom,

@@ -8,6 +8,13 @@ export type { HttpAuth, HttpBindingOptions, HttpClient, HttpPagination, HttpRequ
 export { httpDriver };
 
 /**
+ * Calls in flight from one process to an HTTP system that declares neither `concurrency` nor `processConcurrency`:
+ * an API nobody sized is not flooded (without a cap, a chunk of lookups opened a socket per distinct key: 224 calls
+ * at once were measured against a test server).
+ */
+export const defaultHttpConcurrency = 64;
+
+/**
  * A JSON HTTP API: `http("billing", { baseUrl: "https://billing.example.com/v1", auth: { type: "bearer", token } })`.
  * Its bindings name a `path` (and pagination, for a source; a mode, for a target).
  */
@@ -15,5 +22,10 @@ export function http(
   name: string,
   settings: HttpSystemOptions & CommonSystemSettings,
 ): System<HttpBindingOptions, HttpClient> {
-  return defineSystem(httpDriver, name, settings as unknown as Record<string, unknown>);
+  const limits = settings.limits ?? {};
+  const sized = limits.concurrency !== undefined || limits.processConcurrency !== undefined;
+  return defineSystem(httpDriver, name, {
+    ...settings,
+    limits: sized ? limits : { ...limits, processConcurrency: defaultHttpConcurrency },
+  } as unknown as Record<string, unknown>);
 }
