@@ -172,7 +172,14 @@ export class SystemPolicy {
           if (this.#heldUntil > Date.now()) await this.#waitForHold(signal);
           this.stats.attempts++;
           this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.#concurrency.inFlight);
-          return withTimeout(fn, this.#timeoutMs, signal, this.system);
+          try {
+            return await withTimeout(fn, this.#timeoutMs, signal, this.system);
+          } catch (error) {
+            // held before this call's slot goes to the next caller, which must not go out meanwhile
+            const classified = classify(error, this.system);
+            if (classified.code === ErrorCode.SystemRateLimited) this.#rateLimitedBy(classified);
+            throw error;
+          }
         }, signal),
       signal,
     );
@@ -191,21 +198,22 @@ export class SystemPolicy {
 
   /**
    * A 429 from the system: every call waits until the time it asked for (Retry-After), or without one for the
-   * backoff of the 429s in a row. Returns how long.
+   * backoff of the 429s in a row.
    */
-  rateLimitedBy(error: FrancaError): number {
+  #rateLimitedBy(error: FrancaError): void {
     this.stats.rateLimited++;
-    this.#limitedInARow++;
-    const backoff = Math.min(this.#retry.maxDelayMs, this.#retry.initialDelayMs * 2 ** (this.#limitedInARow - 1));
-    const wait = error.retryAfterMs ?? backoff;
     const now = Date.now();
+    // the 429s of calls that were already in flight when a hold began are the same round, not 429s in a row
+    if (now >= this.#heldUntil) this.#limitedInARow++;
+    const backoff = Math.min(this.#retry.maxDelayMs, this.#retry.initialDelayMs * 2 ** (this.#limitedInARow - 1));
+    // "Retry-After: 0" would let every call try again at once, as often as the system refuses: the backoff then
+    const wait = error.retryAfterMs !== undefined && error.retryAfterMs > 0 ? error.retryAfterMs : backoff;
     const until = now + wait;
     if (until > this.#heldUntil) {
       this.stats.pausedMs += until - Math.max(now, this.#heldUntil);
       this.#heldUntil = until;
       this.#events.onPause?.(this.system, until, "rate-limited");
     }
-    return wait;
   }
 
   /** Waits while the breaker is open; fails the call when it stays open longer than the allowed pause. */
@@ -235,9 +243,8 @@ export class SystemPolicy {
     return delay;
   }
 
-  /** Counts a transient error seen outside `execute` (a read stream), for the stats; a 429 holds every call back. */
+  /** Counts a transient error seen outside `execute` (a read stream), for the stats. */
   noteTransient(error: FrancaError, attempt: number, delayMs: number): void {
-    if (error.code === ErrorCode.SystemRateLimited) this.rateLimitedBy(error);
     this.stats.transientErrors++;
     this.stats.retries++;
     this.#events.onRetry?.(error, attempt, delayMs);
@@ -283,7 +290,7 @@ export class SystemPolicy {
           // not this record's attempt: it and every other call wait out the hold (attempt() waits for it)
           attempts--;
           pausedSince ??= Date.now();
-          const wait = this.rateLimitedBy(error);
+          const wait = Math.max(0, this.#heldUntil - Date.now());
           if (Date.now() + wait - pausedSince > this.#maxPauseMs) {
             this.stats.transientErrors++;
             throw new AttemptsError(error, Math.max(1, attempts));

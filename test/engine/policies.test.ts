@@ -150,6 +150,24 @@ describe("per-system policies", () => {
     assert.ok(api.stats.rateLimited <= 2 * Math.ceil(15 / 5), `${api.stats.rateLimited} 429s at the server`);
   });
 
+  it("without Retry-After, hold back for the backoff, doubling with each 429 in a row", async () => {
+    let refused = 0;
+    const { summary, api, records } = await runAgainst(
+      20,
+      { batch: { force: { status: 429, when: () => refused++ < 3 } } },
+      { concurrency: 1, retry: { maxAttempts: 1, initialDelayMs: 100 } },
+    );
+    assert.equal(summary.run.status, "succeeded", "a single attempt allowed, yet three 429s cost no record");
+    assert.equal(records, 20);
+    const at = api
+      .log()
+      .filter((entry) => entry.route === "batch")
+      .map((entry) => entry.at);
+    assert.equal(at.length, 5, "three refused, then both batches");
+    const gaps = at.slice(1, 4).map((time, i) => time - (at[i] as number));
+    assert.ok((gaps[0] as number) >= 95 && (gaps[1] as number) >= 195 && (gaps[2] as number) >= 395, `gaps ${gaps}`);
+  });
+
   it("open the breaker on a system that keeps failing, pause instead of failing records, and recover", async () => {
     const { summary, api, policy, records } = await runAgainst(
       300,
