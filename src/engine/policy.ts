@@ -163,7 +163,8 @@ export class SystemPolicy {
    * resuming from their last position instead.
    */
   attempt<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
-    if (this.#heldUntil > Date.now()) return this.#attemptWhenHeld(fn, signal);
+    // held back by a 429 before taking a slot: a held call keeps no slot (on PostgreSQL, one other workers could use)
+    if (this.#heldUntil > Date.now()) return this.#waitForHold(signal).then(() => this.attempt(fn, signal));
     return this.#breaker.execute(
       () =>
         this.#concurrency.run(async () => {
@@ -173,7 +174,9 @@ export class SystemPolicy {
           this.stats.attempts++;
           this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.#concurrency.inFlight);
           try {
-            return await withTimeout(fn, this.#timeoutMs, signal, this.system);
+            const value = await withTimeout(fn, this.#timeoutMs, signal, this.system);
+            this.#limitedInARow = 0;
+            return value;
           } catch (error) {
             // held before this call's slot goes to the next caller, which must not go out meanwhile
             const classified = classify(error, this.system);
@@ -183,11 +186,6 @@ export class SystemPolicy {
         }, signal),
       signal,
     );
-  }
-
-  async #attemptWhenHeld<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal): Promise<T> {
-    await this.#waitForHold(signal);
-    return this.attempt(fn, signal);
   }
 
   /** Waits until a 429's hold has passed (it may be moved on meanwhile, by another 429). */
@@ -265,7 +263,6 @@ export class SystemPolicy {
       try {
         attempts++;
         const value = await this.attempt(fn, signal);
-        this.#limitedInARow = 0;
         if (pausedSince !== undefined) this.#events.onResume?.(this.system);
         return { value, attempts };
       } catch (raw) {

@@ -4,51 +4,63 @@
  * slots come back when a session's connection dies, and no lock is left behind when calls stop.
  */
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { advisoryConcurrencyGate, LockSession, lockSpace } from "../../src/engine/distributed/gates.ts";
+import {
+  type AdvisoryGateOptions,
+  advisoryConcurrencyGate,
+  LockSession,
+  lockSpace,
+} from "../../src/engine/distributed/gates.ts";
+import type { ConcurrencyGate } from "../../src/engine/gates.ts";
 
 const url = "postgres://postgres@127.0.0.1:5432/test";
 
-async function advisoryLocksHeld(space: number): Promise<number> {
+/** One statement on a connection of its own, as an onlooker (or an administrator) would run it. */
+async function asAdmin<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const { rows } = await client.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1 AND granted",
-      [space],
-    );
-    return rows[0]?.n ?? 0;
+    return (await client.query<R>(sql, params)).rows;
   } finally {
     await client.end();
   }
+}
+
+async function advisoryLocksHeld(space: number): Promise<number> {
+  const rows = await asAdmin<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1 AND granted",
+    [space],
+  );
+  return rows[0]?.n ?? 0;
 }
 
 /** The sessions holding the shared "a caller here is waiting" lock (space, -1) of a gate. */
 async function demandHolders(space: number): Promise<number[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ pid: number }>(
-      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1 AND objid::bigint = 4294967295
-         AND mode = 'ShareLock' AND granted`,
-      [space],
-    );
-    return rows.map((row) => row.pid);
-  } finally {
-    await client.end();
-  }
+  const rows = await asAdmin<{ pid: number }>(
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::int = $1 AND objid::bigint = 4294967295
+       AND mode = 'ShareLock' AND granted`,
+    [space],
+  );
+  return rows.map((row) => row.pid);
 }
 
+/** Kills a lock session's connection on the server, as a network failure or a restart would. */
 async function terminate(session: LockSession): Promise<void> {
   const pid = await session.exclusive(
     async (client) => (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid,
   );
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query("SELECT pg_terminate_backend($1)", [pid]);
-  await admin.end();
+  await asAdmin("SELECT pg_terminate_backend($1)", [pid]);
+}
+
+/** Two processes' lock sessions on a fresh lock space, each with its gate of `limit` slots; closed after the test. */
+function twoProcesses(t: TestContext, limit: number, options: AdvisoryGateOptions = {}) {
+  const space = lockSpace(`gates-${Math.random()}`, "api");
+  const sessions = [new LockSession(url), new LockSession(url)] as const;
+  t.after(() => Promise.all(sessions.map((session) => session.close())));
+  const gates = sessions.map((session) => advisoryConcurrencyGate(session, space, limit, options));
+  return { space, sessions, gates: gates as [ConcurrencyGate, ConcurrencyGate] };
 }
 
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
@@ -83,10 +95,7 @@ describe("advisory concurrency gate", () => {
   const signal = new AbortController().signal;
 
   it("holds a cap of 3 across two processes, and reaches it; leaves no lock behind", async (t) => {
-    const space = lockSpace(`gates-${Math.random()}`, "api");
-    const sessions = [new LockSession(url), new LockSession(url)];
-    t.after(() => Promise.all(sessions.map((session) => session.close())));
-    const gates = sessions.map((session) => advisoryConcurrencyGate(session, space, 3));
+    const { space, gates } = twoProcesses(t, 3);
     const m = meter();
     await Promise.all(gates.flatMap((gate) => Array.from({ length: 40 }, () => gate.run(m.call(5), signal))));
     assert.equal(m.max, 3);
@@ -94,12 +103,9 @@ describe("advisory concurrency gate", () => {
   });
 
   it("a busy process gives its slots back when their turn ends: another process gets a call in meanwhile", async (t) => {
-    const space = lockSpace(`gates-${Math.random()}`, "api");
-    const busy = new LockSession(url);
-    const other = new LockSession(url);
-    t.after(() => Promise.all([busy.close(), other.close()]));
-    const busyGate = advisoryConcurrencyGate(busy, space, 1, { turnMs: 50 });
-    const otherGate = advisoryConcurrencyGate(other, space, 1, { turnMs: 50 });
+    const {
+      gates: [busyGate, otherGate],
+    } = twoProcesses(t, 1, { turnMs: 50 });
     const m = meter();
     let busyDone = false;
     // four callers in the busy process keep the one slot wanted for about a second; at the end of a turn (50 ms) it
@@ -134,12 +140,11 @@ describe("advisory concurrency gate", () => {
   });
 
   it("a process still waiting says so again when its lock session was lost (the server dropped its demand lock)", async (t) => {
-    const space = lockSpace(`gates-${Math.random()}`, "api");
-    const holder = new LockSession(url);
-    const waiter = new LockSession(url);
-    t.after(() => Promise.all([holder.close(), waiter.close()]));
-    const holderGate = advisoryConcurrencyGate(holder, space, 1);
-    const waiterGate = advisoryConcurrencyGate(waiter, space, 1);
+    const {
+      space,
+      sessions: [, waiter],
+      gates: [holderGate, waiterGate],
+    } = twoProcesses(t, 1);
     let free = () => {};
     const holding = holderGate.run(() => new Promise<void>((resolve) => (free = resolve)), signal);
     await until(async () => (await advisoryLocksHeld(space)) === 1, "the holder took the one slot");

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { type SimApi, type SimBehavior, startSimApi } from "../../sim/api.ts";
+import { describeRun } from "../../src/cli/summary.ts";
 import { http } from "../../src/connectors/http/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind } from "../../src/core/binding.ts";
@@ -141,6 +142,11 @@ describe("per-system policies", () => {
     assert.equal(summary.counts.targets["api.Customer"]?.failed, 0);
     assert.ok(policy.rateLimited >= 2, `${policy.rateLimited} 429s`);
     assert.ok(policy.pausedMs >= 1500, `held back ${policy.pausedMs} ms`);
+    assert.match(
+      describeRun(summary.run, summary.counts),
+      new RegExp(`api: .*${policy.rateLimited} × 429, paused \\d`),
+      "the run's summary shows the 429s and the time paused",
+    );
     // after each 429, only the call already in flight reached the server before the second it asked for was over
     const log = api.log().filter((entry) => entry.route === "batch");
     for (const refused of log.filter((entry) => entry.status === 429)) {
@@ -166,6 +172,20 @@ describe("per-system policies", () => {
     assert.equal(at.length, 5, "three refused, then both batches");
     const gaps = at.slice(1, 4).map((time, i) => time - (at[i] as number));
     assert.ok((gaps[0] as number) >= 95 && (gaps[1] as number) >= 195 && (gaps[2] as number) >= 395, `gaps ${gaps}`);
+  });
+
+  it("count the 429s of calls in flight together as one: the hold does not grow with the burst", async () => {
+    let refused = 0;
+    const { summary, policy, records } = await runAgainst(
+      30,
+      { batch: { latencyMs: 20, force: { status: 429, when: () => refused++ < 3 } } },
+      { concurrency: 3, retry: { initialDelayMs: 100 } },
+    );
+    assert.equal(summary.run.status, "succeeded");
+    assert.equal(records, 30);
+    assert.equal(policy.rateLimited, 3);
+    // one hold of 100 ms; counted as three 429s in a row it would have grown to 100 → 200 → 400 ms
+    assert.ok(policy.pausedMs >= 100 && policy.pausedMs < 200, `held ${policy.pausedMs} ms`);
   });
 
   it("open the breaker on a system that keeps failing, pause instead of failing records, and recover", async () => {
