@@ -15,7 +15,7 @@
  * Options: --pg (URL), --maria (URL), --schema (PostgreSQL schema of the tables), --chunk-size and
  * --load-concurrency (the flow's settings; default: the flow's defaults).
  */
-import { rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -24,13 +24,7 @@ import { parseArgs } from "node:util";
 import type mysql from "mysql2/promise";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
-import Type from "typebox";
-import { postgres } from "../src/connectors/postgres/index.ts";
-import { bind, type Row } from "../src/core/binding.ts";
-import { entity } from "../src/core/entity.ts";
-import { flow } from "../src/core/flow.ts";
-import { defineHub } from "../src/core/hub.ts";
-import { Money, Timestamp } from "../src/core/types.ts";
+import type { Hub } from "../src/core/hub.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { defaultMariaUrl, defaultPgUrl, mariaTarget, partResult, targetNames, withPg } from "./bulk-shared.ts";
 
@@ -45,6 +39,8 @@ const { positionals, values } = parseArgs({
     batch: { type: "string", default: "1000" },
     "chunk-size": { type: "string" },
     "load-concurrency": { type: "string" },
+    // transform threads (default: the engine's, the machine's cores less one; 0: none)
+    threads: { type: "string" },
   },
 });
 const part = positionals[0] ?? "";
@@ -156,86 +152,39 @@ async function insertBatches(stream: Readable, to: mysql.Connection, batch: numb
   return rows;
 }
 
-/** PostgreSQL's timestamptz text (`2025-01-01 00:00:01.000001+00`) → RFC 3339 (`2025-01-01T00:00:01.000001+00:00`). */
-function rfc3339(text: string): string {
-  const iso = `${text.slice(0, 10)}T${text.slice(11)}`;
-  return /[+-]\d\d$/.test(iso) ? `${iso}:00` : iso;
+/** CPU seconds of each of this process's threads (/proc), on stderr: where the engine's time goes, thread by thread. */
+function threadCpu(): void {
+  if (process.env.BULK_THREAD_CPU === undefined) return;
+  const threads = readdirSync("/proc/self/task").map((task) => {
+    const stat = readFileSync(`/proc/self/task/${task}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    return { name, cpu_s: (Number(fields[11]) + Number(fields[12])) / 100 };
+  });
+  console.error(JSON.stringify(threads.filter((thread) => thread.cpu_s > 0.05)));
 }
 
 async function engine(): Promise<number> {
   for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dir, "store.db") + suffix, { force: true });
   rmSync(join(dir, "store.db.staging"), { recursive: true, force: true });
-  const Account = entity("Account", {
-    version: 1,
-    key: "id",
-    schema: Type.Object(
-      {
-        id: Type.Integer({ minimum: 1 }),
-        name: Type.String({ minLength: 1 }),
-        email: Type.String({ format: "email" }),
-        balance: Money(),
-        updatedAt: Timestamp(),
-        profile: Type.Object({
-          segment: Type.Union([Type.Literal("retail"), Type.Literal("wholesale"), Type.Literal("online")]),
-          score: Type.Integer({ minimum: 0 }),
-          tags: Type.Array(Type.String()),
-          active: Type.Boolean(),
-          address: Type.Object({
-            street: Type.String(),
-            city: Type.String(),
-            zip: Type.String({ pattern: "^\\d{5}$" }),
-          }),
-          note: Type.String(),
-        }),
-      },
-      { additionalProperties: false },
-    ),
+  // the hub is a module (bench/bulk-hub.ts) that the engine's transform threads import too; its settings travel in
+  // the environment, which the threads share
+  Object.assign(process.env, {
+    FRANCA_BULK_TARGET: maria ? "maria" : "pg",
+    FRANCA_BULK_SOURCE: source,
+    FRANCA_BULK_PG: pgUrl,
+    FRANCA_BULK_MARIA: mariaUrl,
+    FRANCA_BULK_STORE: join(dir, "store.db"),
+    ...(values["chunk-size"] === undefined ? {} : { FRANCA_BULK_CHUNK_SIZE: values["chunk-size"] }),
+    ...(values["load-concurrency"] === undefined ? {} : { FRANCA_BULK_LOAD_CONCURRENCY: values["load-concurrency"] }),
   });
-  const erp = postgres("erp", { url: pgUrl });
-  const target = maria
-    ? (await import("../src/connectors/mysql/index.ts")).mysql("warehouse", { url: mariaUrl })
-    : postgres("warehouse", { url: pgUrl });
-  const chunkSize = values["chunk-size"] === undefined ? {} : { chunkSize: Number(values["chunk-size"]) };
-  const loadConcurrency =
-    values["load-concurrency"] === undefined ? {} : { loadConcurrency: Number(values["load-concurrency"]) };
-  const hub = defineHub({
-    systems: [erp, target],
-    entities: [Account],
-    store: join(dir, "store.db"),
-    flows: [
-      flow("accounts", {
-        ...chunkSize,
-        ...loadConcurrency,
-        from: bind(erp, Account, {
-          table: source,
-          key: "id",
-          cursor: "updated_at",
-          toCanonical: (row: Row) => ({
-            id: Number(row.id),
-            name: row.name as string,
-            email: row.email as string,
-            balance: row.amount as string,
-            updatedAt: rfc3339(row.updated_at as string),
-            profile: row.doc as never,
-          }),
-        }),
-        to: bind(target, Account, {
-          table: maria ? mariaTarget : pgTarget,
-          key: "account_id",
-          fromCanonical: (account) => ({
-            account_id: account.id,
-            display_name: account.name,
-            email: account.email,
-            balance: account.balance,
-            changed_at: account.updatedAt,
-            profile: account.profile,
-          }),
-        }),
-      }),
-    ],
-  });
-  const franca = await Engine.open({ hub, baseDir: dir });
+  const module = fileURLToPath(new URL("./bulk-hub.ts", import.meta.url));
+  const { default: hub } = (await import(module)) as { default: Hub };
+  const threads = values.threads === undefined ? {} : { count: Number(values.threads) };
+  const franca = await Engine.open({ hub, baseDir: dir, threads: { module, ...threads } });
   const summary = await franca.run("accounts", { trigger: "bench" });
+  threadCpu();
+  await (globalThis as { __dumpAlloc?: () => Promise<void> }).__dumpAlloc?.();
   await franca.close();
   if (summary.run.status !== "succeeded")
     throw new Error(`engine run ${summary.run.status}: ${JSON.stringify(summary.run.error)}`);

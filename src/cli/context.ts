@@ -23,6 +23,7 @@ export interface CliValues {
   jobs?: string;
   to?: string;
   wait?: boolean;
+  threads?: string;
   help?: boolean;
 }
 
@@ -94,12 +95,17 @@ export function createCli(values: CliValues, positionals: readonly string[], cwd
       }
       const { logger, logFile } = loggerFor(values, baseDir, options.longRunning === true, interactive);
       const distributed = hub.store !== undefined && /^postgres(ql)?:\/\//.test(hub.store);
+      const threads = values.threads === undefined ? undefined : Number(values.threads);
+      if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0))
+        throw usageError(`--threads must be a whole number, 0 or more (got '${values.threads}')`);
       const engine = await Engine.open({
         hub,
         baseDir,
         logger,
         executor: distributed ? "distributed" : "local",
         workerProcess: options.worker === true,
+        // the threads import the configuration file, as this process did
+        threads: { module: file, ...(threads === undefined ? {} : { count: threads }) },
       });
       opened = { engine, hub, baseDir, file, ...(logFile === undefined ? {} : { logFile }) };
       return opened;

@@ -40,6 +40,8 @@ options
   --json                        machine-readable output
   --log <file|->                where JSON logs go (default: .franca/logs/franca.log on a terminal, else stderr)
   --log-level <level>           trace, debug, info, warn, error (default info for runs)
+  --threads <n>                 transform threads of in-process runs (default: the cores less one, at most 4;
+                                0: none, every chunk is transformed on the main thread)
 
 exit codes: 0 succeeded · 1 failed · 2 usage or configuration error · 3 partial (some records quarantined)`;
 
@@ -90,6 +92,7 @@ export async function main(argv: readonly string[], cwd = process.cwd()): Promis
         jobs: { type: "string" },
         to: { type: "string" },
         wait: { type: "boolean" },
+        threads: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }) as { values: CliValues; positionals: string[] };

@@ -49,11 +49,54 @@ export interface ReadBatch {
   position: Position;
 }
 
+/**
+ * A read batch in the system's own text, not decoded (see `Connection.readEncoded`): the engine stages the text as it
+ * is, and decodes it with the driver's `decode` where the chunk is transformed (possibly on another thread).
+ */
+export interface EncodedBatch {
+  /**
+   * How `text` decodes, for `Driver.decode` (driver-defined: the columns and their types, say). Every batch of one
+   * read has the same encoding. No newline in it.
+   */
+  encoding: string;
+  /**
+   * The batch's rows as text, or as that text's UTF-8 bytes (which the engine stages and hands to another thread
+   * without decoding them). The texts of consecutive batches of one read concatenate into the text of all their rows.
+   */
+  text: string | Uint8Array;
+  /** How many rows `text` holds. */
+  count: number;
+  /** Position right after the last row of this batch. */
+  position: Position;
+}
+
+/** What `Driver.prepare` encodes rows for: a target binding and what its connection's `describeTarget` found. */
+export interface PrepareRequest {
+  /** The target binding's connector settings (the table, say). */
+  options: Readonly<Record<string, unknown>>;
+  /** Native key field(s) of the target. */
+  key: readonly string[];
+  /** What `Connection.describeTarget` returned for these options (column types, say). */
+  target: unknown;
+}
+
+/**
+ * Rows a transform thread encoded with `Driver.prepare`, handed to `write` with the items they are for: `rows[i]` is
+ * the index in `data` of `items[i]`'s row.
+ */
+export interface PreparedRows {
+  data: unknown;
+  rows: readonly number[];
+}
+
 export interface WriteItem {
   /** The canonical record key. */
   key: string;
-  /** The native row made by the binding's fromCanonical. */
-  row: Row;
+  /**
+   * The native row made by the binding's fromCanonical. When the request carries `prepared` rows, reading `row` may
+   * cost a decode and a mapping on the calling thread: read it only on the slow paths (a batch to isolate).
+   */
+  readonly row: Row;
   /** Stable per target, record key and content: the same record written twice carries the same key. */
   idempotencyKey: string;
   hash: string;
@@ -68,6 +111,12 @@ export interface WriteRequest {
   run: number;
   chunk: number;
   items: readonly WriteItem[];
+  /**
+   * The items' rows as the driver's `prepare` already encoded them (in a transform thread), when the engine had them
+   * prepared. The connector sends them as they are, or ignores them (a target described differently since) and
+   * encodes `items[i].row` itself.
+   */
+  prepared?: PreparedRows;
   signal: AbortSignal;
 }
 
@@ -103,6 +152,19 @@ export interface UnreadableRow {
 export interface Connection {
   read?(request: ReadRequest): AsyncIterable<ReadBatch>;
   /**
+   * Reads like `read`, the same rows in the same batches and order, but yields each batch undecoded, as the system's
+   * own text (a COPY stream's lines, say): the engine stages that text as it is and decodes it with `Driver.decode`
+   * where the chunk is transformed. Returns undefined when this binding's reads cannot be had that way (the engine
+   * then calls `read`). Needs `Driver.decode`.
+   */
+  readEncoded?(request: ReadRequest): AsyncIterable<EncodedBatch> | undefined;
+  /**
+   * What `Driver.prepare` needs to know of a target (a table's columns and their types): read once per run and
+   * target, before its chunks are prepared. Must be structured-cloneable (it crosses threads). Needs
+   * `Driver.prepare`.
+   */
+  describeTarget?(options: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<unknown>;
+  /**
    * The position a new run starts from, given the one the previous run ended at. Default: the same (a keyset
    * position is both). A paged API source, say, turns "page 57 of the rows changed since T" into "page 1 of the rows
    * changed since the newest change seen".
@@ -135,6 +197,18 @@ export interface DriverEnv {
 
 export interface Driver extends DriverContract {
   open(system: System, env: DriverEnv): Connection;
+  /**
+   * Decodes the text of encoded batches (`Connection.readEncoded`) into the rows `read` would have yielded: the first
+   * `limit` rows only, when given. Pure (no connection, no I/O): it runs on the engine's transform threads too.
+   */
+  decode?(encoding: string, text: string | Uint8Array, limit?: number): Row[];
+  /**
+   * Encodes rows for this driver's `write` (COPY lines, SQL tuples…), in order, for the target described: what
+   * `write` receives as `prepared.data`. Pure (no connection, no I/O), it runs on a transform thread; its result must
+   * be structured-cloneable. A row it cannot encode is marked refused in the result (for `write` to report), never
+   * thrown for.
+   */
+  prepare?(rows: readonly Row[], request: PrepareRequest): unknown;
   /**
    * Checks that need the local machine but not the network (a file's directory exists, a URL parses). Run before
    * anything is written; `franca check` adds a health call.

@@ -30,6 +30,8 @@ export interface RunProgress {
   chunks: number;
   extracted: number;
   transformed: number;
+  /** Of the records transformed by this process, those mapped on its transform threads. */
+  threaded: number;
   quarantined: number;
   failed: number;
   extractDone: boolean;

@@ -1,18 +1,27 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Driver, EncodedBatch, ReadBatch, ReadRequest } from "../connectors/types.ts";
 import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { classify } from "./classify.ts";
 import type { RunContext } from "./context.ts";
 import { compareProfiles, type Drift, describeDrift, type Profile, profileRows } from "./drift.ts";
+import { joinEncoded, rowCount, rowsOf, type SourceRows } from "./source-rows.ts";
 import { yieldToEventLoop } from "./yield.ts";
 
 /** Records in the first chunk of an extraction; each next one doubles, up to the flow's chunk size. */
 export const firstChunkSize = 50;
 
+/**
+ * Rows of each chunk whose fields are profiled for drift: all of a first chunk (up to 100), and a sample of the
+ * others — a smaller one when the rows come as source text, which must be decoded for it (on this thread).
+ */
+const profiledRows = 100;
+const profiledEncodedRows = 20;
+
 /** A chunk handed from extract to transform: its rows, or none when they are to be read back from the store. */
 export interface ExtractedChunk {
   seq: number;
-  rows?: Row[];
+  data?: SourceRows;
 }
 
 export interface DriftState {
@@ -26,7 +35,19 @@ export interface DriftState {
  * for the chunk is then acknowledged upstream. The in-process executor stages it and hands it to the transform
  * stage; the distributed one stages it and enqueues its transform job in one transaction.
  */
-export type ChunkSink = (chunk: { seq: number; rows: Row[]; position: unknown }) => Promise<void>;
+export type ChunkSink = (chunk: { seq: number; data: SourceRows; position: unknown }) => Promise<void>;
+
+type Batch = ReadBatch | EncodedBatch;
+
+/** The source's batches: undecoded source text when its connector can give it (`readEncoded`), else rows. */
+function readBatches(ctx: RunContext, request: ReadRequest): AsyncIterable<Batch> {
+  const { connection } = ctx.source;
+  const encoded =
+    (ctx.source.binding.system.driver as Driver).decode === undefined ? undefined : connection.readEncoded;
+  const stream = encoded?.call(connection, request);
+  if (stream !== undefined) return stream;
+  return (connection.read as NonNullable<typeof connection.read>).call(connection, request);
+}
 
 /**
  * Reads the source from `from`, cuts the stream into chunks (slow start, then the flow's chunk size), hands each
@@ -42,27 +63,36 @@ export async function extract(
 ): Promise<void> {
   const { binding, connection, policy } = ctx.source;
   const log = ctx.logger.child({ stage: "extract", system: binding.system.name });
-  if (connection.read === undefined) {
+  if (connection.read === undefined && connection.readEncoded === undefined) {
     throw new FrancaError(ErrorCode.ConfigInvalid, `system '${binding.system.name}' cannot be read`, {
       setting: `flows.${ctx.flow.name}.from`,
     });
   }
-  const read = connection.read.bind(connection);
+  const driver = binding.system.driver as Driver;
   // Slow start: the first chunks of an extraction are small (50, 100, 200… up to chunkSize), so that the targets
   // get work while the source is still being read, instead of waiting for a whole first chunk to be enriched.
   const sizeOf = (seq: number) => Math.min(ctx.flow.chunkSize, firstChunkSize * 2 ** Math.max(0, seq - startSeq));
   let position = from;
   let seq = startSeq;
+  // the chunk being filled: rows, or the encoded batches that make it
   let buffer: Row[] = [];
+  let encoded: EncodedBatch[] = [];
+  let buffered = 0;
   let bufferPosition: unknown;
   let failures = 0;
   let delayed = 0;
   let pausedSince: number | undefined;
 
   const flush = async () => {
-    const rows = buffer;
+    const data: SourceRows = encoded.length > 0 ? joinEncoded(encoded) : { rows: buffer };
     buffer = [];
-    profileRows(rows, drift.current);
+    encoded = [];
+    buffered = 0;
+    if ("rows" in data) profileRows(data.rows, drift.current, profiledRows);
+    else {
+      const sample = seq === startSeq ? profiledRows : profiledEncodedRows;
+      profileRows(rowsOf(data, driver, binding.system.name, sample), drift.current, sample);
+    }
     if (seq === startSeq && drift.previous !== undefined && ctx.flow.drift !== "ignore") {
       drift.drift = compareProfiles(drift.previous, drift.current, false);
       if (drift.drift !== undefined) {
@@ -75,17 +105,17 @@ export async function extract(
         }
       }
     }
-    await sink({ seq, rows, position: bufferPosition });
+    await sink({ seq, data, position: bufferPosition });
     position = bufferPosition;
     if (connection.ack !== undefined) await connection.ack(position);
-    log.debug({ chunk: seq, records: rows.length }, "chunk extracted");
+    log.debug({ chunk: seq, records: rowCount(data) }, "chunk extracted");
     seq++;
     await yieldToEventLoop();
   };
 
   for (;;) {
     try {
-      const stream = read({
+      const stream = readBatches(ctx, {
         options: binding.options,
         key: binding.key,
         ...(binding.cursor === undefined ? {} : { cursor: binding.cursor }),
@@ -100,19 +130,27 @@ export async function extract(
       for await (const batch of stream) {
         failures = 0;
         pausedSince = undefined;
-        if (buffer.length === 0)
-          buffer = batch.rows; // the usual case: one batch is one chunk, no copy
-        else for (const row of batch.rows) buffer.push(row);
+        if ("rows" in batch) {
+          if (buffer.length === 0)
+            buffer = batch.rows; // the usual case: one batch is one chunk, no copy
+          else for (const row of batch.rows) buffer.push(row);
+          buffered += batch.rows.length;
+        } else if (batch.count > 0) {
+          encoded.push(batch);
+          buffered += batch.count;
+        }
         bufferPosition = batch.position;
-        if (buffer.length >= sizeOf(seq)) await flush();
+        if (buffered >= sizeOf(seq)) await flush();
         if (ctx.signal.aborted) return;
       }
-      if (buffer.length > 0) await flush();
+      if (buffered > 0) await flush();
       return;
     } catch (raw) {
       if (ctx.signal.aborted) return;
       const error = classify(raw, binding.system.name);
       buffer = [];
+      encoded = [];
+      buffered = 0;
       if (error.code === ErrorCode.CircuitOpen || (error.transient && policy.breakerState !== "closed")) {
         pausedSince ??= Date.now();
         await policy.waitForBreaker(ctx.signal, pausedSince);

@@ -1,45 +1,90 @@
 import type { ItemResult, WriteItem } from "../connectors/types.ts";
-import type { Row } from "../core/binding.ts";
+import type { MapContext, Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
-import type { RecordOutcome } from "../core/record.ts";
+import type { RecordEnvelope, RecordOutcome } from "../core/record.ts";
 import type { LoadResult } from "../store/types.ts";
+import type { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
 import type { Endpoint, RunContext } from "./context.ts";
 import { mapAll } from "./map-all.ts";
+import { mappingProblem } from "./map-chunk.ts";
 import { AttemptsError } from "./policy.ts";
-import type { CanonicalRecord } from "./staging.ts";
-import { mappingProblem } from "./transform.ts";
 
 /** The idempotency key of a record for a target: the same content written twice to the same target carries it. */
 export function idempotencyKey(target: string, key: string, hash: string): string {
   return digest(target, key, hash);
 }
 
-interface Pending {
-  record: CanonicalRecord;
-  item: WriteItem;
+/** Maps a chunk's records to a target's rows on this thread, on demand (a prepared write's slow paths). */
+interface RowSource {
+  row(index: number): Row;
 }
 
-/** A write item whose idempotency key is computed only if the connector reads it (APIs do, databases do not). */
+/**
+ * A write item whose idempotency key is computed only if the connector reads it (APIs do, databases do not), and
+ * whose row, for a write of prepared rows, is mapped only if the connector reads it (on its slow paths). One object
+ * per record: a chunk's items live as long as its write, long enough to outlive young-generation collections.
+ */
 class LazyItem implements WriteItem {
   readonly key: string;
-  readonly row: Row;
   readonly hash: string;
   readonly #target: string;
+  #row: Row | undefined;
+  readonly #source: RowSource | undefined;
+  readonly #index: number;
   #idempotencyKey: string | undefined;
 
-  constructor(target: string, key: string, row: Row, hash: string) {
+  constructor(target: string, key: string, hash: string, row: Row | undefined, source?: RowSource, index = -1) {
     this.#target = target;
     this.key = key;
-    this.row = row;
     this.hash = hash;
+    this.#row = row;
+    this.#source = source;
+    this.#index = index;
+  }
+
+  get row(): Row {
+    this.#row ??= (this.#source as RowSource).row(this.#index);
+    return this.#row;
   }
 
   get idempotencyKey(): string {
     this.#idempotencyKey ??= idempotencyKey(this.#target, this.key, this.hash);
     return this.#idempotencyKey;
   }
+}
+
+/** The envelope of record `index` of a chunk, for target mappings that take one (a third parameter). */
+function envelopeOf(ctx: RunContext, chunk: CanonicalChunk, seq: number, index: number): RecordEnvelope {
+  const record = chunk.record(index);
+  return {
+    key: record.key,
+    payload: record.payload,
+    hash: record.hash,
+    source: {
+      system: ctx.source.binding.system.name,
+      id: record.sourceId,
+      ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
+    },
+    lineage: { run: ctx.run.id, chunk: seq },
+  };
+}
+
+/** Record `index`'s row for the target, mapped on this thread (fromCanonical). */
+function mapRecord(
+  ctx: RunContext,
+  target: Endpoint,
+  mapContext: MapContext,
+  chunk: CanonicalChunk,
+  seq: number,
+  index: number,
+): Row | Promise<Row> {
+  const { binding } = target;
+  // the envelope is built only for mappings that ask for it (a third parameter): it costs an object per record
+  return binding.fromCanonical.length > 2
+    ? binding.fromCanonical(chunk.record(index).payload, mapContext, envelopeOf(ctx, chunk, seq, index))
+    : binding.fromCanonical(chunk.record(index).payload, mapContext, undefined as never);
 }
 
 /**
@@ -54,67 +99,54 @@ export function writeChunk(
   ctx: RunContext,
   target: Endpoint,
   seq: number,
-  records: readonly CanonicalRecord[],
+  chunk: CanonicalChunk,
 ): Promise<WrittenChunk> {
   // the target's calls wait at its gates in chunk order (chunk-order.ts), in both executors
-  return forChunk(seq, () => writeRecords(ctx, target, seq, records));
+  return forChunk(seq, () => writeRecords(ctx, target, seq, chunk));
 }
 
 async function writeRecords(
   ctx: RunContext,
   target: Endpoint,
   seq: number,
-  records: readonly CanonicalRecord[],
+  chunk: CanonicalChunk,
 ): Promise<WrittenChunk> {
   const { binding, connection, policy } = target;
   const name = binding.name;
   const log = ctx.logger.child({ stage: "load", target: name, system: binding.system.name });
   const result: LoadResult = {
     loaded: [],
+    hashes: [],
     unchanged: [],
     problems: [],
     attempts: 0,
     ...(connection.complete === undefined ? {} : { deferHashes: true }),
   };
-  const previous = await ctx.store.getHashes(
-    name,
-    records.map((record) => record.key),
-  );
+  const { keys, hashes } = chunk;
+  const previous = await ctx.store.getHashes(name, keys);
   const mapContext = ctx.mapContext(name);
-  const wantsEnvelope = binding.fromCanonical.length > 2;
-  const sourceSystem = ctx.source.binding.system.name;
-  const toSend: CanonicalRecord[] = [];
-  for (const record of records) {
-    const before = previous.get(record.key);
-    if (before !== undefined && before.hash === record.hash) {
+  const toSend: number[] = [];
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    const hash = hashes[i] as string;
+    const before = previous.get(key);
+    if (before !== undefined && before.hash === hash) {
       // Already there. If this very run put it there (a resumed chunk), it counts as loaded, not unchanged.
-      if (before.runId === ctx.run.id) result.loaded.push({ key: record.key, hash: record.hash });
-      else result.unchanged.push(record.key);
+      if (before.runId === ctx.run.id) {
+        result.loaded.push(key);
+        result.hashes.push(hash);
+        if (result.targetIds !== undefined) result.targetIds.push(null);
+      } else result.unchanged.push(key);
       continue;
     }
-    toSend.push(record);
+    toSend.push(i);
   }
-  const { values: rows, thrown } = await mapAll(toSend, (record) =>
-    // the envelope is built only for mappings that ask for it (a third parameter): it costs an object per record
-    wantsEnvelope
-      ? binding.fromCanonical(record.payload, mapContext, {
-          key: record.key,
-          payload: record.payload,
-          hash: record.hash,
-          source: {
-            system: sourceSystem,
-            id: record.sourceId,
-            ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
-          },
-          lineage: { run: ctx.run.id, chunk: seq },
-        })
-      : binding.fromCanonical(record.payload, mapContext, undefined as never),
-  );
 
   /** A record-level refusal is quarantined (permanent) or failed (transient); a system failure always fails. */
-  const problem = (record: CanonicalRecord, error: FrancaError, attempts: number, systemLevel = false): void => {
+  const problem = (index: number, error: FrancaError, attempts: number, systemLevel = false): void => {
+    const key = keys[index] as string;
     const outcome: RecordOutcome = {
-      key: record.key,
+      key,
       target: name,
       status: systemLevel || error.transient ? "failed" : "quarantined",
       chunk: seq,
@@ -123,38 +155,83 @@ async function writeRecords(
       errorClass: error.errorClass,
       message: error.message,
       ...(error.path === undefined ? {} : { path: error.path }),
-      sourceId: record.sourceId,
+      sourceId: chunk.sourceId(index),
     };
     result.problems.push(outcome);
-    log.warn(
-      { key: record.key, chunk: seq, code: error.code, path: error.path, err: error.message },
-      `record ${outcome.status}`,
-    );
+    log.warn({ key, chunk: seq, code: error.code, path: error.path, err: error.message }, `record ${outcome.status}`);
   };
 
-  const pending: Pending[] = [];
-  for (let i = 0; i < toSend.length; i++) {
-    const record = toSend[i] as CanonicalRecord;
-    if (thrown.has(i)) {
-      problem(record, mappingProblem(thrown.get(i), `${name}.fromCanonical`), 1);
-      continue;
+  // The records to write, in parallel arrays (no object per record but its item): their index in the chunk, their
+  // item, and (for prepared rows) their row's index in the prepared data.
+  const indexes: number[] = [];
+  const items: WriteItem[] = [];
+  const preparedAt: number[] = [];
+  const prepared = chunk.prepared.get(name);
+  const usePrepared = prepared !== undefined && !prepared.async;
+  if (usePrepared) {
+    // Rows a transform thread mapped and encoded already: sent as they are; mapped again here only if the
+    // connector asks for a row (its slow paths), which the thread's mapping showed to be synchronous.
+    const failures = new Map(prepared.failures.map((failure) => [failure.index, failure]));
+    const source: RowSource = {
+      row(index) {
+        const value = mapRecord(ctx, target, mapContext, chunk, seq, index);
+        if (value === null || typeof value !== "object" || typeof (value as { then?: unknown }).then === "function")
+          throw new FrancaError(ErrorCode.Internal, `${name}.fromCanonical did not map record ${keys[index]} again`);
+        return value as Row;
+      },
+    };
+    for (const index of toSend) {
+      const row = prepared.rowOf[index] as number;
+      if (row < 0) {
+        const failure = failures.get(index);
+        problem(
+          index,
+          new FrancaError(
+            failure?.code ?? ErrorCode.MappingFailed,
+            failure?.message ?? `${name}.fromCanonical failed`,
+            {
+              ...(failure?.errorClass === undefined ? {} : { errorClass: failure.errorClass }),
+              ...(failure?.path === undefined ? {} : { path: failure.path }),
+            },
+          ),
+          1,
+        );
+        continue;
+      }
+      indexes.push(index);
+      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, undefined, source, index));
+      preparedAt.push(row);
     }
-    const row = rows[i];
-    if (row === null || typeof row !== "object") {
-      problem(
-        record,
-        new FrancaError(ErrorCode.MappingFailed, `${name}.fromCanonical returned ${typeof row}, not a row`),
-        1,
-      );
-      continue;
+  } else {
+    const { values: rows, thrown } = await mapAll(toSend, (index) =>
+      mapRecord(ctx, target, mapContext, chunk, seq, index),
+    );
+    for (let i = 0; i < toSend.length; i++) {
+      const index = toSend[i] as number;
+      if (thrown.has(i)) {
+        problem(index, mappingProblem(thrown.get(i), `${name}.fromCanonical`), 1);
+        continue;
+      }
+      const row = rows[i];
+      if (row === null || typeof row !== "object") {
+        problem(
+          index,
+          new FrancaError(ErrorCode.MappingFailed, `${name}.fromCanonical returned ${typeof row}, not a row`),
+          1,
+        );
+        continue;
+      }
+      indexes.push(index);
+      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, row as Row));
     }
-    pending.push({ record, item: new LazyItem(name, record.key, row as Row, record.hash) });
   }
 
   let systemFailure: FrancaError | undefined;
-  const write = async (batch: readonly Pending[]): Promise<void> => {
+  /** Writes the records `from` to `to` (exclusive) of the arrays above in one call. */
+  const write = async (from: number, to: number): Promise<void> => {
     let results: ItemResult[];
     let attempts: number;
+    const whole = from === 0 && to === items.length;
     try {
       const call = await policy.execute(
         (signal) =>
@@ -164,7 +241,10 @@ async function writeRecords(
             target: name,
             run: ctx.run.id,
             chunk: seq,
-            items: batch.map((entry) => entry.item),
+            items: whole ? items : items.slice(from, to),
+            ...(usePrepared
+              ? { prepared: { data: prepared.data, rows: whole ? preparedAt : preparedAt.slice(from, to) } }
+              : {}),
             signal,
           }),
         ctx.signal,
@@ -175,47 +255,49 @@ async function writeRecords(
       const error = raw instanceof AttemptsError ? raw.error : mappingProblem(raw, `${name}.write`);
       const made = raw instanceof AttemptsError ? raw.attempts : 1;
       result.attempts = Math.max(result.attempts, made);
-      if (!error.transient && error.code === ErrorCode.TargetRejected && batch.length > 1) {
-        const half = Math.ceil(batch.length / 2);
-        await write(batch.slice(0, half));
-        await write(batch.slice(half));
+      if (!error.transient && error.code === ErrorCode.TargetRejected && to - from > 1) {
+        const half = from + Math.ceil((to - from) / 2);
+        await write(from, half);
+        await write(half, to);
         return;
       }
       if (!error.transient && error.code === ErrorCode.TargetRejected) {
-        problem((batch[0] as Pending).record, error, made);
+        problem(indexes[from] as number, error, made);
         return;
       }
       // The system, not the records: every record of the batch failed, and the run stops (resumable).
       systemFailure ??= error;
-      for (const entry of batch) problem(entry.record, error, made, true);
+      for (let i = from; i < to; i++) problem(indexes[i] as number, error, made, true);
       return;
     }
     result.attempts = Math.max(result.attempts, attempts);
-    if (results.length !== batch.length) {
+    if (results.length !== to - from) {
       throw new FrancaError(
         ErrorCode.Internal,
-        `${binding.system.type} connector returned ${results.length} results for ${batch.length} rows`,
+        `${binding.system.type} connector returned ${results.length} results for ${to - from} rows`,
       );
     }
-    for (let i = 0; i < batch.length; i++) {
-      const entry = batch[i] as Pending;
-      const outcome = results[i] as ItemResult;
+    for (let i = from; i < to; i++) {
+      const outcome = results[i - from] as ItemResult;
       if (outcome.ok) {
-        const loaded: LoadResult["loaded"][number] = { key: entry.record.key, hash: entry.record.hash };
-        if (outcome.targetId !== undefined) loaded.targetId = outcome.targetId;
-        result.loaded.push(loaded);
+        if (outcome.targetId !== undefined && result.targetIds === undefined)
+          result.targetIds = new Array<string | null>(result.loaded.length).fill(null);
+        const item = items[i] as WriteItem;
+        result.loaded.push(item.key);
+        result.hashes.push(item.hash);
+        result.targetIds?.push(outcome.targetId ?? null);
       } else {
-        problem(entry.record, outcome.error, attempts);
+        problem(indexes[i] as number, outcome.error, attempts);
       }
     }
   };
 
-  if (pending.length > 0) {
-    const size = Math.max(1, connection.maxWriteBatch?.(binding.options) ?? pending.length);
-    const batches: Pending[][] = [];
-    for (let i = 0; i < pending.length; i += size) batches.push(pending.slice(i, i + size));
+  if (items.length > 0) {
+    const size = Math.max(1, connection.maxWriteBatch?.(binding.options) ?? items.length);
+    const calls: Promise<void>[] = [];
     // Batches of one chunk go out together; the system's concurrency gate decides how many are in flight.
-    await Promise.all(batches.map((batch) => write(batch)));
+    for (let from = 0; from < items.length; from += size) calls.push(write(from, Math.min(items.length, from + size)));
+    await Promise.all(calls);
   }
   if (result.attempts === 0) result.attempts = 1;
   return systemFailure === undefined ? { result } : { result, systemFailure };
@@ -238,13 +320,8 @@ export function chargeBudget(ctx: RunContext, written: WrittenChunk): FrancaErro
 }
 
 /** The in-process executor's load of one chunk into one target: write it, record the outcome, count it. */
-export async function loadChunk(
-  ctx: RunContext,
-  target: Endpoint,
-  seq: number,
-  records: readonly CanonicalRecord[],
-): Promise<void> {
-  const written = await writeChunk(ctx, target, seq, records);
+export async function loadChunk(ctx: RunContext, target: Endpoint, seq: number, chunk: CanonicalChunk): Promise<void> {
+  const written = await writeChunk(ctx, target, seq, chunk);
   const { result } = written;
   const name = target.binding.name;
   await ctx.store.saveLoad(ctx.run.id, seq, name, result, Date.now());

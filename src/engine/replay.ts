@@ -1,9 +1,11 @@
+import type { Driver } from "../connectors/types.ts";
 import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
 import { keyOf } from "../core/key.ts";
 import type { RecordOutcome, RecordStatus } from "../core/record.ts";
 import type { RunRecord, Store } from "../store/types.ts";
+import { decodeSourceRows, encodeSourceRows, rowsOf } from "./source-rows.ts";
 import { type CanonicalRecord, decodeCanonical, encodeCanonical } from "./staging.ts";
 
 export interface ReplaySelection {
@@ -97,14 +99,19 @@ export async function prepareReplay(
   let rows: Row[] = [];
   const flushRows = async () => {
     if (rows.length === 0) return;
-    await store.stage(replay.id, seq, "extracted", JSON.stringify(rows));
+    await store.stage(replay.id, seq, "extracted", encodeSourceRows({ rows }));
     await store.saveExtracted(replay.id, seq, undefined, rows.length, now);
     plan.retransform += rows.length;
     seq++;
     rows = [];
   };
   for (const [chunk, ids] of [...early].sort((a, b) => a[0] - b[0])) {
-    const chunkRows = JSON.parse(await staged(store, parent.id, chunk, "extracted")) as Row[];
+    const source = flow.from.system;
+    const chunkRows = rowsOf(
+      decodeSourceRows(await staged(store, parent.id, chunk, "extracted")),
+      source.driver as Driver,
+      source.name,
+    );
     chunkRows.forEach((row, index) => {
       let id: string;
       try {
@@ -136,7 +143,13 @@ export async function prepareReplay(
       for (const target of targets) {
         if (loadTo.has(target)) plan.reload[target] = (plan.reload[target] ?? 0) + group.length;
         else
-          await store.saveLoad(replay.id, seq, target, { loaded: [], unchanged: [], problems: [], attempts: 0 }, now);
+          await store.saveLoad(
+            replay.id,
+            seq,
+            target,
+            { loaded: [], hashes: [], unchanged: [], problems: [], attempts: 0 },
+            now,
+          );
       }
       seq++;
     }

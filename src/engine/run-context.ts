@@ -57,6 +57,7 @@ export function createRunContext(
     chunks: already.chunks,
     extracted: already.extracted,
     transformed: already.canonical + already.quarantined + already.failed,
+    threaded: 0,
     quarantined: already.quarantined,
     failed: already.failed,
     extractDone: run.extractDone,

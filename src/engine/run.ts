@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import type { Row } from "../core/binding.ts";
 import { ErrorCode, ExitCode, FrancaError, toFrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
 import type { AnyLookup } from "../core/lookup.ts";
@@ -8,6 +7,7 @@ import type { RunStatus } from "../core/record.ts";
 import type { System } from "../core/system.ts";
 import type { LookupCacheStore, MemoryLookupCache } from "../store/lookup-cache.ts";
 import type { ChunkState, RunCounts, RunError, RunRecord, Store } from "../store/types.ts";
+import { CanonicalChunk } from "./canonical-chunk.ts";
 import { Channel } from "./channel.ts";
 import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
@@ -21,7 +21,8 @@ import type { LookupRuntime } from "./lookups.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
-import { type CanonicalRecord, decodeCanonical } from "./staging.ts";
+import { decodeSourceRows, encodeSourceRows, rowCount } from "./source-rows.ts";
+import type { TransformThreads } from "./threads/pool.ts";
 import { transformAndStage } from "./transform.ts";
 import { yieldToEventLoop } from "./yield.ts";
 
@@ -39,6 +40,8 @@ export interface RunEnvironment {
   sharedLookupCache?: MemoryLookupCache;
   /** Systems whose calls are held back right now (an open circuit, a 429), until when and why. */
   pausedSystems?(): ReadonlyMap<string, SystemPause>;
+  /** Transform threads, when the engine has them: chunks are mapped there rather than on this thread. */
+  threads?: TransformThreads;
 }
 
 export interface RunOptions {
@@ -55,7 +58,7 @@ export interface RunSummary {
 
 interface LoadItem {
   seq: number;
-  records?: CanonicalRecord[];
+  chunk?: CanonicalChunk;
 }
 
 const channelCapacity = 2;
@@ -199,7 +202,7 @@ export async function executeRun(
   const toTransform = new Channel<ExtractedChunk>(channelCapacity);
   channels.push(toTransform);
   const toLoad = new Map<string, Channel<LoadItem>>();
-  const sequencers = new Map<string, Sequencer<CanonicalRecord[] | undefined>>();
+  const sequencers = new Map<string, Sequencer<CanonicalChunk | undefined>>();
   for (const target of targets) {
     const channel = new Channel<LoadItem>(channelCapacity);
     channels.push(channel);
@@ -207,10 +210,10 @@ export async function executeRun(
     const pending = states
       .filter((chunk) => chunk.transformed && !chunk.loaded[target.binding.name])
       .map((chunk) => chunk.seq);
-    const sequencer = new Sequencer<CanonicalRecord[] | undefined>(
+    const sequencer = new Sequencer<CanonicalChunk | undefined>(
       [...pending, ...notTransformed],
       startSeq,
-      (seq, records) => channel.send(records === undefined ? { seq } : { seq, records }),
+      (seq, chunk) => channel.send(chunk === undefined ? { seq } : { seq, chunk }),
     );
     sequencers.set(target.binding.name, sequencer);
     channels.push(sequencer);
@@ -239,13 +242,13 @@ export async function executeRun(
     try {
       for (const seq of notTransformed) await toTransform.send({ seq });
       if (!run.extractDone) {
-        await extract(ctx, startSeq, from, drift, async ({ seq, rows, position }) => {
-          await store.stage(run.id, seq, "extracted", JSON.stringify(rows));
-          await store.saveExtracted(run.id, seq, position, rows.length, Date.now());
+        await extract(ctx, startSeq, from, drift, async ({ seq, data, position }) => {
+          await store.stage(run.id, seq, "extracted", encodeSourceRows(data));
+          await store.saveExtracted(run.id, seq, position, rowCount(data), Date.now());
           progress.chunks++;
-          progress.extracted += rows.length;
+          progress.extracted += rowCount(data);
           ctx.notify();
-          await toTransform.send({ seq, rows });
+          await toTransform.send({ seq, data });
         });
         if (control.signal.aborted) return;
         await store.markExtractDone(run.id);
@@ -257,11 +260,12 @@ export async function executeRun(
     }
   });
 
+  const remote = env.threads?.remote(ctx);
   const transformTask = guard("transform", async () => {
     const feeders = targets.map((target) =>
       guard("load", async () => {
         const name = target.binding.name;
-        const sequencer = sequencers.get(name) as Sequencer<CanonicalRecord[] | undefined>;
+        const sequencer = sequencers.get(name) as Sequencer<CanonicalChunk | undefined>;
         const pending = states.filter((chunk) => chunk.transformed && !chunk.loaded[name]);
         await Promise.all(pending.map((chunk) => sequencer.offer(chunk.seq, undefined)));
       }),
@@ -272,9 +276,9 @@ export async function executeRun(
           const next = await toTransform.receive();
           if (next.done) return;
           const { seq } = next.value;
-          const rows = next.value.rows ?? (JSON.parse(await readStaged(seq, "extracted")) as Row[]);
-          const records = await transformAndStage(ctx, seq, rows);
-          await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, records)));
+          const data = next.value.data ?? decodeSourceRows(await readStaged(seq, "extracted"));
+          const chunk = await transformAndStage(ctx, seq, data, remote);
+          await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, chunk)));
           await yieldToEventLoop();
         }
       }),
@@ -293,12 +297,11 @@ export async function executeRun(
         const next = await channel.receive();
         if (next.done) break;
         const { seq } = next.value;
-        const records = next.value.records ?? decodeCanonical(await readStaged(seq, "canonical"));
-        const lock = locks.register(records.map((record) => record.key));
+        const chunk = next.value.chunk ?? CanonicalChunk.staged(await readStaged(seq, "canonical"));
+        const lock = locks.register(chunk.keys);
         while (running.size >= flow.loadConcurrency) await Promise.race(running);
-        const chunkRecords = records;
         const task: Promise<void> = lock.ready
-          .then(() => (control.signal.aborted ? undefined : loadChunk(ctx, target, seq, chunkRecords)))
+          .then(() => (control.signal.aborted ? undefined : loadChunk(ctx, target, seq, chunk)))
           .then(yieldToEventLoop)
           .catch((error: unknown) => {
             if (!(control.signal.aborted && firstError !== undefined)) {
@@ -413,6 +416,10 @@ export async function finishRecord(
       : { recordsPerSecond: durationMs === 0 ? 0 : Math.round((options.processed / durationMs) * 1000) }),
     lookups: ctx.lookups.stats(),
     systems,
+    // records this process mapped on its transform threads (a resumed run adds the earlier processes' share)
+    ...(ctx.progress.threaded === 0 && run.stats.threaded === undefined
+      ? {}
+      : { threaded: Number(run.stats.threaded ?? 0) + ctx.progress.threaded }),
     ...(drift?.drift === undefined ? {} : { drift: drift.drift }),
   };
   const profile =

@@ -1,171 +1,125 @@
-import type { Row } from "../core/binding.ts";
-import { ErrorCode, FrancaError } from "../core/errors.ts";
-import { keyOf } from "../core/key.ts";
+import type { Driver } from "../connectors/types.ts";
 import type { RecordOutcome } from "../core/record.ts";
+import { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
 import type { RunContext } from "./context.ts";
-import { mapAll } from "./map-all.ts";
-import { type CanonicalRecord, encodeCanonical } from "./staging.ts";
+import { type ChunkProblem, mapChunk } from "./map-chunk.ts";
+import { rowCount, rowsOf, type SourceRows } from "./source-rows.ts";
+import { encodeCanonical } from "./staging.ts";
 
+export { mappingProblem } from "./map-chunk.ts";
+
+/** A chunk transformed: what load takes, its staged text, and the records that could not go on. */
 export interface TransformResult {
-  records: CanonicalRecord[];
+  chunk: CanonicalChunk;
+  /** The canonical records' staged form (encodeCanonical): text, or as UTF-8 (from a transform thread). */
+  staged: string | Uint8Array;
   problems: RecordOutcome[];
 }
 
-/** A thrown mapping error becomes a record problem: FrancaErrors keep code and class, anything else is MAPPING_FAILED. */
-export function mappingProblem(error: unknown, what: string): FrancaError {
-  if (error instanceof FrancaError) return error;
-  const message = error instanceof Error ? error.message : String(error);
-  const path = (error as { path?: unknown })?.path;
-  return new FrancaError(ErrorCode.MappingFailed, `${what} threw: ${message}`, {
-    ...(typeof path === "string" ? { path } : {}),
-    cause: error,
-  });
+/**
+ * Transforms a chunk somewhere else than on this thread (a transform thread). Returns undefined when it cannot take
+ * the chunk now, and its promise resolves undefined when it could not finish it (a thread died): either way the
+ * engine transforms the chunk itself. It rejects only with the chunk's own failure (a lookup's system down).
+ */
+export type RemoteTransform = (seq: number, data: SourceRows) => Promise<RemoteResult | undefined> | undefined;
+
+export interface RemoteResult {
+  chunk: CanonicalChunk;
+  staged: Uint8Array;
+  problems: ChunkProblem[];
 }
 
 /**
- * Maps a chunk's rows to canonical records: toCanonical (sync or async, lookups allowed), schema validation, key,
- * canonical JSON and content hash. A record that fails is kept as a problem with its field path and the run goes on;
- * the failure budget is checked at every problem, so a run stops at the very record that crosses it.
- * Two rows with the same canonical key in one chunk: the later one wins (it is the newer state in source order).
+ * Charges a chunk's problems to the run's failure budget in row order, as if each record were judged as it passed
+ * (good records count into a ratio as they pass), and logs each. When the budget is crossed, the problems up to that
+ * record are recorded in the ledger (the chunk is not staged: a resume transforms it again) and the run stops.
  */
-export async function transformChunk(ctx: RunContext, seq: number, rows: readonly Row[]): Promise<TransformResult> {
-  const binding = ctx.source.binding;
-  const mapContext = ctx.mapContext(binding.name);
-  const sourceIdOf = keyOf(binding.key);
-  const count = rows.length;
-  const { values: mapped, thrown } = await forChunk(seq, () =>
-    mapAll(rows, (row) => {
-      if (typeof row.$error === "string") {
-        const line = row.$line;
-        throw new FrancaError(
-          ErrorCode.SourceRecordInvalid,
-          `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${row.$error}`,
-        );
-      }
-      return binding.toCanonical(row, mapContext);
-    }),
-  );
-
-  const { compiled, budget } = ctx;
-  const records: CanonicalRecord[] = [];
-  const indexOfKey = new Map<string, number>();
-  const problems: RecordOutcome[] = [];
-  const cursorField = binding.cursor;
-  // Good records are counted into the budget as they pass, so a ratio is judged on every record seen so far.
-  let goodSinceLastProblem = 0;
-  for (let i = 0; i < count; i++) {
-    const row = rows[i] as Row;
-    let sourceId: string;
-    try {
-      sourceId = sourceIdOf(row);
-    } catch {
-      sourceId = `${seq}:${i}`;
-    }
-    let problem: FrancaError | undefined;
-    let key: string | undefined;
-    const payload = mapped[i];
-    if (thrown.has(i)) {
-      problem = mappingProblem(thrown.get(i), `${binding.name}.toCanonical`);
-    } else if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-      problem = new FrancaError(
-        ErrorCode.MappingFailed,
-        `${binding.name}.toCanonical returned ${payload === null ? "null" : typeof payload}, not an object`,
-        {
-          path: "/",
-        },
-      );
-    } else {
-      problem = compiled.validate(payload);
-      if (problem === undefined) {
-        try {
-          key = compiled.key(payload as Record<string, unknown>);
-        } catch (error) {
-          problem = mappingProblem(error, "key");
-        }
-      }
-    }
-    if (problem !== undefined || key === undefined) {
-      const error = problem as FrancaError;
-      if (error.code === ErrorCode.SystemDown) throw error;
-      // The ledger files a record under its canonical key whenever one can be made (a record that failed validation
-      // elsewhere usually has one), else under its source id.
-      let ledgerKey = sourceId;
-      if (error.code === ErrorCode.ValidationFailed) {
-        try {
-          ledgerKey = compiled.key(payload as Record<string, unknown>);
-        } catch {
-          // no usable key fields: the source id it is
-        }
-      }
-      problems.push({
-        key: ledgerKey,
-        target: null,
-        status: error.transient ? "failed" : "quarantined",
+async function chargeProblems(
+  ctx: RunContext,
+  seq: number,
+  count: number,
+  problems: readonly ChunkProblem[],
+): Promise<RecordOutcome[]> {
+  const { budget } = ctx;
+  const outcomes: RecordOutcome[] = [];
+  let next = 0; // the first row not yet counted
+  for (const { index, outcome } of problems) {
+    outcomes.push(outcome);
+    ctx.logger.warn(
+      {
+        stage: "transform",
+        key: outcome.key,
+        sourceId: outcome.sourceId,
         chunk: seq,
-        attempts: 1,
-        code: error.code,
-        errorClass: error.errorClass,
-        message: error.message,
-        ...(error.path === undefined ? {} : { path: error.path }),
-        sourceId,
-      });
-      ctx.logger.warn(
-        {
-          stage: "transform",
-          key: ledgerKey,
-          sourceId,
-          chunk: seq,
-          code: error.code,
-          path: error.path,
-          err: error.message,
-        },
-        error.transient ? "record failed" : "record quarantined",
-      );
-      budget.processedOk(goodSinceLastProblem);
-      goodSinceLastProblem = 0;
-      const stop = budget.problem(true);
-      if (stop !== undefined) {
-        // The chunk is not staged (a resume transforms it again), but its problems so far are in the ledger.
-        await ctx.store.saveOutcomes(ctx.run.id, problems);
-        ctx.progress.quarantined += problems.filter((item) => item.status === "quarantined").length;
-        ctx.progress.failed += problems.filter((item) => item.status === "failed").length;
-        throw stop;
+        code: outcome.code,
+        path: outcome.path,
+        err: outcome.message,
+      },
+      outcome.status === "failed" ? "record failed" : "record quarantined",
+    );
+    budget.processedOk(index - next);
+    next = index + 1;
+    const stop = budget.problem(true);
+    if (stop !== undefined) {
+      await ctx.store.saveOutcomes(ctx.run.id, outcomes);
+      for (const item of outcomes) {
+        if (item.status === "quarantined") ctx.progress.quarantined++;
+        else ctx.progress.failed++;
       }
-      continue;
-    }
-    goodSinceLastProblem++;
-    const { json, hash } = compiled.fingerprint(payload);
-    // a plain literal, no spread: this runs once per record
-    const record: CanonicalRecord = { key, hash, sourceId, payload: payload as Record<string, unknown>, json };
-    if (cursorField !== undefined) record.cursor = row[cursorField];
-    const earlier = indexOfKey.get(key);
-    if (earlier === undefined) {
-      indexOfKey.set(key, records.length);
-      records.push(record);
-    } else {
-      records[earlier] = record;
+      throw stop;
     }
   }
-  budget.processedOk(goodSinceLastProblem);
-  return { records, problems };
+  budget.processedOk(count - next);
+  return outcomes;
 }
 
-/** Transforms and stages one chunk: canonical records and problems are persisted in one transaction. */
+/**
+ * Maps a chunk's rows to canonical records on this thread (see map-chunk.ts) and charges its problems to the run's
+ * failure budget, so a run stops at the very record that crosses it.
+ */
+export async function transformChunk(ctx: RunContext, seq: number, data: SourceRows): Promise<TransformResult> {
+  const { binding } = ctx.source;
+  const rows = rowsOf(data, binding.system.driver as Driver, binding.system.name);
+  const mapped = await forChunk(seq, () => mapChunk(binding, ctx.compiled, ctx.mapContext(binding.name), seq, rows));
+  const problems = await chargeProblems(ctx, seq, rows.length, mapped.problems);
+  const staged = encodeCanonical(mapped.records);
+  for (const record of mapped.records) record.json = undefined;
+  return { chunk: CanonicalChunk.of(mapped.records), staged, problems };
+}
+
+/** The same, with the mapping done by `remote` (a transform thread) when it takes the chunk. */
+async function transformSomewhere(
+  ctx: RunContext,
+  seq: number,
+  data: SourceRows,
+  remote: RemoteTransform | undefined,
+): Promise<TransformResult> {
+  const done = await remote?.(seq, data);
+  if (done === undefined) return transformChunk(ctx, seq, data);
+  const problems = await chargeProblems(ctx, seq, rowCount(data), done.problems);
+  ctx.progress.threaded += rowCount(data);
+  return { chunk: done.chunk, staged: done.staged, problems };
+}
+
+/**
+ * Transforms and stages one chunk: canonical records and problems are persisted in one transaction. With `remote`,
+ * the chunk is mapped there (a transform thread) rather than on this thread.
+ */
 export async function transformAndStage(
   ctx: RunContext,
   seq: number,
-  rows: readonly Row[],
-): Promise<CanonicalRecord[]> {
-  const { records, problems } = await transformChunk(ctx, seq, rows);
-  await ctx.store.stage(ctx.run.id, seq, "canonical", encodeCanonical(records));
-  await ctx.store.saveCanonical(ctx.run.id, seq, records.length, problems, Date.now());
-  for (const record of records) record.json = undefined;
-  ctx.progress.transformed += rows.length;
+  data: SourceRows,
+  remote?: RemoteTransform,
+): Promise<CanonicalChunk> {
+  const { chunk, staged, problems } = await transformSomewhere(ctx, seq, data, remote);
+  await ctx.store.stage(ctx.run.id, seq, "canonical", staged);
+  await ctx.store.saveCanonical(ctx.run.id, seq, chunk.count, problems, Date.now());
+  ctx.progress.transformed += rowCount(data);
   for (const problem of problems) {
     if (problem.status === "failed") ctx.progress.failed++;
     else ctx.progress.quarantined++;
   }
   ctx.notify();
-  return records;
+  return chunk;
 }

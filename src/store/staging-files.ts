@@ -53,19 +53,20 @@ export class StagingFiles {
     return segment;
   }
 
-  write(runId: number, seq: number, stage: Stage, data: string): void {
+  write(runId: number, seq: number, stage: Stage, data: string | Uint8Array): void {
     const segment = this.#segment(runId, stage, true) as Segment;
-    const length = Buffer.byteLength(data);
+    const length = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
     const header = Buffer.allocUnsafe(headerBytes);
     header.writeUInt32LE(seq, 0);
     header.writeUInt32LE(length, 4);
     writeSync(segment.fd, header, 0, headerBytes, segment.size);
-    // the text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
-    let written = writeSync(segment.fd, data, segment.size + headerBytes, "utf8");
+    const at = segment.size + headerBytes;
+    // text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
+    let written = typeof data === "string" ? writeSync(segment.fd, data, at, "utf8") : 0;
+    const bytes = typeof data === "string" ? undefined : data;
     if (written < length) {
-      const rest = Buffer.from(data, "utf8");
-      while (written < length)
-        written += writeSync(segment.fd, rest, written, length - written, segment.size + headerBytes + written);
+      const rest = bytes ?? Buffer.from(data as string, "utf8");
+      while (written < length) written += writeSync(segment.fd, rest, written, length - written, at + written);
     }
     if (this.#fsync) fsyncSync(segment.fd);
     segment.index?.set(seq, { offset: segment.size + headerBytes, length });

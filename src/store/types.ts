@@ -85,8 +85,14 @@ export interface ChunkState {
 
 /** One chunk's load into one target. */
 export interface LoadResult {
-  /** Keys loaded, with the content hash now in the target and the id the target gave, if any. */
-  loaded: { key: string; hash: string; targetId?: string }[];
+  /**
+   * Keys loaded, with the content hash now in the target (`hashes[i]` for `loaded[i]`) and the id the target gave
+   * (`targetIds[i]`, when the target gives ids). Parallel arrays of strings rather than an object per record: they
+   * cross to the store's thread by structured clone, where objects cost several times more.
+   */
+  loaded: string[];
+  hashes: string[];
+  targetIds?: (string | null)[];
   unchanged: string[];
   /** Quarantined or failed records, with their reasons. */
   problems: RecordOutcome[];
@@ -154,10 +160,11 @@ export interface Store {
   latestUnfinished(flow: string): Promise<RunRecord | undefined>;
 
   /**
-   * Stages one chunk's output of a stage as one value (JSON text). Called before the chunk is recorded
+   * Stages one chunk's output of a stage as one value: text, or the same text as UTF-8 bytes (a transform thread's
+   * output, written as it is). Called before the chunk is recorded
    * (saveExtracted / saveCanonical): only a recorded chunk's staged value is ever read.
    */
-  stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string): Promise<void>;
+  stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string | Uint8Array): Promise<void>;
   /** Records one extracted chunk (its rows staged) and the source position after it. */
   saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void>;
   /**

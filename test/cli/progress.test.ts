@@ -14,6 +14,7 @@ describe("progress bars", () => {
       chunks: 4,
       extracted: 4000,
       transformed: 2000,
+      threaded: 0,
       quarantined: 3,
       failed: 0,
       extractDone: false,

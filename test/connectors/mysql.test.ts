@@ -55,9 +55,15 @@ function rowsOf(batches: readonly ReadBatch[]): Row[] {
   return batches.flatMap((batch) => batch.rows);
 }
 
-function write(to: Connection, table: string, key: string[], rows: Row[]): Promise<ItemResult[]> {
+function write(
+  to: Connection,
+  table: string,
+  key: string[],
+  rows: Row[],
+  options: Record<string, unknown> = {},
+): Promise<ItemResult[]> {
   const request: WriteRequest = {
-    options: { table },
+    options: { table, ...options },
     key,
     target: "test.target",
     run: 1,
@@ -448,6 +454,7 @@ describe("mysql connector: write", () => {
     assert.deepEqual(await db.query("SELECT * FROM keyless"), [{ id: 1, email: "a@example.org", name: "A" }]);
   });
 
+  // The INSERT path (batches with existing keys take it; load: false makes every batch take it).
   it("splits a large batch into statements by bytes, all in one transaction", async () => {
     await db.query("CREATE TABLE sized (id int PRIMARY KEY, body text NOT NULL, note varchar(10))");
     const writer = open({ url, poolSize: 1 }, "sized");
@@ -461,7 +468,7 @@ describe("mysql connector: write", () => {
     const bodyBytes = rows.reduce((sum, row) => sum + Buffer.byteLength(String(row.body)), 0);
     try {
       const before = await counters();
-      assert.deepEqual(await write(writer, "sized", ["id"], rows), allOk(2000));
+      assert.deepEqual(await write(writer, "sized", ["id"], rows, { load: false }), allOk(2000));
       const done = await counters();
       // ~8 MB of SQL: at least 8 INSERT statements of at most 1 MiB, and a single COMMIT.
       assert.ok(done.Com_insert - before.Com_insert >= Math.ceil(bodyBytes / (1024 * 1024)), JSON.stringify(done));
@@ -477,7 +484,7 @@ describe("mysql connector: write", () => {
         "CREATE TRIGGER sized_refuse BEFORE INSERT ON sized FOR EACH ROW " +
           "IF NEW.id = 1999 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by trigger'; END IF",
       );
-      const error = await rejection(write(writer, "sized", ["id"], rows));
+      const error = await rejection(write(writer, "sized", ["id"], rows, { load: false }));
       assert.equal(error.errorClass, "permanent");
       assert.match(error.message, /refused by trigger/);
       assert.deepEqual(await db.query("SELECT COUNT(*) AS n FROM sized"), [{ n: "0" }]);
@@ -485,7 +492,7 @@ describe("mysql connector: write", () => {
 
       // A row with bad data in the last statement: the others land, that one is refused.
       const bad = rows.map((row) => (row.id === 1999 ? { ...row, note: "far too long" } : row));
-      const results = await write(writer, "sized", ["id"], bad);
+      const results = await write(writer, "sized", ["id"], bad, { load: false });
       assert.deepEqual(results.slice(0, 1999), allOk(1999));
       assert.equal(results[1999]?.ok, false);
       assert.deepEqual(await db.query("SELECT COUNT(*) AS n, MAX(id) AS top FROM sized"), [{ n: "1999", top: 1998 }]);
@@ -503,7 +510,7 @@ describe("mysql connector: write", () => {
         Number((await session.query("SHOW SESSION STATUS LIKE 'Com_insert'"))[0]?.Value ?? Number.NaN);
       const rows: Row[] = Array.from({ length: 400 }, (_, id) => ({ id, body: "x".repeat(90) }));
       const before = await inserts();
-      assert.deepEqual(await write(writer, "small_statements", ["id"], rows), allOk(400));
+      assert.deepEqual(await write(writer, "small_statements", ["id"], rows, { load: false }), allOk(400));
       // ~100 bytes a row, at most 4 kB a statement: 400 rows take at least 10 statements.
       assert.ok((await inserts()) - before >= 10);
       assert.deepEqual(await db.query("SELECT COUNT(*) AS n FROM small_statements"), [{ n: "400" }]);

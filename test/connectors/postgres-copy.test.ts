@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { CopyTextParser, encodeField, unescapeCopy } from "../../src/connectors/postgres/copy-text.ts";
+import { CopyLines, CopyRowDecoder, encodeField, unescapeCopy } from "../../src/connectors/postgres/copy-text.ts";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import { textParser } from "../../src/connectors/postgres/parsers.ts";
 import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
@@ -138,13 +138,12 @@ describe("COPY text format", () => {
   });
 
   it("parses rows from chunks cut anywhere, even inside a UTF-8 character", () => {
-    const parser = () =>
-      new CopyTextParser([
-        { name: "id", parse: textParser(23) },
-        { name: "t", parse: textParser(25) },
-        { name: "doc", parse: textParser(3802) },
-        { name: "t", parse: textParser(25) }, // a later column of the same name wins, as in pg's rows
-      ]);
+    const decoder = new CopyRowDecoder([
+      { name: "id", parse: textParser(23) },
+      { name: "t", parse: textParser(25) },
+      { name: "doc", parse: textParser(3802) },
+      { name: "t", parse: textParser(25) }, // a later column of the same name wins, as in pg's rows
+    ]);
     const data = Buffer.from(
       '1\tünï 🎉\t{"a": "x\\\\ty"}\tlast\n2\t\\N\t\\N\t\\\\N\n3\t\t[1, 2]\ttab\\there\n4\tx\\ny\t{}\t\n',
     );
@@ -156,18 +155,52 @@ describe("COPY text format", () => {
     ];
     for (let cut = 0; cut <= data.length; cut++) {
       for (const step of [1, 7]) {
-        const rows: Row[] = [];
-        const copy = parser();
-        copy.push(data.subarray(0, cut), rows);
-        for (let at = cut; at < data.length; at += step) copy.push(data.subarray(at, at + step), rows);
-        copy.end();
-        assert.deepEqual(rows, expected, `cut at ${cut}, then every ${step} bytes`);
+        // Lines taken two at a time as the chunks come, as a read's batches of two would be.
+        const lines = new CopyLines();
+        const batches: { text: string; count: number; last: string }[] = [];
+        const take = () => {
+          const { parts, count, last } = lines.take();
+          return { text: Buffer.concat(parts).toString("utf8"), count, last };
+        };
+        const chunks = [data.subarray(0, cut)];
+        for (let at = cut; at < data.length; at += step) chunks.push(data.subarray(at, at + step));
+        for (const chunk of chunks) {
+          lines.push(chunk);
+          while (lines.collect(2)) batches.push(take());
+        }
+        lines.end();
+        assert.equal(lines.empty, true);
+        const text = data.toString();
+        const split = text.split("\n");
+        assert.deepEqual(
+          batches,
+          [0, 2].map((from) => ({
+            text: `${split.slice(from, from + 2).join("\n")}\n`,
+            count: 2,
+            last: split[from + 1],
+          })),
+          `cut at ${cut}, then every ${step} bytes`,
+        );
+        assert.deepEqual(decoder.rows(batches.map((batch) => batch.text).join("")), expected);
       }
     }
-    const truncated = parser();
-    truncated.push(data.subarray(0, data.length - 1), []);
+    assert.deepEqual(decoder.rows(data.toString(), 3), expected.slice(0, 3), "the first rows only");
+    assert.deepEqual(decoder.pick("5\tx\t\\N\tlast", ["t", "id", "nothing"]), { t: "last", id: 5 });
+    const truncated = new CopyLines();
+    truncated.push(data.subarray(0, data.length - 1));
     assert.throws(() => truncated.end(), /middle of a row/);
-    assert.throws(() => parser().push(Buffer.from("1\tonly two\n"), []), /2 fields, expected 4/);
+    // the data ended, with more whole lines than the batch taken: the rest is for the next batches, not an error
+    const ahead = new CopyLines();
+    ahead.push(data.subarray(0, 20));
+    ahead.push(data.subarray(20));
+    assert.equal(ahead.collect(1), true);
+    ahead.end();
+    assert.equal(ahead.take().count, 1);
+    assert.equal(ahead.collect(3), true);
+    assert.equal(ahead.take().count, 3);
+    assert.equal(ahead.empty, true);
+    assert.throws(() => decoder.rows("1\tonly two\n"), /2 fields, expected 4/);
+    assert.throws(() => decoder.rows("1\ta\tb\tc"), /middle of a row/);
   });
 });
 

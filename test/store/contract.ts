@@ -116,7 +116,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           run.id,
           0,
           "t1",
-          { loaded: [{ key: "1", hash: "h1", targetId: "T-1" }], unchanged: ["2"], problems: [], attempts: 2 },
+          { loaded: ["1"], hashes: ["h1"], targetIds: ["T-1"], unchanged: ["2"], problems: [], attempts: 2 },
           3,
         );
         await store.saveLoad(
@@ -124,7 +124,8 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           0,
           "t2",
           {
-            loaded: [{ key: "1", hash: "h1" }],
+            loaded: ["1"],
+            hashes: ["h1"],
             unchanged: [],
             problems: [
               {
@@ -198,7 +199,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           run.id,
           0,
           "t1",
-          { loaded: [{ key: "a", hash: "ha" }], unchanged: [], problems: [], attempts: 1 },
+          { loaded: ["a"], hashes: ["ha"], unchanged: [], problems: [], attempts: 1 },
           3,
         );
         assert.equal(
@@ -268,10 +269,8 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           0,
           "t1",
           {
-            loaded: [
-              { key: "a", hash: "h1" },
-              { key: "b", hash: "h2" },
-            ],
+            loaded: ["a", "b"],
+            hashes: ["h1", "h2"],
             unchanged: [],
             problems: [],
             attempts: 1,
@@ -282,7 +281,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           run.id,
           0,
           "t2",
-          { loaded: [{ key: "a", hash: "h1" }], unchanged: [], problems: [], attempts: 1, deferHashes: true },
+          { loaded: ["a"], hashes: ["h1"], unchanged: [], problems: [], attempts: 1, deferHashes: true },
           2,
         );
         const t1 = await store.getHashes("t1", ["a", "b", "c"]);

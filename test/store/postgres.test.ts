@@ -186,7 +186,7 @@ describe("PostgreSQL store", () => {
             run.id,
             0,
             "t1",
-            { loaded: [{ key: "a", hash: "h" }], unchanged: [], problems: [], attempts: 1 },
+            { loaded: ["a"], hashes: ["h"], unchanged: [], problems: [], attempts: 1 },
             4,
           );
           await tx.finishRun(run.id, "host:1:a", { status: "succeeded", cursor: [1] }, 5);

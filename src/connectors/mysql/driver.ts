@@ -1,14 +1,22 @@
-import mysql, { type ConnectionOptions, type FieldPacket, type Pool, type PoolConnection } from "mysql2/promise";
+import type { Readable } from "node:stream";
+import mysql, {
+  type ConnectionOptions,
+  type FieldPacket,
+  type Pool,
+  type PoolConnection,
+  type ResultSetHeader,
+} from "mysql2/promise";
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { SettingIssue, System } from "../../core/system.ts";
 import { settingsChecker } from "../settings.ts";
-import { connectionPreflightIssues, connectionSettingsIssues, tableOrQueryIssues } from "../sql.ts";
+import { connectionPreflightIssues, connectionSettingsIssues, quoteQualified, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
+import { prepareRows, sqlString } from "./encode.ts";
 import { mysqlError, serverErrno } from "./errors.ts";
 import { MysqlBindingOptions, MysqlSystemOptions } from "./options.ts";
 import { readMysql } from "./read.ts";
-import { sqlString, type TableCache, tableCache, writeMysql } from "./write.ts";
+import { type TableCache, tableCache, writeMysql } from "./write.ts";
 
 const checkSystem = settingsChecker(MysqlSystemOptions);
 const checkBinding = settingsChecker(MysqlBindingOptions);
@@ -31,9 +39,17 @@ export interface MysqlResult {
 
 export type Query = (sql: string, params?: readonly unknown[]) => Promise<MysqlResult>;
 
+/** What a LOAD DATA statement did: rows inserted, and the warnings it raised (notes included). */
+export interface LoadResult {
+  affectedRows: number;
+  warnings: number;
+}
+
 /** One pooled connection, prepared for Franca: what read.ts and write.ts use. */
 export interface SessionConnection {
   query: Query;
+  /** Runs a `LOAD DATA LOCAL INFILE` statement, whatever file it names reading `data()` (no file is ever read). */
+  load(sql: string, data: () => Readable): Promise<LoadResult>;
   /** The server's max_allowed_packet: no statement may be longer. */
   readonly maxPacket: number;
 }
@@ -243,7 +259,14 @@ function open(system: System): Connection {
           signal.throwIfAborted();
           return result;
         };
-        return await work({ query, maxPacket });
+        const load = async (sql: string, data: () => Readable): Promise<LoadResult> => {
+          signal.throwIfAborted();
+          const [result] = await connection.query({ sql, infileStreamFactory: data });
+          signal.throwIfAborted();
+          const header = result as ResultSetHeader;
+          return { affectedRows: header.affectedRows, warnings: header.warningStatus };
+        };
+        return await work({ query, load, maxPacket });
       } catch (error) {
         const raw = error instanceof FrancaError ? error.cause : error;
         if (raw !== undefined && serverErrno(raw) === undefined) broken = true;
@@ -260,6 +283,19 @@ function open(system: System): Connection {
   return {
     read(request) {
       return readMysql(session, request);
+    },
+    async describeTarget(options, signal) {
+      const table = (options as MysqlBindingOptions).table as string;
+      try {
+        return await session.withConnection(signal, async (connection) => {
+          const info = await tables.get(table, connection.query, true);
+          const any = await connection.query(`SELECT 1 FROM ${quoteQualified(table, "`")} LIMIT 1`);
+          return { ...info, empty: any.rows.length === 0 };
+        });
+      } catch (error) {
+        if (signal.aborted && !(error instanceof FrancaError)) throw error;
+        throw mysqlError(error, system.name, `cannot describe '${table}'`);
+      }
     },
     write(request) {
       return writeMysql(session, tables, request);
@@ -308,6 +344,7 @@ export const mysqlDriver: Driver = {
     ...connectionSettingsIssues((options ?? {}) as MysqlSystemOptions),
   ],
   validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
+  prepare: prepareRows,
   preflight: (system) =>
     connectionPreflightIssues(system.options as MysqlSystemOptions, ["mysql:", "mariadb:"], (url) => {
       const issues: SettingIssue[] = [];

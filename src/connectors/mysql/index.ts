@@ -12,7 +12,9 @@ export { mysqlDriver };
  * Values read are exact (see options.ts): DECIMAL and BIGINT as strings, DATETIME/TIMESTAMP/DATE as the server's
  * text in a UTC session, JSON parsed, binary columns as Buffers. Writes are upserts (INSERT … ON DUPLICATE KEY
  * UPDATE) on a PRIMARY KEY or UNIQUE index over the binding's key, one transaction per write call, a refused row
- * quarantined alone.
+ * quarantined alone; a batch whose keys are all new goes through LOAD DATA LOCAL INFILE instead, landing the same
+ * (binding setting `load`). Rows may be encoded ahead on the engine's transform threads (`describeTarget`,
+ * `prepare`).
  */
 export function mysql(
   name: string,

@@ -59,6 +59,12 @@ export const MysqlBindingOptions = Type.Object(
     table: Type.Optional(Type.String({ minLength: 1 })),
     /** A SELECT read as a subquery (sources only); keyset reads wrap it, so it must expose the key and cursor. */
     query: Type.Optional(Type.String({ minLength: 1 })),
+    /**
+     * Write batches whose keys are all new with `LOAD DATA LOCAL INFILE` (default true), when the table and the rows
+     * allow it (see write.ts): what lands is what the upsert would land. A server or client that refuses LOCAL INFILE
+     * is remembered, and its writes go through INSERT. `false`: always multi-row INSERT … ON DUPLICATE KEY UPDATE.
+     */
+    load: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -4,9 +4,9 @@ import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import { afterPredicate, expandedParams, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
 import type { MysqlSession } from "./driver.ts";
+import { sqlLiteral } from "./encode.ts";
 import { mysqlError } from "./errors.ts";
 import type { MysqlBindingOptions } from "./options.ts";
-import { sqlLiteral } from "./write.ts";
 
 /** How a position value is written back into SQL, by the type of its column. */
 type Kind = "number" | "binary" | "text";

@@ -5,8 +5,8 @@
  * row written through COPY lands exactly as the multi-row INSERT would land it.
  */
 import { createRequire } from "node:module";
-import { StringDecoder } from "node:string_decoder";
 import type { Row } from "../../core/binding.ts";
+import { textParser } from "./parsers.ts";
 
 /** What the encoding of a column depends on. */
 export interface ColumnKind {
@@ -110,22 +110,33 @@ export function unescapeCopy(field: string): string {
   return from === 0 ? field : out + field.slice(from);
 }
 
+const elementEscapes = /[\\"]/g;
+
+/**
+ * A COPY field → its value as an element of an array literal: quoted, with backslashes and double quotes escaped, or
+ * a bare NULL. The field holds a parameter's text (see encodeField), and this is what pg makes of each element of a
+ * JS array parameter (utils.js, arrayString), so `'{…}'::type[]` built from fields holds the same values as an array
+ * parameter of the rows' values would, at a fraction of the cost.
+ */
+export function arrayElement(field: string): string {
+  if (field === copyNull) return "NULL";
+  const text = field.includes("\\") ? unescapeCopy(field) : field;
+  return text.includes('"') || text.includes("\\") ? `"${text.replace(elementEscapes, "\\$&")}"` : `"${text}"`;
+}
+
 export interface CopyField {
   name: string;
   parse: (text: string) => unknown;
 }
 
 /**
- * Turns the byte stream of `COPY … TO STDOUT` (text format) into rows shaped like pg's own: one property per
- * column in the query's order (a later column of the same name wins), NULL as null, every other value through the
- * column's parser. Chunks may end anywhere, in the middle of a line or of a UTF-8 sequence.
+ * Turns lines of `COPY … TO STDOUT` (text format) into rows shaped like pg's own: one property per column in the
+ * query's order (a later column of the same name wins), NULL as null, every other value through the column's parser.
  */
-export class CopyTextParser {
-  readonly #decoder = new StringDecoder("utf8");
+export class CopyRowDecoder {
   readonly #names: string[];
   readonly #parsers: ((text: string) => unknown)[];
   readonly #template: Row;
-  #rest = "";
 
   constructor(fields: readonly CopyField[]) {
     this.#names = fields.map((field) => field.name);
@@ -135,26 +146,21 @@ export class CopyTextParser {
     this.#template = template;
   }
 
-  /** Appends the rows of every complete line of `chunk` to `out`; an incomplete last line waits for the next. */
-  push(chunk: Buffer, out: Row[]): void {
-    const decoded = this.#decoder.write(chunk);
-    const text = this.#rest === "" ? decoded : this.#rest + decoded;
+  /** The rows of `text`, lines each ending with a newline: the first `limit` only, when given. */
+  rows(text: string, limit = Number.POSITIVE_INFINITY): Row[] {
+    const rows: Row[] = [];
     let start = 0;
-    for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
-      out.push(this.#row(text, start, end));
+    while (rows.length < limit && start < text.length) {
+      const end = text.indexOf("\n", start);
+      if (end === -1) throw new Error(`COPY data ended in the middle of a row (${text.length - start} characters)`);
+      rows.push(this.row(text, start, end));
       start = end + 1;
     }
-    this.#rest = start === text.length ? "" : text.slice(start);
+    return rows;
   }
 
-  /** At the end of the data: a last line without its newline means the stream was cut. */
-  end(): void {
-    const rest = this.#rest + this.#decoder.end();
-    this.#rest = "";
-    if (rest !== "") throw new Error(`COPY data ended in the middle of a row (${rest.length} characters)`);
-  }
-
-  #row(text: string, start: number, end: number): Row {
+  /** The row of the line `text[start, end)`. */
+  row(text: string, start: number, end: number): Row {
     const row: Row = { ...this.#template };
     const last = this.#names.length - 1;
     let from = start;
@@ -164,16 +170,201 @@ export class CopyTextParser {
         to = text.indexOf("\t", from);
         if (to === -1 || to > end) throw new Error(`a COPY row has ${i + 1} fields, expected ${last + 1}`);
       }
-      let field = text.slice(from, to);
-      if (field === copyNull) {
-        row[this.#names[i] as string] = null;
-      } else {
-        if (field.includes("\\")) field = unescapeCopy(field);
-        row[this.#names[i] as string] = (this.#parsers[i] as (text: string) => unknown)(field);
-      }
+      row[this.#names[i] as string] = this.#value(i, text.slice(from, to));
       from = to + 1;
     }
     if (from !== end + 1) throw new Error(`a COPY row has more than ${last + 1} fields`);
     return row;
   }
+
+  /**
+   * Some columns of one line (without its newline), as `row` would give them: what a batch's position needs of its
+   * last row, without decoding the rest. A name that is not a column is left out.
+   */
+  pick(line: string, names: readonly string[]): Row {
+    const at = names.map((name) => this.#names.lastIndexOf(name));
+    const wanted = Math.max(...at);
+    const values: unknown[] = [];
+    let from = 0;
+    for (let i = 0; i <= wanted; i++) {
+      let to = line.indexOf("\t", from);
+      if (to === -1) {
+        if (i < wanted) throw new Error(`a COPY row has ${i + 1} fields, expected ${this.#names.length}`);
+        to = line.length;
+      }
+      values.push(at.includes(i) ? this.#value(i, line.slice(from, to)) : undefined);
+      from = to + 1;
+    }
+    const row: Row = {};
+    for (const [k, name] of names.entries()) if ((at[k] as number) >= 0) row[name] = values[at[k] as number];
+    return row;
+  }
+
+  #value(index: number, field: string): unknown {
+    if (field === copyNull) return null;
+    const text = field.includes("\\") ? unescapeCopy(field) : field;
+    return (this.#parsers[index] as (text: string) => unknown)(text);
+  }
+}
+
+/**
+ * Whole lines taken from a COPY stream: their bytes (each line with its newline), in parts that concatenate into
+ * them, how many, and the last line's text.
+ */
+export interface CopyLinesTaken {
+  parts: Buffer[];
+  count: number;
+  /** The last line, decoded, without its newline ("" when none). */
+  last: string;
+}
+
+const newline = 0x0a;
+
+/**
+ * Cuts the byte stream of `COPY … TO STDOUT` into whole lines, a batch at a time, without looking inside them or
+ * decoding them (that is the decoder's work, possibly on another thread): the bytes of each line are found by their
+ * newline, which UTF-8 never uses inside a character, and handed out as slices of the chunks received. Each newline
+ * is searched once. Only a batch's last line is decoded, for the position after it.
+ */
+export class CopyLines {
+  /** Chunks not handed out whole yet, in order; the first from #offset on. */
+  readonly #chunks: Buffer[] = [];
+  #offset = 0;
+  /** The lines collected for the next take. */
+  #parts: Buffer[] = [];
+  #count = 0;
+  /** Where the last line collected starts and ends: in the chunk it lies in, or (spanning chunks) as its bytes. */
+  #last: Buffer | undefined;
+
+  push(chunk: Buffer): void {
+    if (chunk.length > 0) this.#chunks.push(chunk);
+  }
+
+  /** At the end of the data: bytes after the last newline mean the stream was cut. */
+  end(): void {
+    const last = this.#chunks.at(-1);
+    if (last === undefined || last[last.length - 1] === newline) return;
+    const cut = last.length - (last.lastIndexOf(newline) + 1);
+    throw new Error(`COPY data ended in the middle of a row (${cut} bytes or more)`);
+  }
+
+  /** No line is left, collected or not. */
+  get empty(): boolean {
+    return this.#count === 0 && this.#chunks.length === 0;
+  }
+
+  /** Collects whole lines until `size` are; false when the data pushed so far has fewer. */
+  collect(size: number): boolean {
+    while (this.#count < size) {
+      const chunk = this.#chunks[0];
+      if (chunk === undefined) return false;
+      const from = this.#offset;
+      let at = from;
+      let lastStart = -1;
+      let lastEnd = -1;
+      while (this.#count < size) {
+        const end = chunk.indexOf(newline, at);
+        if (end === -1) break;
+        lastStart = at;
+        lastEnd = end;
+        this.#count++;
+        at = end + 1;
+      }
+      if (lastStart === -1) {
+        // no newline in this chunk from `from` on: its bytes begin a line that a later chunk ends
+        if (!this.#joinFirst()) return false;
+        continue;
+      }
+      this.#last = chunk.subarray(lastStart, lastEnd);
+      this.#parts.push(from === 0 && at === chunk.length ? chunk : chunk.subarray(from, at));
+      if (at === chunk.length) {
+        this.#chunks.shift();
+        this.#offset = 0;
+      } else this.#offset = at;
+    }
+    return true;
+  }
+
+  /**
+   * Joins the first chunk's rest with the next chunk (a line spans them); false when there is no next chunk yet.
+   * Rare: chunks are tens of kilobytes, lines hundreds of bytes.
+   */
+  #joinFirst(): boolean {
+    if (this.#chunks.length < 2) return false;
+    const first = this.#chunks.shift() as Buffer;
+    const second = this.#chunks.shift() as Buffer;
+    this.#chunks.unshift(Buffer.concat([first.subarray(this.#offset), second]));
+    this.#offset = 0;
+    return true;
+  }
+
+  /** Hands out the lines collected. */
+  take(): CopyLinesTaken {
+    const taken = { parts: this.#parts, count: this.#count, last: this.#last?.toString("utf8") ?? "" };
+    this.#parts = [];
+    this.#count = 0;
+    this.#last = undefined;
+    return taken;
+  }
+}
+
+// ── encoded reads ───────────────────────────────────────────────────────────────────────────────────────────────
+
+const encodingFormat = "postgres-copy-text/1";
+
+/**
+ * The `encoding` of a COPY read's batches: its columns' names and type OIDs, as JSON (which escapes newlines), all
+ * `decode` needs to parse the lines as the read would.
+ */
+export function copyEncoding(fields: readonly { name: string; type: number }[]): string {
+  return JSON.stringify({ format: encodingFormat, fields: fields.map((field) => [field.name, field.type]) });
+}
+
+function encodingFields(encoding: string): CopyField[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(encoding);
+  } catch {
+    parsed = undefined;
+  }
+  const { format, fields } = (parsed ?? {}) as { format?: unknown; fields?: unknown };
+  if (
+    format !== encodingFormat ||
+    !Array.isArray(fields) ||
+    !fields.every((field) => Array.isArray(field) && typeof field[0] === "string" && Number.isInteger(field[1]))
+  )
+    throw new Error(`not an encoding of PostgreSQL COPY text: ${encoding.slice(0, 100)}`);
+  return (fields as [string, number][]).map(([name, type]) => ({ name, parse: textParser(type) }));
+}
+
+/** Decoders by encoding: one read's batches share theirs. */
+const decoders = new Map<string, CopyRowDecoder>();
+const maxDecoders = 64;
+
+/** The text of the first `limit` lines of `bytes` (all of it without a limit). */
+function linesText(bytes: Uint8Array, limit: number | undefined): string {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (limit === undefined) return buffer.toString("utf8");
+  let end = 0;
+  for (let line = 0; line < limit && end < buffer.length; line++) {
+    const at = buffer.indexOf(newline, end);
+    if (at === -1) return buffer.toString("utf8");
+    end = at + 1;
+  }
+  return buffer.toString("utf8", 0, end);
+}
+
+/**
+ * `postgresDriver.decode`: the rows of COPY lines read with `readEncoded` (their bytes, or their text), as `read`
+ * would have yielded them (the same decoder). Pure: it runs on transform threads.
+ */
+export function decodeCopy(encoding: string, lines: string | Uint8Array, limit?: number): Row[] {
+  const text = typeof lines === "string" ? lines : linesText(lines, limit);
+  let decoder = decoders.get(encoding);
+  if (decoder === undefined) {
+    decoder = new CopyRowDecoder(encodingFields(encoding));
+    if (decoders.size >= maxDecoders) decoders.delete(decoders.keys().next().value as string);
+    decoders.set(encoding, decoder);
+  }
+  return decoder.rows(text, limit);
 }

@@ -5,12 +5,14 @@ import type { System } from "../../core/system.ts";
 import { settingsChecker } from "../settings.ts";
 import { connectionPreflightIssues, connectionSettingsIssues, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
+import { decodeCopy } from "./copy-text.ts";
 import { postgresError, sqlState } from "./errors.ts";
 import { PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
 import { exactTypes } from "./parsers.ts";
+import { prepareCopy } from "./prepare.ts";
 import { readPostgres } from "./read.ts";
-import { readPostgresCopy } from "./read-copy.ts";
-import { type ColumnCache, columnCache, writePostgres } from "./write.ts";
+import { readPostgresCopy, readPostgresCopyEncoded } from "./read-copy.ts";
+import { type ColumnCache, columnCache, describeTarget, writePostgres } from "./write.ts";
 
 const checkSystem = settingsChecker(PostgresSystemOptions);
 const checkBinding = settingsChecker(PostgresBindingOptions);
@@ -202,6 +204,15 @@ function open(system: System): Connection {
         ? readPostgres(session, request)
         : readPostgresCopy(session, request);
     },
+    readEncoded(request) {
+      // Keyset reads come as pg's rows, not text: `read` only.
+      return (request.options as PostgresBindingOptions).copy === false
+        ? undefined
+        : readPostgresCopyEncoded(session, request);
+    },
+    describeTarget(options, signal) {
+      return describeTarget(session, columns, options, signal);
+    },
     write(request) {
       return writePostgres(session, columns, request);
     },
@@ -250,4 +261,6 @@ export const postgresDriver: Driver = {
   preflight: (system) =>
     connectionPreflightIssues(system.options as PostgresSystemOptions, ["postgres:", "postgresql:"]),
   open,
+  decode: decodeCopy,
+  prepare: prepareCopy,
 };

@@ -1,21 +1,24 @@
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { finished } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import { batchColumns, quoteIdent, quoteQualified, toParam } from "../sql.ts";
 import type { ItemResult, WriteRequest } from "../types.ts";
-import { type ColumnKind, copyNull, encodeField } from "./copy-text.ts";
+import type { ColumnKind } from "./copy-text.ts";
 import type { PostgresSession, Query } from "./driver.ts";
 import { isDataError, postgresError, sqlState } from "./errors.ts";
 import type { PostgresBindingOptions } from "./options.ts";
+import { type CopyRows, encodeCopyRows, kindCode, preparedFormat, type TargetDescription } from "./prepare.ts";
 
 /** Most bind parameters one statement may carry: the protocol counts them in 16 bits. */
 export const maxParameters = 65_535;
 
-/** Encoded rows are sent to COPY in pieces of about this many characters (back-pressure, no string per batch). */
-const copyPiece = 64 * 1024;
+/**
+ * Encoded rows go to COPY in CopyData messages of at most this many bytes (message boundaries need not fall between
+ * rows): views of the encoded bytes, so the server never has to take one huge message.
+ */
+const copyMessage = 1024 * 1024;
 
 interface ColumnInfo extends ColumnKind {
   /** The column's type as SQL (`numeric(12,2)`, `sales.code_domain`), for the staging table. */
@@ -33,7 +36,18 @@ export interface ColumnCache {
   noStaging: boolean;
   /** Whether rows whose keys are all new may be COPYed straight into the table (see directCopySql). */
   direct(table: string, key: readonly string[], columns: readonly string[], query: Query): Promise<boolean>;
+  /**
+   * Whether a batch for the direct COPY should first look for its keys in the table (see copyDirect): after a
+   * direct COPY found a key there, for the next `probedWrites` writes to the table, and again whenever a probe finds
+   * one; otherwise the COPY goes first and the unique index finds them.
+   */
+  probing(table: string): boolean;
+  /** What the last attempt found: keys already in the table, or none. */
+  found(table: string, existing: boolean): void;
 }
+
+/** Direct COPYs preceded by a probe after a key was found in the table, before the COPY goes first again. */
+export const probedWrites = 64;
 
 // to_regclass resolves the name like the INSERT will (search_path included) and gives NULL, not an error, when
 // the table does not exist. Domains are described by their base type (and named as themselves in sqltype).
@@ -74,8 +88,21 @@ const directCopySql = `
 export function columnCache(system: string): ColumnCache {
   const tables = new Map<string, TableColumns>();
   const direct = new Map<string, boolean>();
+  /** Tables whose direct COPYs are probed first, and for how many more writes. */
+  const probes = new Map<string, number>();
   return {
     noStaging: false,
+    probing(table) {
+      return (probes.get(table) ?? 0) > 0;
+    },
+    found(table, existing) {
+      if (existing) probes.set(table, probedWrites);
+      else {
+        const left = (probes.get(table) ?? 0) - 1;
+        if (left > 0) probes.set(table, left);
+        else probes.delete(table);
+      }
+    },
     async direct(table, key, columns, query) {
       const id = JSON.stringify([table, key, [...columns].sort()]);
       let known = direct.get(id);
@@ -115,9 +142,39 @@ export function columnCache(system: string): ColumnCache {
     clear() {
       tables.clear();
       direct.clear();
+      probes.clear();
       this.noStaging = false;
     },
   };
+}
+
+/** The columns of a table as `prepare` needs them: what `describeTarget` returns. */
+export function targetDescription(table: string, types: TableColumns): TargetDescription {
+  return {
+    table,
+    columns: [...types].map(([name, info]) => ({ name, type: info.sqlType, kind: kindCode(info) })),
+  };
+}
+
+/**
+ * `describeTarget`: the target table's columns, read anew (and kept by the cache, so that the writes that follow
+ * describe the table as the rows were prepared for, until it changes).
+ */
+export async function describeTarget(
+  session: PostgresSession,
+  cache: ColumnCache,
+  options: Readonly<Record<string, unknown>>,
+  signal: AbortSignal,
+): Promise<TargetDescription> {
+  const table = (options as PostgresBindingOptions).table as string;
+  try {
+    return await session.withClient(signal, async (query) =>
+      targetDescription(table, await cache.get(table, query, true)),
+    );
+  } catch (error) {
+    if (signal.aborted && !(error instanceof FrancaError)) throw error;
+    throw postgresError(error, session.system, `cannot describe '${table}'`);
+  }
 }
 
 /** Canonical value → parameter for a column of this type. */
@@ -230,6 +287,12 @@ async function rollback(query: Query, failure: unknown, system: string, what: st
   }
 }
 
+/** Rows `prepare` encoded, usable for a write: the data, and the index in it of each item's row. */
+interface Prepared {
+  data: CopyRows;
+  at: readonly number[];
+}
+
 /** A write call's batch, once its columns are known. */
 interface Batch {
   table: string;
@@ -238,7 +301,14 @@ interface Batch {
   columns: string[];
   key: readonly string[];
   keyAt: number[];
-  rows: Row[];
+  /** How many items. */
+  count: number;
+  /**
+   * The items' rows, read on first use: a write whose rows came prepared reads them on its slow paths only (a batch
+   * to isolate, INSERTs, a table described differently since), as reading one may cost a decode and a mapping.
+   */
+  rows(): Row[];
+  prepared: Prepared | undefined;
   types: TableColumns;
   signal: AbortSignal;
 }
@@ -247,8 +317,77 @@ type Results = (ItemResult | undefined)[];
 
 /** A row whose values cannot be sent at all (JSON.stringify of a BigInt in a json column): this row only. */
 function unsendable(batch: Batch, error: unknown): ItemResult {
-  const message = `'${batch.table}' refused the row: ${(error as Error).message}`;
+  return refusedRow(batch, error instanceof Error ? error.message : String(error));
+}
+
+function refusedRow(batch: Batch, reason: string): ItemResult {
+  const message = `'${batch.table}' refused the row: ${reason}`;
   return { ok: false, error: new FrancaError(ErrorCode.TargetRejected, message, { system: batch.system }) };
+}
+
+/**
+ * The prepared rows of a request, when they fit it: encoded by this driver for this table and key, an index in range
+ * for every item, and the same columns as the items' rows have (a write of some of a chunk's rows writes the columns
+ * of those only; the column order may differ, which changes nothing). Otherwise undefined: the rows are encoded here.
+ * Whether they were encoded for the table as it is described now is checked per attempt (`copyRowsOf`).
+ */
+function preparedOf(request: WriteRequest, table: string): Prepared | undefined {
+  const prepared = request.prepared;
+  if (prepared === undefined) return undefined;
+  const data = prepared.data as CopyRows | null | undefined;
+  if (typeof data !== "object" || data === null || data.format !== preparedFormat || data.table !== table)
+    return undefined;
+  if (data.key.length !== request.key.length || data.key.some((column, k) => column !== request.key[k]))
+    return undefined;
+  const at = prepared.rows;
+  const count = data.ends.length;
+  if (at.length !== request.items.length) return undefined;
+  for (const index of at) if (!Number.isInteger(index) || index < 0 || index >= count) return undefined;
+  if (data.gaps.length > 0) {
+    // Some rows lack some columns: those written are the ones at least one of the items' rows has.
+    const gaps = new Map(data.gaps);
+    let lacking: number[] | undefined;
+    for (const index of at) {
+      const lacks = gaps.get(index);
+      lacking = lacks === undefined ? [] : (lacking ?? lacks).filter((column) => lacks.includes(column));
+      if (lacking.length === 0) break;
+    }
+    if (lacking !== undefined && lacking.length > 0) return undefined;
+  }
+  return { data, at };
+}
+
+/** The KindCodes of the columns as the table is described now. */
+function kindsOf(batch: Batch): string {
+  return batch.columns.map((column) => kindCode(batch.types.get(column))).join("");
+}
+
+/**
+ * The batch's rows encoded for COPY, and the index in them of each item's row (undefined: the same index). The
+ * prepared ones when they were encoded for the columns' kinds as the table is described now (a column that became
+ * json or an array since, or that the description lacked, is encoded differently); else the rows encoded here.
+ */
+function copyRowsOf(batch: Batch): { copy: CopyRows; at: readonly number[] | undefined } {
+  const kinds = kindsOf(batch);
+  if (batch.prepared !== undefined && batch.prepared.data.kinds === kinds)
+    return { copy: batch.prepared.data, at: batch.prepared.at };
+  return { copy: encodeCopyRows(batch.rows(), batch.table, batch.key, batch.columns, kinds), at: undefined };
+}
+
+/** A row's key as text (its key columns' array elements), or undefined when a key column is NULL. */
+function keyText(copy: CopyRows, row: number): string | undefined {
+  const { keys } = copy;
+  if (keys.length === 1) {
+    const element = (keys[0] as string[])[row] as string;
+    return element === "NULL" ? undefined : element;
+  }
+  let text = "";
+  for (const elements of keys) {
+    const element = elements[row] as string;
+    if (element === "NULL") return undefined;
+    text += `${element},`;
+  }
+  return text;
 }
 
 // ── COPY ────────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -303,67 +442,85 @@ async function dropStaging(query: Query, client: object, name: string): Promise<
 }
 
 /**
- * The encoded lines to send, in row order, as UTF-8 pieces of about `copyPiece` characters: the COPY stream takes one
- * at a time, as the socket drains (a batch is never one giant string).
+ * Runs `COPY … FROM STDIN` (`sql`) with the lines of rows `send` (indexes into `copy`, in order). The lines of
+ * consecutive rows are one slice of the encoded bytes, so in the usual case (every row, in order) the bytes go as
+ * they are, in views of `copyMessage` bytes, with no copy; otherwise the slices are joined into one buffer first.
+ * Written at once rather than through a Readable: the bytes are in memory already, and the COPY stream queues them
+ * for the socket (`bench/pg-copy-part.ts send`: 0.31–0.34 µs of main-thread CPU a 330-byte row, against 0.61–0.73
+ * for Readable.from + pipeline of 64 kB pieces of the same bytes).
  */
-function* pieces(lines: readonly (string | undefined)[], send: readonly number[]): Generator<Buffer> {
-  let piece: string[] = [];
-  let length = 0;
-  for (const i of send) {
-    const line = lines[i] as string;
-    piece.push(line);
-    length += line.length;
-    if (length >= copyPiece) {
-      yield Buffer.from(piece.join(""));
-      piece = [];
-      length = 0;
+async function sendCopy(client: pg.ClientBase, sql: string, copy: CopyRows, send: readonly number[]): Promise<void> {
+  const { bytes, ends } = copy;
+  const slices: Buffer[] = [];
+  let from = 0;
+  let to = 0;
+  for (const row of send) {
+    const start = row === 0 ? 0 : (ends[row - 1] as number);
+    if (start !== to) {
+      if (to > from) slices.push(Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from));
+      from = start;
     }
+    to = ends[row] as number;
   }
-  if (piece.length > 0) yield Buffer.from(piece.join(""));
+  if (to > from) slices.push(Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from));
+  const data = slices.length === 1 ? (slices[0] as Buffer) : Buffer.concat(slices);
+  const stream = client.query(copyFrom(sql));
+  for (let at = 0; at < data.length; at += copyMessage) stream.write(data.subarray(at, at + copyMessage));
+  stream.end();
+  await finished(stream);
 }
 
 /**
- * The fast path of a write whose keys are all new: `COPY target FROM STDIN` in one transaction, after one
- * `SELECT … JOIN unnest(<the batch's keys>) … LIMIT 1` in the same transaction found none of them in the target
- * (the table qualifies: see directCopySql). A key written by someone else in between fails the COPY on the unique
- * index: rolled back, "exists", and the batch is upserted instead. Returns "isolate" on a data problem (rolled back).
+ * The fast path of a write whose keys are all new: `COPY target FROM STDIN` in one transaction (the table qualifies:
+ * see directCopySql). A key already in the table fails the COPY on the unique index (unique_violation): rolled back,
+ * "exists", and the batch is upserted instead; so is a key another session writes meanwhile. Returns "isolate" on a
+ * data problem (rolled back).
+ *
+ * A batch of a table where keys were found lately is probed first instead (`cache.probing`): one
+ * `SELECT … JOIN unnest(<the batch's keys>) … LIMIT 1` in the same transaction, and the COPY only when it finds none,
+ * so that a run over a table that holds its keys does not send every batch twice. The probe is not the first step
+ * always because it costs the server about as much again as the COPY's own index checks (a 1,000-key probe took
+ * ~1 ms of server time on a 1,000,000-row table), and a bulk load into an empty or append-only table never needs it.
  */
 async function copyDirect(
   query: Query,
   client: pg.ClientBase,
   batch: Batch,
-  lines: readonly (string | undefined)[],
+  copy: CopyRows,
   send: readonly number[],
+  cache: ColumnCache,
 ): Promise<"done" | "exists" | "isolate"> {
-  const { rows, columns, types, relation, system } = batch;
-  const keyColumns = batch.key.map((column) => quoteIdent(column));
-  const unnest = batch.key.map((column, k) => `$${k + 1}::${(types.get(column) as ColumnInfo).sqlType}[]`);
-  const probe =
-    `SELECT 1 FROM ${relation} AS t JOIN unnest(${unnest.join(", ")}) AS k(${keyColumns.join(", ")}) ` +
-    `ON ${keyColumns.map((column) => `t.${column} = k.${column}`).join(" AND ")} LIMIT 1`;
-  const keys = batch.key.map((column) => {
-    const kind = types.get(column) as ColumnInfo;
-    return send.map((i) => toPostgres((rows[i] as Row)[column], kind));
-  });
+  const { columns, types, relation, system } = batch;
   const names = columns.map((column) => quoteIdent(column)).join(", ");
   try {
     await query("BEGIN");
-    if ((await query(probe, keys)).rows.length > 0) {
-      await query("ROLLBACK");
-      return "exists";
+    if (cache.probing(batch.table)) {
+      const keyColumns = batch.key.map((column) => quoteIdent(column));
+      const unnest = batch.key.map((column, k) => `$${k + 1}::${(types.get(column) as ColumnInfo).sqlType}[]`);
+      const probe =
+        `SELECT 1 FROM ${relation} AS t JOIN unnest(${unnest.join(", ")}) AS k(${keyColumns.join(", ")}) ` +
+        `ON ${keyColumns.map((column) => `t.${column} = k.${column}`).join(" AND ")} LIMIT 1`;
+      const keys = copy.keys.map((elements) => `{${send.map((row) => elements[row]).join(",")}}`);
+      const existing = (await query(probe, keys)).rows.length > 0;
+      cache.found(batch.table, existing);
+      if (existing) {
+        await query("ROLLBACK");
+        return "exists";
+      }
     }
     batch.signal.throwIfAborted();
-    await pipeline(
-      Readable.from(pieces(lines, send)),
-      client.query(copyFrom(`COPY ${relation} (${names}) FROM STDIN`)),
-    );
+    await sendCopy(client, `COPY ${relation} (${names}) FROM STDIN`, copy, send);
     await query("COMMIT");
     return "done";
   } catch (error) {
     const what = `write to '${batch.table}' failed`;
     await rollback(query, error, system, what);
     if (batch.signal.aborted) throw postgresError(error, system, what);
-    if (sqlState(error) === "23505") return "exists"; // unique_violation: a key came in meanwhile, or another index
+    if (sqlState(error) === "23505") {
+      // unique_violation: a key was there (or came in meanwhile), or another unique index refused a row
+      cache.found(batch.table, true);
+      return "exists";
+    }
     if (isDataError(error)) return "isolate";
     throw postgresError(error, system, what);
   }
@@ -376,7 +533,8 @@ async function copyDirect(
  * "isolate" when the batch failed on a data problem (rolled back), for the row-by-row path to find the bad rows,
  * "insert" when the role may not create temporary tables, and (when `retry`) "stale" when a staging table made
  * earlier no longer fits its target (its types changed): nothing was written then, and the batch is worth one more
- * try with the target described anew.
+ * try with the target described anew. The rows go as `prepare` encoded them when they fit the table as described
+ * now; then no item's row is read.
  */
 async function upsertByCopy(
   query: Query,
@@ -386,49 +544,38 @@ async function upsertByCopy(
   cache: ColumnCache,
   retry: boolean,
 ): Promise<"done" | "isolate" | "insert" | "stale"> {
-  const { rows, columns, types, keyAt, relation, system } = batch;
-  const kinds = columns.map((column) => types.get(column) as ColumnInfo);
-  const isKey = columns.map((_, index) => keyAt.includes(index));
-  const lines: (string | undefined)[] = new Array(rows.length);
-  // The key's text, or undefined when a key column is NULL: NULLs never conflict (two rows may both be inserted),
-  // so such rows are never taken for duplicates.
-  const keys: (string | undefined)[] = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as Row;
-    try {
-      let line = "";
-      let key: string | undefined = "";
-      for (let c = 0; c < columns.length; c++) {
-        const field = encodeField(row[columns[c] as string], kinds[c] as ColumnInfo);
-        line = c === 0 ? field : `${line}\t${field}`;
-        if (isKey[c] && key !== undefined) key = field === copyNull ? undefined : `${key}${field}\t`;
-      }
-      lines[i] = `${line}\n`;
-      keys[i] = key;
-    } catch (error) {
-      results[i] = unsendable(batch, error);
-    }
-  }
+  const { count, columns, types, relation, system } = batch;
+  const { copy, at } = copyRowsOf(batch);
+  const refused = copy.refused.length === 0 ? undefined : new Map(copy.refused);
+  // The rows to send, by index in `copy`: of rows with the same key, the last. A row with a NULL key column is never
+  // taken for a duplicate: NULLs never conflict (two such rows may both be inserted).
   const send: number[] = [];
   const seen = new Set<string>();
-  for (let i = rows.length - 1; i >= 0; i--) {
-    if (lines[i] === undefined) continue;
-    const key = keys[i];
+  for (let i = count - 1; i >= 0; i--) {
+    const row = at === undefined ? i : (at[i] as number);
+    const reason = refused?.get(row);
+    if (reason !== undefined) {
+      results[i] = refusedRow(batch, reason);
+      continue;
+    }
+    const key = keyText(copy, row);
     if (key !== undefined) {
       if (seen.has(key)) continue;
       seen.add(key);
     }
-    send.push(i);
+    send.push(row);
   }
   if (send.length === 0) return "done";
   send.reverse();
 
   const names = columns.map((column) => quoteIdent(column)).join(", ");
   const what = `write to '${batch.table}' failed`;
-  if (await cache.direct(batch.table, batch.key, columns, query)) {
-    const direct = await copyDirect(query, client, batch, lines, send);
+  // An array key column would be unnested into its elements by the probe: such tables take the upsert.
+  const arrayKey = batch.key.some((column) => types.get(column)?.array === true);
+  if (!arrayKey && (await cache.direct(batch.table, batch.key, columns, query))) {
+    const direct = await copyDirect(query, client, batch, copy, send, cache);
     if (direct === "done") {
-      for (let i = 0; i < rows.length; i++) results[i] ??= { ok: true };
+      for (let i = 0; i < count; i++) results[i] ??= { ok: true };
       return "done";
     }
     if (direct === "isolate") return "isolate";
@@ -445,16 +592,13 @@ async function upsertByCopy(
   try {
     await query("BEGIN");
     batch.signal.throwIfAborted();
-    await pipeline(
-      Readable.from(pieces(lines, send)),
-      client.query(copyFrom(`COPY ${staging.name} (${names}) FROM STDIN`)),
-    );
+    await sendCopy(client, `COPY ${staging.name} (${names}) FROM STDIN`, copy, send);
     phase = "insert";
     await query(
       `INSERT INTO ${relation} (${names}) SELECT ${names} FROM ${staging.name} ${onConflict(columns, batch.key)}`,
     );
     await query("COMMIT");
-    for (let i = 0; i < rows.length; i++) results[i] ??= { ok: true };
+    for (let i = 0; i < count; i++) results[i] ??= { ok: true };
     return "done";
   } catch (error) {
     await rollback(query, error, system, what);
@@ -482,11 +626,12 @@ async function upsertByCopy(
 
 /** The parameters of the rows not refused yet, and the rows they are for. */
 function parameters(batch: Batch, results: Results): { values: unknown[][]; good: number[] } {
-  const values: unknown[][] = new Array(batch.rows.length);
+  const rows = batch.rows();
+  const values: unknown[][] = new Array(rows.length);
   const good: number[] = [];
-  for (let i = 0; i < batch.rows.length; i++) {
+  for (let i = 0; i < rows.length; i++) {
     if (results[i] !== undefined) continue;
-    const row = batch.rows[i] as Row;
+    const row = rows[i] as Row;
     try {
       values[i] = batch.columns.map((column) => toPostgres(row[column], batch.types.get(column) as ColumnInfo));
       good.push(i);
@@ -579,9 +724,15 @@ export async function writePostgres(
   const table = options.table as string;
   const system = session.system;
   const relation = quoteQualified(table);
-  const rows: Row[] = request.items.map((item) => item.row);
-  if (rows.length === 0) return [];
-  const columns = batchColumns(rows);
+  const { items } = request;
+  if (items.length === 0) return [];
+  const prepared = options.copy === false ? undefined : preparedOf(request, table);
+  let rows: Row[] | undefined;
+  const rowsOf = (): Row[] => {
+    rows ??= items.map((item) => item.row);
+    return rows;
+  };
+  const columns = prepared?.data.columns ?? batchColumns(rowsOf());
   const missingKey = request.key.filter((column) => !columns.includes(column));
   if (missingKey.length > 0) {
     throw new FrancaError(
@@ -613,15 +764,18 @@ export async function writePostgres(
         columns,
         key: request.key,
         keyAt,
-        rows,
+        count: items.length,
+        rows: rowsOf,
+        prepared,
         types: await describe(false),
         signal: request.signal,
       };
-      const results: Results = new Array(rows.length);
+      const results: Results = new Array(items.length);
       if (options.copy !== false && !cache.noStaging) {
         let outcome = await upsertByCopy(query, client, batch, results, cache, true);
         if (outcome === "stale") {
-          // Once, with the target described anew (and the rows encoded for its types as they are now).
+          // Once, with the target described anew (and the rows encoded for its types as they are now: prepared rows
+          // encoded otherwise are set aside).
           batch.types = await describe(true);
           results.fill(undefined);
           outcome = await upsertByCopy(query, client, batch, results, cache, false);

@@ -159,6 +159,7 @@ export class Cluster {
           chunks: counts.chunks,
           extracted: counts.extracted,
           transformed: counts.canonical + counts.quarantined + counts.failed,
+          threaded: 0,
           quarantined: counts.quarantined,
           failed: counts.failed,
           extractDone: run.extractDone,

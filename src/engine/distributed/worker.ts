@@ -18,6 +18,7 @@ import type { Flow } from "../../core/flow.ts";
 import type { Hub } from "../../core/hub.ts";
 import type { PostgresStore } from "../../store/postgres/store.ts";
 import type { RunRecord } from "../../store/types.ts";
+import { CanonicalChunk } from "../canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../context.ts";
 import { advancedCursor, chunkDone } from "../cursor.ts";
 import type { DriftState } from "../extract.ts";
@@ -27,7 +28,7 @@ import type { LookupRuntime } from "../lookups.ts";
 import { AttemptsError } from "../policy.ts";
 import { finishRecord, type RunEnvironment } from "../run.ts";
 import { createRunContext } from "../run-context.ts";
-import { decodeCanonical, encodeCanonical } from "../staging.ts";
+import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
 import { transformChunk } from "../transform.ts";
 import { queueOwner } from "./owner.ts";
 import {
@@ -263,11 +264,11 @@ export class DistributedWorker {
       last === undefined ? 0 : last.seq + 1,
       last === undefined ? run.cursorFrom : last.position,
       drift,
-      async ({ seq, rows, position }) => {
+      async ({ seq, data, position }) => {
         await this.#waitForTakers(run.id, ctx.signal);
         await this.#store.withTransaction(async (tx) => {
-          await tx.stage(run.id, seq, "extracted", JSON.stringify(rows));
-          await tx.saveExtracted(run.id, seq, position, rows.length, Date.now());
+          await tx.stage(run.id, seq, "extracted", encodeSourceRows(data));
+          await tx.saveExtracted(run.id, seq, position, rowCount(data), Date.now());
           await this.#boss.send(queues.transform, { run: run.id, seq }, {
             db: tx,
             singletonKey: jobKey.transform({ run: run.id, seq }),
@@ -314,10 +315,14 @@ export class DistributedWorker {
     const staged = await this.#store.readStaged(run.id, seq, "extracted");
     if (staged === undefined)
       throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged rows`);
-    const { records, problems } = await transformChunk(ctx, seq, JSON.parse(staged));
+    const {
+      chunk: transformed,
+      staged: canonical,
+      problems,
+    } = await transformChunk(ctx, seq, decodeSourceRows(staged));
     await this.#store.withTransaction(async (tx) => {
-      await tx.stage(run.id, seq, "canonical", encodeCanonical(records));
-      await tx.saveCanonical(run.id, seq, records.length, problems, Date.now());
+      await tx.stage(run.id, seq, "canonical", canonical);
+      await tx.saveCanonical(run.id, seq, transformed.count, problems, Date.now());
       for (const target of run.targets) {
         await this.#boss.send(queues.load, { run: run.id, seq, target }, {
           db: tx,
@@ -338,7 +343,7 @@ export class DistributedWorker {
     const staged = await this.#store.readStaged(run.id, seq, "canonical");
     if (staged === undefined)
       throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`);
-    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, decodeCanonical(staged));
+    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, CanonicalChunk.staged(staged));
     if (written.systemFailure !== undefined) {
       // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff
       await this.#store.saveLoad(run.id, seq, target, written.result, Date.now());

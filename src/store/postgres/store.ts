@@ -571,12 +571,17 @@ export class PostgresStore implements Store {
 
   // --- staging
 
-  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string): Promise<void> {
+  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string | Uint8Array): Promise<void> {
     // staged again (a chunk redone after a crash or a transient failure): the latest copy wins
     await this.#sql(
       `INSERT INTO ${this.#s}.staged (run_id, seq, stage, data) VALUES ($1, $2, $3, $4)
        ON CONFLICT (run_id, stage, seq) DO UPDATE SET data = excluded.data`,
-      [runId, seq, stage, data],
+      [
+        runId,
+        seq,
+        stage,
+        typeof data === "string" ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"),
+      ],
     );
   }
 
@@ -682,7 +687,7 @@ export class PostgresStore implements Store {
       target,
       seq,
       result.attempts,
-      JSON.stringify(result.loaded.map((item) => [item.key, item.targetId ?? null, item.hash])),
+      JSON.stringify(result.loaded.map((key, i) => [key, result.targetIds?.[i] ?? null, result.hashes[i]])),
       JSON.stringify(result.unchanged),
       defer,
       result.loaded.length,

@@ -313,7 +313,7 @@ export class SqliteStore implements Store {
     return run.status === "failed" || run.status === "cancelled" ? run : undefined;
   }
 
-  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string): Promise<void> {
+  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string | Uint8Array): Promise<void> {
     this.#staging.write(runId, seq, stage, data);
   }
 
@@ -388,7 +388,6 @@ export class SqliteStore implements Store {
   async saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void> {
     this.#transaction(() => {
       // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
-      // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
       // The common case (no target ids, hashes current at once) passes keys only, which SQLite parses fastest.
       const upsertKeys = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts)
         SELECT ?, value, ?, ?, ?, ? FROM json_each(?) WHERE true
@@ -400,26 +399,22 @@ export class SqliteStore implements Store {
         ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
           attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
           target_id = excluded.target_id, hash = excluded.hash`;
-      if (result.loaded.length > 0) {
-        const detailed = result.deferHashes === true || result.loaded.some((item) => item.targetId !== undefined);
-        const loaded = detailed
-          ? JSON.stringify(
-              result.loaded.map((item) => [
-                item.key,
-                item.targetId ?? null,
-                result.deferHashes === true ? item.hash : null,
-              ]),
-            )
-          : JSON.stringify(result.loaded.map((item) => item.key));
-        this.#run(detailed ? upsertDetailed : upsertKeys, runId, target, "loaded", seq, result.attempts, loaded);
+      const { loaded, hashes, targetIds } = result;
+      if (loaded.length > 0) {
+        const defer = result.deferHashes === true;
+        const detailed = defer || targetIds?.some((id) => id !== null) === true;
+        const keys = detailed
+          ? JSON.stringify(loaded.map((key, i) => [key, targetIds?.[i] ?? null, defer ? hashes[i] : null]))
+          : JSON.stringify(loaded);
+        this.#run(detailed ? upsertDetailed : upsertKeys, runId, target, "loaded", seq, result.attempts, keys);
       }
-      if (result.loaded.length > 0 && result.deferHashes !== true) {
+      if (loaded.length > 0 && result.deferHashes !== true) {
         this.#run(
           `INSERT INTO target_hashes (target, key, hash, run_id) SELECT ?, value ->> 0, value ->> 1, ? FROM json_each(?) WHERE true
            ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
           target,
           runId,
-          JSON.stringify(result.loaded.map((item) => [item.key, item.hash])),
+          JSON.stringify(loaded.map((key, i) => [key, hashes[i]])),
         );
       }
       if (result.unchanged.length > 0) {

@@ -1,0 +1,156 @@
+/**
+ * Rows encoded for `COPY … FROM STDIN`, apart from any connection: `postgresDriver.prepare` runs this on a transform
+ * thread, and a write whose rows were not prepared (or were prepared for a table described differently since) runs it
+ * itself, so that both send the same bytes. Pure: no connection, no I/O.
+ */
+import type { Row } from "../../core/binding.ts";
+import { batchColumns } from "../sql.ts";
+import type { PrepareRequest } from "../types.ts";
+import { arrayElement, type ColumnKind, encodeField } from "./copy-text.ts";
+import type { PostgresBindingOptions } from "./options.ts";
+
+/**
+ * How a column's values are encoded, in one letter: `j` json or jsonb, `a` an array type, `t` any other type, `?` a
+ * column the description did not have (encoded as `t`; a write never sends it as prepared, see `kindsOf`).
+ */
+export type KindCode = "j" | "a" | "t" | "?";
+
+export function kindCode(kind: ColumnKind | undefined): KindCode {
+  if (kind === undefined) return "?";
+  return kind.json ? "j" : kind.array ? "a" : "t";
+}
+
+const kinds: Record<string, ColumnKind> = {
+  j: { json: true, array: false },
+  a: { json: false, array: true },
+  t: { json: false, array: false },
+  "?": { json: false, array: false },
+};
+
+/** What `describeTarget` returns: the target table's columns, as `prepare` needs them. Structured-cloneable. */
+export interface TargetDescription {
+  table: string;
+  columns: { name: string; type: string; kind: KindCode }[];
+}
+
+export const preparedFormat = "postgres-copy-rows/1";
+
+/**
+ * Rows encoded as COPY text lines: what `prepare` returns (a write's `prepared.data`), and what a write encodes for
+ * itself otherwise. Structured-cloneable (typed arrays, arrays of strings and numbers).
+ */
+export interface CopyRows {
+  format: typeof preparedFormat;
+  /** The binding's table, and the key the rows were encoded for: a write for another ignores them. */
+  table: string;
+  key: string[];
+  /** The columns written: the union of the rows' fields, in first-seen order (as an unprepared write has them). */
+  columns: string[];
+  /** The KindCode each column was encoded as: a write whose description of the table differs ignores the rows. */
+  kinds: string;
+  /** The rows' lines, UTF-8, each with its newline, one after the other; nothing for a refused row. */
+  bytes: Uint8Array;
+  /** Where each row's line ends in `bytes` (it starts where the previous row's ends). */
+  ends: Uint32Array;
+  /**
+   * Per key column, per row: the value as an element of an array literal (see arrayElement), for the direct COPY's
+   * probe and, joined, as the row's identity when duplicate keys are dropped.
+   */
+  keys: string[][];
+  /** Rows that cannot be sent (JSON of a BigInt, an invalid Date): their index and the reason. */
+  refused: [number, string][];
+  /**
+   * Rows without some of the columns (written as NULL): their index and the columns they lack, by index. Set by
+   * `prepareCopy` only (a write's own encoding is of all its rows).
+   */
+  gaps: [number, number[]][];
+}
+
+/** Line buffer, reused from one call to the next (kept when it is not huge). */
+let scratch = Buffer.allocUnsafe(64 * 1024);
+const keptScratch = 16 * 1024 * 1024;
+
+/**
+ * Encodes rows into COPY lines for the given columns (`kinds`: a KindCode per column). A row whose value cannot be
+ * sent is refused, not thrown for. Lines go straight into one buffer (Buffer#write measured 0.35 µs a 330-byte row,
+ * against 0.7 µs for joining lines and Buffer.from of the result).
+ */
+export function encodeCopyRows(
+  rows: readonly Row[],
+  table: string,
+  key: readonly string[],
+  columns: readonly string[],
+  kindCodes: string,
+): CopyRows {
+  const columnKinds = columns.map((_, c) => kinds[kindCodes[c] as string] as ColumnKind);
+  const keyAt = columns.map((column) => key.indexOf(column));
+  const keys = key.map(() => new Array<string>(rows.length).fill("NULL"));
+  const keyFields = new Array<string>(key.length);
+  const ends = new Uint32Array(rows.length);
+  const refused: [number, string][] = [];
+  let buffer = scratch;
+  let at = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i] as Row;
+    let line = "";
+    try {
+      keyFields.fill("\\N");
+      for (let c = 0; c < columns.length; c++) {
+        const field = encodeField(row[columns[c] as string], columnKinds[c] as ColumnKind);
+        line = c === 0 ? field : `${line}\t${field}`;
+        const k = keyAt[c] as number;
+        if (k !== -1) keyFields[k] = field;
+      }
+    } catch (error) {
+      refused.push([i, error instanceof Error ? error.message : String(error)]);
+      ends[i] = at;
+      continue;
+    }
+    for (let k = 0; k < key.length; k++) (keys[k] as string[])[i] = arrayElement(keyFields[k] as string);
+    // At most 3 bytes of UTF-8 per UTF-16 unit, and the newline.
+    if (at + line.length * 3 + 1 > buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * buffer.length, at + line.length * 3 + 1));
+      buffer.copy(grown, 0, 0, at);
+      buffer = grown;
+    }
+    at += buffer.write(line, at);
+    buffer[at++] = 10;
+    ends[i] = at;
+  }
+  // A buffer of its own, of the exact size: a view into the scratch buffer would carry all of it across threads.
+  const bytes = new Uint8Array(at);
+  bytes.set(buffer.subarray(0, at));
+  if (buffer.length <= keptScratch) scratch = buffer;
+  return {
+    format: preparedFormat,
+    table,
+    key: [...key],
+    columns: [...columns],
+    kinds: kindCodes,
+    bytes,
+    ends,
+    keys,
+    refused,
+    gaps: [],
+  };
+}
+
+/** `postgresDriver.prepare`: the rows encoded for `write`, for the table `describeTarget` described. */
+export function prepareCopy(rows: readonly Row[], request: PrepareRequest): CopyRows {
+  const table = (request.options as PostgresBindingOptions).table as string;
+  const described = new Map(
+    ((request.target as TargetDescription | undefined)?.columns ?? []).map((column) => [column.name, column.kind]),
+  );
+  const columns = batchColumns(rows);
+  const codes = columns.map((column) => described.get(column) ?? "?").join("");
+  const prepared = encodeCopyRows(rows, table, request.key, columns, codes);
+  // A write of some of these rows only (the others unchanged) writes the columns of those: it needs to know which
+  // rows lack which (rare: a mapping's rows usually all have the same fields).
+  for (const [i, row] of rows.entries()) {
+    const fields = Object.keys(row);
+    if (fields.length === columns.length) continue;
+    const has = new Set(fields);
+    prepared.gaps.push([i, columns.flatMap((column, c) => (has.has(column) ? [] : [c]))]);
+  }
+  return prepared;
+}

@@ -1,0 +1,136 @@
+import type { Binding, MapContext, Row } from "../core/binding.ts";
+import type { CompiledEntity } from "../core/compiled-entity.ts";
+import { ErrorCode, FrancaError } from "../core/errors.ts";
+import { keyOf } from "../core/key.ts";
+import type { RecordOutcome } from "../core/record.ts";
+import { mapAll } from "./map-all.ts";
+import type { CanonicalRecord } from "./staging.ts";
+
+/** A record of a chunk that could not become a canonical record: where it was in the chunk, and its outcome. */
+export interface ChunkProblem {
+  /** Its row's index in the chunk. */
+  index: number;
+  outcome: RecordOutcome;
+}
+
+export interface MappedChunk {
+  /** The chunk's canonical records, one per key (of two rows with the same key, the later wins), with their JSON. */
+  records: CanonicalRecord[];
+  /** The rows that failed, in row order. */
+  problems: ChunkProblem[];
+}
+
+/** A thrown mapping error becomes a record problem: FrancaErrors keep code and class, anything else is MAPPING_FAILED. */
+export function mappingProblem(error: unknown, what: string): FrancaError {
+  if (error instanceof FrancaError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const path = (error as { path?: unknown })?.path;
+  return new FrancaError(ErrorCode.MappingFailed, `${what} threw: ${message}`, {
+    ...(typeof path === "string" ? { path } : {}),
+    cause: error,
+  });
+}
+
+/**
+ * Maps a chunk's rows to canonical records: toCanonical (sync or async, lookups allowed), schema validation, key,
+ * canonical JSON and content hash. A row that fails becomes a problem, with its field path; a lookup's system found
+ * down (SYSTEM_DOWN) stops the chunk. Pure apart from the mapping's own lookups: no store, no budget, no logging —
+ * it runs on the main thread and on transform threads alike (the caller charges the problems: transform.ts).
+ */
+export async function mapChunk(
+  binding: Binding,
+  compiled: CompiledEntity,
+  mapContext: MapContext,
+  seq: number,
+  rows: readonly Row[],
+): Promise<MappedChunk> {
+  const sourceIdOf = keyOf(binding.key);
+  const count = rows.length;
+  const { values: mapped, thrown } = await mapAll(rows, (row) => {
+    if (typeof row.$error === "string") {
+      const line = row.$line;
+      throw new FrancaError(
+        ErrorCode.SourceRecordInvalid,
+        `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${row.$error}`,
+      );
+    }
+    return binding.toCanonical(row, mapContext);
+  });
+
+  const records: CanonicalRecord[] = [];
+  const indexOfKey = new Map<string, number>();
+  const problems: ChunkProblem[] = [];
+  const cursorField = binding.cursor;
+  for (let i = 0; i < count; i++) {
+    const row = rows[i] as Row;
+    let sourceId: string;
+    try {
+      sourceId = sourceIdOf(row);
+    } catch {
+      sourceId = `${seq}:${i}`;
+    }
+    let problem: FrancaError | undefined;
+    let key: string | undefined;
+    const payload = mapped[i];
+    if (thrown.has(i)) {
+      problem = mappingProblem(thrown.get(i), `${binding.name}.toCanonical`);
+    } else if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+      problem = new FrancaError(
+        ErrorCode.MappingFailed,
+        `${binding.name}.toCanonical returned ${payload === null ? "null" : typeof payload}, not an object`,
+        { path: "/" },
+      );
+    } else {
+      problem = compiled.validate(payload);
+      if (problem === undefined) {
+        try {
+          key = compiled.key(payload as Record<string, unknown>);
+        } catch (error) {
+          problem = mappingProblem(error, "key");
+        }
+      }
+    }
+    if (problem !== undefined || key === undefined) {
+      const error = problem as FrancaError;
+      if (error.code === ErrorCode.SystemDown) throw error;
+      // The ledger files a record under its canonical key whenever one can be made (a record that failed validation
+      // elsewhere usually has one), else under its source id.
+      let ledgerKey = sourceId;
+      if (error.code === ErrorCode.ValidationFailed) {
+        try {
+          ledgerKey = compiled.key(payload as Record<string, unknown>);
+        } catch {
+          // no usable key fields: the source id it is
+        }
+      }
+      problems.push({
+        index: i,
+        outcome: {
+          key: ledgerKey,
+          target: null,
+          status: error.transient ? "failed" : "quarantined",
+          chunk: seq,
+          attempts: 1,
+          code: error.code,
+          errorClass: error.errorClass,
+          message: error.message,
+          ...(error.path === undefined ? {} : { path: error.path }),
+          sourceId,
+        },
+      });
+      continue;
+    }
+    const { json, hash } = compiled.fingerprint(payload);
+    // a plain literal, no spread: this runs once per record
+    const record: CanonicalRecord = { key, hash, sourceId, payload: payload as Record<string, unknown>, json };
+    if (cursorField !== undefined) record.cursor = row[cursorField];
+    const earlier = indexOfKey.get(key);
+    if (earlier === undefined) {
+      indexOfKey.set(key, records.length);
+      records.push(record);
+    } else {
+      records[earlier] = record;
+    }
+  }
+  return { records, problems };
+}

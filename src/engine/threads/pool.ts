@@ -1,0 +1,295 @@
+/**
+ * The engine's transform threads (thread.ts): chunks whose source rows come as the source's own text are decoded,
+ * mapped, validated, hashed and prepared for their database targets there, so that a run uses every core and the
+ * engine's thread only moves bytes (stages, records the ledger, sends prepared rows). Lookups the mappings call are
+ * answered here, through the run's caches and the systems' policies, as if the mapping ran on this thread.
+ *
+ * Threads start at a run's first chunk and are used as soon as one is ready: until then, and for chunks of decoded
+ * rows (sources without `readEncoded`, chunks staged as JSON), the engine transforms on its own thread. A thread that
+ * cannot load the hub's module makes the engine transform on its own thread, with a warning.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import type { Logger } from "pino";
+import type { Driver } from "../../connectors/types.ts";
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { Lookup } from "../../core/lookup.ts";
+import { CanonicalChunk, type PreparedTarget } from "../canonical-chunk.ts";
+import { forChunk } from "../chunk-order.ts";
+import type { Endpoint, RunContext } from "../context.ts";
+import { AttemptsError } from "../policy.ts";
+import type { SourceRows } from "../source-rows.ts";
+import type { RemoteResult, RemoteTransform } from "../transform.ts";
+import { whenAborted } from "../when-aborted.ts";
+import {
+  errorParts,
+  type FromThread,
+  fromParts,
+  type LookupAnswers,
+  type TargetJob,
+  type ThreadSetup,
+} from "./protocol.ts";
+
+export interface ThreadsOptions {
+  /** The module whose default export is the hub (the configuration file): path or URL. Each thread imports it. */
+  module: string;
+  /** Threads to start. Default: the machine's cores less one (one is the engine's), at least 1, at most 4. */
+  count?: number;
+  logger: Logger;
+  /** The hub's lookups by name: the threads' mappings call them here. */
+  lookups: ReadonlyMap<string, Lookup<unknown, unknown>>;
+}
+
+export function defaultThreadCount(): number {
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
+}
+
+interface Handle {
+  worker: Worker;
+  ready: boolean;
+  /** Jobs sent and not answered. */
+  jobs: number;
+}
+
+interface Job {
+  handle: Handle;
+  ctx: RunContext;
+  seq: number;
+  /** With undefined when the thread could not finish the chunk (the engine then transforms it itself). */
+  resolve(result: RemoteResult | undefined): void;
+  reject(error: unknown): void;
+}
+
+export class TransformThreads {
+  readonly #options: ThreadsOptions;
+  readonly #count: number;
+  readonly #jobs = new Map<number, Job>();
+  #handles: Handle[] | undefined;
+  #unusable = false;
+  #next = 0;
+  #started: Promise<boolean> | undefined;
+
+  constructor(options: ThreadsOptions) {
+    this.#options = options;
+    this.#count = Math.max(1, options.count ?? defaultThreadCount());
+  }
+
+  /** Starts the threads; resolves once each is ready, or false when they cannot be used. */
+  ready(): Promise<boolean> {
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  #start(): Promise<boolean> {
+    const setup: ThreadSetup = { module: this.#options.module };
+    const handles: Handle[] = [];
+    const readiness: Promise<boolean>[] = [];
+    for (let i = 0; i < this.#count; i++) {
+      const worker = new Worker(new URL("./thread.ts", import.meta.url), { workerData: setup });
+      worker.unref();
+      const handle: Handle = { worker, ready: false, jobs: 0 };
+      handles.push(handle);
+      readiness.push(
+        new Promise<boolean>((resolve) => {
+          worker.on("message", (message: FromThread) => {
+            if (message.type === "ready") {
+              handle.ready = true;
+              resolve(true);
+            } else if (message.type === "unusable") {
+              this.#giveUp(fromParts(message.error));
+              resolve(false);
+            } else this.#answer(handle, message);
+          });
+          worker.on("error", (error) => {
+            this.#giveUp(error);
+            resolve(false);
+          });
+          worker.on("exit", (code) => {
+            handle.ready = false;
+            if (!this.#unusable && this.#handles !== undefined) this.#giveUp(new Error(`exited with code ${code}`));
+            resolve(false);
+          });
+        }),
+      );
+    }
+    this.#handles = handles;
+    return Promise.all(readiness).then((all) => all.every(Boolean));
+  }
+
+  /** The threads cannot be used (the hub module does not load, a thread died): chunks go back to the engine's thread. */
+  #giveUp(error: unknown): void {
+    if (this.#unusable) return;
+    this.#unusable = true;
+    this.#options.logger.warn(
+      { err: (error as Error).message, module: this.#options.module },
+      "transform threads unavailable; transforming on the engine's thread",
+    );
+    for (const [id, job] of this.#jobs) {
+      this.#jobs.delete(id);
+      job.resolve(undefined);
+    }
+    for (const handle of this.#handles ?? []) void handle.worker.terminate();
+  }
+
+  #answer(handle: Handle, message: FromThread): void {
+    if (message.type === "lookup") {
+      void this.#lookups(handle, message);
+      return;
+    }
+    if (message.type !== "done" && message.type !== "failed") return;
+    const job = this.#jobs.get(message.id);
+    if (job === undefined) return; // its run stopped meanwhile
+    this.#jobs.delete(message.id);
+    handle.jobs--;
+    if (message.type === "failed") {
+      job.reject(fromParts(message.error));
+      return;
+    }
+    const prepared = new Map<string, PreparedTarget>();
+    for (const target of message.targets) prepared.set(target.name, target);
+    job.resolve({
+      chunk: CanonicalChunk.transferred(message.keys, message.hashes, message.sourceIds, message.staged, prepared),
+      staged: message.staged,
+      problems: message.problems,
+    });
+  }
+
+  /** Answers the lookups a thread's mappings called, through the run's lookups, on behalf of the chunk. */
+  async #lookups(handle: Handle, message: Extract<FromThread, { type: "lookup" }>): Promise<void> {
+    const job = this.#jobs.get(message.job);
+    const settled = await Promise.allSettled(
+      message.calls.map((call) => {
+        const lookup = this.#options.lookups.get(call.lookup);
+        if (job === undefined || lookup === undefined)
+          return Promise.reject(new FrancaError(ErrorCode.Internal, `lookup '${call.lookup}' has no run to answer it`));
+        return forChunk(job.seq, () => job.ctx.lookups.call(lookup, call.key));
+      }),
+    );
+    const answers: LookupAnswers["answers"] = settled.map((result) =>
+      result.status === "fulfilled"
+        ? { ok: true, value: result.value }
+        : {
+            ok: false,
+            error: errorParts(result.reason instanceof AttemptsError ? result.reason.error : result.reason),
+          },
+    );
+    try {
+      handle.worker.postMessage({ type: "lookups", id: message.id, answers } satisfies LookupAnswers);
+    } catch (error) {
+      // a value that cannot cross threads (a function, a class instance with private state): those calls fail
+      const refused = errorParts(
+        new FrancaError(
+          ErrorCode.LookupFailed,
+          `a lookup's value cannot be passed to a transform thread: ${(error as Error).message}`,
+        ),
+      );
+      handle.worker.postMessage({
+        type: "lookups",
+        id: message.id,
+        answers: answers.map((answer) => (answer.ok ? { ok: false, error: refused } : answer)),
+      } satisfies LookupAnswers);
+    }
+  }
+
+  /**
+   * How a run's chunks are transformed on the threads: a function that takes a chunk of source text and returns its
+   * transform, or undefined when no thread can take it now (the engine then transforms it itself). Undefined when
+   * the threads cannot be used at all.
+   */
+  remote(ctx: RunContext): RemoteTransform | undefined {
+    if (this.#unusable) return undefined;
+    void this.ready();
+    const descriptions = new Map<string, Promise<TargetJob | undefined>>();
+    const describe = (target: Endpoint): Promise<TargetJob | undefined> => {
+      const name = target.binding.name;
+      let known = descriptions.get(name);
+      if (known === undefined) {
+        known = describeTarget(ctx, target);
+        descriptions.set(name, known);
+      }
+      return known;
+    };
+    return (seq: number, data: SourceRows) => {
+      if (this.#unusable || "rows" in data) return undefined;
+      const handle = this.#pick();
+      if (handle === undefined) return undefined;
+      return this.#send(ctx, handle, seq, data, describe);
+    };
+  }
+
+  #pick(): Handle | undefined {
+    let best: Handle | undefined;
+    for (const handle of this.#handles ?? [])
+      if (handle.ready && (best === undefined || handle.jobs < best.jobs)) best = handle;
+    return best;
+  }
+
+  async #send(
+    ctx: RunContext,
+    handle: Handle,
+    seq: number,
+    data: Exclude<SourceRows, { rows: unknown }>,
+    describe: (target: Endpoint) => Promise<TargetJob | undefined>,
+  ): Promise<RemoteResult | undefined> {
+    handle.jobs++;
+    const id = this.#next++;
+    let targets: TargetJob[];
+    try {
+      targets = (await Promise.all(ctx.targets.map(describe))).filter((target) => target !== undefined);
+    } catch (error) {
+      handle.jobs--;
+      throw error;
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<RemoteResult | undefined>();
+    this.#jobs.set(id, { handle, ctx, seq, resolve, reject });
+    const forget = whenAborted(ctx.signal, () => {
+      if (this.#jobs.delete(id)) {
+        handle.jobs--;
+        reject(ctx.signal.reason);
+      }
+    });
+    handle.worker.postMessage({
+      type: "transform",
+      id,
+      flow: ctx.flow.name,
+      run: ctx.run.id,
+      seq,
+      source: { encoding: data.encoding, text: data.text, count: data.count },
+      targets,
+    });
+    try {
+      return await promise;
+    } finally {
+      forget();
+    }
+  }
+
+  async close(): Promise<void> {
+    const handles = this.#handles ?? [];
+    this.#handles = undefined;
+    this.#unusable = true;
+    await Promise.all(handles.map((handle) => handle.worker.terminate()));
+  }
+}
+
+/**
+ * What a target's connection says of it for its driver's `prepare` (read once per run), or undefined when its rows
+ * are not prepared on the threads: a driver without `prepare`, or a description that failed (the load then meets the
+ * problem itself, and reports it the usual way).
+ */
+async function describeTarget(ctx: RunContext, target: Endpoint): Promise<TargetJob | undefined> {
+  const { binding, connection, policy } = target;
+  const describe = connection.describeTarget;
+  if ((binding.system.driver as Driver).prepare === undefined || describe === undefined) return undefined;
+  try {
+    const { value } = await policy.execute((signal) => describe.call(connection, binding.options, signal), ctx.signal);
+    return { name: binding.name, description: value };
+  } catch (error) {
+    if (ctx.signal.aborted) throw error;
+    ctx.logger.warn(
+      { target: binding.name, err: (error instanceof AttemptsError ? error.error : (error as Error)).message },
+      "could not describe the target for the transform threads; its rows are encoded at load",
+    );
+    return undefined;
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The messages between the engine and its transform threads (see pool.ts and thread.ts). Everything here crosses
+ * threads by structured clone, so it is plain data: errors travel as their parts.
+ */
+import { type ErrorClass, ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { MappingFailure } from "../canonical-chunk.ts";
+import type { ChunkProblem } from "../map-chunk.ts";
+
+export interface ThreadSetup {
+  /** The module whose default export is the hub: the configuration file. */
+  module: string;
+}
+
+/** A FrancaError's parts. */
+export interface ErrorParts {
+  code: ErrorCode;
+  message: string;
+  errorClass: ErrorClass;
+  path?: string;
+  system?: string;
+  status?: number | string;
+}
+
+export function errorParts(error: unknown): ErrorParts {
+  const failure =
+    error instanceof FrancaError
+      ? error
+      : new FrancaError(ErrorCode.Internal, error instanceof Error ? error.message : String(error));
+  return {
+    code: failure.code,
+    message: failure.message,
+    errorClass: failure.errorClass,
+    ...(failure.path === undefined ? {} : { path: failure.path }),
+    ...(failure.system === undefined ? {} : { system: failure.system }),
+    ...(failure.status === undefined ? {} : { status: failure.status }),
+  };
+}
+
+export function fromParts(parts: ErrorParts): FrancaError {
+  return new FrancaError(parts.code, parts.message, {
+    errorClass: parts.errorClass,
+    ...(parts.path === undefined ? {} : { path: parts.path }),
+    ...(parts.system === undefined ? {} : { system: parts.system }),
+    ...(parts.status === undefined ? {} : { status: parts.status }),
+  });
+}
+
+/** A target whose rows the thread maps and prepares for its driver, as its connection described it. */
+export interface TargetJob {
+  name: string;
+  description: unknown;
+}
+
+/** Engine → thread: transform one chunk. */
+export interface TransformJob {
+  type: "transform";
+  id: number;
+  flow: string;
+  run: number;
+  seq: number;
+  /** The chunk's source rows, as the source's own text (source-rows.ts). */
+  source: { encoding: string; text: string; count: number };
+  targets: TargetJob[];
+}
+
+/** Engine → thread: the answers to a lookup request, in its order. */
+export interface LookupAnswers {
+  type: "lookups";
+  id: number;
+  answers: ({ ok: true; value: unknown } | { ok: false; error: ErrorParts })[];
+}
+
+export type ToThread = TransformJob | LookupAnswers;
+
+export interface PreparedParts {
+  name: string;
+  data: unknown;
+  rowOf: Int32Array;
+  failures: MappingFailure[];
+  async: boolean;
+}
+
+/**
+ * The buffers of the typed arrays directly in `value` (an object's own values, one level deep) that can be moved to
+ * another thread rather than copied: only those that own their whole buffer (a pooled Buffer shares its buffer with
+ * others, which must stay here).
+ */
+export function transferables(value: unknown, into: ArrayBuffer[] = []): ArrayBuffer[] {
+  const add = (item: unknown) => {
+    if (!ArrayBuffer.isView(item)) return;
+    const buffer = item.buffer;
+    if (
+      buffer instanceof ArrayBuffer &&
+      item.byteOffset === 0 &&
+      item.byteLength === buffer.byteLength &&
+      !into.includes(buffer)
+    )
+      into.push(buffer);
+  };
+  add(value);
+  if (value !== null && typeof value === "object" && !ArrayBuffer.isView(value))
+    for (const item of Object.values(value)) add(item);
+  return into;
+}
+
+/** Thread → engine. */
+export type FromThread =
+  | { type: "ready" }
+  /** The hub module could not be loaded: the engine transforms on its own thread. */
+  | { type: "unusable"; error: ErrorParts }
+  | {
+      type: "done";
+      id: number;
+      keys: string[];
+      hashes: string[];
+      /** null: the same as the keys. */
+      sourceIds: string[] | null;
+      /** The canonical records' staged text, UTF-8 encoded here (its buffer is transferred, not copied). */
+      staged: Uint8Array;
+      problems: ChunkProblem[];
+      targets: PreparedParts[];
+    }
+  | { type: "failed"; id: number; error: ErrorParts }
+  /** Lookups the chunk's mappings called in one turn, to be answered by the engine (its caches, its policies). */
+  | { type: "lookup"; id: number; job: number; calls: { lookup: string; key: unknown }[] };

@@ -1,0 +1,220 @@
+/**
+ * A transform thread: imports the hub's module (the configuration file) and transforms the chunks the engine sends
+ * it — decodes the source rows, maps them to canonical records (validation, key, canonical JSON, content hash, see
+ * map-chunk.ts) and, for every database target, maps the records to the target's rows and encodes them for its
+ * driver (`Driver.prepare`). The engine's own thread then only moves bytes: it stages the texts, records the ledger
+ * and sends the prepared rows. Lookups called by mappings are answered by the engine (its run caches, its policies).
+ */
+import { pathToFileURL } from "node:url";
+import { parentPort, workerData } from "node:worker_threads";
+import type { Driver } from "../../connectors/types.ts";
+import type { MapContext, Row } from "../../core/binding.ts";
+import { compileEntity } from "../../core/compiled-entity.ts";
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { Flow } from "../../core/flow.ts";
+import type { Hub } from "../../core/hub.ts";
+import type { Lookup } from "../../core/lookup.ts";
+import type { RecordEnvelope } from "../../core/record.ts";
+import type { MappingFailure } from "../canonical-chunk.ts";
+import { mapAll } from "../map-all.ts";
+import { mapChunk, mappingProblem } from "../map-chunk.ts";
+import { rowsOf } from "../source-rows.ts";
+import { type CanonicalRecord, encodeCanonical } from "../staging.ts";
+import {
+  type ErrorParts,
+  errorParts,
+  type FromThread,
+  fromParts,
+  type PreparedParts,
+  type TargetJob,
+  type ThreadSetup,
+  type ToThread,
+  type TransformJob,
+  transferables,
+} from "./protocol.ts";
+
+const port = parentPort as NonNullable<typeof parentPort>;
+const { module } = workerData as ThreadSetup;
+const send = (message: FromThread, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+let hub: Hub;
+try {
+  const url = /^[a-z][a-z+.-]*:/i.test(module) ? module : pathToFileURL(module).href;
+  const loaded = (await import(url)) as { default?: Hub };
+  if (loaded.default?.kind !== "hub") throw new Error(`${module} does not default-export a hub`);
+  hub = loaded.default;
+  send({ type: "ready" });
+} catch (error) {
+  send({ type: "unusable", error: errorParts(error) });
+  throw error;
+}
+
+// ── lookups, answered by the engine ─────────────────────────────────────────────────────────────────────────────
+
+type Settle = { resolve: (value: unknown) => void; reject: (error: unknown) => void }[];
+let nextRequest = 0;
+const waiting = new Map<number, Settle>();
+/** Lookup calls made in this turn, per job: sent together, so that the engine's DataLoader batches them. */
+const queued = new Map<number, { calls: { lookup: string; key: unknown }[]; settle: Settle }>();
+
+function lookupVia(job: number, lookup: Lookup<unknown, unknown>, key: unknown): Promise<unknown> {
+  if ((hub.lookups.get(lookup.name) as unknown) !== lookup) {
+    return Promise.reject(
+      new FrancaError(
+        ErrorCode.ConfigUnknownReference,
+        `lookup '${lookup.name}' is not declared in the hub's lookups`,
+        {
+          setting: "lookups",
+        },
+      ),
+    );
+  }
+  let batch = queued.get(job);
+  if (batch === undefined) {
+    const made = { calls: [] as { lookup: string; key: unknown }[], settle: [] as Settle };
+    batch = made;
+    queued.set(job, made);
+    queueMicrotask(() => {
+      queued.delete(job);
+      const id = nextRequest++;
+      waiting.set(id, made.settle);
+      send({ type: "lookup", id, job, calls: made.calls });
+    });
+  }
+  const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+  batch.calls.push({ lookup: lookup.name, key });
+  batch.settle.push({ resolve, reject });
+  return promise;
+}
+
+// ── transform ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+function flowOf(name: string): Flow {
+  const flow = hub.flows.get(name);
+  if (flow === undefined) {
+    throw new FrancaError(
+      ErrorCode.ConfigUnknownReference,
+      `the transform thread's configuration (${module}) has no flow '${name}'`,
+    );
+  }
+  return flow;
+}
+
+function mapContextOf(job: TransformJob, binding: string): MapContext {
+  return {
+    run: { id: job.run, flow: job.flow },
+    binding,
+    lookup: <K, V>(item: Lookup<K, V>, key: K) =>
+      lookupVia(job.id, item as Lookup<unknown, unknown>, key) as Promise<V>,
+  };
+}
+
+/** One target's rows of the chunk: mapped (fromCanonical), then encoded by its driver. */
+async function prepareTarget(
+  job: TransformJob,
+  flow: Flow,
+  records: readonly CanonicalRecord[],
+  target: TargetJob,
+): Promise<PreparedParts | undefined> {
+  const binding = flow.to.find((item) => item.name === target.name);
+  const prepare = (binding?.system.driver as Driver | undefined)?.prepare;
+  if (binding === undefined || prepare === undefined) return undefined;
+  const mapContext = mapContextOf(job, binding.name);
+  const withEnvelope = binding.fromCanonical.length > 2;
+  let async = false;
+  const { values, thrown } = await mapAll(records, (record) => {
+    const envelope: RecordEnvelope | undefined = withEnvelope
+      ? {
+          key: record.key,
+          payload: record.payload,
+          hash: record.hash,
+          source: {
+            system: flow.from.system.name,
+            id: record.sourceId,
+            ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
+          },
+          lineage: { run: job.run, chunk: job.seq },
+        }
+      : undefined;
+    const row = binding.fromCanonical(record.payload, mapContext, envelope as RecordEnvelope);
+    if (typeof (row as { then?: unknown } | null)?.then === "function") async = true;
+    return row;
+  });
+  const rowOf = new Int32Array(records.length);
+  const failures: MappingFailure[] = [];
+  const rows: Row[] = [];
+  for (let i = 0; i < records.length; i++) {
+    const row = values[i];
+    const error = thrown.has(i)
+      ? mappingProblem(thrown.get(i), `${binding.name}.fromCanonical`)
+      : row === null || typeof row !== "object"
+        ? new FrancaError(ErrorCode.MappingFailed, `${binding.name}.fromCanonical returned ${typeof row}, not a row`)
+        : undefined;
+    if (error !== undefined) {
+      rowOf[i] = -1;
+      failures.push({
+        index: i,
+        code: error.code,
+        errorClass: error.errorClass,
+        message: error.message,
+        ...(error.path === undefined ? {} : { path: error.path }),
+      });
+      continue;
+    }
+    rowOf[i] = rows.length;
+    rows.push(row as Row);
+  }
+  const data = prepare(rows, { options: binding.options, key: binding.key, target: target.description });
+  return { name: binding.name, data, rowOf, failures, async };
+}
+
+async function transform(job: TransformJob): Promise<void> {
+  const flow = flowOf(job.flow);
+  const binding = flow.from;
+  const rows = rowsOf(job.source, binding.system.driver as Driver, binding.system.name);
+  const { records, problems } = await mapChunk(
+    binding,
+    compileEntity(flow.entity),
+    mapContextOf(job, binding.name),
+    job.seq,
+    rows,
+  );
+  const count = records.length;
+  const keys = new Array<string>(count);
+  const hashes = new Array<string>(count);
+  let sourceIds: string[] | null = null;
+  for (let i = 0; i < count; i++) {
+    const record = records[i] as CanonicalRecord;
+    keys[i] = record.key;
+    hashes[i] = record.hash;
+    if (sourceIds === null && record.sourceId !== record.key) sourceIds = records.slice(0, i).map((item) => item.key);
+    sourceIds?.push(record.sourceId);
+  }
+  const staged = Buffer.from(encodeCanonical(records), "utf8");
+  const targets: PreparedParts[] = [];
+  for (const target of job.targets) {
+    const prepared = await prepareTarget(job, flow, records, target);
+    if (prepared !== undefined) targets.push(prepared);
+  }
+  // the big parts (the staged text, the prepared rows' bytes) are moved to the engine's thread, not copied
+  const transfer = transferables(staged);
+  for (const target of targets) {
+    transferables(target.rowOf, transfer);
+    transferables(target.data, transfer);
+  }
+  send({ type: "done", id: job.id, keys, hashes, sourceIds, staged, problems, targets }, transfer);
+}
+
+port.on("message", (message: ToThread) => {
+  if (message.type === "lookups") {
+    const settle = waiting.get(message.id) ?? [];
+    waiting.delete(message.id);
+    message.answers.forEach((answer, index) => {
+      const pending = settle[index];
+      if (answer.ok) pending?.resolve(answer.value);
+      else pending?.reject(fromParts(answer.error as ErrorParts));
+    });
+    return;
+  }
+  transform(message).catch((error: unknown) => send({ type: "failed", id: message.id, error: errorParts(error) }));
+});

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { Driver } from "../../src/connectors/types.ts";
+import { FrancaError } from "../../src/core/errors.ts";
+import { decodeSourceRows, encodeSourceRows, joinEncoded, rowCount, rowsOf } from "../../src/engine/source-rows.ts";
+
+/** A driver whose source text is one JSON row per line, its encoding the field to upper-case. */
+const driver = {
+  decode: (encoding: string, lines: string | Uint8Array, limit?: number) =>
+    (typeof lines === "string" ? lines : Buffer.from(lines).toString("utf8"))
+      .split("\n")
+      .filter((line) => line !== "")
+      .slice(0, limit)
+      .map((line) => {
+        const row = JSON.parse(line) as Record<string, unknown>;
+        return { ...row, [encoding]: String(row[encoding]).toUpperCase() };
+      }),
+} as unknown as Driver;
+
+describe("a chunk's source rows", () => {
+  it("stage decoded rows as JSON, and read them back", () => {
+    const rows = [
+      { id: 1, name: "a\u0001b" },
+      { id: 2, name: null },
+    ];
+    const staged = encodeSourceRows({ rows });
+    assert.equal(staged, JSON.stringify(rows));
+    assert.deepEqual(decodeSourceRows(staged), { rows });
+  });
+
+  it("stage the source's own text as it is, with its encoding and count, and decode it with the driver", () => {
+    const text = '{"id":1,"name":"x"}\n{"id":2,"name":"line\\nnext"}\n';
+    const staged = encodeSourceRows({ encoding: "name", text, count: 2 }) as string;
+    assert.ok(staged.endsWith(text));
+    const back = decodeSourceRows(staged);
+    assert.deepEqual(back, { encoding: "name", text, count: 2 });
+    assert.equal(rowCount(back), 2);
+    assert.deepEqual(rowsOf(back, driver, "src"), [
+      { id: 1, name: "X" },
+      { id: 2, name: "LINE\nNEXT" },
+    ]);
+    assert.deepEqual(rowsOf(back, driver, "src", 1), [{ id: 1, name: "X" }]);
+  });
+
+  it("stage the source's bytes as they are, and read them back as text", () => {
+    const text = '{"id":1,"name":"é😀"}\n';
+    const staged = encodeSourceRows({ encoding: "name", text: Buffer.from(text), count: 1 });
+    assert.ok(staged instanceof Uint8Array);
+    // the store gives staged values back as text
+    const back = decodeSourceRows(Buffer.from(staged).toString("utf8"));
+    assert.deepEqual(back, { encoding: "name", text, count: 1 });
+    assert.deepEqual(rowsOf(back, driver, "src"), [{ id: 1, name: "É😀" }]);
+  });
+
+  it("join consecutive batches of one read, and refuse batches of different encodings", () => {
+    const joined = joinEncoded([
+      { encoding: "name", text: '{"id":1,"name":"a"}\n', count: 1 },
+      { encoding: "name", text: '{"id":2,"name":"b"}\n{"id":3,"name":"c"}\n', count: 2 },
+    ]);
+    assert.equal(rowCount(joined), 3);
+    assert.deepEqual(
+      rowsOf(joined, driver, "src").map((row) => row.name),
+      ["A", "B", "C"],
+    );
+    const bytes = joinEncoded([
+      { encoding: "name", text: Buffer.from('{"id":1,"name":"a"}\n'), count: 1 },
+      { encoding: "name", text: Buffer.from('{"id":2,"name":"b"}\n'), count: 1 },
+    ]) as { text: Uint8Array };
+    assert.equal(Buffer.from(bytes.text).toString(), '{"id":1,"name":"a"}\n{"id":2,"name":"b"}\n');
+    assert.throws(
+      () =>
+        joinEncoded([
+          { encoding: "a", text: "", count: 0 },
+          { encoding: "b", text: "", count: 0 },
+        ]),
+      FrancaError,
+    );
+  });
+
+  it("refuse to decode source text without the driver's decode", () => {
+    assert.throws(() => rowsOf({ encoding: "e", text: "x\n", count: 1 }, {} as Driver, "src"), /cannot decode/);
+  });
+});

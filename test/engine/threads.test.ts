@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { ErrorCode } from "../../src/core/errors.ts";
+import type { Hub } from "../../src/core/hub.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import { createLogger } from "../../src/observe/logger.ts";
+import { openStore, tempDir } from "../support/fixtures.ts";
+
+// One schema for this file (the hub module reads it when imported, here and in the threads).
+const schema = `franca_threads_${randomBytes(4).toString("hex")}`;
+process.env.FRANCA_THREADS_SCHEMA = schema;
+const hubModule = fileURLToPath(new URL("../support/threads-hub.ts", import.meta.url));
+const {
+  default: hub,
+  threadsSetupSql,
+  threadsUrl,
+} = (await import(hubModule)) as typeof import("../support/threads-hub.ts") & { default: Hub };
+
+const rows = 1000;
+const emptyNames = [150, 160, 170, 180, 190];
+const db = new pg.Client({ connectionString: threadsUrl });
+
+before(async () => {
+  await db.connect();
+  for (const statement of threadsSetupSql(rows, emptyNames)) await db.query(statement);
+});
+
+after(async () => {
+  await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await db.end();
+});
+
+async function emptyTargets(): Promise<void> {
+  await db.query(`TRUNCATE ${schema}.dst, ${schema}.audit`);
+}
+
+/** What the targets hold, lineage apart (it names the run). */
+async function targets(): Promise<{ dst: unknown[]; audit: unknown[] }> {
+  const dst = await db.query(
+    `SELECT id, name, amount::text, updated_at::text, region, doc::text FROM ${schema}.dst ORDER BY id`,
+  );
+  const audit = await db.query(`SELECT id, region FROM ${schema}.audit ORDER BY id`);
+  return { dst: dst.rows, audit: audit.rows };
+}
+
+interface Ran {
+  status: string;
+  threaded: unknown;
+  problems: { key: string; target: string | null; code?: string; path?: string }[];
+  loaded: Record<string, number>;
+  lineage: string;
+  lookups: unknown;
+}
+
+/** Runs `flow` on a new store, with transform threads (waited for, so that they take the chunks) or without. */
+async function runFlow(flow: string, threads: number | string): Promise<Ran> {
+  using temp = tempDir();
+  const store = await openStore(temp.dir);
+  const engine = await Engine.open({
+    hub,
+    baseDir: temp.dir,
+    store,
+    ...(threads === 0
+      ? {}
+      : { threads: typeof threads === "string" ? { module: threads } : { module: hubModule, count: threads } }),
+  });
+  try {
+    if (typeof threads === "number" && threads > 0) assert.equal(await engine.threadsReady(), true);
+    const summary = await engine.run(flow, { trigger: "test" });
+    const problems = (await store.records(summary.run.id, { status: "quarantined", limit: 100 })).map((outcome) => ({
+      key: outcome.key,
+      target: outcome.target,
+      ...(outcome.code === undefined ? {} : { code: outcome.code }),
+      ...(outcome.path === undefined ? {} : { path: outcome.path }),
+    }));
+    const lineage = (await db.query(`SELECT lineage FROM ${schema}.dst WHERE id = '1'`)).rows[0]?.lineage;
+    return {
+      status: summary.run.status,
+      threaded: summary.run.stats.threaded,
+      problems,
+      loaded: Object.fromEntries(Object.entries(summary.counts.targets).map(([name, counts]) => [name, counts.loaded])),
+      lineage: `${lineage}`.replace(`@${summary.run.id}/`, "@RUN/"),
+      lookups: summary.run.stats.lookups,
+    };
+  } finally {
+    await engine.close();
+    await store.close();
+  }
+}
+
+describe("transform threads", () => {
+  it("load what the engine's own thread loads: records, problems with their paths, lookups, lineage", async () => {
+    await emptyTargets();
+    const threaded = await runFlow("items", 1);
+    const onThreads = await targets();
+    await emptyTargets();
+    const inline = await runFlow("items", 0);
+    const onMain = await targets();
+
+    assert.equal(onThreads.dst.length, rows - emptyNames.length);
+    assert.deepEqual(onThreads, onMain);
+    // the threads took every chunk: they were ready before the run
+    assert.equal(threaded.threaded, rows);
+    assert.equal(inline.threaded, undefined);
+    const expectedProblems = [
+      ...emptyNames.map((id) => ({ key: String(id), target: null, code: ErrorCode.ValidationFailed, path: "/name" })),
+      // audit's mapping throws for ids ending in 13 (emptyNames are not among them)
+      ...Array.from({ length: rows }, (_, i) => String(i + 1))
+        .filter((id) => id.endsWith("13"))
+        .map((key) => ({ key, target: "audit", code: ErrorCode.MappingFailed })),
+    ];
+    const byKey = (a: { key: string; target: string | null }, b: { key: string; target: string | null }) =>
+      `${a.key}/${a.target}`.localeCompare(`${b.key}/${b.target}`);
+    assert.deepEqual([...threaded.problems].sort(byKey), [...expectedProblems].sort(byKey));
+    assert.deepEqual([...inline.problems].sort(byKey), [...expectedProblems].sort(byKey));
+    assert.deepEqual(threaded.loaded, inline.loaded);
+    assert.equal(threaded.lineage, "crm:1@RUN/0");
+    assert.equal(inline.lineage, "crm:1@RUN/0");
+    // the threads' lookups went through the engine's run cache: 5 regions asked once each
+    const lookups = threaded.lookups as Record<string, { calls: number; requests: number }>;
+    assert.equal(lookups.regionOf?.calls, rows);
+    assert.equal(lookups.regionOf?.requests, 5);
+  });
+
+  it("stop at the record that crosses the failure budget, as the engine's own thread does", async () => {
+    for (const threads of [1, 0]) {
+      await emptyTargets();
+      const ran = await runFlow("strict", threads);
+      assert.equal(ran.status, "failed");
+      // maxFailed 2: the third empty name stops the run; the two after it are never judged
+      assert.deepEqual(
+        ran.problems.map((problem) => problem.key).sort(),
+        emptyNames.slice(0, 3).map(String),
+        `threads: ${threads}`,
+      );
+    }
+  });
+
+  it("a hub module the threads cannot load: the run transforms on the engine's thread, with a warning", async () => {
+    await emptyTargets();
+    using temp = tempDir();
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: "warn",
+      destination: { write: (line: string) => void lines.push(line) } as never,
+    });
+    const store = await openStore(temp.dir);
+    const engine = await Engine.open({
+      hub,
+      baseDir: temp.dir,
+      store,
+      logger,
+      threads: { module: join(temp.dir, "missing-config.ts"), count: 1 },
+    });
+    try {
+      assert.equal(await engine.threadsReady(), false);
+      const summary = await engine.run("items", { trigger: "test" });
+      assert.equal(summary.run.status, "partial");
+      assert.equal(summary.run.stats.threaded, undefined);
+      assert.equal(summary.counts.targets[`erp.Item`]?.loaded, rows - emptyNames.length);
+      assert.ok(lines.some((line) => line.includes("transform threads unavailable")));
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * The hub of the transform-thread tests, as a module (the engine's threads import it, as they import a
+ * franca.config.ts). Its settings come from the environment, which the threads share: FRANCA_THREADS_SCHEMA (the
+ * PostgreSQL schema holding the tables) and FRANCA_THREADS_STORE (the SQLite store file).
+ *
+ * `items`: <schema>.src → <schema>.dst and <schema>.audit, read with COPY (source text, decoded on the threads).
+ * - toCanonical calls the `regionOf` lookup (a query on the same database), so lookups cross from the threads.
+ * - validation refuses an empty name (`/name`): such rows are quarantined.
+ * - dst's mapping takes the envelope (lineage); audit's mapping is asynchronous and throws for ids ending in 13.
+ * `strict`: the same source to <schema>.dst, stopping once more than 2 records are quarantined.
+ */
+import { type PostgresClient, postgres } from "../../src/connectors/postgres/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { entity } from "../../src/core/entity.ts";
+import { flow } from "../../src/core/flow.ts";
+import { defineHub } from "../../src/core/hub.ts";
+import { lookup } from "../../src/core/lookup.ts";
+import { Decimal, Timestamp, Type } from "../../src/index.ts";
+
+export const threadsUrl = "postgres://postgres@127.0.0.1:5432/test";
+const schema = process.env.FRANCA_THREADS_SCHEMA ?? "franca_threads";
+
+export const Item = entity("Item", {
+  version: 1,
+  key: "id",
+  schema: Type.Object(
+    {
+      id: Type.String(),
+      name: Type.String({ minLength: 1 }),
+      amount: Type.Union([Decimal(), Type.Null()]),
+      updatedAt: Timestamp(),
+      region: Type.String(),
+      doc: Type.Unknown(),
+    },
+    { additionalProperties: false },
+  ),
+});
+
+/** Creates <schema>: `src` with `rows` rows (ids in `emptyNames` have an empty name), `regions`, empty targets. */
+export function threadsSetupSql(rows: number, emptyNames: readonly number[] = []): string[] {
+  return [
+    `CREATE SCHEMA ${schema}`,
+    `CREATE TABLE ${schema}.regions (id int PRIMARY KEY, name text NOT NULL)`,
+    `INSERT INTO ${schema}.regions VALUES (0, 'north'), (1, 'south'), (2, 'east'), (3, 'west'), (4, 'centre')`,
+    `CREATE TABLE ${schema}.src (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(14,4),
+       updated_at timestamptz NOT NULL, doc jsonb)`,
+    `CREATE INDEX ON ${schema}.src (updated_at, id)`,
+    `INSERT INTO ${schema}.src
+       SELECT i,
+              CASE WHEN i = ANY ('{${emptyNames.join(",")}}'::int[]) THEN '' ELSE 'name ' || i || E'\\t\\\\ ' || chr(128512) END,
+              CASE WHEN i % 7 = 0 THEN NULL ELSE round(i * 1234.5678 / 7, 4) END,
+              '2024-02-29 23:59:59.999999+00'::timestamptz + i * interval '1.000001 second',
+              jsonb_build_object('i', i, 'text', E'line\\nnext "q"', 'list', jsonb_build_array(1, 'two', NULL))
+         FROM generate_series(1, ${rows}) AS i`,
+    `CREATE TABLE ${schema}.dst (id text PRIMARY KEY, name text NOT NULL, amount numeric(14,4),
+       updated_at timestamptz NOT NULL, region text NOT NULL, doc jsonb, lineage text NOT NULL)`,
+    `CREATE TABLE ${schema}.audit (id text PRIMARY KEY, region text NOT NULL)`,
+  ];
+}
+
+const crm = postgres("crm", { url: threadsUrl });
+const erp = postgres("erp", { url: threadsUrl });
+
+const regionOf = lookup("regionOf", {
+  system: crm,
+  get: async (id: number, { client }) => {
+    const rows = await (client as PostgresClient).query(`SELECT name FROM ${schema}.regions WHERE id = $1`, [id]);
+    return String(rows[0]?.name);
+  },
+});
+
+const source = bind(crm, Item, {
+  table: `${schema}.src`,
+  key: "id",
+  cursor: "updated_at",
+  toCanonical: async (row, ctx) => ({
+    id: String(row.id),
+    name: row.name as string,
+    amount: row.amount as string | null,
+    updatedAt: `${(row.updated_at as string).replace(" ", "T")}:00`,
+    region: await ctx.lookup(regionOf, Number(row.id) % 5),
+    doc: row.doc,
+  }),
+});
+
+const dst = bind(erp, Item, {
+  table: `${schema}.dst`,
+  key: "id",
+  fromCanonical: (item, _ctx, envelope) => ({
+    id: item.id,
+    name: item.name,
+    amount: item.amount,
+    updated_at: item.updatedAt,
+    region: item.region,
+    doc: item.doc,
+    lineage: `${envelope.source.system}:${envelope.source.id}@${envelope.lineage.run}/${envelope.lineage.chunk}`,
+  }),
+});
+
+const audit = bind(erp, Item, {
+  name: "audit",
+  table: `${schema}.audit`,
+  key: "id",
+  fromCanonical: async (item) => {
+    if (item.id.endsWith("13")) throw new Error(`no audit for ${item.id}`);
+    return { id: item.id, region: item.region };
+  },
+});
+
+export default defineHub({
+  systems: [crm, erp],
+  entities: [Item],
+  lookups: [regionOf],
+  store: process.env.FRANCA_THREADS_STORE ?? ".franca/franca.db",
+  flows: [
+    flow("items", { from: source, to: [dst, audit], chunkSize: 100 }),
+    flow("strict", { from: source, to: dst, chunkSize: 100, failure: { maxFailed: 2 } }),
+  ],
+});
