@@ -27,7 +27,7 @@ async function franca(env: Record<string, string>, ...args: string[]): Promise<n
   console.log(bold(`$ franca ${args.join(" ")}`));
   const child = spawn(
     process.execPath,
-    ["--max-semi-space-size=16", bin, ...args, "--log", ".franca/logs/franca.log"],
+    ["--max-semi-space-size=8", bin, ...args, "--log", ".franca/logs/franca.log"],
     {
       cwd: here,
       env: { ...process.env, ...env },

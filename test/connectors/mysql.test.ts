@@ -4,12 +4,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import mysql2 from "mysql2/promise";
 import { type MysqlClient, mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import type { Hub } from "../../src/core/hub.ts";
 import { bind, defineHub, Engine, entity, flow, Type } from "../../src/index.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 
@@ -18,6 +20,11 @@ const database = `franca_my_${suffix}`;
 const url = `mysql://root@127.0.0.1:3306/${database}`;
 const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
 const pgSchema = `franca_mypg_${suffix}`;
+// the round-trip hub is a module (transform threads import it); its settings travel in the environment
+process.env.FRANCA_RT_PG_SCHEMA = pgSchema;
+process.env.FRANCA_RT_MARIA_URL = url;
+const roundTripModule = fileURLToPath(new URL("../support/roundtrip-hub.ts", import.meta.url));
+const { default: hub } = (await import(roundTripModule)) as { default: Hub };
 const env = { baseDir: tmpdir() };
 
 let connection: Connection;
@@ -730,32 +737,13 @@ describe("mysql connector: through the engine", () => {
     await pg.close();
   });
 
-  const Item = entity("Item", {
-    version: 1,
-    key: "id",
-    schema: Type.Object(
-      {
-        id: Type.String(),
-        label: Type.Union([Type.String(), Type.Null()]),
-        big: Type.Union([Type.String(), Type.Null()]),
-        amount: Type.Union([Type.String(), Type.Null()]),
-        at: Type.Union([Type.String(), Type.Null()]),
-        doc: Type.Unknown(),
-      },
-      { additionalProperties: false },
-    ),
-  });
-  const toItem = (row: Row) => ({
-    id: String(row.id),
-    label: row.label as string | null,
-    big: row.big as string | null,
-    amount: row.amount as string | null,
-    at: row.at as string | null,
-    doc: row.doc,
-  });
-  const fromItem = (item: ReturnType<typeof toItem>) => ({ ...item, id: Number(item.id) });
-
-  it("round-trips tricky values PostgreSQL → MariaDB → PostgreSQL, and a second run changes nothing", async () => {
+  /**
+   * PostgreSQL → MariaDB → PostgreSQL of tricky values through the engine, on the engine's own thread (threads 0)
+   * or on transform threads, where the rows are decoded, mapped and encoded for their targets (COPY, LOAD DATA).
+   */
+  async function roundTrip(threads: number): Promise<void> {
+    await pgDb.query(`DROP TABLE IF EXISTS ${pgSchema}.items, ${pgSchema}.items_back`);
+    await db.query("DROP TABLE IF EXISTS items");
     await pgDb.query(
       `CREATE TABLE ${pgSchema}.items (id int PRIMARY KEY, label text, big text, amount numeric(30,10),
         at timestamptz, doc jsonb)`,
@@ -801,43 +789,20 @@ describe("mysql connector: through the engine", () => {
       ]);
     }
 
-    const pgSource = postgres("pg-source", { url: pgUrl });
-    const pgTarget = postgres("pg-target", { url: pgUrl });
-    const maria = mysql("maria", { url, poolSize: 2 });
-    const hub = defineHub({
-      systems: [pgSource, pgTarget, maria],
-      entities: [Item],
-      flows: [
-        flow("to-maria", {
-          from: bind(pgSource, Item, { table: `${pgSchema}.items`, key: "id", toCanonical: toItem }),
-          to: bind(maria, Item, { name: "maria.items", table: "items", key: "id", fromCanonical: fromItem }),
-          chunkSize: 2,
-        }),
-        flow("to-pg", {
-          from: bind(maria, Item, {
-            name: "maria.items-source",
-            table: "items",
-            key: "id",
-            cursor: "seen_at",
-            toCanonical: toItem,
-          }),
-          to: bind(pgTarget, Item, {
-            name: "pg.items_back",
-            table: `${pgSchema}.items_back`,
-            key: "id",
-            fromCanonical: fromItem,
-          }),
-          chunkSize: 2,
-        }),
-      ],
-    });
     const dir = mkdtempSync(join(tmpdir(), "franca-mysql-"));
     const store = new SqliteStore(join(dir, "franca.db"));
     await store.migrate();
-    const engine = await Engine.open({ hub, baseDir: dir, store });
+    const engine = await Engine.open({
+      hub,
+      baseDir: dir,
+      store,
+      ...(threads === 0 ? {} : { threads: { module: roundTripModule, count: threads } }),
+    });
     try {
+      if (threads > 0) assert.equal(await engine.threadsReady(), true);
       const there = await engine.run("to-maria", { trigger: "test" });
       assert.equal(there.run.status, "succeeded");
+      assert.equal(there.run.stats.threaded, threads === 0 ? undefined : 5, "the records were mapped on the threads");
       assert.equal(there.counts.targets["maria.items"]?.loaded, 5);
 
       // In MariaDB: the same instants as UTC wall time, exact decimals, JSON structures, NULL apart from "".
@@ -894,7 +859,13 @@ describe("mysql connector: through the engine", () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }
+
+  it("round-trips tricky values PostgreSQL → MariaDB → PostgreSQL, and a second run changes nothing", () =>
+    roundTrip(0));
+
+  it("round-trips them alike when transform threads decode, map and encode the rows (COPY, LOAD DATA)", () =>
+    roundTrip(1));
 
   it("an upsert of the same records through a fresh engine leaves the target unchanged", async () => {
     // A new store knows nothing of earlier runs: every record is sent again, and the upsert changes nothing.

@@ -92,7 +92,7 @@ function startWorker(setup: Setup, jobs: number): Worker {
   const child = spawn(
     process.execPath,
     [
-      "--max-semi-space-size=16",
+      "--max-semi-space-size=8",
       bin,
       "worker",
       "-c",
@@ -283,7 +283,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     t.after(() => setup.dispose());
     const child = spawn(
       process.execPath,
-      ["--max-semi-space-size=16", bin, "run", "items", "--wait", "--json", "-c", config],
+      ["--max-semi-space-size=8", bin, "run", "items", "--wait", "--json", "-c", config],
       {
         env: { ...process.env, ...setup.env },
         stdio: ["ignore", "pipe", "pipe"],

@@ -168,4 +168,66 @@ describe("transform threads", () => {
       await store.close();
     }
   });
+
+  it("a thread that dies mid-run: its chunks and the rest are transformed on the engine's thread, nothing lost", async () => {
+    await emptyTargets();
+    process.env.FRANCA_THREADS_EXIT_AT = "700"; // the thread mapping row 700 exits (threads see it when they start)
+    try {
+      using temp = tempDir();
+      const store = await openStore(temp.dir);
+      const engine = await Engine.open({ hub, baseDir: temp.dir, store, threads: { module: hubModule, count: 1 } });
+      try {
+        assert.equal(await engine.threadsReady(), true);
+        const summary = await engine.run("items", { trigger: "test" });
+        assert.equal(summary.run.status, "partial");
+        assert.equal(summary.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
+        // the thread took the first chunks, then died; the engine's thread did the rest, row 700 included
+        const threaded = Number(summary.run.stats.threaded);
+        assert.ok(threaded > 0 && threaded < 700, `threaded ${threaded}`);
+        assert.equal((await targets()).dst.length, rows - emptyNames.length);
+      } finally {
+        await engine.close();
+        await store.close();
+      }
+    } finally {
+      delete process.env.FRANCA_THREADS_EXIT_AT;
+    }
+  });
+
+  it("a run cancelled midway resumes from its staged chunks, source text decoded again on the threads", async () => {
+    await emptyTargets();
+    using temp = tempDir();
+    const store = await openStore(temp.dir);
+    const controller = new AbortController();
+    const first = await Engine.open({ hub, baseDir: temp.dir, store, threads: { module: hubModule, count: 1 } });
+    let runId: number;
+    try {
+      assert.equal(await first.threadsReady(), true);
+      const summary = await first.run("items", {
+        trigger: "test",
+        signal: controller.signal,
+        onProgress: (progress) => {
+          if ((progress.targets["erp.Item"]?.loaded ?? 0) >= 200) controller.abort();
+        },
+      });
+      assert.equal(summary.run.status, "cancelled");
+      runId = summary.run.id;
+    } finally {
+      await first.close();
+    }
+    const loadedBefore = Number((await db.query(`SELECT count(*) AS n FROM ${schema}.dst`)).rows[0]?.n);
+    assert.ok(loadedBefore >= 200 && loadedBefore < rows - emptyNames.length, `loaded before ${loadedBefore}`);
+    const second = await Engine.open({ hub, baseDir: temp.dir, store, threads: { module: hubModule, count: 1 } });
+    try {
+      assert.equal(await second.threadsReady(), true);
+      const resumed = await second.resume(runId);
+      assert.equal(resumed.run.status, "partial");
+      assert.equal(resumed.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
+      assert.equal(resumed.counts.quarantined, emptyNames.length);
+      assert.equal((await targets()).dst.length, rows - emptyNames.length);
+    } finally {
+      await second.close();
+      await store.close();
+    }
+  });
 });

@@ -8,7 +8,10 @@
  * - validation refuses an empty name (`/name`): such rows are quarantined.
  * - dst's mapping takes the envelope (lineage); audit's mapping is asynchronous and throws for ids ending in 13.
  * `strict`: the same source to <schema>.dst, stopping once more than 2 records are quarantined.
+ * FRANCA_THREADS_EXIT_AT (read as rows are mapped): a transform thread mapping the row of that id exits, as a thread
+ * that crashes would.
  */
+import { isMainThread } from "node:worker_threads";
 import { type PostgresClient, postgres } from "../../src/connectors/postgres/index.ts";
 import { bind } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
@@ -73,14 +76,17 @@ const source = bind(crm, Item, {
   table: `${schema}.src`,
   key: "id",
   cursor: "updated_at",
-  toCanonical: async (row, ctx) => ({
-    id: String(row.id),
-    name: row.name as string,
-    amount: row.amount as string | null,
-    updatedAt: `${(row.updated_at as string).replace(" ", "T")}:00`,
-    region: await ctx.lookup(regionOf, Number(row.id) % 5),
-    doc: row.doc,
-  }),
+  toCanonical: async (row, ctx) => {
+    if (!isMainThread && process.env.FRANCA_THREADS_EXIT_AT === String(row.id)) process.exit(7);
+    return {
+      id: String(row.id),
+      name: row.name as string,
+      amount: row.amount as string | null,
+      updatedAt: `${(row.updated_at as string).replace(" ", "T")}:00`,
+      region: await ctx.lookup(regionOf, Number(row.id) % 5),
+      doc: row.doc,
+    };
+  },
 });
 
 const dst = bind(erp, Item, {

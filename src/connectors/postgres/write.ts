@@ -320,6 +320,9 @@ function unsendable(batch: Batch, error: unknown): ItemResult {
   return refusedRow(batch, error instanceof Error ? error.message : String(error));
 }
 
+/** The result of every row written: one object for all (a chunk's results live as long as its load). */
+const written: ItemResult = Object.freeze({ ok: true });
+
 function refusedRow(batch: Batch, reason: string): ItemResult {
   const message = `'${batch.table}' refused the row: ${reason}`;
   return { ok: false, error: new FrancaError(ErrorCode.TargetRejected, message, { system: batch.system }) };
@@ -575,7 +578,7 @@ async function upsertByCopy(
   if (!arrayKey && (await cache.direct(batch.table, batch.key, columns, query))) {
     const direct = await copyDirect(query, client, batch, copy, send, cache);
     if (direct === "done") {
-      for (let i = 0; i < count; i++) results[i] ??= { ok: true };
+      for (let i = 0; i < count; i++) results[i] ??= written;
       return "done";
     }
     if (direct === "isolate") return "isolate";
@@ -598,7 +601,7 @@ async function upsertByCopy(
       `INSERT INTO ${relation} (${names}) SELECT ${names} FROM ${staging.name} ${onConflict(columns, batch.key)}`,
     );
     await query("COMMIT");
-    for (let i = 0; i < count; i++) results[i] ??= { ok: true };
+    for (let i = 0; i < count; i++) results[i] ??= written;
     return "done";
   } catch (error) {
     await rollback(query, error, system, what);

@@ -173,6 +173,7 @@ export class TransformThreads {
             error: errorParts(result.reason instanceof AttemptsError ? result.reason.error : result.reason),
           },
     );
+    if (!handle.ready) return; // the thread is gone: its chunks are transformed here
     try {
       handle.worker.postMessage({ type: "lookups", id: message.id, answers } satisfies LookupAnswers);
     } catch (error) {

@@ -1,0 +1,75 @@
+/**
+ * The hub of the PostgreSQL ↔ MariaDB round-trip test, as a module (the engine's transform threads import it, as
+ * they import a franca.config.ts). Its settings come from the environment, which the threads share:
+ * FRANCA_RT_PG_SCHEMA (the PostgreSQL schema of `items` and `items_back`) and FRANCA_RT_MARIA_URL (the MariaDB
+ * database of `items`).
+ *
+ * `to-maria`: <schema>.items → MariaDB items (COPY read, LOAD DATA or INSERT write); `to-pg`: back, incrementally by
+ * MariaDB's `seen_at`, into <schema>.items_back. Chunks of 2 records.
+ */
+import { mysql } from "../../src/connectors/mysql/index.ts";
+import { postgres } from "../../src/connectors/postgres/index.ts";
+import type { Row } from "../../src/core/binding.ts";
+import { bind, defineHub, entity, flow, Type } from "../../src/index.ts";
+
+const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
+const pgSchema = process.env.FRANCA_RT_PG_SCHEMA ?? "franca_roundtrip";
+const mariaUrl = process.env.FRANCA_RT_MARIA_URL ?? "mysql://root@127.0.0.1:3306/test";
+
+export const Item = entity("Item", {
+  version: 1,
+  key: "id",
+  schema: Type.Object(
+    {
+      id: Type.String(),
+      label: Type.Union([Type.String(), Type.Null()]),
+      big: Type.Union([Type.String(), Type.Null()]),
+      amount: Type.Union([Type.String(), Type.Null()]),
+      at: Type.Union([Type.String(), Type.Null()]),
+      doc: Type.Unknown(),
+    },
+    { additionalProperties: false },
+  ),
+});
+
+const toItem = (row: Row) => ({
+  id: String(row.id),
+  label: row.label as string | null,
+  big: row.big as string | null,
+  amount: row.amount as string | null,
+  at: row.at as string | null,
+  doc: row.doc,
+});
+const fromItem = (item: ReturnType<typeof toItem>) => ({ ...item, id: Number(item.id) });
+
+const pgSource = postgres("pg-source", { url: pgUrl });
+const pgTarget = postgres("pg-target", { url: pgUrl });
+const maria = mysql("maria", { url: mariaUrl, poolSize: 2 });
+
+export default defineHub({
+  systems: [pgSource, pgTarget, maria],
+  entities: [Item],
+  flows: [
+    flow("to-maria", {
+      from: bind(pgSource, Item, { table: `${pgSchema}.items`, key: "id", toCanonical: toItem }),
+      to: bind(maria, Item, { name: "maria.items", table: "items", key: "id", fromCanonical: fromItem }),
+      chunkSize: 2,
+    }),
+    flow("to-pg", {
+      from: bind(maria, Item, {
+        name: "maria.items-source",
+        table: "items",
+        key: "id",
+        cursor: "seen_at",
+        toCanonical: toItem,
+      }),
+      to: bind(pgTarget, Item, {
+        name: "pg.items_back",
+        table: `${pgSchema}.items_back`,
+        key: "id",
+        fromCanonical: fromItem,
+      }),
+      chunkSize: 2,
+    }),
+  ],
+});
