@@ -3,7 +3,7 @@ import type { MapContext, Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
 import type { RecordEnvelope, RecordOutcome } from "../core/record.ts";
-import type { LoadResult } from "../store/types.ts";
+import type { LoadedHash, LoadResult } from "../store/types.ts";
 import type { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
 import type { Endpoint, RunContext } from "./context.ts";
@@ -53,6 +53,30 @@ class LazyItem implements WriteItem {
     this.#idempotencyKey ??= idempotencyKey(this.#target, this.key, this.hash);
     return this.#idempotencyKey;
   }
+}
+
+const noHashes: ReadonlyMap<string, LoadedHash> = new Map();
+const hashesAtStart = new WeakMap<RunContext, Map<string, Promise<boolean>>>();
+
+/**
+ * Whether any record had been loaded to `target` when this execution of the run first loaded a chunk there. When
+ * none had (a first load, a bulk load into a new target), no chunk's records can be unchanged but for records this
+ * run loaded itself, which are sent again (the idempotent write leaves them as they are) and count as loaded either
+ * way: the chunks skip looking up their keys' previous hashes. Asked once per execution and target, before its first
+ * chunk's outcome is recorded (the store answers calls in order).
+ */
+function loadedBefore(ctx: RunContext, target: string): Promise<boolean> {
+  let targets = hashesAtStart.get(ctx);
+  if (targets === undefined) {
+    targets = new Map();
+    hashesAtStart.set(ctx, targets);
+  }
+  let known = targets.get(target);
+  if (known === undefined) {
+    known = ctx.store.hasHashes(target);
+    targets.set(target, known);
+  }
+  return known;
 }
 
 /** The envelope of record `index` of a chunk, for target mappings that take one (a third parameter). */
@@ -123,7 +147,7 @@ async function writeRecords(
     ...(connection.complete === undefined ? {} : { deferHashes: true }),
   };
   const { keys, hashes } = chunk;
-  const previous = await ctx.store.getHashes(name, keys);
+  const previous = (await loadedBefore(ctx, name)) ? await ctx.store.getHashes(name, keys) : noHashes;
   const mapContext = ctx.mapContext(name);
   const toSend: number[] = [];
   for (let i = 0; i < keys.length; i++) {

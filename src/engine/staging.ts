@@ -1,8 +1,9 @@
 /**
  * How a chunk's canonical records are staged: one JSON text per chunk,
- * `{ keys, hashes, sources, cursors, payloads }` (parallel arrays). The payloads part is the join of each record's
- * canonical JSON, which the transform already made to compute the content hash, so staging costs no second
- * serialization of the records.
+ * `{ keys, hashes, sources, cursors, payloads }` (parallel arrays; `sources` null when every record's source id is
+ * its key, as it is when the source's key is the entity's). The payloads part is the join of each record's canonical
+ * JSON, which the transform already made to compute the content hash, so staging costs no second serialization of
+ * the records.
  */
 
 export interface CanonicalRecord {
@@ -18,7 +19,7 @@ export interface CanonicalRecord {
 interface StagedChunk {
   keys: string[];
   hashes: string[];
-  sources: string[];
+  sources: string[] | null;
   cursors: unknown[] | null;
   payloads: Record<string, unknown>[];
 }
@@ -30,18 +31,20 @@ export function encodeCanonical(records: readonly CanonicalRecord[]): string {
   const sources = new Array<string>(count);
   const payloads = new Array<string>(count);
   let cursors: unknown[] | null = null;
+  let ownSources = false;
   for (let i = 0; i < count; i++) {
     const record = records[i] as CanonicalRecord;
     keys[i] = record.key;
     hashes[i] = record.hash;
     sources[i] = record.sourceId;
+    if (record.sourceId !== record.key) ownSources = true;
     payloads[i] = record.json ?? JSON.stringify(record.payload);
     if (record.cursor !== undefined) {
       cursors ??= new Array<unknown>(count).fill(null);
       cursors[i] = record.cursor;
     }
   }
-  return `{"keys":${JSON.stringify(keys)},"hashes":${JSON.stringify(hashes)},"sources":${JSON.stringify(sources)},"cursors":${JSON.stringify(cursors)},"payloads":[${payloads.join(",")}]}`;
+  return `{"keys":${JSON.stringify(keys)},"hashes":${JSON.stringify(hashes)},"sources":${ownSources ? JSON.stringify(sources) : "null"},"cursors":${JSON.stringify(cursors)},"payloads":[${payloads.join(",")}]}`;
 }
 
 export function decodeCanonical(text: string): CanonicalRecord[] {
@@ -51,7 +54,7 @@ export function decodeCanonical(text: string): CanonicalRecord[] {
     return {
       key,
       hash: chunk.hashes[i] as string,
-      sourceId: chunk.sources[i] as string,
+      sourceId: (chunk.sources === null ? key : chunk.sources[i]) as string,
       ...(cursor === null || cursor === undefined ? {} : { cursor }),
       payload: chunk.payloads[i] as Record<string, unknown>,
     };

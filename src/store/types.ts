@@ -193,6 +193,8 @@ export interface Store {
   getProfile(flow: string): Promise<Record<string, string> | undefined>;
   /** Content hash last loaded to `target` for each of these keys, and the run that loaded it. */
   getHashes(target: string, keys: readonly string[]): Promise<Map<string, LoadedHash>>;
+  /** Whether any content hash was loaded to `target` (by any run): none means every record there is new to it. */
+  hasHashes(target: string): Promise<boolean>;
 
   /** Values of a lookup cached across runs (unexpired at `now`), by cache key. */
   cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>>;

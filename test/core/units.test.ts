@@ -106,6 +106,14 @@ describe("engine building blocks", () => {
       { key: '["EU",1]', hash: "h1", sourceId: "1", cursor: "2025-01-01", payload: { a: 1 } },
       { key: 'k"2', hash: "h2", sourceId: "2", payload: { b: "é" } },
     ]);
+    // source ids that are the keys are not staged twice
+    const own = [
+      { key: "7", hash: "h7", sourceId: "7", payload: { c: 7 } },
+      { key: 'k"8', hash: "h8", sourceId: 'k"8', payload: {} },
+    ];
+    const staged = encodeCanonical(own);
+    assert.match(staged, /"sources":null/);
+    assert.deepEqual(decodeCanonical(staged), own);
   });
 
   it("advances the cursor only over the unbroken prefix of done chunks", () => {

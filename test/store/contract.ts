@@ -284,6 +284,9 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           { loaded: ["a"], hashes: ["h1"], unchanged: [], problems: [], attempts: 1, deferHashes: true },
           2,
         );
+        assert.equal(await store.hasHashes("t1"), true);
+        assert.equal(await store.hasHashes("t2"), false, "deferred: none current before the commit");
+        assert.equal(await store.hasHashes("nothing loaded here"), false);
         const t1 = await store.getHashes("t1", ["a", "b", "c"]);
         assert.deepEqual([...t1.entries()].sort(), [
           ["a", { hash: "h1", runId: run.id }],
@@ -292,6 +295,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.equal((await store.getHashes("t2", ["a"])).size, 0, "deferred: not current before the commit");
         await store.commitHashes(run.id, "t2");
         assert.deepEqual(await store.getHashes("t2", ["a"]), new Map([["a", { hash: "h1", runId: run.id }]]));
+        assert.equal(await store.hasHashes("t2"), true);
       } finally {
         await store.close();
       }

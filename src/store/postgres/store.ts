@@ -819,6 +819,11 @@ export class PostgresStore implements Store {
     return found;
   }
 
+  async hasHashes(target: string): Promise<boolean> {
+    const rows = await this.#rows(`SELECT 1 FROM ${this.#s}.target_hashes WHERE target = $1 LIMIT 1`, [target]);
+    return rows.length > 0;
+  }
+
   async cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>> {
     const found = new Map<string, unknown>();
     if (keys.length === 0) return found;

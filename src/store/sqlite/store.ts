@@ -491,6 +491,10 @@ export class SqliteStore implements Store {
     return found;
   }
 
+  async hasHashes(target: string): Promise<boolean> {
+    return this.#get("SELECT 1 AS found FROM target_hashes WHERE target = ? LIMIT 1", target) !== undefined;
+  }
+
   async cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>> {
     const found = new Map<string, unknown>();
     if (keys.length === 0) return found;

@@ -98,6 +98,7 @@ export class ThreadedSqliteStore implements Store {
   getCursor: Store["getCursor"] = (...args) => this.#call("getCursor", ...args);
   getProfile: Store["getProfile"] = (...args) => this.#call("getProfile", ...args);
   getHashes: Store["getHashes"] = (...args) => this.#call("getHashes", ...args);
+  hasHashes: Store["hasHashes"] = (...args) => this.#call("hasHashes", ...args);
   cacheGet: Store["cacheGet"] = (...args) => this.#call("cacheGet", ...args);
   cacheSet: Store["cacheSet"] = (...args) => this.#call("cacheSet", ...args);
   counts: Store["counts"] = (...args) => this.#call("counts", ...args);
