@@ -8,6 +8,7 @@
 import type { Driver, EncodedBatch } from "../connectors/types.ts";
 import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
+import type { StagedValue } from "../store/types.ts";
 
 export type SourceRows = { rows: Row[] } | Pick<EncodedBatch, "encoding" | "text" | "count">;
 
@@ -40,11 +41,11 @@ export function joinEncoded(batches: readonly Pick<EncodedBatch, "encoding" | "t
   return { encoding: first.encoding, text, count };
 }
 
-/** The staged form of a chunk's source rows: text, or UTF-8 bytes when the source gave bytes. */
-export function encodeSourceRows(data: SourceRows): string | Uint8Array {
+/** The staged form of a chunk's source rows: text, or a header and the bytes the source gave (not copied). */
+export function encodeSourceRows(data: SourceRows): StagedValue {
   if ("rows" in data) return JSON.stringify(data.rows);
   const header = `${encodedMark}${data.count}${encodedMark}${data.encoding}\n`;
-  return typeof data.text === "string" ? header + data.text : Buffer.concat([Buffer.from(header), data.text]);
+  return typeof data.text === "string" ? header + data.text : [header, data.text];
 }
 
 /** The staged form back; JSON rows are parsed, source text is kept for its driver to decode (see `rowsOf`). */

@@ -1,7 +1,18 @@
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import type { StagedValue } from "./types.ts";
 
 export type Stage = "extracted" | "canonical";
+
+/** A staged value as one text (a store that keeps text: PostgreSQL's `staged` table). */
+export function stagedText(data: StagedValue): string {
+  if (typeof data === "string") return data;
+  const parts = ArrayBuffer.isView(data) ? [data as Uint8Array] : (data as readonly (string | Uint8Array)[]);
+  // bytes joined before they are decoded: a part may end inside a character
+  return Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : part))).toString(
+    "utf8",
+  );
+}
 
 interface Segment {
   fd: number;
@@ -53,20 +64,25 @@ export class StagingFiles {
     return segment;
   }
 
-  write(runId: number, seq: number, stage: Stage, data: string | Uint8Array): void {
+  write(runId: number, seq: number, stage: Stage, data: StagedValue): void {
     const segment = this.#segment(runId, stage, true) as Segment;
-    const length = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+    const parts = typeof data === "string" || ArrayBuffer.isView(data) ? [data as string | Uint8Array] : data;
+    let length = 0;
+    for (const part of parts) length += typeof part === "string" ? Buffer.byteLength(part) : part.byteLength;
     const header = Buffer.allocUnsafe(headerBytes);
     header.writeUInt32LE(seq, 0);
     header.writeUInt32LE(length, 4);
     writeSync(segment.fd, header, 0, headerBytes, segment.size);
-    const at = segment.size + headerBytes;
-    // text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
-    let written = typeof data === "string" ? writeSync(segment.fd, data, at, "utf8") : 0;
-    const bytes = typeof data === "string" ? undefined : data;
-    if (written < length) {
-      const rest = bytes ?? Buffer.from(data as string, "utf8");
-      while (written < length) written += writeSync(segment.fd, rest, written, length - written, at + written);
+    let at = segment.size + headerBytes;
+    for (const part of parts) {
+      // text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
+      const size = typeof part === "string" ? Buffer.byteLength(part) : part.byteLength;
+      let written = typeof part === "string" ? writeSync(segment.fd, part, at, "utf8") : 0;
+      if (written < size) {
+        const rest = typeof part === "string" ? Buffer.from(part, "utf8") : part;
+        while (written < size) written += writeSync(segment.fd, rest, written, size - written, at + written);
+      }
+      at += size;
     }
     if (this.#fsync) fsyncSync(segment.fd);
     segment.index?.set(seq, { offset: segment.size + headerBytes, length });

@@ -127,6 +127,12 @@ export interface FinishRun {
   profile?: Record<string, string>;
 }
 
+/**
+ * A chunk's staged output: text, its UTF-8 bytes, or parts of either that concatenate into it (a header and the
+ * bytes a source gave, written one after the other rather than copied into one buffer first).
+ */
+export type StagedValue = string | Uint8Array | readonly (string | Uint8Array)[];
+
 export interface Store {
   readonly kind: "sqlite" | "postgres";
   /** Human-readable location (file path, or URL without password). */
@@ -160,11 +166,10 @@ export interface Store {
   latestUnfinished(flow: string): Promise<RunRecord | undefined>;
 
   /**
-   * Stages one chunk's output of a stage as one value: text, or the same text as UTF-8 bytes (a transform thread's
-   * output, written as it is). Called before the chunk is recorded
+   * Stages one chunk's output of a stage as one value (see StagedValue). Called before the chunk is recorded
    * (saveExtracted / saveCanonical): only a recorded chunk's staged value is ever read.
    */
-  stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string | Uint8Array): Promise<void>;
+  stage(runId: number, seq: number, stage: "extracted" | "canonical", data: StagedValue): Promise<void>;
   /** Records one extracted chunk (its rows staged) and the source position after it. */
   saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void>;
   /**

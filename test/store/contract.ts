@@ -111,6 +111,11 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         await store.stage(run.id, 0, "extracted", '[{"id":1},{"id":2},{"id":3}]');
         await store.saveExtracted(run.id, 0, ["2025-01-01", 3], 3, 1);
         await store.stage(run.id, 0, "canonical", '{"keys":["1","2"]}');
+        // bytes, and parts (a header and bytes, one after the other), come back as the text they encode
+        await store.stage(run.id, 1, "extracted", Buffer.from("héllo 😀"));
+        await store.stage(run.id, 2, "extracted", ["\u0001head\n", Buffer.from("é 😀 bytes"), "tail"]);
+        assert.equal(await store.readStaged(run.id, 1, "extracted"), "héllo 😀");
+        assert.equal(await store.readStaged(run.id, 2, "extracted"), "\u0001head\né 😀 bytestail");
         await store.saveCanonical(run.id, 0, 2, [quarantined("3", 0)], 2);
         await store.saveLoad(
           run.id,

@@ -16,6 +16,7 @@ import {
   runFromRow,
   unstagedProblemsSql,
 } from "../rows.ts";
+import { stagedText } from "../staging-files.ts";
 import type {
   ChunkState,
   FinishRun,
@@ -25,6 +26,7 @@ import type {
   RecordQuery,
   RunCounts,
   RunRecord,
+  StagedValue,
   Store,
 } from "../types.ts";
 import { latestVersion, migrations } from "./migrations.ts";
@@ -571,17 +573,12 @@ export class PostgresStore implements Store {
 
   // --- staging
 
-  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string | Uint8Array): Promise<void> {
+  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: StagedValue): Promise<void> {
     // staged again (a chunk redone after a crash or a transient failure): the latest copy wins
     await this.#sql(
       `INSERT INTO ${this.#s}.staged (run_id, seq, stage, data) VALUES ($1, $2, $3, $4)
        ON CONFLICT (run_id, stage, seq) DO UPDATE SET data = excluded.data`,
-      [
-        runId,
-        seq,
-        stage,
-        typeof data === "string" ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"),
-      ],
+      [runId, seq, stage, stagedText(data)],
     );
   }
 

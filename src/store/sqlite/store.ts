@@ -27,6 +27,7 @@ import type {
   RecordQuery,
   RunCounts,
   RunRecord,
+  StagedValue,
   Store,
 } from "../types.ts";
 import { migrations } from "./migrations.ts";
@@ -313,7 +314,7 @@ export class SqliteStore implements Store {
     return run.status === "failed" || run.status === "cancelled" ? run : undefined;
   }
 
-  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: string | Uint8Array): Promise<void> {
+  async stage(runId: number, seq: number, stage: "extracted" | "canonical", data: StagedValue): Promise<void> {
     this.#staging.write(runId, seq, stage, data);
   }
 
