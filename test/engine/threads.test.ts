@@ -230,4 +230,58 @@ describe("transform threads", () => {
       await store.close();
     }
   });
+
+  it("start only for a run of more than a few chunks: a small one is done on the engine's thread", async () => {
+    await emptyTargets();
+    using temp = tempDir();
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: "info",
+      destination: { write: (line: string) => void lines.push(line) } as never,
+    });
+    const store = await openStore(temp.dir);
+    const started = () => lines.filter((line) => line.includes("starting transform threads")).length;
+    const engine = await Engine.open({
+      hub,
+      baseDir: temp.dir,
+      store,
+      logger,
+      threads: { module: hubModule, count: 1 },
+    });
+    try {
+      const first = await engine.run("items", { trigger: "test" });
+      assert.equal(first.counts.extracted, rows);
+      assert.equal(started(), 1, "a run of 1,000 records (5 chunks) starts them");
+      // the next runs read only what changed since: 300 records (3 chunks), then none
+      await db.query(`UPDATE ${schema}.src SET updated_at = updated_at + interval '1 day' WHERE id <= 300`);
+      const small = await engine.run("items", { trigger: "test" });
+      assert.equal(small.counts.extracted, 300);
+      assert.equal(small.run.stats.threaded, undefined);
+      const none = await engine.run("items", { trigger: "test" });
+      assert.equal(none.counts.extracted, 0);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+    // one engine, one start; and an engine whose runs were all small never starts them
+    assert.equal(started(), 1);
+    lines.length = 0;
+    const again = await openStore(temp.dir);
+    const quiet = await Engine.open({
+      hub,
+      baseDir: temp.dir,
+      store: again,
+      logger,
+      threads: { module: hubModule, count: 1 },
+    });
+    try {
+      await db.query(`UPDATE ${schema}.src SET updated_at = updated_at + interval '1 day' WHERE id <= 100`);
+      const tiny = await quiet.run("items", { trigger: "test" });
+      assert.equal(tiny.counts.extracted, 100);
+    } finally {
+      await quiet.close();
+      await again.close();
+    }
+    assert.equal(started(), 0, "100 records: no thread started");
+  });
 });

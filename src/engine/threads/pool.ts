@@ -4,8 +4,9 @@
  * engine's thread only moves bytes (stages, records the ledger, sends prepared rows). Lookups the mappings call are
  * answered here, through the run's caches and the systems' policies, as if the mapping ran on this thread.
  *
- * Threads start at a run's first chunk and are used as soon as one is ready: until then, and for chunks of decoded
- * rows (sources without `readEncoded`, chunks staged as JSON), the engine transforms on its own thread. A thread that
+ * Threads start at a run's fourth chunk of source text (a small run is done before they would be ready) and are used
+ * as soon as one is ready: until then, and for chunks of decoded rows (sources without `readEncoded`, chunks staged as
+ * JSON), the engine transforms on its own thread. A thread that
  * cannot load the hub's module makes the engine transform on its own thread, with a warning.
  */
 import { availableParallelism } from "node:os";
@@ -39,6 +40,12 @@ export interface ThreadsOptions {
   /** The hub's lookups by name: the threads' mappings call them here. */
   lookups: ReadonlyMap<string, Lookup<unknown, unknown>>;
 }
+
+/**
+ * Chunks of source text a run transforms on the engine's thread before it starts the threads (the first chunks of a
+ * run are small: 50, 100, 200 records…, so this is 350 records).
+ */
+export const startAfterChunks = 3;
 
 export function defaultThreadCount(): number {
   return Math.max(1, Math.min(4, availableParallelism() - 1));
@@ -81,6 +88,7 @@ export class TransformThreads {
   }
 
   #start(): Promise<boolean> {
+    this.#options.logger.info({ threads: this.#count, module: this.#options.module }, "starting transform threads");
     const setup: ThreadSetup = { module: this.#options.module };
     const handles: Handle[] = [];
     const readiness: Promise<boolean>[] = [];
@@ -199,7 +207,6 @@ export class TransformThreads {
    */
   remote(ctx: RunContext): RemoteTransform | undefined {
     if (this.#unusable) return undefined;
-    void this.ready();
     const descriptions = new Map<string, Promise<TargetJob | undefined>>();
     const describe = (target: Endpoint): Promise<TargetJob | undefined> => {
       const name = target.binding.name;
@@ -210,8 +217,12 @@ export class TransformThreads {
       }
       return known;
     };
+    let chunks = 0;
     return (seq: number, data: SourceRows) => {
       if (this.#unusable || "rows" in data) return undefined;
+      // A run that has not extracted `startAfterChunks` chunks yet may be a small one, done before a thread would
+      // be ready (~0.1–0.3 s: a thread imports the hub's module): its first chunks are transformed here.
+      if (++chunks > startAfterChunks) void this.ready();
       const handle = this.#pick();
       if (handle === undefined) return undefined;
       return this.#send(ctx, handle, seq, data, describe);
