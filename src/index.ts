@@ -6,7 +6,17 @@ export { type HttpBindingOptions, type HttpClient, type HttpSystemOptions, http 
 export { type MysqlClient, mysql } from "./connectors/mysql/index.ts";
 export { type PostgresClient, postgres } from "./connectors/postgres/index.ts";
 export { type SqliteClient, sqlite } from "./connectors/sqlite/index.ts";
-export type { Connection, Driver, ReadBatch, ReadRequest, WriteItem, WriteRequest } from "./connectors/types.ts";
+export type {
+  Connection,
+  Driver,
+  EncodedBatch,
+  PreparedRows,
+  PrepareRequest,
+  ReadBatch,
+  ReadRequest,
+  WriteItem,
+  WriteRequest,
+} from "./connectors/types.ts";
 export { type Binding, type BindingMapping, bind, type MapContext, type Row } from "./core/binding.ts";
 export { type Entity, type EntityRecord, entity, type FieldNote } from "./core/entity.ts";
 export { ErrorCode, ExitCode, FrancaError } from "./core/errors.ts";

@@ -270,7 +270,9 @@ export async function executeRun(
         await Promise.all(pending.map((chunk) => sequencer.offer(chunk.seq, undefined)));
       }),
     );
-    const workers = Array.from({ length: flow.transformConcurrency }, () =>
+    // With transform threads, two chunks per thread are in hand at once (one mapped, the next waiting for it).
+    const concurrency = Math.max(flow.transformConcurrency, remote === undefined ? 0 : 2 * (env.threads?.count ?? 0));
+    const workers = Array.from({ length: concurrency }, () =>
       guard("transform", async () => {
         for (;;) {
           const next = await toTransform.receive();

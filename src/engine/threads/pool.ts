@@ -81,6 +81,11 @@ export class TransformThreads {
     this.#count = Math.max(1, options.count ?? defaultThreadCount());
   }
 
+  /** How many threads this engine has (started or not). */
+  get count(): number {
+    return this.#count;
+  }
+
   /** Starts the threads; resolves once each is ready, or false when they cannot be used. */
   ready(): Promise<boolean> {
     this.#started ??= this.#start();
