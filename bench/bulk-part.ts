@@ -13,7 +13,9 @@
  *        insert: the COPY stream parsed into rows, sent as multi-row INSERTs of N rows (autocommit)
  *
  * Options: --pg (URL), --maria (URL), --schema (PostgreSQL schema of the tables), --chunk-size and
- * --load-concurrency (the flow's settings; default: the flow's defaults).
+ * --load-concurrency (the flow's settings; default: the flow's defaults), --threads (the engine's transform threads;
+ * default: the machine's cores less one). The engine parts' hub is bench/bulk-hub.ts, a module the threads import.
+ * BULK_THREAD_CPU=1 prints the CPU seconds of each of the process's threads (stderr) when the run ends.
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
