@@ -16,7 +16,7 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
       ? "  nothing new since the last run (the source's cursor did not move)"
       : `  extracted ${count(counts.extracted)} records in ${count(counts.chunks)} chunks · canonical ${count(counts.canonical)} · quarantined ${count(counts.quarantined)}${
           counts.failed > 0 ? ` · failed ${count(counts.failed)}` : ""
-        }`,
+        }${Number(run.stats.threaded ?? 0) > 0 ? ` · ${count(Number(run.stats.threaded))} mapped on transform threads` : ""}`,
   ];
   const targets = Object.entries(counts.targets);
   if (targets.length > 0) {

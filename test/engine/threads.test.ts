@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { describeRun } from "../../src/cli/summary.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import type { Hub } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
@@ -54,6 +55,8 @@ interface Ran {
   loaded: Record<string, number>;
   lineage: string;
   lookups: unknown;
+  /** The run as `franca runs show` prints it. */
+  described: string;
 }
 
 /** Runs `flow` on a new store, with transform threads (waited for, so that they take the chunks) or without. */
@@ -85,6 +88,7 @@ async function runFlow(flow: string, threads: number | string): Promise<Ran> {
       loaded: Object.fromEntries(Object.entries(summary.counts.targets).map(([name, counts]) => [name, counts.loaded])),
       lineage: `${lineage}`.replace(`@${summary.run.id}/`, "@RUN/"),
       lookups: summary.run.stats.lookups,
+      described: describeRun(summary.run, summary.counts),
     };
   } finally {
     await engine.close();
@@ -106,6 +110,8 @@ describe("transform threads", () => {
     // the threads took every chunk: they were ready before the run
     assert.equal(threaded.threaded, rows);
     assert.equal(inline.threaded, undefined);
+    assert.match(threaded.described, /1,000 mapped on transform threads/);
+    assert.doesNotMatch(inline.described, /transform threads/);
     const expectedProblems = [
       ...emptyNames.map((id) => ({ key: String(id), target: null, code: ErrorCode.ValidationFailed, path: "/name" })),
       // audit's mapping throws for ids ending in 13 (emptyNames are not among them)
