@@ -73,7 +73,10 @@ function loadedBefore(ctx: RunContext, target: string): Promise<boolean> {
   }
   let known = targets.get(target);
   if (known === undefined) {
-    known = ctx.store.hasHashes(target);
+    const asked = ctx.store.hasHashes(target);
+    // a failed answer is not kept: the next chunk (a retried job, in a distributed worker) asks again
+    asked.catch(() => targets.delete(target));
+    known = asked;
     targets.set(target, known);
   }
   return known;

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
+import type { Driver } from "../connectors/types.ts";
 import { ErrorCode, ExitCode, FrancaError, toFrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
 import type { AnyLookup } from "../core/lookup.ts";
@@ -270,8 +271,13 @@ export async function executeRun(
         await Promise.all(pending.map((chunk) => sequencer.offer(chunk.seq, undefined)));
       }),
     );
-    // With transform threads, two chunks per thread are in hand at once (one mapped, the next waiting for it).
-    const concurrency = Math.max(flow.transformConcurrency, remote === undefined ? 0 : 2 * (env.threads?.count ?? 0));
+    // With transform threads, and a source whose chunks they can take (its own text), two chunks per thread are in
+    // hand at once (one mapped, the next waiting for it).
+    const threaded =
+      remote !== undefined &&
+      ctx.source.connection.readEncoded !== undefined &&
+      (ctx.source.binding.system.driver as Driver).decode !== undefined;
+    const concurrency = Math.max(flow.transformConcurrency, threaded ? 2 * (env.threads?.count ?? 0) : 0);
     const workers = Array.from({ length: concurrency }, () =>
       guard("transform", async () => {
         for (;;) {

@@ -1,13 +1,18 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { describeRun } from "../../src/cli/summary.ts";
+import { copyEncoding } from "../../src/connectors/postgres/copy-text.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import type { Hub } from "../../src/core/hub.ts";
+import type { RunContext } from "../../src/engine/context.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import { TransformThreads } from "../../src/engine/threads/pool.ts";
 import { createLogger } from "../../src/observe/logger.ts";
 import { openStore, tempDir } from "../support/fixtures.ts";
 
@@ -42,7 +47,7 @@ async function emptyTargets(): Promise<void> {
 /** What the targets hold, lineage apart (it names the run). */
 async function targets(): Promise<{ dst: unknown[]; audit: unknown[] }> {
   const dst = await db.query(
-    `SELECT id, name, amount::text, updated_at::text, region, doc::text FROM ${schema}.dst ORDER BY id`,
+    `SELECT id, name, amount::text, updated_at::text, region, tag, doc::text FROM ${schema}.dst ORDER BY id`,
   );
   const audit = await db.query(`SELECT id, region FROM ${schema}.audit ORDER BY id`);
   return { dst: dst.rows, audit: audit.rows };
@@ -107,6 +112,8 @@ describe("transform threads", () => {
 
     assert.equal(onThreads.dst.length, rows - emptyNames.length);
     assert.deepEqual(onThreads, onMain);
+    // a lookup's Buffer is a Buffer on the threads too (structured clone makes it a plain Uint8Array)
+    assert.equal((onThreads.dst[0] as { tag: string }).tag, Buffer.from("south").toString("base64"));
     // the threads took every chunk: they were ready before the run
     assert.equal(threaded.threaded, rows);
     assert.equal(inline.threaded, undefined);
@@ -296,5 +303,83 @@ describe("transform threads", () => {
       await again.close();
     }
     assert.equal(started(), 0, "100 records: no thread started");
+  });
+});
+
+describe("the transform threads' pool", () => {
+  const encoding = copyEncoding([
+    { name: "id", type: 20 },
+    { name: "name", type: 25 },
+    { name: "amount", type: 1700 },
+    { name: "updated_at", type: 1184 },
+    { name: "doc", type: 3802 },
+  ]);
+  const chunk = (ids: number[]) => ({
+    encoding,
+    text: ids.map((id) => `${id}\tname ${id}\t1.5\t2024-01-01 00:00:00+00\t{}\n`).join(""),
+    count: ids.length,
+  });
+  /** Just what the pool reads of a run: its targets (one, described after `describeMs`), signal, logger, lookups. */
+  function runOf(id: number, describeMs?: number): RunContext {
+    const targets =
+      describeMs === undefined
+        ? []
+        : [
+            {
+              binding: { name: "erp.Item", system: { driver: { prepare: () => ({}) } }, options: {} },
+              connection: {
+                describeTarget: () => new Promise((done) => setTimeout(() => done({ columns: [] }), describeMs)),
+              },
+              policy: {
+                execute: async (fn: (signal: AbortSignal) => Promise<unknown>) => ({
+                  value: await fn(never),
+                  attempts: 1,
+                }),
+              },
+            },
+          ];
+    return {
+      run: { id },
+      flow: { name: "items" },
+      targets,
+      signal: new AbortController().signal,
+      logger: createLogger({ level: "silent" }),
+      lookups: { call: async () => "north" },
+    } as unknown as RunContext;
+  }
+  const never = new AbortController().signal;
+
+  it("hand back a chunk that waited for its target's description while its thread died", async () => {
+    process.env.FRANCA_THREADS_EXIT_AT = "5"; // the thread mapping row 5 exits
+    const threads = new TransformThreads({
+      module: hubModule,
+      count: 1,
+      logger: createLogger({ level: "silent" }),
+      lookups: new Map(),
+    });
+    try {
+      assert.equal(await threads.ready(), true);
+      const waiting = threads.remote(runOf(2, 300))?.(0, chunk([1, 2, 3])); // describes its target for 300 ms
+      const dying = threads.remote(runOf(1))?.(0, chunk([4, 5, 6]));
+      assert.equal(await dying, undefined, "the chunk whose thread died goes back to its run");
+      const late = await Promise.race([waiting, sleep(5000).then(() => "still waiting")]);
+      assert.equal(late, undefined, "the one that was describing its target goes back too, instead of waiting forever");
+    } finally {
+      delete process.env.FRANCA_THREADS_EXIT_AT;
+      await threads.close();
+    }
+  });
+
+  it("keep a process alive while they start, and not once they are idle", () => {
+    const child = spawnSync(
+      process.execPath,
+      [fileURLToPath(new URL("../support/threads-idle-child.ts", import.meta.url))],
+      {
+        encoding: "utf8",
+        timeout: 30_000,
+      },
+    );
+    assert.equal(child.stdout.trim(), "ready");
+    assert.equal(child.status, 0, `exit status ${child.status}, signal ${child.signal}: ${child.stderr}`);
   });
 });

@@ -33,6 +33,8 @@ export const Item = entity("Item", {
       amount: Type.Union([Decimal(), Type.Null()]),
       updatedAt: Timestamp(),
       region: Type.String(),
+      /** The region's name as base64, from a lookup whose value holds a Buffer. */
+      tag: Type.String(),
       doc: Type.Unknown(),
     },
     { additionalProperties: false },
@@ -56,7 +58,7 @@ export function threadsSetupSql(rows: number, emptyNames: readonly number[] = []
               jsonb_build_object('i', i, 'text', E'line\\nnext "q"', 'list', jsonb_build_array(1, 'two', NULL))
          FROM generate_series(1, ${rows}) AS i`,
     `CREATE TABLE ${schema}.dst (id text PRIMARY KEY, name text NOT NULL, amount numeric(14,4),
-       updated_at timestamptz NOT NULL, region text NOT NULL, doc jsonb, lineage text NOT NULL)`,
+       updated_at timestamptz NOT NULL, region text NOT NULL, tag text NOT NULL, doc jsonb, lineage text NOT NULL)`,
     `CREATE TABLE ${schema}.audit (id text PRIMARY KEY, region text NOT NULL)`,
   ];
 }
@@ -72,6 +74,15 @@ const regionOf = lookup("regionOf", {
   },
 });
 
+/** The region's name as bytes, in an object: a lookup value that crosses threads by structured clone. */
+const regionBytes = lookup("regionBytes", {
+  system: crm,
+  get: async (id: number, { client }) => {
+    const rows = await (client as PostgresClient).query(`SELECT name FROM ${schema}.regions WHERE id = $1`, [id]);
+    return { bytes: Buffer.from(String(rows[0]?.name)) };
+  },
+});
+
 const source = bind(crm, Item, {
   table: `${schema}.src`,
   key: "id",
@@ -84,6 +95,7 @@ const source = bind(crm, Item, {
       amount: row.amount as string | null,
       updatedAt: `${(row.updated_at as string).replace(" ", "T")}:00`,
       region: await ctx.lookup(regionOf, Number(row.id) % 5),
+      tag: (await ctx.lookup(regionBytes, Number(row.id) % 5)).bytes.toString("base64"),
       doc: row.doc,
     };
   },
@@ -98,6 +110,7 @@ const dst = bind(erp, Item, {
     amount: item.amount,
     updated_at: item.updatedAt,
     region: item.region,
+    tag: item.tag,
     doc: item.doc,
     lineage: `${envelope.source.system}:${envelope.source.id}@${envelope.lineage.run}/${envelope.lineage.chunk}`,
   }),
@@ -116,7 +129,7 @@ const audit = bind(erp, Item, {
 export default defineHub({
   systems: [crm, erp],
   entities: [Item],
-  lookups: [regionOf],
+  lookups: [regionOf, regionBytes],
   store: process.env.FRANCA_THREADS_STORE ?? ".franca/franca.db",
   flows: [
     flow("items", { from: source, to: [dst, audit], chunkSize: 100 }),

@@ -99,7 +99,6 @@ export class TransformThreads {
     const readiness: Promise<boolean>[] = [];
     for (let i = 0; i < this.#count; i++) {
       const worker = new Worker(new URL("./thread.ts", import.meta.url), { workerData: setup });
-      worker.unref();
       const handle: Handle = { worker, ready: false, jobs: 0 };
       handles.push(handle);
       readiness.push(
@@ -107,6 +106,9 @@ export class TransformThreads {
           worker.on("message", (message: FromThread) => {
             if (message.type === "ready") {
               handle.ready = true;
+              // An idle thread does not keep the process alive; one with jobs does (#busy), as the store's thread
+              // does while calls wait on it. Until it is ready, it does (a caller may be waiting for it).
+              if (handle.jobs === 0) worker.unref();
               resolve(true);
             } else if (message.type === "unusable") {
               this.#giveUp(fromParts(message.error));
@@ -153,7 +155,7 @@ export class TransformThreads {
     const job = this.#jobs.get(message.id);
     if (job === undefined) return; // its run stopped meanwhile
     this.#jobs.delete(message.id);
-    handle.jobs--;
+    this.#idle(handle);
     if (message.type === "failed") {
       job.reject(fromParts(message.error));
       return;
@@ -190,7 +192,7 @@ export class TransformThreads {
     try {
       handle.worker.postMessage({ type: "lookups", id: message.id, answers } satisfies LookupAnswers);
     } catch (error) {
-      // a value that cannot cross threads (a function, a class instance with private state): those calls fail
+      // a value that cannot cross threads (a function, a symbol): those calls fail
       const refused = errorParts(
         new FrancaError(
           ErrorCode.LookupFailed,
@@ -234,6 +236,16 @@ export class TransformThreads {
     };
   }
 
+  /** A job more for `handle`: a thread with jobs keeps the process alive. */
+  #busy(handle: Handle): void {
+    if (handle.jobs++ === 0) handle.worker.ref();
+  }
+
+  /** A job less for `handle`: an idle thread does not keep the process alive. */
+  #idle(handle: Handle): void {
+    if (--handle.jobs === 0 && handle.ready) handle.worker.unref();
+  }
+
   #pick(): Handle | undefined {
     let best: Handle | undefined;
     for (const handle of this.#handles ?? [])
@@ -248,20 +260,26 @@ export class TransformThreads {
     data: Exclude<SourceRows, { rows: unknown }>,
     describe: (target: Endpoint) => Promise<TargetJob | undefined>,
   ): Promise<RemoteResult | undefined> {
-    handle.jobs++;
+    this.#busy(handle);
     const id = this.#next++;
     let targets: TargetJob[];
     try {
       targets = (await Promise.all(ctx.targets.map(describe))).filter((target) => target !== undefined);
     } catch (error) {
-      handle.jobs--;
+      this.#idle(handle);
       throw error;
+    }
+    // The threads may have been given up while the targets were described (a thread died): the chunk is the
+    // engine's thread's then, like every job that thread had.
+    if (this.#unusable || !handle.ready) {
+      this.#idle(handle);
+      return undefined;
     }
     const { promise, resolve, reject } = Promise.withResolvers<RemoteResult | undefined>();
     this.#jobs.set(id, { handle, ctx, seq, resolve, reject });
     const forget = whenAborted(ctx.signal, () => {
       if (this.#jobs.delete(id)) {
-        handle.jobs--;
+        this.#idle(handle);
         reject(ctx.signal.reason);
       }
     });
@@ -285,6 +303,11 @@ export class TransformThreads {
     const handles = this.#handles ?? [];
     this.#handles = undefined;
     this.#unusable = true;
+    // a chunk still on a thread goes back to its run (which is transforming it itself, or stopping)
+    for (const [id, job] of this.#jobs) {
+      this.#jobs.delete(id);
+      job.resolve(undefined);
+    }
     await Promise.all(handles.map((handle) => handle.worker.terminate()));
   }
 }

@@ -87,6 +87,24 @@ function lookupVia(job: number, lookup: Lookup<unknown, unknown>, key: unknown):
   return promise;
 }
 
+/**
+ * A lookup's value as the engine's thread had it, as far as structured clone lets it be: it keeps dates, maps, sets
+ * and typed arrays, but a Buffer arrives as a plain Uint8Array (whose toString differs), so those are made Buffers
+ * again (views of the same memory). Class instances arrive as plain objects: lookups should return plain data.
+ */
+function revived(value: unknown): unknown {
+  if (value instanceof Uint8Array) {
+    return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = revived(value[i]);
+  } else if (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const key of Object.keys(value))
+      (value as Record<string, unknown>)[key] = revived((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}
+
 // ── transform ───────────────────────────────────────────────────────────────────────────────────────────────────
 
 function flowOf(name: string): Flow {
@@ -211,7 +229,7 @@ port.on("message", (message: ToThread) => {
     waiting.delete(message.id);
     message.answers.forEach((answer, index) => {
       const pending = settle[index];
-      if (answer.ok) pending?.resolve(answer.value);
+      if (answer.ok) pending?.resolve(revived(answer.value));
       else pending?.reject(fromParts(answer.error as ErrorParts));
     });
     return;
