@@ -186,7 +186,6 @@ async function engine(): Promise<number> {
   const franca = await Engine.open({ hub, baseDir: dir, threads: { module, ...threads } });
   const summary = await franca.run("accounts", { trigger: "bench" });
   threadCpu();
-  await (globalThis as { __dumpAlloc?: () => Promise<void> }).__dumpAlloc?.();
   await franca.close();
   if (summary.run.status !== "succeeded")
     throw new Error(`engine run ${summary.run.status}: ${JSON.stringify(summary.run.error)}`);
