@@ -6,8 +6,8 @@
  *
  * Threads start at a run's fourth chunk of source text (a small run is done before they would be ready) and are used
  * as soon as one is ready: until then, and for chunks of decoded rows (sources without `readEncoded`, chunks staged as
- * JSON), the engine transforms on its own thread. A thread that
- * cannot load the hub's module makes the engine transform on its own thread, with a warning.
+ * JSON), the engine transforms on its own thread. A thread that cannot load the hub's module, or dies, makes the
+ * engine transform on its own thread from then on, with a warning; the chunks it had go back to their runs.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
