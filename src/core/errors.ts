@@ -89,7 +89,8 @@ export class FrancaError extends Error {
     return this.errorClass === "transient";
   }
 
-  toJSON(): Record<string, unknown> {
+  /** The error as plain data: what logs show, and what crosses threads (`fromJSON` makes it an error again). */
+  toJSON(): FrancaErrorJson {
     return {
       code: this.code,
       class: this.errorClass,
@@ -100,6 +101,27 @@ export class FrancaError extends Error {
       ...(this.system === undefined ? {} : { system: this.system }),
     };
   }
+
+  static fromJSON(json: FrancaErrorJson): FrancaError {
+    return new FrancaError(json.code, json.message, {
+      errorClass: json.class,
+      ...(json.path === undefined ? {} : { path: json.path }),
+      ...(json.setting === undefined ? {} : { setting: json.setting }),
+      ...(json.status === undefined ? {} : { status: json.status }),
+      ...(json.system === undefined ? {} : { system: json.system }),
+    });
+  }
+}
+
+/** A FrancaError as plain data (`toJSON`). */
+export interface FrancaErrorJson {
+  code: ErrorCode;
+  class: ErrorClass;
+  message: string;
+  path?: string;
+  setting?: string;
+  status?: number | string;
+  system?: string;
 }
 
 /** A configuration problem: always names the setting. */

@@ -1,14 +1,8 @@
-import type { ErrorClass, ErrorCode } from "../core/errors.ts";
-import { type CanonicalRecord, decodeCanonical } from "./staging.ts";
+import type { FrancaErrorJson } from "../core/errors.ts";
+import { type CanonicalRecord, decodeCanonical, recordColumns } from "./staging.ts";
 
-/** A target mapping's failure on a transform thread, for the load to report (a FrancaError's parts). */
-export interface MappingFailure {
-  index: number;
-  code: ErrorCode;
-  errorClass: ErrorClass;
-  message: string;
-  path?: string;
-}
+/** A target mapping's failure on a transform thread, for the load to report: the record's index, and the error. */
+export type MappingFailure = FrancaErrorJson & { index: number };
 
 /** One target's rows of a chunk, mapped (fromCanonical) and encoded for its driver (`Driver.prepare`) on a thread. */
 export interface PreparedTarget {
@@ -56,17 +50,8 @@ export class CanonicalChunk {
 
   /** From canonical records in memory (transformed on this thread). */
   static of(records: CanonicalRecord[]): CanonicalChunk {
-    const count = records.length;
-    const keys = new Array<string>(count);
-    const hashes = new Array<string>(count);
-    const sources = new Array<string>(count);
-    for (let i = 0; i < count; i++) {
-      const record = records[i] as CanonicalRecord;
-      keys[i] = record.key;
-      hashes[i] = record.hash;
-      sources[i] = record.sourceId;
-    }
-    return new CanonicalChunk(keys, hashes, sources, records, undefined, new Map());
+    const { keys, hashes, sourceIds } = recordColumns(records);
+    return new CanonicalChunk(keys, hashes, sourceIds, records, undefined, new Map());
   }
 
   /** From the staged text of the chunk (encodeCanonical); its records are decoded at once. */

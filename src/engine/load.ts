@@ -1,8 +1,8 @@
 import type { ItemResult, WriteItem } from "../connectors/types.ts";
-import type { MapContext, Row } from "../core/binding.ts";
+import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
-import type { RecordEnvelope, RecordOutcome } from "../core/record.ts";
+import type { RecordOutcome } from "../core/record.ts";
 import type { LoadedHash, LoadResult } from "../store/types.ts";
 import type { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
@@ -10,6 +10,7 @@ import type { Endpoint, RunContext } from "./context.ts";
 import { mapAll } from "./map-all.ts";
 import { mappingProblem } from "./map-chunk.ts";
 import { AttemptsError } from "./policy.ts";
+import { type Lineage, mapToTarget, targetRowProblem } from "./target-rows.ts";
 
 /** The idempotency key of a record for a target: the same content written twice to the same target carries it. */
 export function idempotencyKey(target: string, key: string, hash: string): string {
@@ -82,38 +83,6 @@ function loadedBefore(ctx: RunContext, target: string): Promise<boolean> {
   return known;
 }
 
-/** The envelope of record `index` of a chunk, for target mappings that take one (a third parameter). */
-function envelopeOf(ctx: RunContext, chunk: CanonicalChunk, seq: number, index: number): RecordEnvelope {
-  const record = chunk.record(index);
-  return {
-    key: record.key,
-    payload: record.payload,
-    hash: record.hash,
-    source: {
-      system: ctx.source.binding.system.name,
-      id: record.sourceId,
-      ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
-    },
-    lineage: { run: ctx.run.id, chunk: seq },
-  };
-}
-
-/** Record `index`'s row for the target, mapped on this thread (fromCanonical). */
-function mapRecord(
-  ctx: RunContext,
-  target: Endpoint,
-  mapContext: MapContext,
-  chunk: CanonicalChunk,
-  seq: number,
-  index: number,
-): Row | Promise<Row> {
-  const { binding } = target;
-  // the envelope is built only for mappings that ask for it (a third parameter): it costs an object per record
-  return binding.fromCanonical.length > 2
-    ? binding.fromCanonical(chunk.record(index).payload, mapContext, envelopeOf(ctx, chunk, seq, index))
-    : binding.fromCanonical(chunk.record(index).payload, mapContext, undefined as never);
-}
-
 /**
  * Loads one chunk into one target and records the outcome of each record:
  * - unchanged (its content hash is the one last loaded there) — not sent;
@@ -152,6 +121,8 @@ async function writeRecords(
   const { keys, hashes } = chunk;
   const previous = (await loadedBefore(ctx, name)) ? await ctx.store.getHashes(name, keys) : noHashes;
   const mapContext = ctx.mapContext(name);
+  const lineage: Lineage = { sourceSystem: ctx.source.binding.system.name, run: ctx.run.id, chunk: seq };
+  const mapRecord = (index: number) => mapToTarget(binding, chunk.record(index), mapContext, lineage);
   const toSend: number[] = [];
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
@@ -201,7 +172,7 @@ async function writeRecords(
     const failures = new Map(prepared.failures.map((failure) => [failure.index, failure]));
     const source: RowSource = {
       row(index) {
-        const value = mapRecord(ctx, target, mapContext, chunk, seq, index);
+        const value = mapRecord(index);
         if (value === null || typeof value !== "object" || typeof (value as { then?: unknown }).then === "function")
           throw new FrancaError(ErrorCode.Internal, `${name}.fromCanonical did not map record ${keys[index]} again`);
         return value as Row;
@@ -211,18 +182,11 @@ async function writeRecords(
       const row = prepared.rowOf[index] as number;
       if (row < 0) {
         const failure = failures.get(index);
-        problem(
-          index,
-          new FrancaError(
-            failure?.code ?? ErrorCode.MappingFailed,
-            failure?.message ?? `${name}.fromCanonical failed`,
-            {
-              ...(failure?.errorClass === undefined ? {} : { errorClass: failure.errorClass }),
-              ...(failure?.path === undefined ? {} : { path: failure.path }),
-            },
-          ),
-          1,
-        );
+        const error =
+          failure === undefined
+            ? new FrancaError(ErrorCode.MappingFailed, `${name}.fromCanonical failed`)
+            : FrancaError.fromJSON(failure);
+        problem(index, error, 1);
         continue;
       }
       indexes.push(index);
@@ -230,22 +194,13 @@ async function writeRecords(
       preparedAt.push(row);
     }
   } else {
-    const { values: rows, thrown } = await mapAll(toSend, (index) =>
-      mapRecord(ctx, target, mapContext, chunk, seq, index),
-    );
+    const { values: rows, thrown } = await mapAll(toSend, mapRecord);
     for (let i = 0; i < toSend.length; i++) {
       const index = toSend[i] as number;
-      if (thrown.has(i)) {
-        problem(index, mappingProblem(thrown.get(i), `${name}.fromCanonical`), 1);
-        continue;
-      }
       const row = rows[i];
-      if (row === null || typeof row !== "object") {
-        problem(
-          index,
-          new FrancaError(ErrorCode.MappingFailed, `${name}.fromCanonical returned ${typeof row}, not a row`),
-          1,
-        );
+      const error = targetRowProblem(name, thrown.has(i), thrown.get(i), row);
+      if (error !== undefined) {
+        problem(index, error, 1);
         continue;
       }
       indexes.push(index);

@@ -55,6 +55,24 @@ class BoundedCache<V> {
   }
 }
 
+/**
+ * The error of a mapping that calls a lookup its hub does not declare (a lookup object made elsewhere: it has no
+ * cache or statistics of the run), or undefined when the hub declares this very object.
+ */
+export function undeclaredLookup(
+  declared: ReadonlyMap<string, unknown>,
+  lookup: { readonly name: string },
+): FrancaError | undefined {
+  if (declared.get(lookup.name) === lookup) return undefined;
+  return new FrancaError(
+    ErrorCode.ConfigUnknownReference,
+    `lookup '${lookup.name}' is not declared in the hub's lookups`,
+    {
+      setting: "lookups",
+    },
+  );
+}
+
 export interface LookupRuntimeOptions {
   policyOf(systemName: string): SystemPolicy;
   clientOf(systemName: string): unknown;

@@ -7,7 +7,7 @@ import type { Lookup } from "../core/lookup.ts";
 import type { RunCounts, RunRecord } from "../store/types.ts";
 import type { Endpoint, RunContext, RunProgress } from "./context.ts";
 import { FailureBudget } from "./failure-budget.ts";
-import { LookupRuntime } from "./lookups.ts";
+import { LookupRuntime, undeclaredLookup } from "./lookups.ts";
 import type { RunEnvironment } from "./run.ts";
 
 export interface RunContextOptions {
@@ -105,18 +105,8 @@ export function createRunContext(
           run: { id: run.id, flow: flow.name },
           binding,
           lookup: <K, V>(item: Lookup<K, V>, key: K): Promise<V> => {
-            if ((env.lookupsByName.get(item.name) as unknown) !== item) {
-              return Promise.reject(
-                new FrancaError(
-                  ErrorCode.ConfigUnknownReference,
-                  `lookup '${item.name}' is not declared in the hub's lookups`,
-                  {
-                    setting: "lookups",
-                  },
-                ),
-              );
-            }
-            return lookups.call(item, key);
+            const undeclared = undeclaredLookup(env.lookupsByName, item);
+            return undeclared === undefined ? lookups.call(item, key) : Promise.reject(undeclared);
           },
         };
         mapContexts.set(binding, context);

@@ -24,27 +24,47 @@ interface StagedChunk {
   payloads: Record<string, unknown>[];
 }
 
-export function encodeCanonical(records: readonly CanonicalRecord[]): string {
+/** The per-record parts of a chunk's canonical records other than payloads: what the load and the ledger need. */
+export interface RecordColumns {
+  keys: string[];
+  hashes: string[];
+  /** null: every record's source id is its key. */
+  sourceIds: string[] | null;
+}
+
+export function recordColumns(records: readonly CanonicalRecord[]): RecordColumns {
   const count = records.length;
   const keys = new Array<string>(count);
   const hashes = new Array<string>(count);
-  const sources = new Array<string>(count);
-  const payloads = new Array<string>(count);
-  let cursors: unknown[] | null = null;
-  let ownSources = false;
+  let sourceIds: string[] | null = null;
   for (let i = 0; i < count; i++) {
     const record = records[i] as CanonicalRecord;
     keys[i] = record.key;
     hashes[i] = record.hash;
-    sources[i] = record.sourceId;
-    if (record.sourceId !== record.key) ownSources = true;
+    if (sourceIds === null && record.sourceId !== record.key) sourceIds = keys.slice(0, i);
+    sourceIds?.push(record.sourceId);
+  }
+  return { keys, hashes, sourceIds };
+}
+
+/** The staged text of a chunk's canonical records (their columns given when already made). */
+export function encodeCanonical(
+  records: readonly CanonicalRecord[],
+  columns: RecordColumns = recordColumns(records),
+): string {
+  const count = records.length;
+  const payloads = new Array<string>(count);
+  let cursors: unknown[] | null = null;
+  for (let i = 0; i < count; i++) {
+    const record = records[i] as CanonicalRecord;
     payloads[i] = record.json ?? JSON.stringify(record.payload);
     if (record.cursor !== undefined) {
       cursors ??= new Array<unknown>(count).fill(null);
       cursors[i] = record.cursor;
     }
   }
-  return `{"keys":${JSON.stringify(keys)},"hashes":${JSON.stringify(hashes)},"sources":${ownSources ? JSON.stringify(sources) : "null"},"cursors":${JSON.stringify(cursors)},"payloads":[${payloads.join(",")}]}`;
+  const { keys, hashes, sourceIds } = columns;
+  return `{"keys":${JSON.stringify(keys)},"hashes":${JSON.stringify(hashes)},"sources":${JSON.stringify(sourceIds)},"cursors":${JSON.stringify(cursors)},"payloads":[${payloads.join(",")}]}`;
 }
 
 export function decodeCanonical(text: string): CanonicalRecord[] {

@@ -11,6 +11,7 @@
 import mysql from "mysql2/promise";
 import type { Row } from "../../core/binding.ts";
 import { isDateTime } from "../../core/formats.ts";
+import { LineBuffer } from "../line-buffer.ts";
 import { batchColumns, toParam } from "../sql.ts";
 import type { PrepareRequest } from "../types.ts";
 import type { MysqlBindingOptions } from "./options.ts";
@@ -280,16 +281,12 @@ function byteOffsets(text: string, at: Uint32Array, count: number): { bytes: Uin
 const special = /[\0\b\t\n\r"'\\]/;
 const plain = (text: string): boolean => !special.test(text) && !text.includes("\u001a");
 
-/** Line buffer, reused from one call to the next (kept when it is not huge). */
-let scratch = Buffer.allocUnsafe(64 * 1024);
-const keptScratch = 16 * 1024 * 1024;
-
 /**
  * Encodes rows for a table described by `info`: the INSERT tuples (`insert`), the LOAD DATA lines (`load`; dropped
  * as soon as a row cannot go that way, and then the tuples encoded instead when they were not asked for), and the
  * keys. Every column must be known to `info`, every key column among `columns`. A row whose value cannot be sent at
- * all is refused, never thrown for. Lines go straight into one buffer, a row at a time (as postgres/prepare.ts does:
- * joining them first cost twice as much); tuples are joined once, a string a row.
+ * all is refused, never thrown for. Lines go straight into one buffer, a row at a time (LineBuffer); tuples are
+ * joined once, a string a row.
  */
 export function encodeRows(
   rows: readonly Row[],
@@ -316,8 +313,7 @@ export function encodeRows(
   const keys: string[] = new Array(count).fill("");
   const keyChars = new Uint32Array(count + 1);
   const lineAt = new Uint32Array(count + 1);
-  let buffer = scratch;
-  let at = 0;
+  const lineBuffer = new LineBuffer();
   const refused: [number, string][] = [];
   const gaps: [number, number[]][] = [];
   const rowKey: string[] = new Array(keyAt.length);
@@ -381,23 +377,14 @@ export function encodeRows(
         if (k !== -1) rowKey[k] = literal;
       }
       if (insert) tuples[i] = `${tuple}),`;
-      if (load) {
-        // At most 3 bytes of UTF-8 per UTF-16 unit, and the newline.
-        if (at + line.length * 3 + 1 > buffer.length) {
-          const grown = Buffer.allocUnsafe(Math.max(2 * buffer.length, at + line.length * 3 + 1));
-          buffer.copy(grown, 0, 0, at);
-          buffer = grown;
-        }
-        at += buffer.write(line, at);
-        buffer[at++] = 10;
-      }
+      if (load) lineBuffer.push(line);
       keys[i] = single ? `${rowKey[0]},` : `(${rowKey.join(", ")}),`;
     } catch (error) {
       refused.push([i, (error as Error).message]);
     }
     tupleAt[i + 1] = (tupleAt[i] as number) + (tuples[i]?.length ?? 0);
     keyChars[i + 1] = (keyChars[i] as number) + (keys[i] as string).length;
-    lineAt[i + 1] = at;
+    lineAt[i + 1] = lineBuffer.length;
   }
 
   const encoded: EncodedRows = {
@@ -422,18 +409,13 @@ export function encodeRows(
     encoded.maxTupleBytes = max;
   }
   if (load) {
-    // A buffer of its own, of the exact size (not zeroed first, nor from Buffer's pool): a view into the scratch
-    // buffer would carry all of it across threads.
-    const own = Buffer.allocUnsafeSlow(at);
-    buffer.copy(own, 0, 0, at);
-    const bytes = new Uint8Array(own.buffer, own.byteOffset, at);
+    const bytes = lineBuffer.bytes();
     let max = 0;
     for (let i = 0; i < count; i++) max = Math.max(max, (lineAt[i + 1] as number) - (lineAt[i] as number));
     encoded.lines = bytes;
     encoded.lineAt = lineAt;
     encoded.maxLineBytes = max;
   }
-  if (buffer.length <= keptScratch) scratch = buffer;
   if (ranged && low !== undefined && high !== undefined) encoded.keyRange = [low.toString(), high.toString()];
   return encoded;
 }

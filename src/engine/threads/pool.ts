@@ -13,7 +13,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
 import type { Driver } from "../../connectors/types.ts";
-import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
 import type { Lookup } from "../../core/lookup.ts";
 import { CanonicalChunk, type PreparedTarget } from "../canonical-chunk.ts";
 import { forChunk } from "../chunk-order.ts";
@@ -22,14 +22,7 @@ import { AttemptsError } from "../policy.ts";
 import type { SourceRows } from "../source-rows.ts";
 import type { RemoteResult, RemoteTransform } from "../transform.ts";
 import { whenAborted } from "../when-aborted.ts";
-import {
-  errorParts,
-  type FromThread,
-  fromParts,
-  type LookupAnswers,
-  type TargetJob,
-  type ThreadSetup,
-} from "./protocol.ts";
+import type { FromThread, LookupAnswers, TargetJob, ThreadSetup } from "./protocol.ts";
 
 export interface ThreadsOptions {
   /** The module whose default export is the hub (the configuration file): path or URL. Each thread imports it. */
@@ -111,7 +104,7 @@ export class TransformThreads {
               if (handle.jobs === 0) worker.unref();
               resolve(true);
             } else if (message.type === "unusable") {
-              this.#giveUp(fromParts(message.error));
+              this.#giveUp(FrancaError.fromJSON(message.error));
               resolve(false);
             } else this.#answer(handle, message);
           });
@@ -157,7 +150,7 @@ export class TransformThreads {
     this.#jobs.delete(message.id);
     this.#idle(handle);
     if (message.type === "failed") {
-      job.reject(fromParts(message.error));
+      job.reject(FrancaError.fromJSON(message.error));
       return;
     }
     const prepared = new Map<string, PreparedTarget>();
@@ -185,7 +178,7 @@ export class TransformThreads {
         ? { ok: true, value: result.value }
         : {
             ok: false,
-            error: errorParts(result.reason instanceof AttemptsError ? result.reason.error : result.reason),
+            error: toFrancaError(result.reason instanceof AttemptsError ? result.reason.error : result.reason).toJSON(),
           },
     );
     if (!handle.ready) return; // the thread is gone: its chunks are transformed here
@@ -193,12 +186,10 @@ export class TransformThreads {
       handle.worker.postMessage({ type: "lookups", id: message.id, answers } satisfies LookupAnswers);
     } catch (error) {
       // a value that cannot cross threads (a function, a symbol): those calls fail
-      const refused = errorParts(
-        new FrancaError(
-          ErrorCode.LookupFailed,
-          `a lookup's value cannot be passed to a transform thread: ${(error as Error).message}`,
-        ),
-      );
+      const refused = new FrancaError(
+        ErrorCode.LookupFailed,
+        `a lookup's value cannot be passed to a transform thread: ${(error as Error).message}`,
+      ).toJSON();
       handle.worker.postMessage({
         type: "lookups",
         id: message.id,

@@ -1,48 +1,14 @@
 /**
  * The messages between the engine and its transform threads (see pool.ts and thread.ts). Everything here crosses
- * threads by structured clone, so it is plain data: errors travel as their parts.
+ * threads by structured clone, so it is plain data: errors travel as their JSON (FrancaError's toJSON / fromJSON).
  */
-import { type ErrorClass, ErrorCode, FrancaError } from "../../core/errors.ts";
+import type { FrancaErrorJson } from "../../core/errors.ts";
 import type { MappingFailure } from "../canonical-chunk.ts";
 import type { ChunkProblem } from "../map-chunk.ts";
 
 export interface ThreadSetup {
   /** The module whose default export is the hub: the configuration file. */
   module: string;
-}
-
-/** A FrancaError's parts. */
-export interface ErrorParts {
-  code: ErrorCode;
-  message: string;
-  errorClass: ErrorClass;
-  path?: string;
-  system?: string;
-  status?: number | string;
-}
-
-export function errorParts(error: unknown): ErrorParts {
-  const failure =
-    error instanceof FrancaError
-      ? error
-      : new FrancaError(ErrorCode.Internal, error instanceof Error ? error.message : String(error));
-  return {
-    code: failure.code,
-    message: failure.message,
-    errorClass: failure.errorClass,
-    ...(failure.path === undefined ? {} : { path: failure.path }),
-    ...(failure.system === undefined ? {} : { system: failure.system }),
-    ...(failure.status === undefined ? {} : { status: failure.status }),
-  };
-}
-
-export function fromParts(parts: ErrorParts): FrancaError {
-  return new FrancaError(parts.code, parts.message, {
-    errorClass: parts.errorClass,
-    ...(parts.path === undefined ? {} : { path: parts.path }),
-    ...(parts.system === undefined ? {} : { system: parts.system }),
-    ...(parts.status === undefined ? {} : { status: parts.status }),
-  });
 }
 
 /** A target whose rows the thread maps and prepares for its driver, as its connection described it. */
@@ -67,7 +33,7 @@ export interface TransformJob {
 export interface LookupAnswers {
   type: "lookups";
   id: number;
-  answers: ({ ok: true; value: unknown } | { ok: false; error: ErrorParts })[];
+  answers: ({ ok: true; value: unknown } | { ok: false; error: FrancaErrorJson })[];
 }
 
 export type ToThread = TransformJob | LookupAnswers;
@@ -107,7 +73,7 @@ export function transferables(value: unknown, into: ArrayBuffer[] = []): ArrayBu
 export type FromThread =
   | { type: "ready" }
   /** The hub module could not be loaded: the engine transforms on its own thread. */
-  | { type: "unusable"; error: ErrorParts }
+  | { type: "unusable"; error: FrancaErrorJson }
   | {
       type: "done";
       id: number;
@@ -120,6 +86,6 @@ export type FromThread =
       problems: ChunkProblem[];
       targets: PreparedParts[];
     }
-  | { type: "failed"; id: number; error: ErrorParts }
+  | { type: "failed"; id: number; error: FrancaErrorJson }
   /** Lookups the chunk's mappings called in one turn, to be answered by the engine (its caches, its policies). */
   | { type: "lookup"; id: number; job: number; calls: { lookup: string; key: unknown }[] };

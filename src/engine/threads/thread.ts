@@ -10,21 +10,19 @@ import { parentPort, workerData } from "node:worker_threads";
 import type { Driver } from "../../connectors/types.ts";
 import type { MapContext, Row } from "../../core/binding.ts";
 import { compileEntity } from "../../core/compiled-entity.ts";
-import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
 import type { Flow } from "../../core/flow.ts";
 import type { Hub } from "../../core/hub.ts";
 import type { Lookup } from "../../core/lookup.ts";
-import type { RecordEnvelope } from "../../core/record.ts";
 import type { MappingFailure } from "../canonical-chunk.ts";
+import { undeclaredLookup } from "../lookups.ts";
 import { mapAll } from "../map-all.ts";
-import { mapChunk, mappingProblem } from "../map-chunk.ts";
+import { mapChunk } from "../map-chunk.ts";
 import { rowsOf } from "../source-rows.ts";
-import { type CanonicalRecord, encodeCanonical } from "../staging.ts";
+import { type CanonicalRecord, encodeCanonical, recordColumns } from "../staging.ts";
+import { mapToTarget, targetRowProblem } from "../target-rows.ts";
 import {
-  type ErrorParts,
-  errorParts,
   type FromThread,
-  fromParts,
   type PreparedParts,
   type TargetJob,
   type ThreadSetup,
@@ -45,7 +43,7 @@ try {
   hub = loaded.default;
   send({ type: "ready" });
 } catch (error) {
-  send({ type: "unusable", error: errorParts(error) });
+  send({ type: "unusable", error: toFrancaError(error).toJSON() });
   throw error;
 }
 
@@ -58,17 +56,8 @@ const waiting = new Map<number, Settle>();
 const queued = new Map<number, { calls: { lookup: string; key: unknown }[]; settle: Settle }>();
 
 function lookupVia(job: number, lookup: Lookup<unknown, unknown>, key: unknown): Promise<unknown> {
-  if ((hub.lookups.get(lookup.name) as unknown) !== lookup) {
-    return Promise.reject(
-      new FrancaError(
-        ErrorCode.ConfigUnknownReference,
-        `lookup '${lookup.name}' is not declared in the hub's lookups`,
-        {
-          setting: "lookups",
-        },
-      ),
-    );
-  }
+  const undeclared = undeclaredLookup(hub.lookups, lookup);
+  if (undeclared !== undefined) return Promise.reject(undeclared);
   let batch = queued.get(job);
   if (batch === undefined) {
     const made = { calls: [] as { lookup: string; key: unknown }[], settle: [] as Settle };
@@ -138,23 +127,10 @@ async function prepareTarget(
   const prepare = (binding?.system.driver as Driver | undefined)?.prepare;
   if (binding === undefined || prepare === undefined) return undefined;
   const mapContext = mapContextOf(job, binding.name);
-  const withEnvelope = binding.fromCanonical.length > 2;
+  const lineage = { sourceSystem: flow.from.system.name, run: job.run, chunk: job.seq };
   let async = false;
   const { values, thrown } = await mapAll(records, (record) => {
-    const envelope: RecordEnvelope | undefined = withEnvelope
-      ? {
-          key: record.key,
-          payload: record.payload,
-          hash: record.hash,
-          source: {
-            system: flow.from.system.name,
-            id: record.sourceId,
-            ...(record.cursor === undefined ? {} : { cursor: record.cursor }),
-          },
-          lineage: { run: job.run, chunk: job.seq },
-        }
-      : undefined;
-    const row = binding.fromCanonical(record.payload, mapContext, envelope as RecordEnvelope);
+    const row = mapToTarget(binding, record, mapContext, lineage);
     if (typeof (row as { then?: unknown } | null)?.then === "function") async = true;
     return row;
   });
@@ -162,25 +138,14 @@ async function prepareTarget(
   const failures: MappingFailure[] = [];
   const rows: Row[] = [];
   for (let i = 0; i < records.length; i++) {
-    const row = values[i];
-    const error = thrown.has(i)
-      ? mappingProblem(thrown.get(i), `${binding.name}.fromCanonical`)
-      : row === null || typeof row !== "object"
-        ? new FrancaError(ErrorCode.MappingFailed, `${binding.name}.fromCanonical returned ${typeof row}, not a row`)
-        : undefined;
+    const error = targetRowProblem(binding.name, thrown.has(i), thrown.get(i), values[i]);
     if (error !== undefined) {
       rowOf[i] = -1;
-      failures.push({
-        index: i,
-        code: error.code,
-        errorClass: error.errorClass,
-        message: error.message,
-        ...(error.path === undefined ? {} : { path: error.path }),
-      });
+      failures.push({ index: i, ...error.toJSON() });
       continue;
     }
     rowOf[i] = rows.length;
-    rows.push(row as Row);
+    rows.push(values[i] as Row);
   }
   const data = prepare(rows, { options: binding.options, key: binding.key, target: target.description });
   return { name: binding.name, data, rowOf, failures, async };
@@ -197,18 +162,8 @@ async function transform(job: TransformJob): Promise<void> {
     job.seq,
     rows,
   );
-  const count = records.length;
-  const keys = new Array<string>(count);
-  const hashes = new Array<string>(count);
-  let sourceIds: string[] | null = null;
-  for (let i = 0; i < count; i++) {
-    const record = records[i] as CanonicalRecord;
-    keys[i] = record.key;
-    hashes[i] = record.hash;
-    if (sourceIds === null && record.sourceId !== record.key) sourceIds = records.slice(0, i).map((item) => item.key);
-    sourceIds?.push(record.sourceId);
-  }
-  const staged = Buffer.from(encodeCanonical(records), "utf8");
+  const { keys, hashes, sourceIds } = recordColumns(records);
+  const staged = Buffer.from(encodeCanonical(records, { keys, hashes, sourceIds }), "utf8");
   const targets: PreparedParts[] = [];
   for (const target of job.targets) {
     const prepared = await prepareTarget(job, flow, records, target);
@@ -230,9 +185,11 @@ port.on("message", (message: ToThread) => {
     message.answers.forEach((answer, index) => {
       const pending = settle[index];
       if (answer.ok) pending?.resolve(revived(answer.value));
-      else pending?.reject(fromParts(answer.error as ErrorParts));
+      else pending?.reject(FrancaError.fromJSON(answer.error));
     });
     return;
   }
-  transform(message).catch((error: unknown) => send({ type: "failed", id: message.id, error: errorParts(error) }));
+  transform(message).catch((error: unknown) =>
+    send({ type: "failed", id: message.id, error: toFrancaError(error).toJSON() }),
+  );
 });
