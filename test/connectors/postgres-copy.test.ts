@@ -1,35 +1,22 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { tmpdir } from "node:os";
-import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
+import { before, describe, it } from "node:test";
 import pg from "pg";
 import { CopyLines, CopyRowDecoder, encodeField, unescapeCopy } from "../../src/connectors/postgres/copy-text.ts";
-import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
+import type { PostgresClient } from "../../src/connectors/postgres/index.ts";
 import { textParser } from "../../src/connectors/postgres/parsers.ts";
 import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { never, pgTestSchema, until } from "../support/pg-schema.ts";
 
-const url = "postgres://postgres@127.0.0.1:5432/test";
-const suffix = randomBytes(5).toString("hex");
-const schema = `franca_pgcopy_${suffix}`;
-const env = { baseDir: tmpdir() };
-const never = new AbortController().signal;
-
+const files = pgTestSchema("franca_pgcopy");
+const { url, schema, suffix, open, clientOf, backends } = files;
 let connection: Connection;
 let db: PostgresClient;
-const opened: Connection[] = [];
-
-function open(settings: Parameters<typeof postgres>[1] = { url }, name = "db"): Connection {
-  const made = postgresDriver.open(postgres(name, settings), env);
-  opened.push(made);
-  return made;
-}
-
-function clientOf(from: Connection): PostgresClient {
-  return (from.client as NonNullable<Connection["client"]>)() as PostgresClient;
-}
+before(() => {
+  connection = files.connection;
+  db = files.db;
+});
 
 function reader(from: Connection): NonNullable<Connection["read"]> {
   return (from.read as NonNullable<Connection["read"]>).bind(from);
@@ -48,6 +35,27 @@ async function readAll(
 }
 
 const rowsOf = (batches: readonly ReadBatch[]): Row[] => batches.flatMap((batch) => batch.rows);
+
+/** The two reads of a COPY binding, their batches as counts and positions: rows (`read`), the server's text (`readEncoded`). */
+const copyReads: {
+  name: string;
+  batches(from: Connection, request: ReadRequest): AsyncIterable<{ count: number; position: unknown }>;
+}[] = [
+  {
+    name: "read",
+    async *batches(from, request) {
+      for await (const batch of reader(from)(request)) yield { count: batch.rows.length, position: batch.position };
+    },
+  },
+  {
+    name: "readEncoded",
+    async *batches(from, request) {
+      const read = from.readEncoded?.(request);
+      assert.ok(read !== undefined, "a COPY binding reads encoded");
+      for await (const batch of read) yield { count: batch.count, position: batch.position };
+    },
+  },
+];
 
 function write(
   to: Connection,
@@ -69,33 +77,6 @@ function write(
 }
 
 const allOk = (rows: readonly unknown[]) => rows.map(() => ({ ok: true }));
-
-/** The connections of one application_name on the server, with what each is doing. */
-async function backends(app: string): Promise<{ pid: number; state: string; wait: string | null; query: string }[]> {
-  return db.query(
-    "SELECT pid, state, wait_event AS wait, query FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
-    [app],
-  );
-}
-
-/** Polls until `done` holds (the test runner's timeout bounds the wait). */
-async function until(done: () => Promise<boolean>): Promise<void> {
-  while (!(await done())) await sleep(10);
-}
-
-before(async () => {
-  connection = open();
-  db = clientOf(connection);
-  await db.query(`CREATE SCHEMA ${schema}`);
-});
-
-after(async () => {
-  for (const made of opened) await made.close();
-  const cleanup = new pg.Client({ connectionString: url });
-  await cleanup.connect();
-  await cleanup.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await cleanup.end();
-});
 
 describe("COPY text format", () => {
   const plain = { json: false, array: false };
@@ -579,7 +560,8 @@ describe("postgres COPY: write", () => {
     const single = open({ url, poolSize: 1, applicationName: app }, "race");
     const table = `${schema}.raced`;
     await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
-    // Another session inserts id 2 and holds its transaction open: the check does not see it, the COPY waits on it.
+    // Another session inserts id 2 and holds its transaction open: the COPY (no check goes first on a table whose
+    // keys were never found there) waits on it.
     const other = new pg.Client({ connectionString: url });
     await other.connect();
     try {
@@ -658,101 +640,126 @@ describe("postgres COPY: read", () => {
     assert.deepEqual(await db.query(`SELECT count(*)::int AS n FROM ${table}`), [{ n: events.length }]);
   });
 
-  it("reads a whole source as one statement, one call a batch, following a batch size that changes", async () => {
-    const app = `franca-one-${suffix}`;
-    const source = open({ url, applicationName: app }, "one");
-    let calls = 0;
-    let size = 100;
-    const read = reader(source)({
-      options: { table: `${schema}.big` },
-      key: ["id"],
-      get batchSize() {
-        return size;
-      },
-      signal: never,
-      call: (fn) => {
-        calls++;
-        return fn(never);
-      },
-    });
-    const statements = new Set<string>();
-    let samples = 0;
-    let rows = 0;
-    let batches = 0;
-    for await (const batch of read) {
-      assert.equal(batch.rows.length, Math.min(size, 200_000 - rows));
-      rows += batch.rows.length;
-      batches++;
-      assert.deepEqual(batch.position, [rows]);
-      if (batches % 10 === 1) {
-        const [running] = await db.query<{ statement: string }>(
-          `SELECT pid::text || query_start::text AS statement FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'COPY%'`,
-          [app],
-        );
-        assert.ok(running !== undefined, "the read's connection is open while it reads");
-        statements.add(running.statement);
-        samples++;
+  // `read` and `readEncoded` share one COPY stream machinery (read-copy.ts): each behaves the same way.
+  for (const { name, batches } of copyReads) {
+    it(`${name}: reads a whole source as one statement, one call a batch, following a batch size that changes`, async () => {
+      const app = `franca-one-${name}-${suffix}`;
+      const source = open({ url, applicationName: app }, "one");
+      let calls = 0;
+      let size = 100;
+      const read = batches(source, {
+        options: { table: `${schema}.big` },
+        key: ["id"],
+        get batchSize() {
+          return size;
+        },
+        signal: never,
+        call: (fn) => {
+          calls++;
+          return fn(never);
+        },
+      });
+      const statements = new Set<string>();
+      let samples = 0;
+      let rows = 0;
+      let count = 0;
+      for await (const batch of read) {
+        assert.equal(batch.count, Math.min(size, 200_000 - rows));
+        rows += batch.count;
+        count++;
+        assert.deepEqual(batch.position, [rows]);
+        if (count % 10 === 1) {
+          const [running] = await db.query<{ statement: string }>(
+            `SELECT pid::text || query_start::text AS statement FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'COPY%'`,
+            [app],
+          );
+          assert.ok(running !== undefined, "the read's connection is open while it reads");
+          statements.add(running.statement);
+          samples++;
+        }
+        size = size === 100 ? 5000 : 100;
       }
-      size = size === 100 ? 5000 : 100;
-    }
-    assert.equal(rows, 200_000);
-    assert.equal(calls, batches);
-    assert.ok(samples >= 5);
-    assert.equal(statements.size, 1, "one COPY statement served every batch");
-    await until(async () => (await backends(app)).length === 0);
-  });
-
-  it("holds the server back while the batch is not taken, and stops its statement when the read is aborted", async () => {
-    const app = `franca-abort-${suffix}`;
-    const source = open({ url, applicationName: app }, "abort");
-    const controller = new AbortController();
-    const read = reader(source)({
-      options: { table: `${schema}.big` },
-      key: ["id"],
-      batchSize: 1000,
-      signal: controller.signal,
-      call: (fn) => fn(never),
-    })[Symbol.asyncIterator]();
-    const first = await read.next();
-    assert.equal(first.done, false);
-    assert.equal(first.value?.rows.length, 1000);
-    // Back-pressure: the server has more rows than the socket holds and waits, writing, until they are taken.
-    let seen: { state: string; wait: string | null } | undefined;
-    await until(async () => {
-      [seen] = await backends(app);
-      return seen === undefined || seen.state !== "active" || seen.wait === "ClientWrite";
+      assert.equal(rows, 200_000);
+      assert.equal(calls, count);
+      assert.ok(samples >= 5);
+      assert.equal(statements.size, 1, "one COPY statement served every batch");
+      await until(async () => (await backends(app)).length === 0);
     });
-    assert.deepEqual(seen && { state: seen.state, wait: seen.wait }, { state: "active", wait: "ClientWrite" });
-    controller.abort(new Error("stop"));
-    assert.deepEqual(await read.next(), { done: true, value: undefined });
-    await until(async () => (await backends(app)).length === 0);
-  });
 
-  it("a batch whose call is aborted fails with the server's cancel, and the statement ends", async () => {
-    const app = `franca-cancel-${suffix}`;
-    const source = open({ url, applicationName: app }, "cancel");
-    let calls = 0;
-    const read = reader(source)({
-      options: { table: `${schema}.big` },
-      key: ["id"],
-      // the second batch asks for every row left, so it cannot be filled before the cancel reaches the server
-      get batchSize() {
-        return calls <= 1 ? 1000 : 1_000_000;
-      },
-      signal: never,
-      call: (fn) => {
-        calls++;
-        if (calls === 1) return fn(never);
-        const timeout = new AbortController();
-        const running = fn(timeout.signal);
-        timeout.abort(new Error("timed out"));
-        return running;
-      },
-    })[Symbol.asyncIterator]();
-    assert.equal((await read.next()).value?.rows.length, 1000);
-    await assert.rejects(read.next(), (error: unknown) => (error as { code?: string }).code === "57014");
-    await until(async () => (await backends(app)).length === 0);
-  });
+    it(`${name}: holds the server back while the batch is not taken, and stops its statement when the read is aborted`, async () => {
+      const app = `franca-abort-${name}-${suffix}`;
+      const source = open({ url, applicationName: app }, "abort");
+      const controller = new AbortController();
+      const read = batches(source, {
+        options: { table: `${schema}.big` },
+        key: ["id"],
+        batchSize: 1000,
+        signal: controller.signal,
+        call: (fn) => fn(never),
+      })[Symbol.asyncIterator]();
+      const first = await read.next();
+      assert.equal(first.done, false);
+      assert.equal(first.value?.count, 1000);
+      // Back-pressure: the server has more rows than the socket holds and waits, writing, until they are taken.
+      let seen: { state: string; wait: string | null } | undefined;
+      await until(async () => {
+        [seen] = await backends(app);
+        return seen === undefined || seen.state !== "active" || seen.wait === "ClientWrite";
+      });
+      assert.deepEqual(seen && { state: seen.state, wait: seen.wait }, { state: "active", wait: "ClientWrite" });
+      controller.abort(new Error("stop"));
+      assert.deepEqual(await read.next(), { done: true, value: undefined });
+      await until(async () => (await backends(app)).length === 0);
+    });
+
+    it(`${name}: a batch whose call is aborted fails with the server's cancel, and the statement ends`, async () => {
+      const app = `franca-cancel-${name}-${suffix}`;
+      const source = open({ url, applicationName: app }, "cancel");
+      let calls = 0;
+      const read = batches(source, {
+        options: { table: `${schema}.big` },
+        key: ["id"],
+        // the second batch asks for every row left, so it cannot be filled before the cancel reaches the server
+        get batchSize() {
+          return calls <= 1 ? 1000 : 1_000_000;
+        },
+        signal: never,
+        call: (fn) => {
+          calls++;
+          if (calls === 1) return fn(never);
+          const timeout = new AbortController();
+          const running = fn(timeout.signal);
+          timeout.abort(new Error("timed out"));
+          return running;
+        },
+      })[Symbol.asyncIterator]();
+      assert.equal((await read.next()).value?.count, 1000);
+      await assert.rejects(read.next(), (error: unknown) => (error as { code?: string }).code === "57014");
+      await until(async () => (await backends(app)).length === 0);
+    });
+
+    it(`${name}: closes its connection when the reader leaves early, and reads an empty source as no batch`, async () => {
+      const app = `franca-leave-${name}-${suffix}`;
+      const source = open({ url, applicationName: app }, "leave");
+      const request = (table: string) => ({
+        options: { table },
+        key: ["id"],
+        batchSize: 10,
+        signal: never,
+        call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(never),
+      });
+      for await (const batch of batches(source, request(`${schema}.big`))) {
+        assert.equal(batch.count, 10);
+        break;
+      }
+      await until(async () => (await backends(app)).length === 0);
+      await db.query(`CREATE TABLE IF NOT EXISTS ${schema}.empty (id int PRIMARY KEY)`);
+      const all: unknown[] = [];
+      for await (const batch of batches(source, request(`${schema}.empty`))) all.push(batch);
+      assert.deepEqual(all, []);
+      await until(async () => (await backends(app)).length === 0);
+    });
+  }
 
   it("a read whose connection the server ends fails as transient; read from its last position, it gives the rest", async () => {
     const app = `franca-killed-${suffix}`;
@@ -781,25 +788,6 @@ describe("postgres COPY: read", () => {
     const rest = rowsOf(await readAll(source, { ...request, from: first.value?.position }));
     assert.equal(rest.length, 199_000);
     assert.equal(rest[0]?.id, 1001);
-    await until(async () => (await backends(app)).length === 0);
-  });
-
-  it("closes its connection when the reader leaves early, and reads an empty source as no batch", async () => {
-    const app = `franca-leave-${suffix}`;
-    const source = open({ url, applicationName: app }, "leave");
-    for await (const batch of reader(source)({
-      options: { table: `${schema}.big` },
-      key: ["id"],
-      batchSize: 10,
-      signal: never,
-      call: (fn) => fn(never),
-    })) {
-      assert.equal(batch.rows.length, 10);
-      break;
-    }
-    await until(async () => (await backends(app)).length === 0);
-    await db.query(`CREATE TABLE ${schema}.empty (id int PRIMARY KEY)`);
-    assert.deepEqual(await readAll(source, { options: { table: `${schema}.empty` }, key: ["id"] }), []);
     await until(async () => (await backends(app)).length === 0);
   });
 

@@ -4,15 +4,11 @@
  * give exactly what the plain `read` and `write` give.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
-import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
+import { before, describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
-import pg from "pg";
 import { arrayElement, encodeField } from "../../src/connectors/postgres/copy-text.ts";
-import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
+import { type PostgresClient, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import type { CopyRows, TargetDescription } from "../../src/connectors/postgres/prepare.ts";
 import { probedWrites } from "../../src/connectors/postgres/write.ts";
 import type {
@@ -26,28 +22,18 @@ import type {
 } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { never, pgTestSchema } from "../support/pg-schema.ts";
 
-const url = "postgres://postgres@127.0.0.1:5432/test";
-const suffix = randomBytes(5).toString("hex");
-const schema = `franca_pgenc_${suffix}`;
-const env = { baseDir: tmpdir() };
-const never = new AbortController().signal;
+const files = pgTestSchema("franca_pgenc");
+const { url, schema, open, clientOf } = files;
 const decode = postgresDriver.decode as NonNullable<typeof postgresDriver.decode>;
 const prepare = postgresDriver.prepare as NonNullable<typeof postgresDriver.prepare>;
-
 let connection: Connection;
 let db: PostgresClient;
-const opened: Connection[] = [];
-
-function open(settings: Parameters<typeof postgres>[1] = { url }, name = "db"): Connection {
-  const made = postgresDriver.open(postgres(name, settings), env);
-  opened.push(made);
-  return made;
-}
-
-function clientOf(from: Connection): PostgresClient {
-  return (from.client as NonNullable<Connection["client"]>)() as PostgresClient;
-}
+before(() => {
+  connection = files.connection;
+  db = files.db;
+});
 
 type Request = Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>;
 /** A request with defaults; one that has its own `call` is taken as it is (spreading would fix a batchSize getter). */
@@ -81,15 +67,6 @@ function decoded(batches: readonly EncodedBatch[]): ReadBatch[] {
     assert.equal(rows.length, batch.count);
     return { rows, position: batch.position };
   });
-}
-
-/** Backends of one application_name on the server. */
-async function backends(app: string): Promise<{ state: string; wait: string | null; query: string }[]> {
-  return db.query("SELECT state, wait_event AS wait, query FROM pg_stat_activity WHERE application_name = $1", [app]);
-}
-
-async function until(done: () => Promise<boolean>): Promise<void> {
-  while (!(await done())) await sleep(10);
 }
 
 /** Write items whose row reads are counted (a prepared write must not read them on its fast paths). */
@@ -158,20 +135,6 @@ const stagingTables = async (client: PostgresClient) =>
       `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname LIKE 'franca\\_copy\\_%'`,
     )
   )[0]?.n;
-
-before(async () => {
-  connection = open();
-  db = clientOf(connection);
-  await db.query(`CREATE SCHEMA ${schema}`);
-});
-
-after(async () => {
-  for (const made of opened) await made.close();
-  const cleanup = new pg.Client({ connectionString: url });
-  await cleanup.connect();
-  await cleanup.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await cleanup.end();
-});
 
 // Values that COPY's text, JSON, arrays and the parsers each get wrong in their own way.
 const trickyColumns = `id int PRIMARY KEY, t text, n numeric(30,10), at timestamptz, day date, doc jsonb, j json,
@@ -317,110 +280,6 @@ describe("postgres: encoded reads", () => {
     await assert.rejects(readAllEncoded(connection, { options: { query }, key: ["id"] }), /is NULL or missing/);
     assert.throws(() => decode('{"format":"something else"}', "1\n"), /not an encoding of PostgreSQL COPY text/);
     assert.throws(() => decode("not json", "1\n"), /not an encoding of PostgreSQL COPY text/);
-  });
-
-  describe("on a large source", () => {
-    before(async () => {
-      await db.query(
-        `CREATE TABLE ${schema}.big AS SELECT i AS id, repeat(md5(i::text), 6) AS payload FROM generate_series(1, 200000) AS i`,
-      );
-      await db.query(`ALTER TABLE ${schema}.big ADD PRIMARY KEY (id)`);
-    });
-
-    it("is one COPY statement, one call a batch, following a batch size that changes", async () => {
-      const app = `franca-enc-one-${suffix}`;
-      const source = open({ url, applicationName: app }, "one");
-      let calls = 0;
-      let size = 100;
-      const statements = new Set<string>();
-      let rows = 0;
-      let batches = 0;
-      for await (const batch of encodedReader(source, {
-        options: { table: `${schema}.big` },
-        key: ["id"],
-        get batchSize() {
-          return size;
-        },
-        signal: never,
-        call: (fn) => {
-          calls++;
-          return fn(never);
-        },
-      })) {
-        assert.equal(batch.count, Math.min(size, 200_000 - rows));
-        rows += batch.count;
-        batches++;
-        assert.deepEqual(batch.position, [rows]);
-        if (batches % 50 === 1) {
-          const [running] = await db.query<{ statement: string }>(
-            `SELECT pid::text || query_start::text AS statement FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'COPY%'`,
-            [app],
-          );
-          assert.ok(running !== undefined, "the read's connection is open while it reads");
-          statements.add(running.statement);
-        }
-        size = size === 100 ? 5000 : 100;
-      }
-      assert.equal(rows, 200_000);
-      assert.equal(calls, batches);
-      assert.equal(statements.size, 1, "one COPY statement served every batch");
-      await until(async () => (await backends(app)).length === 0);
-    });
-
-    it("holds the server back between batches, and cancels its statement when aborted or left", async () => {
-      const app = `franca-enc-abort-${suffix}`;
-      const source = open({ url, applicationName: app }, "abort");
-      const controller = new AbortController();
-      const read = encodedReader(source, {
-        options: { table: `${schema}.big` },
-        key: ["id"],
-        batchSize: 1000,
-        signal: controller.signal,
-        call: (fn) => fn(never),
-      })[Symbol.asyncIterator]();
-      const first = await read.next();
-      assert.equal(first.value?.count, 1000);
-      let seen: { state: string; wait: string | null } | undefined;
-      await until(async () => {
-        [seen] = await backends(app);
-        return seen === undefined || seen.state !== "active" || seen.wait === "ClientWrite";
-      });
-      assert.deepEqual(seen && { state: seen.state, wait: seen.wait }, { state: "active", wait: "ClientWrite" });
-      controller.abort(new Error("stop"));
-      assert.deepEqual(await read.next(), { done: true, value: undefined });
-      await until(async () => (await backends(app)).length === 0);
-      // Leaving the iteration early closes the connection too.
-      for await (const batch of encodedReader(source, full({ options: { table: `${schema}.big` }, key: ["id"] }))) {
-        assert.equal(batch.count, 1000);
-        break;
-      }
-      await until(async () => (await backends(app)).length === 0);
-    });
-
-    it("a batch whose call is aborted mid-stream fails with the server's cancel, and the statement ends", async () => {
-      const app = `franca-enc-cancel-${suffix}`;
-      const source = open({ url, applicationName: app }, "cancel");
-      let calls = 0;
-      const read = encodedReader(source, {
-        options: { table: `${schema}.big` },
-        key: ["id"],
-        get batchSize() {
-          return calls <= 1 ? 1000 : 1_000_000;
-        },
-        signal: never,
-        call: (fn) => {
-          calls++;
-          if (calls === 1) return fn(never);
-          const timeout = new AbortController();
-          const running = fn(timeout.signal);
-          timeout.abort(new Error("timed out"));
-          return running;
-        },
-      })[Symbol.asyncIterator]();
-      assert.equal((await read.next()).value?.count, 1000);
-      await assert.rejects(read.next(), (error: unknown) => (error as { code?: string }).code === "57014");
-      await until(async () => (await backends(app)).length === 0);
-    });
   });
 });
 

@@ -1,0 +1,84 @@
+/**
+ * A PostgreSQL schema of a test file's own, and the PostgreSQL connector's connections to it: the schema is created
+ * before the file's tests and dropped after them, with every connection opened through `open` closed.
+ */
+import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import { after, before } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
+import type { Connection } from "../../src/connectors/types.ts";
+
+export const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
+
+/** A signal that never aborts. */
+export const never = new AbortController().signal;
+
+export interface PgTestSchema {
+  readonly url: string;
+  /** `<prefix>_<suffix>`. */
+  readonly schema: string;
+  /** Random, for names of the file's own (application names, say). */
+  readonly suffix: string;
+  /** The file's first connection, and its client (from `before` on). */
+  readonly connection: Connection;
+  readonly db: PostgresClient;
+  open(settings?: Parameters<typeof postgres>[1], name?: string): Connection;
+  clientOf(from: Connection): PostgresClient;
+  /** The connections of one application_name on the server, with what each is doing. */
+  backends(app: string): Promise<{ pid: number; state: string; wait: string | null; query: string }[]>;
+}
+
+export function pgTestSchema(prefix: string): PgTestSchema {
+  const suffix = randomBytes(5).toString("hex");
+  const schema = `${prefix}_${suffix}`;
+  const opened: Connection[] = [];
+  let connection: Connection | undefined;
+  let db: PostgresClient | undefined;
+  const open = (settings: Parameters<typeof postgres>[1] = { url: pgUrl }, name = "db"): Connection => {
+    const made = postgresDriver.open(postgres(name, settings), { baseDir: tmpdir() });
+    opened.push(made);
+    return made;
+  };
+  const clientOf = (from: Connection): PostgresClient =>
+    (from.client as NonNullable<Connection["client"]>)() as PostgresClient;
+
+  before(async () => {
+    connection = open();
+    db = clientOf(connection);
+    await db.query(`CREATE SCHEMA ${schema}`);
+  });
+
+  after(async () => {
+    for (const made of opened) await made.close();
+    const cleanup = new pg.Client({ connectionString: pgUrl });
+    await cleanup.connect();
+    await cleanup.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await cleanup.end();
+  });
+
+  return {
+    url: pgUrl,
+    schema,
+    suffix,
+    get connection() {
+      return connection as Connection;
+    },
+    get db() {
+      return db as PostgresClient;
+    },
+    open,
+    clientOf,
+    backends: (app) =>
+      (db as PostgresClient).query(
+        "SELECT pid, state, wait_event AS wait, query FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+        [app],
+      ),
+  };
+}
+
+/** Polls until `done` holds (the test runner's timeout bounds the wait). */
+export async function until(done: () => Promise<boolean>): Promise<void> {
+  while (!(await done())) await sleep(10);
+}
