@@ -1,34 +1,22 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { tmpdir } from "node:os";
-import { after, before, describe, it } from "node:test";
-import mysql2 from "mysql2/promise";
+import { before, describe, it } from "node:test";
 import type { EncodedRows, TableInfo } from "../../src/connectors/mysql/encode.ts";
-import { type MysqlClient, mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
+import { type MysqlClient, type mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import type { Connection, ItemResult, WriteItem, WriteRequest } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { mysqlTestDatabase } from "../support/mysql-db.ts";
 
-const suffix = randomBytes(5).toString("hex");
-const database = `franca_myload_${suffix}`;
-const url = `mysql://root@127.0.0.1:3306/${database}`;
-const env = { baseDir: tmpdir() };
+const files = mysqlTestDatabase("franca_myload");
+const { database, url, open, clientOf, rawConnection } = files;
 const never = new AbortController().signal;
 
 let connection: Connection;
 let db: MysqlClient;
-
-function open(settings: Parameters<typeof mysql>[1] = { url }, name = "db"): Connection {
-  return mysqlDriver.open(mysql(name, settings), env);
-}
-
-function clientOf(from: Connection): MysqlClient {
-  return (from.client as NonNullable<Connection["client"]>)() as MysqlClient;
-}
-
-function rawConnection(): Promise<mysql2.Connection> {
-  return mysql2.createConnection({ host: "127.0.0.1", user: "root", database });
-}
+before(() => {
+  connection = files.connection;
+  db = files.db;
+});
 
 interface Written {
   results: ItemResult[];
@@ -147,22 +135,6 @@ async function exactly(table: string): Promise<Row[]> {
   const list = columns.map(({ name }) => `HEX(\`${name}\`) AS \`${name}\``).join(", ");
   return db.query(`SELECT ${list} FROM \`${table}\` ORDER BY id`);
 }
-
-before(async () => {
-  const admin = open({ url: "mysql://root@127.0.0.1:3306/test" }, "admin");
-  try {
-    await clientOf(admin).query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-  } finally {
-    await admin.close();
-  }
-  connection = open();
-  db = clientOf(connection);
-});
-
-after(async () => {
-  await db.query(`DROP DATABASE IF EXISTS \`${database}\``);
-  await connection.close();
-});
 
 describe("mysql connector: LOAD DATA for new keys", () => {
   const tricky = `(id int PRIMARY KEY, label varchar(100), big longtext, amount decimal(30,10), at datetime(6), day date,

@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import mysql2 from "mysql2/promise";
 import { type MysqlClient, mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
@@ -14,10 +12,16 @@ import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import type { Hub } from "../../src/core/hub.ts";
 import { bind, defineHub, Engine, entity, flow, Type } from "../../src/index.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { mysqlTestDatabase } from "../support/mysql-db.ts";
 
-const suffix = randomBytes(5).toString("hex");
-const database = `franca_my_${suffix}`;
-const url = `mysql://root@127.0.0.1:3306/${database}`;
+const files = mysqlTestDatabase("franca_my");
+const { database, url, suffix, open, clientOf, rawConnection } = files;
+let connection: Connection;
+let db: MysqlClient;
+before(() => {
+  connection = files.connection;
+  db = files.db;
+});
 const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
 const pgSchema = `franca_mypg_${suffix}`;
 // the round-trip hub is a module (transform threads import it); its settings travel in the environment
@@ -26,22 +30,6 @@ process.env.FRANCA_RT_MARIA_URL = url;
 const roundTripModule = fileURLToPath(new URL("../support/roundtrip-hub.ts", import.meta.url));
 const { default: hub } = (await import(roundTripModule)) as { default: Hub };
 const env = { baseDir: tmpdir() };
-
-let connection: Connection;
-let db: MysqlClient;
-
-function open(settings: Parameters<typeof mysql>[1] = { url }, name = "db"): Connection {
-  return mysqlDriver.open(mysql(name, settings), env);
-}
-
-function clientOf(from: Connection): MysqlClient {
-  return (from.client as NonNullable<Connection["client"]>)() as MysqlClient;
-}
-
-/** A raw mysql2 connection, outside the connector (a second session holding locks). */
-function rawConnection(): Promise<mysql2.Connection> {
-  return mysql2.createConnection({ host: "127.0.0.1", user: "root", database });
-}
 
 async function readAll(
   from: Connection,
@@ -97,22 +85,6 @@ async function rejection(promise: Promise<unknown>): Promise<FrancaError> {
 }
 
 const allOk = (count: number) => Array.from({ length: count }, () => ({ ok: true }));
-
-before(async () => {
-  const admin = open({ url: "mysql://root@127.0.0.1:3306/test" }, "admin");
-  try {
-    await clientOf(admin).query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-  } finally {
-    await admin.close();
-  }
-  connection = open();
-  db = clientOf(connection);
-});
-
-after(async () => {
-  await db.query(`DROP DATABASE IF EXISTS \`${database}\``);
-  await connection.close();
-});
 
 describe("mysql connector: settings", () => {
   it("accepts a URL or discrete settings, not both, and refuses unknown settings", () => {

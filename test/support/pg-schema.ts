@@ -45,6 +45,7 @@ export function pgTestSchema(prefix: string): PgTestSchema {
     (from.client as NonNullable<Connection["client"]>)() as PostgresClient;
 
   before(async () => {
+    // set before the first await: node:test starts a file's next top-level hook (the file's own) at this one's await
     connection = open();
     db = clientOf(connection);
     await db.query(`CREATE SCHEMA ${schema}`);
