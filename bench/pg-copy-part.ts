@@ -119,10 +119,7 @@ async function connector(copy: boolean): Promise<number> {
     signal,
     call: (fn) => fn(signal),
   };
-  const inflight = Math.max(1, Number(values.inflight));
-  const running = new Set<Promise<void>>();
   let rows = 0;
-  let chunk = 0;
   const store = async (batchRows: Row[], seq: number): Promise<void> => {
     const results = await write({
       options: { table: `${values.schema}.dst`, copy },
@@ -137,21 +134,34 @@ async function connector(copy: boolean): Promise<number> {
     rows += batchRows.length;
   };
   try {
-    for await (const batch of read(request)) {
-      // The read waits (paused stream) while `inflight` writes run.
-      while (running.size >= inflight) await Promise.race(running);
-      const writing = store(batch.rows, chunk++);
-      running.add(writing);
-      void writing.then(
-        () => running.delete(writing),
-        () => {},
-      );
-    }
-    await Promise.all(running);
+    await inFlight(read(request), (batch, chunk) => store(batch.rows, chunk));
   } finally {
     await Promise.all([from.close(), to.close()]);
   }
   return rows;
+}
+
+/**
+ * Runs `each` over the items, at most --inflight at once (a read waits, its stream paused, while they run); the
+ * first failure rejects.
+ */
+async function inFlight<T>(
+  items: Iterable<T> | AsyncIterable<T>,
+  each: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  const limit = Math.max(1, Number(values.inflight));
+  const running = new Set<Promise<void>>();
+  let index = 0;
+  for await (const item of items) {
+    while (running.size >= limit) await Promise.race(running);
+    const task = each(item, index++);
+    running.add(task);
+    void task.then(
+      () => running.delete(task),
+      () => {},
+    );
+  }
+  await Promise.all(running);
 }
 
 const open = (name: string): Connection => postgresDriver.open(postgres(name, { url }), { baseDir: process.cwd() });
@@ -190,36 +200,42 @@ function mainCpu(): number {
   return used.user + used.system;
 }
 
-/** What a timed phase adds to a part's result line: its main-thread CPU, in all and per row. */
-function cpuFigures(rows: number, cpuUs: number): object {
-  return { main_cpu_s: Number((cpuUs / 1e6).toFixed(3)), main_cpu_us_per_row: Number((cpuUs / rows).toFixed(2)) };
+/**
+ * Runs a timed phase (profiled when --cpu-profile names a file) that returns how many rows it moved: its rows, its
+ * wall seconds, and what it adds to the part's result line, its main-thread CPU in all and per row.
+ */
+async function timed(work: () => Promise<number>): Promise<{ rows: number; wall: number; cpu: object }> {
+  const stopProfile = await profile();
+  const started = performance.now();
+  const cpuAtStart = mainCpu();
+  const rows = await work();
+  const cpuUs = mainCpu() - cpuAtStart;
+  const wall = (performance.now() - started) / 1000;
+  await stopProfile();
+  const cpu = { main_cpu_s: Number((cpuUs / 1e6).toFixed(3)), main_cpu_us_per_row: Number((cpuUs / rows).toFixed(2)) };
+  return { rows, wall, cpu };
 }
 
 /** Reads src alone, with `read` or `readEncoded`; the target is not touched. */
 async function readOnly(): Promise<void> {
   const from = open("source");
-  let rows = 0;
-  const stopProfile = await profile();
-  const started = performance.now();
-  const cpu = mainCpu();
-  try {
-    if (values.encoded) {
-      const read = (from.readEncoded as NonNullable<Connection["readEncoded"]>)(readRequest());
-      if (read === undefined) throw new Error("no encoded read");
-      for await (const batch of read) rows += batch.count;
-    } else {
-      for await (const batch of (from.read as NonNullable<Connection["read"]>)(readRequest()))
-        rows += batch.rows.length;
+  const { rows, wall, cpu } = await timed(async () => {
+    let rows = 0;
+    try {
+      if (values.encoded) {
+        const read = (from.readEncoded as NonNullable<Connection["readEncoded"]>)(readRequest());
+        if (read === undefined) throw new Error("no encoded read");
+        for await (const batch of read) rows += batch.count;
+      } else {
+        for await (const batch of (from.read as NonNullable<Connection["read"]>)(readRequest()))
+          rows += batch.rows.length;
+      }
+    } finally {
+      await from.close();
     }
-  } finally {
-    await from.close();
-  }
-  const cpuUs = mainCpu() - cpu;
-  const wall = (performance.now() - started) / 1000;
-  await stopProfile();
-  console.log(
-    JSON.stringify(partResult(`${part}${values.encoded ? " encoded" : ""}`, rows, wall, cpuFigures(rows, cpuUs))),
-  );
+    return rows;
+  });
+  console.log(JSON.stringify(partResult(`${part}${values.encoded ? " encoded" : ""}`, rows, wall, cpu)));
 }
 
 /** Every row of src, in batches of --batch (read before anything is timed). */
@@ -272,35 +288,22 @@ async function writeOnly(): Promise<void> {
   };
   if (values.upsert) for (const request of requests) await send({ ...request, prepared: undefined });
   rowReads = 0;
-  const inflight = Math.max(1, Number(values.inflight));
-  const running = new Set<Promise<void>>();
-  let rows = 0;
-  const stopProfile = await profile();
-  const started = performance.now();
-  const cpu = mainCpu();
-  try {
-    for (const request of requests) {
-      while (running.size >= inflight) await Promise.race(running);
-      const writing = send(request).then(() => {
+  const { rows, wall, cpu } = await timed(async () => {
+    let rows = 0;
+    try {
+      await inFlight(requests, async (request) => {
+        await send(request);
         rows += request.items.length;
       });
-      running.add(writing);
-      void writing.then(
-        () => running.delete(writing),
-        () => {},
-      );
+    } finally {
+      await to.close();
     }
-    await Promise.all(running);
-  } finally {
-    await to.close();
-  }
-  const cpuUs = mainCpu() - cpu;
-  const wall = (performance.now() - started) / 1000;
-  await stopProfile();
+    return rows;
+  });
   const landed = await countTarget();
   if (landed !== rows) throw new Error(`${part}: wrote ${rows} rows but the target holds ${landed}`);
   const name = `${part}${values.prepared ? " prepared" : " rows"}${values.upsert ? " upsert" : " direct"}`;
-  console.log(JSON.stringify(partResult(name, rows, wall, { ...cpuFigures(rows, cpuUs), row_reads: rowReads })));
+  console.log(JSON.stringify(partResult(name, rows, wall, { ...cpu, row_reads: rowReads })));
 }
 
 /**
@@ -348,32 +351,29 @@ async function sendOnly(): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const sql = `COPY ${schema}.dst FROM STDIN`;
-  let rows = 0;
-  const stopProfile = await profile();
-  const started = performance.now();
-  const cpu = mainCpu();
-  try {
-    for (const [b, batch] of batches.entries()) {
-      const stream = client.query(copyFrom(sql));
-      if (how === "strings") await pipeline(Readable.from(strings(lines[b] as string[])), stream);
-      else if (how === "pieces") await pipeline(Readable.from(pieces(batch.bytes)), stream);
-      else {
-        const data = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.length);
-        for (let at = 0; at < data.length; at += 1024 * 1024) stream.write(data.subarray(at, at + 1024 * 1024));
-        stream.end();
-        await finished(stream);
+  const { rows, wall, cpu } = await timed(async () => {
+    let rows = 0;
+    try {
+      for (const [b, batch] of batches.entries()) {
+        const stream = client.query(copyFrom(sql));
+        if (how === "strings") await pipeline(Readable.from(strings(lines[b] as string[])), stream);
+        else if (how === "pieces") await pipeline(Readable.from(pieces(batch.bytes)), stream);
+        else {
+          const data = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.length);
+          for (let at = 0; at < data.length; at += 1024 * 1024) stream.write(data.subarray(at, at + 1024 * 1024));
+          stream.end();
+          await finished(stream);
+        }
+        rows += batch.ends.length;
       }
-      rows += batch.ends.length;
+    } finally {
+      await client.end();
     }
-  } finally {
-    await client.end();
-  }
-  const cpuUs = mainCpu() - cpu;
-  const wall = (performance.now() - started) / 1000;
-  await stopProfile();
+    return rows;
+  });
   const landed = await countTarget();
   if (landed !== rows) throw new Error(`${part}: sent ${rows} rows but the target holds ${landed}`);
-  console.log(JSON.stringify(partResult(`${part} ${how}`, rows, wall, cpuFigures(rows, cpuUs))));
+  console.log(JSON.stringify(partResult(`${part} ${how}`, rows, wall, cpu)));
 }
 
 async function measure(work: () => Promise<number>): Promise<void> {
