@@ -7,7 +7,8 @@ import { textParser } from "../../src/connectors/postgres/parsers.ts";
 import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
-import { never, pgTestSchema, until } from "../support/pg-schema.ts";
+import { never, pgTestSchema, stagingTables, until } from "../support/pg-schema.ts";
+import { long, tricky, trickyColumns } from "../support/pg-tricky.ts";
 
 const files = pgTestSchema("franca_pgcopy");
 const { url, schema, suffix, open, clientOf, backends } = files;
@@ -186,45 +187,15 @@ describe("COPY text format", () => {
 });
 
 describe("postgres COPY: write then read", () => {
-  const columns = `id int PRIMARY KEY, t text, n numeric(30,10), at timestamptz, day date, doc jsonb, j json, big int8,
-    tags text[], grid int4[], flag boolean, raw bytea, f float8, span interval`;
-  const big = `${"é🎉x\t\\\n".repeat(15_000)}end`; // ~100 kB, escapes all along
-  const rows: Row[] = [
-    { id: 1, t: null, n: "12345678901234567890.0123456789", big: "9223372036854775807", flag: true },
-    { id: 2, t: "", n: "-0.0000000001", big: "-9007199254740993", flag: false },
-    { id: 3, t: "\\N", n: "NaN", big: "9007199254740993" },
-    { id: 4, t: "\t", at: "2024-06-30 23:59:59.999999+05:30", day: "2024-02-29" },
-    { id: 5, t: "\n", at: "1999-12-31T18:00:00.000001-08:00", day: "infinity", span: "1 day 02:03:04.000005" },
-    { id: 6, t: "\r", at: new Date("2024-01-01T00:00:00.123Z"), f: 0.1 },
-    { id: 7, t: "\\", at: "infinity", f: -1.5e300 },
-    { id: 8, t: "a\tb\nc\rd\\e\\N\\.", f: Number.NaN },
-    { id: 9, t: "ünïcødé 日本語 👩‍👩‍👧 🎉 \u0001\b\f\v", raw: Buffer.from([0, 1, 92, 9, 10, 255]) },
-    { id: 10, t: big },
-    {
-      id: 11,
-      doc: { a: { b: [1, "two", null, { c: true }] }, e: [], s: 't\tn\n\\ "q" 🎉 \\N', n: 1.5, z: {} },
-      j: '{ "kept" :\n\t"as written" }',
-    },
-    { id: 12, doc: [1, [2, [3]], { "key with space": "ü" }], j: { x: [1, 2] } },
-    {
-      id: 13,
-      tags: ["a", "b,c", '"quoted"', "", null, "🎉", "back\\slash", "{brace}", "NULL", "tab\there", "new\nline"],
-      grid: [
-        [1, 2],
-        [3, null],
-      ],
-    },
-    { id: 14, tags: [], grid: [] },
-  ];
   const table = `${schema}.tricky`;
 
   before(async () => {
-    for (const name of ["tricky", "tricky_insert"]) await db.query(`CREATE TABLE ${schema}.${name} (${columns})`);
+    for (const name of ["tricky", "tricky_insert"]) await db.query(`CREATE TABLE ${schema}.${name} (${trickyColumns})`);
   });
 
   it("round-trips tricky values exactly through COPY write then COPY read, as INSERT then keyset read do", async () => {
-    assert.deepEqual(await write(connection, { table }, ["id"], rows), allOk(rows));
-    assert.deepEqual(await write(connection, { table: `${table}_insert`, copy: false }, ["id"], rows), allOk(rows));
+    assert.deepEqual(await write(connection, { table }, ["id"], tricky), allOk(tricky));
+    assert.deepEqual(await write(connection, { table: `${table}_insert`, copy: false }, ["id"], tricky), allOk(tricky));
     const copyRead = rowsOf(await readAll(connection, { options: { table }, key: ["id"], batchSize: 4 }));
     const keysetRead = rowsOf(
       await readAll(connection, { options: { table: `${table}_insert`, copy: false }, key: ["id"], batchSize: 4 }),
@@ -236,8 +207,8 @@ describe("postgres COPY: write then read", () => {
     assert.equal(byId.get(1)?.t, null);
     assert.equal(byId.get(2)?.t, "");
     assert.equal(byId.get(3)?.t, "\\N");
-    for (const id of [4, 5, 6, 7, 8, 9, 10]) assert.equal(byId.get(id)?.t, rows[id - 1]?.t, `text of row ${id}`);
-    assert.equal(String(byId.get(10)?.t).length, big.length);
+    for (const id of [4, 5, 6, 7, 8, 9, 10]) assert.equal(byId.get(id)?.t, tricky[id - 1]?.t, `text of row ${id}`);
+    assert.equal(String(byId.get(10)?.t).length, long.length);
     assert.equal(byId.get(1)?.n, "12345678901234567890.0123456789");
     assert.equal(byId.get(3)?.n, "NaN");
     assert.equal(byId.get(1)?.big, "9223372036854775807");
@@ -245,16 +216,16 @@ describe("postgres COPY: write then read", () => {
     assert.equal(byId.get(4)?.at, "2024-06-30 18:29:59.999999+00");
     assert.equal(byId.get(5)?.at, "2000-01-01 02:00:00.000001+00");
     assert.equal(byId.get(6)?.at, "2024-01-01 00:00:00.123+00");
-    assert.equal(byId.get(7)?.at, "infinity");
+    assert.equal(byId.get(7)?.at, "-infinity");
     assert.equal(byId.get(5)?.day, "infinity");
     assert.equal(byId.get(5)?.span, "1 day 02:03:04.000005");
     assert.equal(byId.get(6)?.f, 0.1);
     assert.ok(Number.isNaN(byId.get(8)?.f));
-    assert.deepEqual(byId.get(9)?.raw, Buffer.from([0, 1, 92, 9, 10, 255]));
-    assert.deepEqual(byId.get(11)?.doc, rows[10]?.doc);
+    assert.deepEqual(byId.get(9)?.raw, Buffer.from([0, 1, 92, 9, 10, 13, 255]));
+    assert.deepEqual(byId.get(11)?.doc, tricky[10]?.doc);
     assert.deepEqual(byId.get(11)?.j, { kept: "as written" });
-    assert.deepEqual(byId.get(12)?.doc, rows[11]?.doc);
-    assert.deepEqual(byId.get(13)?.tags, rows[12]?.tags);
+    assert.deepEqual(byId.get(12)?.doc, tricky[11]?.doc);
+    assert.deepEqual(byId.get(13)?.tags, tricky[12]?.tags);
     assert.deepEqual(byId.get(13)?.grid, [
       [1, 2],
       [3, null],
@@ -273,12 +244,6 @@ describe("postgres COPY: write then read", () => {
 
 describe("postgres COPY: write", () => {
   const snapshot = (table: string) => db.query(`SELECT *, xmin::text::int8 > 0 AS present FROM ${table} ORDER BY 1`);
-  const stagingTables = async (client: PostgresClient) =>
-    (
-      await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname LIKE 'franca\\_copy\\_%'`,
-      )
-    )[0]?.n;
 
   it("upserts: the same rows twice leave the table as after the first time, through one reused staging table", async () => {
     // One connection, so that the staging table seen is the one the writes use.

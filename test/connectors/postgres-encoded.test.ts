@@ -22,7 +22,8 @@ import type {
 } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
-import { never, pgTestSchema } from "../support/pg-schema.ts";
+import { never, pgTestSchema, stagingTables } from "../support/pg-schema.ts";
+import { long, tricky, trickyColumns } from "../support/pg-tricky.ts";
 
 const files = pgTestSchema("franca_pgenc");
 const { url, schema, open, clientOf } = files;
@@ -129,45 +130,6 @@ const describeTarget = (to: Connection, table: string): Promise<unknown> =>
 
 const allOk = (rows: readonly unknown[]) => rows.map(() => ({ ok: true }));
 const contents = (table: string) => db.query(`SELECT * FROM ${table} ORDER BY 1, 2`);
-const stagingTables = async (client: PostgresClient) =>
-  (
-    await client.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname LIKE 'franca\\_copy\\_%'`,
-    )
-  )[0]?.n;
-
-// Values that COPY's text, JSON, arrays and the parsers each get wrong in their own way.
-const trickyColumns = `id int PRIMARY KEY, t text, n numeric(30,10), at timestamptz, day date, doc jsonb, j json,
-  big int8, tags text[], grid int4[], flag boolean, raw bytea, f float8, span interval`;
-const long = `${"é🎉x\t\\\n\r".repeat(20_000)}end`; // ~140 kB, escapes all along
-const tricky: Row[] = [
-  { id: 1, t: null, n: "12345678901234567890.0123456789", big: "9223372036854775807", flag: true },
-  { id: 2, t: "", n: "-0.0000000001", big: "-9007199254740993", flag: false },
-  { id: 3, t: "\\N", n: "NaN", big: "9007199254740993" },
-  { id: 4, t: "\t", at: "2024-06-30 23:59:59.999999+05:30", day: "2024-02-29" },
-  { id: 5, t: "\n", at: "1999-12-31T18:00:00.000001-08:00", day: "infinity", span: "1 day 02:03:04.000005" },
-  { id: 6, t: "\r", at: new Date("2024-01-01T00:00:00.123Z"), f: 0.1 },
-  { id: 7, t: "\\", at: "-infinity", f: -1.5e300 },
-  { id: 8, t: "a\tb\nc\rd\\e\\N\\.\r\n", f: Number.NaN },
-  { id: 9, t: "ünïcødé 日本語 👩‍👩‍👧 🎉 \u0001\b\f\v", raw: Buffer.from([0, 1, 92, 9, 10, 13, 255]) },
-  { id: 10, t: long },
-  {
-    id: 11,
-    doc: { a: { b: [1, "two", null, { c: true }] }, e: [], s: 't\tn\n\r\\ "q" 🎉 \\N', n: 1.5, z: {} },
-    j: '{ "kept" :\n\t"as written" }',
-  },
-  { id: 12, doc: [1, [2, [3]], { "key with space": "ü", "\\": "\\\\" }], j: { x: [1, 2] } },
-  {
-    id: 13,
-    tags: ["a", "b,c", '"quoted"', "", null, "🎉", "back\\slash", "{brace}", "NULL", "tab\there", "new\nline"],
-    grid: [
-      [1, 2],
-      [3, null],
-    ],
-  },
-  { id: 14, tags: [], grid: [], raw: Buffer.alloc(0), doc: '["JSON text"]', j: null },
-  { id: 15, t: "𝄞".repeat(1000), n: "0.0000000001", f: 1e-300, doc: { deep: { deeper: { deepest: ["🎉"] } } } },
-];
 
 describe("postgres: encoded reads", () => {
   const table = `${schema}.tricky`;

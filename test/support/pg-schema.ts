@@ -83,3 +83,11 @@ export function pgTestSchema(prefix: string): PgTestSchema {
 export async function until(done: () => Promise<boolean>): Promise<void> {
   while (!(await done())) await sleep(10);
 }
+
+/** How many COPY staging tables (temporary, `franca_copy_*`) the client's session holds. */
+export async function stagingTables(client: PostgresClient): Promise<number | undefined> {
+  const [counted] = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relname LIKE 'franca\\_copy\\_%'`,
+  );
+  return counted?.n;
+}
