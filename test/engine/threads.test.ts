@@ -22,6 +22,7 @@ process.env.FRANCA_THREADS_SCHEMA = schema;
 const hubModule = fileURLToPath(new URL("../support/threads-hub.ts", import.meta.url));
 const {
   default: hub,
+  pauses,
   threadsSetupSql,
   threadsUrl,
 } = (await import(hubModule)) as typeof import("../support/threads-hub.ts") & { default: Hub };
@@ -150,6 +151,24 @@ describe("transform threads", () => {
         emptyNames.slice(0, 3).map(String),
         `threads: ${threads}`,
       );
+    }
+  });
+
+  it("keep two chunks per thread in hand: two threads map four chunks at once, the engine's thread two", async () => {
+    // each chunk's mapping first waits 200 ms on a lookup of its own: the most running at once is how many chunks
+    // were being mapped at once (the flow's transformConcurrency, 2, or two per thread when threads map them)
+    for (const [threads, most] of [
+      [2, 4],
+      [1, 2],
+      [0, 2],
+    ] as const) {
+      await emptyTargets();
+      pauses.most = 0;
+      const ran = await runFlow("paused", threads);
+      assert.equal(ran.status, "partial", `threads: ${threads}`);
+      assert.equal(ran.threaded, threads === 0 ? undefined : rows, `threads: ${threads}`);
+      assert.equal(pauses.most, most, `threads: ${threads}`);
+      assert.equal((await targets()).dst.length, rows - emptyNames.length);
     }
   });
 

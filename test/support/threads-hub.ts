@@ -8,11 +8,15 @@
  * - validation refuses an empty name (`/name`): such rows are quarantined.
  * - dst's mapping takes the envelope (lineage); audit's mapping is asynchronous and throws for ids ending in 13.
  * `strict`: the same source to <schema>.dst, stopping once more than 2 records are quarantined.
+ * `paused`: the same source to <schema>.dst, each chunk's mapping first waiting 200 ms on the `chunkPause` lookup
+ * (keyed by the chunk, so asked once per chunk); `pauses` counts them on the engine's thread, where lookups run.
  * FRANCA_THREADS_EXIT_AT (read as rows are mapped): a transform thread mapping the row of that id exits, as a thread
  * that crashes would.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { isMainThread } from "node:worker_threads";
 import { type PostgresClient, postgres } from "../../src/connectors/postgres/index.ts";
+import type { MapContext, Row } from "../../src/core/binding.ts";
 import { bind } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
 import { flow } from "../../src/core/flow.ts";
@@ -83,21 +87,40 @@ const regionBytes = lookup("regionBytes", {
   },
 });
 
-const source = bind(crm, Item, {
-  table: `${schema}.src`,
-  key: "id",
-  cursor: "updated_at",
+/** The `chunkPause` lookups running on the engine's thread, and the most that ran at once. */
+export const pauses = { running: 0, most: 0 };
+
+const chunkPause = lookup("chunkPause", {
+  system: crm,
+  get: async (chunk: number) => {
+    pauses.most = Math.max(pauses.most, ++pauses.running);
+    await sleep(200);
+    pauses.running--;
+    return chunk;
+  },
+});
+
+async function toItem(row: Row, ctx: MapContext) {
+  if (!isMainThread && process.env.FRANCA_THREADS_EXIT_AT === String(row.id)) process.exit(7);
+  return {
+    id: String(row.id),
+    name: row.name as string,
+    amount: row.amount as string | null,
+    updatedAt: `${(row.updated_at as string).replace(" ", "T")}:00`,
+    region: await ctx.lookup(regionOf, Number(row.id) % 5),
+    tag: (await ctx.lookup(regionBytes, Number(row.id) % 5)).bytes.toString("base64"),
+    doc: row.doc,
+  };
+}
+
+const read = { table: `${schema}.src`, key: "id", cursor: "updated_at" } as const;
+const source = bind(crm, Item, { ...read, toCanonical: toItem });
+const paused = bind(crm, Item, {
+  ...read,
+  name: "paused",
   toCanonical: async (row, ctx) => {
-    if (!isMainThread && process.env.FRANCA_THREADS_EXIT_AT === String(row.id)) process.exit(7);
-    return {
-      id: String(row.id),
-      name: row.name as string,
-      amount: row.amount as string | null,
-      updatedAt: `${(row.updated_at as string).replace(" ", "T")}:00`,
-      region: await ctx.lookup(regionOf, Number(row.id) % 5),
-      tag: (await ctx.lookup(regionBytes, Number(row.id) % 5)).bytes.toString("base64"),
-      doc: row.doc,
-    };
+    await ctx.lookup(chunkPause, Math.floor((Number(row.id) - 1) / 100));
+    return toItem(row, ctx);
   },
 });
 
@@ -129,10 +152,11 @@ const audit = bind(erp, Item, {
 export default defineHub({
   systems: [crm, erp],
   entities: [Item],
-  lookups: [regionOf, regionBytes],
+  lookups: [regionOf, regionBytes, chunkPause],
   store: process.env.FRANCA_THREADS_STORE ?? ".franca/franca.db",
   flows: [
     flow("items", { from: source, to: [dst, audit], chunkSize: 100 }),
     flow("strict", { from: source, to: dst, chunkSize: 100, failure: { maxFailed: 2 } }),
+    flow("paused", { from: paused, to: dst, chunkSize: 100 }),
   ],
 });
