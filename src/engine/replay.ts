@@ -105,8 +105,8 @@ export async function prepareReplay(
     seq++;
     rows = [];
   };
+  const source = flow.from.system;
   for (const [chunk, ids] of [...early].sort((a, b) => a[0] - b[0])) {
-    const source = flow.from.system;
     const chunkRows = rowsOf(
       decodeSourceRows(await staged(store, parent.id, chunk, "extracted")),
       source.driver as Driver,

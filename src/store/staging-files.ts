@@ -4,14 +4,17 @@ import type { StagedValue } from "./types.ts";
 
 export type Stage = "extracted" | "canonical";
 
+/** A staged value as the parts it is made of, in order. */
+function stagedParts(data: StagedValue): readonly (string | Uint8Array)[] {
+  return typeof data === "string" || ArrayBuffer.isView(data) ? [data as string | Uint8Array] : data;
+}
+
 /** A staged value as one text (a store that keeps text: PostgreSQL's `staged` table). */
 export function stagedText(data: StagedValue): string {
   if (typeof data === "string") return data;
-  const parts = ArrayBuffer.isView(data) ? [data as Uint8Array] : (data as readonly (string | Uint8Array)[]);
   // bytes joined before they are decoded: a part may end inside a character
-  return Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : part))).toString(
-    "utf8",
-  );
+  const bytes = stagedParts(data).map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : part));
+  return Buffer.concat(bytes).toString("utf8");
 }
 
 interface Segment {
@@ -66,17 +69,17 @@ export class StagingFiles {
 
   write(runId: number, seq: number, stage: Stage, data: StagedValue): void {
     const segment = this.#segment(runId, stage, true) as Segment;
-    const parts = typeof data === "string" || ArrayBuffer.isView(data) ? [data as string | Uint8Array] : data;
-    let length = 0;
-    for (const part of parts) length += typeof part === "string" ? Buffer.byteLength(part) : part.byteLength;
+    const parts = stagedParts(data);
+    const sizes = parts.map((part) => (typeof part === "string" ? Buffer.byteLength(part) : part.byteLength));
+    const length = sizes.reduce((sum, size) => sum + size, 0);
     const header = Buffer.allocUnsafe(headerBytes);
     header.writeUInt32LE(seq, 0);
     header.writeUInt32LE(length, 4);
     writeSync(segment.fd, header, 0, headerBytes, segment.size);
     let at = segment.size + headerBytes;
-    for (const part of parts) {
+    for (const [index, part] of parts.entries()) {
       // text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
-      const size = typeof part === "string" ? Buffer.byteLength(part) : part.byteLength;
+      const size = sizes[index] as number;
       let written = typeof part === "string" ? writeSync(segment.fd, part, at, "utf8") : 0;
       if (written < size) {
         const rest = typeof part === "string" ? Buffer.from(part, "utf8") : part;
