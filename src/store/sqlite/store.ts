@@ -401,15 +401,15 @@ export class SqliteStore implements Store {
           attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
           target_id = excluded.target_id, hash = excluded.hash`;
       const { loaded, hashes, targetIds } = result;
+      const defer = result.deferHashes === true;
       if (loaded.length > 0) {
-        const defer = result.deferHashes === true;
         const detailed = defer || targetIds?.some((id) => id !== null) === true;
         const keys = detailed
           ? JSON.stringify(loaded.map((key, i) => [key, targetIds?.[i] ?? null, defer ? hashes[i] : null]))
           : JSON.stringify(loaded);
         this.#run(detailed ? upsertDetailed : upsertKeys, runId, target, "loaded", seq, result.attempts, keys);
       }
-      if (loaded.length > 0 && result.deferHashes !== true) {
+      if (loaded.length > 0 && !defer) {
         this.#run(
           `INSERT INTO target_hashes (target, key, hash, run_id) SELECT ?, value ->> 0, value ->> 1, ? FROM json_each(?) WHERE true
            ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
