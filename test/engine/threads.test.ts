@@ -201,6 +201,46 @@ describe("transform threads", () => {
     }
   });
 
+  it("a hub module without the run's flow: its chunks are declined and transformed on the engine's thread", async () => {
+    await emptyTargets();
+    const alone = await runFlow("items", 0);
+    const aloneTargets = await targets();
+    await emptyTargets();
+    using temp = tempDir();
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: "warn",
+      destination: { write: (line: string) => void lines.push(line) } as never,
+    });
+    const store = await openStore(temp.dir);
+    const engine = await Engine.open({
+      hub,
+      baseDir: temp.dir,
+      store,
+      logger,
+      threads: { module: fileURLToPath(new URL("../support/threads-foreign-hub.ts", import.meta.url)), count: 1 },
+    });
+    try {
+      // the module loads: the threads are ready, and only the chunks they are given show that the flow is missing
+      assert.equal(await engine.threadsReady(), true);
+      const summary = await engine.run("items", { trigger: "test" });
+      assert.equal(summary.run.status, alone.status);
+      assert.equal(summary.run.stats.threaded, undefined);
+      assert.deepEqual(
+        Object.fromEntries(Object.entries(summary.counts.targets).map(([name, counts]) => [name, counts.loaded])),
+        alone.loaded,
+      );
+      assert.deepEqual(await targets(), aloneTargets);
+      // one warning for the flow, however many chunks the thread was offered before it was known
+      const declined = lines.filter((line) => line.includes("declined a chunk"));
+      assert.equal(declined.length, 1);
+      assert.match(declined[0] as string, /has no flow 'items'/);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
   it("a thread that dies mid-run: its chunks and the rest are transformed on the engine's thread, nothing lost", async () => {
     await emptyTargets();
     process.env.FRANCA_THREADS_EXIT_AT = "700"; // the thread mapping row 700 exits (threads see it when they start)

@@ -66,6 +66,8 @@ export class TransformThreads {
   readonly #jobs = new Map<number, Job>();
   #handles: Handle[] | undefined;
   #unusable = false;
+  /** Flows the threads' hub does not have (its module is not the engine's configuration): the engine's thread's. */
+  readonly #foreignFlows = new Set<string>();
   #next = 0;
   #started: Promise<boolean> | undefined;
 
@@ -150,7 +152,13 @@ export class TransformThreads {
     this.#jobs.delete(message.id);
     this.#idle(handle);
     if (message.type === "failed") {
-      job.reject(FrancaError.fromJSON(message.error));
+      const error = FrancaError.fromJSON(message.error);
+      if (message.declined !== true) {
+        job.reject(error);
+        return;
+      }
+      this.#declined(job.ctx, error);
+      job.resolve(undefined);
       return;
     }
     const prepared = new Map<string, PreparedTarget>();
@@ -160,6 +168,20 @@ export class TransformThreads {
       staged: message.staged,
       problems: message.problems,
     });
+  }
+
+  /**
+   * A thread could not take a chunk (protocol.ts, `declined`: its hub has no such flow): the run transforms it on the
+   * engine's thread, and so every later chunk of the flow, with one warning.
+   */
+  #declined(ctx: RunContext, error: FrancaError): void {
+    const flow = ctx.flow.name;
+    if (this.#foreignFlows.has(flow)) return;
+    this.#foreignFlows.add(flow);
+    this.#options.logger.warn(
+      { err: error.message, flow, module: this.#options.module },
+      "a transform thread declined a chunk; transforming the flow on the engine's thread",
+    );
   }
 
   /** Answers the lookups a thread's mappings called, through the run's lookups, on behalf of the chunk. */
@@ -217,7 +239,7 @@ export class TransformThreads {
     };
     let chunks = 0;
     return (seq: number, data: SourceRows) => {
-      if (this.#unusable || "rows" in data) return undefined;
+      if (this.#unusable || "rows" in data || this.#foreignFlows.has(ctx.flow.name)) return undefined;
       // A run that has not extracted `startAfterChunks` chunks yet may be a small one, done before a thread would
       // be ready (~0.1–0.3 s: a thread imports the hub's module): its first chunks are transformed here.
       if (++chunks > startAfterChunks) void this.ready();

@@ -86,6 +86,15 @@ export type FromThread =
       problems: ChunkProblem[];
       targets: PreparedParts[];
     }
-  | { type: "failed"; id: number; error: FrancaErrorJson }
+  | {
+      type: "failed";
+      id: number;
+      error: FrancaErrorJson;
+      /**
+       * The thread could not take the chunk, through no fault of the chunk: its hub has no such flow (a module other
+       * than the engine's configuration). The engine transforms it itself.
+       */
+      declined?: true;
+    }
   /** Lookups the chunk's mappings called in one turn, to be answered by the engine (its caches, its policies). */
   | { type: "lookup"; id: number; job: number; calls: { lookup: string; key: unknown }[] };

@@ -96,17 +96,6 @@ function revived(value: unknown): unknown {
 
 // ── transform ───────────────────────────────────────────────────────────────────────────────────────────────────
 
-function flowOf(name: string): Flow {
-  const flow = hub.flows.get(name);
-  if (flow === undefined) {
-    throw new FrancaError(
-      ErrorCode.ConfigUnknownReference,
-      `the transform thread's configuration (${module}) has no flow '${name}'`,
-    );
-  }
-  return flow;
-}
-
 function mapContextOf(job: TransformJob, binding: string): MapContext {
   return {
     run: { id: job.run, flow: job.flow },
@@ -152,7 +141,18 @@ async function prepareTarget(
 }
 
 async function transform(job: TransformJob): Promise<void> {
-  const flow = flowOf(job.flow);
+  const flow = hub.flows.get(job.flow);
+  if (flow === undefined) {
+    // not the chunk's failure: the engine's thread transforms it (see the `declined` message)
+    const reason = `the transform thread's configuration (${module}) has no flow '${job.flow}'`;
+    send({
+      type: "failed",
+      id: job.id,
+      error: new FrancaError(ErrorCode.ConfigUnknownReference, reason).toJSON(),
+      declined: true,
+    });
+    return;
+  }
   const binding = flow.from;
   const rows = rowsOf(job.source, binding.system.driver as Driver, binding.system.name);
   const { records, problems } = await mapChunk(
