@@ -457,6 +457,32 @@ describe("postgres: prepared writes", () => {
     assert.equal((await numbers()) - before, 2, "copied first (1 number), then upserted (1 more)");
   });
 
+  it("prepares the columns each row lacks, a refused row's too (its write must not clobber them with NULL)", () => {
+    const target: TargetDescription = {
+      table: "t",
+      columns: [
+        { name: "id", type: "int4", kind: "t" },
+        { name: "doc", type: "jsonb", kind: "j" },
+        { name: "a", type: "text", kind: "t" },
+        { name: "b", type: "text", kind: "t" },
+      ],
+    };
+    const rows: Row[] = [
+      { id: 1, doc: { n: 1n } }, // refused at doc (JSON of a BigInt), and lacks a and b
+      { id: 2, doc: {}, a: "x" }, // lacks b
+      { id: 3, doc: null, a: undefined, b: "y" }, // an own undefined is no gap
+    ];
+    const data = prepare(rows, { options: { table: "t" }, key: ["id"], target }) as CopyRows;
+    assert.deepEqual(
+      data.refused.map(([index]) => index),
+      [0],
+    );
+    assert.deepEqual(data.gaps, [
+      [0, [2, 3]],
+      [1, [3]],
+    ]);
+  });
+
   it("writes the columns of the items' rows: prepared rows with more columns are set aside", async () => {
     const [prepared, plain] = await twins("gaps", "id int PRIMARY KEY, a text, b text DEFAULT 'default'");
     const target = await describeTarget(connection, prepared);

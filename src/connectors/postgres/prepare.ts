@@ -60,10 +60,7 @@ export interface CopyRows {
   keys: string[][];
   /** Rows that cannot be sent (JSON of a BigInt, an invalid Date): their index and the reason. */
   refused: [number, string][];
-  /**
-   * Rows without some of the columns (written as NULL): their index and the columns they lack, by index. Set by
-   * `prepareCopy` only (a write's own encoding is of all its rows).
-   */
+  /** Rows without some of the columns (written as NULL): their index and the columns they lack, by index. */
   gaps: [number, number[]][];
 }
 
@@ -84,13 +81,25 @@ export function encodeCopyRows(
   const keyFields = new Array<string>(key.length);
   const ends = new Uint32Array(rows.length);
   const refused: [number, string][] = [];
+  const gaps: [number, number[]][] = [];
   const lines = new LineBuffer();
+  // Rows without some of the columns: a write of some rows only (the others unchanged) writes the columns of those,
+  // so it needs to know which rows lack which (rare: a mapping's rows usually all have the same fields).
+  const gapAt = (row: Row, i: number, c: number): void => {
+    const name = columns[c] as string;
+    if (row[name] !== undefined || Object.hasOwn(row, name)) return;
+    const last = gaps.at(-1);
+    if (last?.[0] === i) last[1].push(c);
+    else gaps.push([i, [c]]);
+  };
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i] as Row;
     let line = "";
+    let c = 0;
     try {
       keyFields.fill("\\N");
-      for (let c = 0; c < columns.length; c++) {
+      for (; c < columns.length; c++) {
+        gapAt(row, i, c);
         const field = encodeField(row[columns[c] as string], columnKinds[c] as ColumnKind);
         line = c === 0 ? field : `${line}\t${field}`;
         const k = keyAt[c] as number;
@@ -98,6 +107,7 @@ export function encodeCopyRows(
       }
     } catch (error) {
       refused.push([i, error instanceof Error ? error.message : String(error)]);
+      for (c++; c < columns.length; c++) gapAt(row, i, c);
       ends[i] = lines.length;
       continue;
     }
@@ -116,7 +126,7 @@ export function encodeCopyRows(
     ends,
     keys,
     refused,
-    gaps: [],
+    gaps,
   };
 }
 
@@ -128,14 +138,5 @@ export function prepareCopy(rows: readonly Row[], request: PrepareRequest): Copy
   );
   const columns = batchColumns(rows);
   const codes = columns.map((column) => described.get(column) ?? "?").join("");
-  const prepared = encodeCopyRows(rows, table, request.key, columns, codes);
-  // A write of some of these rows only (the others unchanged) writes the columns of those: it needs to know which
-  // rows lack which (rare: a mapping's rows usually all have the same fields).
-  for (const [i, row] of rows.entries()) {
-    const fields = Object.keys(row);
-    if (fields.length === columns.length) continue;
-    const has = new Set(fields);
-    prepared.gaps.push([i, columns.flatMap((column, c) => (has.has(column) ? [] : [c]))]);
-  }
-  return prepared;
+  return encodeCopyRows(rows, table, request.key, columns, codes);
 }
