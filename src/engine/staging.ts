@@ -1,10 +1,11 @@
 /**
  * How a chunk's canonical records are staged: one JSON text per chunk,
  * `{ keys, hashes, sources, cursors, payloads }` (parallel arrays; `sources` null when every record's source id is
- * its key, as it is when the source's key is the entity's). The payloads part is the join of each record's canonical
- * JSON, which the transform already made to compute the content hash, so staging costs no second serialization of
- * the records.
+ * its key, as it is when the source's key is the entity's). The payloads part is each record's canonical JSON one
+ * after the other, which the transform already made to compute the content hash, so staging costs no second
+ * serialization of the records.
  */
+import { LineBuffer } from "../connectors/line-buffer.ts";
 
 export interface CanonicalRecord {
   key: string;
@@ -47,27 +48,42 @@ export function recordColumns(records: readonly CanonicalRecord[]): RecordColumn
   return { keys, hashes, sourceIds };
 }
 
-/** The staged text of a chunk's canonical records (their columns given when already made). */
+/**
+ * The staged text of a chunk's canonical records (their columns given when already made), as UTF-8 in a buffer of
+ * its own (a transform thread transfers it). Each payload's JSON is written straight into the buffer: joining them
+ * into one string and encoding that measured 0.65 µs a record, against 0.22 µs (bench/bulk's records).
+ */
 export function encodeCanonical(
   records: readonly CanonicalRecord[],
   columns: RecordColumns = recordColumns(records),
-): string {
+): Uint8Array {
   const count = records.length;
-  const payloads = new Array<string>(count);
   let cursors: unknown[] | null = null;
   for (let i = 0; i < count; i++) {
-    const record = records[i] as CanonicalRecord;
-    payloads[i] = record.json ?? JSON.stringify(record.payload);
-    if (record.cursor !== undefined) {
-      cursors ??= new Array<unknown>(count).fill(null);
-      cursors[i] = record.cursor;
-    }
+    const cursor = (records[i] as CanonicalRecord).cursor;
+    if (cursor === undefined) continue;
+    cursors ??= new Array<unknown>(count).fill(null);
+    cursors[i] = cursor;
   }
   const { keys, hashes, sourceIds } = columns;
-  return `{"keys":${JSON.stringify(keys)},"hashes":${JSON.stringify(hashes)},"sources":${JSON.stringify(sourceIds)},"cursors":${JSON.stringify(cursors)},"payloads":[${payloads.join(",")}]}`;
+  const out = new LineBuffer();
+  out.write(
+    `{"keys":${JSON.stringify(keys)},"hashes":${JSON.stringify(hashes)},"sources":${JSON.stringify(sourceIds)},"cursors":${JSON.stringify(cursors)},"payloads":[`,
+  );
+  for (let i = 0; i < count; i++) {
+    const record = records[i] as CanonicalRecord;
+    if (i > 0) out.char(0x2c); // ,
+    out.write(record.json ?? JSON.stringify(record.payload));
+  }
+  out.write("]}");
+  return out.bytes();
 }
 
-export function decodeCanonical(text: string): CanonicalRecord[] {
+export function decodeCanonical(staged: string | Uint8Array): CanonicalRecord[] {
+  const text =
+    typeof staged === "string"
+      ? staged
+      : Buffer.from(staged.buffer, staged.byteOffset, staged.byteLength).toString("utf8");
   const chunk = JSON.parse(text) as StagedChunk;
   return chunk.keys.map((key, i) => {
     const cursor = chunk.cursors?.[i];

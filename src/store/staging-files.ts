@@ -12,6 +12,7 @@ function stagedParts(data: StagedValue): readonly (string | Uint8Array)[] {
 /** A staged value as one text (a store that keeps text: PostgreSQL's `staged` table). */
 export function stagedText(data: StagedValue): string {
   if (typeof data === "string") return data;
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
   // bytes joined before they are decoded: a part may end inside a character
   const bytes = stagedParts(data).map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : part));
   return Buffer.concat(bytes).toString("utf8");

@@ -163,7 +163,7 @@ async function transform(job: TransformJob): Promise<void> {
     rows,
   );
   const { keys, hashes, sourceIds } = recordColumns(records);
-  const staged = Buffer.from(encodeCanonical(records, { keys, hashes, sourceIds }), "utf8");
+  const staged = encodeCanonical(records, { keys, hashes, sourceIds });
   const targets: PreparedParts[] = [];
   for (const target of job.targets) {
     const prepared = await prepareTarget(job, flow, records, target);
