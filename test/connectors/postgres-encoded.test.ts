@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { before, describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
-import { arrayElement, encodeField } from "../../src/connectors/postgres/copy-text.ts";
+import { arrayElement, copyEncoding, decodeCopy, encodeField } from "../../src/connectors/postgres/copy-text.ts";
 import { type PostgresClient, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import type { CopyRows, TargetDescription } from "../../src/connectors/postgres/prepare.ts";
 import { probedWrites } from "../../src/connectors/postgres/write.ts";
@@ -234,6 +234,22 @@ describe("postgres: encoded reads", () => {
       full({ options: { table, copy: false }, key: ["id"] }),
     );
     assert.equal(keyset, undefined);
+  });
+
+  it("decodes columns of one name as the later one, and a column named __proto__ as a property", () => {
+    const encoding = copyEncoding([
+      { name: "a", type: 25 },
+      { name: "__proto__", type: 25 },
+      { name: "b", type: 23 },
+      { name: "a", type: 25 },
+    ]);
+    const [row] = decodeCopy(encoding, "first\tproto\t7\tlater\n");
+    assert.deepEqual(Object.entries(row as Row), [
+      ["a", "later"],
+      ["__proto__", "proto"],
+      ["b", 7],
+    ]);
+    assert.equal(Object.getPrototypeOf(row), Object.prototype);
   });
 
   it("refuses a null order column as read does, and an encoding it did not make", async () => {

@@ -136,14 +136,25 @@ export interface CopyField {
 export class CopyRowDecoder {
   readonly #names: string[];
   readonly #parsers: ((text: string) => unknown)[];
-  readonly #template: Row;
+  /** A line's values, in column order, while it is decoded (`row` runs start to end without awaiting). */
+  readonly #values: unknown[];
+  /**
+   * The row of a line's values: one object literal with the columns as its keys, compiled once per decoder. Setting
+   * the columns one by one on a copy of a template cost a megamorphic keyed store per field, ~10 % of decoding
+   * (0.25 µs of 2.45 a row of bench:bulk's). A later column of the same name wins, in the place of the first, as in
+   * pg's rows; a column named `__proto__` is a property like any other.
+   */
+  readonly #make: (values: readonly unknown[]) => Row;
 
   constructor(fields: readonly CopyField[]) {
     this.#names = fields.map((field) => field.name);
     this.#parsers = fields.map((field) => field.parse);
-    const template: Row = {};
-    for (const name of this.#names) template[name] = null;
-    this.#template = template;
+    this.#values = new Array<unknown>(fields.length).fill(null);
+    // "__proto__" as a computed key: an own property, not the object's prototype
+    const properties = this.#names.map(
+      (name, i) => `${name === "__proto__" ? `[${JSON.stringify(name)}]` : JSON.stringify(name)}: values[${i}]`,
+    );
+    this.#make = new Function("values", `return { ${properties.join(", ")} };`) as (values: readonly unknown[]) => Row;
   }
 
   /** The rows of `text`, lines each ending with a newline: the first `limit` only, when given. */
@@ -161,8 +172,8 @@ export class CopyRowDecoder {
 
   /** The row of the line `text[start, end)`. */
   row(text: string, start: number, end: number): Row {
-    const row: Row = { ...this.#template };
-    const last = this.#names.length - 1;
+    const values = this.#values;
+    const last = values.length - 1;
     let from = start;
     for (let i = 0; i <= last; i++) {
       let to = end;
@@ -170,11 +181,11 @@ export class CopyRowDecoder {
         to = text.indexOf("\t", from);
         if (to === -1 || to > end) throw new Error(`a COPY row has ${i + 1} fields, expected ${last + 1}`);
       }
-      row[this.#names[i] as string] = this.#value(i, text.slice(from, to));
+      values[i] = this.#value(i, text.slice(from, to));
       from = to + 1;
     }
     if (from !== end + 1) throw new Error(`a COPY row has more than ${last + 1} fields`);
-    return row;
+    return this.#make(values);
   }
 
   /**
