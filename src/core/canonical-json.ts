@@ -12,10 +12,6 @@
 
 type Copy = (value: unknown) => unknown;
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
-
 /** A copy of `value` with every object's keys inserted in sorted order (dates and other toJSON values resolved). */
 export function canonicalCopy(value: unknown): unknown {
   if (value === null || typeof value !== "object") return value;
@@ -25,7 +21,16 @@ export function canonicalCopy(value: unknown): unknown {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value).sort()) {
     const item = (value as Record<string, unknown>)[key];
-    if (item !== undefined) out[key] = canonicalCopy(item);
+    if (item === undefined) continue;
+    // an own "__proto__" (JSON.parse makes them) is data: assigned, it would set the copy's prototype instead
+    if (key === "__proto__")
+      Object.defineProperty(out, key, {
+        value: canonicalCopy(item),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    else out[key] = canonicalCopy(item);
   }
   return out;
 }
@@ -75,34 +80,42 @@ function compileCopy(node: SchemaNode): Copy {
     if (item === identity) return (value) => (Array.isArray(value) ? value.slice() : canonicalCopy(value));
     return (value) => (Array.isArray(value) ? value.map(item) : canonicalCopy(value));
   }
-  if (hasFixedProperties(node)) {
-    // A closed object (additionalProperties: false) was checked by validation to have no other keys; an open one is
-    // checked here, and one that carries extra keys goes the generic way.
-    const closed = node.additionalProperties === false;
-    const properties = node.properties as Record<string, SchemaNode>;
-    const keys = Object.keys(properties).sort();
-    const copies = keys.map((key) => compileCopy(properties[key] as SchemaNode));
-    const count = keys.length;
-    return (value) => {
-      if (!isPlainObject(value) || typeof (value as { toJSON?: unknown }).toJSON === "function")
-        return canonicalCopy(value);
-      const out: Record<string, unknown> = {};
-      let present = 0;
-      for (let i = 0; i < count; i++) {
-        const key = keys[i] as string;
-        const item = value[key];
-        if (item === undefined) {
-          if (!closed && Object.hasOwn(value, key)) present++;
-          continue;
-        }
-        present++;
-        out[key] = (copies[i] as Copy)(item);
-      }
-      if (!closed && present !== Object.keys(value).length) return canonicalCopy(value);
-      return out;
-    };
-  }
+  if (hasFixedProperties(node)) return compileObjectCopy(node);
   return canonicalCopy;
+}
+
+/** A property name as a key of an object literal in generated code ("__proto__" computed: an own property). */
+function literalKey(key: string): string {
+  return key === "__proto__" ? `[${JSON.stringify(key)}]` : JSON.stringify(key);
+}
+
+/**
+ * The copier of an object with fixed properties: one object literal with its keys in sorted order, compiled once per
+ * schema node (`new Function`, as TypeBox compiles its checks). A closure setting the keys one by one cost a
+ * megamorphic keyed load and store per property: 1.9 µs against 1.2 µs a bench:bulk record for the whole canonical
+ * JSON. Properties whose value is undefined are copied as undefined, which JSON.stringify leaves out. A closed object
+ * (additionalProperties: false) was checked by validation to have no other keys; an open one is checked here, and one
+ * that carries extra keys, like any value that is not a plain object, goes the generic way.
+ */
+function compileObjectCopy(node: SchemaNode): Copy {
+  const properties = node.properties as Record<string, SchemaNode>;
+  const keys = Object.keys(properties).sort();
+  const copies = keys.map((key) => compileCopy(properties[key] as SchemaNode));
+  const read = (key: string): string => `value[${JSON.stringify(key)}]`;
+  const check =
+    node.additionalProperties === false
+      ? ""
+      : `let present = 0;
+         ${keys.map((key) => `if (${read(key)} !== undefined || Object.hasOwn(value, ${JSON.stringify(key)})) present++;`).join("\n")}
+         if (present !== Object.keys(value).length) return generic(value);`;
+  const body = `return function copyObject(value) {
+    if (value === null || typeof value !== "object" || Array.isArray(value) || typeof value.toJSON === "function")
+      return generic(value);
+    ${check}
+    return { ${keys.map((key, i) => `${literalKey(key)}: copy${i}(${read(key)})`).join(", ")} };
+  };`;
+  const names = copies.map((_, i) => `copy${i}`);
+  return new Function("generic", ...names, body)(canonicalCopy, ...copies) as Copy;
 }
 
 /**

@@ -55,4 +55,16 @@ describe("canonical JSON", () => {
     ];
     for (const value of values) assert.equal(serialize(value), stableStringify(value));
   });
+
+  it("keeps an own __proto__ key as data, compiled and generic", () => {
+    const schema = {
+      type: "object",
+      properties: { b: { type: "number" }, ["__proto__"]: { type: "string" } },
+      additionalProperties: false,
+    };
+    const value = JSON.parse('{"b":1,"__proto__":"x","a":{"__proto__":{"y":2}}}');
+    assert.equal(stableStringify(value), '{"__proto__":"x","a":{"__proto__":{"y":2}},"b":1}');
+    const { a: _, ...closed } = value;
+    assert.equal(compileCanonicalJson(schema)(closed), '{"__proto__":"x","b":1}');
+  });
 });
