@@ -65,6 +65,49 @@ export interface CopyRows {
 }
 
 /**
+ * Encodes one row into its COPY line, sets the row's key fields (`keyFields[k]`, for the key columns among the
+ * columns) and calls `gap(row, index)` first when some column's value is undefined. Throws when a value cannot be
+ * sent (encodeField).
+ */
+type LineEncoder = (row: Row, index: number, keyFields: string[], gap: (row: Row, index: number) => void) => string;
+
+/** Line encoders by columns, kinds and key: a run's chunks share theirs. */
+const lineEncoders = new Map<string, LineEncoder>();
+const maxLineEncoders = 64;
+
+/**
+ * The line encoder of a set of columns, compiled once (`new Function`, as TypeBox compiles its checks): each column
+ * read as a constant property, its field concatenated in place. A loop over the columns cost a megamorphic keyed
+ * load per field and a concatenation per column: ~0.5 µs of 2.6 a bench:bulk row.
+ */
+function lineEncoder(columns: readonly string[], kindCodes: string, key: readonly string[]): LineEncoder {
+  const signature = JSON.stringify([columns, kindCodes, key]);
+  let encoder = lineEncoders.get(signature);
+  if (encoder !== undefined) return encoder;
+  const values = columns.map((column, c) => `const v${c} = row[${JSON.stringify(column)}];`).join("\n");
+  const undefinedValue = columns.map((_, c) => `v${c} === undefined`).join(" || ");
+  const fields = columns.map((_, c) => `const f${c} = encodeField(v${c}, kind${c});`).join("\n");
+  const keyFields = columns.flatMap((column, c) => {
+    const k = key.indexOf(column);
+    return k === -1 ? [] : [`keyFields[${k}] = f${c};`];
+  });
+  const line = columns.map((_, c) => `f${c}`).join(' + "\\t" + ');
+  const body = `return function encodeLine(row, index, keyFields, gap) {
+    ${values}
+    if (${undefinedValue || "false"}) gap(row, index);
+    ${fields}
+    ${keyFields.join("\n")}
+    return ${line || '""'};
+  };`;
+  const columnKinds = columns.map((_, c) => kinds[kindCodes[c] as string] as ColumnKind);
+  const kindNames = columns.map((_, c) => `kind${c}`);
+  encoder = new Function("encodeField", ...kindNames, body)(encodeField, ...columnKinds) as LineEncoder;
+  if (lineEncoders.size >= maxLineEncoders) lineEncoders.delete(lineEncoders.keys().next().value as string);
+  lineEncoders.set(signature, encoder);
+  return encoder;
+}
+
+/**
  * Encodes rows into COPY lines for the given columns (`kinds`: a KindCode per column). A row whose value cannot be
  * sent is refused, not thrown for. Lines go straight into one buffer (LineBuffer).
  */
@@ -75,39 +118,26 @@ export function encodeCopyRows(
   columns: readonly string[],
   kindCodes: string,
 ): CopyRows {
-  const columnKinds = columns.map((_, c) => kinds[kindCodes[c] as string] as ColumnKind);
-  const keyAt = columns.map((column) => key.indexOf(column));
+  const encodeLine = lineEncoder(columns, kindCodes, key);
   const keys = key.map(() => new Array<string>(rows.length).fill("NULL"));
-  const keyFields = new Array<string>(key.length);
+  // a key column that is not among the columns stays NULL
+  const keyFields = new Array<string>(key.length).fill("\\N");
   const ends = new Uint32Array(rows.length);
   const refused: [number, string][] = [];
   const gaps: [number, number[]][] = [];
-  const lines = new LineBuffer();
   // Rows without some of the columns: a write of some rows only (the others unchanged) writes the columns of those,
   // so it needs to know which rows lack which (rare: a mapping's rows usually all have the same fields).
-  const gapAt = (row: Row, i: number, c: number): void => {
-    const name = columns[c] as string;
-    if (row[name] !== undefined || Object.hasOwn(row, name)) return;
-    const last = gaps.at(-1);
-    if (last?.[0] === i) last[1].push(c);
-    else gaps.push([i, [c]]);
+  const gap = (row: Row, index: number): void => {
+    const lacks = columns.flatMap((column, c) => (row[column] === undefined && !Object.hasOwn(row, column) ? [c] : []));
+    if (lacks.length > 0) gaps.push([index, lacks]);
   };
+  const lines = new LineBuffer();
   for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as Row;
-    let line = "";
-    let c = 0;
+    let line: string;
     try {
-      keyFields.fill("\\N");
-      for (; c < columns.length; c++) {
-        gapAt(row, i, c);
-        const field = encodeField(row[columns[c] as string], columnKinds[c] as ColumnKind);
-        line = c === 0 ? field : `${line}\t${field}`;
-        const k = keyAt[c] as number;
-        if (k !== -1) keyFields[k] = field;
-      }
+      line = encodeLine(rows[i] as Row, i, keyFields, gap);
     } catch (error) {
       refused.push([i, error instanceof Error ? error.message : String(error)]);
-      for (c++; c < columns.length; c++) gapAt(row, i, c);
       ends[i] = lines.length;
       continue;
     }
