@@ -81,9 +81,27 @@ export function sourceRelation(options: { table?: string; query?: string }, quot
 
 /** Columns of a batch: the union of the rows' fields, in first-seen order. */
 export function batchColumns(rows: readonly Row[]): string[] {
-  const seen = new Set<string>();
-  for (const row of rows) for (const name of Object.keys(row)) seen.add(name);
-  return [...seen];
+  const first = rows[0];
+  if (first === undefined) return [];
+  const columns = Object.keys(first);
+  // Rows of one mapping mostly have the same fields in the same order: compared with the first row's, they need no
+  // set of names (a set lookup per field and row otherwise); from the first row that differs on, the union.
+  let seen: Set<string> | undefined;
+  for (let i = 1; i < rows.length; i++) {
+    const names = Object.keys(rows[i] as Row);
+    if (seen === undefined) {
+      let same = names.length === columns.length;
+      for (let c = 0; same && c < names.length; c++) same = names[c] === columns[c];
+      if (same) continue;
+      seen = new Set(columns);
+    }
+    for (const name of names) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      columns.push(name);
+    }
+  }
+  return columns;
 }
 
 /** Canonical value → driver parameter: objects and arrays as JSON text, dates as ISO text, undefined as NULL. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { mysqlDriver } from "../../src/connectors/mysql/driver.ts";
 import { postgresDriver } from "../../src/connectors/postgres/driver.ts";
+import { batchColumns } from "../../src/connectors/sql.ts";
 import type { System } from "../../src/core/system.ts";
 
 const preflight = (driver: typeof mysqlDriver, options: Record<string, unknown>) =>
@@ -33,5 +34,26 @@ describe("database connection settings (PostgreSQL, MariaDB)", () => {
       "url: takes no query parameters: use the ssl and connectTimeoutMs settings",
     ]);
     assert.deepEqual(preflight(postgresDriver, { url: "postgresql://127.0.0.1/test?sslmode=off" }), []);
+  });
+});
+
+describe("a batch's columns (the bulk writes of PostgreSQL and MariaDB)", () => {
+  it("are the union of the rows' fields in first-seen order, however the rows differ", () => {
+    assert.deepEqual(batchColumns([]), []);
+    assert.deepEqual(
+      batchColumns([
+        { a: 1, b: 2 },
+        { a: 3, b: 4 },
+      ]),
+      ["a", "b"],
+    );
+    // a row with fewer fields, the same in another order, then new ones
+    assert.deepEqual(batchColumns([{ a: 1, b: 1 }, { a: 1 }, { b: 1, a: 1 }, { c: 1, a: 1 }, { d: 1 }]), [
+      "a",
+      "b",
+      "c",
+      "d",
+    ]);
+    assert.deepEqual(batchColumns([{ a: 1 }, { b: 1, a: 2 }, { a: 3, c: 1 }]), ["a", "b", "c"]);
   });
 });
