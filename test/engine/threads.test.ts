@@ -11,9 +11,11 @@ import { copyEncoding } from "../../src/connectors/postgres/copy-text.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import type { Hub } from "../../src/core/hub.ts";
 import type { RunContext } from "../../src/engine/context.ts";
-import { Engine } from "../../src/engine/engine.ts";
+import { Engine, type EngineOptions } from "../../src/engine/engine.ts";
 import { TransformThreads } from "../../src/engine/threads/pool.ts";
-import { createLogger } from "../../src/observe/logger.ts";
+import { createLogger, type Logger } from "../../src/observe/logger.ts";
+import type { SqliteStore } from "../../src/store/sqlite/store.ts";
+import type { RunCounts } from "../../src/store/types.ts";
 import { openStore, tempDir } from "../support/fixtures.ts";
 
 // One schema for this file (the hub module reads it when imported, here and in the threads).
@@ -45,6 +47,57 @@ async function emptyTargets(): Promise<void> {
   await db.query(`TRUNCATE ${schema}.dst, ${schema}.audit`);
 }
 
+/** A logger that keeps the lines it writes: the warnings and notices a test looks for. */
+function keptLogger(level: "info" | "warn"): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const destination = { write: (line: string) => void lines.push(line) } as never;
+  return { logger: createLogger({ level, destination }), lines };
+}
+
+/**
+ * An engine on `store` (the test hub; one thread of its module unless `threads` says otherwise, null: none) for
+ * `work`, closed after it.
+ */
+async function withEngine<T>(
+  store: SqliteStore,
+  dir: string,
+  options: { threads?: EngineOptions["threads"] | null; logger?: Logger },
+  work: (engine: Engine) => Promise<T>,
+): Promise<T> {
+  const threads = options.threads === undefined ? { module: hubModule, count: 1 } : options.threads;
+  const engine = await Engine.open({
+    hub,
+    baseDir: dir,
+    store,
+    ...(threads === null ? {} : { threads }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  });
+  try {
+    return await work(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+/** The same on a new store in a new directory, closed after `work`. */
+async function withNewEngine<T>(
+  options: { threads?: EngineOptions["threads"] | null; logger?: Logger },
+  work: (engine: Engine, store: SqliteStore) => Promise<T>,
+): Promise<T> {
+  using temp = tempDir();
+  const store = await openStore(temp.dir);
+  try {
+    return await withEngine(store, temp.dir, options, (engine) => work(engine, store));
+  } finally {
+    await store.close();
+  }
+}
+
+/** Records loaded per target. */
+function loadedOf(counts: RunCounts): Record<string, number> {
+  return Object.fromEntries(Object.entries(counts.targets).map(([name, target]) => [name, target.loaded]));
+}
+
 /** What the targets hold, lineage apart (it names the run). */
 async function targets(): Promise<{ dst: unknown[]; audit: unknown[] }> {
   const dst = await db.query(
@@ -67,17 +120,9 @@ interface Ran {
 
 /** Runs `flow` on a new store, with transform threads (waited for, so that they take the chunks) or without. */
 async function runFlow(flow: string, threads: number | string): Promise<Ran> {
-  using temp = tempDir();
-  const store = await openStore(temp.dir);
-  const engine = await Engine.open({
-    hub,
-    baseDir: temp.dir,
-    store,
-    ...(threads === 0
-      ? {}
-      : { threads: typeof threads === "string" ? { module: threads } : { module: hubModule, count: threads } }),
-  });
-  try {
+  const settings =
+    threads === 0 ? null : typeof threads === "string" ? { module: threads } : { module: hubModule, count: threads };
+  return withNewEngine({ threads: settings }, async (engine, store) => {
     if (typeof threads === "number" && threads > 0) assert.equal(await engine.threadsReady(), true);
     const summary = await engine.run(flow, { trigger: "test" });
     const problems = (await store.records(summary.run.id, { status: "quarantined", limit: 100 })).map((outcome) => ({
@@ -91,15 +136,12 @@ async function runFlow(flow: string, threads: number | string): Promise<Ran> {
       status: summary.run.status,
       threaded: summary.run.stats.threaded,
       problems,
-      loaded: Object.fromEntries(Object.entries(summary.counts.targets).map(([name, counts]) => [name, counts.loaded])),
+      loaded: loadedOf(summary.counts),
       lineage: `${lineage}`.replace(`@${summary.run.id}/`, "@RUN/"),
       lookups: summary.run.stats.lookups,
       described: describeRun(summary.run, summary.counts),
     };
-  } finally {
-    await engine.close();
-    await store.close();
-  }
+  });
 }
 
 describe("transform threads", () => {
@@ -174,31 +216,17 @@ describe("transform threads", () => {
 
   it("a hub module the threads cannot load: the run transforms on the engine's thread, with a warning", async () => {
     await emptyTargets();
-    using temp = tempDir();
-    const lines: string[] = [];
-    const logger = createLogger({
-      level: "warn",
-      destination: { write: (line: string) => void lines.push(line) } as never,
-    });
-    const store = await openStore(temp.dir);
-    const engine = await Engine.open({
-      hub,
-      baseDir: temp.dir,
-      store,
-      logger,
-      threads: { module: join(temp.dir, "missing-config.ts"), count: 1 },
-    });
-    try {
+    using elsewhere = tempDir();
+    const { logger, lines } = keptLogger("warn");
+    const threads = { module: join(elsewhere.dir, "missing-config.ts"), count: 1 };
+    await withNewEngine({ threads, logger }, async (engine) => {
       assert.equal(await engine.threadsReady(), false);
       const summary = await engine.run("items", { trigger: "test" });
       assert.equal(summary.run.status, "partial");
       assert.equal(summary.run.stats.threaded, undefined);
       assert.equal(summary.counts.targets[`erp.Item`]?.loaded, rows - emptyNames.length);
       assert.ok(lines.some((line) => line.includes("transform threads unavailable")));
-    } finally {
-      await engine.close();
-      await store.close();
-    }
+    });
   });
 
   it("a hub module without the run's flow: its chunks are declined and transformed on the engine's thread", async () => {
@@ -206,49 +234,28 @@ describe("transform threads", () => {
     const alone = await runFlow("items", 0);
     const aloneTargets = await targets();
     await emptyTargets();
-    using temp = tempDir();
-    const lines: string[] = [];
-    const logger = createLogger({
-      level: "warn",
-      destination: { write: (line: string) => void lines.push(line) } as never,
-    });
-    const store = await openStore(temp.dir);
-    const engine = await Engine.open({
-      hub,
-      baseDir: temp.dir,
-      store,
-      logger,
-      threads: { module: fileURLToPath(new URL("../support/threads-foreign-hub.ts", import.meta.url)), count: 1 },
-    });
-    try {
+    const { logger, lines } = keptLogger("warn");
+    const threads = { module: fileURLToPath(new URL("../support/threads-foreign-hub.ts", import.meta.url)), count: 1 };
+    await withNewEngine({ threads, logger }, async (engine) => {
       // the module loads: the threads are ready, and only the chunks they are given show that the flow is missing
       assert.equal(await engine.threadsReady(), true);
       const summary = await engine.run("items", { trigger: "test" });
       assert.equal(summary.run.status, alone.status);
       assert.equal(summary.run.stats.threaded, undefined);
-      assert.deepEqual(
-        Object.fromEntries(Object.entries(summary.counts.targets).map(([name, counts]) => [name, counts.loaded])),
-        alone.loaded,
-      );
+      assert.deepEqual(loadedOf(summary.counts), alone.loaded);
       assert.deepEqual(await targets(), aloneTargets);
       // one warning for the flow, however many chunks the thread was offered before it was known
       const declined = lines.filter((line) => line.includes("declined a chunk"));
       assert.equal(declined.length, 1);
       assert.match(declined[0] as string, /has no flow 'items'/);
-    } finally {
-      await engine.close();
-      await store.close();
-    }
+    });
   });
 
   it("a thread that dies mid-run: its chunks and the rest are transformed on the engine's thread, nothing lost", async () => {
     await emptyTargets();
     process.env.FRANCA_THREADS_EXIT_AT = "700"; // the thread mapping row 700 exits (threads see it when they start)
     try {
-      using temp = tempDir();
-      const store = await openStore(temp.dir);
-      const engine = await Engine.open({ hub, baseDir: temp.dir, store, threads: { module: hubModule, count: 1 } });
-      try {
+      await withNewEngine({}, async (engine) => {
         assert.equal(await engine.threadsReady(), true);
         const summary = await engine.run("items", { trigger: "test" });
         assert.equal(summary.run.status, "partial");
@@ -257,10 +264,7 @@ describe("transform threads", () => {
         const threaded = Number(summary.run.stats.threaded);
         assert.ok(threaded > 0 && threaded < 700, `threaded ${threaded}`);
         assert.equal((await targets()).dst.length, rows - emptyNames.length);
-      } finally {
-        await engine.close();
-        await store.close();
-      }
+      });
     } finally {
       delete process.env.FRANCA_THREADS_EXIT_AT;
     }
@@ -276,36 +280,36 @@ describe("transform threads", () => {
     await locker.query("BEGIN");
     await locker.query(`LOCK TABLE ${schema}.dst IN ACCESS EXCLUSIVE MODE`);
     const controller = new AbortController();
-    const first = await Engine.open({ hub, baseDir: temp.dir, store, threads: { module: hubModule, count: 1 } });
     let runId: number;
     try {
-      assert.equal(await first.threadsReady(), true);
-      const summary = await first.run("items", {
-        trigger: "test",
-        signal: controller.signal,
-        onProgress: (progress) => {
-          if (progress.transformed >= 500) controller.abort();
-        },
+      runId = await withEngine(store, temp.dir, {}, async (first) => {
+        assert.equal(await first.threadsReady(), true);
+        const summary = await first.run("items", {
+          trigger: "test",
+          signal: controller.signal,
+          onProgress: (progress) => {
+            if (progress.transformed >= 500) controller.abort();
+          },
+        });
+        assert.equal(summary.run.status, "cancelled");
+        assert.ok(Number(summary.run.stats.threaded) > 0, "the threads transformed chunks before the cancel");
+        return summary.run.id;
       });
-      assert.equal(summary.run.status, "cancelled");
-      assert.ok(Number(summary.run.stats.threaded) > 0, "the threads transformed chunks before the cancel");
-      runId = summary.run.id;
     } finally {
-      await first.close();
       await locker.query("ROLLBACK");
       await locker.end();
     }
     assert.equal((await targets()).dst.length, 0);
-    const second = await Engine.open({ hub, baseDir: temp.dir, store, threads: { module: hubModule, count: 1 } });
     try {
-      assert.equal(await second.threadsReady(), true);
-      const resumed = await second.resume(runId);
-      assert.equal(resumed.run.status, "partial");
-      assert.equal(resumed.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
-      assert.equal(resumed.counts.quarantined, emptyNames.length);
-      assert.equal((await targets()).dst.length, rows - emptyNames.length);
+      await withEngine(store, temp.dir, {}, async (second) => {
+        assert.equal(await second.threadsReady(), true);
+        const resumed = await second.resume(runId);
+        assert.equal(resumed.run.status, "partial");
+        assert.equal(resumed.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
+        assert.equal(resumed.counts.quarantined, emptyNames.length);
+        assert.equal((await targets()).dst.length, rows - emptyNames.length);
+      });
     } finally {
-      await second.close();
       await store.close();
     }
   });
@@ -313,52 +317,36 @@ describe("transform threads", () => {
   it("start only for a run of more than a few chunks: a small one is done on the engine's thread", async () => {
     await emptyTargets();
     using temp = tempDir();
-    const lines: string[] = [];
-    const logger = createLogger({
-      level: "info",
-      destination: { write: (line: string) => void lines.push(line) } as never,
-    });
+    const { logger, lines } = keptLogger("info");
     const store = await openStore(temp.dir);
     const started = () => lines.filter((line) => line.includes("starting transform threads")).length;
-    const engine = await Engine.open({
-      hub,
-      baseDir: temp.dir,
-      store,
-      logger,
-      threads: { module: hubModule, count: 1 },
-    });
     try {
-      const first = await engine.run("items", { trigger: "test" });
-      assert.equal(first.counts.extracted, rows);
-      assert.equal(started(), 1, "a run of 1,000 records (5 chunks) starts them");
-      // the next runs read only what changed since: 300 records (3 chunks), then none
-      await db.query(`UPDATE ${schema}.src SET updated_at = updated_at + interval '1 day' WHERE id <= 300`);
-      const small = await engine.run("items", { trigger: "test" });
-      assert.equal(small.counts.extracted, 300);
-      assert.equal(small.run.stats.threaded, undefined);
-      const none = await engine.run("items", { trigger: "test" });
-      assert.equal(none.counts.extracted, 0);
+      await withEngine(store, temp.dir, { logger }, async (engine) => {
+        const first = await engine.run("items", { trigger: "test" });
+        assert.equal(first.counts.extracted, rows);
+        assert.equal(started(), 1, "a run of 1,000 records (5 chunks) starts them");
+        // the next runs read only what changed since: 300 records (3 chunks), then none
+        await db.query(`UPDATE ${schema}.src SET updated_at = updated_at + interval '1 day' WHERE id <= 300`);
+        const small = await engine.run("items", { trigger: "test" });
+        assert.equal(small.counts.extracted, 300);
+        assert.equal(small.run.stats.threaded, undefined);
+        const none = await engine.run("items", { trigger: "test" });
+        assert.equal(none.counts.extracted, 0);
+      });
     } finally {
-      await engine.close();
       await store.close();
     }
     // one engine, one start; and an engine whose runs were all small never starts them
     assert.equal(started(), 1);
     lines.length = 0;
     const again = await openStore(temp.dir);
-    const quiet = await Engine.open({
-      hub,
-      baseDir: temp.dir,
-      store: again,
-      logger,
-      threads: { module: hubModule, count: 1 },
-    });
     try {
-      await db.query(`UPDATE ${schema}.src SET updated_at = updated_at + interval '1 day' WHERE id <= 100`);
-      const tiny = await quiet.run("items", { trigger: "test" });
-      assert.equal(tiny.counts.extracted, 100);
+      await withEngine(again, temp.dir, { logger }, async (quiet) => {
+        await db.query(`UPDATE ${schema}.src SET updated_at = updated_at + interval '1 day' WHERE id <= 100`);
+        const tiny = await quiet.run("items", { trigger: "test" });
+        assert.equal(tiny.counts.extracted, 100);
+      });
     } finally {
-      await quiet.close();
       await again.close();
     }
     assert.equal(started(), 0, "100 records: no thread started");
