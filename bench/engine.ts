@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { median } from "./bulk-shared.ts";
 import { cliEnv, cliNodeFlags } from "./cli-settings.ts";
 
 const { values } = parseArgs({
@@ -57,7 +58,6 @@ function measure(part: string): { wall_s: number; peak_rss_mb: number; rows: num
   return JSON.parse(out.trim().split("\n").at(-1) as string);
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 const engineWalls: number[] = [];
 const referenceWalls: number[] = [];
 const peaks: number[] = [];

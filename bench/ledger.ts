@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
+import { median } from "./bulk-shared.ts";
 
 const { values } = parseArgs({
   options: {
@@ -84,7 +85,6 @@ function raw(dir: string): number {
   return cpu;
 }
 
-const median = (list: number[]): number => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)] as number;
 const measured = { store: [] as number[], raw: [] as number[] };
 for (let round = 0; round < rounds; round++) {
   for (const part of round % 2 === 0 ? (["store", "raw"] as const) : (["raw", "store"] as const)) {
