@@ -9,6 +9,7 @@
  * flatten again (~1.7 µs a record here). A copier compiled once from the entity's schema knows each object's sorted
  * property list in advance, and the native JSON.stringify then writes one flat string (~0.6 µs).
  */
+import { objectLiteral } from "./object-literal.ts";
 
 type Copy = (value: unknown) => unknown;
 
@@ -84,11 +85,6 @@ function compileCopy(node: SchemaNode): Copy {
   return canonicalCopy;
 }
 
-/** A property name as a key of an object literal in generated code ("__proto__" computed: an own property). */
-function literalKey(key: string): string {
-  return key === "__proto__" ? `[${JSON.stringify(key)}]` : JSON.stringify(key);
-}
-
 /**
  * The copier of an object with fixed properties: one object literal with its keys in sorted order, compiled once per
  * schema node (`new Function`, as TypeBox compiles its checks). A closure setting the keys one by one cost a
@@ -112,7 +108,7 @@ function compileObjectCopy(node: SchemaNode): Copy {
     if (value === null || typeof value !== "object" || Array.isArray(value) || typeof value.toJSON === "function")
       return generic(value);
     ${check}
-    return { ${keys.map((key, i) => `${literalKey(key)}: copy${i}(${read(key)})`).join(", ")} };
+    return ${objectLiteral(keys, (key, i) => `copy${i}(${read(key)})`)};
   };`;
   const names = copies.map((_, i) => `copy${i}`);
   return new Function("generic", ...names, body)(canonicalCopy, ...copies) as Copy;

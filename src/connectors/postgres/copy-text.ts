@@ -6,6 +6,7 @@
  */
 import { createRequire } from "node:module";
 import type { Row } from "../../core/binding.ts";
+import { objectLiteral } from "../../core/object-literal.ts";
 import { textParser } from "./parsers.ts";
 
 /** What the encoding of a column depends on. */
@@ -150,11 +151,8 @@ export class CopyRowDecoder {
     this.#names = fields.map((field) => field.name);
     this.#parsers = fields.map((field) => field.parse);
     this.#values = new Array<unknown>(fields.length).fill(null);
-    // "__proto__" as a computed key: an own property, not the object's prototype
-    const properties = this.#names.map(
-      (name, i) => `${name === "__proto__" ? `[${JSON.stringify(name)}]` : JSON.stringify(name)}: values[${i}]`,
-    );
-    this.#make = new Function("values", `return { ${properties.join(", ")} };`) as (values: readonly unknown[]) => Row;
+    const literal = objectLiteral(this.#names, (_, i) => `values[${i}]`);
+    this.#make = new Function("values", `return ${literal};`) as (values: readonly unknown[]) => Row;
   }
 
   /** The rows of `text`, lines each ending with a newline: the first `limit` only, when given. */
