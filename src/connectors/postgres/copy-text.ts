@@ -141,9 +141,10 @@ export class CopyRowDecoder {
   readonly #values: unknown[];
   /**
    * The row of a line's values: one object literal with the columns as its keys, compiled once per decoder. Setting
-   * the columns one by one on a copy of a template cost a megamorphic keyed store per field, ~10 % of decoding
-   * (0.25 µs of 2.45 a row of bench:bulk's). A later column of the same name wins, in the place of the first, as in
-   * pg's rows; a column named `__proto__` is a property like any other.
+   * the columns one by one on a copy of a template cost a megamorphic keyed store per field: 2.45 → 2.20 µs a row of
+   * bench:bulk's in a microbenchmark of the decoder alone (bench:pipeline's decode stage does not resolve it). A
+   * later column of the same name wins, in the place of the first, as in pg's rows; a column named `__proto__` is a
+   * property like any other.
    */
   readonly #make: (values: readonly unknown[]) => Row;
 

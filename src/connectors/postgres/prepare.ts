@@ -78,7 +78,7 @@ const maxLineEncoders = 64;
 /**
  * The line encoder of a set of columns, compiled once (`new Function`, as TypeBox compiles its checks): each column
  * read as a constant property, its field concatenated in place. A loop over the columns cost a megamorphic keyed
- * load per field and a concatenation per column: ~0.5 µs of 2.6 a bench:bulk row.
+ * load per field and a concatenation per column: 2.61 → 2.36 µs a bench:bulk row (2.14 with batchColumns' fast path).
  */
 function lineEncoder(columns: readonly string[], kindCodes: string, key: readonly string[]): LineEncoder {
   const signature = JSON.stringify([columns, kindCodes, key]);
