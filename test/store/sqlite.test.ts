@@ -1,5 +1,7 @@
+import assert from "node:assert/strict";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
-import { after } from "node:test";
+import { after, describe, it } from "node:test";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { ThreadedSqliteStore } from "../../src/store/sqlite/threaded.ts";
 import { tempDir } from "../support/fixtures.ts";
@@ -19,4 +21,54 @@ storeContract("SQLite on its own thread", async () => {
   const store = new ThreadedSqliteStore(join(tmp.dir, `threaded-${next++}.db`));
   await store.migrate();
   return store;
+});
+
+describe("SQLite store's write-ahead log", () => {
+  it("is checkpointed once it holds 4,000 pages (SQLite's default: 1,000), and restarted from its beginning", async () => {
+    const file = join(tmp.dir, `wal-${next++}.db`);
+    const store = new SqliteStore(file);
+    await store.migrate();
+    const run = await store.startRun({
+      flow: "wal",
+      kind: "flow",
+      trigger: "test",
+      targets: ["warehouse"],
+      owner: "test",
+      now: Date.now(),
+    });
+    // The WAL's header (https://sqlite.org/fileformat.html#wal_file_format): page size at byte 8, and at byte 12 a
+    // checkpoint sequence number, which changes when a checkpoint has copied every frame back and the next write
+    // starts the log again from its beginning. The file keeps its size; its frames are page size + 24 bytes.
+    const header = Buffer.alloc(32);
+    const wal = (): { seq: number; frames: number } => {
+      const fd = openSync(`${file}-wal`, "r");
+      try {
+        readSync(fd, header, 0, 32, 0);
+        return { seq: header.readUInt32BE(12), frames: (fstatSync(fd).size - 32) / (header.readUInt32BE(8) + 24) };
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const hash = "q1w2e3r4t5y6u7i8o9p0a1s2d3f";
+    let first: { seq: number; frames: number } | undefined;
+    let before = 0;
+    for (let seq = 0; seq < 1000; seq++) {
+      const loaded = Array.from({ length: 1000 }, (_, i) => `key-${seq * 1000 + i}`);
+      await store.saveLoad(
+        run.id,
+        seq,
+        "warehouse",
+        { loaded, hashes: loaded.map(() => hash), unchanged: [], problems: [], attempts: 1 },
+        Date.now(),
+      );
+      const now = wal();
+      first ??= now;
+      if (now.seq !== first.seq) break; // restarted: `before` is how many frames the log reached
+      before = now.frames;
+    }
+    await store.close();
+    assert.ok(first !== undefined);
+    assert.ok(before >= 4000, `the log was restarted after ${before} frames`);
+    assert.ok(before < 4000 + 500, `the log grew to ${before} frames before a checkpoint`);
+  });
 });
