@@ -251,6 +251,30 @@ describe("transform threads", () => {
     });
   });
 
+  it("a chunk's transform that cannot cross threads: declined, the flow transformed on the engine's thread", async () => {
+    await emptyTargets();
+    const alone = await runFlow("items", 0);
+    const aloneTargets = await targets();
+    await emptyTargets();
+    const { logger, lines } = keptLogger("warn");
+    process.env.FRANCA_THREADS_UNCLONABLE = "1"; // the threads' erp driver prepares rows holding a function
+    try {
+      await withNewEngine({ logger }, async (engine) => {
+        assert.equal(await engine.threadsReady(), true);
+        const summary = await engine.run("items", { trigger: "test" });
+        assert.equal(summary.run.status, alone.status);
+        assert.equal(summary.run.stats.threaded, undefined);
+        assert.deepEqual(loadedOf(summary.counts), alone.loaded);
+        assert.deepEqual(await targets(), aloneTargets);
+        const declined = lines.filter((line) => line.includes("declined a chunk"));
+        assert.equal(declined.length, 1);
+        assert.match(declined[0] as string, /cannot be passed back from a transform thread: .*could not be cloned/);
+      });
+    } finally {
+      delete process.env.FRANCA_THREADS_UNCLONABLE;
+    }
+  });
+
   it("a thread that dies mid-run: its chunks and the rest are transformed on the engine's thread, nothing lost", async () => {
     await emptyTargets();
     process.env.FRANCA_THREADS_EXIT_AT = "700"; // the thread mapping row 700 exits (threads see it when they start)

@@ -11,17 +11,25 @@
  * `paused`: the same source to <schema>.dst, each chunk's mapping first waiting 200 ms on the `chunkPause` lookup
  * (keyed by the chunk, so asked once per chunk); `pauses` counts them on the engine's thread, where lookups run.
  * FRANCA_THREADS_EXIT_AT (read as rows are mapped): a transform thread mapping the row of that id exits, as a thread
- * that crashes would.
+ * that crashes would. FRANCA_THREADS_UNCLONABLE=1 (read as the module loads): on a transform thread, erp's driver
+ * prepares rows into a value structured clone cannot copy (it holds a function), as a third-party driver's might.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { isMainThread } from "node:worker_threads";
-import { type PostgresClient, postgres } from "../../src/connectors/postgres/index.ts";
+import {
+  type PostgresBindingOptions,
+  type PostgresClient,
+  postgres,
+  postgresDriver,
+} from "../../src/connectors/postgres/index.ts";
+import type { Driver } from "../../src/connectors/types.ts";
 import type { MapContext, Row } from "../../src/core/binding.ts";
 import { bind } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
 import { flow } from "../../src/core/flow.ts";
 import { defineHub } from "../../src/core/hub.ts";
 import { lookup } from "../../src/core/lookup.ts";
+import { defineSystem, type System } from "../../src/core/system.ts";
 import { Decimal, Timestamp, Type } from "../../src/index.ts";
 
 export const threadsUrl = "postgres://postgres@127.0.0.1:5432/test";
@@ -68,7 +76,14 @@ export function threadsSetupSql(rows: number, emptyNames: readonly number[] = []
 }
 
 const crm = postgres("crm", { url: threadsUrl });
-const erp = postgres("erp", { url: threadsUrl });
+const unclonable: Driver = {
+  ...postgresDriver,
+  prepare: (rows, request) => ({ rows: postgresDriver.prepare?.(rows, request), count: () => rows.length }),
+};
+const erp: System<PostgresBindingOptions, PostgresClient> =
+  !isMainThread && process.env.FRANCA_THREADS_UNCLONABLE === "1"
+    ? defineSystem(unclonable, "erp", { url: threadsUrl })
+    : postgres("erp", { url: threadsUrl });
 
 const regionOf = lookup("regionOf", {
   system: crm,

@@ -171,8 +171,9 @@ export class TransformThreads {
   }
 
   /**
-   * A thread could not take a chunk (protocol.ts, `declined`: its hub has no such flow): the run transforms it on the
-   * engine's thread, and so every later chunk of the flow, with one warning.
+   * A thread could not take a chunk (protocol.ts, `declined`: its hub has no such flow, or the chunk's transform
+   * cannot cross threads): the run transforms it on the engine's thread, and so every later chunk of the flow, with
+   * one warning.
    */
   #declined(ctx: RunContext, error: FrancaError): void {
     const flow = ctx.flow.name;

@@ -92,7 +92,8 @@ export type FromThread =
       error: FrancaErrorJson;
       /**
        * The thread could not take the chunk, through no fault of the chunk: its hub has no such flow (a module other
-       * than the engine's configuration). The engine transforms it itself.
+       * than the engine's configuration), or the chunk's transform cannot be copied back (structured clone). The
+       * engine transforms it, and the rest of the flow's chunks, itself.
        */
       declined?: true;
     }

@@ -175,7 +175,20 @@ async function transform(job: TransformJob): Promise<void> {
     transferables(target.rowOf, transfer);
     transferables(target.data, transfer);
   }
-  send({ type: "done", id: job.id, keys, hashes, sourceIds, staged, problems, targets }, transfer);
+  try {
+    send({ type: "done", id: job.id, keys, hashes, sourceIds, staged, problems, targets }, transfer);
+  } catch (error) {
+    // A result structured clone cannot copy (a driver's `prepare` that returns functions, say) would fail every chunk
+    // of the flow alike: the thread declines it, and the engine's thread transforms the flow, which needs no copy.
+    if (!(error instanceof Error && error.name === "DataCloneError")) throw error;
+    const reason = `the transform of chunk ${job.seq} cannot be passed back from a transform thread: ${error.message}`;
+    send({
+      type: "failed",
+      id: job.id,
+      error: new FrancaError(ErrorCode.Internal, reason).toJSON(),
+      declined: true,
+    });
+  }
 }
 
 port.on("message", (message: ToThread) => {
