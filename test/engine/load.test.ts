@@ -1,0 +1,95 @@
+/**
+ * The load stage's question to the store, "was anything ever loaded to this target?" (`Store.hasHashes`), asked once
+ * per execution and target: a failed answer is not kept, so the next chunk of the same execution (a retried job, in a
+ * distributed worker) asks again instead of failing for good.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { stableStringify } from "../../src/core/canonical-json.ts";
+import { entity } from "../../src/core/entity.ts";
+import { contentHash } from "../../src/core/hash.ts";
+import { CanonicalChunk } from "../../src/engine/canonical-chunk.ts";
+import type { Endpoint, RunContext } from "../../src/engine/context.ts";
+import { writeChunk } from "../../src/engine/load.ts";
+import { Type } from "../../src/index.ts";
+import { silentLogger } from "../../src/observe/logger.ts";
+import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { tempDir } from "../support/fixtures.ts";
+
+const tmp = tempDir();
+after(() => tmp[Symbol.dispose]());
+
+const Thing = entity("Thing", { version: 1, key: "id", schema: Type.Object({ id: Type.String(), n: Type.Number() }) });
+const warehouse = sqlite("warehouse", { file: join(tmp.dir, "warehouse.db") });
+const things = bind(warehouse, Thing, { table: "things", key: "id", fromCanonical: (thing) => thing });
+
+describe("load: whether the target was ever loaded", () => {
+  it("a failed answer is asked again by the next chunk, which then finds its records unchanged", async () => {
+    const store = new SqliteStore(join(tmp.dir, "store.db"));
+    await store.migrate();
+    try {
+      const payload = { id: "a", n: 1 };
+      const hash = contentHash(stableStringify(payload));
+      // an earlier run (another flow's: the content hashes are the target's) loaded "a" with this content
+      const earlier = await store.startRun({
+        flow: "other things",
+        kind: "flow",
+        trigger: "test",
+        targets: [things.name],
+        owner: "test",
+        now: 1,
+      });
+      await store.saveLoad(
+        earlier.id,
+        0,
+        things.name,
+        { loaded: ["a"], hashes: [hash], unchanged: [], problems: [], attempts: 1 },
+        2,
+      );
+      const run = await store.startRun({
+        flow: "things",
+        kind: "flow",
+        trigger: "test",
+        targets: [things.name],
+        owner: "test",
+        now: 3,
+      });
+      // the store's first answer fails (a dropped connection, say); every later one is the store's own
+      let asked = 0;
+      const flaky = new Proxy(store, {
+        get(target, property) {
+          if (property === "hasHashes") {
+            return (name: string) =>
+              ++asked === 1 ? Promise.reject(new Error("connection lost")) : target.hasHashes(name);
+          }
+          const value = Reflect.get(target, property) as unknown;
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const ctx = {
+        run,
+        store: flaky,
+        logger: silentLogger(),
+        source: { binding: { system: { name: "source" } } },
+        mapContext: () => ({}),
+      } as unknown as RunContext;
+      // nothing is written (the record is unchanged), so the target is never connected to
+      const target = { binding: things, connection: {}, policy: {} } as unknown as Endpoint;
+      const chunk = () => CanonicalChunk.of([{ key: "a", hash, sourceId: "a", payload }]);
+
+      await assert.rejects(writeChunk(ctx, target, 0, chunk()), /connection lost/);
+      const { result } = await writeChunk(ctx, target, 1, chunk());
+      assert.equal(asked, 2, "the failed answer was not kept");
+      assert.deepEqual(result.unchanged, ["a"]);
+      assert.deepEqual(result.loaded, []);
+      // the answer that succeeded is kept: a third chunk does not ask again
+      await writeChunk(ctx, target, 2, chunk());
+      assert.equal(asked, 2);
+    } finally {
+      await store.close();
+    }
+  });
+});
