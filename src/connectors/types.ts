@@ -203,6 +203,12 @@ export interface Driver extends DriverContract {
    */
   decode?(encoding: string, text: string | Uint8Array, limit?: number): Row[];
   /**
+   * Cuts the text of encoded batches after its first `rows` rows: [their text, the rest's text], each of which
+   * `decode` takes on its own (the rest is empty when the text has `rows` rows or fewer). With it, a transform thread
+   * decodes and maps a chunk a piece at a time, so that the decoded rows of one piece only are alive at once. Pure.
+   */
+  cut?(encoding: string, text: string | Uint8Array, rows: number): [string | Uint8Array, string | Uint8Array];
+  /**
    * Encodes rows for this driver's `write` (COPY lines, SQL tuples…), in order, for the target described: what
    * `write` receives as `prepared.data`. Pure (no connection, no I/O), it runs on a transform thread; its result must
    * be structured-cloneable. A row it cannot encode is marked refused in the result (for `write` to report), never

@@ -44,93 +44,129 @@ export async function mapChunk(
   seq: number,
   rows: readonly Row[],
 ): Promise<MappedChunk> {
-  const sourceIdOf = keyOf(binding.key);
-  const count = rows.length;
-  const { values: mapped, thrown } = await mapAll(rows, (row) => {
-    if (typeof row.$error === "string") {
-      const line = row.$line;
-      throw new FrancaError(
-        ErrorCode.SourceRecordInvalid,
-        `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${row.$error}`,
-      );
-    }
-    return binding.toCanonical(row, mapContext);
-  });
+  const mapper = new ChunkMapper(binding, compiled, mapContext, seq);
+  await mapper.add(rows);
+  return mapper.mapped;
+}
 
-  const records: CanonicalRecord[] = [];
-  const indexOfKey = new Map<string, number>();
-  const problems: ChunkProblem[] = [];
-  const cursorField = binding.cursor;
-  for (let i = 0; i < count; i++) {
-    const row = rows[i] as Row;
-    let sourceId: string;
-    try {
-      sourceId = sourceIdOf(row);
-    } catch {
-      sourceId = `${seq}:${i}`;
-    }
-    let problem: FrancaError | undefined;
-    let key: string | undefined;
-    const payload = mapped[i];
-    if (thrown.has(i)) {
-      problem = mappingProblem(thrown.get(i), `${binding.name}.toCanonical`);
-    } else if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-      problem = new FrancaError(
-        ErrorCode.MappingFailed,
-        `${binding.name}.toCanonical returned ${payload === null ? "null" : typeof payload}, not an object`,
-        { path: "/" },
-      );
-    } else {
-      problem = compiled.validate(payload);
-      if (problem === undefined) {
-        try {
-          key = compiled.key(payload as Record<string, unknown>);
-        } catch (error) {
-          problem = mappingProblem(error, "key");
+/**
+ * mapChunk a piece of the chunk at a time: `add` maps the chunk's next rows, so that a caller can decode the chunk's
+ * source text piece by piece and let each piece's rows go before it decodes the next (transform threads). The
+ * outcome is mapChunk's on all the rows: row indexes count from the chunk's first row, and of two rows with the same
+ * key, in whichever pieces, the later wins.
+ */
+export class ChunkMapper {
+  readonly mapped: MappedChunk = { records: [], problems: [] };
+  readonly #binding: Binding;
+  readonly #compiled: CompiledEntity;
+  readonly #mapContext: MapContext;
+  readonly #seq: number;
+  readonly #sourceIdOf: (row: Row) => string;
+  readonly #indexOfKey = new Map<string, number>();
+  /** Rows mapped so far: the index of the next piece's first row in the chunk. */
+  #offset = 0;
+
+  constructor(binding: Binding, compiled: CompiledEntity, mapContext: MapContext, seq: number) {
+    this.#binding = binding;
+    this.#compiled = compiled;
+    this.#mapContext = mapContext;
+    this.#seq = seq;
+    this.#sourceIdOf = keyOf(binding.key);
+  }
+
+  /** Maps the chunk's next rows. */
+  async add(rows: readonly Row[]): Promise<void> {
+    const binding = this.#binding;
+    const compiled = this.#compiled;
+    const seq = this.#seq;
+    const offset = this.#offset;
+    this.#offset += rows.length;
+    const count = rows.length;
+    const { values: mapped, thrown } = await mapAll(rows, (row) => {
+      if (typeof row.$error === "string") {
+        const line = row.$line;
+        throw new FrancaError(
+          ErrorCode.SourceRecordInvalid,
+          `${binding.system.name} could not read the record${line === undefined ? "" : ` at line ${String(line)}`}: ${row.$error}`,
+        );
+      }
+      return binding.toCanonical(row, this.#mapContext);
+    });
+
+    const { records, problems } = this.mapped;
+    const indexOfKey = this.#indexOfKey;
+    const cursorField = binding.cursor;
+    for (let i = 0; i < count; i++) {
+      const row = rows[i] as Row;
+      const index = offset + i;
+      let sourceId: string;
+      try {
+        sourceId = this.#sourceIdOf(row);
+      } catch {
+        sourceId = `${seq}:${index}`;
+      }
+      let problem: FrancaError | undefined;
+      let key: string | undefined;
+      const payload = mapped[i];
+      if (thrown.has(i)) {
+        problem = mappingProblem(thrown.get(i), `${binding.name}.toCanonical`);
+      } else if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+        problem = new FrancaError(
+          ErrorCode.MappingFailed,
+          `${binding.name}.toCanonical returned ${payload === null ? "null" : typeof payload}, not an object`,
+          { path: "/" },
+        );
+      } else {
+        problem = compiled.validate(payload);
+        if (problem === undefined) {
+          try {
+            key = compiled.key(payload as Record<string, unknown>);
+          } catch (error) {
+            problem = mappingProblem(error, "key");
+          }
         }
       }
-    }
-    if (problem !== undefined || key === undefined) {
-      const error = problem as FrancaError;
-      if (error.code === ErrorCode.SystemDown) throw error;
-      // The ledger files a record under its canonical key whenever one can be made (a record that failed validation
-      // elsewhere usually has one), else under its source id.
-      let ledgerKey = sourceId;
-      if (error.code === ErrorCode.ValidationFailed) {
-        try {
-          ledgerKey = compiled.key(payload as Record<string, unknown>);
-        } catch {
-          // no usable key fields: the source id it is
+      if (problem !== undefined || key === undefined) {
+        const error = problem as FrancaError;
+        if (error.code === ErrorCode.SystemDown) throw error;
+        // The ledger files a record under its canonical key whenever one can be made (a record that failed
+        // validation elsewhere usually has one), else under its source id.
+        let ledgerKey = sourceId;
+        if (error.code === ErrorCode.ValidationFailed) {
+          try {
+            ledgerKey = compiled.key(payload as Record<string, unknown>);
+          } catch {
+            // no usable key fields: the source id it is
+          }
         }
+        problems.push({
+          index,
+          outcome: {
+            key: ledgerKey,
+            target: null,
+            status: error.transient ? "failed" : "quarantined",
+            chunk: seq,
+            attempts: 1,
+            code: error.code,
+            errorClass: error.errorClass,
+            message: error.message,
+            ...(error.path === undefined ? {} : { path: error.path }),
+            sourceId,
+          },
+        });
+        continue;
       }
-      problems.push({
-        index: i,
-        outcome: {
-          key: ledgerKey,
-          target: null,
-          status: error.transient ? "failed" : "quarantined",
-          chunk: seq,
-          attempts: 1,
-          code: error.code,
-          errorClass: error.errorClass,
-          message: error.message,
-          ...(error.path === undefined ? {} : { path: error.path }),
-          sourceId,
-        },
-      });
-      continue;
-    }
-    const { json, hash } = compiled.fingerprint(payload);
-    // a plain literal, no spread: this runs once per record
-    const record: CanonicalRecord = { key, hash, sourceId, payload: payload as Record<string, unknown>, json };
-    if (cursorField !== undefined) record.cursor = row[cursorField];
-    const earlier = indexOfKey.get(key);
-    if (earlier === undefined) {
-      indexOfKey.set(key, records.length);
-      records.push(record);
-    } else {
-      records[earlier] = record;
+      const { json, hash } = compiled.fingerprint(payload);
+      // a plain literal, no spread: this runs once per record
+      const record: CanonicalRecord = { key, hash, sourceId, payload: payload as Record<string, unknown>, json };
+      if (cursorField !== undefined) record.cursor = row[cursorField];
+      const earlier = indexOfKey.get(key);
+      if (earlier === undefined) {
+        indexOfKey.set(key, records.length);
+        records.push(record);
+      } else {
+        records[earlier] = record;
+      }
     }
   }
-  return { records, problems };
 }

@@ -252,6 +252,31 @@ describe("postgres: encoded reads", () => {
     assert.equal(Object.getPrototypeOf(row), Object.prototype);
   });
 
+  it("cuts COPY lines after a number of rows, as bytes or text, each piece decoding to its own rows", () => {
+    const cut = postgresDriver.cut as NonNullable<typeof postgresDriver.cut>;
+    const encoding = copyEncoding([
+      { name: "id", type: 23 },
+      { name: "name", type: 25 },
+    ]);
+    // a field's newline is escaped: only a line's end is a newline byte
+    const text = "1\tone\\nline\n2\t\\N\n3\t\\N\n4\tfour \u{1F600}\n";
+    for (const lines of [text, Buffer.from(text)]) {
+      const [head, rest] = cut(encoding, lines, 3);
+      assert.equal(typeof head, typeof lines);
+      assert.deepEqual(
+        decode(encoding, head).map((row) => row.id),
+        [1, 2, 3],
+      );
+      assert.deepEqual(decode(encoding, rest), [{ id: 4, name: "four \u{1F600}" }]);
+      assert.equal(decode(encoding, head)[0]?.name, "one\nline");
+      // no more rows than asked for: all of them, and nothing after
+      const [all, none] = cut(encoding, lines, 10);
+      assert.equal(Buffer.from(all).toString(), text);
+      assert.equal(none.length, 0);
+    }
+    assert.throws(() => cut(encoding, "1\tone\n2\ttwo", 2), /ended in the middle of a row/);
+  });
+
   it("refuses a null order column as read does, and an encoding it did not make", async () => {
     const query = "SELECT NULL::int AS id";
     await assert.rejects(readAll(connection, { options: { query }, key: ["id"] }), /is NULL or missing/);

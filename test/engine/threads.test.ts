@@ -214,6 +214,22 @@ describe("transform threads", () => {
     }
   });
 
+  it("chunks of more rows than a piece: decoded and mapped a piece at a time, the same outcome as on the engine's thread", async () => {
+    await emptyTargets();
+    const threaded = await runFlow("pieces", 1);
+    const onThreads = await targets();
+    await emptyTargets();
+    const inline = await runFlow("pieces", 0);
+    assert.deepEqual(onThreads, await targets());
+    assert.equal(onThreads.dst.length, rows - emptyNames.length);
+    assert.equal(threaded.threaded, rows);
+    assert.equal(threaded.status, "partial");
+    assert.deepEqual(threaded.loaded, inline.loaded);
+    const keys = (ran: Ran) => ran.problems.map((problem) => problem.key).sort();
+    assert.deepEqual(keys(threaded), emptyNames.map(String));
+    assert.deepEqual(keys(inline), emptyNames.map(String));
+  });
+
   it("a hub module the threads cannot load: the run transforms on the engine's thread, with a warning", async () => {
     await emptyTargets();
     using elsewhere = tempDir();

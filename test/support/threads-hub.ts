@@ -8,6 +8,8 @@
  * - validation refuses an empty name (`/name`): such rows are quarantined.
  * - dst's mapping takes the envelope (lineage); audit's mapping is asynchronous and throws for ids ending in 13.
  * `strict`: the same source to <schema>.dst, stopping once more than 2 records are quarantined.
+ * `pieces`: the same source to <schema>.dst, mapped without lookups, in chunks of up to 250 rows: a transform thread
+ * decodes and maps each a piece at a time (the PostgreSQL driver's `cut`).
  * `paused`: the same source to <schema>.dst, each chunk's mapping first waiting 200 ms on the `chunkPause` lookup
  * (keyed by the chunk, so asked once per chunk); `pauses` counts them on the engine's thread, where lookups run.
  * FRANCA_THREADS_EXIT_AT (read as rows are mapped): a transform thread mapping the row of that id exits, as a thread
@@ -115,21 +117,33 @@ const chunkPause = lookup("chunkPause", {
   },
 });
 
-async function toItem(row: Row, ctx: MapContext) {
-  if (!isMainThread && process.env.FRANCA_THREADS_EXIT_AT === String(row.id)) process.exit(7);
+/** An item's fields that need no lookup. */
+function fieldsOf(row: Row) {
   return {
     id: String(row.id),
     name: row.name as string,
     amount: row.amount as string | null,
     updatedAt: `${(row.updated_at as string).replace(" ", "T")}:00`,
+    doc: row.doc,
+  };
+}
+
+async function toItem(row: Row, ctx: MapContext) {
+  if (!isMainThread && process.env.FRANCA_THREADS_EXIT_AT === String(row.id)) process.exit(7);
+  return {
+    ...fieldsOf(row),
     region: await ctx.lookup(regionOf, Number(row.id) % 5),
     tag: (await ctx.lookup(regionBytes, Number(row.id) % 5)).bytes.toString("base64"),
-    doc: row.doc,
   };
 }
 
 const read = { table: `${schema}.src`, key: "id", cursor: "updated_at" } as const;
 const source = bind(crm, Item, { ...read, toCanonical: toItem });
+const plain = bind(crm, Item, {
+  ...read,
+  name: "plain",
+  toCanonical: (row) => ({ ...fieldsOf(row), region: `region ${Number(row.id) % 5}`, tag: "" }),
+});
 const paused = bind(crm, Item, {
   ...read,
   name: "paused",
@@ -173,5 +187,6 @@ export default defineHub({
     flow("items", { from: source, to: [dst, audit], chunkSize: 100 }),
     flow("strict", { from: source, to: dst, chunkSize: 100, failure: { maxFailed: 2 } }),
     flow("paused", { from: paused, to: dst, chunkSize: 100 }),
+    flow("pieces", { from: plain, to: dst, chunkSize: 250 }),
   ],
 });

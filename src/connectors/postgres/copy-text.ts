@@ -365,6 +365,27 @@ function linesText(bytes: Uint8Array, limit: number | undefined): string {
 }
 
 /**
+ * `postgresDriver.cut`: COPY lines (their bytes, or their text) cut after the first `rows` lines. A field's newlines
+ * are escaped (`\n`), so every newline ends a line.
+ */
+export function cutCopy(
+  _encoding: string,
+  lines: string | Uint8Array,
+  rows: number,
+): [string | Uint8Array, string | Uint8Array] {
+  let end = 0;
+  for (let n = 0; n < rows && end < lines.length; n++) {
+    const at = typeof lines === "string" ? lines.indexOf("\n", end) : lines.indexOf(newline, end);
+    if (at === -1)
+      throw new Error(`COPY data ended in the middle of a row (${lines.length - end} bytes or characters)`);
+    end = at + 1;
+  }
+  return typeof lines === "string"
+    ? [lines.slice(0, end), lines.slice(end)]
+    : [lines.subarray(0, end), lines.subarray(end)];
+}
+
+/**
  * `postgresDriver.decode`: the rows of COPY lines read with `readEncoded` (their bytes, or their text), as `read`
  * would have yielded them (the same decoder). Pure: it runs on transform threads.
  */

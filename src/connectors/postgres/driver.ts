@@ -5,7 +5,7 @@ import type { System } from "../../core/system.ts";
 import { settingsChecker } from "../settings.ts";
 import { connectionPreflightIssues, connectionSettingsIssues, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
-import { decodeCopy } from "./copy-text.ts";
+import { cutCopy, decodeCopy } from "./copy-text.ts";
 import { postgresError, sqlState } from "./errors.ts";
 import { PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
 import { exactTypes } from "./parsers.ts";
@@ -262,5 +262,6 @@ export const postgresDriver: Driver = {
     connectionPreflightIssues(system.options as PostgresSystemOptions, ["postgres:", "postgresql:"]),
   open,
   decode: decodeCopy,
+  cut: cutCopy,
   prepare: prepareCopy,
 };
