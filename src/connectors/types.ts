@@ -204,8 +204,9 @@ export interface Driver extends DriverContract {
   decode?(encoding: string, text: string | Uint8Array, limit?: number): Row[];
   /**
    * Cuts the text of encoded batches after its first `rows` rows: [their text, the rest's text], each of which
-   * `decode` takes on its own (the rest is empty when the text has `rows` rows or fewer). With it, a transform thread
-   * decodes and maps a chunk a piece at a time, so that the decoded rows of one piece only are alive at once. Pure.
+   * `decode` takes on its own; the first is not empty when the text is not, the rest is empty when the text has
+   * `rows` rows or fewer. With it, a transform thread decodes and maps a chunk a piece at a time
+   * (engine/map-pieces.ts). Pure.
    */
   cut?(encoding: string, text: string | Uint8Array, rows: number): [string | Uint8Array, string | Uint8Array];
   /**

@@ -4,13 +4,13 @@ function isPromise(value: unknown): value is Promise<unknown> {
 
 /**
  * Applies a user mapping (sync or async) to every item of a chunk: the values in order, what each failing item
- * threw by its index. Awaits only when some mapping returned a promise, and then all of them together, so a
- * chunk's lookups run concurrently and a synchronous mapping costs no await per record.
+ * threw by its index, and whether some mapping returned a promise (`waited`). Awaits only then, and all of them
+ * together, so a chunk's lookups run concurrently and a synchronous mapping costs no await per record.
  */
 export async function mapAll<T, U>(
   items: readonly T[],
   map: (item: T, index: number) => U | Promise<U>,
-): Promise<{ values: U[]; thrown: Map<number, unknown> }> {
+): Promise<{ values: U[]; thrown: Map<number, unknown>; waited: boolean }> {
   const values = new Array<U>(items.length);
   const thrown = new Map<number, unknown>();
   let pending: Promise<void>[] | undefined;
@@ -37,5 +37,5 @@ export async function mapAll<T, U>(
     }
   }
   if (pending !== undefined) await Promise.all(pending);
-  return { values, thrown };
+  return { values, thrown, waited: pending !== undefined };
 }

@@ -57,6 +57,8 @@ export async function mapChunk(
  */
 export class ChunkMapper {
   readonly mapped: MappedChunk = { records: [], problems: [] };
+  /** Some mapping so far returned a promise (it called a lookup, or did other asynchronous work). */
+  waited = false;
   readonly #binding: Binding;
   readonly #compiled: CompiledEntity;
   readonly #mapContext: MapContext;
@@ -82,7 +84,11 @@ export class ChunkMapper {
     const offset = this.#offset;
     this.#offset += rows.length;
     const count = rows.length;
-    const { values: mapped, thrown } = await mapAll(rows, (row) => {
+    const {
+      values: mapped,
+      thrown,
+      waited,
+    } = await mapAll(rows, (row) => {
       if (typeof row.$error === "string") {
         const line = row.$line;
         throw new FrancaError(
@@ -92,6 +98,7 @@ export class ChunkMapper {
       }
       return binding.toCanonical(row, this.#mapContext);
     });
+    if (waited) this.waited = true;
 
     const { records, problems } = this.mapped;
     const indexOfKey = this.#indexOfKey;

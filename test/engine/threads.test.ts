@@ -220,7 +220,13 @@ describe("transform threads", () => {
     const onThreads = await targets();
     await emptyTargets();
     const inline = await runFlow("pieces", 0);
-    assert.deepEqual(onThreads, await targets());
+    const onMain = await targets();
+    // the tag is the record's place in its run of mapping calls: a piece's on the thread, a chunk's here
+    const most = (rows: unknown[]) => Math.max(...rows.map((row) => Number((row as { tag: string }).tag)));
+    assert.equal(most(onThreads.dst), 100);
+    assert.equal(most(onMain.dst), 250);
+    const untagged = (rows: unknown[]) => rows.map((row) => ({ ...(row as object), tag: undefined }));
+    assert.deepEqual(untagged(onThreads.dst), untagged(onMain.dst));
     assert.equal(onThreads.dst.length, rows - emptyNames.length);
     assert.equal(threaded.threaded, rows);
     assert.equal(threaded.status, "partial");
@@ -228,6 +234,17 @@ describe("transform threads", () => {
     const keys = (ran: Ran) => ran.problems.map((problem) => problem.key).sort();
     assert.deepEqual(keys(threaded), emptyNames.map(String));
     assert.deepEqual(keys(inline), emptyNames.map(String));
+  });
+
+  it("a flow whose mappings wait: its chunks mapped whole on the thread once it has seen that, so lookups go out together", async () => {
+    await emptyTargets();
+    const threaded = await runFlow("waits", 1);
+    const { dst } = await targets();
+    assert.equal(threaded.threaded, rows);
+    assert.equal(dst.length, rows - emptyNames.length);
+    // chunks of 50, 100, 200, 250, 250, 150 rows: the first two are one piece each, the 200 are a piece of 100 that
+    // waited then the rest in one; later chunks are mapped whole
+    assert.equal(Math.max(...dst.map((row) => Number((row as { tag: string }).tag))), 250);
   });
 
   it("a hub module the threads cannot load: the run transforms on the engine's thread, with a warning", async () => {

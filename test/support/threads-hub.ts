@@ -9,7 +9,10 @@
  * - dst's mapping takes the envelope (lineage); audit's mapping is asynchronous and throws for ids ending in 13.
  * `strict`: the same source to <schema>.dst, stopping once more than 2 records are quarantined.
  * `pieces`: the same source to <schema>.dst, mapped without lookups, in chunks of up to 250 rows: a transform thread
- * decodes and maps each a piece at a time (the PostgreSQL driver's `cut`).
+ * decodes and maps each a piece at a time (the PostgreSQL driver's `cut`). Its `tag` is the record's place in the
+ * run of mapping calls made one after another without a pause (`callRun`): up to a piece's rows on a thread, a
+ * chunk's on the engine's thread. `waits`: the same with an asynchronous mapping that calls a lookup, whose chunks
+ * a thread maps whole once it has seen that.
  * `paused`: the same source to <schema>.dst, each chunk's mapping first waiting 200 ms on the `chunkPause` lookup
  * (keyed by the chunk, so asked once per chunk); `pauses` counts them on the engine's thread, where lookups run.
  * FRANCA_THREADS_EXIT_AT (read as rows are mapped): a transform thread mapping the row of that id exits, as a thread
@@ -139,10 +142,32 @@ async function toItem(row: Row, ctx: MapContext) {
 
 const read = { table: `${schema}.src`, key: "id", cursor: "updated_at" } as const;
 const source = bind(crm, Item, { ...read, toCanonical: toItem });
+let calls = 0;
+let callsOpen = false;
+/** The place of this call in the run of calls made without a pause: a microtask ends the run. */
+function callRun(): number {
+  if (!callsOpen) {
+    callsOpen = true;
+    calls = 0;
+    queueMicrotask(() => {
+      callsOpen = false;
+    });
+  }
+  return ++calls;
+}
+
 const plain = bind(crm, Item, {
   ...read,
   name: "plain",
-  toCanonical: (row) => ({ ...fieldsOf(row), region: `region ${Number(row.id) % 5}`, tag: "" }),
+  toCanonical: (row) => ({ ...fieldsOf(row), region: `region ${Number(row.id) % 5}`, tag: String(callRun()) }),
+});
+const waits = bind(crm, Item, {
+  ...read,
+  name: "waits",
+  toCanonical: async (row, ctx) => {
+    const tag = String(callRun());
+    return { ...fieldsOf(row), region: await ctx.lookup(regionOf, Number(row.id) % 5), tag };
+  },
 });
 const paused = bind(crm, Item, {
   ...read,
@@ -188,5 +213,6 @@ export default defineHub({
     flow("strict", { from: source, to: dst, chunkSize: 100, failure: { maxFailed: 2 } }),
     flow("paused", { from: paused, to: dst, chunkSize: 100 }),
     flow("pieces", { from: plain, to: dst, chunkSize: 250 }),
+    flow("waits", { from: waits, to: dst, chunkSize: 250 }),
   ],
 });

@@ -66,7 +66,10 @@ export class TransformThreads {
   readonly #jobs = new Map<number, Job>();
   #handles: Handle[] | undefined;
   #unusable = false;
-  /** Flows the threads' hub does not have (its module is not the engine's configuration): the engine's thread's. */
+  /**
+   * Flows the threads declined (their hub lacks the flow, or a chunk's transform could not be copied back): the
+   * engine's thread transforms them for as long as the pool lives.
+   */
   readonly #foreignFlows = new Set<string>();
   #next = 0;
   #started: Promise<boolean> | undefined;

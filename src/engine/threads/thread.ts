@@ -18,6 +18,7 @@ import type { MappingFailure } from "../canonical-chunk.ts";
 import { undeclaredLookup } from "../lookups.ts";
 import { mapAll } from "../map-all.ts";
 import { ChunkMapper, type MappedChunk } from "../map-chunk.ts";
+import { mapPieces, pieceRows } from "../map-pieces.ts";
 import { rowsOf } from "../source-rows.ts";
 import { type CanonicalRecord, encodeCanonical, recordColumns } from "../staging.ts";
 import { mapToTarget, targetRowProblem } from "../target-rows.ts";
@@ -140,43 +141,22 @@ async function prepareTarget(
   return { name: binding.name, data, rowOf, failures, async };
 }
 
-/** Rows decoded and mapped at a time, when the source's driver can cut its text (`Driver.cut`). */
-export const pieceRows = 100;
+/** Flows whose mappings were seen to wait (a lookup, other asynchronous work): their chunks are mapped whole. */
+const waitingFlows = new Set<string>();
 
 /**
- * The chunk's source rows mapped to canonical records, a piece of `pieceRows` rows at a time when the source's driver
- * can cut its text: the decoded rows of one piece only are alive at once, not the whole chunk's (bench:bulk's
- * PostgreSQL part, 1,000,000 rows, three runs each: peak memory 250–260 MB against 272–295, 17.2–18.1 CPU-seconds
- * against 18.2–19.8). Mappings that call lookups are the
- * exception: a piece that called one has the rest of the chunk mapped in one go, so that its lookups are batched
- * together (DataLoader batches the calls of one turn).
+ * The chunk's source rows mapped to canonical records: source text a piece at a time when its driver can cut it
+ * (map-pieces.ts; bench:bulk's PostgreSQL part, 1,000,000 rows, three runs each: peak memory 250–260 MB against
+ * 272–295, 17.2–18.1 CPU-seconds against 18.2–19.8), all at once for a flow whose mappings wait.
  */
 async function mapSource(job: TransformJob, flow: Flow): Promise<MappedChunk> {
   const binding = flow.from;
   const driver = binding.system.driver as Driver;
-  const base = mapContextOf(job, binding.name);
-  let looked = false;
-  const mapContext: MapContext = {
-    ...base,
-    lookup: (item, key) => {
-      looked = true;
-      return base.lookup(item, key);
-    },
-  };
-  const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContext, job.seq);
+  const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContextOf(job, binding.name), job.seq);
   const { source } = job;
-  if ("rows" in source || driver.cut === undefined || driver.decode === undefined) {
-    await mapper.add(rowsOf(source, driver, binding.system.name));
-    return mapper.mapped;
-  }
-  let rest: string | Uint8Array = source.text;
-  while (rest.length > 0) {
-    const [piece, after]: [string | Uint8Array, string | Uint8Array] = looked
-      ? [rest, ""]
-      : driver.cut(source.encoding, rest, pieceRows);
-    await mapper.add(driver.decode(source.encoding, piece));
-    rest = after;
-  }
+  if ("rows" in source || driver.decode === undefined) await mapper.add(rowsOf(source, driver, binding.system.name));
+  else await mapPieces(mapper, driver, source, waitingFlows.has(flow.name) ? 0 : pieceRows);
+  if (mapper.waited) waitingFlows.add(flow.name);
   return mapper.mapped;
 }
 
