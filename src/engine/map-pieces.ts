@@ -10,6 +10,7 @@
  */
 import type { Driver } from "../connectors/types.ts";
 import type { ChunkMapper } from "./map-chunk.ts";
+import { rowsOf, type SourceRows } from "./source-rows.ts";
 
 /** Rows decoded and mapped at a time. */
 export const pieceRows = 100;
@@ -36,4 +37,19 @@ export async function mapPieces(
     await mapper.add(decode(source.encoding, piece));
     rest = after;
   }
+}
+
+/**
+ * A chunk's source rows mapped with `mapper`: source text in pieces (above) unless `whole` (its flow's mappings were
+ * seen to wait) or its driver cannot cut it; decoded rows as they are.
+ */
+export function mapSource(
+  mapper: ChunkMapper,
+  driver: Driver,
+  system: string,
+  data: SourceRows,
+  whole: boolean,
+): Promise<void> {
+  if ("rows" in data || driver.decode === undefined) return mapper.add(rowsOf(data, driver, system));
+  return mapPieces(mapper, driver, data, whole ? 0 : pieceRows);
 }

@@ -18,8 +18,7 @@ import type { MappingFailure } from "../canonical-chunk.ts";
 import { undeclaredLookup } from "../lookups.ts";
 import { mapAll } from "../map-all.ts";
 import { ChunkMapper, type MappedChunk } from "../map-chunk.ts";
-import { mapPieces, pieceRows } from "../map-pieces.ts";
-import { rowsOf } from "../source-rows.ts";
+import { mapSource } from "../map-pieces.ts";
 import { type CanonicalRecord, encodeCanonical, recordColumns } from "../staging.ts";
 import { mapToTarget, targetRowProblem } from "../target-rows.ts";
 import {
@@ -149,13 +148,11 @@ const waitingFlows = new Set<string>();
  * (map-pieces.ts; bench:bulk's PostgreSQL part, 1,000,000 rows, three runs each: peak memory 250–260 MB against
  * 272–295, 17.2–18.1 CPU-seconds against 18.2–19.8), all at once for a flow whose mappings wait.
  */
-async function mapSource(job: TransformJob, flow: Flow): Promise<MappedChunk> {
+async function mapJob(job: TransformJob, flow: Flow): Promise<MappedChunk> {
   const binding = flow.from;
   const driver = binding.system.driver as Driver;
   const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContextOf(job, binding.name), job.seq);
-  const { source } = job;
-  if ("rows" in source || driver.decode === undefined) await mapper.add(rowsOf(source, driver, binding.system.name));
-  else await mapPieces(mapper, driver, source, waitingFlows.has(flow.name) ? 0 : pieceRows);
+  await mapSource(mapper, driver, binding.system.name, job.source, waitingFlows.has(flow.name));
   if (mapper.waited) waitingFlows.add(flow.name);
   return mapper.mapped;
 }
@@ -173,7 +170,7 @@ async function transform(job: TransformJob): Promise<void> {
     });
     return;
   }
-  const { records, problems } = await mapSource(job, flow);
+  const { records, problems } = await mapJob(job, flow);
   const { keys, hashes, sourceIds } = recordColumns(records);
   const staged = encodeCanonical(records, { keys, hashes, sourceIds });
   const targets: PreparedParts[] = [];
