@@ -157,17 +157,19 @@ async function mapJob(job: TransformJob, flow: Flow): Promise<MappedChunk> {
   return mapper.mapped;
 }
 
+/** The thread cannot take the chunk, through no fault of the chunk: the engine's thread transforms it (protocol.ts). */
+function decline(job: TransformJob, code: ErrorCode, reason: string): void {
+  send({ type: "failed", id: job.id, error: new FrancaError(code, reason).toJSON(), declined: true });
+}
+
 async function transform(job: TransformJob): Promise<void> {
   const flow = hub.flows.get(job.flow);
   if (flow === undefined) {
-    // not the chunk's failure: the engine's thread transforms it (see the `declined` message)
-    const reason = `the transform thread's configuration (${module}) has no flow '${job.flow}'`;
-    send({
-      type: "failed",
-      id: job.id,
-      error: new FrancaError(ErrorCode.ConfigUnknownReference, reason).toJSON(),
-      declined: true,
-    });
+    decline(
+      job,
+      ErrorCode.ConfigUnknownReference,
+      `the transform thread's configuration (${module}) has no flow '${job.flow}'`,
+    );
     return;
   }
   const { records, problems } = await mapJob(job, flow);
@@ -190,13 +192,11 @@ async function transform(job: TransformJob): Promise<void> {
     // A result structured clone cannot copy (a driver's `prepare` that returns functions, say) would fail every chunk
     // of the flow alike: the thread declines it, and the engine's thread transforms the flow, which needs no copy.
     if (!(error instanceof Error && error.name === "DataCloneError")) throw error;
-    const reason = `the transform of chunk ${job.seq} cannot be passed back from a transform thread: ${error.message}`;
-    send({
-      type: "failed",
-      id: job.id,
-      error: new FrancaError(ErrorCode.Internal, reason).toJSON(),
-      declined: true,
-    });
+    decline(
+      job,
+      ErrorCode.Internal,
+      `the transform of chunk ${job.seq} cannot be passed back from a transform thread: ${error.message}`,
+    );
   }
 }
 
