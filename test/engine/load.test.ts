@@ -33,15 +33,10 @@ describe("load: whether the target was ever loaded", () => {
     try {
       const payload = { id: "a", n: 1 };
       const hash = contentHash(stableStringify(payload));
+      const start = (flow: string, now: number) =>
+        store.startRun({ flow, kind: "flow", trigger: "test", targets: [things.name], owner: "test", now });
       // an earlier run (another flow's: the content hashes are the target's) loaded "a" with this content
-      const earlier = await store.startRun({
-        flow: "other things",
-        kind: "flow",
-        trigger: "test",
-        targets: [things.name],
-        owner: "test",
-        now: 1,
-      });
+      const earlier = await start("other things", 1);
       await store.saveLoad(
         earlier.id,
         0,
@@ -49,14 +44,7 @@ describe("load: whether the target was ever loaded", () => {
         { loaded: ["a"], hashes: [hash], unchanged: [], problems: [], attempts: 1 },
         2,
       );
-      const run = await store.startRun({
-        flow: "things",
-        kind: "flow",
-        trigger: "test",
-        targets: [things.name],
-        owner: "test",
-        now: 3,
-      });
+      const run = await start("things", 3);
       // the store's first answer fails (a dropped connection, say); every later one is the store's own
       let asked = 0;
       const flaky = new Proxy(store, {

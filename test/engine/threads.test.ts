@@ -262,47 +262,39 @@ describe("transform threads", () => {
     });
   });
 
-  it("a hub module without the run's flow: its chunks are declined and transformed on the engine's thread", async () => {
+  /**
+   * Runs `items` on threads that decline its chunks (`threads`: the engine's thread settings) and checks the run is
+   * what it is without threads, with one warning matching `reason`, however many chunks the thread was offered.
+   */
+  async function assertDeclined(threads: EngineOptions["threads"] | undefined, reason: RegExp): Promise<void> {
     await emptyTargets();
     const alone = await runFlow("items", 0);
     const aloneTargets = await targets();
     await emptyTargets();
     const { logger, lines } = keptLogger("warn");
-    const threads = { module: fileURLToPath(new URL("../support/threads-foreign-hub.ts", import.meta.url)), count: 1 };
-    await withNewEngine({ threads, logger }, async (engine) => {
-      // the module loads: the threads are ready, and only the chunks they are given show that the flow is missing
+    await withNewEngine({ ...(threads === undefined ? {} : { threads }), logger }, async (engine) => {
+      // the module loads: the threads are ready, and only the chunks they are given show that they cannot take them
       assert.equal(await engine.threadsReady(), true);
       const summary = await engine.run("items", { trigger: "test" });
       assert.equal(summary.run.status, alone.status);
       assert.equal(summary.run.stats.threaded, undefined);
       assert.deepEqual(loadedOf(summary.counts), alone.loaded);
       assert.deepEqual(await targets(), aloneTargets);
-      // one warning for the flow, however many chunks the thread was offered before it was known
       const declined = lines.filter((line) => line.includes("declined a chunk"));
       assert.equal(declined.length, 1);
-      assert.match(declined[0] as string, /has no flow 'items'/);
+      assert.match(declined[0] as string, reason);
     });
+  }
+
+  it("a hub module without the run's flow: its chunks are declined and transformed on the engine's thread", async () => {
+    const module = fileURLToPath(new URL("../support/threads-foreign-hub.ts", import.meta.url));
+    await assertDeclined({ module, count: 1 }, /has no flow 'items'/);
   });
 
   it("a chunk's transform that cannot cross threads: declined, the flow transformed on the engine's thread", async () => {
-    await emptyTargets();
-    const alone = await runFlow("items", 0);
-    const aloneTargets = await targets();
-    await emptyTargets();
-    const { logger, lines } = keptLogger("warn");
     process.env.FRANCA_THREADS_UNCLONABLE = "1"; // the threads' erp driver prepares rows holding a function
     try {
-      await withNewEngine({ logger }, async (engine) => {
-        assert.equal(await engine.threadsReady(), true);
-        const summary = await engine.run("items", { trigger: "test" });
-        assert.equal(summary.run.status, alone.status);
-        assert.equal(summary.run.stats.threaded, undefined);
-        assert.deepEqual(loadedOf(summary.counts), alone.loaded);
-        assert.deepEqual(await targets(), aloneTargets);
-        const declined = lines.filter((line) => line.includes("declined a chunk"));
-        assert.equal(declined.length, 1);
-        assert.match(declined[0] as string, /cannot be passed back from a transform thread: .*could not be cloned/);
-      });
+      await assertDeclined(undefined, /cannot be passed back from a transform thread: .*could not be cloned/);
     } finally {
       delete process.env.FRANCA_THREADS_UNCLONABLE;
     }
