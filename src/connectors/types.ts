@@ -62,6 +62,8 @@ export interface EncodedBatch {
   /**
    * The batch's rows as text, or as that text's UTF-8 bytes (which the engine stages and hands to another thread
    * without decoding them). The texts of consecutive batches of one read concatenate into the text of all their rows.
+   * Bytes handed over are the engine's: it frees them once their chunk is transformed, so the connector must not
+   * reuse them or keep a view of them.
    */
   text: string | Uint8Array;
   /** How many rows `text` holds. */

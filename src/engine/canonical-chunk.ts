@@ -1,4 +1,5 @@
-import type { FrancaErrorJson } from "../core/errors.ts";
+import { ErrorCode, FrancaError, type FrancaErrorJson } from "../core/errors.ts";
+import { freeBytes } from "./free-bytes.ts";
 import { type CanonicalRecord, decodeCanonical, recordColumns } from "./staging.ts";
 
 /** A target mapping's failure on a transform thread, for the load to report: the record's index, and the error. */
@@ -23,14 +24,21 @@ export interface PreparedTarget {
  * records themselves (payloads, cursors) only when asked for, decoded then from the staged text when the chunk was
  * transformed on another thread or is read back from the store; and, per target, the rows a transform thread
  * already prepared for the target's driver.
+ *
+ * A chunk from a transform thread holds their bytes until the run is done with them: a target's prepared rows until
+ * its load no longer writes them (`freePrepared`), the staged text until every load let go of the chunk (`hold`,
+ * `letGo`).
  */
 export class CanonicalChunk {
   readonly keys: readonly string[];
   readonly hashes: readonly string[];
-  readonly prepared: ReadonlyMap<string, PreparedTarget>;
+  readonly #prepared: Map<string, PreparedTarget>;
   readonly #sourceIds: readonly string[] | null;
   #records: CanonicalRecord[] | undefined;
   #staged: string | Uint8Array | undefined;
+  /** Loads that were handed the chunk and have not let go of it yet. */
+  #holders = 0;
+  #released = false;
 
   private constructor(
     keys: readonly string[],
@@ -45,7 +53,7 @@ export class CanonicalChunk {
     this.#sourceIds = sourceIds;
     this.#records = records;
     this.#staged = staged;
-    this.prepared = prepared;
+    this.#prepared = new Map(prepared);
   }
 
   /** From canonical records in memory (transformed on this thread). */
@@ -73,6 +81,42 @@ export class CanonicalChunk {
     return new CanonicalChunk(keys, hashes, sourceIds, undefined, staged, prepared);
   }
 
+  /** The rows a transform thread prepared for `target`'s driver, while they are kept. */
+  prepared(target: string): PreparedTarget | undefined {
+    return this.#prepared.get(target);
+  }
+
+  /**
+   * The load to `target` is done with its prepared rows (no write that reads them is still running): their bytes are
+   * freed. A later load to the target would map the records again.
+   */
+  freePrepared(target: string): void {
+    const prepared = this.#prepared.get(target);
+    if (prepared === undefined) return;
+    this.#prepared.delete(target);
+    freeBytes(prepared.data);
+    if (prepared.data !== null && typeof prepared.data === "object")
+      for (const value of Object.values(prepared.data)) freeBytes(value);
+  }
+
+  /** The chunk is handed to `count` more loads. */
+  hold(count: number): void {
+    this.#holders += count;
+  }
+
+  /** One load that was handed the chunk is done with it: the last one frees the staged text's bytes. */
+  letGo(): void {
+    if (this.#holders === 0) return;
+    this.#holders--;
+    if (this.#holders > 0) return;
+    // prepared rows are not freed here: a write given up at its deadline may still be sending them (load.ts)
+    if (this.#records === undefined) {
+      freeBytes(this.#staged);
+      this.#staged = undefined;
+      this.#released = true;
+    }
+  }
+
   get count(): number {
     return this.keys.length;
   }
@@ -84,6 +128,8 @@ export class CanonicalChunk {
   /** The whole canonical record (payload, cursor), decoded from the staged text at the first call if need be. */
   record(index: number): CanonicalRecord {
     if (this.#records === undefined) {
+      if (this.#released)
+        throw new FrancaError(ErrorCode.Internal, "a record of a chunk was asked for after every load let go of it");
       const staged = this.#staged as string | Uint8Array;
       this.#records = decodeCanonical(
         typeof staged === "string"

@@ -7,6 +7,7 @@ import type { LoadedHash, LoadResult } from "../store/types.ts";
 import type { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
 import type { Endpoint, RunContext } from "./context.ts";
+import { InFlight } from "./in-flight.ts";
 import { mapAll } from "./map-all.ts";
 import { mappingProblem } from "./map-chunk.ts";
 import { AttemptsError } from "./policy.ts";
@@ -164,7 +165,7 @@ async function writeRecords(
   const indexes: number[] = [];
   const items: WriteItem[] = [];
   const preparedAt: number[] = [];
-  const prepared = chunk.prepared.get(name);
+  const prepared = chunk.prepared(name);
   const usePrepared = prepared !== undefined && !prepared.async;
   if (usePrepared) {
     // Rows a transform thread mapped and encoded already: sent as they are; mapped again here only if the
@@ -209,6 +210,8 @@ async function writeRecords(
   }
 
   let systemFailure: FrancaError | undefined;
+  // the writes that send the prepared rows, counted until each has ended (a write given up at its deadline runs on)
+  const writing = new InFlight();
   /** Writes the records `from` to `to` (exclusive) of the arrays above in one call. */
   const write = async (from: number, to: number): Promise<void> => {
     let results: ItemResult[];
@@ -217,18 +220,20 @@ async function writeRecords(
     try {
       const call = await policy.execute(
         (signal) =>
-          (connection.write as NonNullable<typeof connection.write>)({
-            options: binding.options,
-            key: binding.key,
-            target: name,
-            run: ctx.run.id,
-            chunk: seq,
-            items: whole ? items : items.slice(from, to),
-            ...(usePrepared
-              ? { prepared: { data: prepared.data, rows: whole ? preparedAt : preparedAt.slice(from, to) } }
-              : {}),
-            signal,
-          }),
+          writing.track(
+            (connection.write as NonNullable<typeof connection.write>)({
+              options: binding.options,
+              key: binding.key,
+              target: name,
+              run: ctx.run.id,
+              chunk: seq,
+              items: whole ? items : items.slice(from, to),
+              ...(usePrepared
+                ? { prepared: { data: prepared.data, rows: whole ? preparedAt : preparedAt.slice(from, to) } }
+                : {}),
+              signal,
+            }),
+          ),
         ctx.signal,
       );
       results = call.value;
@@ -281,6 +286,8 @@ async function writeRecords(
     for (let from = 0; from < items.length; from += size) calls.push(write(from, Math.min(items.length, from + size)));
     await Promise.all(calls);
   }
+  // The prepared rows are written: their bytes are freed once no write is still sending them.
+  if (prepared !== undefined) writing.whenIdle(() => chunk.freePrepared(name));
   if (result.attempts === 0) result.attempts = 1;
   return systemFailure === undefined ? { result } : { result, systemFailure };
 }

@@ -16,6 +16,7 @@ import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.t
 import { advancedCursor, chunkDone } from "./cursor.ts";
 import { compareProfiles, describeDrift } from "./drift.ts";
 import { type DriftState, type ExtractedChunk, extract } from "./extract.ts";
+import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
 import type { LookupRuntime } from "./lookups.ts";
@@ -286,6 +287,10 @@ export async function executeRun(
           const { seq } = next.value;
           const data = next.value.data ?? decodeSourceRows(await readStaged(seq, "extracted"));
           const chunk = await transformAndStage(ctx, seq, data, remote);
+          // the chunk's source text is staged and transformed: its bytes are freed (the engine owns a read's bytes)
+          if (!("rows" in data)) freeBytes(data.text);
+          // every target's load is handed the chunk; the last to let go frees its staged bytes
+          chunk.hold(sequencers.size);
           await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, chunk)));
           await yieldToEventLoop();
         }
@@ -319,6 +324,7 @@ export async function executeRun(
             }
           })
           .finally(() => {
+            chunk.letGo();
             lock.release();
             running.delete(task);
           });

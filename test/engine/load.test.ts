@@ -1,7 +1,8 @@
 /**
  * The load stage's question to the store, "was anything ever loaded to this target?" (`Store.hasHashes`), asked once
  * per execution and target: a failed answer is not kept, so the next chunk of the same execution (a retried job, in a
- * distributed worker) asks again instead of failing for good.
+ * distributed worker) asks again instead of failing for good. And the bytes of rows a transform thread prepared are
+ * freed once written, but never while a write given up at its deadline may still be sending them.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -14,6 +15,8 @@ import { contentHash } from "../../src/core/hash.ts";
 import { CanonicalChunk } from "../../src/engine/canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../../src/engine/context.ts";
 import { writeChunk } from "../../src/engine/load.ts";
+import { SystemPolicy } from "../../src/engine/policy.ts";
+import { encodeCanonical } from "../../src/engine/staging.ts";
 import { Type } from "../../src/index.ts";
 import { silentLogger } from "../../src/observe/logger.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
@@ -76,6 +79,70 @@ describe("load: whether the target was ever loaded", () => {
       // the answer that succeeded is kept: a third chunk does not ask again
       await writeChunk(ctx, target, 2, chunk());
       assert.equal(asked, 2);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("load: the prepared rows' bytes", () => {
+  it("are freed after the load, once a write given up at its deadline has ended too", async () => {
+    const store = new SqliteStore(join(tmp.dir, "store-prepared.db"));
+    await store.migrate();
+    try {
+      const run = await store.startRun({
+        flow: "things",
+        kind: "flow",
+        trigger: "test",
+        targets: [things.name],
+        owner: "test",
+        now: 1,
+      });
+      const ctx = {
+        run,
+        store,
+        signal: new AbortController().signal,
+        logger: silentLogger(),
+        source: { binding: { system: { name: "source" } } },
+        mapContext: () => ({}),
+      } as unknown as RunContext;
+      const payload = { id: "a", n: 1 };
+      const record = { key: "a", hash: contentHash(stableStringify(payload)), sourceId: "a", payload };
+      const bytes = new Uint8Array(256).fill(9);
+      const chunk = CanonicalChunk.transferred(
+        ["a"],
+        [record.hash],
+        null,
+        encodeCanonical([record]),
+        new Map([[things.name, { data: { bytes }, rowOf: Int32Array.from([0]), failures: [], async: false }]]),
+      );
+      // the first write hangs past its deadline and runs on, reading the bytes; the retry writes at once
+      const hanging = Promise.withResolvers<void>();
+      const seen: number[] = [];
+      const connection = {
+        async write(request: { prepared?: { data: { bytes: Uint8Array } } }) {
+          const attempt = seen.push(request.prepared?.data.bytes.byteLength ?? -1);
+          if (attempt === 1) await hanging.promise;
+          seen.push(request.prepared?.data.bytes.byteLength ?? -1);
+          return [{ ok: true }];
+        },
+      };
+      const policy = new SystemPolicy("warehouse", {
+        timeoutMs: 50,
+        retry: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 1 },
+      });
+      const target = { binding: things, connection, policy } as unknown as Endpoint;
+
+      const { result } = await writeChunk(ctx, target, 0, chunk);
+      assert.deepEqual(result.loaded, ["a"]);
+      assert.equal(result.attempts, 2);
+      assert.equal(bytes.byteLength, 256, "the write given up still runs: its bytes are kept");
+      assert.notEqual(chunk.prepared(things.name), undefined);
+      hanging.resolve();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(seen, [256, 256, 256, 256], "every write read the bytes whole");
+      assert.equal(bytes.byteLength, 0, "freed once the last write ended");
+      assert.equal(chunk.prepared(things.name), undefined);
     } finally {
       await store.close();
     }
