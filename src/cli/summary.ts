@@ -57,6 +57,7 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
     ].filter((part) => part !== "");
     lines.push(`  source drift: ${parts.join("; ")}`);
   }
+  for (const warning of (run.stats.warnings as string[] | undefined) ?? []) lines.push(`  warning: ${warning}`);
   if (run.cursorTo !== undefined) lines.push(`  cursor now at ${JSON.stringify(run.cursorTo)}`);
   if (run.error !== undefined) lines.push(`  error ${run.error.code}: ${run.error.message}`);
   return lines.join("\n");

@@ -79,6 +79,19 @@ export function sourceRelation(options: { table?: string; query?: string }, quot
   return quoteQualified(options.table as string, quote);
 }
 
+/**
+ * The warning of a keyset read (`ReadRequest.warn`) whose order has no index: no index of `table` starts with the
+ * order's first column, so the server scans and sorts the whole table for every batch (a 1,000,000-row MariaDB table
+ * read 73,550 rows in 15 minutes that way; with an index on its order, all of them in ~40 s).
+ */
+export function unindexedOrderWarning(table: string, columns: readonly string[]): string {
+  const order = columns.join(", ");
+  return (
+    `'${table}' is read by (${order}), but no index of the table starts with ${columns[0]}: every batch scans and ` +
+    `sorts the whole table (create one: CREATE INDEX … ON ${table} (${order}))`
+  );
+}
+
 /** Columns of a batch: the union of the rows' fields, in first-seen order. */
 export function batchColumns(rows: readonly Row[]): string[] {
   const first = rows[0];

@@ -41,6 +41,12 @@ export interface ReadRequest {
    * each page request in it; the signal it passes aborts at the timeout.
    */
   call<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>;
+  /**
+   * Reports something about the read that does not stop it but that whoever runs the flow should know and fix (a
+   * keyset read whose order has no index, so that every batch scans the table): the engine logs it as a warning and
+   * keeps it in the run's stats.
+   */
+  warn?(message: string): void;
 }
 
 export interface ReadBatch {

@@ -60,6 +60,11 @@ export interface RunContext {
   readonly lookups: LookupRuntime;
   readonly budget: FailureBudget;
   readonly progress: RunProgress;
+  /**
+   * What the run's operator should know and fix, though it stopped nothing (a connector's `ReadRequest.warn`: a keyset
+   * read without an index, say): each logged once, and kept in the run's stats by the in-process executor.
+   */
+  readonly warnings: Set<string>;
   mapContext(binding: string): MapContext;
   /** Stops the run with this error (the first one wins). */
   fail(error: FrancaError): void;

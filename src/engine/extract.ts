@@ -126,6 +126,12 @@ export async function extract(
         },
         signal: ctx.signal,
         call: (fn) => policy.attempt(fn, ctx.signal),
+        // once each, also when the read restarts after a transient error
+        warn: (message) => {
+          if (ctx.warnings.has(message)) return;
+          ctx.warnings.add(message);
+          log.warn({ system: binding.system.name }, message);
+        },
       });
       for await (const batch of stream) {
         failures = 0;

@@ -98,6 +98,7 @@ export function createRunContext(
     lookups,
     budget: new FailureBudget(flow.failure, { processed: progress.transformed, problems: problemsSoFar }),
     progress,
+    warnings: new Set(),
     mapContext(binding) {
       let context = mapContexts.get(binding);
       if (context === undefined) {

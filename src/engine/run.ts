@@ -436,6 +436,9 @@ export async function finishRecord(
       : { threaded: Number(run.stats.threaded ?? 0) + ctx.progress.threaded }),
     ...(drift?.drift === undefined ? {} : { drift: drift.drift }),
   };
+  // a resumed run keeps what its earlier executions warned of
+  const warnings = new Set([...((run.stats.warnings as string[] | undefined) ?? []), ...ctx.warnings]);
+  if (warnings.size > 0) stats.warnings = [...warnings];
   const profile =
     drift !== undefined && options.fullExtraction && Object.keys(drift.current).length > 0 ? drift.current : undefined;
   try {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { describeRun } from "../../src/cli/summary.ts";
 import { type MysqlClient, mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
@@ -207,6 +208,30 @@ describe("mysql connector: read", () => {
     // The cursor is the server's text with its microseconds, not a millisecond JS Date.
     assert.equal(batches[0]?.rows[0]?.happened_at, "2024-03-01 10:00:00.000001");
     assert.deepEqual(batches[0]?.position, ["2024-03-01 10:00:00.000002", "eu", 96]);
+  });
+
+  it("warns, once, when no index starts with the cursor: every batch would scan and sort the table", async () => {
+    await db.query(
+      `CREATE TABLE events_unindexed (region varchar(8), seq int, happened_at datetime(6) NOT NULL, note text,
+        PRIMARY KEY (region, seq))`,
+    );
+    await db.query("INSERT INTO events_unindexed SELECT * FROM events");
+    const warnings: string[] = [];
+    const warn = (message: string) => warnings.push(message);
+    const unindexed = await readAll(connection, { ...request(), options: { table: "events_unindexed" }, warn });
+    assert.equal(rowsOf(unindexed).length, source.length, "the read goes on");
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] as string, /'events_unindexed' is read by \(happened_at, region, seq\)/);
+    assert.match(warnings[0] as string, /no index of the table starts with happened_at/);
+
+    // an index led by the cursor (events: by_time), schema-qualified or not, or a query as the source: nothing
+    await readAll(connection, { ...request(), warn });
+    await readAll(connection, { ...request(), options: { table: "events" }, warn });
+    await readAll(connection, { ...request(), options: { query: "SELECT * FROM events_unindexed" }, warn });
+    // a full read goes by the key (the primary key): nothing either
+    const { cursor: _, ...full } = request();
+    await readAll(connection, { ...full, options: { table: "events_unindexed" }, warn });
+    assert.equal(warnings.length, 1);
   });
 
   it("continues right after the position of any batch", async () => {
@@ -799,6 +824,12 @@ describe("mysql connector: through the engine", () => {
 
       const back = await engine.run("to-pg", { trigger: "test" });
       assert.equal(back.run.status, "succeeded");
+      // items has no index on its cursor: the run says so, in its stats and its summary
+      assert.deepEqual(back.run.stats.warnings, [
+        "'items' is read by (seen_at, id), but no index of the table starts with seen_at: every batch scans and " +
+          "sorts the whole table (create one: CREATE INDEX … ON items (seen_at, id))",
+      ]);
+      assert.match(describeRun(back.run, back.counts), /\n {2}warning: 'items' is read by \(seen_at, id\)/);
       assert.equal(back.counts.targets["pg.items_back"]?.loaded, 5);
       // Back in PostgreSQL: identical to the source, row for row (timestamptz compared as instants).
       const original = await pgDb.query(`SELECT * FROM ${pgSchema}.items ORDER BY id`);

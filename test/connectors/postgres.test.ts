@@ -204,6 +204,37 @@ for (const copy of [true, false]) {
       }
     });
 
+    it(
+      copy
+        ? "one COPY statement per read: no index needed, no warning"
+        : "warns, once, when no index starts with the cursor (every batch would scan and sort the table)",
+      async () => {
+        const warnings: string[] = [];
+        const warn = (message: string) => warnings.push(message);
+        assert.equal(rowsOf(await scan(connection, { ...request(), warn })).length, source.length, "the read goes on");
+        if (copy) {
+          assert.deepEqual(warnings, []);
+          return;
+        }
+        assert.deepEqual(warnings, [
+          `'${s}.events' is read by (happened_at, region, seq), but no index of the table starts with happened_at: ` +
+            `every batch scans and sorts the whole table (create one: CREATE INDEX … ON ${s}.events (happened_at, region, seq))`,
+        ]);
+        // an index led by the cursor, a full read (by the primary key) or a query as the source: nothing more
+        await db.query(`CREATE INDEX events_by_time ON ${s}.events (happened_at, region, seq)`);
+        try {
+          await scan(connection, { ...request(), warn });
+          const { cursor: _, ...full } = request();
+          await db.query(`DROP INDEX ${s}.events_by_time`);
+          await scan(connection, { ...full, warn });
+          await scan(connection, { ...request(), options: { query: `SELECT * FROM ${s}.events` }, warn });
+          assert.equal(warnings.length, 1);
+        } finally {
+          await db.query(`DROP INDEX IF EXISTS ${s}.events_by_time`);
+        }
+      },
+    );
+
     it("reads every row exactly once, in cursor then key order, in batches", async () => {
       const batches = await scan(connection, request());
       assert.deepEqual(

@@ -1,9 +1,17 @@
 import type { FieldPacket } from "mysql2/promise";
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
-import { afterPredicate, expandedParams, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
+import {
+  afterPredicate,
+  expandedParams,
+  orderColumns,
+  positionOf,
+  quoteIdent,
+  sourceRelation,
+  unindexedOrderWarning,
+} from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
-import type { MysqlSession } from "./driver.ts";
+import type { MysqlSession, SessionConnection } from "./driver.ts";
 import { sqlLiteral } from "./encode.ts";
 import { mysqlError } from "./errors.ts";
 import type { MysqlBindingOptions } from "./options.ts";
@@ -38,6 +46,21 @@ function positionLiteral(value: unknown, kind: Kind): string {
   return sqlLiteral(value);
 }
 
+/** Whether no index of `table` starts with `column` (see unindexedOrderWarning); false when the table is unknown. */
+async function cursorUnindexed(connection: SessionConnection, table: string, column: string): Promise<boolean> {
+  const dot = table.indexOf(".");
+  const [schema, name] = dot === -1 ? [null, table] : [table.slice(0, dot), table.slice(dot + 1)];
+  const { rows } = await connection.query(
+    `SELECT count(*) AS tables, sum(s.column_name = ? AND s.seq_in_index = 1) AS led
+       FROM information_schema.tables t
+       LEFT JOIN information_schema.statistics s ON s.table_schema = t.table_schema AND s.table_name = t.table_name
+      WHERE t.table_schema = COALESCE(?, DATABASE()) AND t.table_name = ?`,
+    [column, schema, name],
+  );
+  const found = rows[0] as { tables?: unknown; led?: unknown } | undefined;
+  return Number(found?.tables ?? 0) > 0 && Number(found?.led ?? 0) === 0;
+}
+
 /**
  * Keyset reads: `SELECT * FROM r WHERE a > ? OR (a = ? AND b > ?) ORDER BY a, b LIMIT n`, one statement per batch,
  * each under the system's policy (request.call). The expanded predicate, rather than a row comparison `(a, b) > (…)`,
@@ -62,6 +85,17 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
     );
   }
   let kinds: Kind[] | undefined;
+  if (request.cursor !== undefined && options.table !== undefined && request.warn !== undefined) {
+    // best effort: a schema that cannot be read (privileges, a lost connection) reports nothing, and the read goes on
+    const unindexed = await request
+      .call((signal) =>
+        session.withConnection(signal, (connection) =>
+          cursorUnindexed(connection, options.table as string, columns[0] as string),
+        ),
+      )
+      .catch(() => false);
+    if (unindexed) request.warn(unindexedOrderWarning(options.table, columns));
+  }
   for (;;) {
     if (request.signal.aborted) return;
     const after = position;

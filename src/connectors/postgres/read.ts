@@ -1,6 +1,6 @@
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
-import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
+import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation, unindexedOrderWarning } from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
 import type { PostgresSession } from "./driver.ts";
 import { postgresError } from "./errors.ts";
@@ -45,6 +45,24 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
   const first = `SELECT * FROM ${relation} ORDER BY ${order} LIMIT $1`;
   const next = `SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT $${after.arity + 1}`;
   let position = savedPosition(request.from, columns, what, session.system);
+  if (request.cursor !== undefined && options.table !== undefined && request.warn !== undefined) {
+    const table = options.table;
+    // best effort: a catalog that cannot be read reports nothing, and the read goes on
+    const unindexed = await request
+      .call((signal) =>
+        session.withClient(signal, async (query) => {
+          const { rows } = await query(
+            `SELECT to_regclass($1) IS NOT NULL AS known, EXISTS (
+               SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = to_regclass($1) AND a.attname = $2) AS led`,
+            [table, columns[0]],
+          );
+          return rows[0]?.known === true && rows[0]?.led === false;
+        }),
+      )
+      .catch(() => false);
+    if (unindexed) request.warn(unindexedOrderWarning(table, columns));
+  }
   for (;;) {
     if (request.signal.aborted) return;
     const params = position === undefined ? [request.batchSize] : [...position, request.batchSize];
