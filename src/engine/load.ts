@@ -286,8 +286,12 @@ async function writeRecords(
     for (let from = 0; from < items.length; from += size) calls.push(write(from, Math.min(items.length, from + size)));
     await Promise.all(calls);
   }
-  // The prepared rows are written: their bytes are freed once no write is still sending them.
-  if (prepared !== undefined) writing.whenIdle(() => chunk.freePrepared(name));
+  // The prepared rows are written: their bytes are freed once no write is still sending them. Not after a write that
+  // failed: one aborted mid-COPY may leave its bytes queued on a socket that is closing (the collector frees those).
+  if (prepared !== undefined)
+    writing.whenIdle((failed) => {
+      if (!failed) chunk.freePrepared(name);
+    });
   if (result.attempts === 0) result.attempts = 1;
   return systemFailure === undefined ? { result } : { result, systemFailure };
 }

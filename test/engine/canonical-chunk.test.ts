@@ -99,24 +99,31 @@ describe("CanonicalChunk: freeing a thread's bytes", () => {
 });
 
 describe("InFlight", () => {
-  it("runs the idle callback at once when no call runs, else when the last settles, failed or not", async () => {
+  it("runs the idle callback at once when no call runs, else when the last settles, saying whether one failed", async () => {
     const idle = new InFlight();
-    let ran = 0;
-    idle.whenIdle(() => ran++);
-    assert.equal(ran, 1);
+    const seen: boolean[] = [];
+    idle.whenIdle((failed) => seen.push(failed));
+    assert.deepEqual(seen, [false]);
 
     const calls = new InFlight();
     const first = Promise.withResolvers<string>();
     const second = Promise.withResolvers<string>();
     const tracked = calls.track(first.promise);
     calls.track(second.promise).catch(() => undefined);
-    let done = 0;
-    calls.whenIdle(() => done++);
+    calls.whenIdle((failed) => seen.push(failed));
     first.resolve("ok");
     assert.equal(await tracked, "ok", "the call is returned as it is");
-    assert.equal(done, 0, "one call still runs");
+    assert.deepEqual(seen, [false], "one call still runs");
     second.reject(new Error("gave up"));
     await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(done, 1);
+    assert.deepEqual(seen, [false, true]);
+
+    const ok = new InFlight();
+    const done = Promise.withResolvers<void>();
+    ok.track(done.promise);
+    ok.whenIdle((failed) => seen.push(failed));
+    done.resolve();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(seen, [false, true, false]);
   });
 });

@@ -143,6 +143,28 @@ describe("load: the prepared rows' bytes", () => {
       assert.deepEqual(seen, [256, 256, 256, 256], "every write read the bytes whole");
       assert.equal(bytes.byteLength, 0, "freed once the last write ended");
       assert.equal(chunk.prepared(things.name), undefined);
+
+      // a write that failed may have left its bytes queued on a closing socket: they are left to the collector
+      const kept = new Uint8Array(256).fill(9);
+      const second = CanonicalChunk.transferred(
+        ["a"],
+        [record.hash],
+        null,
+        encodeCanonical([record]),
+        new Map([[things.name, { data: { bytes: kept }, rowOf: Int32Array.from([0]), failures: [], async: false }]]),
+      );
+      let calls = 0;
+      const failing = {
+        async write() {
+          if (++calls === 1) throw Object.assign(new Error("connection reset"), { code: "ECONNRESET" });
+          return [{ ok: true }];
+        },
+      };
+      const retried = await writeChunk(ctx, { ...target, connection: failing } as unknown as Endpoint, 1, second);
+      assert.deepEqual(retried.result.loaded, ["a"]);
+      assert.equal(calls, 2);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(kept.byteLength, 256);
     } finally {
       await store.close();
     }
