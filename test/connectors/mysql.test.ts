@@ -224,7 +224,10 @@ describe("mysql connector: read", () => {
     assert.match(warnings[0] as string, /'events_unindexed' is read by \(happened_at, region, seq\)/);
     assert.match(warnings[0] as string, /no index of the table starts with happened_at/);
 
-    // an index led by the cursor (events: by_time), schema-qualified or not, or a query as the source: nothing
+    // an index led by the cursor (events: by_time), schema-qualified or not, a view (its table's indexes are not its
+    // own) or a query as the source: nothing
+    await db.query("CREATE VIEW events_view AS SELECT * FROM events_unindexed");
+    await readAll(connection, { ...request(), options: { table: "events_view" }, warn });
     await readAll(connection, { ...request(), warn });
     await readAll(connection, { ...request(), options: { table: "events" }, warn });
     await readAll(connection, { ...request(), options: { query: "SELECT * FROM events_unindexed" }, warn });

@@ -220,16 +220,26 @@ for (const copy of [true, false]) {
           `'${s}.events' is read by (happened_at, region, seq), but no index of the table starts with happened_at: ` +
             `every batch scans and sorts the whole table (create one: CREATE INDEX … ON ${s}.events (happened_at, region, seq))`,
         ]);
-        // an index led by the cursor, a full read (by the primary key) or a query as the source: nothing more
+        // with an index led by the cursor on events: nothing for it, nor for a view of it (a view has no index of its
+        // own), a full read (by the primary key) or a query as the source; but a table named Events, case kept, with
+        // only a partial index (no index for the read) is found as the read names it, not as events
         await db.query(`CREATE INDEX events_by_time ON ${s}.events (happened_at, region, seq)`);
+        await db.query(`CREATE TABLE ${s}."Events" AS SELECT * FROM ${s}.events`);
+        await db.query(`CREATE INDEX events_recent ON ${s}."Events" (happened_at) WHERE happened_at > '2024-03-02'`);
+        await db.query(`CREATE VIEW ${s}.events_view AS SELECT * FROM ${s}.events`);
         try {
           await scan(connection, { ...request(), warn });
+          await scan(connection, { ...request(), options: { table: `${s}.events_view` }, warn });
           const { cursor: _, ...full } = request();
-          await db.query(`DROP INDEX ${s}.events_by_time`);
           await scan(connection, { ...full, warn });
           await scan(connection, { ...request(), options: { query: `SELECT * FROM ${s}.events` }, warn });
           assert.equal(warnings.length, 1);
+          await scan(connection, { ...request(), options: { table: `${s}.Events` }, warn });
+          assert.equal(warnings.length, 2);
+          assert.ok((warnings[1] as string).startsWith(`'${s}.Events' is read by (happened_at, region, seq)`));
         } finally {
+          await db.query(`DROP VIEW IF EXISTS ${s}.events_view`);
+          await db.query(`DROP TABLE IF EXISTS ${s}."Events"`);
           await db.query(`DROP INDEX IF EXISTS ${s}.events_by_time`);
         }
       },

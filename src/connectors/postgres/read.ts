@@ -1,6 +1,14 @@
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
-import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation, unindexedOrderWarning } from "../sql.ts";
+import {
+  afterPredicate,
+  orderColumns,
+  positionOf,
+  quoteIdent,
+  quoteQualified,
+  sourceRelation,
+  unindexedOrderWarning,
+} from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
 import type { PostgresSession } from "./driver.ts";
 import { postgresError } from "./errors.ts";
@@ -51,11 +59,17 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
     const unindexed = await request
       .call((signal) =>
         session.withClient(signal, async (query) => {
+          // the table as the read names it (quoted: mixed case kept); an index that can order its rows (a B-tree, say;
+          // not a partial or invalid one) led by the cursor; views and foreign tables have no index to ask for
           const { rows } = await query(
-            `SELECT to_regclass($1) IS NOT NULL AS known, EXISTS (
-               SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                WHERE i.indrelid = to_regclass($1) AND a.attname = $2) AS led`,
-            [table, columns[0]],
+            `SELECT c.relkind IN ('r', 'p', 'm') AS known, EXISTS (
+               SELECT 1 FROM pg_index i
+                 JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = c.oid AND a.attname = $2 AND i.indisvalid AND i.indpred IS NULL
+                  AND pg_indexam_has_property(ic.relam, 'can_order')) AS led
+               FROM pg_class c WHERE c.oid = to_regclass($1)`,
+            [quoteQualified(table), columns[0]],
           );
           return rows[0]?.known === true && rows[0]?.led === false;
         }),
