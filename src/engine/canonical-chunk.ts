@@ -95,8 +95,6 @@ export class CanonicalChunk {
     if (prepared === undefined) return;
     this.#prepared.delete(target);
     freeBytes(prepared.data);
-    if (prepared.data !== null && typeof prepared.data === "object")
-      for (const value of Object.values(prepared.data)) freeBytes(value);
   }
 
   /** The chunk is handed to `count` more loads. */
