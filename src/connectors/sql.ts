@@ -5,6 +5,7 @@
 import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { SettingIssue } from "../core/system.ts";
+import type { ReadRequest } from "./types.ts";
 
 export function quoteIdent(name: string, quote: '"' | "`" = '"'): string {
   return quote + name.replaceAll(quote, quote + quote) + quote;
@@ -80,15 +81,24 @@ export function sourceRelation(options: { table?: string; query?: string }, quot
 }
 
 /**
- * The warning of a keyset read (`ReadRequest.warn`) whose order has no index: no index of `table` starts with the
- * order's first column, so the server scans and sorts the whole table for every batch (a 1,000,000-row MariaDB table
- * read 73,550 rows in 15 minutes that way; with an index on its order, all of them in ~40 s).
+ * Warns (`ReadRequest.warn`) when an incremental keyset read of a table has no index for its order: `unindexed` asks
+ * the system whether no index of the table starts with the order's first column. Without one the server scans and
+ * sorts the whole table for every batch (a 1,000,000-row MariaDB table read 73,550 rows in 15 minutes that way; with
+ * an index on its order, all of them in ~40 s: docs/benchmarks.md, stop 14). Best effort: a catalog that cannot be
+ * read (privileges, a lost connection) reports nothing, and the read goes on.
  */
-export function unindexedOrderWarning(table: string, columns: readonly string[]): string {
+export async function warnUnindexedOrder(
+  request: ReadRequest,
+  table: string | undefined,
+  columns: readonly string[],
+  unindexed: (signal: AbortSignal) => Promise<boolean>,
+): Promise<void> {
+  if (request.cursor === undefined || table === undefined || request.warn === undefined) return;
+  if (!(await request.call(unindexed).catch(() => false))) return;
   const order = columns.join(", ");
-  return (
+  request.warn(
     `'${table}' is read by (${order}), but no index of the table starts with ${columns[0]}: every batch scans and ` +
-    `sorts the whole table (create one: CREATE INDEX … ON ${table} (${order}))`
+      `sorts the whole table (create one: CREATE INDEX … ON ${table} (${order}))`,
   );
 }
 

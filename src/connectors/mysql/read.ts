@@ -8,7 +8,7 @@ import {
   positionOf,
   quoteIdent,
   sourceRelation,
-  unindexedOrderWarning,
+  warnUnindexedOrder,
 } from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
 import type { MysqlSession, SessionConnection } from "./driver.ts";
@@ -89,17 +89,11 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
     );
   }
   let kinds: Kind[] | undefined;
-  if (request.cursor !== undefined && options.table !== undefined && request.warn !== undefined) {
-    // best effort: a schema that cannot be read (privileges, a lost connection) reports nothing, and the read goes on
-    const unindexed = await request
-      .call((signal) =>
-        session.withConnection(signal, (connection) =>
-          cursorUnindexed(connection, options.table as string, columns[0] as string),
-        ),
-      )
-      .catch(() => false);
-    if (unindexed) request.warn(unindexedOrderWarning(options.table, columns));
-  }
+  await warnUnindexedOrder(request, options.table, columns, (signal) =>
+    session.withConnection(signal, (connection) =>
+      cursorUnindexed(connection, options.table as string, columns[0] as string),
+    ),
+  );
   for (;;) {
     if (request.signal.aborted) return;
     const after = position;

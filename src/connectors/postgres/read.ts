@@ -7,7 +7,7 @@ import {
   quoteIdent,
   quoteQualified,
   sourceRelation,
-  unindexedOrderWarning,
+  warnUnindexedOrder,
 } from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
 import type { PostgresSession } from "./driver.ts";
@@ -53,30 +53,23 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
   const first = `SELECT * FROM ${relation} ORDER BY ${order} LIMIT $1`;
   const next = `SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT $${after.arity + 1}`;
   let position = savedPosition(request.from, columns, what, session.system);
-  if (request.cursor !== undefined && options.table !== undefined && request.warn !== undefined) {
-    const table = options.table;
-    // best effort: a catalog that cannot be read reports nothing, and the read goes on
-    const unindexed = await request
-      .call((signal) =>
-        session.withClient(signal, async (query) => {
-          // the table as the read names it (quoted: mixed case kept); an index that can order its rows (a B-tree, say;
-          // not a partial or invalid one) led by the cursor; views and foreign tables have no index to ask for
-          const { rows } = await query(
-            `SELECT c.relkind IN ('r', 'p', 'm') AS known, EXISTS (
-               SELECT 1 FROM pg_index i
-                 JOIN pg_class ic ON ic.oid = i.indexrelid
-                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                WHERE i.indrelid = c.oid AND a.attname = $2 AND i.indisvalid AND i.indpred IS NULL
-                  AND pg_indexam_has_property(ic.relam, 'can_order')) AS led
-               FROM pg_class c WHERE c.oid = to_regclass($1)`,
-            [quoteQualified(table), columns[0]],
-          );
-          return rows[0]?.known === true && rows[0]?.led === false;
-        }),
-      )
-      .catch(() => false);
-    if (unindexed) request.warn(unindexedOrderWarning(table, columns));
-  }
+  await warnUnindexedOrder(request, options.table, columns, (signal) =>
+    session.withClient(signal, async (query) => {
+      // the table as the read names it (quoted: mixed case kept); an index that can order its rows (a B-tree, say;
+      // not a partial or invalid one) led by the cursor; views and foreign tables have no index to ask for
+      const { rows } = await query(
+        `SELECT c.relkind IN ('r', 'p', 'm') AS known, EXISTS (
+           SELECT 1 FROM pg_index i
+             JOIN pg_class ic ON ic.oid = i.indexrelid
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE i.indrelid = c.oid AND a.attname = $2 AND i.indisvalid AND i.indpred IS NULL
+              AND pg_indexam_has_property(ic.relam, 'can_order')) AS led
+           FROM pg_class c WHERE c.oid = to_regclass($1)`,
+        [quoteQualified(options.table as string), columns[0]],
+      );
+      return rows[0]?.known === true && rows[0]?.led === false;
+    }),
+  );
   for (;;) {
     if (request.signal.aborted) return;
     const params = position === undefined ? [request.batchSize] : [...position, request.batchSize];
