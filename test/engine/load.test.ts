@@ -108,14 +108,17 @@ describe("load: the prepared rows' bytes", () => {
       } as unknown as RunContext;
       const payload = { id: "a", n: 1 };
       const record = { key: "a", hash: contentHash(stableStringify(payload)), sourceId: "a", payload };
+      // a chunk as a transform thread hands it over: record "a", with its row prepared for the target as bytes
+      const preparedChunk = (bytes: Uint8Array) =>
+        CanonicalChunk.transferred(
+          ["a"],
+          [record.hash],
+          null,
+          encodeCanonical([record]),
+          new Map([[things.name, { data: { bytes }, rowOf: Int32Array.from([0]), failures: [], async: false }]]),
+        );
       const bytes = new Uint8Array(256).fill(9);
-      const chunk = CanonicalChunk.transferred(
-        ["a"],
-        [record.hash],
-        null,
-        encodeCanonical([record]),
-        new Map([[things.name, { data: { bytes }, rowOf: Int32Array.from([0]), failures: [], async: false }]]),
-      );
+      const chunk = preparedChunk(bytes);
       // the first write hangs past its deadline and runs on, reading the bytes; the retry writes at once
       const hanging = Promise.withResolvers<void>();
       const seen: number[] = [];
@@ -146,13 +149,7 @@ describe("load: the prepared rows' bytes", () => {
 
       // a write that failed may have left its bytes queued on a closing socket: they are left to the collector
       const kept = new Uint8Array(256).fill(9);
-      const second = CanonicalChunk.transferred(
-        ["a"],
-        [record.hash],
-        null,
-        encodeCanonical([record]),
-        new Map([[things.name, { data: { bytes: kept }, rowOf: Int32Array.from([0]), failures: [], async: false }]]),
-      );
+      const second = preparedChunk(kept);
       let calls = 0;
       const failing = {
         async write() {

@@ -144,14 +144,20 @@ async function runFlow(flow: string, threads: number | string): Promise<Ran> {
   });
 }
 
+/** The flow run on a transform thread, then on the engine's thread, each into empty targets: both runs and targets. */
+async function bothWays(flow: string) {
+  await emptyTargets();
+  const threaded = await runFlow(flow, 1);
+  const onThreads = await targets();
+  await emptyTargets();
+  const inline = await runFlow(flow, 0);
+  const onMain = await targets();
+  return { threaded, onThreads, inline, onMain };
+}
+
 describe("transform threads", () => {
   it("load what the engine's own thread loads: records, problems with their paths, lookups, lineage", async () => {
-    await emptyTargets();
-    const threaded = await runFlow("items", 1);
-    const onThreads = await targets();
-    await emptyTargets();
-    const inline = await runFlow("items", 0);
-    const onMain = await targets();
+    const { threaded, onThreads, inline, onMain } = await bothWays("items");
 
     assert.equal(onThreads.dst.length, rows - emptyNames.length);
     assert.deepEqual(onThreads, onMain);
@@ -215,12 +221,7 @@ describe("transform threads", () => {
   });
 
   it("chunks of more rows than a piece: decoded and mapped a piece at a time, the same outcome as on the engine's thread", async () => {
-    await emptyTargets();
-    const threaded = await runFlow("pieces", 1);
-    const onThreads = await targets();
-    await emptyTargets();
-    const inline = await runFlow("pieces", 0);
-    const onMain = await targets();
+    const { threaded, onThreads, inline, onMain } = await bothWays("pieces");
     // the tag is the record's place in its run of mapping calls: a piece's on the thread, a chunk's here
     const most = (rows: unknown[]) => Math.max(...rows.map((row) => Number((row as { tag: string }).tag)));
     assert.equal(most(onThreads.dst), 100);
