@@ -38,7 +38,6 @@ export class CanonicalChunk {
   #staged: string | Uint8Array | undefined;
   /** Loads that were handed the chunk and have not let go of it yet. */
   #holders = 0;
-  #released = false;
 
   private constructor(
     keys: readonly string[],
@@ -108,11 +107,8 @@ export class CanonicalChunk {
     this.#holders--;
     if (this.#holders > 0) return;
     // prepared rows are not freed here: a write given up at its deadline may still be sending them (load.ts)
-    if (this.#records === undefined) {
-      freeBytes(this.#staged);
-      this.#staged = undefined;
-      this.#released = true;
-    }
+    freeBytes(this.#staged);
+    this.#staged = undefined;
   }
 
   get count(): number {
@@ -126,9 +122,10 @@ export class CanonicalChunk {
   /** The whole canonical record (payload, cursor), decoded from the staged text at the first call if need be. */
   record(index: number): CanonicalRecord {
     if (this.#records === undefined) {
-      if (this.#released)
+      // neither records nor staged text: every load let go of the chunk
+      const staged = this.#staged;
+      if (staged === undefined)
         throw new FrancaError(ErrorCode.Internal, "a record of a chunk was asked for after every load let go of it");
-      const staged = this.#staged as string | Uint8Array;
       this.#records = decodeCanonical(
         typeof staged === "string"
           ? staged
