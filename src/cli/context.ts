@@ -19,6 +19,7 @@ export interface CliValues {
   limit?: string;
   offset?: string;
   fresh?: boolean;
+  resend?: boolean;
   out?: string;
   jobs?: string;
   to?: string;

@@ -20,6 +20,8 @@ commands
   run <flow> [--fresh] [--wait] run a flow (continues the flow's unfinished run unless --fresh); on a PostgreSQL
                                 store it is queued for the workers, and --wait waits for it (working it here too
                                 when no worker is alive)
+  run <flow> --resend           a new run that reads the source whole and sends every record, even those unchanged
+                                since they were last loaded (a target restored, emptied or edited by hand)
   resume <run>                  continue a failed, cancelled or abandoned run from its last persisted chunk
   replay <run> [--status quarantined|failed] [--key k]...
                                 run again only the records that were quarantined or failed, from their staged stage
@@ -88,6 +90,7 @@ export async function main(argv: readonly string[], cwd = process.cwd()): Promis
         limit: { type: "string" },
         offset: { type: "string" },
         fresh: { type: "boolean" },
+        resend: { type: "boolean" },
         out: { type: "string" },
         jobs: { type: "string" },
         to: { type: "string" },

@@ -11,7 +11,7 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
     `run ${run.id} · flow ${run.flow} · ${run.status.toUpperCase()}${run.kind === "replay" ? ` · replay of run ${run.parentId}` : ""}`,
     `  started ${timestamp(run.startedAt)} by ${run.trigger}, ${run.endedAt === undefined ? "running for" : "took"} ${duration(took)}${
       Number(run.stats.resumes ?? 0) > 0 ? `, resumed ${String(run.stats.resumes)}×` : ""
-    }`,
+    }${run.stats.resend === true ? " · resending every record" : ""}`,
     counts.extracted === 0 && run.status === "succeeded"
       ? "  nothing new since the last run (the source's cursor did not move)"
       : `  extracted ${count(counts.extracted)} records in ${count(counts.chunks)} chunks · canonical ${count(counts.canonical)} · quarantined ${count(counts.quarantined)}${

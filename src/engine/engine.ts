@@ -49,6 +49,12 @@ export interface StartOptions extends RunOptions {
   trigger?: string;
   /** Start a new run even when the flow's last run did not finish (that run stays as it is, superseded). */
   fresh?: boolean;
+  /**
+   * Read the source whole (an incremental one from its start) and send every record to the targets, even those whose
+   * content and mapping are the ones last loaded there (a target restored from a backup, emptied, or changed by hand).
+   * Starts a new run (as `fresh`); the run's stats say `resend: true`, and a resumed run goes on resending.
+   */
+  resend?: boolean;
 }
 
 export interface SystemHealth extends Health {
@@ -234,22 +240,24 @@ export class Engine {
     const flow = this.flow(flowName);
     this.preflight(flow);
     await this.reapAbandoned();
-    if (options.fresh !== true) {
+    if (options.fresh !== true && options.resend !== true) {
       const unfinished = await this.store.latestUnfinished(flow.name);
       if (unfinished !== undefined) {
         this.logger.info({ run: unfinished.id, flow: flow.name }, "continuing the flow's unfinished run");
         return this.#resume(flow, unfinished, options);
       }
     }
-    return this.#execute(flow, await this.#startRun(flow, options.trigger), options);
+    return this.#execute(flow, await this.#startRun(flow, options.trigger, options.resend === true), options);
   }
 
   /**
    * Records a new run of a flow. Only an incremental source (its binding names a `cursor`) starts where the last run
-   * ended; any other is read whole every run, and what did not change is skipped by content hash at load.
+   * ended, unless the run resends; any other is read whole every run, and what did not change is skipped by content
+   * hash at load.
    */
-  async #startRun(flow: Flow, trigger = "api"): Promise<RunRecord> {
-    const previousEnd = flow.from.cursor === undefined ? undefined : await this.store.getCursor(flow.name);
+  async #startRun(flow: Flow, trigger = "api", resend = false): Promise<RunRecord> {
+    // a run that resends reads the source whole: what it sends again is what it reads
+    const previousEnd = flow.from.cursor === undefined || resend ? undefined : await this.store.getCursor(flow.name);
     const source = this.#connections.get(flow.from.system);
     const cursorFrom =
       previousEnd === undefined || source.nextRunFrom === undefined ? previousEnd : source.nextRunFrom(previousEnd);
@@ -261,6 +269,7 @@ export class Engine {
       owner: this.#runOwner,
       now: Date.now(),
       ...(cursorFrom === undefined ? {} : { cursorFrom }),
+      ...(resend ? { stats: { resend: true } } : {}),
     });
   }
 
@@ -374,14 +383,14 @@ export class Engine {
   }
 
   /** Distributed: creates the flow's run and queues its extraction, without waiting. */
-  async enqueue(flowName: string, options: { trigger?: string } = {}): Promise<RunRecord> {
+  async enqueue(flowName: string, options: { trigger?: string; resend?: boolean } = {}): Promise<RunRecord> {
     const cluster = this.#cluster;
     if (cluster === undefined)
       throw new FrancaError(ErrorCode.Usage, "enqueue needs the distributed executor (a postgres:// store)");
     const flow = this.flow(flowName);
     this.preflight(flow);
     await this.reapAbandoned();
-    const run = await this.#startRun(flow, options.trigger);
+    const run = await this.#startRun(flow, options.trigger, options.resend === true);
     await cluster.plan(run);
     return run;
   }

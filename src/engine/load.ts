@@ -3,6 +3,7 @@ import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
 import type { RecordOutcome } from "../core/record.ts";
+import { loadHash, targetMappingDigest } from "../core/target-mapping.ts";
 import type { LoadedHash, LoadResult } from "../store/types.ts";
 import type { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
@@ -119,7 +120,10 @@ async function writeRecords(
     attempts: 0,
     ...(connection.complete === undefined ? {} : { deferHashes: true }),
   };
-  const { keys, hashes } = chunk;
+  const { keys } = chunk;
+  // each record's content hash as filed for this target: with the target's mapping digest (core/target-mapping.ts)
+  const mapping = targetMappingDigest(binding);
+  const hashes = chunk.hashes.map((hash) => loadHash(hash, mapping));
   const previous = (await loadedBefore(ctx, name)) ? await ctx.store.getHashes(name, keys) : noHashes;
   const mapContext = ctx.mapContext(name);
   const lineage: Lineage = { sourceSystem: ctx.source.binding.system.name, run: ctx.run.id, chunk: seq };
@@ -129,7 +133,8 @@ async function writeRecords(
     const key = keys[i] as string;
     const hash = hashes[i] as string;
     const before = previous.get(key);
-    if (before !== undefined && before.hash === hash) {
+    // A run that resends (StartOptions.resend) skips only what it loaded itself (a resumed chunk).
+    if (before !== undefined && before.hash === hash && (!ctx.resend || before.runId === ctx.run.id)) {
       // Already there. If this very run put it there (a resumed chunk), it counts as loaded, not unchanged.
       if (before.runId === ctx.run.id) {
         result.loaded.push(key);

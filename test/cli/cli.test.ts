@@ -88,6 +88,13 @@ describe("command line", () => {
     const byKey = franca(tmp.dir, "records", "1", "--key", "7");
     assert.match(byKey.stdout, /7\s+erp\.Customer\s+loaded/);
 
+    // --resend: read whole and sent again, though nothing changed
+    const resent = franca(tmp.dir, "run", "customers", "--resend");
+    assert.equal(resent.code, 3, resent.stderr);
+    assert.match(resent.stdout, /run 3 · flow customers · PARTIAL/);
+    assert.match(resent.stdout, /resending every record/);
+    assert.match(resent.stdout, /erp\.Customer\s+119\s+0\s+0\s+0/);
+
     const runs = franca(tmp.dir, "runs");
     assert.match(runs.stdout, /1\s+customers\s+partial/);
     const show = JSON.parse(franca(tmp.dir, "runs", "show", "1", "--json").stdout) as {

@@ -12,6 +12,7 @@ import { bind } from "../../src/core/binding.ts";
 import { stableStringify } from "../../src/core/canonical-json.ts";
 import { entity } from "../../src/core/entity.ts";
 import { contentHash } from "../../src/core/hash.ts";
+import { loadHash, targetMappingDigest } from "../../src/core/target-mapping.ts";
 import { CanonicalChunk } from "../../src/engine/canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../../src/engine/context.ts";
 import { writeChunk } from "../../src/engine/load.ts";
@@ -44,7 +45,14 @@ describe("load: whether the target was ever loaded", () => {
         earlier.id,
         0,
         things.name,
-        { loaded: ["a"], hashes: [hash], unchanged: [], problems: [], attempts: 1 },
+        // as a load files it: with the target's mapping digest
+        {
+          loaded: ["a"],
+          hashes: [loadHash(hash, targetMappingDigest(things))],
+          unchanged: [],
+          problems: [],
+          attempts: 1,
+        },
         2,
       );
       const run = await start("things", 3);

@@ -170,6 +170,79 @@ describe("engine runs", () => {
     }
   });
 
+  it("sends again, once, records whose content did not change when the target's mapping changed", async () => {
+    using tmp = tempDir();
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const touch = (stamp: string) => source.exec(`UPDATE customers SET updated_at = '${stamp}' WHERE id <= 50`);
+    const runWith = async (overrides: Overrides) => {
+      // a new engine and hub each time, as a new process would load the configuration
+      const engine = await Engine.open({ hub: customersHub(tmp.dir, overrides), baseDir: tmp.dir, store });
+      try {
+        return (await engine.run("customers")).counts.targets["erp.Customer"];
+      } finally {
+        await engine.close();
+      }
+    };
+    const shouting = (customer: ReturnType<typeof toCustomer>) => ({ ...toClient(customer), full_name: "CHANGED" });
+    try {
+      assert.equal((await runWith({}))?.loaded, 300);
+      touch("2031-01-01T00:00:00.000Z");
+      // the same mapping, loaded again from the configuration: unchanged
+      assert.deepEqual(await runWith({}), { loaded: 0, unchanged: 50, quarantined: 0, failed: 0 });
+      touch("2032-01-01T00:00:00.000Z");
+      // fromCanonical changed: the same canonical content is sent again, and the target gets the new mapping's rows
+      assert.deepEqual(await runWith({ fromCanonical: shouting }), {
+        loaded: 50,
+        unchanged: 0,
+        quarantined: 0,
+        failed: 0,
+      });
+      const changed = target.prepare("SELECT count(*) AS n FROM clients WHERE full_name = 'CHANGED'").get();
+      assert.equal((changed as { n: number }).n, 50);
+      touch("2033-01-01T00:00:00.000Z");
+      // once sent through the new mapping, unchanged again
+      assert.deepEqual(await runWith({ fromCanonical: shouting }), {
+        loaded: 0,
+        unchanged: 50,
+        quarantined: 0,
+        failed: 0,
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("resends every record on request: reads an incremental source whole and refills a target emptied by hand", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    const clients = () => (target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n;
+    try {
+      await engine.run("customers");
+      target.exec("DELETE FROM clients");
+      const normal = await engine.run("customers");
+      assert.equal(normal.counts.extracted, 0, "the cursor is past every row");
+      assert.equal(clients(), 0);
+
+      const resent = await engine.run("customers", { resend: true });
+      assert.equal(resent.run.status, "succeeded");
+      assert.equal(resent.run.stats.resend, true);
+      assert.equal(resent.counts.extracted, 300);
+      assert.deepEqual(resent.counts.targets["erp.Customer"], { loaded: 300, unchanged: 0, quarantined: 0, failed: 0 });
+      assert.equal(clients(), 300);
+
+      const after = await engine.run("customers");
+      assert.equal(after.counts.extracted, 0, "the resend moved the cursor to the end again");
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
   it("quarantines invalid records with field path and reason, loads the rest, and ends partial", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500, badEmails: [3, 250, 499] });

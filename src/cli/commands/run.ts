@@ -49,16 +49,17 @@ async function report(cli: Cli, summary: RunSummary): Promise<number> {
 
 export async function runCommand(cli: Cli): Promise<number> {
   const flow = cli.positionals[1];
-  if (flow === undefined) throw usageError("usage: franca run <flow> [--fresh] [--wait] [--json]");
+  if (flow === undefined) throw usageError("usage: franca run <flow> [--fresh] [--resend] [--wait] [--json]");
   const { engine } = await cli.open({ longRunning: true, flows: [flow] });
+  const resend = cli.values.resend === true;
   if (engine.distributed && cli.values.wait !== true) {
-    const run = await engine.enqueue(flow, { trigger: "cli" });
+    const run = await engine.enqueue(flow, { trigger: "cli", resend });
     if (cli.values.json === true) cli.printJson({ run: run.id, flow, status: run.status, queued: true });
     else cli.print(`run ${run.id} of ${flow} queued for the workers · follow it: franca runs show ${run.id}`);
     return 0;
   }
   const summary = await withProgress(cli, (signal, onProgress) =>
-    engine.run(flow, { trigger: "cli", fresh: cli.values.fresh === true, signal, onProgress }),
+    engine.run(flow, { trigger: "cli", fresh: cli.values.fresh === true, resend, signal, onProgress }),
   );
   return report(cli, summary);
 }
