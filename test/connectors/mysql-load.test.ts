@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { before, describe, it } from "node:test";
+import { serialize } from "node:v8";
 import type { EncodedRows, TableInfo } from "../../src/connectors/mysql/encode.ts";
 import { type MysqlClient, type mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import type { Connection, ItemResult, WriteItem, WriteRequest } from "../../src/connectors/types.ts";
@@ -525,6 +527,51 @@ describe("mysql connector: prepared rows", () => {
       at: `2024-06-30T23:59:${String(i % 60).padStart(2, "0")}.5+05:30`,
       doc: { i: from + i, note },
     }));
+
+  it("prepares rows without loading mysql2, which its first connection loads (a transform thread's memory)", async () => {
+    await db.query("CREATE TABLE unloaded (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");
+    // a row already there: both the INSERT tuples (SQL string literals) and the LOAD DATA lines are made
+    await db.query("INSERT INTO unloaded VALUES (100, 'x', NULL, NULL)");
+    const target = await (connection.describeTarget as NonNullable<Connection["describeTarget"]>)(
+      { table: "unloaded" },
+      never,
+    );
+    const request = { options: { table: "unloaded" }, key: ["id"], target };
+    const rows = people(1, 3, "it's \\ 'quoted'");
+    const here = (mysqlDriver.prepare as NonNullable<typeof mysqlDriver.prepare>)(rows, request) as EncodedRows;
+    // a fresh process, as a transform thread is a fresh isolate: the connector's module, then prepare, then a connection
+    const connector = new URL("../../src/connectors/mysql/index.ts", import.meta.url).href;
+    const script = `
+      import { createRequire } from "node:module";
+      import { deserialize } from "node:v8";
+      const { mysql, mysqlDriver } = await import(${JSON.stringify(connector)});
+      const cache = createRequire(process.cwd() + "/").cache;
+      const loaded = () => Object.keys(cache).some((file) => file.includes("/node_modules/mysql2/"));
+      const { rows, request, url } = deserialize(Buffer.from(process.argv[1], "base64"));
+      const data = mysqlDriver.prepare(rows, request);
+      const afterPrepare = loaded();
+      const connection = mysqlDriver.open(mysql("db", { url }));
+      await connection.describeTarget({ table: "unloaded" }, new AbortController().signal);
+      const afterConnecting = loaded();
+      await connection.close();
+      process.stdout.write(JSON.stringify({ afterPrepare, afterConnecting, tuples: data.tuples, lines: Buffer.from(data.lines).toString() }));
+    `;
+    const argument = serialize({ rows, request, url }).toString("base64");
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e", script, argument], { encoding: "utf8" });
+    assert.equal(child.status, 0, child.stderr);
+    const there = JSON.parse(child.stdout) as {
+      afterPrepare: boolean;
+      afterConnecting: boolean;
+      tuples: string;
+      lines: string;
+    };
+    assert.equal(there.afterPrepare, false, "prepare loaded mysql2");
+    assert.equal(there.afterConnecting, true, "a connection loads mysql2");
+    // the same escaping as mysql2's own (its escape is sql-escaper's)
+    assert.equal(there.tuples, here.tuples);
+    assert.match(there.tuples, /"note":"it\\'s/);
+    assert.equal(there.lines, Buffer.from(here.lines as Uint8Array).toString());
+  });
 
   it("describes a table and prepares rows as values that cross threads", async () => {
     await db.query("CREATE TABLE described (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");

@@ -1,11 +1,6 @@
+import { createRequire } from "node:module";
 import type { Readable } from "node:stream";
-import mysql, {
-  type ConnectionOptions,
-  type FieldPacket,
-  type Pool,
-  type PoolConnection,
-  type ResultSetHeader,
-} from "mysql2/promise";
+import type { ConnectionOptions, FieldPacket, Pool, PoolConnection, ResultSetHeader } from "mysql2/promise";
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { SettingIssue, System } from "../../core/system.ts";
@@ -64,6 +59,18 @@ export interface MysqlSession {
 
 export const defaultMaxStatementBytes = 1024 * 1024;
 
+type Mysql2 = typeof import("mysql2/promise");
+let loadedMysql2: Mysql2 | undefined;
+/**
+ * mysql2, loaded when a connection first needs it rather than with this module: the hub's module is imported by the
+ * engine's transform threads too, which only encode rows (encode.ts) and would each carry the client library (~24 MB
+ * of resident memory a thread). Synchronous (`require` of the CommonJS package), so opening stays synchronous.
+ */
+function mysql2(): Mysql2 {
+  loadedMysql2 ??= createRequire(import.meta.url)("mysql2/promise") as Mysql2;
+  return loadedMysql2;
+}
+
 // Field types of a JSON value: MySQL's JSON (245); MariaDB's JSON is LONGTEXT, known by its extended metadata.
 const jsonType = 245;
 
@@ -74,7 +81,7 @@ function formatQuery(
 ): string {
   if (values === undefined || values === null || (Array.isArray(values) && values.length === 0)) return sql;
   const { stringifyObjects, timezone } = this.config;
-  return mysql.format(sql, values as Parameters<typeof mysql.format>[1], stringifyObjects, timezone as never);
+  return mysql2().format(sql, values as Parameters<Mysql2["format"]>[1], stringifyObjects, timezone as never);
 }
 
 /** mysql2 options for exact values (see options.ts), from the system's settings. */
@@ -171,7 +178,7 @@ async function acquire(pool: Pool, signal: AbortSignal): Promise<PoolConnection>
  */
 async function killQuery(config: ConnectionOptions, connection: PoolConnection): Promise<void> {
   try {
-    const killer = await mysql.createConnection(config);
+    const killer = await mysql2().createConnection(config);
     try {
       await killer.query(`KILL QUERY ${Number(connection.threadId)}`);
     } finally {
@@ -217,7 +224,7 @@ function open(system: System): Connection {
   const getPool = (): Pool => {
     if (invalid !== undefined) throw invalid;
     if (pool === undefined) {
-      pool = mysql.createPool({
+      pool = mysql2().createPool({
         ...config,
         connectionLimit: options.poolSize ?? 10,
         maxIdle: options.poolSize ?? 10,
