@@ -11,20 +11,36 @@
  * is not seen. `franca run --resend` (`StartOptions.resend`) sends every record whatever was loaded before.
  */
 import type { Binding } from "./binding.ts";
-import { canonicalCopy } from "./canonical-json.ts";
 import { digest } from "./hash.ts";
 
 const digests = new WeakMap<Binding, string>();
 
-/** Functions by their source text, so that an edited function changes the digest. */
-const withSources = (_key: string, value: unknown): unknown =>
-  typeof value === "function" ? `function ${value.toString()}` : value;
+/**
+ * A setting as plain data that says what it is: functions by their source text, object keys sorted, dates and
+ * patterns as text, an instance of a class by its class's name only (its state is not the mapping), a cycle cut.
+ */
+function describe(value: unknown, seen: WeakSet<object>): unknown {
+  if (typeof value === "function") return `function ${value.toString()}`;
+  if (typeof value === "bigint") return `${value}n`;
+  if (value === null || typeof value !== "object") return value;
+  if (seen.has(value)) return "[cycle]";
+  seen.add(value);
+  if (Array.isArray(value)) return value.map((item) => describe(item, seen));
+  if (value instanceof Date) return `date ${value.toISOString()}`;
+  if (value instanceof RegExp) return `regexp ${String(value)}`;
+  const prototype = Object.getPrototypeOf(value) as object | null;
+  if (prototype !== Object.prototype && prototype !== null)
+    return `instance of ${(value as { constructor?: { name?: string } }).constructor?.name ?? "an object"}`;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value).sort()) out[key] = describe((value as Record<string, unknown>)[key], seen);
+  return out;
+}
 
 /** The digest of what `binding` makes of a canonical record (11 characters, base64url). Bindings are frozen: cached. */
 export function targetMappingDigest(binding: Binding): string {
   let known = digests.get(binding);
   if (known === undefined) {
-    const settings = JSON.stringify(canonicalCopy(binding.options), withSources) ?? "null";
+    const settings = JSON.stringify(describe(binding.options, new WeakSet())) ?? "null";
     const mapping = binding.hasFromCanonical ? binding.fromCanonical.toString() : "";
     known = digest(binding.system.type, JSON.stringify(binding.key), settings, mapping).slice(0, 11);
     digests.set(binding, known);

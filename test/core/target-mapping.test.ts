@@ -52,6 +52,23 @@ describe("target mapping digest", () => {
     );
   });
 
+  it("takes any settings: a cycle, an instance of a class (by its class), dates, patterns and big integers", () => {
+    const cyclic: Record<string, unknown> = { name: "loop" };
+    cyclic.self = cyclic;
+    const withSettings = (extra: Record<string, unknown>) =>
+      bind(warehouse, Thing, { table: "things", key: "id", ...extra } as never);
+    const digestOf = (extra: Record<string, unknown>) => targetMappingDigest(withSettings(extra));
+    assert.match(digestOf({ cyclic, agent: new URL("http://127.0.0.1/"), big: 10n }), /^[A-Za-z0-9_-]{11}$/);
+    // an instance's state is not the mapping; a date's or a pattern's value is
+    assert.equal(
+      digestOf({ agent: new URL("http://127.0.0.1/a") }),
+      digestOf({ agent: new URL("http://127.0.0.1/b") }),
+    );
+    assert.notEqual(digestOf({ since: new Date(0) }), digestOf({ since: new Date(1) }));
+    assert.notEqual(digestOf({ match: /a/ }), digestOf({ match: /b/ }));
+    assert.notEqual(digestOf({ big: 1n }), digestOf({ big: 2n }));
+  });
+
   it("files a content hash with the digest", () => {
     assert.equal(loadHash("abc", "xyz"), "abc.xyz");
     assert.notEqual(loadHash("abc", "xyz"), loadHash("abc", "xyw"));
