@@ -15,7 +15,7 @@ import { entity } from "../src/core/entity.ts";
 import { flow } from "../src/core/flow.ts";
 import { defineHub } from "../src/core/hub.ts";
 import { Money, Timestamp } from "../src/core/types.ts";
-import { mariaTarget } from "./bulk-shared.ts";
+import { mariaTarget } from "./bulk-tables.ts";
 
 const setting = (name: string): string => {
   const value = process.env[name];
