@@ -41,16 +41,83 @@ export function joinEncoded(batches: readonly Pick<EncodedBatch, "encoding" | "t
   return { encoding: first.encoding, text, count };
 }
 
+/**
+ * Values of decoded rows that JSON would change (a connector's binary columns: Buffers from pg and mysql2,
+ * Uint8Arrays from node:sqlite; BigInts; Dates), staged as an object with one tagged key, `{"\u0000buffer": base64}`
+ * and the like, and made again when the rows are read back. Plain JSON would stage a Buffer as
+ * `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, and throw on a BigInt, so that a chunk mapped
+ * from its staged rows (a resumed run, a replay, every chunk of the distributed executor) would not see what the
+ * first mapping saw. Rows rarely hold them: only rows that do are staged through the (slower) replacer.
+ */
+const tag = "\u0000";
+const tagOf = (value: unknown): string | undefined => {
+  if (typeof value === "bigint") return "bigint";
+  if (value === null || typeof value !== "object") return undefined;
+  if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? "buffer" : "bytes";
+  if (value instanceof Date) return "date";
+  return undefined;
+};
+
+function needsTags(rows: readonly Row[]): boolean {
+  for (const row of rows) {
+    for (const key in row) if (tagOf(row[key]) !== undefined) return true;
+  }
+  return false;
+}
+
+function tagged(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  // `value` went through toJSON (Buffer's, Date's) already: the holder has the value itself
+  const original = this[key];
+  switch (tagOf(original)) {
+    case "bigint":
+      return { [`${tag}bigint`]: String(original) };
+    case "buffer":
+    case "bytes": {
+      const bytes = original as Uint8Array;
+      const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+      return { [`${tag}${Buffer.isBuffer(bytes) ? "buffer" : "bytes"}`]: base64 };
+    }
+    case "date":
+      return { [`${tag}date`]: Number.isNaN((original as Date).getTime()) ? null : (original as Date).toISOString() };
+    default:
+      return value;
+  }
+}
+
+function untagged(_key: string, value: unknown): unknown {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || !(keys[0] as string).startsWith(tag)) return value;
+  const item = (value as Record<string, unknown>)[keys[0] as string];
+  switch ((keys[0] as string).slice(1)) {
+    case "bigint":
+      return BigInt(item as string);
+    case "buffer":
+      return Buffer.from(item as string, "base64");
+    case "bytes": {
+      const bytes = Buffer.from(item as string, "base64");
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+    case "date":
+      return new Date(item === null ? Number.NaN : (item as string));
+    default:
+      return value;
+  }
+}
+
 /** The staged form of a chunk's source rows: text, or a header and the bytes the source gave (not copied). */
 export function encodeSourceRows(data: SourceRows): StagedValue {
-  if ("rows" in data) return JSON.stringify(data.rows);
+  if ("rows" in data) return needsTags(data.rows) ? JSON.stringify(data.rows, tagged) : JSON.stringify(data.rows);
   const header = `${encodedMark}${data.count}${encodedMark}${data.encoding}\n`;
   return typeof data.text === "string" ? header + data.text : [header, data.text];
 }
 
 /** The staged form back; JSON rows are parsed, source text is kept for its driver to decode (see `rowsOf`). */
 export function decodeSourceRows(staged: string): SourceRows {
-  if (!staged.startsWith(encodedMark)) return { rows: JSON.parse(staged) as Row[] };
+  if (!staged.startsWith(encodedMark)) {
+    // JSON writes the tag's character as an escape: text without one has no tagged value
+    return { rows: (staged.includes('"\\u0000') ? JSON.parse(staged, untagged) : JSON.parse(staged)) as Row[] };
+  }
   const mark = staged.indexOf(encodedMark, 1);
   const newline = staged.indexOf("\n", mark);
   return {

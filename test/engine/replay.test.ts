@@ -180,6 +180,55 @@ describe("replay", () => {
     }
   });
 
+  it("maps a binary column from the staged rows as the first run saw it", async () => {
+    using tmp = tempDir();
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20, badEmails: [7] });
+    source.exec("ALTER TABLE customers ADD COLUMN badge BLOB");
+    source.exec("UPDATE customers SET badge = X'00FF10'");
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    let fixed = false;
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
+    const hub = defineHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, {
+            table: "customers",
+            key: "id",
+            cursor: "updated_at",
+            // node:sqlite gives a BLOB as a Uint8Array
+            toCanonical: (row) => ({
+              ...toCustomer(row),
+              name: `${String(row.name)} ${Buffer.from(row.badge as Uint8Array).toString("hex")}`,
+              ...(fixed && row.email === "not-an-email" ? { email: `repaired-${String(row.id)}@example.org` } : {}),
+            }),
+          }),
+          to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+        }),
+      ],
+    });
+    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    try {
+      const first = await engine.run("customers");
+      assert.equal(first.counts.quarantined, 1);
+      fixed = true;
+      // the replay maps record 7 from its staged source row, not from the source
+      const replay = await engine.replay(first.run.id);
+      assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
+      const names = target.prepare("SELECT code, full_name FROM clients WHERE code IN ('6', '7') ORDER BY code").all();
+      assert.deepEqual(
+        names.map((row) => row.full_name),
+        ["Customer 6 00ff10", "Customer 7 00ff10"],
+      );
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
   it("replays only the keys asked for", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200, badEmails: [3, 4, 5] });

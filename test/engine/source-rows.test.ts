@@ -29,6 +29,31 @@ describe("a chunk's source rows", () => {
     assert.deepEqual(decodeSourceRows(staged), { rows });
   });
 
+  it("stage binary columns, big integers and dates so that they read back as the connector gave them", () => {
+    const rows = [
+      {
+        id: 1n,
+        photo: Buffer.from([0, 1, 2, 255]),
+        thumb: new Uint8Array([9, 8, 7]),
+        at: new Date("2024-06-30T12:00:00.123Z"),
+        never: new Date(Number.NaN),
+        doc: { tags: ["a", "b"], nested: { n: 1 } },
+        none: null,
+      },
+      { id: 2n, photo: null, thumb: new Uint8Array(0), at: null, never: null, doc: null, none: null },
+    ];
+    const staged = encodeSourceRows({ rows }) as string;
+    const back = decodeSourceRows(staged) as { rows: typeof rows };
+    // deepStrictEqual compares prototypes too: a Buffer stays a Buffer, a Uint8Array a Uint8Array
+    assert.deepStrictEqual(back.rows, rows);
+    assert.ok(Buffer.isBuffer(back.rows[0]?.photo));
+    assert.ok(!Buffer.isBuffer(back.rows[0]?.thumb));
+    // rows without such values are staged as plain JSON, as before
+    const plain = [{ id: 1, doc: { type: "Buffer", data: [1] } }];
+    assert.equal(encodeSourceRows({ rows: plain }), JSON.stringify(plain));
+    assert.deepStrictEqual(decodeSourceRows(JSON.stringify(plain)), { rows: plain });
+  });
+
   it("stage the source's own text as it is, with its encoding and count, and decode it with the driver", () => {
     const text = '{"id":1,"name":"x"}\n{"id":2,"name":"line\\nnext"}\n';
     const staged = encodeSourceRows({ encoding: "name", text, count: 2 }) as string;
