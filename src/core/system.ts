@@ -59,6 +59,11 @@ export interface DriverContract {
   readonly canWrite: boolean;
   /** False when a source is read whole at every run (files): a binding `cursor` would mean nothing and is refused. */
   readonly incremental?: boolean;
+  /**
+   * Binding settings that change how a target's rows are written (a bulk path, batch sizes, headers) but not what the
+   * target holds: left out of the target's mapping digest (core/target-mapping.ts), so tuning one sends nothing again.
+   */
+  readonly writeTuning?: readonly string[];
 }
 
 export interface System<BindingOptions = Record<string, unknown>, Client = unknown> {

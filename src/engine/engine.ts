@@ -323,6 +323,8 @@ export class Engine {
       owner: this.#runOwner,
       now: Date.now(),
       parentId: parent.id,
+      // a replay of a run that resent resends too: its records' older hashes describe a target it did not trust
+      ...(parent.stats.resend === true ? { stats: { resend: true } } : {}),
     });
     let plan: ReplayPlan;
     try {

@@ -14,9 +14,13 @@ import { mappingProblem } from "./map-chunk.ts";
 import { AttemptsError } from "./policy.ts";
 import { type Lineage, mapToTarget, targetRowProblem } from "./target-rows.ts";
 
-/** The idempotency key of a record for a target: the same content written twice to the same target carries it. */
-export function idempotencyKey(target: string, key: string, hash: string): string {
-  return digest(target, key, hash);
+/**
+ * The idempotency key of a record for a target: the same content written twice to the same target carries it. A run
+ * that resends (`resend`: its id) gives its records keys of their own, else an API that remembers keys would take
+ * the writes for replays of the last ones and keep nothing of them.
+ */
+export function idempotencyKey(target: string, key: string, hash: string, resend?: number): string {
+  return resend === undefined ? digest(target, key, hash) : digest(target, key, hash, `resend ${resend}`);
 }
 
 /** Maps a chunk's records to a target's rows on this thread, on demand (a prepared write's slow paths). */
@@ -36,10 +40,20 @@ class LazyItem implements WriteItem {
   #row: Row | undefined;
   readonly #source: RowSource | undefined;
   readonly #index: number;
+  readonly #resend: number | undefined;
   #idempotencyKey: string | undefined;
 
-  constructor(target: string, key: string, hash: string, row: Row | undefined, source?: RowSource, index = -1) {
+  constructor(
+    target: string,
+    key: string,
+    hash: string,
+    resend: number | undefined,
+    row: Row | undefined,
+    source?: RowSource,
+    index = -1,
+  ) {
     this.#target = target;
+    this.#resend = resend;
     this.key = key;
     this.hash = hash;
     this.#row = row;
@@ -53,7 +67,7 @@ class LazyItem implements WriteItem {
   }
 
   get idempotencyKey(): string {
-    this.#idempotencyKey ??= idempotencyKey(this.#target, this.key, this.hash);
+    this.#idempotencyKey ??= idempotencyKey(this.#target, this.key, this.hash, this.#resend);
     return this.#idempotencyKey;
   }
 }
@@ -129,12 +143,16 @@ async function writeRecords(
   const lineage: Lineage = { sourceSystem: ctx.source.binding.system.name, run: ctx.run.id, chunk: seq };
   const mapRecord = (index: number) => mapToTarget(binding, chunk.record(index), mapContext, lineage);
   const toSend: number[] = [];
+  const resend = ctx.resend ? ctx.run.id : undefined;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
     const hash = hashes[i] as string;
     const before = previous.get(key);
+    // A hash filed before targets filed their mapping's digest (no "."): the content alone is compared, so that an
+    // upgrade does not send every record again.
+    const same = before !== undefined && (before.hash === hash || before.hash === chunk.hashes[i]);
     // A run that resends (StartOptions.resend) skips only what it loaded itself (a resumed chunk).
-    if (before !== undefined && before.hash === hash && (!ctx.resend || before.runId === ctx.run.id)) {
+    if (same && (resend === undefined || before.runId === ctx.run.id)) {
       // Already there. If this very run put it there (a resumed chunk), it counts as loaded, not unchanged.
       if (before.runId === ctx.run.id) {
         result.loaded.push(key);
@@ -196,7 +214,7 @@ async function writeRecords(
         continue;
       }
       indexes.push(index);
-      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, undefined, source, index));
+      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, resend, undefined, source, index));
       preparedAt.push(row);
     }
   } else {
@@ -210,7 +228,7 @@ async function writeRecords(
         continue;
       }
       indexes.push(index);
-      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, row as Row));
+      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, resend, row as Row));
     }
   }
 

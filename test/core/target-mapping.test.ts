@@ -69,6 +69,16 @@ describe("target mapping digest", () => {
     assert.notEqual(digestOf({ big: 1n }), digestOf({ big: 2n }));
   });
 
+  it("leaves out the settings the driver names as tuning, and sees a shared object as its equal copies", () => {
+    const define = (extra: Record<string, unknown>) =>
+      targetMappingDigest(bind(warehouse, Thing, { table: "things", key: "id", ...extra } as never));
+    // PostgreSQL's `copy` chooses the bulk path, not what the table holds
+    assert.equal(define({ copy: false }), define({}));
+    assert.notEqual(define({ table: "other" }), define({}));
+    const shared = { a: 1 };
+    assert.equal(define({ one: shared, two: shared }), define({ one: { a: 1 }, two: { a: 1 } }));
+  });
+
   it("files a content hash with the digest", () => {
     assert.equal(loadHash("abc", "xyz"), "abc.xyz");
     assert.notEqual(loadHash("abc", "xyz"), loadHash("abc", "xyw"));

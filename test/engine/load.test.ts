@@ -15,12 +15,13 @@ import { contentHash } from "../../src/core/hash.ts";
 import { loadHash, targetMappingDigest } from "../../src/core/target-mapping.ts";
 import { CanonicalChunk } from "../../src/engine/canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../../src/engine/context.ts";
-import { writeChunk } from "../../src/engine/load.ts";
+import { idempotencyKey, writeChunk } from "../../src/engine/load.ts";
 import { SystemPolicy } from "../../src/engine/policy.ts";
 import { encodeCanonical } from "../../src/engine/staging.ts";
 import { Type } from "../../src/index.ts";
 import { silentLogger } from "../../src/observe/logger.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import type { RunRecord } from "../../src/store/types.ts";
 import { tempDir } from "../support/fixtures.ts";
 
 const tmp = tempDir();
@@ -87,6 +88,90 @@ describe("load: whether the target was ever loaded", () => {
       // the answer that succeeded is kept: a third chunk does not ask again
       await writeChunk(ctx, target, 2, chunk());
       assert.equal(asked, 2);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("load: what counts as unchanged", () => {
+  it("compares old hashes by content, and a resend sends all but what it loaded itself, with keys of its own", async () => {
+    const store = new SqliteStore(join(tmp.dir, "store-unchanged.db"));
+    await store.migrate();
+    try {
+      // each run of its own flow: a store runs one run of a flow at a time
+      let runs = 0;
+      const start = (stats?: Record<string, unknown>) =>
+        store.startRun({
+          flow: `things ${++runs}`,
+          kind: "flow",
+          trigger: "test",
+          targets: [things.name],
+          owner: "test",
+          now: 1,
+          ...(stats === undefined ? {} : { stats }),
+        });
+      const payloads = ["a", "b", "c"].map((id) => ({ id, n: 1 }));
+      const records = payloads.map((payload) => ({
+        key: payload.id,
+        hash: contentHash(stableStringify(payload)),
+        sourceId: payload.id,
+        payload,
+      }));
+      const filed = (i: number) => loadHash(records[i]?.hash as string, targetMappingDigest(things));
+      const earlier = await start();
+      // "a" as a store filed it before targets filed their mapping's digest; "b" as it is filed now
+      const loaded = {
+        loaded: ["a", "b"],
+        hashes: [records[0]?.hash as string, filed(1)],
+        unchanged: [],
+        problems: [],
+      };
+      await store.saveLoad(earlier.id, 0, things.name, { ...loaded, attempts: 1 }, 2);
+      const written: { key: string; idempotencyKey: string }[] = [];
+      const connection = {
+        async write(request: { items: { key: string; idempotencyKey: string }[] }) {
+          written.push(...request.items.map((item) => ({ key: item.key, idempotencyKey: item.idempotencyKey })));
+          return request.items.map(() => ({ ok: true }));
+        },
+      };
+      const target = { binding: things, connection, policy: new SystemPolicy("warehouse", {}) } as unknown as Endpoint;
+      const context = (run: RunRecord, resend: boolean) =>
+        ({
+          run,
+          store,
+          resend,
+          signal: new AbortController().signal,
+          logger: silentLogger(),
+          source: { binding: { system: { name: "source" } } },
+          mapContext: () => ({}),
+        }) as unknown as RunContext;
+
+      const usual = await start();
+      const plain = await writeChunk(context(usual, false), target, 0, CanonicalChunk.of(records));
+      assert.deepEqual(plain.result.unchanged, ["a", "b"], "an old hash is compared by its content");
+      assert.deepEqual(plain.result.loaded, ["c"]);
+      await store.saveLoad(usual.id, 0, things.name, plain.result, 3);
+
+      const resending = await start({ resend: true });
+      written.length = 0;
+      const first = await writeChunk(context(resending, true), target, 0, CanonicalChunk.of(records.slice(0, 2)));
+      assert.deepEqual(first.result.loaded, ["a", "b"]);
+      assert.deepEqual(
+        written.map((item) => item.key),
+        ["a", "b"],
+      );
+      assert.notEqual(
+        written[1]?.idempotencyKey,
+        idempotencyKey(things.name, "b", filed(1)),
+        "a resend's writes carry keys of their own",
+      );
+      await store.saveLoad(resending.id, 0, things.name, first.result, 4);
+      // the same chunk again in the same run (a resumed chunk): loaded by this run already, so not sent
+      written.length = 0;
+      const again = await writeChunk(context(resending, true), target, 0, CanonicalChunk.of(records.slice(0, 2)));
+      assert.deepEqual(again.result.loaded, ["a", "b"]);
+      assert.deepEqual(written, []);
     } finally {
       await store.close();
     }

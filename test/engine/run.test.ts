@@ -243,6 +243,34 @@ describe("engine runs", () => {
     }
   });
 
+  it("replays a resend as a resend: a record it could not load is sent though an older run loaded it", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 30 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    // the target refuses record 13 while refusing is on
+    target.exec("CREATE TABLE refusing (on_ INTEGER NOT NULL); INSERT INTO refusing VALUES (0)");
+    target.exec(`CREATE TRIGGER refuse BEFORE INSERT ON clients WHEN NEW.code = '13' AND (SELECT on_ FROM refusing) = 1
+      BEGIN SELECT RAISE(ABORT, 'record 13 refused'); END`);
+    const store = await openStore(tmp.dir);
+    const engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    const has13 = () => target.prepare("SELECT count(*) AS n FROM clients WHERE code = '13'").get() as { n: number };
+    try {
+      await engine.run("customers");
+      target.exec("DELETE FROM clients; UPDATE refusing SET on_ = 1");
+      const resent = await engine.run("customers", { resend: true });
+      assert.equal(resent.counts.targets["erp.Customer"]?.quarantined, 1);
+      assert.equal(has13().n, 0);
+      target.exec("UPDATE refusing SET on_ = 0");
+      const replay = await engine.replay(resent.run.id);
+      assert.equal(replay.run.stats.resend, true);
+      assert.deepEqual(replay.counts.targets["erp.Customer"], { loaded: 1, unchanged: 0, quarantined: 0, failed: 0 });
+      assert.equal(has13().n, 1);
+    } finally {
+      await engine.close();
+      await store.close();
+    }
+  });
+
   it("quarantines invalid records with field path and reason, loads the rest, and ends partial", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500, badEmails: [3, 250, 499] });

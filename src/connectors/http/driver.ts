@@ -54,6 +54,7 @@ export const httpDriver: Driver = {
   type: "http",
   canRead: true,
   canWrite: true,
+  writeTuning: ["mode", "batchSize", "idempotencyHeader"],
   validateSystem: (options) => validateSystemOptions(options),
   validateBinding(options, role, binding) {
     const issues = validateBindingOptions(options, role);

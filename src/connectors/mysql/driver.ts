@@ -346,6 +346,7 @@ export const mysqlDriver: Driver = {
   type: "mysql",
   canRead: true,
   canWrite: true,
+  writeTuning: ["load"],
   validateSystem: (options) => [
     ...checkSystem(options),
     ...connectionSettingsIssues((options ?? {}) as MysqlSystemOptions),

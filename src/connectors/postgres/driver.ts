@@ -253,6 +253,7 @@ export const postgresDriver: Driver = {
   type: "postgres",
   canRead: true,
   canWrite: true,
+  writeTuning: ["copy"],
   validateSystem: (options) => [
     ...checkSystem(options),
     ...connectionSettingsIssues((options ?? {}) as PostgresSystemOptions),
