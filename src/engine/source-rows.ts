@@ -43,12 +43,15 @@ export function joinEncoded(batches: readonly Pick<EncodedBatch, "encoding" | "t
 
 /**
  * Values of decoded rows that JSON would change (a connector's binary columns: Buffers from pg and mysql2,
- * Uint8Arrays from node:sqlite; BigInts; Dates), staged as an object with one tagged key, `{"\u0000buffer": base64}`
- * and the like, and made again when the rows are read back. Plain JSON would stage a Buffer as
- * `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, and throw on a BigInt, so that a chunk mapped
- * from its staged rows (a resumed run, a replay, every chunk of the distributed executor) would not see what the
- * first mapping saw. Rows rarely hold them: only rows that do are staged through the (slower) replacer.
+ * Uint8Arrays from node:sqlite; BigInts; Dates), at any depth (pg's `bytea[]`), staged as an object with one tagged
+ * key, `{"\u0000buffer": base64}` and the like, and made again when the rows are read back. Plain JSON would stage a
+ * Buffer as `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, and throw on a BigInt, so that a
+ * chunk mapped from its staged rows (a resumed run, a replay, every chunk of the distributed executor) would not see
+ * what the first mapping saw. Rows rarely hold them: only a chunk whose rows do is staged through the (slower)
+ * replacer, marked by a leading `\u0002`, and only such a chunk is read back through the reviver, so that plain data
+ * is never taken for a tag.
  */
+const taggedMark = "\u0002";
 const tag = "\u0000";
 const tagOf = (value: unknown): string | undefined => {
   if (typeof value === "bigint") return "bigint";
@@ -58,10 +61,15 @@ const tagOf = (value: unknown): string | undefined => {
   return undefined;
 };
 
-function needsTags(rows: readonly Row[]): boolean {
-  for (const row of rows) {
-    for (const key in row) if (tagOf(row[key]) !== undefined) return true;
+/** Whether a value holds one JSON would change, at any depth (rows are trees: decoded, or parsed from JSON). */
+function needsTag(value: unknown): boolean {
+  if (tagOf(value) !== undefined) return true;
+  if (value === null || typeof value !== "object") return false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (needsTag(item)) return true;
+    return false;
   }
+  for (const key in value) if (needsTag((value as Record<string, unknown>)[key])) return true;
   return false;
 }
 
@@ -107,17 +115,16 @@ function untagged(_key: string, value: unknown): unknown {
 
 /** The staged form of a chunk's source rows: text, or a header and the bytes the source gave (not copied). */
 export function encodeSourceRows(data: SourceRows): StagedValue {
-  if ("rows" in data) return needsTags(data.rows) ? JSON.stringify(data.rows, tagged) : JSON.stringify(data.rows);
+  if ("rows" in data)
+    return needsTag(data.rows) ? taggedMark + JSON.stringify(data.rows, tagged) : JSON.stringify(data.rows);
   const header = `${encodedMark}${data.count}${encodedMark}${data.encoding}\n`;
   return typeof data.text === "string" ? header + data.text : [header, data.text];
 }
 
 /** The staged form back; JSON rows are parsed, source text is kept for its driver to decode (see `rowsOf`). */
 export function decodeSourceRows(staged: string): SourceRows {
-  if (!staged.startsWith(encodedMark)) {
-    // JSON writes the tag's character as an escape: text without one has no tagged value
-    return { rows: (staged.includes('"\\u0000') ? JSON.parse(staged, untagged) : JSON.parse(staged)) as Row[] };
-  }
+  if (staged.startsWith(taggedMark)) return { rows: JSON.parse(staged.slice(1), untagged) as Row[] };
+  if (!staged.startsWith(encodedMark)) return { rows: JSON.parse(staged) as Row[] };
   const mark = staged.indexOf(encodedMark, 1);
   const newline = staged.indexOf("\n", mark);
   return {

@@ -38,9 +38,11 @@ describe("a chunk's source rows", () => {
         at: new Date("2024-06-30T12:00:00.123Z"),
         never: new Date(Number.NaN),
         doc: { tags: ["a", "b"], nested: { n: 1 } },
+        // pg's bytea[]: binary values inside an array
+        scans: [Buffer.from([1]), null, Buffer.from([2, 3])],
         none: null,
       },
-      { id: 2n, photo: null, thumb: new Uint8Array(0), at: null, never: null, doc: null, none: null },
+      { id: 2n, photo: null, thumb: new Uint8Array(0), at: null, never: null, doc: null, scans: null, none: null },
     ];
     const staged = encodeSourceRows({ rows }) as string;
     const back = decodeSourceRows(staged) as { rows: typeof rows };
@@ -48,8 +50,12 @@ describe("a chunk's source rows", () => {
     assert.deepStrictEqual(back.rows, rows);
     assert.ok(Buffer.isBuffer(back.rows[0]?.photo));
     assert.ok(!Buffer.isBuffer(back.rows[0]?.thumb));
-    // rows without such values are staged as plain JSON, as before
-    const plain = [{ id: 1, doc: { type: "Buffer", data: [1] } }];
+    // a value nested alone is found too
+    const nested = [{ id: 3, doc: { at: [new Date(0)] } }];
+    assert.deepStrictEqual(decodeSourceRows(encodeSourceRows({ rows: nested }) as string), { rows: nested });
+    // rows without such values are staged as plain JSON, as before, and read back as plain JSON: data that looks
+    // like a tag stays data
+    const plain = [{ id: 1, doc: { type: "Buffer", data: [1] }, odd: { "\u0000date": "2024-01-01" } }];
     assert.equal(encodeSourceRows({ rows: plain }), JSON.stringify(plain));
     assert.deepStrictEqual(decodeSourceRows(JSON.stringify(plain)), { rows: plain });
   });
