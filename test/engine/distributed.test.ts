@@ -298,5 +298,34 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const summary = JSON.parse(out) as { run: { id: number; status: string } };
     assert.equal(summary.run.status, "succeeded");
     await assertExactlyOnce(setup, (await setup.engine.store.getRun(summary.run.id)) as RunRecord, "items", rows);
+
+    // --resend, worked the same way: every record read and sent again, with idempotency keys of the resend's own, so
+    // the API applies each write rather than answering it as a replay of the first run's
+    // (not spawnSync: the simulated API answers from this process's event loop)
+    const again = spawn(
+      process.execPath,
+      ["--max-semi-space-size=8", bin, "run", "items", "--resend", "--wait", "--json", "-c", config],
+      { env: { ...process.env, ...setup.env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let againOut = "";
+    let againErr = "";
+    again.stdout.setEncoding("utf8").on("data", (text: string) => (againOut += text));
+    again.stderr.setEncoding("utf8").on("data", (text: string) => (againErr += text));
+    const [againCode] = await once(again, "exit");
+    assert.equal(againCode, 0, againErr);
+    const resent = JSON.parse(againOut) as {
+      run: { status: string; stats: { resend?: boolean } };
+      counts: { extracted: number; targets: Record<string, unknown> };
+    };
+    assert.equal(resent.run.status, "succeeded");
+    assert.equal(resent.run.stats.resend, true);
+    assert.equal(resent.counts.extracted, rows);
+    assert.deepEqual(resent.counts.targets["api-items"], { loaded: rows, unchanged: 0, quarantined: 0, failed: 0 });
+    const creates = setup.api.creates("items");
+    assert.equal(creates.size, rows);
+    assert.ok(
+      [...creates.values()].every((count) => count === 2),
+      "each record applied again",
+    );
   });
 });
