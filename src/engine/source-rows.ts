@@ -47,9 +47,9 @@ export function joinEncoded(batches: readonly Pick<EncodedBatch, "encoding" | "t
  * key, `{"\u0000buffer": base64}` and the like, and made again when the rows are read back. Plain JSON would stage a
  * Buffer as `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, and throw on a BigInt, so that a
  * chunk mapped from its staged rows (a resumed run, a replay, every chunk of the distributed executor) would not see
- * what the first mapping saw. Rows rarely hold them: only a chunk whose rows do is staged through the (slower)
- * replacer, marked by a leading `\u0002`, and only such a chunk is read back through the reviver, so that plain data
- * is never taken for a tag.
+ * what the first mapping saw. Rows rarely hold them: only a chunk whose rows do is staged with tags (`withTags`),
+ * marked by a leading `\u0002`, and only such a chunk is searched for tags when read back, so that plain
+ * data is never taken for a tag.
  */
 const taggedMark = "\u0002";
 const tag = "\u0000";
@@ -73,31 +73,56 @@ function needsTag(value: unknown): boolean {
   return false;
 }
 
-function tagged(this: Record<string, unknown>, key: string, value: unknown): unknown {
-  // `value` went through toJSON (Buffer's, Date's) already: the holder has the value itself
-  const original = this[key];
-  switch (tagOf(original)) {
+/** The tagged object that stands for a value JSON would change. */
+function toTag(value: unknown, kind: string): Record<string, unknown> {
+  switch (kind) {
     case "bigint":
-      return { [`${tag}bigint`]: String(original) };
-    case "buffer":
-    case "bytes": {
-      const bytes = original as Uint8Array;
-      const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
-      return { [`${tag}${Buffer.isBuffer(bytes) ? "buffer" : "bytes"}`]: base64 };
-    }
+      return { [`${tag}bigint`]: String(value) };
     case "date":
-      return { [`${tag}date`]: Number.isNaN((original as Date).getTime()) ? null : (original as Date).toISOString() };
-    default:
-      return value;
+      return { [`${tag}date`]: Number.isNaN((value as Date).getTime()) ? null : (value as Date).toISOString() };
+    default: {
+      const bytes = value as Uint8Array;
+      return { [`${tag}${kind}`]: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64") };
+    }
   }
 }
 
-function untagged(_key: string, value: unknown): unknown {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
-  const keys = Object.keys(value);
-  if (keys.length !== 1 || !(keys[0] as string).startsWith(tag)) return value;
-  const item = (value as Record<string, unknown>)[keys[0] as string];
-  switch ((keys[0] as string).slice(1)) {
+/**
+ * `value` with every value JSON would change replaced by its tagged object: the same value when it holds none, else
+ * a copy of the parts that do. A copy then JSON.stringify's own fast path, rather than a replacer called for every
+ * value: rows with one binary column staged at 3.5 µs a row with the replacer, against 1.0 for the JSON alone.
+ */
+function withTags(value: unknown): unknown {
+  const kind = tagOf(value);
+  if (kind !== undefined) return toTag(value, kind);
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const next = withTags(value[i]);
+      if (next !== value[i]) {
+        copy ??= value.slice();
+        copy[i] = next;
+      }
+    }
+    return copy ?? value;
+  }
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(value)) {
+    const item = (value as Record<string, unknown>)[key];
+    const next = withTags(item);
+    if (next === item) continue;
+    copy ??= { ...(value as Record<string, unknown>) };
+    if (key === "__proto__")
+      Object.defineProperty(copy, key, { value: next, enumerable: true, writable: true, configurable: true });
+    else copy[key] = next;
+  }
+  return copy ?? value;
+}
+
+/** The value a tagged object stands for; undefined when `name` is no tag of ours. */
+function fromTag(name: string, item: unknown): unknown {
+  switch (name.slice(1)) {
     case "bigint":
       return BigInt(item as string);
     case "buffer":
@@ -109,21 +134,50 @@ function untagged(_key: string, value: unknown): unknown {
     case "date":
       return new Date(item === null ? Number.NaN : (item as string));
     default:
-      return value;
+      return undefined;
   }
+}
+
+/**
+ * Parsed rows with their tagged objects made values again, in place. A walk of the parsed rows rather than a
+ * JSON.parse reviver: the reviver, called for every value, read back rows with one binary column at 12 µs a row
+ * against 1.4 for the JSON alone.
+ */
+function untag(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = untag(value[i]);
+    return value;
+  }
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record);
+  if (keys.length === 1 && (keys[0] as string).startsWith(tag)) {
+    const back = fromTag(keys[0] as string, record[keys[0] as string]);
+    if (back !== undefined) return back;
+  }
+  for (const key of keys) {
+    const item = record[key];
+    const next = untag(item);
+    if (next === item) continue;
+    // an own "__proto__" (JSON.parse makes them) is data: assigned, it would set the object's prototype instead
+    if (key === "__proto__")
+      Object.defineProperty(record, key, { value: next, enumerable: true, writable: true, configurable: true });
+    else record[key] = next;
+  }
+  return record;
 }
 
 /** The staged form of a chunk's source rows: text, or a header and the bytes the source gave (not copied). */
 export function encodeSourceRows(data: SourceRows): StagedValue {
   if ("rows" in data)
-    return needsTag(data.rows) ? taggedMark + JSON.stringify(data.rows, tagged) : JSON.stringify(data.rows);
+    return needsTag(data.rows) ? taggedMark + JSON.stringify(withTags(data.rows)) : JSON.stringify(data.rows);
   const header = `${encodedMark}${data.count}${encodedMark}${data.encoding}\n`;
   return typeof data.text === "string" ? header + data.text : [header, data.text];
 }
 
 /** The staged form back; JSON rows are parsed, source text is kept for its driver to decode (see `rowsOf`). */
 export function decodeSourceRows(staged: string): SourceRows {
-  if (staged.startsWith(taggedMark)) return { rows: JSON.parse(staged.slice(1), untagged) as Row[] };
+  if (staged.startsWith(taggedMark)) return { rows: untag(JSON.parse(staged.slice(1))) as Row[] };
   if (!staged.startsWith(encodedMark)) return { rows: JSON.parse(staged) as Row[] };
   const mark = staged.indexOf(encodedMark, 1);
   const newline = staged.indexOf("\n", mark);
