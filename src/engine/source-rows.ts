@@ -113,9 +113,8 @@ function withTags(value: unknown): unknown {
     const next = withTags(item);
     if (next === item) continue;
     copy ??= { ...(value as Record<string, unknown>) };
-    if (key === "__proto__")
-      Object.defineProperty(copy, key, { value: next, enumerable: true, writable: true, configurable: true });
-    else copy[key] = next;
+    // (an own "__proto__", which JSON.parse makes, is assigned as the data it is: the own property shadows the setter)
+    copy[key] = next;
   }
   return copy ?? value;
 }
@@ -159,10 +158,7 @@ function untag(value: unknown): unknown {
     const item = record[key];
     const next = untag(item);
     if (next === item) continue;
-    // an own "__proto__" (JSON.parse makes them) is data: assigned, it would set the object's prototype instead
-    if (key === "__proto__")
-      Object.defineProperty(record, key, { value: next, enumerable: true, writable: true, configurable: true });
-    else record[key] = next;
+    record[key] = next; // an own "__proto__" too: the own property shadows the setter
   }
   return record;
 }

@@ -50,6 +50,14 @@ describe("a chunk's source rows", () => {
     assert.deepStrictEqual(back.rows, rows);
     assert.ok(Buffer.isBuffer(back.rows[0]?.photo));
     assert.ok(!Buffer.isBuffer(back.rows[0]?.thumb));
+    // an own "__proto__" (JSON.parse makes them) holding a tagged value stays data, on the way in and back
+    const odd = JSON.parse('{"id": 4, "doc": {"__proto__": {"n": 1}}}') as { doc: Record<string, { n: unknown }> };
+    (Object.getOwnPropertyDescriptor(odd.doc, "__proto__")?.value as { n: unknown }).n = Buffer.from([6]);
+    const oddBack = decodeSourceRows(encodeSourceRows({ rows: [odd] }) as string) as { rows: (typeof odd)[] };
+    const doc = oddBack.rows[0]?.doc as Record<string, { n: unknown }>;
+    assert.equal(Object.getPrototypeOf(doc), Object.prototype);
+    assert.ok(Object.hasOwn(doc, "__proto__"));
+    assert.deepStrictEqual(Object.getOwnPropertyDescriptor(doc, "__proto__")?.value, { n: Buffer.from([6]) });
     // a value nested alone is found too
     const nested = [{ id: 3, doc: { at: [new Date(0)] } }];
     assert.deepStrictEqual(decodeSourceRows(encodeSourceRows({ rows: nested }) as string), { rows: nested });
