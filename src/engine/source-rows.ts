@@ -48,8 +48,8 @@ export function joinEncoded(batches: readonly Pick<EncodedBatch, "encoding" | "t
  * Buffer as `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, and throw on a BigInt, so that a
  * chunk mapped from its staged rows (a resumed run, a replay, every chunk of the distributed executor) would not see
  * what the first mapping saw. Rows rarely hold them: only a chunk whose rows do is staged with tags (`withTags`),
- * marked by a leading `\u0002`, and only such a chunk is searched for tags when read back, so that plain
- * data is never taken for a tag.
+ * marked by a leading `\u0002`, and only such a chunk is searched for tags when read back, so that plain data is
+ * never taken for a tag.
  */
 const taggedMark = "\u0002";
 const tag = "\u0000";
@@ -60,18 +60,6 @@ const tagOf = (value: unknown): string | undefined => {
   if (value instanceof Date) return "date";
   return undefined;
 };
-
-/** Whether a value holds one JSON would change, at any depth (rows are trees: decoded, or parsed from JSON). */
-function needsTag(value: unknown): boolean {
-  if (tagOf(value) !== undefined) return true;
-  if (value === null || typeof value !== "object") return false;
-  if (Array.isArray(value)) {
-    for (const item of value) if (needsTag(item)) return true;
-    return false;
-  }
-  for (const key in value) if (needsTag((value as Record<string, unknown>)[key])) return true;
-  return false;
-}
 
 /** The tagged object that stands for a value JSON would change. */
 function toTag(value: unknown, kind: string): Record<string, unknown> {
@@ -88,9 +76,10 @@ function toTag(value: unknown, kind: string): Record<string, unknown> {
 }
 
 /**
- * `value` with every value JSON would change replaced by its tagged object: the same value when it holds none, else
- * a copy of the parts that do. A copy then JSON.stringify's own fast path, rather than a replacer called for every
- * value: rows with one binary column staged at 3.5 µs a row with the replacer, against 1.0 for the JSON alone.
+ * `value` with every value JSON would change replaced by its tagged object, at any depth: the same value when it holds
+ * none (so this one walk is also the check whether a chunk needs tags), else a copy of the parts that do. A copy,
+ * then JSON.stringify's own fast path, rather than a replacer called for every value: rows with one binary column
+ * staged at 1.9–2.0 µs a row, against 3.3–3.5 with the replacer and 1.0 for the JSON alone.
  */
 function withTags(value: unknown): unknown {
   const kind = tagOf(value);
@@ -108,7 +97,7 @@ function withTags(value: unknown): unknown {
     return copy ?? value;
   }
   let copy: Record<string, unknown> | undefined;
-  for (const key of Object.keys(value)) {
+  for (const key in value) {
     const item = (value as Record<string, unknown>)[key];
     const next = withTags(item);
     if (next === item) continue;
@@ -165,8 +154,10 @@ function untag(value: unknown): unknown {
 
 /** The staged form of a chunk's source rows: text, or a header and the bytes the source gave (not copied). */
 export function encodeSourceRows(data: SourceRows): StagedValue {
-  if ("rows" in data)
-    return needsTag(data.rows) ? taggedMark + JSON.stringify(withTags(data.rows)) : JSON.stringify(data.rows);
+  if ("rows" in data) {
+    const tagged = withTags(data.rows);
+    return tagged === data.rows ? JSON.stringify(data.rows) : taggedMark + JSON.stringify(tagged);
+  }
   const header = `${encodedMark}${data.count}${encodedMark}${data.encoding}\n`;
   return typeof data.text === "string" ? header + data.text : [header, data.text];
 }
