@@ -65,11 +65,6 @@ export interface RunContext {
    * read without an index, say): each logged once, and kept in the run's stats by the in-process executor.
    */
   readonly warnings: Set<string>;
-  /**
-   * The run sends every record to its targets, whatever was loaded there before (`StartOptions.resend`, kept in the
-   * run's stats so that a resumed run goes on resending): only records this run loaded itself are skipped.
-   */
-  readonly resend: boolean;
   mapContext(binding: string): MapContext;
   /** Stops the run with this error (the first one wins). */
   fail(error: FrancaError): void;

@@ -15,12 +15,20 @@ import { AttemptsError } from "./policy.ts";
 import { type Lineage, mapToTarget, targetRowProblem } from "./target-rows.ts";
 
 /**
- * The idempotency key of a record for a target: the same content written twice to the same target carries it. A run
- * that resends (`resend`: its id) gives its records keys of their own, else an API that remembers keys would take
- * the writes for replays of the last ones and keep nothing of them.
+ * Whose idempotency keys a write's records carry: the target's; a run that resends (`StartOptions.resend`, kept in
+ * its stats: `resend` is its id) gives its records keys of their own, else an API that remembers keys would take the
+ * writes for replays of the last ones and keep nothing of them.
  */
-export function idempotencyKey(target: string, key: string, hash: string, resend?: number): string {
-  return resend === undefined ? digest(target, key, hash) : digest(target, key, hash, `resend ${resend}`);
+export interface IdempotencyScope {
+  target: string;
+  resend?: number;
+}
+
+/** The idempotency key of a record in a scope: the same content written twice to the same target carries it. */
+export function idempotencyKey(scope: IdempotencyScope, key: string, hash: string): string {
+  return scope.resend === undefined
+    ? digest(scope.target, key, hash)
+    : digest(scope.target, key, hash, `resend ${scope.resend}`);
 }
 
 /** Maps a chunk's records to a target's rows on this thread, on demand (a prepared write's slow paths). */
@@ -36,24 +44,21 @@ interface RowSource {
 class LazyItem implements WriteItem {
   readonly key: string;
   readonly hash: string;
-  readonly #target: string;
+  readonly #scope: IdempotencyScope;
   #row: Row | undefined;
   readonly #source: RowSource | undefined;
   readonly #index: number;
-  readonly #resend: number | undefined;
   #idempotencyKey: string | undefined;
 
   constructor(
-    target: string,
+    scope: IdempotencyScope,
     key: string,
     hash: string,
-    resend: number | undefined,
     row: Row | undefined,
     source?: RowSource,
     index = -1,
   ) {
-    this.#target = target;
-    this.#resend = resend;
+    this.#scope = scope;
     this.key = key;
     this.hash = hash;
     this.#row = row;
@@ -67,7 +72,7 @@ class LazyItem implements WriteItem {
   }
 
   get idempotencyKey(): string {
-    this.#idempotencyKey ??= idempotencyKey(this.#target, this.key, this.hash, this.#resend);
+    this.#idempotencyKey ??= idempotencyKey(this.#scope, this.key, this.hash);
     return this.#idempotencyKey;
   }
 }
@@ -143,7 +148,8 @@ async function writeRecords(
   const lineage: Lineage = { sourceSystem: ctx.source.binding.system.name, run: ctx.run.id, chunk: seq };
   const mapRecord = (index: number) => mapToTarget(binding, chunk.record(index), mapContext, lineage);
   const toSend: number[] = [];
-  const resend = ctx.resend ? ctx.run.id : undefined;
+  const resend = ctx.run.stats.resend === true ? ctx.run.id : undefined;
+  const scope: IdempotencyScope = resend === undefined ? { target: name } : { target: name, resend };
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
     const hash = hashes[i] as string;
@@ -214,7 +220,7 @@ async function writeRecords(
         continue;
       }
       indexes.push(index);
-      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, resend, undefined, source, index));
+      items.push(new LazyItem(scope, keys[index] as string, hashes[index] as string, undefined, source, index));
       preparedAt.push(row);
     }
   } else {
@@ -228,7 +234,7 @@ async function writeRecords(
         continue;
       }
       indexes.push(index);
-      items.push(new LazyItem(name, keys[index] as string, hashes[index] as string, resend, row as Row));
+      items.push(new LazyItem(scope, keys[index] as string, hashes[index] as string, row as Row));
     }
   }
 

@@ -99,7 +99,6 @@ export function createRunContext(
     budget: new FailureBudget(flow.failure, { processed: progress.transformed, problems: problemsSoFar }),
     progress,
     warnings: new Set(),
-    resend: run.stats.resend === true,
     mapContext(binding) {
       let context = mapContexts.get(binding);
       if (context === undefined) {

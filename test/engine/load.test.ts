@@ -21,7 +21,7 @@ import { encodeCanonical } from "../../src/engine/staging.ts";
 import { Type } from "../../src/index.ts";
 import { silentLogger } from "../../src/observe/logger.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
-import type { RunRecord } from "../../src/store/types.ts";
+import type { RunRecord, Store } from "../../src/store/types.ts";
 import { tempDir } from "../support/fixtures.ts";
 
 const tmp = tempDir();
@@ -30,6 +30,18 @@ after(() => tmp[Symbol.dispose]());
 const Thing = entity("Thing", { version: 1, key: "id", schema: Type.Object({ id: Type.String(), n: Type.Number() }) });
 const warehouse = sqlite("warehouse", { file: join(tmp.dir, "warehouse.db") });
 const things = bind(warehouse, Thing, { table: "things", key: "id", fromCanonical: (thing) => thing });
+
+/** What writeChunk reads of a run's context, for a run of `store`. */
+function contextOf(run: RunRecord, store: Store): RunContext {
+  return {
+    run,
+    store,
+    signal: new AbortController().signal,
+    logger: silentLogger(),
+    source: { binding: { system: { name: "source" } } },
+    mapContext: () => ({}),
+  } as unknown as RunContext;
+}
 
 describe("load: whether the target was ever loaded", () => {
   it("a failed answer is asked again by the next chunk, which then finds its records unchanged", async () => {
@@ -69,13 +81,7 @@ describe("load: whether the target was ever loaded", () => {
           return typeof value === "function" ? value.bind(target) : value;
         },
       });
-      const ctx = {
-        run,
-        store: flaky,
-        logger: silentLogger(),
-        source: { binding: { system: { name: "source" } } },
-        mapContext: () => ({}),
-      } as unknown as RunContext;
+      const ctx = contextOf(run, flaky);
       // nothing is written (the record is unchanged), so the target is never connected to
       const target = { binding: things, connection: {}, policy: {} } as unknown as Endpoint;
       const chunk = () => CanonicalChunk.of([{ key: "a", hash, sourceId: "a", payload }]);
@@ -136,26 +142,16 @@ describe("load: what counts as unchanged", () => {
         },
       };
       const target = { binding: things, connection, policy: new SystemPolicy("warehouse", {}) } as unknown as Endpoint;
-      const context = (run: RunRecord, resend: boolean) =>
-        ({
-          run,
-          store,
-          resend,
-          signal: new AbortController().signal,
-          logger: silentLogger(),
-          source: { binding: { system: { name: "source" } } },
-          mapContext: () => ({}),
-        }) as unknown as RunContext;
 
       const usual = await start();
-      const plain = await writeChunk(context(usual, false), target, 0, CanonicalChunk.of(records));
+      const plain = await writeChunk(contextOf(usual, store), target, 0, CanonicalChunk.of(records));
       assert.deepEqual(plain.result.unchanged, ["a", "b"], "an old hash is compared by its content");
       assert.deepEqual(plain.result.loaded, ["c"]);
       await store.saveLoad(usual.id, 0, things.name, plain.result, 3);
 
       const resending = await start({ resend: true });
       written.length = 0;
-      const first = await writeChunk(context(resending, true), target, 0, CanonicalChunk.of(records.slice(0, 2)));
+      const first = await writeChunk(contextOf(resending, store), target, 0, CanonicalChunk.of(records.slice(0, 2)));
       assert.deepEqual(first.result.loaded, ["a", "b"]);
       assert.deepEqual(
         written.map((item) => item.key),
@@ -163,13 +159,13 @@ describe("load: what counts as unchanged", () => {
       );
       assert.notEqual(
         written[1]?.idempotencyKey,
-        idempotencyKey(things.name, "b", filed(1)),
+        idempotencyKey({ target: things.name }, "b", filed(1)),
         "a resend's writes carry keys of their own",
       );
       await store.saveLoad(resending.id, 0, things.name, first.result, 4);
       // the same chunk again in the same run (a resumed chunk): loaded by this run already, so not sent
       written.length = 0;
-      const again = await writeChunk(context(resending, true), target, 0, CanonicalChunk.of(records.slice(0, 2)));
+      const again = await writeChunk(contextOf(resending, store), target, 0, CanonicalChunk.of(records.slice(0, 2)));
       assert.deepEqual(again.result.loaded, ["a", "b"]);
       assert.deepEqual(written, []);
     } finally {
@@ -191,14 +187,7 @@ describe("load: the prepared rows' bytes", () => {
         owner: "test",
         now: 1,
       });
-      const ctx = {
-        run,
-        store,
-        signal: new AbortController().signal,
-        logger: silentLogger(),
-        source: { binding: { system: { name: "source" } } },
-        mapContext: () => ({}),
-      } as unknown as RunContext;
+      const ctx = contextOf(run, store);
       const payload = { id: "a", n: 1 };
       const record = { key: "a", hash: contentHash(stableStringify(payload)), sourceId: "a", payload };
       // a chunk as a transform thread hands it over: record "a", with its row prepared for the target as bytes
