@@ -23,40 +23,53 @@ import {
 const count = (db: { prepare(sql: string): { get(): unknown } }, sql: string) =>
   (db.prepare(sql).get() as { n: number }).n;
 
+/**
+ * crm.customers → erp.clients over two SQLite files in `dir`, with a mapping that repairs the broken emails once
+ * `fix.on` is set (the fix a replay is for); `name` reshapes a row's name.
+ */
+function repairingHub(
+  dir: string,
+  fix: { on: boolean },
+  settings: { chunkSize?: number; name?: (row: Record<string, unknown>) => string } = {},
+) {
+  const crm = sqlite("crm", { file: join(dir, "crm.db") });
+  const erp = sqlite("erp", { file: join(dir, "erp.db") });
+  const { name, ...flowSettings } = settings;
+  return defineHub({
+    systems: [crm, erp],
+    entities: [Customer],
+    flows: [
+      flow("customers", {
+        from: bind(crm, Customer, {
+          table: "customers",
+          key: "id",
+          cursor: "updated_at",
+          toCanonical: (row) => ({
+            ...toCustomer(row),
+            ...(name === undefined ? {} : { name: name(row) }),
+            ...(fix.on && row.email === "not-an-email" ? { email: `repaired-${String(row.id)}@example.org` } : {}),
+          }),
+        }),
+        to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+        ...flowSettings,
+      }),
+    ],
+  });
+}
+
 describe("replay", () => {
   it("transforms again, with the fixed mapping, only the records quarantined before load", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500, badEmails: [7, 250, 499] });
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
     const store = await openStore(tmp.dir);
-    let fixed = false;
-    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
-    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
-    const hub = defineHub({
-      systems: [crm, erp],
-      entities: [Customer],
-      flows: [
-        flow("customers", {
-          from: bind(crm, Customer, {
-            table: "customers",
-            key: "id",
-            cursor: "updated_at",
-            // the fix: a mapping that repairs the broken emails
-            toCanonical: (row) => ({
-              ...toCustomer(row),
-              ...(fixed && row.email === "not-an-email" ? { email: `repaired-${String(row.id)}@example.org` } : {}),
-            }),
-          }),
-          to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
-          chunkSize: 100,
-        }),
-      ],
-    });
+    const fix = { on: false };
+    const hub = repairingHub(tmp.dir, fix, { chunkSize: 100 });
     const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
     try {
       const first = await engine.run("customers");
       assert.equal(first.run.status, "partial");
-      fixed = true;
+      fix.on = true;
       const replay = await engine.replay(first.run.id);
       assert.equal(replay.run.kind, "replay");
       assert.equal(replay.run.parentId, first.run.id);
@@ -187,34 +200,16 @@ describe("replay", () => {
     source.exec("UPDATE customers SET badge = X'00FF10'");
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
     const store = await openStore(tmp.dir);
-    let fixed = false;
-    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
-    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
-    const hub = defineHub({
-      systems: [crm, erp],
-      entities: [Customer],
-      flows: [
-        flow("customers", {
-          from: bind(crm, Customer, {
-            table: "customers",
-            key: "id",
-            cursor: "updated_at",
-            // node:sqlite gives a BLOB as a Uint8Array
-            toCanonical: (row) => ({
-              ...toCustomer(row),
-              name: `${String(row.name)} ${Buffer.from(row.badge as Uint8Array).toString("hex")}`,
-              ...(fixed && row.email === "not-an-email" ? { email: `repaired-${String(row.id)}@example.org` } : {}),
-            }),
-          }),
-          to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
-        }),
-      ],
+    const fix = { on: false };
+    // node:sqlite gives a BLOB as a Uint8Array
+    const hub = repairingHub(tmp.dir, fix, {
+      name: (row) => `${String(row.name)} ${Buffer.from(row.badge as Uint8Array).toString("hex")}`,
     });
     const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
     try {
       const first = await engine.run("customers");
       assert.equal(first.counts.quarantined, 1);
-      fixed = true;
+      fix.on = true;
       // the replay maps record 7 from its staged source row, not from the source
       const replay = await engine.replay(first.run.id);
       assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
