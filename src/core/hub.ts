@@ -4,6 +4,7 @@ import type { Entity } from "./entity.ts";
 import { ErrorCode, FrancaError } from "./errors.ts";
 import { type Flow, flowSpecNames } from "./flow.ts";
 import type { AnyLookup } from "./lookup.ts";
+import { nonJsonTypesOf } from "./schema-json.ts";
 import type { Limits, System } from "./system.ts";
 
 export interface HubSpec {
@@ -215,6 +216,14 @@ function checkEntity(entity: Entity, add: (code: ErrorCode, setting: string, mes
     if (schema.properties[field] === undefined) {
       add(ErrorCode.ConfigInvalid, `${base}.fields.${field}`, `'${field}' is not a field of the schema`);
     }
+  }
+  for (const { path, made } of nonJsonTypesOf(schema)) {
+    add(
+      ErrorCode.ConfigInvalid,
+      `${base}.schema.${path}`,
+      `is ${made}, which JSON cannot hold: canonical records are JSON (hashed, staged and exported as JSON); ` +
+        "a big integer or a decimal goes as a string (Decimal(), Money()), a date as Timestamp() or DateOnly()",
+    );
   }
 }
 

@@ -131,4 +131,34 @@ describe("hub configuration", () => {
         /flows\.customers\.to\[0\]\.system/.test(error.message),
     );
   });
+
+  it("refuses entity fields that JSON cannot hold, naming each, and reads const and default values as data", () => {
+    const Odd = entity("Odd", {
+      version: 1,
+      key: "id",
+      schema: Type.Object({
+        id: Type.String(),
+        total: Type.BigInt(),
+        lines: Type.Array(Type.Object({ at: Type.String(), format: Type.Function([], Type.String()) })),
+        gone: Type.Optional(Type.Union([Type.String(), Type.Undefined()])),
+        // data that looks like a schema is not one
+        note: Type.String({ default: { type: "bigint" } as never }),
+        kind: Type.Literal("odd"),
+      }),
+    });
+    const issues = checkHub({ systems: [], entities: [Odd], flows: [] });
+    assert.deepEqual(
+      issues.map(({ code, setting }) => ({ code, setting })),
+      [
+        { code: ErrorCode.ConfigInvalid, setting: "entities.Odd.schema.total" },
+        { code: ErrorCode.ConfigInvalid, setting: "entities.Odd.schema.lines[].format" },
+        { code: ErrorCode.ConfigInvalid, setting: "entities.Odd.schema.gone.anyOf[1]" },
+      ],
+    );
+    assert.match(issues[0]?.message ?? "", /Type\.BigInt\(\), which JSON cannot hold/);
+    assert.throws(
+      () => defineHub({ systems: [], entities: [Odd], flows: [] }),
+      (error: unknown) => error instanceof FrancaError && error.code === ErrorCode.ConfigInvalid,
+    );
+  });
 });
