@@ -29,8 +29,7 @@ export interface NonJsonType {
 
 type Node = Record<string, unknown>;
 
-const isNode = (value: unknown): value is Node =>
-  value !== null && typeof value === "object" && !Array.isArray(value);
+const isNode = (value: unknown): value is Node => value !== null && typeof value === "object" && !Array.isArray(value);
 
 const join = (path: string, part: string): string => (path === "" ? part : `${path}.${part}`);
 
@@ -55,7 +54,8 @@ export function nonJsonTypesOf(schema: unknown): NonJsonType[] {
     if (isNode(node.items)) visit(node.items, `${path}[]`);
     for (const keyword of ["items", "prefixItems", "anyOf", "oneOf", "allOf"]) {
       const list = node[keyword];
-      if (Array.isArray(list)) list.forEach((child, index) => visit(child, join(path, `${keyword}[${index}]`)));
+      if (!Array.isArray(list)) continue;
+      for (const [index, child] of list.entries()) visit(child, join(path, `${keyword}[${index}]`));
     }
   };
   visit(schema, "");
