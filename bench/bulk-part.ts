@@ -1,7 +1,9 @@
 /**
  * One measured part of bench:bulk, run in its own process so that its peak memory is its own (bench/bulk.ts runs
  * them). Every part empties its target first (untimed), moves every row of the source table, checks the target holds
- * them all, and prints one JSON line: { part, rows, wall_s, rows_per_s, peak_rss_mb, … }.
+ * them all, and prints one JSON line: { part, rows, wall_s, rows_per_s, peak_rss_mb, cpu_s (this process),
+ * machine_cpu_s (the whole machine over the move, the databases' processes included), busy_cores, databases_cpu_s
+ * (PostgreSQL's and MariaDB's processes) }.
  *
  *   node bench/bulk-part.ts pg-raw       --source T   COPY (SELECT * FROM T ORDER BY id) TO STDOUT piped into
  *                                                     COPY dst FROM STDIN, over two connections
@@ -28,7 +30,16 @@ import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type { Hub } from "../src/core/hub.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { defaultMariaUrl, defaultPgUrl, mariaTarget, partResult, targetNames, withPg } from "./bulk-shared.ts";
+import {
+  databaseCpuSeconds,
+  defaultMariaUrl,
+  defaultPgUrl,
+  machineBusySeconds,
+  mariaTarget,
+  partResult,
+  targetNames,
+  withPg,
+} from "./bulk-shared.ts";
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -214,10 +225,24 @@ if (process.env.BULK_MEMLOG !== undefined) {
     );
   }, 500).unref();
 }
+const busyBefore = machineBusySeconds();
+const databasesBefore = databaseCpuSeconds();
 const started = performance.now();
 const rows = await work();
 const wall = (performance.now() - started) / 1000;
+const machineCpu = machineBusySeconds() - busyBefore;
+const databasesCpu = databaseCpuSeconds() - databasesBefore;
 const landed = await countTarget();
 if (landed !== rows) throw new Error(`${part}: moved ${rows} rows but the target holds ${landed}`);
 const label = part === "maria-raw" ? `maria-raw-${values.method === "load" ? "load" : `insert-${values.batch}`}` : part;
-console.log(JSON.stringify(partResult(label, rows, wall)));
+// machine_cpu_s: what the move cost the whole machine (databases included); busy_cores: that over the wall time;
+// databases_cpu_s: the database servers' share of it
+console.log(
+  JSON.stringify(
+    partResult(label, rows, wall, {
+      machine_cpu_s: Number(machineCpu.toFixed(2)),
+      busy_cores: Number((machineCpu / wall).toFixed(2)),
+      databases_cpu_s: Number(databasesCpu.toFixed(2)),
+    }),
+  ),
+);

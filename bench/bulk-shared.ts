@@ -3,6 +3,7 @@
  * and how it is filled, the running of a measured part in a process of its own, medians and peak memory.
  */
 import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import pg from "pg";
 import { cliEnv, cliNodeFlags } from "./cli-settings.ts";
 
@@ -54,6 +55,43 @@ export interface PartResult {
 /** This process's peak resident memory so far, in MB (the kernel's high-water mark). */
 export function peakRssMb(): number {
   return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+/**
+ * CPU seconds the whole machine has spent busy since boot, every core and process (`/proc/stat`: user, nice, system,
+ * irq, softirq; not idle, iowait or steal). The difference over a part is what the move cost the machine, its
+ * databases included: on this 2-core machine, where the raw moves keep both cores busy too, the ratio of two parts'
+ * machine CPU is what their throughput ratio is made of.
+ */
+export function machineBusySeconds(): number {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = fields;
+  // USER_HZ is 100 on Linux whatever the kernel's tick (the proc(5) fields are in it)
+  return (user + nice + system + irq + softirq) / 100;
+}
+
+/**
+ * CPU seconds spent so far by the database servers' processes (PostgreSQL's and MariaDB's, every backend): each live
+ * process's own time, plus what its exited children spent (a backend that ended is counted in its parent's cutime
+ * and cstime, the postmaster's). The difference over a part is what the databases did for the move.
+ */
+export function databaseCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue; // gone since the listing
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    if (name !== "postgres" && name !== "mariadbd") continue;
+    // after ") ": state is field 3; utime, stime, cutime, cstime are fields 14–17
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  }
+  return ticks / 100;
 }
 
 /** A part's result line, from its row count and wall time. */

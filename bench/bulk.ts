@@ -16,6 +16,9 @@
  * "maria_rows_per_s":…,"maria_raw_rows_per_s":…,"maria_raw":…,"maria_ratio":…,"maria_load_rows_per_s":…,
  * "maria_load_ratio":…,"big_rows":…,"peak_rss_mb":…}: maria_ratio against the issue's reference, the fastest plain
  * mysql2 batched INSERT (maria_raw names it); maria_load_ratio against LOAD DATA, the fastest raw move of all.
+ * pg_machine_cpu_s and pg_raw_machine_cpu_s are the CPU seconds the whole machine (the databases included) spent on
+ * each move, pg_cpu_ratio the raw move's over the engine's. Each round's line shows them, with how many cores were
+ * busy on average.
  */
 import { mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -121,11 +124,14 @@ for (let round = 0; round < rounds; round++) {
     if (result.rows !== rows) throw new Error(`${name} moved ${result.rows} rows, expected ${rows}`);
     results.set(name, [...(results.get(name) ?? []), result]);
     console.log(
-      `round ${round + 1} ${name.padEnd(22)} ${result.wall_s.toFixed(2).padStart(7)} s ${String(result.rows_per_s).padStart(8)} rows/s  peak ${result.peak_rss_mb} MB`,
+      `round ${round + 1} ${name.padEnd(22)} ${result.wall_s.toFixed(2).padStart(7)} s ${String(result.rows_per_s).padStart(8)} rows/s  peak ${result.peak_rss_mb} MB  machine ${String(result.machine_cpu_s).padStart(6)} CPU-s (${result.busy_cores} cores busy; node ${result.cpu_s}, databases ${result.databases_cpu_s})`,
     );
   }
 }
 const rate = (name: string): number => median((results.get(name) ?? []).map((result) => result.rows_per_s));
+/** A part's median CPU seconds of the whole machine (databases included) for the move. */
+const machineCpu = (name: string): number =>
+  median((results.get(name) ?? []).map((result) => Number(result.machine_cpu_s)));
 
 let peak: number | null = null;
 let bigRate: number | null = null;
@@ -145,6 +151,11 @@ const summary: Record<string, unknown> = {
   pg_rows_per_s: pgRate,
   pg_raw_rows_per_s: pgRaw,
   pg_ratio: Number((pgRate / pgRaw).toFixed(2)),
+  // what each move cost the whole machine, and the raw move's cost over the engine's: where both keep every core
+  // busy, pg_ratio is this ratio
+  pg_machine_cpu_s: machineCpu("pg-engine"),
+  pg_raw_machine_cpu_s: machineCpu("pg-raw"),
+  pg_cpu_ratio: Number((machineCpu("pg-raw") / machineCpu("pg-engine")).toFixed(2)),
 };
 if (!values["skip-maria"]) {
   const raws = [...parts.keys()].filter((name) => name.startsWith("maria-raw-"));
