@@ -259,6 +259,32 @@ for (const copy of [true, false]) {
       assert.deepEqual(batches[0]?.position, ["2024-03-01 10:00:00.000002+00", "eu", 96]);
     });
 
+    it("reads every row when the batch size grows between batches, as the engine's first chunks fill", async () => {
+      // each page is judged short against the size it was asked for: judged against a grown size, the first page
+      // of 2 rows looked short and ended the read there (copy: false read 50 rows of any table, then stopped)
+      const signal = new AbortController().signal;
+      const read = connection.read as NonNullable<Connection["read"]>;
+      const sizes: number[] = [];
+      const got: string[] = [];
+      let batches = 0;
+      const growing = {
+        ...request(),
+        options: { ...request().options, copy },
+        signal,
+        call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
+        get batchSize() {
+          return 2 * 2 ** Math.min(batches, 3);
+        },
+      };
+      for await (const batch of read(growing)) {
+        batches++;
+        sizes.push(batch.rows.length);
+        got.push(...batch.rows.map((row) => `${row.region}/${row.seq}`));
+      }
+      assert.deepEqual(got, expected);
+      assert.deepEqual(sizes, [2, 4, 8, 16, 16, 7]);
+    });
+
     it("continues right after the position of any batch", async () => {
       const batches = await scan(connection, request());
       for (let k = 0; k < batches.length; k++) {

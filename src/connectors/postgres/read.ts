@@ -72,7 +72,10 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
   );
   for (;;) {
     if (request.signal.aborted) return;
-    const params = position === undefined ? [request.batchSize] : [...position, request.batchSize];
+    // the size asked for this page: request.batchSize may have grown by the time the page is judged short (the
+    // engine's slow start), and a page judged against the new size would end the read after its first page
+    const size = request.batchSize;
+    const params = position === undefined ? [size] : [...position, size];
     const sql = position === undefined ? first : next;
     // Only pg's errors are classified here; the policy's own (timeout, open circuit) pass through to the engine.
     const rows = await request.call(async (signal) => {
@@ -86,6 +89,6 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
     if (rows.length === 0) return;
     position = positionOf(rows[rows.length - 1] as Row, columns);
     yield { rows, position };
-    if (rows.length < request.batchSize) return;
+    if (rows.length < size) return;
   }
 }
