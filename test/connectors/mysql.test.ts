@@ -237,6 +237,47 @@ describe("mysql connector: read", () => {
     assert.equal(warnings.length, 1);
   });
 
+  it("reads every row when the batch size grows between batches, each page asked for ahead of the last one's use", async () => {
+    // The engine's first chunks grow (slow start): a page is asked for at the size of the moment, and judged short
+    // against that size. The next page is asked for before a batch is handed on, so it is a step behind the growth.
+    const signal = new AbortController().signal;
+    const read = connection.read as NonNullable<Connection["read"]>;
+    const sizes: number[] = [];
+    const got: string[] = [];
+    let batches = 0;
+    const growing = {
+      ...request(),
+      signal,
+      call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
+      get batchSize() {
+        return 2 * 2 ** Math.min(batches, 3);
+      },
+    };
+    for await (const batch of read(growing)) {
+      batches++;
+      sizes.push(batch.rows.length);
+      got.push(...batch.rows.map((row) => `${row.region}/${row.seq}`));
+    }
+    assert.deepEqual(got, expected);
+    assert.deepEqual(sizes, [2, 2, 4, 8, 16, 16, 5]);
+
+    // a consumer that stops after the first batch leaves the page asked for ahead to settle: nothing fails
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      for await (const batch of read({ ...request(), signal, call: (fn) => fn(signal) })) {
+        assert.equal(batch.rows.length, 5);
+        break;
+      }
+      const more = rowsOf(await readAll(connection, request()));
+      assert.equal(more.length, source.length, "the connection is usable after the early stop");
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+    assert.deepEqual(unhandled, []);
+  });
+
   it("continues right after the position of any batch", async () => {
     const batches = await readAll(connection, request());
     for (let k = 0; k < batches.length; k++) {

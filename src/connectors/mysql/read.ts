@@ -78,7 +78,6 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
   const relation = sourceRelation(options, "`");
   const what = options.table === undefined ? "cannot read the source query" : `cannot read '${options.table}'`;
   const order = columns.map((column) => quoteIdent(column, "`")).join(", ");
-  const limit = Math.max(1, Math.floor(request.batchSize));
   let position = request.from as unknown[] | undefined;
   if (position !== undefined && (!Array.isArray(position) || position.length !== columns.length)) {
     throw new FrancaError(
@@ -94,11 +93,10 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
       cursorUnindexed(connection, options.table as string, columns[0] as string),
     ),
   );
-  for (;;) {
-    if (request.signal.aborted) return;
-    const after = position;
+  /** The page of `limit` rows after `after` (undefined: the first). */
+  const page = (after: unknown[] | undefined, limit: number): Promise<Row[]> =>
     // Only the driver's errors are classified here; the policy's own (timeout, open circuit) pass through.
-    const rows = await request.call(async (signal) => {
+    request.call(async (signal) => {
       try {
         return await session.withConnection(signal, async (connection) => {
           if (after === undefined) {
@@ -117,12 +115,25 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
         if (signal.aborted) throw error;
         throw mysqlError(error, session.system, what);
       }
-    });
+    }) as Promise<Row[]>;
+  // The size of each page is asked for when the page is: request.batchSize grows as the engine's first chunks fill
+  // (slow start), and a page is judged short against the size it was asked for.
+  const sizeNow = () => Math.max(1, Math.floor(request.batchSize));
+  let limit = sizeNow();
+  let next: Promise<Row[]> | undefined = page(position, limit);
+  while (next !== undefined) {
+    if (request.signal.aborted) return;
+    const rows: Row[] = await next;
     if (rows.length === 0) return;
     position = positionOf(rows[rows.length - 1] as Row, columns).map((value) =>
       Buffer.isBuffer(value) ? value.toString("base64") : value,
     );
+    // The next page is asked for before this one is handed on, so that the server finds it while the engine stages
+    // and maps this one. A consumer that stops early leaves it to settle unread (its failure is nobody's).
+    const asked = limit;
+    limit = sizeNow();
+    next = rows.length < asked ? undefined : page(position, limit);
+    next?.catch(() => {});
     yield { rows, position };
-    if (rows.length < limit) return;
   }
 }
