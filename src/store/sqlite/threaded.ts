@@ -27,8 +27,9 @@ export class ThreadedSqliteStore implements Store {
 
   constructor(file: string, options: SqliteStoreOptions = {}) {
     this.location = file;
-    // Staged chunks are written here, on the calling thread: one file write is cheaper than copying the chunk to
-    // the store's thread. The chunk is recorded (on the store's thread) only after the write returned.
+    // Staged chunks are written from here, by libuv's thread pool (StagingFiles.append): cheaper than copying the
+    // chunk to the store's thread, and the engine's thread does not wait on the disk. The chunk is recorded (on the
+    // store's thread) only after the write completed.
     this.#staging = new StagingFiles(stagingDir(file), { fsync: options.synchronous === "full" });
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { workerData: { file, options } });
     this.#worker.unref();
@@ -91,9 +92,12 @@ export class ThreadedSqliteStore implements Store {
   saveOutcomes: Store["saveOutcomes"] = (...args) => this.#call("saveOutcomes", ...args);
   saveLoad: Store["saveLoad"] = (...args) => this.#call("saveLoad", ...args);
   commitHashes: Store["commitHashes"] = (...args) => this.#call("commitHashes", ...args);
-  stage: Store["stage"] = async (runId, seq, stage, data) => this.#staging.write(runId, seq, stage, data);
+  stage: Store["stage"] = async (runId, seq, stage, data) => this.#staging.append(runId, seq, stage, data);
   readStaged: Store["readStaged"] = async (runId, seq, stage) => this.#staging.read(runId, seq, stage);
-  discardStaged: Store["discardStaged"] = async (runId) => this.#staging.discard(runId);
+  discardStaged: Store["discardStaged"] = async (runId) => {
+    await this.#staging.settled();
+    this.#staging.discard(runId);
+  };
   chunkStates: Store["chunkStates"] = (...args) => this.#call("chunkStates", ...args);
   getCursor: Store["getCursor"] = (...args) => this.#call("getCursor", ...args);
   getProfile: Store["getProfile"] = (...args) => this.#call("getProfile", ...args);
@@ -106,6 +110,7 @@ export class ThreadedSqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    await this.#staging.settled();
     this.#staging.close();
     await this.#call("close");
     this.#closed = true;

@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { appendFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { StagingFiles } from "../../src/store/staging-files.ts";
+import { tempDir } from "../support/fixtures.ts";
+
+const text = (seq: number, size: number) => `chunk ${seq} ${"é".repeat(size)}`;
+
+describe("staging files", () => {
+  it("appends asynchronously, in the order asked, each readable once its promise resolved, also by a new reader", async () => {
+    using temp = tempDir();
+    for (const fsync of [false, true]) {
+      const dir = join(temp.dir, `fsync-${fsync}`);
+      const staging = new StagingFiles(dir, { fsync });
+      // not awaited one by one: the appends of a segment run one after another all the same
+      const appends = Array.from({ length: 20 }, (_, seq) =>
+        seq % 2 === 0
+          ? staging.append(1, seq, "extracted", text(seq, seq * 10))
+          : staging.append(1, seq, "extracted", [`head ${seq}|`, Buffer.from(text(seq, seq * 10))]),
+      );
+      await Promise.all(appends);
+      const expected = (seq: number) => (seq % 2 === 0 ? text(seq, seq * 10) : `head ${seq}|${text(seq, seq * 10)}`);
+      for (let seq = 0; seq < 20; seq++) assert.equal(staging.read(1, seq, "extracted"), expected(seq));
+      // a chunk staged again: the latest copy wins
+      await staging.append(1, 3, "extracted", "again");
+      assert.equal(staging.read(1, 3, "extracted"), "again");
+      staging.close();
+      const reader = new StagingFiles(dir);
+      for (let seq = 0; seq < 20; seq++)
+        assert.equal(reader.read(1, seq, "extracted"), seq === 3 ? "again" : expected(seq));
+      reader.close();
+    }
+  });
+
+  it("settles every append asked for before a run's chunks are discarded", async () => {
+    using temp = tempDir();
+    const staging = new StagingFiles(temp.dir);
+    const appends = [0, 1, 2].map((seq) => staging.append(7, seq, "canonical", text(seq, 50_000)));
+    await staging.settled();
+    for (let seq = 0; seq < 3; seq++) assert.equal(staging.read(7, seq, "canonical"), text(seq, 50_000));
+    staging.discard(7);
+    await Promise.all(appends);
+    assert.deepEqual(readdirSync(temp.dir), []);
+  });
+
+  it("cuts off a torn append (a crash mid-write), so that the appends after it are found", async () => {
+    using temp = tempDir();
+    const first = new StagingFiles(temp.dir);
+    first.write(2, 0, "extracted", text(0, 20));
+    await first.append(2, 1, "extracted", text(1, 20));
+    first.close();
+    // a crash mid-append: a header that announces 100 bytes, and 10 of them
+    const path = join(temp.dir, "2.extracted");
+    const header = Buffer.alloc(8);
+    header.writeUInt32LE(2, 0);
+    header.writeUInt32LE(100, 4);
+    appendFileSync(path, Buffer.concat([header, Buffer.from("0123456789")]));
+    const complete = statSync(path).size - 18;
+
+    const resumed = new StagingFiles(temp.dir);
+    assert.equal(resumed.read(2, 2, "extracted"), undefined);
+    assert.equal(statSync(path).size, complete, "the torn bytes are gone once the segment is opened");
+    // the chunk staged again, longer than the torn one announced
+    await resumed.append(2, 2, "extracted", text(2, 200));
+    resumed.write(2, 3, "extracted", text(3, 5));
+    resumed.close();
+
+    const reader = new StagingFiles(temp.dir);
+    for (const [seq, size] of [
+      [0, 20],
+      [1, 20],
+      [2, 200],
+      [3, 5],
+    ] as const)
+      assert.equal(reader.read(2, seq, "extracted"), text(seq, size));
+    reader.close();
+  });
+});
