@@ -7,6 +7,9 @@
  *   FRANCA_BULK_TARGET  pg | maria               FRANCA_BULK_SOURCE  the source table (schema-qualified)
  *   FRANCA_BULK_PG      PostgreSQL URL            FRANCA_BULK_MARIA   MariaDB URL
  *   FRANCA_BULK_STORE   the SQLite store file     FRANCA_BULK_CHUNK_SIZE, FRANCA_BULK_LOAD_CONCURRENCY (optional)
+ *   FRANCA_BULK_FROM    pg (default) | maria: the source, PostgreSQL's table or MariaDB's (the one a PostgreSQL →
+ *                       MariaDB run wrote, read back into PostgreSQL: decoded rows, which the threads take as their
+ *                       staged text)
  */
 import Type from "typebox";
 import { postgres } from "../src/connectors/postgres/index.ts";
@@ -58,11 +61,44 @@ export const Account = entity("Account", {
   ),
 });
 
-const erp = postgres("erp", { url: pgUrl });
-// mysql2 only where MariaDB is written: a PostgreSQL run's memory is then the engine's and pg's alone
+const fromMaria = process.env.FRANCA_BULK_FROM === "maria";
+// the MariaDB connector only where MariaDB is used: a PostgreSQL run's memory is then the engine's and pg's alone
+const mysql = maria || fromMaria ? (await import("../src/connectors/mysql/index.ts")).mysql : undefined;
+const erp = fromMaria
+  ? (mysql as NonNullable<typeof mysql>)("erp", { url: setting("FRANCA_BULK_MARIA") })
+  : postgres("erp", { url: pgUrl });
 const target = maria
-  ? (await import("../src/connectors/mysql/index.ts")).mysql("warehouse", { url: setting("FRANCA_BULK_MARIA") })
+  ? (mysql as NonNullable<typeof mysql>)("warehouse", { url: setting("FRANCA_BULK_MARIA") })
   : postgres("warehouse", { url: pgUrl });
+
+/** The source binding: PostgreSQL's table, or MariaDB's with its renamed columns (DATETIME as UTC wall time). */
+const source = fromMaria
+  ? bind(erp, Account, {
+      table: mariaTarget,
+      key: "account_id",
+      cursor: "changed_at",
+      toCanonical: (row: Row) => ({
+        id: Number(row.account_id),
+        name: row.display_name as string,
+        email: row.email as string,
+        balance: row.balance as string,
+        updatedAt: `${(row.changed_at as string).replace(" ", "T")}Z`,
+        profile: row.profile as never,
+      }),
+    })
+  : bind(erp, Account, {
+      table: setting("FRANCA_BULK_SOURCE"),
+      key: "id",
+      cursor: "updated_at",
+      toCanonical: (row: Row) => ({
+        id: Number(row.id),
+        name: row.name as string,
+        email: row.email as string,
+        balance: row.amount as string,
+        updatedAt: rfc3339(row.updated_at as string),
+        profile: row.doc as never,
+      }),
+    });
 const chunkSize = process.env.FRANCA_BULK_CHUNK_SIZE;
 const loadConcurrency = process.env.FRANCA_BULK_LOAD_CONCURRENCY;
 
@@ -74,19 +110,7 @@ export default defineHub({
     flow("accounts", {
       ...(chunkSize === undefined ? {} : { chunkSize: Number(chunkSize) }),
       ...(loadConcurrency === undefined ? {} : { loadConcurrency: Number(loadConcurrency) }),
-      from: bind(erp, Account, {
-        table: setting("FRANCA_BULK_SOURCE"),
-        key: "id",
-        cursor: "updated_at",
-        toCanonical: (row: Row) => ({
-          id: Number(row.id),
-          name: row.name as string,
-          email: row.email as string,
-          balance: row.amount as string,
-          updatedAt: rfc3339(row.updated_at as string),
-          profile: row.doc as never,
-        }),
-      }),
+      from: source,
       to: bind(target, Account, {
         table: maria ? mariaTarget : `${setting("FRANCA_BULK_SOURCE").split(".")[0]}.dst`,
         key: "account_id",

@@ -9,6 +9,9 @@
  *                                                     COPY dst FROM STDIN, over two connections
  *   node bench/bulk-part.ts pg-engine    --source T   the Franca engine, PostgreSQL → PostgreSQL
  *   node bench/bulk-part.ts maria-engine --source T   the Franca engine, PostgreSQL → MariaDB
+ *   node bench/bulk-part.ts pg-from-maria            the Franca engine, MariaDB → PostgreSQL: MariaDB's table as a
+ *                                                     maria-engine part left it (an index on its cursor is made if
+ *                                                     missing, untimed), read as decoded rows (mysql2)
  *   node bench/bulk-part.ts maria-raw    --source T --method load|insert [--batch N]
  *        load:   the COPY stream of the source handed as it is to LOAD DATA LOCAL INFILE (mysql2's
  *                infileStreamFactory): PostgreSQL's COPY text is MariaDB's LOAD DATA default format
@@ -74,8 +77,9 @@ async function withMaria<T>(work: (connection: mysql.Connection) => Promise<T>):
 }
 
 const maria = part.startsWith("maria");
-// mysql2 only where MariaDB is written: a PostgreSQL part's peak memory is then the engine's and pg's alone
-const { default: mysqlClient } = maria ? await import("mysql2/promise") : { default: undefined };
+const fromMaria = part === "pg-from-maria";
+// mysql2 only where MariaDB is used: a PostgreSQL part's peak memory is then the engine's and pg's alone
+const { default: mysqlClient } = maria || fromMaria ? await import("mysql2/promise") : { default: undefined };
 const mysqlConnect = (uri: string): Promise<mysql.Connection> =>
   (mysqlClient as NonNullable<typeof mysqlClient>).createConnection({ uri });
 async function emptyTarget(): Promise<void> {
@@ -184,6 +188,7 @@ async function engine(): Promise<number> {
   // the environment, which the threads share
   Object.assign(process.env, {
     FRANCA_BULK_TARGET: maria ? "maria" : "pg",
+    FRANCA_BULK_FROM: fromMaria ? "maria" : "pg",
     FRANCA_BULK_SOURCE: source,
     FRANCA_BULK_PG: pgUrl,
     FRANCA_BULK_MARIA: mariaUrl,
@@ -203,9 +208,22 @@ async function engine(): Promise<number> {
   return summary.counts.targets["warehouse.Account"]?.loaded ?? 0;
 }
 
+/** MariaDB's table as a source: it must hold rows (a maria-engine part's), and gets the index its keyset read needs. */
+async function mariaSource(): Promise<void> {
+  await withMaria(async (connection) => {
+    const [counted] = await connection.query(`SELECT count(*) AS n FROM ${mariaTarget}`);
+    if (Number((counted as { n: number }[])[0]?.n) === 0)
+      throw new Error(`${mariaTarget} is empty: run a maria-engine part first`);
+    const [indexes] = await connection.query(`SHOW INDEX FROM ${mariaTarget} WHERE Key_name = 'franca_cursor'`);
+    if ((indexes as unknown[]).length === 0)
+      await connection.query(`CREATE INDEX franca_cursor ON ${mariaTarget} (changed_at, account_id)`);
+  });
+}
+
 const parts: Record<string, () => Promise<number>> = {
   "pg-raw": pgRaw,
   "pg-engine": engine,
+  "pg-from-maria": engine,
   "maria-raw": mariaRaw,
   "maria-engine": engine,
 };
@@ -214,6 +232,7 @@ if (work === undefined) {
   console.error(`usage: node bench/bulk-part.ts ${Object.keys(parts).join("|")} [--source T]`);
   process.exit(2);
 }
+if (fromMaria) await mariaSource();
 await emptyTarget();
 if (process.env.BULK_MEMLOG !== undefined) {
   // where the memory is, every half second (stderr): to see what the peak is made of

@@ -10,7 +10,7 @@
  */
 import type { Driver } from "../connectors/types.ts";
 import type { ChunkMapper } from "./map-chunk.ts";
-import { rowsOf, type SourceRows } from "./source-rows.ts";
+import { rowsOf, type SourceRows, stagedRowsEncoding } from "./source-rows.ts";
 
 /** Rows decoded and mapped at a time. */
 export const pieceRows = 100;
@@ -41,7 +41,7 @@ export async function mapPieces(
 
 /**
  * A chunk's source rows mapped with `mapper`: source text in pieces (above) unless `whole` (its flow's mappings were
- * seen to wait) or its driver cannot cut it; decoded rows as they are.
+ * seen to wait) or its driver cannot cut it; decoded rows, and their staged text, whole.
  */
 export function mapSource(
   mapper: ChunkMapper,
@@ -50,6 +50,7 @@ export function mapSource(
   data: SourceRows,
   whole: boolean,
 ): Promise<void> {
-  if ("rows" in data || driver.decode === undefined) return mapper.add(rowsOf(data, driver, system));
+  if ("rows" in data || data.encoding === stagedRowsEncoding || driver.decode === undefined)
+    return mapper.add(rowsOf(data, driver, system));
   return mapPieces(mapper, driver, data, whole ? 0 : pieceRows);
 }

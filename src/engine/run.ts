@@ -23,7 +23,7 @@ import type { LookupRuntime } from "./lookups.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
-import { decodeSourceRows, encodeSourceRows, rowCount } from "./source-rows.ts";
+import { decodeSourceRows, encodeSourceRows, forThreads, rowCount } from "./source-rows.ts";
 import type { TransformThreads } from "./threads/pool.ts";
 import { transformAndStage } from "./transform.ts";
 import { yieldToEventLoop } from "./yield.ts";
@@ -240,17 +240,20 @@ export async function executeRun(
     }
   };
 
+  const remote = env.threads?.remote(ctx);
   const extractTask = guard("extract", async () => {
     try {
       for (const seq of notTransformed) await toTransform.send({ seq });
       if (!run.extractDone) {
         await extract(ctx, startSeq, from, drift, async ({ seq, data, position }) => {
-          await store.stage(run.id, seq, "extracted", encodeSourceRows(data));
+          const staged = encodeSourceRows(data);
+          await store.stage(run.id, seq, "extracted", staged);
           await store.saveExtracted(run.id, seq, position, rowCount(data), Date.now());
           progress.chunks++;
           progress.extracted += rowCount(data);
           ctx.notify();
-          await toTransform.send({ seq, data });
+          // with transform threads, decoded rows go on as their staged text, which a thread can take
+          await toTransform.send({ seq, data: remote === undefined ? data : forThreads(data, staged) });
         });
         if (control.signal.aborted) return;
         await store.markExtractDone(run.id);
@@ -262,7 +265,6 @@ export async function executeRun(
     }
   });
 
-  const remote = env.threads?.remote(ctx);
   const transformTask = guard("transform", async () => {
     const feeders = targets.map((target) =>
       guard("load", async () => {
@@ -272,12 +274,12 @@ export async function executeRun(
         await Promise.all(pending.map((chunk) => sequencer.offer(chunk.seq, undefined)));
       }),
     );
-    // With transform threads, and a source whose chunks they can take (its own text), two chunks per thread are in
-    // hand at once (one mapped, the next waiting for it).
+    // With transform threads, and a source whose chunks they can take (its own text, or decoded rows as their staged
+    // text), two chunks per thread are in hand at once (one mapped, the next waiting for it).
     const threaded =
       remote !== undefined &&
-      ctx.source.connection.readEncoded !== undefined &&
-      (ctx.source.binding.system.driver as Driver).decode !== undefined;
+      (ctx.source.connection.readEncoded === undefined ||
+        (ctx.source.binding.system.driver as Driver).decode !== undefined);
     const concurrency = Math.max(flow.transformConcurrency, threaded ? 2 * (env.threads?.count ?? 0) : 0);
     const workers = Array.from({ length: concurrency }, () =>
       guard("transform", async () => {

@@ -162,6 +162,23 @@ export function encodeSourceRows(data: SourceRows): StagedValue {
   return typeof data.text === "string" ? header + data.text : [header, data.text];
 }
 
+/**
+ * The encoding of a chunk of decoded rows given as their staged text (`encodeSourceRows`: JSON, tagged where need be),
+ * which any thread can decode without the source's driver: what a transform thread is sent for a source whose rows
+ * come decoded (MariaDB/MySQL, PostgreSQL without COPY, SQLite, APIs), so that the thread maps them, not the engine's.
+ * The engine's thread makes that text anyway, to stage the chunk.
+ */
+export const stagedRowsEncoding = "franca/staged-rows";
+
+/**
+ * What to hand a transform thread for a chunk staged as `staged`: decoded rows as their staged text (which a thread
+ * can take, where it cannot take live rows), anything else as it is.
+ */
+export function forThreads(data: SourceRows, staged: StagedValue): SourceRows {
+  if (!("rows" in data) || typeof staged !== "string") return data;
+  return { encoding: stagedRowsEncoding, text: staged, count: data.rows.length };
+}
+
 /** The staged form back; JSON rows are parsed, source text is kept for its driver to decode (see `rowsOf`). */
 export function decodeSourceRows(staged: string): SourceRows {
   if (staged.startsWith(taggedMark)) return { rows: untag(JSON.parse(staged.slice(1))) as Row[] };
@@ -178,6 +195,10 @@ export function decodeSourceRows(staged: string): SourceRows {
 /** The rows themselves (the first `limit`, when given), decoding source text with the source system's driver. */
 export function rowsOf(data: SourceRows, driver: Driver, system: string, limit?: number): Row[] {
   if ("rows" in data) return limit === undefined ? data.rows : data.rows.slice(0, limit);
+  if (data.encoding === stagedRowsEncoding) {
+    const text = typeof data.text === "string" ? data.text : Buffer.from(data.text).toString("utf8");
+    return rowsOf(decodeSourceRows(text), driver, system, limit);
+  }
   if (driver.decode === undefined) {
     throw new FrancaError(ErrorCode.Internal, `the driver of '${system}' staged rows it cannot decode`, { system });
   }

@@ -237,6 +237,24 @@ describe("transform threads", () => {
     assert.deepEqual(keys(inline), emptyNames.map(String));
   });
 
+  it("decoded rows (a source read without COPY): sent to the threads as their staged text, the same outcome as on the engine's thread", async () => {
+    const { threaded, onThreads, inline, onMain } = await bothWays("decoded");
+    assert.equal(threaded.threaded, rows);
+    assert.equal(inline.threaded, undefined);
+    assert.equal(onThreads.dst.length, rows - emptyNames.length);
+    assert.deepEqual(onThreads, onMain);
+    // the bytea came back a Buffer on the thread (staged tagged), as it is on the engine's thread
+    const first = onThreads.dst[0] as { name: string; tag: string };
+    assert.equal(first.tag, Buffer.from(first.name).toString("base64"));
+    assert.equal(threaded.status, "partial");
+    assert.deepEqual(threaded.loaded, inline.loaded);
+    const keys = (ran: Ran) => ran.problems.map((problem) => `${problem.key}/${problem.target}`).sort();
+    assert.deepEqual(keys(threaded), keys(inline));
+    assert.ok(keys(threaded).includes("150/null"));
+    const lookups = threaded.lookups as Record<string, { calls: number; requests: number }>;
+    assert.equal(lookups.regionOf?.calls, rows);
+  });
+
   it("a flow whose mappings wait: its chunks mapped whole on the thread once it has seen that, so lookups go out together", async () => {
     await emptyTargets();
     const threaded = await runFlow("waits", 1);

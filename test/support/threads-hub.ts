@@ -13,6 +13,9 @@
  * run of mapping calls made one after another without a pause (`callRun`): up to a piece's rows on a thread, a
  * chunk's on the engine's thread. `waits`: the same with an asynchronous mapping that calls a lookup, whose chunks
  * a thread maps whole once it has seen that.
+ * `decoded`: the same source read without COPY (`copy: false`: decoded rows, with a bytea column), to dst and audit;
+ * its chunks reach a thread as their staged text (JSON, the bytea tagged), and `tag` is the bytea in base64, so a value
+ * that did not come back a Buffer shows in the target.
  * `paused`: the same source to <schema>.dst, each chunk's mapping first waiting 200 ms on the `chunkPause` lookup
  * (keyed by the chunk, so asked once per chunk); `pauses` counts them on the engine's thread, where lookups run.
  * FRANCA_THREADS_EXIT_AT (read as rows are mapped): a transform thread mapping the row of that id exits, as a thread
@@ -178,6 +181,19 @@ const paused = bind(crm, Item, {
   },
 });
 
+const decoded = bind(crm, Item, {
+  name: "decoded",
+  query: `SELECT id, name, amount, updated_at, doc, convert_to(name, 'UTF8') AS raw FROM ${schema}.src`,
+  key: "id",
+  cursor: "updated_at",
+  copy: false,
+  toCanonical: async (row, ctx) => ({
+    ...fieldsOf(row),
+    region: await ctx.lookup(regionOf, Number(row.id) % 5),
+    tag: Buffer.isBuffer(row.raw) ? row.raw.toString("base64") : `not a Buffer: ${typeof row.raw}`,
+  }),
+});
+
 const dst = bind(erp, Item, {
   table: `${schema}.dst`,
   key: "id",
@@ -213,6 +229,7 @@ export default defineHub({
     flow("strict", { from: source, to: dst, chunkSize: 100, failure: { maxFailed: 2 } }),
     flow("paused", { from: paused, to: dst, chunkSize: 100 }),
     flow("pieces", { from: plain, to: dst, chunkSize: 250 }),
+    flow("decoded", { from: decoded, to: [dst, audit], chunkSize: 100 }),
     flow("waits", { from: waits, to: dst, chunkSize: 250 }),
   ],
 });
