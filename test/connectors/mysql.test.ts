@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { describeRun } from "../../src/cli/summary.ts";
 import { type MysqlClient, mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
@@ -237,9 +238,9 @@ describe("mysql connector: read", () => {
     assert.equal(warnings.length, 1);
   });
 
-  it("reads every row when the batch size grows between batches, each page asked for ahead of the last one's use", async () => {
-    // The engine's first chunks grow (slow start): a page is asked for at the size of the moment, and judged short
-    // against that size. The next page is asked for before a batch is handed on, so it is a step behind the growth.
+  it("reads every row when the batch size grows between batches, asking pages ahead once it stopped growing", async () => {
+    // The engine's first chunks grow (slow start): a page is asked for at the size of the moment, once the last batch
+    // was taken, and judged short against that size; pages are asked ahead only once the size stopped growing.
     const signal = new AbortController().signal;
     const read = connection.read as NonNullable<Connection["read"]>;
     const sizes: number[] = [];
@@ -259,17 +260,25 @@ describe("mysql connector: read", () => {
       got.push(...batch.rows.map((row) => `${row.region}/${row.seq}`));
     }
     assert.deepEqual(got, expected);
-    assert.deepEqual(sizes, [2, 2, 4, 8, 16, 16, 5]);
+    assert.deepEqual(sizes, [2, 4, 8, 16, 16, 7]);
 
-    // a consumer that stops after the first batch leaves the page asked for ahead to settle: nothing fails
+    // a size that does not grow: from the second batch on, the next page is already asked for when a batch is handed
+    // on; a consumer that stops then leaves that page to settle, and its failure fails nothing
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on("unhandledRejection", onUnhandled);
     try {
-      for await (const batch of read({ ...request(), signal, call: (fn) => fn(signal) })) {
+      let calls = 0;
+      const callsAtBatch: number[] = [];
+      const failing = <T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> =>
+        ++calls > 3 ? Promise.reject(new Error("the page asked ahead failed")) : fn(signal);
+      for await (const batch of read({ ...request(), signal, call: failing })) {
         assert.equal(batch.rows.length, 5);
-        break;
+        callsAtBatch.push(calls);
+        if (callsAtBatch.length === 3) break;
       }
+      assert.deepEqual(callsAtBatch, [1, 3, 4]);
+      await sleep(50);
       const more = rowsOf(await readAll(connection, request()));
       assert.equal(more.length, source.length, "the connection is usable after the early stop");
     } finally {

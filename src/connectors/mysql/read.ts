@@ -117,23 +117,44 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
       }
     }) as Promise<Row[]>;
   // The size of each page is asked for when the page is: request.batchSize grows as the engine's first chunks fill
-  // (slow start), and a page is judged short against the size it was asked for.
+  // (slow start), and a page is judged short against the size it was asked for. Once the size stops growing, each
+  // page is asked for before the last one is handed on, so that the server finds it while the engine stages and
+  // maps the last: asked ahead during the growth, a page would have the size of the chunk being filled, not of the
+  // next one, and chunks would come out bigger than the engine asked for.
   const sizeNow = () => Math.max(1, Math.floor(request.batchSize));
   let limit = sizeNow();
-  let next: Promise<Row[]> | undefined = page(position, limit);
-  while (next !== undefined) {
-    if (request.signal.aborted) return;
-    const rows: Row[] = await next;
-    if (rows.length === 0) return;
-    position = positionOf(rows[rows.length - 1] as Row, columns).map((value) =>
-      Buffer.isBuffer(value) ? value.toString("base64") : value,
-    );
-    // The next page is asked for before this one is handed on, so that the server finds it while the engine stages
-    // and maps this one. A consumer that stops early leaves it to settle unread (its failure is nobody's).
-    const asked = limit;
-    limit = sizeNow();
-    next = rows.length < asked ? undefined : page(position, limit);
-    next?.catch(() => {});
-    yield { rows, position };
+  let ahead = false;
+  let abandoned = false;
+  const ask = (after: unknown[] | undefined, size: number): Promise<Row[]> =>
+    // a page asked ahead and still waiting for its turn (the system's gate, a retry) is not read once the read ended
+    abandoned ? Promise.resolve([]) : page(after, size);
+  let next: Promise<Row[]> | undefined = ask(position, limit);
+  try {
+    while (next !== undefined) {
+      if (request.signal.aborted) return;
+      const rows: Row[] = await next;
+      if (rows.length === 0) return;
+      position = positionOf(rows[rows.length - 1] as Row, columns).map((value) =>
+        Buffer.isBuffer(value) ? value.toString("base64") : value,
+      );
+      const asked = limit;
+      const last = rows.length < asked;
+      next = undefined;
+      if (ahead && !last) {
+        limit = sizeNow();
+        next = ask(position, limit);
+        // a consumer that stops early leaves it to settle unread: its failure is nobody's
+        next.catch(() => {});
+      }
+      yield { rows, position };
+      if (last) return;
+      if (!ahead) {
+        limit = sizeNow();
+        ahead = limit === asked;
+        next = ask(position, limit);
+      }
+    }
+  } finally {
+    abandoned = true;
   }
 }
