@@ -43,17 +43,19 @@ export function joinEncoded(batches: readonly Pick<EncodedBatch, "encoding" | "t
 
 /**
  * Values of decoded rows that JSON would change (a connector's binary columns: Buffers from pg and mysql2,
- * Uint8Arrays from node:sqlite; BigInts; Dates), at any depth (pg's `bytea[]`), staged as an object with one tagged
- * key, `{"\u0000buffer": base64}` and the like, and made again when the rows are read back. Plain JSON would stage a
- * Buffer as `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, and throw on a BigInt, so that a
- * chunk mapped from its staged rows (a resumed run, a replay, every chunk of the distributed executor) would not see
- * what the first mapping saw. Rows rarely hold them: only a chunk whose rows do is staged with tags (`withTags`),
+ * Uint8Arrays from node:sqlite; BigInts; Dates; NaN, the infinities and -0), at any depth (pg's `bytea[]`), staged as
+ * an object with one tagged key, `{"\u0000buffer": base64}` and the like, and made again when the rows are read back.
+ * Plain JSON would stage a Buffer as `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, NaN as null,
+ * and throw on a BigInt, so that a chunk mapped from its staged rows (a resumed run, a replay, a chunk mapped on a
+ * transform thread, every chunk of the distributed executor) would not see what the first mapping saw. Rows rarely hold them: only a chunk whose rows do is staged with tags (`withTags`),
  * marked by a leading `\u0002`, and only such a chunk is searched for tags when read back, so that plain data is
  * never taken for a tag.
  */
 const taggedMark = "\u0002";
 const tag = "\u0000";
 const tagOf = (value: unknown): string | undefined => {
+  // NaN and the infinities become null in JSON, -0 becomes 0 (a float column read as a value: pg, node:sqlite)
+  if (typeof value === "number") return Number.isFinite(value) && (value !== 0 || 1 / value > 0) ? undefined : "number";
   if (typeof value === "bigint") return "bigint";
   if (value === null || typeof value !== "object") return undefined;
   if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? "buffer" : "bytes";
@@ -66,6 +68,8 @@ function toTag(value: unknown, kind: string): Record<string, unknown> {
   switch (kind) {
     case "bigint":
       return { [`${tag}bigint`]: String(value) };
+    case "number":
+      return { [`${tag}number`]: Object.is(value, -0) ? "-0" : String(value) };
     case "date":
       return { [`${tag}date`]: Number.isNaN((value as Date).getTime()) ? null : (value as Date).toISOString() };
     default: {
@@ -113,6 +117,8 @@ function fromTag(name: string, item: unknown): unknown {
   switch (name.slice(1)) {
     case "bigint":
       return BigInt(item as string);
+    case "number":
+      return Number(item as string);
     case "buffer":
       return Buffer.from(item as string, "base64");
     case "bytes": {

@@ -29,7 +29,7 @@ describe("a chunk's source rows", () => {
     assert.deepEqual(decodeSourceRows(staged), { rows });
   });
 
-  it("stage binary columns, big integers and dates so that they read back as the connector gave them", () => {
+  it("stage binary columns, big integers, dates and non-finite floats so that they read back as the connector gave them", () => {
     const rows = [
       {
         id: 1n,
@@ -58,6 +58,12 @@ describe("a chunk's source rows", () => {
     assert.equal(Object.getPrototypeOf(doc), Object.prototype);
     assert.ok(Object.hasOwn(doc, "__proto__"));
     assert.deepStrictEqual(Object.getOwnPropertyDescriptor(doc, "__proto__")?.value, { n: Buffer.from([6]) });
+    // floats JSON would change: NaN and the infinities (null in JSON), -0 (0); the plain numbers around them stay
+    const floats = [{ id: 5, values: [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 0, 1.5] }];
+    const floatsBack = decodeSourceRows(encodeSourceRows({ rows: floats }) as string) as { rows: typeof floats };
+    assert.deepStrictEqual(floatsBack.rows, floats);
+    assert.ok(Object.is(floatsBack.rows[0]?.values[3], -0));
+    assert.ok(Object.is(floatsBack.rows[0]?.values[4], 0));
     // a value nested alone is found too
     const nested = [{ id: 3, doc: { at: [new Date(0)] } }];
     assert.deepStrictEqual(decodeSourceRows(encodeSourceRows({ rows: nested }) as string), { rows: nested });
