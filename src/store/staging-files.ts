@@ -34,12 +34,19 @@ export function stagedText(data: StagedValue): string {
 
 interface Segment {
   fd: number;
-  /** Bytes in the file: where the next chunk is appended. */
+  /** Bytes of complete appends in the file: where the next chunk is appended. */
   size: number;
+  /**
+   * The file may hold bytes past `size` (a torn append, found when the segment was opened, or one that failed here):
+   * cut off before the next append, so that nothing stale is left after it.
+   */
+  ragged: boolean;
   /** chunk → where its latest copy is; built by scanning the headers when the segment is opened. */
   index: Map<number, { offset: number; length: number }>;
   /** The last asynchronous append asked for (`append`): the next one starts when it is done. */
   tail: Promise<void>;
+  /** Asynchronous appends asked for and not done yet. */
+  pending: number;
 }
 
 const headerBytes = 8;
@@ -47,18 +54,12 @@ const headerBytes = 8;
 const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
 
-/** A chunk's header and parts as they go to the file, with its length (the parts' bytes). */
-function appendParts(
-  seq: number,
-  data: StagedValue,
-): { header: Buffer; parts: (string | Uint8Array)[]; length: number } {
-  const parts = [...stagedParts(data)];
-  let length = 0;
-  for (const part of parts) length += typeof part === "string" ? Buffer.byteLength(part) : part.byteLength;
+/** The 8-byte header of a chunk: its seq and its length in bytes. */
+function headerOf(seq: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(headerBytes);
   header.writeUInt32LE(seq, 0);
   header.writeUInt32LE(length, 4);
-  return { header, parts, length };
+  return header;
 }
 
 /**
@@ -70,21 +71,24 @@ function appendParts(
  * millisecond each on common filesystems, an append costs a copy.
  *
  * Crash safety: the store records a chunk only after its append returned, so only complete appends are ever
- * looked up; a torn append at the end of a segment (a crash mid-write) is cut off when the segment is next opened,
- * so that the appends after it start where the last complete one ended, and a chunk staged again (redone after a
- * crash or a transient failure) is appended anew: the latest copy wins. With `fsync`, each append is flushed to disk
- * before the chunk is recorded (the store's `synchronous: "full"`).
+ * looked up; a torn append at the end of a segment (a crash mid-write) is ignored by reads and cut off before the
+ * segment's next append, so that the appends after it start where the last complete one ended, and a chunk staged
+ * again (redone after a crash or a transient failure) is appended anew: the latest copy wins. With `fsync`, each
+ * append is flushed to disk before the chunk is recorded (the store's `synchronous: "full"`).
  *
- * Two ways to append: `write`, synchronous (the store's own thread), and `append`, whose file writes run on libuv's
- * thread pool, so that the engine's thread does not wait on the disk (when the kernel holds back a writer that
- * dirtied too many pages, a synchronous append stopped the engine's thread for up to seconds a run: 2.0 s of a
- * 15 s bench:bulk run, 4.8 s of a 27 s MariaDB one). A segment's appends run one after another, each at the end of
- * the last that completed, as the synchronous ones do.
+ * Two ways to append, not to be mixed on one instance: `write`, synchronous (the store's own thread), and `append`,
+ * whose file writes run on libuv's thread pool, so that the engine's thread does not wait on the disk (when the
+ * kernel holds back a writer that dirtied too many pages, a synchronous append stopped the engine's thread: 2.0 s of
+ * a 15 s bench:bulk run's samples were in it, 4.8 s of a 27 s MariaDB one). A segment's appends run one after
+ * another, each at the end of the last that completed, as the synchronous ones do; `discardAfterAppends` and
+ * `closeAfterAppends` wait for them, and refuse later ones, before they close the files.
  */
 export class StagingFiles {
   readonly dir: string;
   readonly #fsync: boolean;
   readonly #segments = new Map<string, Segment>();
+  /** Runs whose segments are being discarded or closed: no append may start on them. */
+  readonly #closing = new Set<number | "all">();
 
   constructor(dir: string, options: { fsync?: boolean } = {}) {
     this.dir = dir;
@@ -104,11 +108,20 @@ export class StagingFiles {
     mkdirSync(this.dir, { recursive: true });
     // not opened for appending: on Linux every write of an O_APPEND file goes to its end, whatever the position given
     const fd = openSync(path, existsSync(path) ? "r+" : "w+");
-    const { index, end } = scan(fd, fstatSync(fd).size);
-    // a torn append (a crash mid-write) is cut off: the next append starts where the last complete one ended
-    if (end < fstatSync(fd).size) ftruncateSync(fd, end);
-    segment = { fd, size: end, index, tail: Promise.resolve() };
+    const bytes = fstatSync(fd).size;
+    const { index, end } = scan(fd, bytes);
+    segment = { fd, size: end, ragged: end < bytes, index, tail: Promise.resolve(), pending: 0 };
     this.#segments.set(name, segment);
+    return segment;
+  }
+
+  /** The segment an append goes to, with any bytes past its complete appends cut off. */
+  #forAppend(runId: number, stage: Stage): Segment {
+    const segment = this.#segment(runId, stage, true) as Segment;
+    if (segment.ragged) {
+      ftruncateSync(segment.fd, segment.size);
+      segment.ragged = false;
+    }
     return segment;
   }
 
@@ -120,20 +133,30 @@ export class StagingFiles {
   /** Appends a chunk at once, on this thread. */
   write(runId: number, seq: number, stage: Stage, data: StagedValue): void {
     const segment = this.#segment(runId, stage, true) as Segment;
-    const { header, parts, length } = appendParts(seq, data);
-    writeSync(segment.fd, header, 0, headerBytes, segment.size);
-    let at = segment.size + headerBytes;
-    for (const part of parts) {
-      // text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
-      const size = typeof part === "string" ? Buffer.byteLength(part) : part.byteLength;
-      let written = typeof part === "string" ? writeSync(segment.fd, part, at, "utf8") : 0;
-      if (written < size) {
-        const rest = typeof part === "string" ? Buffer.from(part, "utf8") : part;
-        while (written < size) written += writeSync(segment.fd, rest, written, size - written, at + written);
+    if (segment.pending > 0)
+      throw new Error("staging files: a synchronous write while asynchronous appends are pending");
+    this.#forAppend(runId, stage);
+    const parts = stagedParts(data);
+    const sizes = parts.map((part) => (typeof part === "string" ? Buffer.byteLength(part) : part.byteLength));
+    const length = sizes.reduce((sum, size) => sum + size, 0);
+    try {
+      writeSync(segment.fd, headerOf(seq, length), 0, headerBytes, segment.size);
+      let at = segment.size + headerBytes;
+      for (const [index, part] of parts.entries()) {
+        // text goes to the file as it is: no intermediate Buffer of the chunk (a copy, and memory to collect)
+        const size = sizes[index] as number;
+        let written = typeof part === "string" ? writeSync(segment.fd, part, at, "utf8") : 0;
+        if (written < size) {
+          const rest = typeof part === "string" ? Buffer.from(part, "utf8") : part;
+          while (written < size) written += writeSync(segment.fd, rest, written, size - written, at + written);
+        }
+        at += size;
       }
-      at += size;
+      if (this.#fsync) fsyncSync(segment.fd);
+    } catch (error) {
+      segment.ragged = true;
+      throw error;
     }
-    if (this.#fsync) fsyncSync(segment.fd);
     this.#appended(segment, seq, length);
   }
 
@@ -142,30 +165,52 @@ export class StagingFiles {
    * `fsync`). The caller must not change or free `data`'s bytes before then.
    */
   append(runId: number, seq: number, stage: Stage, data: StagedValue): Promise<void> {
+    if (this.#closing.has(runId) || this.#closing.has("all"))
+      return Promise.reject(new Error(`staging files: run ${runId}'s segments are being closed`));
     const segment = this.#segment(runId, stage, true) as Segment;
+    segment.pending++;
     const done = segment.tail.then(async () => {
-      const { header, parts, length } = appendParts(seq, data);
+      this.#forAppend(runId, stage);
+      // text encoded once, here: its length is the bytes' (the buffer is ours: freed once written)
+      const parts = stagedParts(data).map((part) =>
+        typeof part === "string" ? { bytes: Buffer.from(part, "utf8"), ours: true } : { bytes: part, ours: false },
+      );
+      let length = 0;
+      for (const { bytes } of parts) length += bytes.byteLength;
       let at = segment.size;
-      for (const part of [header, ...parts]) {
-        const bytes = typeof part === "string" ? Buffer.from(part, "utf8") : part;
-        let written = 0;
-        while (written < bytes.byteLength) {
-          const { bytesWritten } = await writeAsync(
-            segment.fd,
-            bytes,
-            written,
-            bytes.byteLength - written,
-            at + written,
-          );
-          written += bytesWritten;
+      try {
+        for (const { bytes } of [{ bytes: headerOf(seq, length) }, ...parts]) {
+          let written = 0;
+          while (written < bytes.byteLength) {
+            const { bytesWritten } = await writeAsync(
+              segment.fd,
+              bytes,
+              written,
+              bytes.byteLength - written,
+              at + written,
+            );
+            written += bytesWritten;
+          }
+          at += bytes.byteLength;
         }
-        at += bytes.byteLength;
+        if (this.#fsync) await fsyncAsync(segment.fd);
+      } catch (error) {
+        segment.ragged = true;
+        throw error;
+      } finally {
+        for (const { bytes, ours } of parts) if (ours) release(bytes);
       }
-      if (this.#fsync) await fsyncAsync(segment.fd);
       this.#appended(segment, seq, length);
     });
-    // a failed append is its caller's failure; the next one starts at the same place, over what it left
-    segment.tail = done.catch(() => {});
+    // a failed append is its caller's failure; the next one starts where the last complete one ended
+    segment.tail = done.then(
+      () => {
+        segment.pending--;
+      },
+      () => {
+        segment.pending--;
+      },
+    );
     return done;
   }
 
@@ -180,9 +225,29 @@ export class StagingFiles {
     return buffer.toString("utf8");
   }
 
-  /** Waits for every append asked for so far to be done (or failed). */
-  async settled(): Promise<void> {
-    await Promise.all([...this.#segments.values()].map((segment) => segment.tail));
+  /** The segments of `runId` (every run's: undefined) that are open. */
+  #open(runId?: number): Segment[] {
+    return [...this.#segments.entries()]
+      .filter(([name]) => runId === undefined || name.startsWith(`${runId}.`))
+      .map(([, segment]) => segment);
+  }
+
+  /** `discard`, once the run's appends asked for so far are done (later ones are refused). */
+  async discardAfterAppends(runId: number): Promise<void> {
+    this.#closing.add(runId);
+    try {
+      await Promise.all(this.#open(runId).map((segment) => segment.tail));
+      this.discard(runId);
+    } finally {
+      this.#closing.delete(runId);
+    }
+  }
+
+  /** `close`, once every append asked for so far is done; later ones are refused. */
+  async closeAfterAppends(): Promise<void> {
+    this.#closing.add("all");
+    await Promise.all(this.#open().map((segment) => segment.tail));
+    this.close();
   }
 
   /** Removes a run's staged chunks (a run that succeeded needs them no more). */
@@ -202,6 +267,16 @@ export class StagingFiles {
     for (const segment of this.#segments.values()) closeSync(segment.fd);
     this.#segments.clear();
   }
+}
+
+/**
+ * Frees a buffer's memory at once when it is the whole of its ArrayBuffer (as a large Buffer.from is), rather than at
+ * the collector's next full collection (see engine/free-bytes.ts, which the store may not import).
+ */
+function release(bytes: Uint8Array): void {
+  const buffer = bytes.buffer;
+  if (buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength)
+    buffer.transfer(0);
 }
 
 /** The complete appends of a segment file of `size` bytes, and where the last of them ends. */

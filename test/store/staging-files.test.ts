@@ -33,15 +33,30 @@ describe("staging files", () => {
     }
   });
 
-  it("settles every append asked for before a run's chunks are discarded", async () => {
+  it("discards a run's chunks, and closes, only once the appends asked for are done, refusing later ones", async () => {
     using temp = tempDir();
     const staging = new StagingFiles(temp.dir);
     const appends = [0, 1, 2].map((seq) => staging.append(7, seq, "canonical", text(seq, 50_000)));
-    await staging.settled();
-    for (let seq = 0; seq < 3; seq++) assert.equal(staging.read(7, seq, "canonical"), text(seq, 50_000));
-    staging.discard(7);
+    const other = staging.append(8, 0, "extracted", text(0, 50_000));
+    // appends pending: a synchronous write would race them
+    assert.throws(() => staging.write(7, 3, "canonical", "now"), /pending/);
+    const discarding = staging.discardAfterAppends(7);
+    await assert.rejects(staging.append(7, 4, "canonical", "late"), /being closed/);
+    await discarding;
     await Promise.all(appends);
-    assert.deepEqual(readdirSync(temp.dir), []);
+    assert.deepEqual(readdirSync(temp.dir), ["8.extracted"]);
+    await other;
+    assert.equal(staging.read(8, 0, "extracted"), text(0, 50_000));
+
+    const last = staging.append(8, 1, "extracted", text(1, 50_000));
+    const closing = staging.closeAfterAppends();
+    await assert.rejects(staging.append(8, 2, "extracted", "late"), /being closed/);
+    await closing;
+    await last;
+    const reader = new StagingFiles(temp.dir);
+    assert.equal(reader.read(8, 1, "extracted"), text(1, 50_000));
+    assert.equal(reader.read(8, 2, "extracted"), undefined);
+    reader.close();
   });
 
   it("cuts off a torn append (a crash mid-write), so that the appends after it are found", async () => {
@@ -60,9 +75,11 @@ describe("staging files", () => {
 
     const resumed = new StagingFiles(temp.dir);
     assert.equal(resumed.read(2, 2, "extracted"), undefined);
-    assert.equal(statSync(path).size, complete, "the torn bytes are gone once the segment is opened");
+    // a reader leaves the file as it is (the torn bytes could be another process's append, still being written)
+    assert.equal(statSync(path).size, complete + 18);
     // the chunk staged again, longer than the torn one announced
     await resumed.append(2, 2, "extracted", text(2, 200));
+    assert.equal(statSync(path).size, complete + 8 + Buffer.byteLength(text(2, 200)), "cut off before the append");
     resumed.write(2, 3, "extracted", text(3, 5));
     resumed.close();
 

@@ -94,10 +94,7 @@ export class ThreadedSqliteStore implements Store {
   commitHashes: Store["commitHashes"] = (...args) => this.#call("commitHashes", ...args);
   stage: Store["stage"] = async (runId, seq, stage, data) => this.#staging.append(runId, seq, stage, data);
   readStaged: Store["readStaged"] = async (runId, seq, stage) => this.#staging.read(runId, seq, stage);
-  discardStaged: Store["discardStaged"] = async (runId) => {
-    await this.#staging.settled();
-    this.#staging.discard(runId);
-  };
+  discardStaged: Store["discardStaged"] = (runId) => this.#staging.discardAfterAppends(runId);
   chunkStates: Store["chunkStates"] = (...args) => this.#call("chunkStates", ...args);
   getCursor: Store["getCursor"] = (...args) => this.#call("getCursor", ...args);
   getProfile: Store["getProfile"] = (...args) => this.#call("getProfile", ...args);
@@ -110,8 +107,7 @@ export class ThreadedSqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#staging.settled();
-    this.#staging.close();
+    await this.#staging.closeAfterAppends();
     await this.#call("close");
     this.#closed = true;
     await this.#worker.terminate();
