@@ -1,9 +1,10 @@
 /**
  * Canonical records are JSON: the transform hashes their canonical JSON, the stages store them as JSON, `franca
  * schema` exports their JSON Schema. A schema type that JSON cannot hold (TypeBox's BigInt, Undefined, Void, Symbol,
- * Function, Constructor, Promise, the iterators) would pass validation and then fail or change on the way: a bigint
- * makes JSON.stringify throw mid-chunk, an undefined vanishes, a function is dropped. So such a type is a
- * configuration error, found before any run writes anything.
+ * Function, Constructor) would pass validation and then fail or change on the way: a bigint makes JSON.stringify
+ * throw, an undefined vanishes, a function is dropped. So such a type is a configuration error, found before any run
+ * writes anything. (A field the schema leaves open, Type.Unknown(), can still receive one: the record is then
+ * quarantined, engine/map-chunk.ts.)
  */
 
 /** TypeBox's `type` values that are not JSON, and how a user would write each. */
@@ -14,9 +15,6 @@ const nonJsonTypes: ReadonlyMap<string, string> = new Map([
   ["symbol", "Type.Symbol()"],
   ["function", "Type.Function()"],
   ["constructor", "Type.Constructor()"],
-  ["promise", "Type.Promise()"],
-  ["iterator", "Type.Iterator()"],
-  ["asyncIterator", "Type.AsyncIterator()"],
 ]);
 
 /** One place in a schema whose type JSON cannot hold. */
@@ -44,11 +42,22 @@ export function nonJsonTypesOf(schema: unknown): NonJsonType[] {
       if (made !== undefined) found.push({ path: path === "" ? "(root)" : path, made });
     }
     // only the keywords that hold schemas: a const, enum or default value is data, whatever its keys
-    for (const keyword of ["properties", "patternProperties", "$defs"]) {
+    for (const keyword of ["properties", "patternProperties", "dependentSchemas", "$defs", "definitions"]) {
       const map = node[keyword];
       if (isNode(map)) for (const [name, child] of Object.entries(map)) visit(child, join(path, name));
     }
-    for (const keyword of ["additionalProperties", "not", "if", "then", "else", "contains"]) {
+    for (const keyword of [
+      "additionalProperties",
+      "unevaluatedProperties",
+      "propertyNames",
+      "additionalItems",
+      "unevaluatedItems",
+      "not",
+      "if",
+      "then",
+      "else",
+      "contains",
+    ]) {
       if (isNode(node[keyword])) visit(node[keyword], join(path, keyword));
     }
     if (isNode(node.items)) visit(node.items, `${path}[]`);

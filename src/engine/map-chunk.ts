@@ -133,7 +133,16 @@ export class ChunkMapper {
           }
         }
       }
-      if (problem !== undefined || key === undefined) {
+      let fingerprint: { json: string; hash: string } | undefined;
+      if (problem === undefined && key !== undefined) {
+        try {
+          fingerprint = compiled.fingerprint(payload);
+        } catch (error) {
+          // a value JSON cannot hold in a field the schema leaves open (Type.Unknown(): a BigInt, say)
+          problem = mappingProblem(error, "the canonical JSON");
+        }
+      }
+      if (problem !== undefined || key === undefined || fingerprint === undefined) {
         const error = problem as FrancaError;
         if (error.code === ErrorCode.SystemDown) throw error;
         // The ledger files a record under its canonical key whenever one can be made (a record that failed
@@ -163,7 +172,7 @@ export class ChunkMapper {
         });
         continue;
       }
-      const { json, hash } = compiled.fingerprint(payload);
+      const { json, hash } = fingerprint;
       // a plain literal, no spread: this runs once per record
       const record: CanonicalRecord = { key, hash, sourceId, payload: payload as Record<string, unknown>, json };
       if (cursorField !== undefined) record.cursor = row[cursorField];

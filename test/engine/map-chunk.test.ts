@@ -69,3 +69,34 @@ describe("mapping a chunk in pieces", () => {
     );
   });
 });
+
+describe("mapping a chunk: values JSON cannot hold", () => {
+  it("quarantines a record whose open field holds one (a BigInt), and maps the rest of the chunk", async () => {
+    const Open = entity("Open", {
+      version: 1,
+      key: "id",
+      schema: Type.Object({ id: Type.String(), extra: Type.Unknown() }),
+    });
+    const open = bind(system, Open, {
+      table: "open",
+      key: "id",
+      toCanonical: (row) => ({ id: row.id as string, extra: row.extra }),
+    });
+    const mapped = await mapChunk(open, compileEntity(Open), context, 0, [
+      { id: "a", extra: 1 },
+      { id: "b", extra: 2n },
+      { id: "c", extra: { nested: 3 } },
+    ]);
+    assert.deepEqual(
+      mapped.records.map((record) => record.key),
+      ["a", "c"],
+    );
+    assert.equal(mapped.problems.length, 1);
+    const { index, outcome } = mapped.problems[0] as (typeof mapped.problems)[number];
+    assert.equal(index, 1);
+    assert.equal(outcome.key, "b");
+    assert.equal(outcome.status, "quarantined");
+    assert.equal(outcome.code, ErrorCode.MappingFailed);
+    assert.match(outcome.message ?? "", /canonical JSON threw: .*BigInt/);
+  });
+});
