@@ -1,13 +1,14 @@
 /**
- * The engine's transform threads (thread.ts): chunks whose source rows come as the source's own text are decoded,
- * mapped, validated, hashed and prepared for their database targets there, so that a run uses every core and the
- * engine's thread only moves bytes (stages, records the ledger, sends prepared rows). Lookups the mappings call are
- * answered here, through the run's caches and the systems' policies, as if the mapping ran on this thread.
+ * The engine's transform threads (thread.ts): a chunk's source rows are decoded (the source's own text, or decoded
+ * rows as the JSON they were staged as), mapped, validated, hashed and prepared for their database targets there, so
+ * that a run uses every core and the engine's thread mostly moves bytes (stages, records the ledger, sends prepared
+ * rows). Lookups the mappings call are answered here, through the run's caches and the systems' policies, as if the
+ * mapping ran on this thread.
  *
- * Threads start at a run's fourth chunk of source text (a small run is done before they would be ready) and are used
- * as soon as one is ready: until then, and for chunks of decoded rows (sources without `readEncoded`, chunks staged as
- * JSON), the engine transforms on its own thread. A thread that cannot load the hub's module, or dies, makes the
- * engine transform on its own thread from then on, with a warning; the chunks it had go back to their runs.
+ * Threads start at a run's fourth chunk (a small run is done before they would be ready) and are used as soon as one
+ * is ready: until then, and for chunks read back from the store as live rows (a resumed run's), the engine
+ * transforms on its own thread. A thread that cannot load the hub's module, or dies, makes the engine transform on
+ * its own thread from then on, with a warning; the chunks it had go back to their runs.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -35,8 +36,8 @@ export interface ThreadsOptions {
 }
 
 /**
- * Chunks of source text a run transforms on the engine's thread before it starts the threads (the first chunks of a
- * run are small: 50, 100, 200 records…, so this is 350 records).
+ * Chunks a run transforms on the engine's thread before it starts the threads (the first chunks of a run are small:
+ * 50, 100, 200 records…, so this is 350 records).
  */
 export const startAfterChunks = 3;
 
@@ -225,8 +226,8 @@ export class TransformThreads {
   }
 
   /**
-   * How a run's chunks are transformed on the threads: a function that takes a chunk of source text and returns its
-   * transform, or undefined when no thread can take it now (the engine then transforms it itself). Undefined when
+   * How a run's chunks are transformed on the threads: a function that takes a chunk (source text, or decoded rows as
+   * their staged text) and returns its transform, or undefined when no thread can take it now (the engine then transforms it itself). Undefined when
    * the threads cannot be used at all.
    */
   remote(ctx: RunContext): RemoteTransform | undefined {
