@@ -1,17 +1,17 @@
 /**
  * One measured part of bench:bulk, run in its own process so that its peak memory is its own (bench/bulk.ts runs
  * them). Every part empties its target first (untimed), moves every row of the source table, checks the target holds
- * them all, and prints one JSON line: { part, rows, wall_s, rows_per_s, peak_rss_mb, cpu_s (this process),
- * machine_cpu_s (the whole machine over the move, the databases' processes included), busy_cores, databases_cpu_s
- * (PostgreSQL's and MariaDB's processes) }.
+ * them all, and prints one JSON line: { part, rows, wall_s, rows_per_s, peak_rss_mb, cpu_s (this process, setup
+ * included), and over the move alone: node_cpu_s (this process), machine_cpu_s (the whole machine, the databases'
+ * processes included), busy_cores, databases_cpu_s (PostgreSQL's and MariaDB's or MySQL's processes) }.
  *
  *   node bench/bulk-part.ts pg-raw       --source T   COPY (SELECT * FROM T ORDER BY id) TO STDOUT piped into
  *                                                     COPY dst FROM STDIN, over two connections
  *   node bench/bulk-part.ts pg-engine    --source T   the Franca engine, PostgreSQL → PostgreSQL
  *   node bench/bulk-part.ts maria-engine --source T   the Franca engine, PostgreSQL → MariaDB
  *   node bench/bulk-part.ts pg-from-maria            the Franca engine, MariaDB → PostgreSQL: MariaDB's table as a
- *                                                     maria-engine part left it (an index on its cursor is made if
- *                                                     missing, untimed), read as decoded rows (mysql2)
+ *                                                     maria-engine part left it (with an index on its cursor, made
+ *                                                     and dropped again untimed), read as decoded rows (mysql2)
  *   node bench/bulk-part.ts maria-raw    --source T --method load|insert [--batch N]
  *        load:   the COPY stream of the source handed as it is to LOAD DATA LOCAL INFILE (mysql2's
  *                infileStreamFactory): PostgreSQL's COPY text is MariaDB's LOAD DATA default format
@@ -246,19 +246,26 @@ if (process.env.BULK_MEMLOG !== undefined) {
 }
 const busyBefore = machineBusySeconds();
 const databasesBefore = databaseCpuSeconds();
+const nodeBefore = process.cpuUsage();
 const started = performance.now();
 const rows = await work();
 const wall = (performance.now() - started) / 1000;
 const machineCpu = machineBusySeconds() - busyBefore;
 const databasesCpu = databaseCpuSeconds() - databasesBefore;
+const nodeCpu = process.cpuUsage(nodeBefore);
+if (fromMaria) {
+  // the index made for this part would slow a later maria-engine part's writes: gone again (untimed)
+  await withMaria((connection) => connection.query(`DROP INDEX franca_cursor ON ${mariaTarget}`));
+}
 const landed = await countTarget();
 if (landed !== rows) throw new Error(`${part}: moved ${rows} rows but the target holds ${landed}`);
 const label = part === "maria-raw" ? `maria-raw-${values.method === "load" ? "load" : `insert-${values.batch}`}` : part;
 // machine_cpu_s: what the move cost the whole machine (databases included); busy_cores: that over the wall time;
-// databases_cpu_s: the database servers' share of it
+// node_cpu_s and databases_cpu_s: this process's and the database servers' shares of it
 console.log(
   JSON.stringify(
     partResult(label, rows, wall, {
+      node_cpu_s: Number(((nodeCpu.user + nodeCpu.system) / 1e6).toFixed(2)),
       machine_cpu_s: Number(machineCpu.toFixed(2)),
       busy_cores: Number((machineCpu / wall).toFixed(2)),
       databases_cpu_s: Number(databasesCpu.toFixed(2)),

@@ -71,7 +71,8 @@ export function machineBusySeconds(): number {
 }
 
 /**
- * CPU seconds spent so far by the database servers' processes (PostgreSQL's and MariaDB's, every backend): each live
+ * CPU seconds spent so far by the database servers' processes on this machine (PostgreSQL's and MariaDB's or MySQL's,
+ * every backend; a server in another PID namespace, a container's, is not seen and counts 0): each live
  * process's own time, plus what its exited children spent (a backend that ended is counted in its parent's cutime
  * and cstime, the postmaster's). The difference over a part is what the databases did for the move.
  */
@@ -86,7 +87,7 @@ export function databaseCpuSeconds(): number {
       continue; // gone since the listing
     }
     const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    if (name !== "postgres" && name !== "mariadbd") continue;
+    if (name !== "postgres" && name !== "mariadbd" && name !== "mysqld") continue;
     // after ") ": state is field 3; utime, stime, cutime, cstime are fields 14–17
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);

@@ -124,7 +124,7 @@ for (let round = 0; round < rounds; round++) {
     if (result.rows !== rows) throw new Error(`${name} moved ${result.rows} rows, expected ${rows}`);
     results.set(name, [...(results.get(name) ?? []), result]);
     console.log(
-      `round ${round + 1} ${name.padEnd(22)} ${result.wall_s.toFixed(2).padStart(7)} s ${String(result.rows_per_s).padStart(8)} rows/s  peak ${result.peak_rss_mb} MB  machine ${String(result.machine_cpu_s).padStart(6)} CPU-s (${result.busy_cores} cores busy; node ${result.cpu_s}, databases ${result.databases_cpu_s})`,
+      `round ${round + 1} ${name.padEnd(22)} ${result.wall_s.toFixed(2).padStart(7)} s ${String(result.rows_per_s).padStart(8)} rows/s  peak ${result.peak_rss_mb} MB  machine ${String(result.machine_cpu_s).padStart(6)} CPU-s (${result.busy_cores} cores busy; node ${result.node_cpu_s}, databases ${result.databases_cpu_s})`,
     );
   }
 }
