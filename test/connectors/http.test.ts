@@ -180,6 +180,50 @@ describe("http connector: pagination", () => {
     assert.deepEqual(numbers(rows), range(1, 1000));
   });
 
+  it("offset and cursor pages without a limit set ask the batch size of the moment (it grows over a run's first chunks)", async (t) => {
+    const asked: Record<string, number[]> = { "/offset": [], "/cursor": [] };
+    const all = range(1, 45).map((number) => ({ number }));
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      const limit = Number(url.searchParams.get("limit"));
+      asked[url.pathname]?.push(limit);
+      const start = Number(url.searchParams.get(url.pathname === "/offset" ? "offset" : "cursor") ?? 0);
+      const end = Math.min(start + limit, all.length);
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ items: all.slice(start, end), next: end < all.length ? String(end) : null }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    t.after(() => server.close());
+    const connection = connect({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+    const read = connection.read?.bind(connection) as NonNullable<Connection["read"]>;
+    for (const [path, pagination] of [
+      ["/offset", { style: "offset" }],
+      ["/cursor", { style: "cursor", nextPath: "next" }],
+    ] as const) {
+      const options = { path, records: "items", pagination };
+      checkBinding(options, "source");
+      const signal = new AbortController().signal;
+      let batches = 0;
+      const got: unknown[] = [];
+      const growing = {
+        options,
+        key: ["number"],
+        signal,
+        call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
+        get batchSize() {
+          return 2 * 2 ** Math.min(batches, 3);
+        },
+      };
+      for await (const batch of read(growing)) {
+        batches++;
+        got.push(...batch.rows.map((row) => row.number));
+      }
+      assert.deepEqual(got, range(1, 45), path);
+      // 2, 4, 8, then 16 until the end (the offset style ends on an empty page)
+      assert.deepEqual(asked[path], path === "/offset" ? [2, 4, 8, 16, 16, 16] : [2, 4, 8, 16, 16], path);
+    }
+  });
+
   it("custom parameter names, first page 0, extra query, nested and bare record arrays", async (t) => {
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? "/", "http://localhost");

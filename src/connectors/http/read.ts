@@ -163,10 +163,12 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
     case "offset": {
       const offsetParam = pagination.offsetParam ?? "offset";
       const limitParam = pagination.limitParam ?? "limit";
-      const limit = pagination.limit ?? request.batchSize;
       let offset = typeof from?.offset === "number" ? from.offset : 0;
       for (;;) {
         if (request.signal.aborted) return;
+        // without a limit of its own, each page asks the engine's batch size of the moment (it grows over a run's
+        // first chunks): the end is an empty page, never a short one
+        const limit = pagination.limit ?? request.batchSize;
         const url = transport.url(options.path, { ...query, [offsetParam]: offset, [limitParam]: limit });
         const { rows } = await fetchPage(url);
         if (rows.length === 0) return;
@@ -178,10 +180,11 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
       if (from?.cursor === null) return;
       const cursorParam = pagination.cursorParam ?? "cursor";
       const limitParam = pagination.limitParam ?? "limit";
-      const limit = pagination.limit ?? request.batchSize;
       let token = typeof from?.cursor === "string" ? from.cursor : undefined;
       for (;;) {
         if (request.signal.aborted) return;
+        // each page at the batch size of the moment, as above: the end is a missing next cursor
+        const limit = pagination.limit ?? request.batchSize;
         const url = transport.url(options.path, { ...query, [limitParam]: limit, [cursorParam]: token });
         const { rows, body } = await fetchPage(url);
         const next = valueAt(body, pagination.nextPath);
