@@ -51,6 +51,27 @@ async function readBatches(
   return batches;
 }
 
+/** The sizes of the batches read when the batch size asked for grows after each batch: 2, 4, 8, then 16. */
+async function growingBatchSizes(conn: Connection, options: Record<string, unknown>): Promise<number[]> {
+  const signal = new AbortController().signal;
+  let batches = 0;
+  const sizes: number[] = [];
+  const request = {
+    options,
+    key: ["id"],
+    signal,
+    call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
+    get batchSize() {
+      return 2 * 2 ** Math.min(batches, 3);
+    },
+  };
+  for await (const batch of (conn.read as NonNullable<Connection["read"]>)(request)) {
+    batches++;
+    sizes.push(batch.rows.length);
+  }
+  return sizes;
+}
+
 async function readRows(conn: Connection, options: Record<string, unknown>): Promise<Row[]> {
   return (await readBatches(conn, options)).flatMap((batch) => batch.rows);
 }
@@ -95,6 +116,13 @@ const trickyRows = [
 ];
 
 describe("file connector: reading CSV", () => {
+  it("fills each batch to the batch size of the moment (it grows over a run's first chunks)", async () => {
+    const { dir, conn } = await fixture();
+    const lines = Array.from({ length: 45 }, (_, i) => `${i + 1},name ${i + 1}`);
+    await writeFile(join(dir, "grow.csv"), `id,name\n${lines.join("\n")}\n`);
+    assert.deepEqual(await growingBatchSizes(conn, { path: "grow.csv", format: "csv" }), [2, 4, 8, 16, 15]);
+  });
+
   it("reads quotes, embedded line breaks, delimiters, unicode and a BOM, in batches, each row once and in order", async () => {
     const { dir, conn } = await fixture();
     await writeFile(join(dir, "in.csv"), tricky);

@@ -342,7 +342,8 @@ function startOf(from: unknown, system: string): number {
 export async function* readFileSource(file: string, system: string, request: ReadRequest): AsyncIterable<ReadBatch> {
   const options = request.options as FileBindingOptions;
   const skip = startOf(request.from, system);
-  const batchSize = Math.max(1, request.batchSize);
+  // the size of the batch being filled: request.batchSize grows over a run's first chunks (the engine's slow start)
+  let batchSize = Math.max(1, request.batchSize);
   if (request.signal.aborted) return;
   let handle: FileHandle;
   try {
@@ -372,6 +373,7 @@ export async function* readFileSource(file: string, system: string, request: Rea
         const rows = decoder.rows(batch);
         batch = [];
         yield { rows, position: { records: count } satisfies FilePosition };
+        batchSize = Math.max(1, request.batchSize);
       }
     }
     completed.length = 0;
