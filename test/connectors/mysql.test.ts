@@ -279,6 +279,22 @@ describe("mysql connector: read", () => {
       }
       assert.deepEqual(callsAtBatch, [1, 3, 4]);
       await sleep(50);
+      // a page asked ahead that gets its turn (the system's gate, say) only after the read ended is not run
+      const parked: (() => Promise<unknown>)[] = [];
+      let gateCalls = 0;
+      const gated = <T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+        if (++gateCalls <= 3) return fn(signal);
+        return new Promise<T>((resolve, reject) =>
+          parked.push(() => {
+            const ran = fn(signal);
+            ran.then(resolve, reject);
+            return ran;
+          }),
+        );
+      };
+      for await (const _ of read({ ...request(), signal, call: gated })) if (gateCalls === 4) break;
+      assert.equal(parked.length, 1);
+      assert.deepEqual(await (parked[0] as () => Promise<unknown>)(), [], "the parked page ran no query");
       const more = rowsOf(await readAll(connection, request()));
       assert.equal(more.length, source.length, "the connection is usable after the early stop");
     } finally {

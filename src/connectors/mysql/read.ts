@@ -93,10 +93,14 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
       cursorUnindexed(connection, options.table as string, columns[0] as string),
     ),
   );
+  /** The read ended (the consumer stopped, or the last page came): a page asked ahead is not run any more. */
+  let abandoned = false;
   /** The page of `limit` rows after `after` (undefined: the first). */
   const page = (after: unknown[] | undefined, limit: number): Promise<Row[]> =>
     // Only the driver's errors are classified here; the policy's own (timeout, open circuit) pass through.
     request.call(async (signal) => {
+      // a page asked ahead whose turn came after the read ended (it waited on the system's gate or rate limit)
+      if (abandoned) return [];
       try {
         return await session.withConnection(signal, async (connection) => {
           if (after === undefined) {
@@ -124,10 +128,13 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
   const sizeNow = () => Math.max(1, Math.floor(request.batchSize));
   let limit = sizeNow();
   let ahead = false;
-  let abandoned = false;
-  const ask = (after: unknown[] | undefined, size: number): Promise<Row[]> =>
-    // a page asked ahead and still waiting for its turn (the system's gate, a retry) is not read once the read ended
-    abandoned ? Promise.resolve([]) : page(after, size);
+  const ask = (after: unknown[] | undefined, size: number): Promise<Row[]> => {
+    const asked = page(after, size);
+    // awaited later, it still throws there; one never awaited (the read stopped, or was aborted, before it) fails
+    // nothing
+    asked.catch(() => {});
+    return asked;
+  };
   let next: Promise<Row[]> | undefined = ask(position, limit);
   try {
     while (next !== undefined) {
@@ -143,8 +150,6 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
       if (ahead && !last) {
         limit = sizeNow();
         next = ask(position, limit);
-        // a consumer that stops early leaves it to settle unread: its failure is nobody's
-        next.catch(() => {});
       }
       yield { rows, position };
       if (last) return;
