@@ -34,6 +34,11 @@ export interface ReadRequest {
    * work at once). Judge a page short against the size asked for that page, never against a later reading.
    */
   readonly batchSize: number;
+  /**
+   * The size `batchSize` grows to (the flow's chunk size): for a read that must keep one page size from its first
+   * page to its last (pages by number, cursors that may stand for them). Absent: use `batchSize` at the start.
+   */
+  readonly fullBatchSize?: number;
   signal: AbortSignal;
   /**
    * Runs one request to the system under its concurrency cap, rate limit, breaker and timeout (no retry: on a

@@ -124,6 +124,7 @@ export async function extract(
         get batchSize() {
           return sizeOf(seq);
         },
+        fullBatchSize: ctx.flow.chunkSize,
         signal: ctx.signal,
         call: (fn) => policy.attempt(fn, ctx.signal),
         // once each, also when the read restarts after a transient error

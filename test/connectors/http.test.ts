@@ -180,15 +180,21 @@ describe("http connector: pagination", () => {
     assert.deepEqual(numbers(rows), range(1, 1000));
   });
 
-  it("offset and cursor pages without a limit set ask the batch size of the moment (it grows over a run's first chunks)", async (t) => {
-    const asked: Record<string, number[]> = { "/offset": [], "/cursor": [] };
+  it("without a size set: offset pages follow the growing batch size, page and cursor reads keep the flow's chunk size", async (t) => {
+    // The engine's batch size grows over a run's first chunks (2, 4, 8, then 16 here; its full size, the flow's chunk
+    // size, 16). An offset is a record count, so its pages may grow; a page number, or a cursor that may stand for one
+    // (page × limit), needs one size for the whole read.
+    const asked: Record<string, number[]> = { "/offset": [], "/cursor": [], "/page": [] };
     const all = range(1, 45).map((number) => ({ number }));
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? "/", "http://localhost");
-      const limit = Number(url.searchParams.get("limit"));
-      asked[url.pathname]?.push(limit);
-      const start = Number(url.searchParams.get(url.pathname === "/offset" ? "offset" : "cursor") ?? 0);
-      const end = Math.min(start + limit, all.length);
+      const size = Number(url.searchParams.get(url.pathname === "/page" ? "pageSize" : "limit"));
+      asked[url.pathname]?.push(size);
+      const start =
+        url.pathname === "/page"
+          ? (Number(url.searchParams.get("page")) - 1) * size
+          : Number(url.searchParams.get(url.pathname === "/offset" ? "offset" : "cursor") ?? 0);
+      const end = Math.min(start + size, all.length);
       res.setHeader("content-type", "application/json");
       res.end(JSON.stringify({ items: all.slice(start, end), next: end < all.length ? String(end) : null }));
     });
@@ -199,6 +205,7 @@ describe("http connector: pagination", () => {
     for (const [path, pagination] of [
       ["/offset", { style: "offset" }],
       ["/cursor", { style: "cursor", nextPath: "next" }],
+      ["/page", { style: "page" }],
     ] as const) {
       const options = { path, records: "items", pagination };
       checkBinding(options, "source");
@@ -213,15 +220,16 @@ describe("http connector: pagination", () => {
         get batchSize() {
           return 2 * 2 ** Math.min(batches, 3);
         },
+        fullBatchSize: 16,
       };
       for await (const batch of read(growing)) {
         batches++;
         got.push(...batch.rows.map((row) => row.number));
       }
       assert.deepEqual(got, range(1, 45), path);
-      // 2, 4, 8, then 16 until the end (the offset style ends on an empty page)
-      assert.deepEqual(asked[path], path === "/offset" ? [2, 4, 8, 16, 16, 16] : [2, 4, 8, 16, 16], path);
     }
+    // the offset style ends on an empty page; the page style too; the cursor style on a missing next cursor
+    assert.deepEqual(asked, { "/offset": [2, 4, 8, 16, 16, 16], "/cursor": [16, 16, 16], "/page": [16, 16, 16, 16] });
   });
 
   it("custom parameter names, first page 0, extra query, nested and bare record arrays", async (t) => {

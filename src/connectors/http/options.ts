@@ -64,7 +64,7 @@ export const HttpOffsetPagination = Type.Object(
     offsetParam: Type.Optional(Type.String({ minLength: 1 })),
     /** Default `limit`. */
     limitParam: Type.Optional(Type.String({ minLength: 1 })),
-    /** Default: the flow's chunk size. */
+    /** Default: the engine's batch size of the moment (it grows over a run's first chunks up to the flow's chunk size). */
     limit: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
@@ -76,7 +76,7 @@ export const HttpCursorPagination = Type.Object(
     cursorParam: Type.Optional(Type.String({ minLength: 1 })),
     /** Default `limit`. */
     limitParam: Type.Optional(Type.String({ minLength: 1 })),
-    /** Default: the flow's chunk size. */
+    /** Default: the flow's chunk size, the same for the whole read. */
     limit: Type.Optional(Type.Integer({ minimum: 1 })),
     /** Dot path of the next cursor in the response body; null, missing or empty ends the list. */
     nextPath: Type.String({ minLength: 1 }),

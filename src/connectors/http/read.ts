@@ -148,7 +148,10 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
       const sizeParam = pagination.sizeParam ?? "pageSize";
       // Page numbers only mean something for one page size: fixed for the whole read, and carried in the position so
       // that a read continued from it (after a retry, on resume) asks for the same pages.
-      const size = typeof from?.size === "number" ? from.size : (pagination.pageSize ?? request.batchSize);
+      const size =
+        typeof from?.size === "number"
+          ? from.size
+          : (pagination.pageSize ?? request.fullBatchSize ?? request.batchSize);
       let page = typeof from?.page === "number" ? from.page : (pagination.firstPage ?? 1);
       for (;;) {
         if (request.signal.aborted) return;
@@ -180,11 +183,12 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
       if (from?.cursor === null) return;
       const cursorParam = pagination.cursorParam ?? "cursor";
       const limitParam = pagination.limitParam ?? "limit";
+      // One limit for the whole read, the flow's chunk size unless set: an API's next cursor may stand for a page
+      // number (page × limit), which a limit grown between pages would make skip records.
+      const limit = pagination.limit ?? request.fullBatchSize ?? request.batchSize;
       let token = typeof from?.cursor === "string" ? from.cursor : undefined;
       for (;;) {
         if (request.signal.aborted) return;
-        // each page at the batch size of the moment, as above: the end is a missing next cursor
-        const limit = pagination.limit ?? request.batchSize;
         const url = transport.url(options.path, { ...query, [limitParam]: limit, [cursorParam]: token });
         const { rows, body } = await fetchPage(url);
         const next = valueAt(body, pagination.nextPath);
