@@ -147,8 +147,8 @@ export class ChunkMapper {
         if (error.code === ErrorCode.SystemDown) throw error;
         // The ledger files a record under its canonical key whenever one can be made (a record that failed
         // validation elsewhere usually has one), else under its source id.
-        let ledgerKey = sourceId;
-        if (error.code === ErrorCode.ValidationFailed) {
+        let ledgerKey = key ?? sourceId;
+        if (key === undefined && error.code === ErrorCode.ValidationFailed) {
           try {
             ledgerKey = compiled.key(payload as Record<string, unknown>);
           } catch {

@@ -77,15 +77,16 @@ describe("mapping a chunk: values JSON cannot hold", () => {
       key: "id",
       schema: Type.Object({ id: Type.String(), extra: Type.Unknown() }),
     });
+    // the source's key is not the entity's: the record is filed under its canonical key, its source id kept
     const open = bind(system, Open, {
       table: "open",
-      key: "id",
+      key: "ref",
       toCanonical: (row) => ({ id: row.id as string, extra: row.extra }),
     });
     const mapped = await mapChunk(open, compileEntity(Open), context, 0, [
-      { id: "a", extra: 1 },
-      { id: "b", extra: 2n },
-      { id: "c", extra: { nested: 3 } },
+      { ref: "r1", id: "a", extra: 1 },
+      { ref: "r2", id: "b", extra: 2n },
+      { ref: "r3", id: "c", extra: { nested: 3 } },
     ]);
     assert.deepEqual(
       mapped.records.map((record) => record.key),
@@ -95,6 +96,7 @@ describe("mapping a chunk: values JSON cannot hold", () => {
     const { index, outcome } = mapped.problems[0] as (typeof mapped.problems)[number];
     assert.equal(index, 1);
     assert.equal(outcome.key, "b");
+    assert.equal(outcome.sourceId, "r2");
     assert.equal(outcome.status, "quarantined");
     assert.equal(outcome.code, ErrorCode.MappingFailed);
     assert.match(outcome.message ?? "", /canonical JSON threw: .*BigInt/);
