@@ -208,15 +208,19 @@ async function engine(): Promise<number> {
   return summary.counts.targets["warehouse.Account"]?.loaded ?? 0;
 }
 
-/** MariaDB's table as a source: it must hold rows (a maria-engine part's), and gets the index its keyset read needs. */
-async function mariaSource(): Promise<void> {
-  await withMaria(async (connection) => {
+/**
+ * MariaDB's table as a source: it must hold rows (a maria-engine part's), and gets the index its keyset read needs.
+ * Returns whether this part made the index (then it drops it again: it would slow a later maria-engine part's writes).
+ */
+async function mariaSource(): Promise<boolean> {
+  return withMaria(async (connection) => {
     const [counted] = await connection.query(`SELECT count(*) AS n FROM ${mariaTarget}`);
     if (Number((counted as { n: number }[])[0]?.n) === 0)
       throw new Error(`${mariaTarget} is empty: run a maria-engine part first`);
     const [indexes] = await connection.query(`SHOW INDEX FROM ${mariaTarget} WHERE Key_name = 'franca_cursor'`);
-    if ((indexes as unknown[]).length === 0)
-      await connection.query(`CREATE INDEX franca_cursor ON ${mariaTarget} (changed_at, account_id)`);
+    if ((indexes as unknown[]).length > 0) return false;
+    await connection.query(`CREATE INDEX franca_cursor ON ${mariaTarget} (changed_at, account_id)`);
+    return true;
   });
 }
 
@@ -232,7 +236,7 @@ if (work === undefined) {
   console.error(`usage: node bench/bulk-part.ts ${Object.keys(parts).join("|")} [--source T]`);
   process.exit(2);
 }
-if (fromMaria) await mariaSource();
+const madeIndex = fromMaria && (await mariaSource());
 await emptyTarget();
 if (process.env.BULK_MEMLOG !== undefined) {
   // where the memory is, every half second (stderr): to see what the peak is made of
@@ -248,15 +252,22 @@ const busyBefore = machineBusySeconds();
 const databasesBefore = databaseCpuSeconds();
 const nodeBefore = process.cpuUsage();
 const started = performance.now();
-const rows = await work();
-const wall = (performance.now() - started) / 1000;
-const machineCpu = machineBusySeconds() - busyBefore;
-const databasesCpu = databaseCpuSeconds() - databasesBefore;
-const nodeCpu = process.cpuUsage(nodeBefore);
-if (fromMaria) {
-  // the index made for this part would slow a later maria-engine part's writes: gone again (untimed)
-  await withMaria((connection) => connection.query(`DROP INDEX franca_cursor ON ${mariaTarget}`));
-}
+const measured = await (async () => {
+  try {
+    const rows = await work();
+    return {
+      rows,
+      wall: (performance.now() - started) / 1000,
+      machineCpu: machineBusySeconds() - busyBefore,
+      databasesCpu: databaseCpuSeconds() - databasesBefore,
+      nodeCpu: process.cpuUsage(nodeBefore),
+    };
+  } finally {
+    // after the measure: the index this part made goes again (a failed move's too)
+    if (madeIndex) await withMaria((connection) => connection.query(`DROP INDEX franca_cursor ON ${mariaTarget}`));
+  }
+})();
+const { rows, wall, machineCpu, databasesCpu, nodeCpu } = measured;
 const landed = await countTarget();
 if (landed !== rows) throw new Error(`${part}: moved ${rows} rows but the target holds ${landed}`);
 const label = part === "maria-raw" ? `maria-raw-${values.method === "load" ? "load" : `insert-${values.batch}`}` : part;

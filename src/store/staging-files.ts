@@ -81,7 +81,7 @@ function headerOf(seq: number, length: number): Buffer {
  * kernel holds back a writer that dirtied too many pages, a synchronous append stopped the engine's thread: 2.0 s of
  * a 15 s bench:bulk run's samples were in it, 4.8 s of a 27 s MariaDB one). A segment's appends run one after
  * another, each at the end of the last that completed, as the synchronous ones do; `discardAfterAppends` and
- * `closeAfterAppends` wait for them, and refuse later ones, before they close the files.
+ * `closeAfterAppends` wait for them, refusing appends asked for while they wait, before they close the files.
  */
 export class StagingFiles {
   readonly dir: string;
@@ -115,14 +115,11 @@ export class StagingFiles {
     return segment;
   }
 
-  /** The segment an append goes to, with any bytes past its complete appends cut off. */
-  #forAppend(runId: number, stage: Stage): Segment {
-    const segment = this.#segment(runId, stage, true) as Segment;
-    if (segment.ragged) {
-      ftruncateSync(segment.fd, segment.size);
-      segment.ragged = false;
-    }
-    return segment;
+  /** Cuts off any bytes past a segment's complete appends, before an append. */
+  #trim(segment: Segment): void {
+    if (!segment.ragged) return;
+    ftruncateSync(segment.fd, segment.size);
+    segment.ragged = false;
   }
 
   #appended(segment: Segment, seq: number, length: number): void {
@@ -135,7 +132,7 @@ export class StagingFiles {
     const segment = this.#segment(runId, stage, true) as Segment;
     if (segment.pending > 0)
       throw new Error("staging files: a synchronous write while asynchronous appends are pending");
-    this.#forAppend(runId, stage);
+    this.#trim(segment);
     const parts = stagedParts(data);
     const sizes = parts.map((part) => (typeof part === "string" ? Buffer.byteLength(part) : part.byteLength));
     const length = sizes.reduce((sum, size) => sum + size, 0);
@@ -170,7 +167,7 @@ export class StagingFiles {
     const segment = this.#segment(runId, stage, true) as Segment;
     segment.pending++;
     const done = segment.tail.then(async () => {
-      this.#forAppend(runId, stage);
+      this.#trim(segment);
       // text encoded once, here: its length is the bytes' (the buffer is ours: freed once written)
       const parts = stagedParts(data).map((part) =>
         typeof part === "string" ? { bytes: Buffer.from(part, "utf8"), ours: true } : { bytes: part, ours: false },
@@ -232,7 +229,7 @@ export class StagingFiles {
       .map(([, segment]) => segment);
   }
 
-  /** `discard`, once the run's appends asked for so far are done (later ones are refused). */
+  /** `discard`, once the run's appends asked for so far are done (appends asked for meanwhile are refused). */
   async discardAfterAppends(runId: number): Promise<void> {
     this.#closing.add(runId);
     try {
