@@ -126,11 +126,7 @@ export class CanonicalChunk {
       const staged = this.#staged;
       if (staged === undefined)
         throw new FrancaError(ErrorCode.Internal, "a record of a chunk was asked for after every load let go of it");
-      this.#records = decodeCanonical(
-        typeof staged === "string"
-          ? staged
-          : Buffer.from(staged.buffer, staged.byteOffset, staged.byteLength).toString("utf8"),
-      );
+      this.#records = decodeCanonical(staged);
       this.#staged = undefined;
     }
     return this.#records[index] as CanonicalRecord;

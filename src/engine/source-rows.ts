@@ -7,6 +7,7 @@
  */
 import type { Driver, EncodedBatch } from "../connectors/types.ts";
 import type { Row } from "../core/binding.ts";
+import { utf8 } from "../core/bytes.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { StagedValue } from "../store/types.ts";
 
@@ -47,9 +48,9 @@ export function joinEncoded(batches: readonly Pick<EncodedBatch, "encoding" | "t
  * an object with one tagged key, `{"\u0000buffer": base64}` and the like, and made again when the rows are read back.
  * Plain JSON would stage a Buffer as `{"type":"Buffer","data":[…]}` and a Uint8Array as `{"0":…,"1":…}`, NaN as null,
  * and throw on a BigInt, so that a chunk mapped from its staged rows (a resumed run, a replay, a chunk mapped on a
- * transform thread, every chunk of the distributed executor) would not see what the first mapping saw. Rows rarely hold them: only a chunk whose rows do is staged with tags (`withTags`),
- * marked by a leading `\u0002`, and only such a chunk is searched for tags when read back, so that plain data is
- * never taken for a tag.
+ * transform thread, every chunk of the distributed executor) would not see what the first mapping saw. Rows rarely
+ * hold them: only a chunk whose rows do is staged with tags (`withTags`), marked by a leading `\u0002`, and only such
+ * a chunk is searched for tags when read back, so that plain data is never taken for a tag.
  */
 const taggedMark = "\u0002";
 const tag = "\u0000";
@@ -201,10 +202,7 @@ export function decodeSourceRows(staged: string): SourceRows {
 /** The rows themselves (the first `limit`, when given), decoding source text with the source system's driver. */
 export function rowsOf(data: SourceRows, driver: Driver, system: string, limit?: number): Row[] {
   if ("rows" in data) return limit === undefined ? data.rows : data.rows.slice(0, limit);
-  if (data.encoding === stagedRowsEncoding) {
-    const text = typeof data.text === "string" ? data.text : Buffer.from(data.text).toString("utf8");
-    return rowsOf(decodeSourceRows(text), driver, system, limit);
-  }
+  if (data.encoding === stagedRowsEncoding) return rowsOf(decodeSourceRows(utf8(data.text)), driver, system, limit);
   if (driver.decode === undefined) {
     throw new FrancaError(ErrorCode.Internal, `the driver of '${system}' staged rows it cannot decode`, { system });
   }

@@ -6,6 +6,7 @@
  * serialization of the records.
  */
 import { LineBuffer } from "../connectors/line-buffer.ts";
+import { utf8 } from "../core/bytes.ts";
 
 export interface CanonicalRecord {
   key: string;
@@ -80,11 +81,7 @@ export function encodeCanonical(
 }
 
 export function decodeCanonical(staged: string | Uint8Array): CanonicalRecord[] {
-  const text =
-    typeof staged === "string"
-      ? staged
-      : Buffer.from(staged.buffer, staged.byteOffset, staged.byteLength).toString("utf8");
-  const chunk = JSON.parse(text) as StagedChunk;
+  const chunk = JSON.parse(utf8(staged)) as StagedChunk;
   return chunk.keys.map((key, i) => {
     const cursor = chunk.cursors?.[i];
     return {

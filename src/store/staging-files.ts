@@ -14,6 +14,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { releaseBytes, utf8 } from "../core/bytes.ts";
 import type { StagedValue } from "./types.ts";
 
 export type Stage = "extracted" | "canonical";
@@ -26,7 +27,7 @@ function stagedParts(data: StagedValue): readonly (string | Uint8Array)[] {
 /** A staged value as one text (a store that keeps text: PostgreSQL's `staged` table). */
 export function stagedText(data: StagedValue): string {
   if (typeof data === "string") return data;
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8");
+  if (ArrayBuffer.isView(data)) return utf8(data);
   // bytes joined before they are decoded: a part may end inside a character
   const bytes = stagedParts(data).map((part) => (typeof part === "string" ? Buffer.from(part, "utf8") : part));
   return Buffer.concat(bytes).toString("utf8");
@@ -195,7 +196,7 @@ export class StagingFiles {
         segment.ragged = true;
         throw error;
       } finally {
-        for (const { bytes, ours } of parts) if (ours) release(bytes);
+        for (const { bytes, ours } of parts) if (ours) releaseBytes(bytes);
       }
       this.#appended(segment, seq, length);
     });
@@ -264,16 +265,6 @@ export class StagingFiles {
     for (const segment of this.#segments.values()) closeSync(segment.fd);
     this.#segments.clear();
   }
-}
-
-/**
- * Frees a buffer's memory at once when it is the whole of its ArrayBuffer (as a large Buffer.from is), rather than at
- * the collector's next full collection (see engine/free-bytes.ts, which the store may not import).
- */
-function release(bytes: Uint8Array): void {
-  const buffer = bytes.buffer;
-  if (buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength)
-    buffer.transfer(0);
 }
 
 /** The complete appends of a segment file of `size` bytes, and where the last of them ends. */

@@ -2,6 +2,7 @@
  * The messages between the engine and its transform threads (see pool.ts and thread.ts). Everything here crosses
  * threads by structured clone, so it is plain data: errors travel as their JSON (FrancaError's toJSON / fromJSON).
  */
+import { wholeBuffer } from "../../core/bytes.ts";
 import type { FrancaErrorJson } from "../../core/errors.ts";
 import type { MappingFailure } from "../canonical-chunk.ts";
 import type { ChunkProblem } from "../map-chunk.ts";
@@ -53,15 +54,8 @@ export interface PreparedParts {
  */
 export function transferables(value: unknown, into: ArrayBuffer[] = []): ArrayBuffer[] {
   const add = (item: unknown) => {
-    if (!ArrayBuffer.isView(item)) return;
-    const buffer = item.buffer;
-    if (
-      buffer instanceof ArrayBuffer &&
-      item.byteOffset === 0 &&
-      item.byteLength === buffer.byteLength &&
-      !into.includes(buffer)
-    )
-      into.push(buffer);
+    const buffer = wholeBuffer(item);
+    if (buffer !== undefined && !into.includes(buffer)) into.push(buffer);
   };
   add(value);
   if (value !== null && typeof value === "object" && !ArrayBuffer.isView(value))
