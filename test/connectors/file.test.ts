@@ -13,6 +13,7 @@ import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { bind, defineHub, Engine, entity, flow, sqlite, Type } from "../../src/index.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { readGrowing } from "../support/growing-read.ts";
 
 let root: string;
 let counter = 0;
@@ -49,27 +50,6 @@ async function readBatches(
   });
   for await (const batch of stream) batches.push(batch);
   return batches;
-}
-
-/** The sizes of the batches read when the batch size asked for grows after each batch: 2, 4, 8, then 16. */
-async function growingBatchSizes(conn: Connection, options: Record<string, unknown>): Promise<number[]> {
-  const signal = new AbortController().signal;
-  let batches = 0;
-  const sizes: number[] = [];
-  const request = {
-    options,
-    key: ["id"],
-    signal,
-    call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
-    get batchSize() {
-      return 2 * 2 ** Math.min(batches, 3);
-    },
-  };
-  for await (const batch of (conn.read as NonNullable<Connection["read"]>)(request)) {
-    batches++;
-    sizes.push(batch.rows.length);
-  }
-  return sizes;
 }
 
 async function readRows(conn: Connection, options: Record<string, unknown>): Promise<Row[]> {
@@ -120,7 +100,8 @@ describe("file connector: reading CSV", () => {
     const { dir, conn } = await fixture();
     const lines = Array.from({ length: 45 }, (_, i) => `${i + 1},name ${i + 1}`);
     await writeFile(join(dir, "grow.csv"), `id,name\n${lines.join("\n")}\n`);
-    assert.deepEqual(await growingBatchSizes(conn, { path: "grow.csv", format: "csv" }), [2, 4, 8, 16, 15]);
+    const { sizes } = await readGrowing(conn, { options: { path: "grow.csv", format: "csv" }, key: ["id"] });
+    assert.deepEqual(sizes, [2, 4, 8, 16, 15]);
   });
 
   it("reads quotes, embedded line breaks, delimiters, unicode and a BOM, in batches, each row once and in order", async () => {

@@ -22,6 +22,7 @@ import type { CommonSystemSettings } from "../../src/core/system.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { SystemPolicy } from "../../src/engine/policy.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { readGrowing } from "../support/growing-read.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -201,7 +202,6 @@ describe("http connector: pagination", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     t.after(() => server.close());
     const connection = connect({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
-    const read = connection.read?.bind(connection) as NonNullable<Connection["read"]>;
     for (const [path, pagination] of [
       ["/offset", { style: "offset" }],
       ["/cursor", { style: "cursor", nextPath: "next" }],
@@ -209,24 +209,12 @@ describe("http connector: pagination", () => {
     ] as const) {
       const options = { path, records: "items", pagination };
       checkBinding(options, "source");
-      const signal = new AbortController().signal;
-      let batches = 0;
-      const got: unknown[] = [];
-      const growing = {
-        options,
-        key: ["number"],
-        signal,
-        call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
-        get batchSize() {
-          return 2 * 2 ** Math.min(batches, 3);
-        },
-        fullBatchSize: 16,
-      };
-      for await (const batch of read(growing)) {
-        batches++;
-        got.push(...batch.rows.map((row) => row.number));
-      }
-      assert.deepEqual(got, range(1, 45), path);
+      const { rows } = await readGrowing(connection, { options, key: ["number"], fullBatchSize: 16 });
+      assert.deepEqual(
+        rows.map((row) => row.number),
+        range(1, 45),
+        path,
+      );
     }
     // the offset style ends on an empty page; the page style too; the cursor style on a missing next cursor
     assert.deepEqual(asked, { "/offset": [2, 4, 8, 16, 16, 16], "/cursor": [16, 16, 16], "/page": [16, 16, 16, 16] });

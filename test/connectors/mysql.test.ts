@@ -14,6 +14,7 @@ import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import type { Hub } from "../../src/core/hub.ts";
 import { bind, defineHub, Engine, entity, flow, Type } from "../../src/index.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { readGrowing } from "../support/growing-read.ts";
 import { mysqlTestDatabase } from "../support/mysql-db.ts";
 
 const files = mysqlTestDatabase("franca_my");
@@ -241,26 +242,14 @@ describe("mysql connector: read", () => {
   it("reads every row when the batch size grows between batches, asking pages ahead once it stopped growing", async () => {
     // The engine's first chunks grow (slow start): a page is asked for at the size of the moment, once the last batch
     // was taken, and judged short against that size; pages are asked ahead only once the size stopped growing.
+    const { sizes, rows } = await readGrowing(connection, request());
+    assert.deepEqual(
+      rows.map((row) => `${row.region}/${row.seq}`),
+      expected,
+    );
+    assert.deepEqual(sizes, [2, 4, 8, 16, 16, 7]);
     const signal = new AbortController().signal;
     const read = connection.read as NonNullable<Connection["read"]>;
-    const sizes: number[] = [];
-    const got: string[] = [];
-    let batches = 0;
-    const growing = {
-      ...request(),
-      signal,
-      call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
-      get batchSize() {
-        return 2 * 2 ** Math.min(batches, 3);
-      },
-    };
-    for await (const batch of read(growing)) {
-      batches++;
-      sizes.push(batch.rows.length);
-      got.push(...batch.rows.map((row) => `${row.region}/${row.seq}`));
-    }
-    assert.deepEqual(got, expected);
-    assert.deepEqual(sizes, [2, 4, 8, 16, 16, 7]);
 
     // a size that does not grow: from the second batch on, the next page is already asked for when a batch is handed
     // on; a consumer that stops then leaves that page to settle, and its failure fails nothing

@@ -11,6 +11,7 @@ import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { bind, defineHub, Engine, entity, flow, Type } from "../../src/index.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { readGrowing } from "../support/growing-read.ts";
 
 const url = "postgres://postgres@127.0.0.1:5432/test";
 const schema = `franca_pg_${randomBytes(5).toString("hex")}`;
@@ -262,26 +263,14 @@ for (const copy of [true, false]) {
     it("reads every row when the batch size grows between batches, as the engine's first chunks fill", async () => {
       // each page is judged short against the size it was asked for: judged against a grown size, the first page
       // of 2 rows looked short and ended the read there (copy: false read 50 rows of any table, then stopped)
-      const signal = new AbortController().signal;
-      const read = connection.read as NonNullable<Connection["read"]>;
-      const sizes: number[] = [];
-      const got: string[] = [];
-      let batches = 0;
-      const growing = {
+      const { sizes, rows } = await readGrowing(connection, {
         ...request(),
         options: { ...request().options, copy },
-        signal,
-        call: <T>(fn: (signal: AbortSignal) => Promise<T>) => fn(signal),
-        get batchSize() {
-          return 2 * 2 ** Math.min(batches, 3);
-        },
-      };
-      for await (const batch of read(growing)) {
-        batches++;
-        sizes.push(batch.rows.length);
-        got.push(...batch.rows.map((row) => `${row.region}/${row.seq}`));
-      }
-      assert.deepEqual(got, expected);
+      });
+      assert.deepEqual(
+        rows.map((row) => `${row.region}/${row.seq}`),
+        expected,
+      );
       assert.deepEqual(sizes, [2, 4, 8, 16, 16, 7]);
     });
 
