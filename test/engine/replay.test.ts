@@ -229,30 +229,11 @@ describe("replay", () => {
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200, badEmails: [3, 4, 5] });
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
     const store = await openStore(tmp.dir);
-    let fixed = false;
-    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
-    const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
-    const hub = defineHub({
-      systems: [crm, erp],
-      entities: [Customer],
-      flows: [
-        flow("customers", {
-          from: bind(crm, Customer, {
-            table: "customers",
-            key: "id",
-            toCanonical: (row) => ({
-              ...toCustomer(row),
-              ...(fixed ? { email: `fixed-${String(row.id)}@example.org` } : {}),
-            }),
-          }),
-          to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
-        }),
-      ],
-    });
-    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const fix = { on: false };
+    const engine = await Engine.open({ hub: repairingHub(tmp.dir, fix), baseDir: tmp.dir, store });
     try {
       const first = await engine.run("customers");
-      fixed = true;
+      fix.on = true;
       const replay = await engine.replay(first.run.id, { keys: ["4"] });
       assert.equal(replay.plan.retransform, 1);
       assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
