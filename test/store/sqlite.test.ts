@@ -72,3 +72,29 @@ describe("SQLite store's write-ahead log", () => {
     assert.ok(before < 4000 + 500, `the log grew to ${before} frames before a checkpoint`);
   });
 });
+
+describe("SQLite store on its own thread: staged chunks", () => {
+  it("closes only once the chunks staged before are in their files, and discards a run's chunks only once written", async () => {
+    const file = join(tmp.dir, `staging-${next++}.db`);
+    const store = new ThreadedSqliteStore(file);
+    await store.migrate();
+    const text = (seq: number) => `chunk ${seq} ${"x".repeat(200_000)}`;
+    // not awaited before the close: the store waits for them, and they succeed
+    const staged = [0, 1, 2].map((seq) => store.stage(1, seq, "extracted", text(seq)));
+    await store.close();
+    await Promise.all(staged);
+    const reopened = new ThreadedSqliteStore(file);
+    await reopened.migrate();
+    try {
+      for (const seq of [0, 1, 2]) assert.equal(await reopened.readStaged(1, seq, "extracted"), text(seq));
+      const more = [3, 4].map((seq) => reopened.stage(2, seq, "canonical", text(seq)));
+      await reopened.discardStaged(2);
+      await Promise.all(more);
+      assert.equal(await reopened.readStaged(2, 3, "canonical"), undefined);
+      // another run's chunks stay
+      assert.equal(await reopened.readStaged(1, 0, "extracted"), text(0));
+    } finally {
+      await reopened.close();
+    }
+  });
+});
