@@ -95,10 +95,13 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
   );
   /** The read ended (the consumer stopped, or the last page came): a page asked ahead is not run any more. */
   let abandoned = false;
-  /** The page of `limit` rows after `after` (undefined: the first). */
-  const page = (after: unknown[] | undefined, limit: number): Promise<Row[]> =>
+  /**
+   * The page of `limit` rows after `after` (undefined: the first). Its failure is caught at once: awaited later, it
+   * still throws there; one never awaited (the read stopped, or was aborted, before it) fails nothing.
+   */
+  const ask = (after: unknown[] | undefined, limit: number): Promise<Row[]> => {
     // Only the driver's errors are classified here; the policy's own (timeout, open circuit) pass through.
-    request.call(async (signal) => {
+    const page = request.call(async (signal) => {
       // a page asked ahead whose turn came after the read ended (it waited on the system's gate or rate limit)
       if (abandoned) return [];
       try {
@@ -120,6 +123,9 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
         throw mysqlError(error, session.system, what);
       }
     }) as Promise<Row[]>;
+    page.catch(() => {});
+    return page;
+  };
   // The size of each page is asked for when the page is: request.batchSize grows as the engine's first chunks fill
   // (slow start), and a page is judged short against the size it was asked for. Once the size stops growing, each
   // page is asked for before the last one is handed on, so that the server finds it while the engine stages and
@@ -128,13 +134,6 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
   const sizeNow = () => Math.max(1, Math.floor(request.batchSize));
   let limit = sizeNow();
   let ahead = false;
-  const ask = (after: unknown[] | undefined, size: number): Promise<Row[]> => {
-    const asked = page(after, size);
-    // awaited later, it still throws there; one never awaited (the read stopped, or was aborted, before it) fails
-    // nothing
-    asked.catch(() => {});
-    return asked;
-  };
   let next: Promise<Row[]> | undefined = ask(position, limit);
   try {
     while (next !== undefined) {
