@@ -227,8 +227,8 @@ export class TransformThreads {
 
   /**
    * How a run's chunks are transformed on the threads: a function that takes a chunk (source text, or decoded rows as
-   * their staged text) and returns its transform, or undefined when no thread can take it now (the engine then transforms it itself). Undefined when
-   * the threads cannot be used at all.
+   * their staged text) and returns its transform, or undefined when no thread can take it now (the engine then
+   * transforms it itself). Undefined when the threads cannot be used at all.
    */
   remote(ctx: RunContext): RemoteTransform | undefined {
     if (this.#unusable) return undefined;
