@@ -23,7 +23,7 @@ import type { LookupRuntime } from "./lookups.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
-import { decodeSourceRows, encodeSourceRows, forThreads, rowCount } from "./source-rows.ts";
+import { encodeSourceRows, forThreads, rowCount, stagedForTransform } from "./source-rows.ts";
 import type { TransformThreads } from "./threads/pool.ts";
 import { transformAndStage } from "./transform.ts";
 import { yieldToEventLoop } from "./yield.ts";
@@ -186,6 +186,7 @@ export async function executeRun(
 
   // --- the plan: what this (possibly resumed) run still has to do
   const notTransformed = states.filter((chunk) => !chunk.transformed).map((chunk) => chunk.seq);
+  const recordsOf = new Map(states.map((chunk) => [chunk.seq, chunk.records]));
   const last = states.at(-1);
   const startSeq = last === undefined ? 0 : last.seq + 1;
   const from = last === undefined ? run.cursorFrom : last.position;
@@ -287,7 +288,10 @@ export async function executeRun(
           const next = await toTransform.receive();
           if (next.done) return;
           const { seq } = next.value;
-          const data = next.value.data ?? decodeSourceRows(await readStaged(seq, "extracted"));
+          // a resumed run's chunk, read back: decoded rows go to the threads as their staged text, like fresh ones
+          const data =
+            next.value.data ??
+            stagedForTransform(await readStaged(seq, "extracted"), recordsOf.get(seq), remote !== undefined);
           const chunk = await transformAndStage(ctx, seq, data, remote);
           // the chunk's source text is staged and transformed: its bytes are freed (the engine owns a read's bytes)
           if (!("rows" in data)) freeBytes(data.text);

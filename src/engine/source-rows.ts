@@ -186,6 +186,17 @@ export function forThreads(data: SourceRows, staged: StagedValue): SourceRows {
   return { encoding: stagedRowsEncoding, text: staged, count: data.rows.length };
 }
 
+/**
+ * A chunk read back from its staged text for the transform (a resumed run's): with transform threads, decoded rows
+ * stay their staged text, counted by the chunk's record in the store (`records`), for a thread to parse, as a chunk
+ * fresh from the source would go (`forThreads`); otherwise as `decodeSourceRows` gives it.
+ */
+export function stagedForTransform(staged: string, records: number | undefined, threads: boolean): SourceRows {
+  if (threads && records !== undefined && !staged.startsWith(encodedMark))
+    return { encoding: stagedRowsEncoding, text: staged, count: records };
+  return decodeSourceRows(staged);
+}
+
 /** The staged form back; JSON rows are parsed, source text is kept for its driver to decode (see `rowsOf`). */
 export function decodeSourceRows(staged: string): SourceRows {
   if (staged.startsWith(taggedMark)) return { rows: untag(JSON.parse(staged.slice(1))) as Row[] };

@@ -338,49 +338,61 @@ describe("transform threads", () => {
     }
   });
 
-  it("a run cancelled midway resumes from its staged chunks, source text decoded again on the threads", async () => {
-    await emptyTargets();
-    using temp = tempDir();
-    const store = await openStore(temp.dir);
-    // dst is locked: the run extracts and transforms, but loads nothing there until it is cancelled
-    const locker = new pg.Client({ connectionString: threadsUrl });
-    await locker.connect();
-    await locker.query("BEGIN");
-    await locker.query(`LOCK TABLE ${schema}.dst IN ACCESS EXCLUSIVE MODE`);
-    const controller = new AbortController();
-    let runId: number;
-    try {
-      runId = await withEngine(store, temp.dir, {}, async (first) => {
-        assert.equal(await first.threadsReady(), true);
-        const summary = await first.run("items", {
-          trigger: "test",
-          signal: controller.signal,
-          onProgress: (progress) => {
-            if (progress.transformed >= 500) controller.abort();
-          },
+  for (const [flow, what] of [
+    ["items", "source text decoded again"],
+    ["decoded", "decoded rows parsed again from their staged text"],
+  ] as const) {
+    it(`a run cancelled midway resumes from its staged chunks, ${what} on the threads (${flow})`, async () => {
+      await emptyTargets();
+      using temp = tempDir();
+      const store = await openStore(temp.dir);
+      // dst is locked: the run extracts and transforms, but loads nothing there until it is cancelled
+      const locker = new pg.Client({ connectionString: threadsUrl });
+      await locker.connect();
+      await locker.query("BEGIN");
+      await locker.query(`LOCK TABLE ${schema}.dst IN ACCESS EXCLUSIVE MODE`);
+      const controller = new AbortController();
+      let runId: number;
+      try {
+        runId = await withEngine(store, temp.dir, {}, async (first) => {
+          assert.equal(await first.threadsReady(), true);
+          const summary = await first.run(flow, {
+            trigger: "test",
+            signal: controller.signal,
+            onProgress: (progress) => {
+              if (progress.transformed >= 500) controller.abort();
+            },
+          });
+          assert.equal(summary.run.status, "cancelled");
+          assert.ok(Number(summary.run.stats.threaded) > 0, "the threads transformed chunks before the cancel");
+          return summary.run.id;
         });
-        assert.equal(summary.run.status, "cancelled");
-        assert.ok(Number(summary.run.stats.threaded) > 0, "the threads transformed chunks before the cancel");
-        return summary.run.id;
-      });
-    } finally {
-      await locker.query("ROLLBACK");
-      await locker.end();
-    }
-    assert.equal((await targets()).dst.length, 0);
-    try {
-      await withEngine(store, temp.dir, {}, async (second) => {
-        assert.equal(await second.threadsReady(), true);
-        const resumed = await second.resume(runId);
-        assert.equal(resumed.run.status, "partial");
-        assert.equal(resumed.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
-        assert.equal(resumed.counts.quarantined, emptyNames.length);
-        assert.equal((await targets()).dst.length, rows - emptyNames.length);
-      });
-    } finally {
-      await store.close();
-    }
-  });
+      } finally {
+        await locker.query("ROLLBACK");
+        await locker.end();
+      }
+      assert.equal((await targets()).dst.length, 0);
+      const states = await store.chunkStates(runId);
+      assert.ok(
+        states.some((chunk) => !chunk.transformed),
+        "chunks extracted before the cancel wait to be transformed from their staged text",
+      );
+      try {
+        await withEngine(store, temp.dir, {}, async (second) => {
+          assert.equal(await second.threadsReady(), true);
+          const resumed = await second.resume(runId);
+          assert.equal(resumed.run.status, "partial");
+          assert.equal(resumed.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
+          assert.equal(resumed.counts.quarantined, emptyNames.length);
+          assert.equal((await targets()).dst.length, rows - emptyNames.length);
+          // every row of both runs was mapped on a thread, the chunks read back from the store included
+          assert.equal(resumed.run.stats.threaded, rows);
+        });
+      } finally {
+        await store.close();
+      }
+    });
+  }
 
   it("start only for a run of more than a few chunks: a small one is done on the engine's thread", async () => {
     await emptyTargets();
