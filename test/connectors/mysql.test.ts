@@ -8,12 +8,13 @@ import { fileURLToPath } from "node:url";
 import { describeRun } from "../../src/cli/summary.ts";
 import { type MysqlClient, mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
-import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
+import type { Connection, ReadBatch } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
-import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { ErrorCode } from "../../src/core/errors.ts";
 import type { Hub } from "../../src/core/hub.ts";
 import { bind, defineHub, Engine, entity, flow, Type } from "../../src/index.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { allOk, readAll, rejection, rowsOf, write } from "../support/connection-calls.ts";
 import { readGrowing } from "../support/growing-read.ts";
 import { mysqlTestDatabase } from "../support/mysql-db.ts";
 
@@ -33,61 +34,6 @@ process.env.FRANCA_RT_MARIA_URL = url;
 const roundTripModule = fileURLToPath(new URL("../support/roundtrip-hub.ts", import.meta.url));
 const { default: hub } = (await import(roundTripModule)) as { default: Hub };
 const env = { baseDir: tmpdir() };
-
-async function readAll(
-  from: Connection,
-  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
-): Promise<ReadBatch[]> {
-  const signal = new AbortController().signal;
-  const batches: ReadBatch[] = [];
-  const read = from.read as NonNullable<Connection["read"]>;
-  for await (const batch of read({ batchSize: 1000, signal, call: (fn) => fn(signal), ...request })) {
-    batches.push(batch);
-    // A read that stops progressing (a position compared inexactly) would loop forever: fail instead.
-    if (batches.length > 10_000) assert.fail("the read does not progress");
-  }
-  return batches;
-}
-
-function rowsOf(batches: readonly ReadBatch[]): Row[] {
-  return batches.flatMap((batch) => batch.rows);
-}
-
-function write(
-  to: Connection,
-  table: string,
-  key: string[],
-  rows: Row[],
-  options: Record<string, unknown> = {},
-): Promise<ItemResult[]> {
-  const request: WriteRequest = {
-    options: { table, ...options },
-    key,
-    target: "test.target",
-    run: 1,
-    chunk: 0,
-    items: rows.map((row, index) => ({
-      key: JSON.stringify(key.map((column) => row[column])),
-      row,
-      idempotencyKey: `idem-${index}`,
-      hash: `hash-${index}`,
-    })),
-    signal: new AbortController().signal,
-  };
-  return (to.write as NonNullable<Connection["write"]>)(request);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<FrancaError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof FrancaError, `expected a FrancaError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail("expected the call to fail");
-}
-
-const allOk = (count: number) => Array.from({ length: count }, () => ({ ok: true }));
 
 describe("mysql connector: settings", () => {
   it("accepts a URL or discrete settings, not both, and refuses unknown settings", () => {

@@ -4,9 +4,10 @@ import pg from "pg";
 import { CopyLines, CopyRowDecoder, encodeField, unescapeCopy } from "../../src/connectors/postgres/copy-text.ts";
 import type { PostgresClient } from "../../src/connectors/postgres/index.ts";
 import { textParser } from "../../src/connectors/postgres/parsers.ts";
-import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
+import type { Connection, ItemResult, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { readAll, rowsOf } from "../support/connection-calls.ts";
 import { never, pgTestSchema, stagingTables, until } from "../support/pg-schema.ts";
 import { long, tricky, trickyColumns } from "../support/pg-tricky.ts";
 
@@ -22,20 +23,6 @@ before(() => {
 function reader(from: Connection): NonNullable<Connection["read"]> {
   return (from.read as NonNullable<Connection["read"]>).bind(from);
 }
-
-async function readAll(
-  from: Connection,
-  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
-): Promise<ReadBatch[]> {
-  const batches: ReadBatch[] = [];
-  for await (const batch of reader(from)({ batchSize: 1000, signal: never, call: (fn) => fn(never), ...request })) {
-    batches.push(batch);
-    if (batches.length > 10_000) assert.fail("the read does not progress");
-  }
-  return batches;
-}
-
-const rowsOf = (batches: readonly ReadBatch[]): Row[] => batches.flatMap((batch) => batch.rows);
 
 /** The two reads of a COPY binding, their batches as counts and positions: rows (`read`), the server's text (`readEncoded`). */
 const copyReads: {

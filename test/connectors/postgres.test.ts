@@ -6,11 +6,12 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
-import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
+import type { Connection, ReadRequest } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
-import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { ErrorCode } from "../../src/core/errors.ts";
 import { bind, defineHub, Engine, entity, flow, Type } from "../../src/index.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { readAll, rejection, rowsOf, write } from "../support/connection-calls.ts";
 import { readGrowing } from "../support/growing-read.ts";
 
 const url = "postgres://postgres@127.0.0.1:5432/test";
@@ -27,59 +28,6 @@ function open(settings: Parameters<typeof postgres>[1] = { url }, name = "db"): 
 
 function clientOf(from: Connection): PostgresClient {
   return (from.client as NonNullable<Connection["client"]>)() as PostgresClient;
-}
-
-async function readAll(
-  from: Connection,
-  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
-): Promise<ReadBatch[]> {
-  const signal = new AbortController().signal;
-  const batches: ReadBatch[] = [];
-  const read = from.read as NonNullable<Connection["read"]>;
-  for await (const batch of read({ batchSize: 1000, signal, call: (fn) => fn(signal), ...request })) {
-    batches.push(batch);
-    // A read that stops progressing (a position that loses precision) would loop forever: fail instead.
-    if (batches.length > 10_000) assert.fail("the read does not progress");
-  }
-  return batches;
-}
-
-function rowsOf(batches: readonly ReadBatch[]): Row[] {
-  return batches.flatMap((batch) => batch.rows);
-}
-
-function write(
-  to: Connection,
-  table: string,
-  key: string[],
-  rows: Row[],
-  options: Record<string, unknown> = {},
-): Promise<ItemResult[]> {
-  const request: WriteRequest = {
-    options: { table, ...options },
-    key,
-    target: "test.target",
-    run: 1,
-    chunk: 0,
-    items: rows.map((row, index) => ({
-      key: JSON.stringify(key.map((column) => row[column])),
-      row,
-      idempotencyKey: `idem-${index}`,
-      hash: `hash-${index}`,
-    })),
-    signal: new AbortController().signal,
-  };
-  return (to.write as NonNullable<Connection["write"]>)(request);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<FrancaError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof FrancaError, `expected a FrancaError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail("expected the call to fail");
 }
 
 before(async () => {
