@@ -231,6 +231,8 @@ export interface SimApi {
   /** Back to the state at start: seeded records, start behaviour, zero counters, no idempotency keys. */
   reset(): void;
   close(): Promise<void>;
+  /** Closes the server when the block that holds it ends: `await using api = await startSimApi(…)`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -582,6 +584,10 @@ class Simulator implements SimApi {
     this.#windows = {};
     this.#answers = new Map();
     this.#log = [];
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async close(): Promise<void> {

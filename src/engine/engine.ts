@@ -442,6 +442,11 @@ export class Engine {
     );
   }
 
+  /** Closes the engine when the block that holds it ends: `await using franca = await Engine.open(…)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     await this.#threads?.close();
     await this.#cluster?.close();

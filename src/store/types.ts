@@ -139,6 +139,8 @@ export interface Store {
   readonly location: string;
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /** Closes the store when the block that holds it ends: `await using store = …`. */
+  [Symbol.asyncDispose](): Promise<void>;
 
   /** Creates a running run. Throws RUN_LOCKED when the flow has a running run with a live owner. */
   startRun(run: NewRun): Promise<RunRecord>;

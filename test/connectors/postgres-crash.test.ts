@@ -134,23 +134,19 @@ describe("postgres crash recovery", () => {
     assert.ok(writes[0].n >= rows);
 
     // The ledger: one run, continued after each crash, whose counts equal the target's.
-    const engine = await Engine.open({ hub: pgCrashHub(schema), baseDir: tmp.dir });
-    try {
-      const runs = await engine.store.listRuns({ flow: "items" });
-      assert.equal(runs.length, 1, "each crash was continued, not restarted");
-      const run = runs[0];
-      assert.equal(run?.status, "succeeded");
-      assert.equal(run?.stats.resumes, kills);
-      const counts = await engine.store.counts(run?.id as number);
-      assert.equal(counts.extracted, rows);
-      assert.equal(counts.targets["erp.Item"]?.loaded, rows);
-      assert.equal(counts.targets["erp.Item"]?.failed, 0);
-      assert.equal(counts.targets["erp.Item"]?.quarantined, 0);
-      const ledger = await engine.store.records(run?.id as number, { status: "loaded", limit: rows + 10 });
-      assert.equal(ledger.length, rows);
-      assert.deepEqual(await engine.store.getCursor("items"), run?.cursorTo);
-    } finally {
-      await engine.close();
-    }
+    await using engine = await Engine.open({ hub: pgCrashHub(schema), baseDir: tmp.dir });
+    const runs = await engine.store.listRuns({ flow: "items" });
+    assert.equal(runs.length, 1, "each crash was continued, not restarted");
+    const run = runs[0];
+    assert.equal(run?.status, "succeeded");
+    assert.equal(run?.stats.resumes, kills);
+    const counts = await engine.store.counts(run?.id as number);
+    assert.equal(counts.extracted, rows);
+    assert.equal(counts.targets["erp.Item"]?.loaded, rows);
+    assert.equal(counts.targets["erp.Item"]?.failed, 0);
+    assert.equal(counts.targets["erp.Item"]?.quarantined, 0);
+    const ledger = await engine.store.records(run?.id as number, { status: "loaded", limit: rows + 10 });
+    assert.equal(ledger.length, rows);
+    assert.deepEqual(await engine.store.getCursor("items"), run?.cursorTo);
   });
 });

@@ -19,9 +19,9 @@ describe("chunk planning", () => {
       email: `c${i + 1}@example.org`,
       balance: "1.00",
     }));
-    const api = await startSimApi({ collections: { customers: { key: "id", pagination: "page", records } } });
+    await using api = await startSimApi({ collections: { customers: { key: "id", pagination: "page", records } } });
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
-    const store = await openStore(tmp.dir);
+    await using store = await openStore(tmp.dir);
     const crm = http("crm", { baseUrl: api.url });
     const erp = sqlite("erp", { file: join(tmp.dir, "erp.db") });
     const hub = defineHub({
@@ -35,22 +35,16 @@ describe("chunk planning", () => {
         }),
       ],
     });
-    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-    try {
-      const summary = await engine.run("customers");
-      // pages of 30; chunks of at least 50 records, then 100 (slow start, up to chunkSize): 2 pages (60), then 4
-      // pages (120), then the last 70 records
-      const chunks = await store.chunkStates(summary.run.id);
-      assert.deepEqual(
-        chunks.map((chunk) => chunk.records),
-        [60, 120, 70],
-      );
-      assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 250);
-      assert.equal((target.prepare("SELECT count(DISTINCT code) AS n FROM clients").get() as { n: number }).n, 250);
-    } finally {
-      await engine.close();
-      await store.close();
-      await api.close();
-    }
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const summary = await engine.run("customers");
+    // pages of 30; chunks of at least 50 records, then 100 (slow start, up to chunkSize): 2 pages (60), then 4
+    // pages (120), then the last 70 records
+    const chunks = await store.chunkStates(summary.run.id);
+    assert.deepEqual(
+      chunks.map((chunk) => chunk.records),
+      [60, 120, 70],
+    );
+    assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 250);
+    assert.equal((target.prepare("SELECT count(DISTINCT code) AS n FROM clients").get() as { n: number }).n, 250);
   });
 });

@@ -112,23 +112,19 @@ describe("crash recovery", () => {
     assert.ok(writes >= rows);
 
     // the ledger: one run, continued after each crash, whose counts equal the target's
-    const engine = await Engine.open({ hub: crashHub(tmp.dir), baseDir: tmp.dir });
-    try {
-      const runs = await engine.store.listRuns({ flow: "customers" });
-      assert.equal(runs.length, 1, "each crash was continued, not restarted");
-      const run = runs[0];
-      assert.equal(run?.status, "succeeded");
-      assert.equal(run?.stats.resumes, kills);
-      const counts = await engine.store.counts(run?.id as number);
-      assert.equal(counts.extracted, rows);
-      assert.equal(counts.canonical, rows);
-      assert.equal(counts.targets["erp.Customer"]?.loaded, rows);
-      assert.equal(counts.targets["erp.Customer"]?.failed, 0);
-      const ledger = await engine.store.records(run?.id as number, { status: "loaded", limit: rows + 10 });
-      assert.equal(ledger.length, rows);
-      assert.deepEqual(await engine.store.getCursor("customers"), run?.cursorTo);
-    } finally {
-      await engine.close();
-    }
+    await using engine = await Engine.open({ hub: crashHub(tmp.dir), baseDir: tmp.dir });
+    const runs = await engine.store.listRuns({ flow: "customers" });
+    assert.equal(runs.length, 1, "each crash was continued, not restarted");
+    const run = runs[0];
+    assert.equal(run?.status, "succeeded");
+    assert.equal(run?.stats.resumes, kills);
+    const counts = await engine.store.counts(run?.id as number);
+    assert.equal(counts.extracted, rows);
+    assert.equal(counts.canonical, rows);
+    assert.equal(counts.targets["erp.Customer"]?.loaded, rows);
+    assert.equal(counts.targets["erp.Customer"]?.failed, 0);
+    const ledger = await engine.store.records(run?.id as number, { status: "loaded", limit: rows + 10 });
+    assert.equal(ledger.length, rows);
+    assert.deepEqual(await engine.store.getCursor("customers"), run?.cursorTo);
   });
 });

@@ -294,7 +294,7 @@ describe("lookups of several chunks at once", () => {
     createOrders(join(tmp.dir, "shop.db"), 400);
     // every order needs two keys of its own, asked one after the other: `A<id>`, then `B<id>`
     const items = Array.from({ length: 400 }, (_, i) => [{ id: `A${i + 1}` }, { id: `B${i + 1}` }]).flat();
-    const api = await startSimApi({
+    await using api = await startSimApi({
       logSize: 1000,
       collections: { items: { key: "id", records: items } },
       get: { latencyMs: 3 },
@@ -315,26 +315,20 @@ describe("lookups of several chunks at once", () => {
       // chunks of 50, 100, 100, 100, 50 (slow start), four mapped at once
       { chunkSize: 100, transformConcurrency: 4 },
     );
-    const store = await openStore(tmp.dir);
-    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-    try {
-      const summary = await engine.run("orders");
-      assert.equal(summary.run.status, "succeeded");
-      const order = api.log().map((entry) => entry.url.slice("/items/".length));
-      assert.equal(order.length, 800);
-      const at = (key: string) => order.indexOf(key);
-      // the first chunk (orders 1-50) asked its second keys only once its first ones were answered, after the other
-      // chunks had queued theirs: served first come first served, they would wait behind all of those
-      const firstChunkDone = Math.max(...Array.from({ length: 50 }, (_, i) => at(`B${i + 1}`)));
-      const fourthChunkStart = Math.min(...Array.from({ length: 100 }, (_, i) => at(`A${i + 251}`)));
-      assert.ok(
-        firstChunkDone < fourthChunkStart,
-        `the first chunk's last request was #${firstChunkDone}, the fourth chunk's first #${fourthChunkStart}`,
-      );
-    } finally {
-      await engine.close();
-      await store.close();
-      await api.close();
-    }
+    await using store = await openStore(tmp.dir);
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const summary = await engine.run("orders");
+    assert.equal(summary.run.status, "succeeded");
+    const order = api.log().map((entry) => entry.url.slice("/items/".length));
+    assert.equal(order.length, 800);
+    const at = (key: string) => order.indexOf(key);
+    // the first chunk (orders 1-50) asked its second keys only once its first ones were answered, after the other
+    // chunks had queued theirs: served first come first served, they would wait behind all of those
+    const firstChunkDone = Math.max(...Array.from({ length: 50 }, (_, i) => at(`B${i + 1}`)));
+    const fourthChunkStart = Math.min(...Array.from({ length: 100 }, (_, i) => at(`A${i + 251}`)));
+    assert.ok(
+      firstChunkDone < fourthChunkStart,
+      `the first chunk's last request was #${firstChunkDone}, the fourth chunk's first #${fourthChunkStart}`,
+    );
   });
 });

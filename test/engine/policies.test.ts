@@ -25,8 +25,12 @@ async function runAgainst(
 ) {
   using tmp = tempDir();
   createCustomerSource(join(tmp.dir, "crm.db"), { rows });
-  const api = await startSimApi({ seed: 11, collections: { customers: { key: "id", records: [] } }, ...behavior });
-  const store = await openStore(tmp.dir);
+  await using api = await startSimApi({
+    seed: 11,
+    collections: { customers: { key: "id", records: [] } },
+    ...behavior,
+  });
+  await using store = await openStore(tmp.dir);
   const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
   const target = http("api", { baseUrl: api.url, limits });
   const hub = defineHub({
@@ -46,17 +50,11 @@ async function runAgainst(
       }),
     ],
   });
-  const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-  try {
-    options.during?.(api);
-    const summary = await engine.run("customers");
-    const policy = (summary.run.stats.systems as Record<string, PolicyStats>).api as PolicyStats;
-    return { summary, api, policy, records: api.records("customers").length, duplicates: api.duplicates() };
-  } finally {
-    await engine.close();
-    await store.close();
-    await api.close();
-  }
+  await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+  options.during?.(api);
+  const summary = await engine.run("customers");
+  const policy = (summary.run.stats.systems as Record<string, PolicyStats>).api as PolicyStats;
+  return { summary, api, policy, records: api.records("customers").length, duplicates: api.duplicates() };
 }
 
 describe("per-system policies", () => {

@@ -62,38 +62,33 @@ describe("replay", () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500, badEmails: [7, 250, 499] });
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
-    const store = await openStore(tmp.dir);
+    await using store = await openStore(tmp.dir);
     const fix = { on: false };
     const hub = repairingHub(tmp.dir, fix, { chunkSize: 100 });
-    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-    try {
-      const first = await engine.run("customers");
-      assert.equal(first.run.status, "partial");
-      fix.on = true;
-      const replay = await engine.replay(first.run.id);
-      assert.equal(replay.run.kind, "replay");
-      assert.equal(replay.run.parentId, first.run.id);
-      assert.equal(replay.run.status, "succeeded");
-      assert.deepEqual(replay.plan, { retransform: 3, reload: { "erp.Customer": 0 } });
-      assert.equal(replay.counts.extracted, 3);
-      assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 3);
-      assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 500);
-      assert.equal(
-        (target.prepare("SELECT mail FROM clients WHERE code = '250'").get() as { mail: string }).mail,
-        "repaired-250@example.org",
-      );
-      assert.deepEqual(await store.getCursor("customers"), [stamp(500), 500], "a replay does not move the cursor");
-      assert.equal(
-        (await store.records(first.run.id, { status: "quarantined" })).length,
-        3,
-        "the first run's ledger stays as it was",
-      );
-      const again = await engine.replay(first.run.id);
-      assert.equal(again.counts.targets["erp.Customer"]?.unchanged, 3, "replaying twice sends nothing twice");
-    } finally {
-      await engine.close();
-      await store.close();
-    }
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const first = await engine.run("customers");
+    assert.equal(first.run.status, "partial");
+    fix.on = true;
+    const replay = await engine.replay(first.run.id);
+    assert.equal(replay.run.kind, "replay");
+    assert.equal(replay.run.parentId, first.run.id);
+    assert.equal(replay.run.status, "succeeded");
+    assert.deepEqual(replay.plan, { retransform: 3, reload: { "erp.Customer": 0 } });
+    assert.equal(replay.counts.extracted, 3);
+    assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 3);
+    assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 500);
+    assert.equal(
+      (target.prepare("SELECT mail FROM clients WHERE code = '250'").get() as { mail: string }).mail,
+      "repaired-250@example.org",
+    );
+    assert.deepEqual(await store.getCursor("customers"), [stamp(500), 500], "a replay does not move the cursor");
+    assert.equal(
+      (await store.records(first.run.id, { status: "quarantined" })).length,
+      3,
+      "the first run's ledger stays as it was",
+    );
+    const again = await engine.replay(first.run.id);
+    assert.equal(again.counts.targets["erp.Customer"]?.unchanged, 3, "replaying twice sends nothing twice");
   });
 
   it("loads again, to that target only and without a new lookup, the records a target refused", async () => {
@@ -199,54 +194,44 @@ describe("replay", () => {
     source.exec("ALTER TABLE customers ADD COLUMN badge BLOB");
     source.exec("UPDATE customers SET badge = X'00FF10'");
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
-    const store = await openStore(tmp.dir);
+    await using store = await openStore(tmp.dir);
     const fix = { on: false };
     // node:sqlite gives a BLOB as a Uint8Array
     const hub = repairingHub(tmp.dir, fix, {
       name: (row) => `${String(row.name)} ${Buffer.from(row.badge as Uint8Array).toString("hex")}`,
     });
-    const engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-    try {
-      const first = await engine.run("customers");
-      assert.equal(first.counts.quarantined, 1);
-      fix.on = true;
-      // the replay maps record 7 from its staged source row, not from the source
-      const replay = await engine.replay(first.run.id);
-      assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
-      const names = target.prepare("SELECT code, full_name FROM clients WHERE code IN ('6', '7') ORDER BY code").all();
-      assert.deepEqual(
-        names.map((row) => row.full_name),
-        ["Customer 6 00ff10", "Customer 7 00ff10"],
-      );
-    } finally {
-      await engine.close();
-      await store.close();
-    }
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const first = await engine.run("customers");
+    assert.equal(first.counts.quarantined, 1);
+    fix.on = true;
+    // the replay maps record 7 from its staged source row, not from the source
+    const replay = await engine.replay(first.run.id);
+    assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
+    const names = target.prepare("SELECT code, full_name FROM clients WHERE code IN ('6', '7') ORDER BY code").all();
+    assert.deepEqual(
+      names.map((row) => row.full_name),
+      ["Customer 6 00ff10", "Customer 7 00ff10"],
+    );
   });
 
   it("replays only the keys asked for", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200, badEmails: [3, 4, 5] });
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
-    const store = await openStore(tmp.dir);
+    await using store = await openStore(tmp.dir);
     const fix = { on: false };
-    const engine = await Engine.open({ hub: repairingHub(tmp.dir, fix), baseDir: tmp.dir, store });
-    try {
-      const first = await engine.run("customers");
-      fix.on = true;
-      const replay = await engine.replay(first.run.id, { keys: ["4"] });
-      assert.equal(replay.plan.retransform, 1);
-      assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
-      assert.deepEqual(
-        target
-          .prepare("SELECT code FROM clients WHERE code IN ('3', '4', '5')")
-          .all()
-          .map((row) => row.code),
-        ["4"],
-      );
-    } finally {
-      await engine.close();
-      await store.close();
-    }
+    await using engine = await Engine.open({ hub: repairingHub(tmp.dir, fix), baseDir: tmp.dir, store });
+    const first = await engine.run("customers");
+    fix.on = true;
+    const replay = await engine.replay(first.run.id, { keys: ["4"] });
+    assert.equal(replay.plan.retransform, 1);
+    assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
+    assert.deepEqual(
+      target
+        .prepare("SELECT code FROM clients WHERE code IN ('3', '4', '5')")
+        .all()
+        .map((row) => row.code),
+      ["4"],
+    );
   });
 });

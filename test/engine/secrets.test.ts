@@ -29,11 +29,11 @@ describe("secrets", () => {
   it("never appear in logs, errors or the ledger when a system refuses or cannot be reached", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20 });
-    const api = await startSimApi({
+    await using api = await startSimApi({
       collections: { customers: { key: "id", records: [] } },
       defaults: { auth: { bearer: "the-right-token" } },
     });
-    const store = await openStore(tmp.dir);
+    await using store = await openStore(tmp.dir);
     const { logger, text } = capture();
     const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
     const wrongToken = "s3cret-token-4f9a2c";
@@ -64,30 +64,24 @@ describe("secrets", () => {
         flow("to-pg", { from: source, to: bind(pg, Customer, { table: "customers" }) }),
       ],
     });
-    const engine = await Engine.open({ hub, baseDir: tmp.dir, store, logger });
-    try {
-      const refused = await engine.run("to-api");
-      const unreachable = await engine.run("to-pg");
-      assert.equal(refused.run.status, "failed");
-      assert.match(refused.run.error?.message ?? "", /authentication refused/);
-      assert.equal(unreachable.run.status, "failed");
-      const ledger = JSON.stringify([
-        refused.run,
-        unreachable.run,
-        await store.records(refused.run.id, { limit: 100 }),
-        await store.records(unreachable.run.id, { limit: 100 }),
-      ]);
-      for (const secret of [wrongToken, dbPassword]) {
-        assert.ok(!text().includes(secret), `logs hold ${secret}`);
-        assert.ok(!ledger.includes(secret), `the ledger holds ${secret}`);
-      }
-      // the failures were logged (so the assertions above looked at the messages that could have leaked)
-      assert.match(text(), /authentication refused/);
-      assert.match(text(), /ECONNREFUSED|connect/);
-    } finally {
-      await engine.close();
-      await store.close();
-      await api.close();
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store, logger });
+    const refused = await engine.run("to-api");
+    const unreachable = await engine.run("to-pg");
+    assert.equal(refused.run.status, "failed");
+    assert.match(refused.run.error?.message ?? "", /authentication refused/);
+    assert.equal(unreachable.run.status, "failed");
+    const ledger = JSON.stringify([
+      refused.run,
+      unreachable.run,
+      await store.records(refused.run.id, { limit: 100 }),
+      await store.records(unreachable.run.id, { limit: 100 }),
+    ]);
+    for (const secret of [wrongToken, dbPassword]) {
+      assert.ok(!text().includes(secret), `logs hold ${secret}`);
+      assert.ok(!ledger.includes(secret), `the ledger holds ${secret}`);
     }
+    // the failures were logged (so the assertions above looked at the messages that could have leaked)
+    assert.match(text(), /authentication refused/);
+    assert.match(text(), /ECONNREFUSED|connect/);
   });
 });

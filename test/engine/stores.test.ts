@@ -539,99 +539,91 @@ function engineSuite(name: string, openStore: OpenStore): void {
       using tmp = tempDir();
       const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
       const target = createClientsTarget(join(tmp.dir, "erp.db"));
-      const api = await startTierApi();
-      try {
-        await withEngine(openStore, fanOutHub(tmp.dir, api), tmp.dir, async (engine) => {
-          const first = await engine.run("customers");
-          assert.equal(first.run.status, "succeeded");
-          assert.deepEqual(first.counts, {
-            chunks: 4,
-            extracted: 300,
-            canonical: 300,
-            quarantined: 0,
-            failed: 0,
-            targets: {
-              [erpTarget]: { loaded: 300, unchanged: 0, quarantined: 0, failed: 0 },
-              [dropTarget]: { loaded: 300, unchanged: 0, quarantined: 0, failed: 0 },
-            },
-          });
-          assert.equal(csvOf(tmp.dir), expectedCsv(source, range(1, 300)));
-          assert.deepEqual(
-            clientsOf(target),
-            expectedClients(source, (row) => `${String(row.name)} (${labelOf(Number(row.id))})`),
-          );
-          assert.equal(api.stats.requests.get, 5, "one request per tier");
-          assert.deepEqual(
-            [tierStats(first)?.calls, tierStats(first)?.requests, tierStats(first)?.cacheHits],
-            [300, 5, 0],
-          );
-
-          touchAndRename(source);
-          const second = await engine.run("customers");
-          assert.equal(second.run.status, "succeeded");
-          assert.deepEqual(second.counts, {
-            chunks: 2,
-            extracted: 53,
-            canonical: 53,
-            quarantined: 0,
-            failed: 0,
-            targets: {
-              [erpTarget]: { loaded: 3, unchanged: 50, quarantined: 0, failed: 0 },
-              [dropTarget]: { loaded: 3, unchanged: 50, quarantined: 0, failed: 0 },
-            },
-          });
-          // the file holds what this run wrote: the three renamed customers
-          assert.equal(csvOf(tmp.dir), expectedCsv(source, [100, 200, 300]));
-          assert.deepEqual(
-            clientsOf(target),
-            expectedClients(source, (row) => `${String(row.name)} (${labelOf(Number(row.id))})`),
-          );
-          assert.equal(api.stats.requests.get, 10, "no cross-run cache: the 5 tiers were asked again");
-          assert.deepEqual([tierStats(second)?.calls, tierStats(second)?.requests], [53, 5]);
-          assert.deepEqual(second.run.cursorTo, ["2031-01-02T00:00:00.000Z", 300]);
+      await using api = await startTierApi();
+      await withEngine(openStore, fanOutHub(tmp.dir, api), tmp.dir, async (engine) => {
+        const first = await engine.run("customers");
+        assert.equal(first.run.status, "succeeded");
+        assert.deepEqual(first.counts, {
+          chunks: 4,
+          extracted: 300,
+          canonical: 300,
+          quarantined: 0,
+          failed: 0,
+          targets: {
+            [erpTarget]: { loaded: 300, unchanged: 0, quarantined: 0, failed: 0 },
+            [dropTarget]: { loaded: 300, unchanged: 0, quarantined: 0, failed: 0 },
+          },
         });
-      } finally {
-        await api.close();
-      }
+        assert.equal(csvOf(tmp.dir), expectedCsv(source, range(1, 300)));
+        assert.deepEqual(
+          clientsOf(target),
+          expectedClients(source, (row) => `${String(row.name)} (${labelOf(Number(row.id))})`),
+        );
+        assert.equal(api.stats.requests.get, 5, "one request per tier");
+        assert.deepEqual(
+          [tierStats(first)?.calls, tierStats(first)?.requests, tierStats(first)?.cacheHits],
+          [300, 5, 0],
+        );
+
+        touchAndRename(source);
+        const second = await engine.run("customers");
+        assert.equal(second.run.status, "succeeded");
+        assert.deepEqual(second.counts, {
+          chunks: 2,
+          extracted: 53,
+          canonical: 53,
+          quarantined: 0,
+          failed: 0,
+          targets: {
+            [erpTarget]: { loaded: 3, unchanged: 50, quarantined: 0, failed: 0 },
+            [dropTarget]: { loaded: 3, unchanged: 50, quarantined: 0, failed: 0 },
+          },
+        });
+        // the file holds what this run wrote: the three renamed customers
+        assert.equal(csvOf(tmp.dir), expectedCsv(source, [100, 200, 300]));
+        assert.deepEqual(
+          clientsOf(target),
+          expectedClients(source, (row) => `${String(row.name)} (${labelOf(Number(row.id))})`),
+        );
+        assert.equal(api.stats.requests.get, 10, "no cross-run cache: the 5 tiers were asked again");
+        assert.deepEqual([tierStats(second)?.calls, tierStats(second)?.requests], [53, 5]);
+        assert.deepEqual(second.run.cursorTo, ["2031-01-02T00:00:00.000Z", 300]);
+      });
     });
 
     it("keeps lookup values across runs in the store for their TTL: the second run asks the API nothing", async () => {
       using tmp = tempDir();
       const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
       createClientsTarget(join(tmp.dir, "erp.db"));
-      const api = await startTierApi();
+      await using api = await startTierApi();
       const ttlMs = 3_600_000;
-      try {
-        await withEngine(openStore, fanOutHub(tmp.dir, api, { ttlMs }), tmp.dir, async (engine, store) => {
-          const first = await engine.run("customers");
-          assert.equal(first.run.status, "succeeded");
-          assert.equal(api.stats.requests.get, 5);
-          const keys = tierLabels.map((_, i) => `T${i}`);
-          assert.deepEqual(
-            await store.cacheGet("tier", [...keys, "T9"], Date.now()),
-            new Map(keys.map((key, i) => [key, tierLabels[i]])),
-            "the store holds the five values",
-          );
-          assert.equal(
-            (await store.cacheGet("tier", keys, Date.now() + 2 * ttlMs)).size,
-            0,
-            "and judges them expired after the TTL",
-          );
+      await withEngine(openStore, fanOutHub(tmp.dir, api, { ttlMs }), tmp.dir, async (engine, store) => {
+        const first = await engine.run("customers");
+        assert.equal(first.run.status, "succeeded");
+        assert.equal(api.stats.requests.get, 5);
+        const keys = tierLabels.map((_, i) => `T${i}`);
+        assert.deepEqual(
+          await store.cacheGet("tier", [...keys, "T9"], Date.now()),
+          new Map(keys.map((key, i) => [key, tierLabels[i]])),
+          "the store holds the five values",
+        );
+        assert.equal(
+          (await store.cacheGet("tier", keys, Date.now() + 2 * ttlMs)).size,
+          0,
+          "and judges them expired after the TTL",
+        );
 
-          touchAndRename(source);
-          const second = await engine.run("customers");
-          assert.equal(second.run.status, "succeeded");
-          assert.equal(api.stats.requests.get, 5, "the second run made no request");
-          assert.deepEqual(
-            [tierStats(second)?.calls, tierStats(second)?.requests, tierStats(second)?.cacheHits],
-            [53, 0, 5],
-          );
-          assert.deepEqual(second.counts.targets[erpTarget], { loaded: 3, unchanged: 50, quarantined: 0, failed: 0 });
-          assert.equal(csvOf(tmp.dir), expectedCsv(source, [100, 200, 300]));
-        });
-      } finally {
-        await api.close();
-      }
+        touchAndRename(source);
+        const second = await engine.run("customers");
+        assert.equal(second.run.status, "succeeded");
+        assert.equal(api.stats.requests.get, 5, "the second run made no request");
+        assert.deepEqual(
+          [tierStats(second)?.calls, tierStats(second)?.requests, tierStats(second)?.cacheHits],
+          [53, 0, 5],
+        );
+        assert.deepEqual(second.counts.targets[erpTarget], { loaded: 3, unchanged: 50, quarantined: 0, failed: 0 });
+        assert.equal(csvOf(tmp.dir), expectedCsv(source, [100, 200, 300]));
+      });
     });
   });
 }
@@ -668,56 +660,52 @@ async function comparisonScenario(openStore: OpenStore): Promise<Step[]> {
   using tmp = tempDir();
   const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300, badEmails: [3, 150, 299] });
   const target = createClientsTarget(join(tmp.dir, "erp.db"));
-  const api = await startTierApi();
+  await using api = await startTierApi();
   const state: FanOutState = { repairEmails: false, erpRefuses: new Set(["42"]), dropDown: new Set(["200"]) };
-  try {
-    return await withEngine(openStore, fanOutHub(tmp.dir, api, { state }), tmp.dir, async (engine, store) => {
-      const steps: Step[] = [];
-      const ids = new Map<number, string>();
-      const record = async (step: string, summary: RunSummary & { plan?: unknown }) => {
-        const run = summary.run;
-        steps.push({
-          step,
-          kind: run.kind,
-          status: run.status,
-          exitCode: summary.exitCode,
-          errorCode: run.error?.code,
-          sameRunAs: ids.get(run.id),
-          parentStep: run.parentId === undefined ? undefined : ids.get(run.parentId),
-          cursorFrom: run.cursorFrom,
-          cursorTo: run.cursorTo,
-          counts: summary.counts,
-          plan: summary.plan,
-          ledger: await ledgerOf(store, run.id),
-          cursor: await store.getCursor("customers"),
-          clients: clientsOf(target),
-          csv: (() => {
-            try {
-              return csvOf(tmp.dir);
-            } catch {
-              return "(no file)";
-            }
-          })(),
-          lookupRequests: api.stats.requests.get,
-        });
-        if (!ids.has(run.id)) ids.set(run.id, step);
-      };
-      const first = await engine.run("customers");
-      await record("run", first);
-      state.dropDown.clear();
-      await record("run again", await engine.run("customers"));
-      state.repairEmails = true;
-      state.erpRefuses.clear();
-      await record("replay", await engine.replay(first.run.id));
-      source.exec(
-        "UPDATE customers SET name = 'Edited ' || id, updated_at = '2032-01-01T00:00:00.000Z' WHERE id IN (10, 20)",
-      );
-      await record("incremental", await engine.run("customers"));
-      return steps;
-    });
-  } finally {
-    await api.close();
-  }
+  return await withEngine(openStore, fanOutHub(tmp.dir, api, { state }), tmp.dir, async (engine, store) => {
+    const steps: Step[] = [];
+    const ids = new Map<number, string>();
+    const record = async (step: string, summary: RunSummary & { plan?: unknown }) => {
+      const run = summary.run;
+      steps.push({
+        step,
+        kind: run.kind,
+        status: run.status,
+        exitCode: summary.exitCode,
+        errorCode: run.error?.code,
+        sameRunAs: ids.get(run.id),
+        parentStep: run.parentId === undefined ? undefined : ids.get(run.parentId),
+        cursorFrom: run.cursorFrom,
+        cursorTo: run.cursorTo,
+        counts: summary.counts,
+        plan: summary.plan,
+        ledger: await ledgerOf(store, run.id),
+        cursor: await store.getCursor("customers"),
+        clients: clientsOf(target),
+        csv: (() => {
+          try {
+            return csvOf(tmp.dir);
+          } catch {
+            return "(no file)";
+          }
+        })(),
+        lookupRequests: api.stats.requests.get,
+      });
+      if (!ids.has(run.id)) ids.set(run.id, step);
+    };
+    const first = await engine.run("customers");
+    await record("run", first);
+    state.dropDown.clear();
+    await record("run again", await engine.run("customers"));
+    state.repairEmails = true;
+    state.erpRefuses.clear();
+    await record("replay", await engine.replay(first.run.id));
+    source.exec(
+      "UPDATE customers SET name = 'Edited ' || id, updated_at = '2032-01-01T00:00:00.000Z' WHERE id IN (10, 20)",
+    );
+    await record("incremental", await engine.run("customers"));
+    return steps;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -65,18 +65,14 @@ async function withEngine<T>(
   work: (engine: Engine) => Promise<T>,
 ): Promise<T> {
   const threads = options.threads === undefined ? { module: hubModule, count: 1 } : options.threads;
-  const engine = await Engine.open({
+  await using engine = await Engine.open({
     hub,
     baseDir: dir,
     store,
     ...(threads === null ? {} : { threads }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
-  try {
-    return await work(engine);
-  } finally {
-    await engine.close();
-  }
+  return await work(engine);
 }
 
 /** The same on a new store in a new directory, closed after `work`. */
@@ -85,12 +81,8 @@ async function withNewEngine<T>(
   work: (engine: Engine, store: SqliteStore) => Promise<T>,
 ): Promise<T> {
   using temp = tempDir();
-  const store = await openStore(temp.dir);
-  try {
-    return await withEngine(store, temp.dir, options, (engine) => work(engine, store));
-  } finally {
-    await store.close();
-  }
+  await using store = await openStore(temp.dir);
+  return await withEngine(store, temp.dir, options, (engine) => work(engine, store));
 }
 
 /** Records loaded per target. */
@@ -345,7 +337,7 @@ describe("transform threads", () => {
     it(`a run cancelled midway resumes from its staged chunks, ${what} on the threads (${flow})`, async () => {
       await emptyTargets();
       using temp = tempDir();
-      const store = await openStore(temp.dir);
+      await using store = await openStore(temp.dir);
       // dst is locked: the run extracts and transforms, but loads nothing there until it is cancelled
       const locker = new pg.Client({ connectionString: threadsUrl });
       await locker.connect();
@@ -377,20 +369,16 @@ describe("transform threads", () => {
         states.some((chunk) => !chunk.transformed),
         "chunks extracted before the cancel wait to be transformed from their staged text",
       );
-      try {
-        await withEngine(store, temp.dir, {}, async (second) => {
-          assert.equal(await second.threadsReady(), true);
-          const resumed = await second.resume(runId);
-          assert.equal(resumed.run.status, "partial");
-          assert.equal(resumed.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
-          assert.equal(resumed.counts.quarantined, emptyNames.length);
-          assert.equal((await targets()).dst.length, rows - emptyNames.length);
-          // every row of both runs was mapped on a thread, the chunks read back from the store included
-          assert.equal(resumed.run.stats.threaded, rows);
-        });
-      } finally {
-        await store.close();
-      }
+      await withEngine(store, temp.dir, {}, async (second) => {
+        assert.equal(await second.threadsReady(), true);
+        const resumed = await second.resume(runId);
+        assert.equal(resumed.run.status, "partial");
+        assert.equal(resumed.counts.targets["erp.Item"]?.loaded, rows - emptyNames.length);
+        assert.equal(resumed.counts.quarantined, emptyNames.length);
+        assert.equal((await targets()).dst.length, rows - emptyNames.length);
+        // every row of both runs was mapped on a thread, the chunks read back from the store included
+        assert.equal(resumed.run.stats.threaded, rows);
+      });
     });
   }
 

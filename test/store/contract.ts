@@ -35,301 +35,269 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       });
 
     it("starts one running run per flow and locks out a second", async () => {
-      const store = await open();
-      try {
-        const run = await newRun(store);
-        assert.equal(run.status, "running");
-        assert.deepEqual(run.targets, ["t1", "t2"]);
-        assert.deepEqual(run.cursorFrom, ["2025", 1]);
-        await assert.rejects(
-          newRun(store),
-          (error: unknown) => error instanceof FrancaError && error.code === ErrorCode.RunLocked,
-        );
-        const other = await newRun(store, "g");
-        assert.notEqual(other.id, run.id);
-        assert.equal((await store.listRuns({ status: "running" })).length, 2);
-      } finally {
-        await store.close();
-      }
+      await using store = await open();
+      const run = await newRun(store);
+      assert.equal(run.status, "running");
+      assert.deepEqual(run.targets, ["t1", "t2"]);
+      assert.deepEqual(run.cursorFrom, ["2025", 1]);
+      await assert.rejects(
+        newRun(store),
+        (error: unknown) => error instanceof FrancaError && error.code === ErrorCode.RunLocked,
+      );
+      const other = await newRun(store, "g");
+      assert.notEqual(other.id, run.id);
+      assert.equal((await store.listRuns({ status: "running" })).length, 2);
     });
 
     it("heartbeats only for its owner, reaps dead and stale owners, and resumes only failed or cancelled runs", async () => {
-      const store = await open();
-      try {
-        const run = await newRun(store, "f", "host:1:a", 1_000);
-        assert.equal(await store.heartbeat(run.id, "host:1:a", 2_000), true);
-        assert.equal(await store.heartbeat(run.id, "intruder", 2_000), false);
-        assert.deepEqual(await store.reapAbandoned(1_500, [], 3_000), [], "a fresh heartbeat keeps it");
-        assert.deepEqual(await store.reapAbandoned(2_500, [], 3_000, ["host:1:a"]), [], "a live owner keeps it");
-        assert.deepEqual(await store.reapAbandoned(2_500, [], 3_000), [run.id], "a stale one does not");
-        const reaped = await store.getRun(run.id);
-        assert.equal(reaped?.status, "failed");
-        assert.equal(reaped?.error?.code, ErrorCode.RunAbandoned);
-        const claimed = await store.claimRun(run.id, "host:2:b", 4_000);
-        assert.equal(claimed.status, "running");
-        assert.equal(claimed.owner, "host:2:b");
-        assert.equal(claimed.stats.resumes, 1);
-        await assert.rejects(
-          store.claimRun(run.id, "host:3:c", 5_000),
-          (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunLocked,
-        );
-        assert.deepEqual(await store.reapAbandoned(0, ["host:2:b"], 5_000), [run.id], "a dead owner is reaped at once");
-        await store.finishRun(run.id, "host:2:b", { status: "failed" }, 6_000).catch(() => {});
-        const second = await store.claimRun(run.id, "host:4:d", 7_000);
-        await store.finishRun(second.id, "host:4:d", { status: "succeeded" }, 8_000);
-        await assert.rejects(
-          store.claimRun(run.id, "x", 9_000),
-          (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunNotResumable,
-        );
-        assert.equal(await store.latestUnfinished("f"), undefined);
-      } finally {
-        await store.close();
-      }
+      await using store = await open();
+      const run = await newRun(store, "f", "host:1:a", 1_000);
+      assert.equal(await store.heartbeat(run.id, "host:1:a", 2_000), true);
+      assert.equal(await store.heartbeat(run.id, "intruder", 2_000), false);
+      assert.deepEqual(await store.reapAbandoned(1_500, [], 3_000), [], "a fresh heartbeat keeps it");
+      assert.deepEqual(await store.reapAbandoned(2_500, [], 3_000, ["host:1:a"]), [], "a live owner keeps it");
+      assert.deepEqual(await store.reapAbandoned(2_500, [], 3_000), [run.id], "a stale one does not");
+      const reaped = await store.getRun(run.id);
+      assert.equal(reaped?.status, "failed");
+      assert.equal(reaped?.error?.code, ErrorCode.RunAbandoned);
+      const claimed = await store.claimRun(run.id, "host:2:b", 4_000);
+      assert.equal(claimed.status, "running");
+      assert.equal(claimed.owner, "host:2:b");
+      assert.equal(claimed.stats.resumes, 1);
+      await assert.rejects(
+        store.claimRun(run.id, "host:3:c", 5_000),
+        (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunLocked,
+      );
+      assert.deepEqual(await store.reapAbandoned(0, ["host:2:b"], 5_000), [run.id], "a dead owner is reaped at once");
+      await store.finishRun(run.id, "host:2:b", { status: "failed" }, 6_000).catch(() => {});
+      const second = await store.claimRun(run.id, "host:4:d", 7_000);
+      await store.finishRun(second.id, "host:4:d", { status: "succeeded" }, 8_000);
+      await assert.rejects(
+        store.claimRun(run.id, "x", 9_000),
+        (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunNotResumable,
+      );
+      assert.equal(await store.latestUnfinished("f"), undefined);
     });
 
     it("refuses to resume a run superseded by a newer run of the flow", async () => {
-      const store = await open();
-      try {
-        const old = await newRun(store);
-        await store.finishRun(old.id, "host:1:a", { status: "failed" }, 2_000);
-        assert.equal((await store.latestUnfinished("f"))?.id, old.id);
-        const newer = await newRun(store, "f", "host:1:a", 3_000);
-        await store.finishRun(newer.id, "host:1:a", { status: "succeeded" }, 4_000);
-        await assert.rejects(
-          store.claimRun(old.id, "x", 5_000),
-          (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunNotResumable,
-        );
-      } finally {
-        await store.close();
-      }
+      await using store = await open();
+      const old = await newRun(store);
+      await store.finishRun(old.id, "host:1:a", { status: "failed" }, 2_000);
+      assert.equal((await store.latestUnfinished("f"))?.id, old.id);
+      const newer = await newRun(store, "f", "host:1:a", 3_000);
+      await store.finishRun(newer.id, "host:1:a", { status: "succeeded" }, 4_000);
+      await assert.rejects(
+        store.claimRun(old.id, "x", 5_000),
+        (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunNotResumable,
+      );
     });
 
     it("stages chunks, records the ledger, and derives counts and chunk states from it", async () => {
-      const store = await open();
-      try {
-        const run = await newRun(store);
-        await store.stage(run.id, 0, "extracted", '[{"id":1},{"id":2},{"id":3}]');
-        await store.saveExtracted(run.id, 0, ["2025-01-01", 3], 3, 1);
-        await store.stage(run.id, 0, "canonical", '{"keys":["1","2"]}');
-        // bytes, and parts (a header and bytes, one after the other), come back as the text they encode
-        await store.stage(run.id, 1, "extracted", Buffer.from("héllo 😀"));
-        await store.stage(run.id, 2, "extracted", ["\u0001head\n", Buffer.from("é 😀 bytes"), "tail"]);
-        assert.equal(await store.readStaged(run.id, 1, "extracted"), "héllo 😀");
-        assert.equal(await store.readStaged(run.id, 2, "extracted"), "\u0001head\né 😀 bytestail");
-        await store.saveCanonical(run.id, 0, 2, [quarantined("3", 0)], 2);
-        await store.saveLoad(
-          run.id,
-          0,
-          "t1",
-          { loaded: ["1"], hashes: ["h1"], targetIds: ["T-1"], unchanged: ["2"], problems: [], attempts: 2 },
-          3,
-        );
-        await store.saveLoad(
-          run.id,
-          0,
-          "t2",
-          {
-            loaded: ["1"],
-            hashes: ["h1"],
-            unchanged: [],
-            problems: [
-              {
-                ...quarantined("2", 0, "t2"),
-                status: "failed",
-                errorClass: "transient",
-                code: ErrorCode.SystemUnavailable,
-              },
-            ],
-            attempts: 5,
-          },
-          4,
-        );
-        assert.equal(await store.readStaged(run.id, 0, "extracted"), '[{"id":1},{"id":2},{"id":3}]');
-        assert.equal(await store.readStaged(run.id, 0, "canonical"), '{"keys":["1","2"]}');
-        assert.equal(await store.readStaged(run.id, 1, "canonical"), undefined);
-        const counts = await store.counts(run.id);
-        assert.deepEqual(counts, {
-          chunks: 1,
-          extracted: 3,
-          canonical: 2,
-          quarantined: 1,
-          failed: 0,
-          targets: {
-            t1: { loaded: 1, unchanged: 1, quarantined: 0, failed: 0 },
-            t2: { loaded: 1, unchanged: 0, quarantined: 0, failed: 1 },
-          },
-        });
-        assert.deepEqual(await store.chunkStates(run.id), [
-          { seq: 0, position: ["2025-01-01", 3], records: 3, transformed: true, loaded: { t1: true, t2: false } },
-        ]);
-        const byKey = await store.records(run.id, { key: "1" });
-        assert.deepEqual(
-          byKey.map((r) => [r.target, r.status, r.attempts, r.targetId]),
-          [
-            ["t1", "loaded", 2, "T-1"],
-            ["t2", "loaded", 5, undefined],
+      await using store = await open();
+      const run = await newRun(store);
+      await store.stage(run.id, 0, "extracted", '[{"id":1},{"id":2},{"id":3}]');
+      await store.saveExtracted(run.id, 0, ["2025-01-01", 3], 3, 1);
+      await store.stage(run.id, 0, "canonical", '{"keys":["1","2"]}');
+      // bytes, and parts (a header and bytes, one after the other), come back as the text they encode
+      await store.stage(run.id, 1, "extracted", Buffer.from("héllo 😀"));
+      await store.stage(run.id, 2, "extracted", ["\u0001head\n", Buffer.from("é 😀 bytes"), "tail"]);
+      assert.equal(await store.readStaged(run.id, 1, "extracted"), "héllo 😀");
+      assert.equal(await store.readStaged(run.id, 2, "extracted"), "\u0001head\né 😀 bytestail");
+      await store.saveCanonical(run.id, 0, 2, [quarantined("3", 0)], 2);
+      await store.saveLoad(
+        run.id,
+        0,
+        "t1",
+        { loaded: ["1"], hashes: ["h1"], targetIds: ["T-1"], unchanged: ["2"], problems: [], attempts: 2 },
+        3,
+      );
+      await store.saveLoad(
+        run.id,
+        0,
+        "t2",
+        {
+          loaded: ["1"],
+          hashes: ["h1"],
+          unchanged: [],
+          problems: [
+            {
+              ...quarantined("2", 0, "t2"),
+              status: "failed",
+              errorClass: "transient",
+              code: ErrorCode.SystemUnavailable,
+            },
           ],
-        );
-        const problems = await store.records(run.id, { status: "quarantined" });
-        assert.deepEqual(
-          problems.map((r) => [r.key, r.target, r.code, r.path, r.sourceId]),
-          [["3", null, ErrorCode.ValidationFailed, "/email", "src-3"]],
-        );
-        const failed = await store.records(run.id, { status: "failed", target: "t2" });
-        assert.deepEqual(
-          failed.map((r) => [r.key, r.errorClass]),
-          [["2", "transient"]],
-        );
-        await store.discardStaged(run.id);
-        assert.equal(await store.readStaged(run.id, 0, "extracted"), undefined);
-      } finally {
-        await store.close();
-      }
+          attempts: 5,
+        },
+        4,
+      );
+      assert.equal(await store.readStaged(run.id, 0, "extracted"), '[{"id":1},{"id":2},{"id":3}]');
+      assert.equal(await store.readStaged(run.id, 0, "canonical"), '{"keys":["1","2"]}');
+      assert.equal(await store.readStaged(run.id, 1, "canonical"), undefined);
+      const counts = await store.counts(run.id);
+      assert.deepEqual(counts, {
+        chunks: 1,
+        extracted: 3,
+        canonical: 2,
+        quarantined: 1,
+        failed: 0,
+        targets: {
+          t1: { loaded: 1, unchanged: 1, quarantined: 0, failed: 0 },
+          t2: { loaded: 1, unchanged: 0, quarantined: 0, failed: 1 },
+        },
+      });
+      assert.deepEqual(await store.chunkStates(run.id), [
+        { seq: 0, position: ["2025-01-01", 3], records: 3, transformed: true, loaded: { t1: true, t2: false } },
+      ]);
+      const byKey = await store.records(run.id, { key: "1" });
+      assert.deepEqual(
+        byKey.map((r) => [r.target, r.status, r.attempts, r.targetId]),
+        [
+          ["t1", "loaded", 2, "T-1"],
+          ["t2", "loaded", 5, undefined],
+        ],
+      );
+      const problems = await store.records(run.id, { status: "quarantined" });
+      assert.deepEqual(
+        problems.map((r) => [r.key, r.target, r.code, r.path, r.sourceId]),
+        [["3", null, ErrorCode.ValidationFailed, "/email", "src-3"]],
+      );
+      const failed = await store.records(run.id, { status: "failed", target: "t2" });
+      assert.deepEqual(
+        failed.map((r) => [r.key, r.errorClass]),
+        [["2", "transient"]],
+      );
+      await store.discardStaged(run.id);
+      assert.equal(await store.readStaged(run.id, 0, "extracted"), undefined);
     });
 
     it("voids a chunk's earlier outcomes and loads when it is transformed again", async () => {
-      const store = await open();
-      try {
-        const run = await newRun(store);
-        await store.stage(run.id, 0, "extracted", "[]");
-        await store.saveExtracted(run.id, 0, [1], 2, 1);
-        await store.saveCanonical(
-          run.id,
-          0,
-          1,
-          [{ ...quarantined("b", 0), status: "failed", errorClass: "transient" }],
-          2,
-        );
-        await store.saveLoad(
-          run.id,
-          0,
-          "t1",
-          { loaded: ["a"], hashes: ["ha"], unchanged: [], problems: [], attempts: 1 },
-          3,
-        );
-        assert.equal(
-          (await store.chunkStates(run.id))[0]?.transformed,
-          false,
-          "a transient failure leaves the chunk to redo",
-        );
-        await store.saveCanonical(run.id, 0, 2, [], 4);
-        assert.deepEqual(await store.records(run.id, {}), [], "the failed outcome and the earlier load are gone");
-        assert.deepEqual((await store.chunkStates(run.id))[0], {
-          seq: 0,
-          position: [1],
-          records: 2,
-          transformed: true,
-          loaded: {},
-        });
-      } finally {
-        await store.close();
-      }
+      await using store = await open();
+      const run = await newRun(store);
+      await store.stage(run.id, 0, "extracted", "[]");
+      await store.saveExtracted(run.id, 0, [1], 2, 1);
+      await store.saveCanonical(
+        run.id,
+        0,
+        1,
+        [{ ...quarantined("b", 0), status: "failed", errorClass: "transient" }],
+        2,
+      );
+      await store.saveLoad(
+        run.id,
+        0,
+        "t1",
+        { loaded: ["a"], hashes: ["ha"], unchanged: [], problems: [], attempts: 1 },
+        3,
+      );
+      assert.equal(
+        (await store.chunkStates(run.id))[0]?.transformed,
+        false,
+        "a transient failure leaves the chunk to redo",
+      );
+      await store.saveCanonical(run.id, 0, 2, [], 4);
+      assert.deepEqual(await store.records(run.id, {}), [], "the failed outcome and the earlier load are gone");
+      assert.deepEqual((await store.chunkStates(run.id))[0], {
+        seq: 0,
+        position: [1],
+        records: 2,
+        transformed: true,
+        loaded: {},
+      });
     });
 
     it("moves the cursor and saves the profile with the end of the run, only for its owner", async () => {
-      const store = await open();
-      try {
-        const run = await newRun(store);
-        await assert.rejects(
-          store.finishRun(run.id, "someone else", { status: "succeeded" }, 2),
-          (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunLocked,
-        );
-        await store.finishRun(
-          run.id,
-          "host:1:a",
-          {
-            status: "partial",
-            cursor: ["2025-02", 9],
-            profile: { id: "number" },
-            stats: { durationMs: 5 },
-            error: { code: ErrorCode.FailureThreshold, message: "too many" },
-          },
-          3,
-        );
-        const done = await store.getRun(run.id);
-        assert.equal(done?.status, "partial");
-        assert.equal(done?.endedAt, 3);
-        assert.deepEqual(done?.cursorTo, ["2025-02", 9]);
-        assert.deepEqual(done?.stats, { durationMs: 5 });
-        assert.equal(done?.error?.code, ErrorCode.FailureThreshold);
-        assert.deepEqual(await store.getCursor("f"), ["2025-02", 9]);
-        assert.deepEqual(await store.getProfile("f"), { id: "number" });
-        assert.equal(await store.getCursor("g"), undefined);
-        await store.markExtractDone(run.id);
-        assert.equal((await store.getRun(run.id))?.extractDone, true);
-      } finally {
-        await store.close();
-      }
+      await using store = await open();
+      const run = await newRun(store);
+      await assert.rejects(
+        store.finishRun(run.id, "someone else", { status: "succeeded" }, 2),
+        (e: unknown) => e instanceof FrancaError && e.code === ErrorCode.RunLocked,
+      );
+      await store.finishRun(
+        run.id,
+        "host:1:a",
+        {
+          status: "partial",
+          cursor: ["2025-02", 9],
+          profile: { id: "number" },
+          stats: { durationMs: 5 },
+          error: { code: ErrorCode.FailureThreshold, message: "too many" },
+        },
+        3,
+      );
+      const done = await store.getRun(run.id);
+      assert.equal(done?.status, "partial");
+      assert.equal(done?.endedAt, 3);
+      assert.deepEqual(done?.cursorTo, ["2025-02", 9]);
+      assert.deepEqual(done?.stats, { durationMs: 5 });
+      assert.equal(done?.error?.code, ErrorCode.FailureThreshold);
+      assert.deepEqual(await store.getCursor("f"), ["2025-02", 9]);
+      assert.deepEqual(await store.getProfile("f"), { id: "number" });
+      assert.equal(await store.getCursor("g"), undefined);
+      await store.markExtractDone(run.id);
+      assert.equal((await store.getRun(run.id))?.extractDone, true);
     });
 
     it("keeps content hashes per target and key, current at once or only once committed", async () => {
-      const store = await open();
-      try {
-        const run = await newRun(store);
-        await store.stage(run.id, 0, "extracted", "[]");
-        await store.saveExtracted(run.id, 0, [1], 3, 1);
-        await store.saveCanonical(run.id, 0, 3, [], 1);
-        await store.saveLoad(
-          run.id,
-          0,
-          "t1",
-          {
-            loaded: ["a", "b"],
-            hashes: ["h1", "h2"],
-            unchanged: [],
-            problems: [],
-            attempts: 1,
-          },
-          2,
-        );
-        await store.saveLoad(
-          run.id,
-          0,
-          "t2",
-          { loaded: ["a"], hashes: ["h1"], unchanged: [], problems: [], attempts: 1, deferHashes: true },
-          2,
-        );
-        assert.equal(await store.hasHashes("t1"), true);
-        assert.equal(await store.hasHashes("t2"), false, "deferred: none current before the commit");
-        assert.equal(await store.hasHashes("nothing loaded here"), false);
-        const t1 = await store.getHashes("t1", ["a", "b", "c"]);
-        assert.deepEqual([...t1.entries()].sort(), [
-          ["a", { hash: "h1", runId: run.id }],
-          ["b", { hash: "h2", runId: run.id }],
-        ]);
-        assert.equal((await store.getHashes("t2", ["a"])).size, 0, "deferred: not current before the commit");
-        await store.commitHashes(run.id, "t2");
-        assert.deepEqual(await store.getHashes("t2", ["a"]), new Map([["a", { hash: "h1", runId: run.id }]]));
-        assert.equal(await store.hasHashes("t2"), true);
-      } finally {
-        await store.close();
-      }
+      await using store = await open();
+      const run = await newRun(store);
+      await store.stage(run.id, 0, "extracted", "[]");
+      await store.saveExtracted(run.id, 0, [1], 3, 1);
+      await store.saveCanonical(run.id, 0, 3, [], 1);
+      await store.saveLoad(
+        run.id,
+        0,
+        "t1",
+        {
+          loaded: ["a", "b"],
+          hashes: ["h1", "h2"],
+          unchanged: [],
+          problems: [],
+          attempts: 1,
+        },
+        2,
+      );
+      await store.saveLoad(
+        run.id,
+        0,
+        "t2",
+        { loaded: ["a"], hashes: ["h1"], unchanged: [], problems: [], attempts: 1, deferHashes: true },
+        2,
+      );
+      assert.equal(await store.hasHashes("t1"), true);
+      assert.equal(await store.hasHashes("t2"), false, "deferred: none current before the commit");
+      assert.equal(await store.hasHashes("nothing loaded here"), false);
+      const t1 = await store.getHashes("t1", ["a", "b", "c"]);
+      assert.deepEqual([...t1.entries()].sort(), [
+        ["a", { hash: "h1", runId: run.id }],
+        ["b", { hash: "h2", runId: run.id }],
+      ]);
+      assert.equal((await store.getHashes("t2", ["a"])).size, 0, "deferred: not current before the commit");
+      await store.commitHashes(run.id, "t2");
+      assert.deepEqual(await store.getHashes("t2", ["a"]), new Map([["a", { hash: "h1", runId: run.id }]]));
+      assert.equal(await store.hasHashes("t2"), true);
     });
 
     it("caches lookup values across runs until they expire", async () => {
-      const store = await open();
-      try {
-        await store.cacheSet(
-          "taxRate",
-          [
-            { key: "DE", value: "0.19" },
-            { key: "FR", value: { rate: "0.20" } },
-          ],
-          2_000,
-          1_000,
-        );
-        assert.deepEqual(
-          await store.cacheGet("taxRate", ["DE", "FR", "NL"], 1_500),
-          new Map<string, unknown>([
-            ["DE", "0.19"],
-            ["FR", { rate: "0.20" }],
-          ]),
-        );
-        assert.equal((await store.cacheGet("taxRate", ["DE"], 2_000)).size, 0, "expired at 2,000");
-        assert.equal((await store.cacheGet("other", ["DE"], 1_500)).size, 0);
-      } finally {
-        await store.close();
-      }
+      await using store = await open();
+      await store.cacheSet(
+        "taxRate",
+        [
+          { key: "DE", value: "0.19" },
+          { key: "FR", value: { rate: "0.20" } },
+        ],
+        2_000,
+        1_000,
+      );
+      assert.deepEqual(
+        await store.cacheGet("taxRate", ["DE", "FR", "NL"], 1_500),
+        new Map<string, unknown>([
+          ["DE", "0.19"],
+          ["FR", { rate: "0.20" }],
+        ]),
+      );
+      assert.equal((await store.cacheGet("taxRate", ["DE"], 2_000)).size, 0, "expired at 2,000");
+      assert.equal((await store.cacheGet("other", ["DE"], 1_500)).size, 0);
     });
   });
 }

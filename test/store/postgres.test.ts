@@ -88,7 +88,7 @@ describe("PostgreSQL store", () => {
 
   it("lets exactly one of two processes start each flow both start at once", async () => {
     const schema = newSchema();
-    const store = await openNew(schema);
+    await using store = await openNew(schema);
     const flows = 40;
     const child = (owner: string) => {
       // the child connects, says so, waits for the go, then starts every flow at once
@@ -124,120 +124,104 @@ describe("PostgreSQL store", () => {
       });
       return { proc, ready, done };
     };
-    try {
-      const children = [child("one:1:a"), child("two:2:b")];
-      await Promise.all(children.map((item) => item.ready));
-      for (const item of children) item.proc.stdin.end("go\n");
-      const [one, two] = (await Promise.all(children.map((item) => item.done))) as [string[], string[]];
-      for (let i = 0; i < flows; i++) {
-        assert.deepEqual([one[i], two[i]].sort(), ["locked", "won"], `flow-${i}: exactly one process won`);
-      }
-      const running = await store.listRuns({ status: "running", limit: 1000 });
-      assert.equal(running.length, flows);
-      assert.equal(new Set(running.map((run) => run.flow)).size, flows, "one running run per flow");
-    } finally {
-      await store.close();
+    const children = [child("one:1:a"), child("two:2:b")];
+    await Promise.all(children.map((item) => item.ready));
+    for (const item of children) item.proc.stdin.end("go\n");
+    const [one, two] = (await Promise.all(children.map((item) => item.done))) as [string[], string[]];
+    for (let i = 0; i < flows; i++) {
+      assert.deepEqual([one[i], two[i]].sort(), ["locked", "won"], `flow-${i}: exactly one process won`);
     }
+    const running = await store.listRuns({ status: "running", limit: 1000 });
+    assert.equal(running.length, flows);
+    assert.equal(new Set(running.map((run) => run.flow)).size, flows, "one running run per flow");
   });
 
   it("never holds two running runs of a flow, even when written around the store", async () => {
-    const store = await openNew();
-    try {
-      await store.startRun(newRun("f"));
-      await assert.rejects(
-        store.executeSql(
-          `INSERT INTO "${store.schema}".runs (flow, kind, trigger, status, targets, started_at) VALUES ('f', 'flow', 'x', 'running', '[]', 1)`,
-        ),
-        (error: unknown) => isCode(ErrorCode.RunLocked)(error) && /flow 'f' already has a run/.test(String(error)),
-      );
-    } finally {
-      await store.close();
-    }
+    await using store = await openNew();
+    await store.startRun(newRun("f"));
+    await assert.rejects(
+      store.executeSql(
+        `INSERT INTO "${store.schema}".runs (flow, kind, trigger, status, targets, started_at) VALUES ('f', 'flow', 'x', 'running', '[]', 1)`,
+      ),
+      (error: unknown) => isCode(ErrorCode.RunLocked)(error) && /flow 'f' already has a run/.test(String(error)),
+    );
   });
 
   it("keeps a message holding NUL, which PostgreSQL text cannot hold, as U+FFFD", async () => {
-    const store = await openNew();
-    try {
-      const run = await store.startRun(newRun("f"));
-      await store.saveOutcomes(run.id, [
-        { key: "k", target: null, status: "quarantined", chunk: 0, attempts: 1, message: "bad byte \0 here" },
-      ]);
-      assert.equal((await store.records(run.id))[0]?.message, "bad byte \uFFFD here");
-    } finally {
-      await store.close();
-    }
+    await using store = await openNew();
+    const run = await store.startRun(newRun("f"));
+    await store.saveOutcomes(run.id, [
+      { key: "k", target: null, status: "quarantined", chunk: 0, attempts: 1, message: "bad byte \0 here" },
+    ]);
+    assert.equal((await store.records(run.id))[0]?.message, "bad byte \uFFFD here");
   });
 
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {
-    const store = await openNew();
-    try {
-      await store.executeSql(`CREATE TABLE "${store.schema}".jobs (name TEXT NOT NULL)`);
-      // rolled back: a run started, a chunk staged and recorded, its load, a cursor, and the caller's own row
-      let started = 0;
-      await assert.rejects(
-        store.withTransaction(async (tx) => {
-          const run = await tx.startRun(newRun("f"));
-          started = run.id;
-          await tx.stage(run.id, 0, "extracted", "[1]");
-          await tx.saveExtracted(run.id, 0, [1], 1, 2);
-          await tx.stage(run.id, 0, "canonical", "[]");
-          await tx.saveCanonical(run.id, 0, 1, [], 3);
-          await tx.saveLoad(
-            run.id,
-            0,
-            "t1",
-            { loaded: ["a"], hashes: ["h"], unchanged: [], problems: [], attempts: 1 },
-            4,
-          );
-          await tx.finishRun(run.id, "host:1:a", { status: "succeeded", cursor: [1] }, 5);
-          await tx.client.query(`INSERT INTO "${store.schema}".jobs (name) VALUES ('next chunk')`);
-          assert.equal((await tx.getRun(run.id))?.status, "succeeded", "the transaction sees its own writes");
-          assert.equal((await store.getRun(run.id))?.status, undefined, "other connections do not");
-          throw new Error("the job queue refused");
-        }),
-        /the job queue refused/,
-      );
-      assert.ok(started > 0);
-      assert.equal(await store.getRun(started), undefined);
-      assert.equal(await store.readStaged(started, 0, "extracted"), undefined);
-      assert.deepEqual(await store.chunkStates(started), []);
-      assert.equal((await store.getHashes("t1", ["a"])).size, 0);
-      assert.equal(await store.getCursor("f"), undefined);
-      assert.deepEqual((await store.executeSql(`SELECT name FROM "${store.schema}".jobs`)).rows, []);
-      assert.deepEqual(await store.listRuns(), []);
-
-      // committed: the same calls, all visible afterwards
-      const tx = await store.withTransaction(async (tx) => {
+    await using store = await openNew();
+    await store.executeSql(`CREATE TABLE "${store.schema}".jobs (name TEXT NOT NULL)`);
+    // rolled back: a run started, a chunk staged and recorded, its load, a cursor, and the caller's own row
+    let started = 0;
+    await assert.rejects(
+      store.withTransaction(async (tx) => {
         const run = await tx.startRun(newRun("f"));
+        started = run.id;
         await tx.stage(run.id, 0, "extracted", "[1]");
         await tx.saveExtracted(run.id, 0, [1], 1, 2);
-        await tx.executeSql(`INSERT INTO "${store.schema}".jobs (name) VALUES ($1)`, [`run ${run.id}`]);
-        return tx;
-      });
-      const [run] = await store.listRuns();
-      assert.equal(run?.status, "running");
-      assert.equal(await store.readStaged(run?.id as number, 0, "extracted"), "[1]");
-      assert.deepEqual((await store.executeSql(`SELECT name FROM "${store.schema}".jobs`)).rows, [
-        { name: `run ${run?.id}` },
-      ]);
-      await assert.rejects(tx.getRun(1), isCode(ErrorCode.StoreError), "a transaction's store is unusable after it");
-
-      // a refusal inside leaves the transaction usable; a nested transaction rolls back alone
-      await store.withTransaction(async (tx) => {
-        await assert.rejects(tx.startRun(newRun("f")), isCode(ErrorCode.RunLocked));
-        await assert.rejects(
-          tx.withTransaction(async (inner) => {
-            await inner.startRun(newRun("g"));
-            await inner.executeSql("SELECT * FROM no_such_table");
-          }),
-          isCode(ErrorCode.StoreError),
+        await tx.stage(run.id, 0, "canonical", "[]");
+        await tx.saveCanonical(run.id, 0, 1, [], 3);
+        await tx.saveLoad(
+          run.id,
+          0,
+          "t1",
+          { loaded: ["a"], hashes: ["h"], unchanged: [], problems: [], attempts: 1 },
+          4,
         );
-        await tx.startRun(newRun("h"));
-      });
-      assert.deepEqual((await store.listRuns()).map((item) => item.flow).sort(), ["f", "h"]);
-    } finally {
-      await store.close();
-    }
+        await tx.finishRun(run.id, "host:1:a", { status: "succeeded", cursor: [1] }, 5);
+        await tx.client.query(`INSERT INTO "${store.schema}".jobs (name) VALUES ('next chunk')`);
+        assert.equal((await tx.getRun(run.id))?.status, "succeeded", "the transaction sees its own writes");
+        assert.equal((await store.getRun(run.id))?.status, undefined, "other connections do not");
+        throw new Error("the job queue refused");
+      }),
+      /the job queue refused/,
+    );
+    assert.ok(started > 0);
+    assert.equal(await store.getRun(started), undefined);
+    assert.equal(await store.readStaged(started, 0, "extracted"), undefined);
+    assert.deepEqual(await store.chunkStates(started), []);
+    assert.equal((await store.getHashes("t1", ["a"])).size, 0);
+    assert.equal(await store.getCursor("f"), undefined);
+    assert.deepEqual((await store.executeSql(`SELECT name FROM "${store.schema}".jobs`)).rows, []);
+    assert.deepEqual(await store.listRuns(), []);
+
+    // committed: the same calls, all visible afterwards
+    const tx = await store.withTransaction(async (tx) => {
+      const run = await tx.startRun(newRun("f"));
+      await tx.stage(run.id, 0, "extracted", "[1]");
+      await tx.saveExtracted(run.id, 0, [1], 1, 2);
+      await tx.executeSql(`INSERT INTO "${store.schema}".jobs (name) VALUES ($1)`, [`run ${run.id}`]);
+      return tx;
+    });
+    const [run] = await store.listRuns();
+    assert.equal(run?.status, "running");
+    assert.equal(await store.readStaged(run?.id as number, 0, "extracted"), "[1]");
+    assert.deepEqual((await store.executeSql(`SELECT name FROM "${store.schema}".jobs`)).rows, [
+      { name: `run ${run?.id}` },
+    ]);
+    await assert.rejects(tx.getRun(1), isCode(ErrorCode.StoreError), "a transaction's store is unusable after it");
+
+    // a refusal inside leaves the transaction usable; a nested transaction rolls back alone
+    await store.withTransaction(async (tx) => {
+      await assert.rejects(tx.startRun(newRun("f")), isCode(ErrorCode.RunLocked));
+      await assert.rejects(
+        tx.withTransaction(async (inner) => {
+          await inner.startRun(newRun("g"));
+          await inner.executeSql("SELECT * FROM no_such_table");
+        }),
+        isCode(ErrorCode.StoreError),
+      );
+      await tx.startRun(newRun("h"));
+    });
+    assert.deepEqual((await store.listRuns()).map((item) => item.flow).sort(), ["f", "h"]);
   });
 
   it("sends a pg-boss job in the transaction of a chunk: both commit, or neither", async () => {

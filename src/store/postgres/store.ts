@@ -361,6 +361,10 @@ export class PostgresStore implements Store {
     });
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     if (this.#binding !== undefined || this.#closed) return;
     this.#closed = true;

@@ -122,6 +122,10 @@ export class SqliteStore implements Store {
     }
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     this.#staging.close();
     this.#statements.clear();

@@ -105,6 +105,10 @@ export class ThreadedSqliteStore implements Store {
   counts: Store["counts"] = (...args) => this.#call("counts", ...args);
   records: Store["records"] = (...args) => this.#call("records", ...args);
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#staging.closeAfterAppends();
