@@ -87,8 +87,9 @@ export interface ChunkState {
 export interface LoadResult {
   /**
    * Keys loaded, with the content hash now in the target (`hashes[i]` for `loaded[i]`) and the id the target gave
-   * (`targetIds[i]`, when the target gives ids). Parallel arrays of strings rather than an object per record: they
-   * cross to the store's thread by structured clone, where objects cost several times more.
+   * (`targetIds[i]`, when the target gives ids). Parallel arrays of strings rather than an object per record: the
+   * embedded store makes them JSON texts for SQLite (`encodeLoad`) on the caller's thread, before they cross to its
+   * own.
    */
   loaded: string[];
   hashes: string[];

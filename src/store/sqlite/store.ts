@@ -37,6 +37,47 @@ export function stagingDir(file: string): string {
   return file === ":memory:" ? mkdtempSync(join(tmpdir(), "franca-staging-")) : `${file}.staging`;
 }
 
+/**
+ * A chunk's load result as saveLoad's statements take it: its per-record columns as JSON texts, which SQLite reads
+ * with json_each. Made on the caller's thread (ThreadedSqliteStore): the store's thread then receives a few strings
+ * instead of two strings a record (cloned one by one), and has less to allocate and collect.
+ */
+export interface EncodedLoad {
+  /** The loaded keys (`detailed`: [key, target id, deferred hash] triples), or none. */
+  loaded?: string;
+  detailed: boolean;
+  loadedCount: number;
+  /** [key, hash] pairs to make current now (not deferred), or none. */
+  hashes?: string;
+  unchanged?: string;
+  unchangedCount: number;
+  problems: RecordOutcome[];
+  attempts: number;
+}
+
+export function encodeLoad(result: LoadResult): EncodedLoad {
+  const { loaded, hashes, targetIds, unchanged } = result;
+  const defer = result.deferHashes === true;
+  const detailed = defer || targetIds?.some((id) => id !== null) === true;
+  const some = loaded.length > 0;
+  return {
+    ...(some
+      ? {
+          loaded: detailed
+            ? JSON.stringify(loaded.map((key, i) => [key, targetIds?.[i] ?? null, defer ? hashes[i] : null]))
+            : JSON.stringify(loaded),
+        }
+      : {}),
+    detailed,
+    loadedCount: loaded.length,
+    ...(some && !defer ? { hashes: JSON.stringify(loaded.map((key, i) => [key, hashes[i]])) } : {}),
+    ...(unchanged.length > 0 ? { unchanged: JSON.stringify(unchanged) } : {}),
+    unchangedCount: unchanged.length,
+    problems: result.problems,
+    attempts: result.attempts,
+  };
+}
+
 export interface SqliteStoreOptions {
   /**
    * `normal` (default) survives any process crash (kill -9): WAL commits are atomic, and fsync happens at
@@ -395,6 +436,11 @@ export class SqliteStore implements Store {
   }
 
   async saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void> {
+    return this.saveEncodedLoad(runId, seq, target, encodeLoad(result), now);
+  }
+
+  /** saveLoad of a result encoded by `encodeLoad` (on the caller's thread: see ThreadedSqliteStore). */
+  async saveEncodedLoad(runId: number, seq: number, target: string, load: EncodedLoad, now: number): Promise<void> {
     this.#transaction(() => {
       // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
       // The common case (no target ids, hashes current at once) passes keys only, which SQLite parses fastest.
@@ -408,31 +454,26 @@ export class SqliteStore implements Store {
         ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
           attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
           target_id = excluded.target_id, hash = excluded.hash`;
-      const { loaded, hashes, targetIds } = result;
-      const defer = result.deferHashes === true;
-      if (loaded.length > 0) {
-        const detailed = defer || targetIds?.some((id) => id !== null) === true;
-        const keys = detailed
-          ? JSON.stringify(loaded.map((key, i) => [key, targetIds?.[i] ?? null, defer ? hashes[i] : null]))
-          : JSON.stringify(loaded);
-        this.#run(detailed ? upsertDetailed : upsertKeys, runId, target, "loaded", seq, result.attempts, keys);
+      if (load.loaded !== undefined) {
+        const sql = load.detailed ? upsertDetailed : upsertKeys;
+        this.#run(sql, runId, target, "loaded", seq, load.attempts, load.loaded);
       }
-      if (loaded.length > 0 && !defer) {
+      if (load.hashes !== undefined) {
         this.#run(
           `INSERT INTO target_hashes (target, key, hash, run_id) SELECT ?, value ->> 0, value ->> 1, ? FROM json_each(?) WHERE true
            ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
           target,
           runId,
-          JSON.stringify(loaded.map((key, i) => [key, hashes[i]])),
+          load.hashes,
         );
       }
-      if (result.unchanged.length > 0) {
-        this.#run(upsertKeys, runId, target, "unchanged", seq, result.attempts, JSON.stringify(result.unchanged));
+      if (load.unchanged !== undefined) {
+        this.#run(upsertKeys, runId, target, "unchanged", seq, load.attempts, load.unchanged);
       }
-      this.#insertOutcomes(runId, result.problems);
+      this.#insertOutcomes(runId, load.problems);
       let quarantined = 0;
       let failed = 0;
-      for (const problem of result.problems) {
+      for (const problem of load.problems) {
         if (problem.status === "failed") failed++;
         else quarantined++;
       }
@@ -445,11 +486,11 @@ export class SqliteStore implements Store {
         runId,
         target,
         seq,
-        result.loaded.length,
-        result.unchanged.length,
+        load.loadedCount,
+        load.unchangedCount,
         quarantined,
         failed,
-        result.attempts,
+        load.attempts,
         now,
       );
     });

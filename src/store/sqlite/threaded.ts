@@ -2,7 +2,7 @@ import { Worker } from "node:worker_threads";
 import { type ErrorClass, type ErrorCode, FrancaError } from "../../core/errors.ts";
 import { StagingFiles } from "../staging-files.ts";
 import type { Store } from "../types.ts";
-import { type SqliteStoreOptions, stagingDir } from "./store.ts";
+import { encodeLoad, type SqliteStoreOptions, stagingDir } from "./store.ts";
 
 interface Reply {
   id: number;
@@ -90,7 +90,9 @@ export class ThreadedSqliteStore implements Store {
   saveExtracted: Store["saveExtracted"] = (...args) => this.#call("saveExtracted", ...args);
   saveCanonical: Store["saveCanonical"] = (...args) => this.#call("saveCanonical", ...args);
   saveOutcomes: Store["saveOutcomes"] = (...args) => this.#call("saveOutcomes", ...args);
-  saveLoad: Store["saveLoad"] = (...args) => this.#call("saveLoad", ...args);
+  // the result's per-record columns go as JSON texts made here (encodeLoad), not as arrays cloned string by string
+  saveLoad: Store["saveLoad"] = (runId, seq, target, result, now) =>
+    this.#call("saveEncodedLoad", runId, seq, target, encodeLoad(result), now);
   commitHashes: Store["commitHashes"] = (...args) => this.#call("commitHashes", ...args);
   stage: Store["stage"] = async (runId, seq, stage, data) => this.#staging.append(runId, seq, stage, data);
   readStaged: Store["readStaged"] = async (runId, seq, stage) => this.#staging.read(runId, seq, stage);
