@@ -24,6 +24,7 @@ import type { SourceRows } from "../source-rows.ts";
 import type { RemoteResult, RemoteTransform } from "../transform.ts";
 import { whenAborted } from "../when-aborted.ts";
 import type { FromThread, LookupAnswers, TargetJob, ThreadSetup } from "./protocol.ts";
+import { startWithSemiSpace } from "./semi-space.ts";
 
 export interface ThreadsOptions {
   /** The module whose default export is the hub (the configuration file): path or URL. Each thread imports it. */
@@ -40,6 +41,9 @@ export interface ThreadsOptions {
  * 50, 100, 200 records…, so this is 350 records).
  */
 export const startAfterChunks = 3;
+
+/** A transform thread's semi-spaces, in MB, whatever the process's own (semi-space.ts). */
+export const transformSemiSpaceMb = 8;
 
 export function defaultThreadCount(): number {
   return Math.max(1, Math.min(4, availableParallelism() - 1));
@@ -96,8 +100,14 @@ export class TransformThreads {
     const setup: ThreadSetup = { module: this.#options.module };
     const handles: Handle[] = [];
     const readiness: Promise<boolean>[] = [];
-    for (let i = 0; i < this.#count; i++) {
-      const worker = new Worker(new URL("./thread.ts", import.meta.url), { workerData: setup });
+    // a thread keeps a chunk's records alive across collections: semi-spaces of 8 MB (semi-space.ts)
+    const workers = startWithSemiSpace(transformSemiSpaceMb, () =>
+      Array.from(
+        { length: this.#count },
+        () => new Worker(new URL("./thread.ts", import.meta.url), { workerData: setup }),
+      ),
+    );
+    for (const worker of workers) {
       const handle: Handle = { worker, ready: false, jobs: 0 };
       handles.push(handle);
       readiness.push(
