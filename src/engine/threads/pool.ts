@@ -7,8 +7,9 @@
  *
  * Threads start at a run's fourth chunk (a small run is done before they would be ready) and are used as soon as one
  * is ready: until then the engine transforms on its own thread. A resumed run's chunks, read back from the store, go
- * to the threads like fresh ones (decoded rows as their staged text). A thread that cannot load the hub's module, or dies, makes the engine transform on
- * its own thread from then on, with a warning; the chunks it had go back to their runs.
+ * to the threads like fresh ones (decoded rows as their staged text). A thread that cannot load the hub's module, or
+ * dies, makes the engine transform on its own thread from then on, with a warning; the chunks it had go back to their
+ * runs.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";

@@ -5,8 +5,8 @@
  * lets short-lived data pile up to hundreds of MB). The `franca` command starts Node with 2 MB semi-spaces, enough for
  * the engine's thread and the store's; a transform thread keeps a chunk's records alive across several collections
  * and is given 8 MB. With 8 MB for every thread, a 10,000,000-row PostgreSQL → MariaDB run peaked at 317–323 MB
- * against 279–292 MB; the engine's thread spends ~0.3 CPU-seconds more per 1,000,000 rows with 2 MB (docs/benchmarks.md,
- * stop 17).
+ * against 279–292 MB; the engine's thread spends ~0.3 CPU-seconds more per 1,000,000 rows with 2 MB
+ * (docs/benchmarks.md, stop 17).
  *
  * Hand-written: no library sets V8's sizes per thread. The flag is raised while the threads start and put back once
  * each of them runs (`online`), when V8 has sized its heap; threads started meanwhile by others get the raised size.
@@ -28,9 +28,6 @@ export function semiSpaceFlag(
   }
   return found;
 }
-
-/** The size `resourceLimits.maxYoungGenerationSizeMb` asks for semi-spaces of `mb` MB: V8 takes a third of it for each. */
-export const youngGenerationMb = (mb: number): number => 3 * mb;
 
 let raised = 0;
 

@@ -105,9 +105,10 @@ export class SqliteStore implements Store {
     // wal_autocheckpoint: a checkpoint every 4,000 pages (16 MB of WAL) rather than SQLite's 1,000. The ledger's
     // B-trees take a chunk's keys at a few places, so the same pages are written again chunk after chunk; checkpointed
     // less often, each is copied to the database file fewer times: ~10 % less CPU per record (bench:ledger,
-    // docs/benchmarks.md). Readers are unaffected; a crash replays at most 16 MB. cache_size: 4 MB of pages. 16 MB
-    // held ~14 MB more (10,000,000 rows PostgreSQL → PostgreSQL: peak 296 MB against 282) for no CPU beyond the
-    // spread (that run's store thread 22.4 CPU-s against 23.1; PostgreSQL → MariaDB 21.0–21.2 against 20.4–20.6).
+    // docs/benchmarks.md). Readers are unaffected; a crash replays at most 16 MB. cache_size: 4 MB of pages.
+    // 16 MB held ~14 MB more (10,000,000 rows PostgreSQL → PostgreSQL: peak 296 MB against 282) for no CPU
+    // beyond the spread (the store's thread there 22.4 CPU-s against 23.1; PostgreSQL → MariaDB 21.0–21.2
+    // against 20.4–20.6).
     this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"};
       PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 4000;`);
   }
