@@ -10,7 +10,7 @@
  *
  *   npm run bench:bulk [-- --rows 1000000 --big-rows 10000000 --rounds 3 --skip-big --skip-maria
  *                          --maria-raw load,insert-1000,insert-5000 --chunk-size N --load-concurrency N --threads N
- *                          --node-flags "--max-semi-space-size=2 …"]
+ *                          --node-flags "--max-semi-space-size=4 …"]
  *
  * The last line printed is JSON: {"bench":"bulk","rows":…,"pg_rows_per_s":…,"pg_raw_rows_per_s":…,"pg_ratio":…,
  * "maria_rows_per_s":…,"maria_raw_rows_per_s":…,"maria_raw":…,"maria_ratio":…,"maria_load_rows_per_s":…,

@@ -7,10 +7,10 @@ import { join } from "node:path";
  */
 
 /**
- * V8: a 2 MB young generation (semi-space; transform threads start with 8 MB whatever this is), an old generation
+ * V8: a 4 MB young generation (semi-space; transform threads start with 8 MB whatever this is), an old generation
  * that grows at most 100 % between full collections.
  */
-export const cliNodeFlags: readonly string[] = ["--max-semi-space-size=2", "--heap-growing-percent=100"];
+export const cliNodeFlags: readonly string[] = ["--max-semi-space-size=4", "--heap-growing-percent=100"];
 
 /**
  * At most 2 glibc malloc arenas, unless set; Node's module compile cache in its default place, unless set (the

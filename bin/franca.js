@@ -2,11 +2,12 @@
 // The `franca` command. Plain JavaScript so that any Node can start it. It makes sure Franca runs on:
 // - Node 24 or newer (Franca is TypeScript run by Node's type stripping): on an older Node it re-executes itself
 //   with the Node 24 the project pins (node_modules/node);
-// - a 2 MB V8 young generation (semi-space): Node 24 sizes it from the machine's memory (up to 64 MB semi-spaces),
+// - a 4 MB V8 young generation (semi-space): Node 24 sizes it from the machine's memory (up to 64 MB semi-spaces),
 //   which lets each chunk's short-lived data pile up to hundreds of MB before it is collected. Every thread has its
 //   own: the engine's and the store's take this one; transform threads, which keep a chunk's records alive across
 //   collections, are started with 8 MB (src/engine/threads/semi-space.ts). With 8 MB for every thread, a
-//   10,000,000-row PostgreSQL → MariaDB run peaked at 317–323 MB against 279–292 MB (docs/benchmarks.md);
+//   10,000,000-row PostgreSQL → MariaDB run peaked at 317–323 MB against 268–286 MB, at the same CPU
+//   (docs/benchmarks.md);
 // - an old generation that grows at most 100 % over what survived its last collection (--heap-growing-percent=100):
 //   V8 otherwise lets it grow up to 4× (and, in about one run in three, to ~400 MB before its first full
 //   collection), which took a 1,000,000-row database run to 490–585 MB of resident memory where ~30 MB were live;
@@ -24,7 +25,7 @@ import { enableCompileCache, getCompileCacheDir } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const v8Flags = ["--max-semi-space-size=2", "--heap-growing-percent=100"];
+const v8Flags = ["--max-semi-space-size=4", "--heap-growing-percent=100"];
 const major = Number(process.versions.node.split(".")[0]);
 const hasFlag = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)].some((arg) =>
   arg.startsWith("--max-semi-space-size"),

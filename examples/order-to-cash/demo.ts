@@ -25,7 +25,7 @@ const step = (text: string) => console.log(`\n${bold(`▶ ${text}`)}`);
 /** Runs the franca command as a user would. Asynchronously: the simulated APIs live in this process. */
 async function franca(env: Record<string, string>, ...args: string[]): Promise<number> {
   console.log(bold(`$ franca ${args.join(" ")}`));
-  const child = spawn(process.execPath, ["--max-semi-space-size=2", bin, ...args, "--log", ".franca/logs/franca.log"], {
+  const child = spawn(process.execPath, ["--max-semi-space-size=4", bin, ...args, "--log", ".franca/logs/franca.log"], {
     cwd: here,
     env: { ...process.env, ...env },
     stdio: "inherit",

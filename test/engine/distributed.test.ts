@@ -92,7 +92,7 @@ function startWorker(setup: Setup, jobs: number): Worker {
   const child = spawn(
     process.execPath,
     [
-      "--max-semi-space-size=2",
+      "--max-semi-space-size=4",
       bin,
       "worker",
       "-c",
@@ -283,7 +283,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     t.after(() => setup.dispose());
     const child = spawn(
       process.execPath,
-      ["--max-semi-space-size=2", bin, "run", "items", "--wait", "--json", "-c", config],
+      ["--max-semi-space-size=4", bin, "run", "items", "--wait", "--json", "-c", config],
       {
         env: { ...process.env, ...setup.env },
         stdio: ["ignore", "pipe", "pipe"],
@@ -304,7 +304,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     // (not spawnSync: the simulated API answers from this process's event loop)
     const again = spawn(
       process.execPath,
-      ["--max-semi-space-size=2", bin, "run", "items", "--resend", "--wait", "--json", "-c", config],
+      ["--max-semi-space-size=4", bin, "run", "items", "--resend", "--wait", "--json", "-c", config],
       { env: { ...process.env, ...setup.env }, stdio: ["ignore", "pipe", "pipe"] },
     );
     let againOut = "";

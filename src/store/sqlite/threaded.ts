@@ -31,12 +31,12 @@ export class ThreadedSqliteStore implements Store {
     // chunk to the store's thread, and the engine's thread does not wait on the disk. The chunk is recorded (on the
     // store's thread) only after the write completed.
     this.#staging = new StagingFiles(stagingDir(file), { fsync: options.synchronous === "full" });
-    // A young generation of 2 MB semi-spaces (V8 takes a third of maxYoungGenerationSizeMb for each) when the
+    // A young generation of 4 MB semi-spaces (V8 takes a third of maxYoungGenerationSizeMb for each) when the
     // process does not set one (--max-semi-space-size, which V8 then takes instead): the thread's data is short-lived,
     // and V8's own sizing would give it up to 64 MB.
     this.#worker = new Worker(new URL("./worker.ts", import.meta.url), {
       workerData: { file, options },
-      resourceLimits: { maxYoungGenerationSizeMb: 6 },
+      resourceLimits: { maxYoungGenerationSizeMb: 12 },
     });
     this.#worker.unref();
     this.#worker.on("message", (reply: Reply) => this.#settle(reply));
