@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { Engine } from "../../src/engine/engine.ts";
-import { tempDir } from "../support/fixtures.ts";
+import { continuedRun, tempDir } from "../support/fixtures.ts";
 import { pgCrashApps, pgCrashHub, pgCrashSetupSql, pgCrashUrl } from "../support/pg-crash-hub.ts";
 
 const child = fileURLToPath(new URL("../support/pg-crash-child.ts", import.meta.url));
@@ -135,18 +135,14 @@ describe("postgres crash recovery", () => {
 
     // The ledger: one run, continued after each crash, whose counts equal the target's.
     await using engine = await Engine.open({ hub: pgCrashHub(schema), baseDir: tmp.dir });
-    const runs = await engine.store.listRuns({ flow: "items" });
-    assert.equal(runs.length, 1, "each crash was continued, not restarted");
-    const run = runs[0];
-    assert.equal(run?.status, "succeeded");
-    assert.equal(run?.stats.resumes, kills);
-    const counts = await engine.store.counts(run?.id as number);
+    const run = await continuedRun(engine.store, "items", kills);
+    const counts = await engine.store.counts(run.id);
     assert.equal(counts.extracted, rows);
     assert.equal(counts.targets["erp.Item"]?.loaded, rows);
     assert.equal(counts.targets["erp.Item"]?.failed, 0);
     assert.equal(counts.targets["erp.Item"]?.quarantined, 0);
-    const ledger = await engine.store.records(run?.id as number, { status: "loaded", limit: rows + 10 });
+    const ledger = await engine.store.records(run.id, { status: "loaded", limit: rows + 10 });
     assert.equal(ledger.length, rows);
-    assert.deepEqual(await engine.store.getCursor("items"), run?.cursorTo);
+    assert.deepEqual(await engine.store.getCursor("items"), run.cursorTo);
   });
 });

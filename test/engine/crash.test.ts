@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Engine } from "../../src/engine/engine.ts";
 import { crashHub } from "../support/crash-hub.ts";
-import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
+import { continuedRun, createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
 
 const child = fileURLToPath(new URL("../support/crash-child.ts", import.meta.url));
 const rows = 5000; // 20 chunks of 250
@@ -113,18 +113,14 @@ describe("crash recovery", () => {
 
     // the ledger: one run, continued after each crash, whose counts equal the target's
     await using engine = await Engine.open({ hub: crashHub(tmp.dir), baseDir: tmp.dir });
-    const runs = await engine.store.listRuns({ flow: "customers" });
-    assert.equal(runs.length, 1, "each crash was continued, not restarted");
-    const run = runs[0];
-    assert.equal(run?.status, "succeeded");
-    assert.equal(run?.stats.resumes, kills);
-    const counts = await engine.store.counts(run?.id as number);
+    const run = await continuedRun(engine.store, "customers", kills);
+    const counts = await engine.store.counts(run.id);
     assert.equal(counts.extracted, rows);
     assert.equal(counts.canonical, rows);
     assert.equal(counts.targets["erp.Customer"]?.loaded, rows);
     assert.equal(counts.targets["erp.Customer"]?.failed, 0);
-    const ledger = await engine.store.records(run?.id as number, { status: "loaded", limit: rows + 10 });
+    const ledger = await engine.store.records(run.id, { status: "loaded", limit: rows + 10 });
     assert.equal(ledger.length, rows);
-    assert.deepEqual(await engine.store.getCursor("customers"), run?.cursorTo);
+    assert.deepEqual(await engine.store.getCursor("customers"), run.cursorTo);
   });
 });

@@ -1,4 +1,5 @@
 /** Shared test fixtures: temp directories, a SQLite source of customers, and the Customer entity. */
+import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +8,7 @@ import Type from "typebox";
 import { entity } from "../../src/core/entity.ts";
 import { Money } from "../../src/core/types.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import type { RunRecord, Store } from "../../src/store/types.ts";
 
 export function tempDir(prefix = "franca-test-"): { dir: string; [Symbol.dispose](): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -86,3 +88,13 @@ export const toClient = (customer: { id: string; name: string; email: string; ba
   mail: customer.email,
   balance: customer.balance,
 });
+
+/** A flow's one run after a run killed `kills` times: continued after each crash (not restarted), and succeeded. */
+export async function continuedRun(store: Store, flow: string, kills: number): Promise<RunRecord> {
+  const runs = await store.listRuns({ flow });
+  assert.equal(runs.length, 1, "each crash was continued, not restarted");
+  const run = runs[0] as RunRecord;
+  assert.equal(run.status, "succeeded");
+  assert.equal(run.stats.resumes, kills);
+  return run;
+}
