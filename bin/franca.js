@@ -6,7 +6,7 @@
 //   which lets each chunk's short-lived data pile up to hundreds of MB before it is collected. Every thread has its
 //   own: the engine's and the store's take this one; transform threads, which keep a chunk's records alive across
 //   collections, are started with 8 MB (src/engine/threads/semi-space.ts). With 8 MB for every thread, a
-//   10,000,000-row PostgreSQL → MariaDB run peaked at 317–323 MB against 268–286 MB, at the same CPU
+//   10,000,000-row PostgreSQL → MariaDB run peaked at 317–323 MB against 268–293 MB, at the same CPU
 //   (docs/benchmarks.md);
 // - an old generation that grows at most 100 % over what survived its last collection (--heap-growing-percent=100):
 //   V8 otherwise lets it grow up to 4× (and, in about one run in three, to ~400 MB before its first full

@@ -5,7 +5,7 @@
  * lets short-lived data pile up to hundreds of MB). The `franca` command starts Node with 4 MB semi-spaces, enough for
  * the engine's thread and the store's; a transform thread keeps a chunk's records alive across several collections
  * and is given 8 MB. With 8 MB for every thread, a 10,000,000-row PostgreSQL → MariaDB run peaked at 317–323 MB
- * against 268–286 MB, at the same CPU; with 2 MB, 278–292 MB, but the process spent ~6 % more CPU
+ * against 268–293 MB, at the same CPU; with 2 MB, 278–292 MB, but the process spent ~6 % more CPU
  * (docs/benchmarks.md, stop 17).
  *
  * Hand-written: no library sets V8's sizes per thread. The flag is raised while the threads start and put back once
