@@ -183,8 +183,11 @@ export const stagedRowsEncoding = "franca/staged-rows";
  */
 export function forThreads(data: SourceRows, staged: StagedValue): SourceRows {
   if (!("rows" in data) || typeof staged !== "string") return data;
-  return { encoding: stagedRowsEncoding, text: staged, count: data.rows.length };
+  return stagedRows(staged, data.rows.length);
 }
+
+/** `count` decoded rows as their staged text (`stagedRowsEncoding`). */
+const stagedRows = (text: string, count: number): SourceRows => ({ encoding: stagedRowsEncoding, text, count });
 
 /**
  * A chunk read back from its staged text for the transform (a resumed run's): with transform threads, decoded rows
@@ -192,8 +195,7 @@ export function forThreads(data: SourceRows, staged: StagedValue): SourceRows {
  * fresh from the source would go (`forThreads`); otherwise as `decodeSourceRows` gives it.
  */
 export function stagedForTransform(staged: string, records: number | undefined, threads: boolean): SourceRows {
-  if (threads && records !== undefined && !staged.startsWith(encodedMark))
-    return { encoding: stagedRowsEncoding, text: staged, count: records };
+  if (threads && records !== undefined && !staged.startsWith(encodedMark)) return stagedRows(staged, records);
   return decodeSourceRows(staged);
 }
 
