@@ -9,8 +9,8 @@ import {
   openSync,
   readSync,
   rmSync,
-  write,
   writeSync,
+  writev,
 } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -52,8 +52,21 @@ interface Segment {
 
 const headerBytes = 8;
 
-const writeAsync = promisify(write);
+const writevAsync = promisify(writev);
 const fsyncAsync = promisify(fsync);
+
+/** What is left of `buffers` once their first `skip` bytes are written (views, no copy). */
+export function unwritten(buffers: readonly Uint8Array[], skip: number): Uint8Array[] {
+  const rest: Uint8Array[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.byteLength) skip -= buffer.byteLength;
+    else {
+      rest.push(skip === 0 ? buffer : buffer.subarray(skip));
+      skip = 0;
+    }
+  }
+  return rest;
+}
 
 /** The 8-byte header of a chunk: its seq and its length in bytes. */
 function headerOf(seq: number, length: number): Buffer {
@@ -175,21 +188,12 @@ export class StagingFiles {
       );
       let length = 0;
       for (const { bytes } of parts) length += bytes.byteLength;
-      let at = segment.size;
+      // header and parts in one call (one job of the thread pool), continued if the system wrote less
+      const buffers: Uint8Array[] = [headerOf(seq, length), ...parts.map(({ bytes }) => bytes)];
       try {
-        for (const { bytes } of [{ bytes: headerOf(seq, length) }, ...parts]) {
-          let written = 0;
-          while (written < bytes.byteLength) {
-            const { bytesWritten } = await writeAsync(
-              segment.fd,
-              bytes,
-              written,
-              bytes.byteLength - written,
-              at + written,
-            );
-            written += bytesWritten;
-          }
-          at += bytes.byteLength;
+        for (let written = 0; written < headerBytes + length; ) {
+          const { bytesWritten } = await writevAsync(segment.fd, unwritten(buffers, written), segment.size + written);
+          written += bytesWritten;
         }
         if (this.#fsync) await fsyncAsync(segment.fd);
       } catch (error) {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { appendFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { StagingFiles } from "../../src/store/staging-files.ts";
+import { StagingFiles, unwritten } from "../../src/store/staging-files.ts";
 import { tempDir } from "../support/fixtures.ts";
 
 const text = (seq: number, size: number) => `chunk ${seq} ${"é".repeat(size)}`;
@@ -92,5 +92,17 @@ describe("staging files", () => {
     ] as const)
       assert.equal(reader.read(2, seq, "extracted"), text(seq, size));
     reader.close();
+  });
+});
+
+describe("staging files: a write the system cut short", () => {
+  it("continues with the bytes not written yet, across and inside the buffers", () => {
+    const buffers = [Buffer.from("head"), Buffer.from("abc"), Buffer.from("defgh")];
+    const text = (rest: Uint8Array[]) => Buffer.concat(rest).toString();
+    assert.equal(text(unwritten(buffers, 0)), "headabcdefgh");
+    assert.equal(text(unwritten(buffers, 2)), "adabcdefgh");
+    assert.equal(text(unwritten(buffers, 4)), "abcdefgh");
+    assert.equal(text(unwritten(buffers, 9)), "fgh");
+    assert.deepEqual(unwritten(buffers, 12), []);
   });
 });
