@@ -136,6 +136,8 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
       return { rows, body, link: answer.headers.get("link") };
     });
 
+  // the page size of a read that keeps one from start to end (pages by number, cursors): the flow's chunk size
+  const fixedSize = request.fullBatchSize ?? request.batchSize;
   switch (pagination.style) {
     case "none": {
       if (from?.done === true) return;
@@ -148,10 +150,7 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
       const sizeParam = pagination.sizeParam ?? "pageSize";
       // Page numbers only mean something for one page size: fixed for the whole read, and carried in the position so
       // that a read continued from it (after a retry, on resume) asks for the same pages.
-      const size =
-        typeof from?.size === "number"
-          ? from.size
-          : (pagination.pageSize ?? request.fullBatchSize ?? request.batchSize);
+      const size = typeof from?.size === "number" ? from.size : (pagination.pageSize ?? fixedSize);
       let page = typeof from?.page === "number" ? from.page : (pagination.firstPage ?? 1);
       for (;;) {
         if (request.signal.aborted) return;
@@ -185,7 +184,7 @@ export async function* readHttp(transport: HttpTransport, request: ReadRequest):
       const limitParam = pagination.limitParam ?? "limit";
       // One limit for the whole read, the flow's chunk size unless set: an API's next cursor may stand for a page
       // number (page × limit), which a limit grown between pages would make skip records.
-      const limit = pagination.limit ?? request.fullBatchSize ?? request.batchSize;
+      const limit = pagination.limit ?? fixedSize;
       let token = typeof from?.cursor === "string" ? from.cursor : undefined;
       for (;;) {
         if (request.signal.aborted) return;
