@@ -12,6 +12,9 @@
  *   node bench/bulk-part.ts pg-from-maria            the Franca engine, MariaDB → PostgreSQL: MariaDB's table as a
  *                                                     maria-engine part left it (with an index on its cursor, made
  *                                                     and dropped again untimed), read as decoded rows (mysql2)
+ *   node bench/bulk-part.ts pg-from-maria-raw        its raw reference: the same table streamed by mysql2 (rows as
+ *                                                     arrays, DATETIME as text) into COPY … FROM STDIN, as a
+ *                                                     hand-written script would move it
  *   node bench/bulk-part.ts maria-raw    --source T --method load|insert [--batch N]
  *        load:   the COPY stream of the source handed as it is to LOAD DATA LOCAL INFILE (mysql2's
  *                infileStreamFactory): PostgreSQL's COPY text is MariaDB's LOAD DATA default format
@@ -24,7 +27,7 @@
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -77,7 +80,7 @@ async function withMaria<T>(work: (connection: mysql.Connection) => Promise<T>):
 }
 
 const maria = part.startsWith("maria");
-const fromMaria = part === "pg-from-maria";
+const fromMaria = part === "pg-from-maria" || part === "pg-from-maria-raw";
 // mysql2 only where MariaDB is used: a PostgreSQL part's peak memory is then the engine's and pg's alone
 const { default: mysqlClient } = maria || fromMaria ? await import("mysql2/promise") : { default: undefined };
 const mysqlConnect = (uri: string): Promise<mysql.Connection> =>
@@ -133,6 +136,50 @@ async function mariaRaw(): Promise<number> {
     return await insertBatches(stream, to, Number(values.batch));
   } finally {
     await Promise.all([from.end(), to.end()]);
+  }
+}
+
+/** A field of a COPY line: NULL as \N; backslash, newline, carriage return and tab escaped. */
+const copyField = (value: unknown): string =>
+  value === null ? "\\N" : String(value).replace(/[\\\n\r\t]/g, (char) => copyEscapes[char] as string);
+const copyEscapes: Record<string, string> = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * MariaDB → PostgreSQL without the engine: MariaDB's table (a maria-engine part's) streamed by mysql2 (rows as arrays,
+ * DATETIME as its text, read as UTC), written as COPY lines, 1,000 to a write, into PostgreSQL's table, in key order.
+ */
+async function pgFromMariaRaw(): Promise<number> {
+  // mysql2's callback API: its queries stream rows (the promise API's buffer a whole result)
+  const { default: mysqlStreaming } = await import("mysql2");
+  const from = mysqlStreaming.createConnection({
+    uri: mariaUrl,
+    dateStrings: true,
+    jsonStrings: true,
+    rowsAsArray: true,
+  });
+  const to = new pg.Client({ connectionString: pgUrl, options: "-c TimeZone=UTC" });
+  await to.connect();
+  try {
+    const rows = from.query(`SELECT ${targetNames.join(", ")} FROM ${mariaTarget} ORDER BY account_id`);
+    const lines = Readable.from(
+      (async function* () {
+        let batch = "";
+        let count = 0;
+        for await (const row of rows.stream({ highWaterMark: 1000 }) as AsyncIterable<unknown[]>) {
+          batch += `${row.map(copyField).join("\t")}\n`;
+          if (++count % 1000 === 0) {
+            yield batch;
+            batch = "";
+          }
+        }
+        if (batch !== "") yield batch;
+      })(),
+    );
+    const into = to.query(copyFrom(`COPY ${pgTarget} (${targetNames.join(", ")}) FROM STDIN`));
+    await pipeline(lines, into);
+    return into.rowCount;
+  } finally {
+    await Promise.all([from.promise().end(), to.end()]);
   }
 }
 
@@ -228,6 +275,7 @@ const parts: Record<string, () => Promise<number>> = {
   "pg-raw": pgRaw,
   "pg-engine": engine,
   "pg-from-maria": engine,
+  "pg-from-maria-raw": pgFromMariaRaw,
   "maria-raw": mariaRaw,
   "maria-engine": engine,
 };
