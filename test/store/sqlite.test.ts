@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { Worker } from "node:worker_threads";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { ThreadedSqliteStore } from "../../src/store/sqlite/threaded.ts";
 import { tempDir } from "../support/fixtures.ts";
@@ -95,6 +96,36 @@ describe("SQLite store on its own thread: staged chunks", () => {
       assert.equal(await reopened.readStaged(1, 0, "extracted"), text(0));
     } finally {
       await reopened.close();
+    }
+  });
+});
+
+describe("SQLite store on its own thread: memory", () => {
+  it("gives its thread a young generation of 12 MB (4 MB semi-spaces) when the process sets none", async () => {
+    // this process sets no --max-semi-space-size (which V8 would take over a thread's resourceLimits)
+    assert.ok(!process.execArgv.some((arg) => arg.startsWith("--max-semi-space-size")));
+    await using store = new ThreadedSqliteStore(join(tmp.dir, `heap-${next++}.db`));
+    await store.migrate();
+    // the same thread with the limit V8 sizes by itself and with the store's: heap_size_limit adds the young generation
+    // a thread that says it runs, then waits (its port listened to) until terminated
+    const idle =
+      "const { parentPort } = require('node:worker_threads'); parentPort.on('message', () => {}); parentPort.postMessage(1);";
+    const plain = new Worker(idle, { eval: true });
+    const limited = new Worker(idle, {
+      eval: true,
+      resourceLimits: { maxYoungGenerationSizeMb: 12 },
+    });
+    try {
+      await Promise.all([plain, limited].map((worker) => new Promise((resolve) => worker.once("message", resolve))));
+      const [own, unlimited, expected] = await Promise.all([
+        store.heapStatistics(),
+        plain.getHeapStatistics(),
+        limited.getHeapStatistics(),
+      ]);
+      assert.equal(own.heap_size_limit, expected.heap_size_limit);
+      assert.ok(own.heap_size_limit < unlimited.heap_size_limit, "a smaller young generation than V8's own sizing");
+    } finally {
+      await Promise.all([plain.terminate(), limited.terminate()]);
     }
   });
 });

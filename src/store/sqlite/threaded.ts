@@ -1,3 +1,4 @@
+import type { HeapInfo } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { type ErrorClass, type ErrorCode, FrancaError } from "../../core/errors.ts";
 import { StagingFiles } from "../staging-files.ts";
@@ -112,6 +113,14 @@ export class ThreadedSqliteStore implements Store {
   cacheSet: Store["cacheSet"] = (...args) => this.#call("cacheSet", ...args);
   counts: Store["counts"] = (...args) => this.#call("counts", ...args);
   records: Store["records"] = (...args) => this.#call("records", ...args);
+
+  /**
+   * The store thread's V8 heap statistics (`v8.getHeapStatistics()` as the thread sees it): what the thread holds and
+   * may grow to, for diagnostics. Its `heap_size_limit` includes the young generation set above.
+   */
+  heapStatistics(): Promise<HeapInfo> {
+    return this.#worker.getHeapStatistics();
+  }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
