@@ -4,6 +4,7 @@ import type { ConnectionOptions, FieldPacket, Pool, PoolConnection, ResultSetHea
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { SettingIssue, System } from "../../core/system.ts";
+import { acquire, probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
 import { connectionPreflightIssues, connectionSettingsIssues, quoteQualified, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
@@ -151,26 +152,6 @@ async function run(connection: PoolConnection, sql: string, params?: readonly un
   return { rows, fields: fields ?? [] };
 }
 
-/** Waits for a pooled connection, giving up when the signal aborts; a connection that comes later goes back. */
-async function acquire(pool: Pool, signal: AbortSignal): Promise<PoolConnection> {
-  signal.throwIfAborted();
-  const connecting = pool.getConnection();
-  const abort = Promise.withResolvers<never>();
-  const onAbort = () => abort.reject(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    return await Promise.race([connecting, abort.promise]);
-  } catch (error) {
-    connecting.then(
-      (connection) => connection.release(),
-      () => {},
-    );
-    throw error;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-}
-
 /**
  * Stops the statement a connection runs, with KILL QUERY from a separate short-lived connection (the pool may be
  * full). If that fails, the connection itself is destroyed, which ends the wait for the statement at once (the server
@@ -243,7 +224,12 @@ function open(system: System): Connection {
     system: system.name,
     maxStatementBytes: options.maxStatementBytes ?? defaultMaxStatementBytes,
     async withConnection(signal, work) {
-      const connection = await acquire(getPool(), signal);
+      const pool = getPool();
+      const connection = await acquire(
+        () => pool.getConnection(),
+        (late) => late.release(),
+        signal,
+      );
       // A connection whose statement was killed, or that failed outside SQL, is closed rather than reused: a late
       // kill must never reach another caller's statement.
       let broken = false;
@@ -323,15 +309,11 @@ function open(system: System): Connection {
         },
       };
     },
-    async health(signal) {
-      const started = performance.now();
-      try {
-        await session.withConnection(signal, (connection) => connection.query("SELECT 1"));
-        return { ok: true, latencyMs: performance.now() - started };
-      } catch (error) {
-        const failure = mysqlError(error, system.name, "health check failed");
-        return { ok: false, latencyMs: performance.now() - started, message: failure.message };
-      }
+    health(signal) {
+      return probeHealth(
+        () => session.withConnection(signal, (connection) => connection.query("SELECT 1")),
+        (error) => mysqlError(error, system.name, "health check failed").message,
+      );
     },
     async close() {
       const open = pool;

@@ -2,6 +2,7 @@ import pg from "pg";
 import type { Row } from "../../core/binding.ts";
 import { FrancaError } from "../../core/errors.ts";
 import type { System } from "../../core/system.ts";
+import { acquire, probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
 import { connectionPreflightIssues, connectionSettingsIssues, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
@@ -86,26 +87,6 @@ function clientConfig(options: PostgresSystemOptions): pg.ClientConfig {
   };
 }
 
-/** Waits for a pooled connection, giving up when the signal aborts; a connection that comes later goes back. */
-async function acquire(pool: pg.Pool, signal: AbortSignal): Promise<pg.PoolClient> {
-  signal.throwIfAborted();
-  const connecting = pool.connect();
-  const abort = Promise.withResolvers<never>();
-  const onAbort = () => abort.reject(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    return await Promise.race([connecting, abort.promise]);
-  } catch (error) {
-    connecting.then(
-      (client) => client.release(),
-      () => {},
-    );
-    throw error;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-}
-
 /**
  * Cancels the statement a backend is running, from a separate short-lived connection (the pool may be full).
  * Best effort: if it fails, the statement runs on until it ends (or reaches statement_timeout), on a connection that
@@ -142,7 +123,12 @@ function open(system: System): Connection {
   const session: PostgresSession = {
     system: system.name,
     async withClient(signal, work) {
-      const client = await acquire(getPool(), signal);
+      const pool = getPool();
+      const client = await acquire(
+        () => pool.connect(),
+        (late) => late.release(),
+        signal,
+      );
       // A connection whose statement was cancelled, or that failed outside SQL, is closed rather than reused: a late
       // cancel must never reach another caller's statement.
       let broken = false;
@@ -230,15 +216,11 @@ function open(system: System): Connection {
         },
       };
     },
-    async health(signal) {
-      const started = performance.now();
-      try {
-        await session.withClient(signal, (query) => query("SELECT 1"));
-        return { ok: true, latencyMs: performance.now() - started };
-      } catch (error) {
-        const failure = postgresError(error, system.name, "health check failed");
-        return { ok: false, latencyMs: performance.now() - started, message: failure.message };
-      }
+    health(signal) {
+      return probeHealth(
+        () => session.withClient(signal, (query) => query("SELECT 1")),
+        (error) => postgresError(error, system.name, "health check failed").message,
+      );
     },
     async close() {
       const open = pool;

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { System } from "../../core/system.ts";
+import { probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
 import { tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver, DriverEnv } from "../types.ts";
@@ -60,14 +61,8 @@ function open(system: System, env: DriverEnv): Connection {
         },
       };
     },
-    async health() {
-      const started = performance.now();
-      try {
-        database().prepare("SELECT 1").get();
-        return { ok: true, latencyMs: performance.now() - started };
-      } catch (error) {
-        return { ok: false, latencyMs: performance.now() - started, message: (error as Error).message };
-      }
+    health() {
+      return probeHealth(() => database().prepare("SELECT 1").get());
     },
     async close() {
       db?.close();
