@@ -13,8 +13,8 @@
  *                                                     maria-engine part left it (with an index on its cursor, made
  *                                                     and dropped again untimed), read as decoded rows (mysql2)
  *   node bench/bulk-part.ts pg-from-maria-raw        its raw reference: the same table streamed by mysql2 (rows as
- *                                                     arrays, DATETIME as text) into COPY … FROM STDIN, as a
- *                                                     hand-written script would move it
+ *                                                     arrays, DATETIME and JSON as text) into COPY … FROM STDIN, as
+ *                                                     a hand-written script would move it
  *   node bench/bulk-part.ts maria-raw    --source T --method load|insert [--batch N]
  *        load:   the COPY stream of the source handed as it is to LOAD DATA LOCAL INFILE (mysql2's
  *                infileStreamFactory): PostgreSQL's COPY text is MariaDB's LOAD DATA default format
