@@ -4,9 +4,10 @@ import { before, describe, it } from "node:test";
 import { serialize } from "node:v8";
 import type { EncodedRows, TableInfo } from "../../src/connectors/mysql/encode.ts";
 import { type MysqlClient, type mysql, mysqlDriver } from "../../src/connectors/mysql/index.ts";
-import type { Connection, ItemResult, WriteItem, WriteRequest } from "../../src/connectors/types.ts";
+import type { Connection, ItemResult, WriteItem } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { allOk, writeRequest } from "../support/connection-calls.ts";
 import { mysqlTestDatabase } from "../support/mysql-db.ts";
 
 const files = mysqlTestDatabase("franca_myload");
@@ -49,20 +50,13 @@ async function write(
   options: Record<string, unknown> = {},
 ): Promise<Written> {
   const counter = { read: 0 };
-  const request: WriteRequest = {
-    options: { table, ...options },
+  const items = itemsOf(
+    rows,
     key,
-    target: "test.target",
-    run: 1,
-    chunk: 0,
-    items: itemsOf(
-      rows,
-      key,
-      rows.map((_, i) => i),
-      counter,
-    ),
-    signal: never,
-  };
+    rows.map((_, i) => i),
+    counter,
+  );
+  const request = writeRequest(table, key, items, options);
   const results = await (to.write as NonNullable<Connection["write"]>)(request);
   return { results, read: counter.read };
 }
@@ -91,19 +85,11 @@ async function writePrepared(
 ): Promise<Written> {
   const counter = { read: 0 };
   const results = await (to.write as NonNullable<Connection["write"]>)({
-    options: { table, ...options },
-    key,
-    target: "test.target",
-    run: 1,
-    chunk: 0,
-    items: itemsOf(rows, key, indices, counter),
+    ...writeRequest(table, key, itemsOf(rows, key, indices, counter), options),
     prepared: { data, rows: indices },
-    signal: never,
   });
   return { results, read: counter.read };
 }
-
-const allOk = (count: number) => Array.from({ length: count }, () => ({ ok: true }));
 
 /** A connector with one pooled session, and that session's statement counters. */
 function counted(settings: Partial<Parameters<typeof mysql>[1]> = {}): {

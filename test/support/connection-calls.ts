@@ -3,7 +3,14 @@
  * what a failed call threw.
  */
 import assert from "node:assert/strict";
-import type { Connection, ItemResult, ReadBatch, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
+import type {
+  Connection,
+  ItemResult,
+  ReadBatch,
+  ReadRequest,
+  WriteItem,
+  WriteRequest,
+} from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { FrancaError } from "../../src/core/errors.ts";
 
@@ -27,6 +34,24 @@ export function rowsOf(batches: readonly ReadBatch[]): Row[] {
   return batches.flatMap((batch) => batch.rows);
 }
 
+/** A write of `items` to `table` as one chunk of run 1. */
+export function writeRequest(
+  table: string,
+  key: string[],
+  items: WriteItem[],
+  options: Record<string, unknown> = {},
+): WriteRequest {
+  return {
+    options: { table, ...options },
+    key,
+    target: "test.target",
+    run: 1,
+    chunk: 0,
+    items,
+    signal: new AbortController().signal,
+  };
+}
+
 /** Writes `rows` to `table` as one chunk's items, each keyed by its key columns' values. */
 export function write(
   to: Connection,
@@ -35,21 +60,13 @@ export function write(
   rows: readonly Row[],
   options: Record<string, unknown> = {},
 ): Promise<ItemResult[]> {
-  const request: WriteRequest = {
-    options: { table, ...options },
-    key,
-    target: "test.target",
-    run: 1,
-    chunk: 0,
-    items: rows.map((row, index) => ({
-      key: JSON.stringify(key.map((column) => row[column])),
-      row,
-      idempotencyKey: `idem-${index}`,
-      hash: `hash-${index}`,
-    })),
-    signal: new AbortController().signal,
-  };
-  return (to.write as NonNullable<Connection["write"]>)(request);
+  const items = rows.map((row, index) => ({
+    key: JSON.stringify(key.map((column) => row[column])),
+    row,
+    idempotencyKey: `idem-${index}`,
+    hash: `hash-${index}`,
+  }));
+  return (to.write as NonNullable<Connection["write"]>)(writeRequest(table, key, items, options));
 }
 
 /** What a call that must fail threw: a FrancaError, or the test fails. */
