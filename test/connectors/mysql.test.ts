@@ -229,7 +229,11 @@ describe("mysql connector: read", () => {
       };
       for await (const _ of read({ ...request(), signal, call: gated })) if (gateCalls === 4) break;
       assert.equal(parked.length, 1);
-      assert.deepEqual(await (parked[0] as () => Promise<unknown>)(), [], "the parked page ran no query");
+      assert.deepEqual(
+        await (parked[0] as () => Promise<unknown>)(),
+        { rows: [], fields: [] },
+        "the parked page ran no query",
+      );
       const more = rowsOf(await readAll(connection, request()));
       assert.equal(more.length, source.length, "the connection is usable after the early stop");
     } finally {

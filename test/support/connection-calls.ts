@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import type {
   Connection,
+  EncodedBatch,
   ItemResult,
   ReadBatch,
   ReadRequest,
@@ -25,6 +26,22 @@ export async function readAll(
   for await (const batch of read({ batchSize: 1000, signal, call: (fn) => fn(signal), ...request })) {
     batches.push(batch);
     // A read that stops progressing (a position compared inexactly, or that loses precision) would loop forever.
+    if (batches.length > 10_000) assert.fail("the read does not progress");
+  }
+  return batches;
+}
+
+/** Every batch of the binding's encoded read (`readEncoded`), asked as `readAll` asks; fails when it has none. */
+export async function readAllEncoded(
+  from: Connection,
+  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
+): Promise<EncodedBatch[]> {
+  const signal = new AbortController().signal;
+  const read = from.readEncoded?.({ batchSize: 1000, signal, call: (fn) => fn(signal), ...request });
+  assert.ok(read !== undefined, "the binding reads encoded");
+  const batches: EncodedBatch[] = [];
+  for await (const batch of read) {
+    batches.push(batch);
     if (batches.length > 10_000) assert.fail("the read does not progress");
   }
   return batches;

@@ -4,6 +4,7 @@ import type { ConnectionOptions, FieldPacket, Pool, PoolConnection, ResultSetHea
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { SettingIssue, System } from "../../core/system.ts";
+import { cutLines } from "../lines.ts";
 import { acquire, probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
 import { connectionPreflightIssues, connectionSettingsIssues, quoteQualified, tableOrQueryIssues } from "../sql.ts";
@@ -11,7 +12,8 @@ import type { Connection, Driver } from "../types.ts";
 import { prepareRows, sqlString } from "./encode.ts";
 import { mysqlError, serverErrno } from "./errors.ts";
 import { MysqlBindingOptions, MysqlSystemOptions } from "./options.ts";
-import { readMysql } from "./read.ts";
+import { readMysql, readMysqlEncoded } from "./read.ts";
+import { decodeRows } from "./rows-text.ts";
 import { type TableCache, tableCache, writeMysql } from "./write.ts";
 
 const checkSystem = settingsChecker(MysqlSystemOptions);
@@ -35,6 +37,12 @@ export interface MysqlResult {
 
 export type Query = (sql: string, params?: readonly unknown[]) => Promise<MysqlResult>;
 
+/** A result set's rows as arrays of values in the fields' order (mysql2's `rowsAsArray`), JSON columns as their text. */
+export interface MysqlArrays {
+  rows: unknown[][];
+  fields: readonly FieldPacket[];
+}
+
 /** What a LOAD DATA statement did: rows inserted, and the warnings it raised (notes included). */
 export interface LoadResult {
   affectedRows: number;
@@ -44,6 +52,8 @@ export interface LoadResult {
 /** One pooled connection, prepared for Franca: what read.ts and write.ts use. */
 export interface SessionConnection {
   query: Query;
+  /** Runs a statement without values and returns its rows as arrays (see MysqlArrays): what encoded reads send on. */
+  queryArrays(sql: string): Promise<MysqlArrays>;
   /** Runs a `LOAD DATA LOCAL INFILE` statement, whatever file it names reading `data()` (no file is ever read). */
   load(sql: string, data: () => Readable): Promise<LoadResult>;
   /** The server's max_allowed_packet: no statement may be longer. */
@@ -252,6 +262,14 @@ function open(system: System): Connection {
           signal.throwIfAborted();
           return result;
         };
+        const queryArrays = async (sql: string): Promise<MysqlArrays> => {
+          signal.throwIfAborted();
+          const [result, fields] = await connection.query({ sql, rowsAsArray: true });
+          signal.throwIfAborted();
+          return Array.isArray(result)
+            ? { rows: result as unknown[][], fields: fields ?? [] }
+            : { rows: [], fields: [] };
+        };
         const load = async (sql: string, data: () => Readable): Promise<LoadResult> => {
           signal.throwIfAborted();
           const [result] = await connection.query({ sql, infileStreamFactory: data });
@@ -259,7 +277,7 @@ function open(system: System): Connection {
           const header = result as ResultSetHeader;
           return { affectedRows: header.affectedRows, warnings: header.warningStatus };
         };
-        return await work({ query, load, maxPacket });
+        return await work({ query, queryArrays, load, maxPacket });
       } catch (error) {
         const raw = error instanceof FrancaError ? error.cause : error;
         if (raw !== undefined && serverErrno(raw) === undefined) broken = true;
@@ -276,6 +294,9 @@ function open(system: System): Connection {
   return {
     read(request) {
       return readMysql(session, request);
+    },
+    readEncoded(request) {
+      return readMysqlEncoded(session, request);
     },
     async describeTarget(options, signal) {
       const table = (options as MysqlBindingOptions).table as string;
@@ -334,6 +355,8 @@ export const mysqlDriver: Driver = {
     ...connectionSettingsIssues((options ?? {}) as MysqlSystemOptions),
   ],
   validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
+  decode: decodeRows,
+  cut: (_encoding, text, rows) => cutLines(text, rows, "MariaDB/MySQL rows"),
   prepare: prepareRows,
   preflight: (system) =>
     connectionPreflightIssues(system.options as MysqlSystemOptions, ["mysql:", "mariadb:"], (url) => {

@@ -10,11 +10,12 @@ import {
   sourceRelation,
   warnUnindexedOrder,
 } from "../sql.ts";
-import type { ReadBatch, ReadRequest } from "../types.ts";
-import type { MysqlSession, SessionConnection } from "./driver.ts";
+import type { EncodedBatch, ReadBatch, ReadRequest } from "../types.ts";
+import type { MysqlArrays, MysqlResult, MysqlSession, SessionConnection } from "./driver.ts";
 import { sqlLiteral } from "./encode.ts";
 import { mysqlError } from "./errors.ts";
 import type { MysqlBindingOptions } from "./options.ts";
+import { type ColumnKind, encodeRows, kindOf, rowsEncoding } from "./rows-text.ts";
 
 /** How a position value is written back into SQL, by the type of its column. */
 type Kind = "number" | "binary" | "text";
@@ -65,14 +66,28 @@ async function cursorUnindexed(connection: SessionConnection, table: string, col
   return Number(found?.tables ?? 0) > 0 && Number(found?.led ?? 0) === 0;
 }
 
+/** A page of a keyset read: its rows, the fields they have, and the position after its last row. */
+interface Page<R> {
+  rows: R[];
+  fields: readonly FieldPacket[];
+  position: unknown[];
+}
+
 /**
  * Keyset reads: `SELECT * FROM r WHERE a > ? OR (a = ? AND b > ?) ORDER BY a, b LIMIT n`, one statement per batch,
  * each under the system's policy (request.call). The expanded predicate, rather than a row comparison `(a, b) > (…)`,
  * is what MariaDB and MySQL answer from an index. Positions are the values of the order columns as read (the
  * server's text for DATETIME, BIGINT and DECIMAL, so comparisons are exact); binary values are kept as base64 so that
  * the position stays JSON. A resumed read first learns the order columns' types from a `LIMIT 0` query.
+ *
+ * The pages' rows are objects with their JSON columns parsed (`read`), or, `arrays`, arrays of the values as mysql2
+ * gives them, JSON columns as text (`readEncoded`, whose rows are decoded where their chunk is transformed).
  */
-export async function* readMysql(session: MysqlSession, request: ReadRequest): AsyncIterable<ReadBatch> {
+async function* keysetPages(
+  session: MysqlSession,
+  request: ReadRequest,
+  arrays: boolean,
+): AsyncIterable<Page<Row | unknown[]>> {
   const options = request.options as MysqlBindingOptions;
   const columns = orderColumns(request.cursor, request.key);
   const relation = sourceRelation(options, "`");
@@ -93,36 +108,37 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
       cursorUnindexed(connection, options.table as string, columns[0] as string),
     ),
   );
+  const select = (connection: SessionConnection, sql: string): Promise<MysqlResult | MysqlArrays> =>
+    arrays ? connection.queryArrays(sql) : connection.query(sql);
   /** The read ended (the consumer stopped, or the last page came): a page asked ahead is not run any more. */
   let abandoned = false;
   /**
    * The page of `limit` rows after `after` (undefined: the first). Its failure is caught at once: awaited later, it
    * still throws there; one never awaited (the read stopped, or was aborted, before it) fails nothing.
    */
-  const ask = (after: unknown[] | undefined, limit: number): Promise<Row[]> => {
+  const ask = (after: unknown[] | undefined, limit: number): Promise<MysqlResult | MysqlArrays> => {
     // Only the driver's errors are classified here; the policy's own (timeout, open circuit) pass through.
     const page = request.call(async (signal) => {
       // a page asked ahead whose turn came after the read ended (it waited on the system's gate or rate limit)
-      if (abandoned) return [];
+      if (abandoned) return { rows: [], fields: [] };
       try {
         return await session.withConnection(signal, async (connection) => {
           if (after === undefined) {
-            const result = await connection.query(`SELECT * FROM ${relation} ORDER BY ${order} LIMIT ${limit}`);
+            const result = await select(connection, `SELECT * FROM ${relation} ORDER BY ${order} LIMIT ${limit}`);
             kinds ??= kindsOf(result.fields, columns);
-            return result.rows;
+            return result;
           }
           kinds ??= kindsOf((await connection.query(`SELECT * FROM ${relation} LIMIT 0`)).fields, columns);
           const known = kinds;
           const literals = expandedParams(after.map((value, i) => positionLiteral(value, known[i] as Kind)));
           const where = afterPredicate(columns, (index) => literals[index] as string, "`", "expanded").sql;
-          return (await connection.query(`SELECT * FROM ${relation} WHERE ${where} ORDER BY ${order} LIMIT ${limit}`))
-            .rows;
+          return await select(connection, `SELECT * FROM ${relation} WHERE ${where} ORDER BY ${order} LIMIT ${limit}`);
         });
       } catch (error) {
         if (signal.aborted) throw error;
         throw mysqlError(error, session.system, what);
       }
-    }) as Promise<Row[]>;
+    }) as Promise<MysqlResult | MysqlArrays>;
     page.catch(() => {});
     return page;
   };
@@ -134,24 +150,25 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
   const sizeNow = () => Math.max(1, Math.floor(request.batchSize));
   let limit = sizeNow();
   let ahead = false;
-  let next: Promise<Row[]> | undefined = ask(position, limit);
+  let next: Promise<MysqlResult | MysqlArrays> | undefined = ask(position, limit);
   try {
     while (next !== undefined) {
       if (request.signal.aborted) return;
-      const rows: Row[] = await next;
+      const { rows, fields } = await next;
       if (rows.length === 0) return;
-      position = positionOf(rows[rows.length - 1] as Row, columns).map((value) =>
+      const last = rows[rows.length - 1] as Row | unknown[];
+      position = positionOf(Array.isArray(last) ? rowOfArray(last, fields, columns) : last, columns).map((value) =>
         Buffer.isBuffer(value) ? value.toString("base64") : value,
       );
       const asked = limit;
-      const last = rows.length < asked;
+      const ended = rows.length < asked;
       next = undefined;
-      if (ahead && !last) {
+      if (ahead && !ended) {
         limit = sizeNow();
         next = ask(position, limit);
       }
-      yield { rows, position };
-      if (last) return;
+      yield { rows, fields, position };
+      if (ended) return;
       if (!ahead) {
         limit = sizeNow();
         ahead = limit === asked;
@@ -160,5 +177,37 @@ export async function* readMysql(session: MysqlSession, request: ReadRequest): A
     }
   } finally {
     abandoned = true;
+  }
+}
+
+/** The order columns of a row given as an array of values: the last field of each name, as in an object row. */
+function rowOfArray(values: readonly unknown[], fields: readonly FieldPacket[], columns: readonly string[]): Row {
+  const row: Row = {};
+  for (const column of columns) {
+    const at = fields.findLastIndex((field) => field.name === column);
+    if (at !== -1) row[column] = values[at];
+  }
+  return row;
+}
+
+/** `read`: keyset pages of rows (see keysetPages). */
+export async function* readMysql(session: MysqlSession, request: ReadRequest): AsyncIterable<ReadBatch> {
+  for await (const { rows, position } of keysetPages(session, request, false)) yield { rows: rows as Row[], position };
+}
+
+/**
+ * `readEncoded`: the same pages as `read`, each as the lines of its rows (rows-text.ts) — what mysql2 made of them,
+ * not yet made into objects, JSON columns not yet parsed — for `mysqlDriver.decode` to make into `read`'s rows where
+ * the chunk is transformed.
+ */
+export async function* readMysqlEncoded(session: MysqlSession, request: ReadRequest): AsyncIterable<EncodedBatch> {
+  let encoding: string | undefined;
+  let kinds: ColumnKind[] = [];
+  for await (const { rows, fields, position } of keysetPages(session, request, true)) {
+    if (encoding === undefined) {
+      encoding = rowsEncoding(fields);
+      kinds = fields.map(kindOf);
+    }
+    yield { encoding, text: encodeRows(rows as unknown[][], kinds), count: rows.length, position };
   }
 }

@@ -7,6 +7,7 @@
 import { createRequire } from "node:module";
 import type { Row } from "../../core/binding.ts";
 import { objectLiteral } from "../../core/object-literal.ts";
+import { cutLines, linesText } from "../lines.ts";
 import { textParser } from "./parsers.ts";
 
 /** What the encoding of a column depends on. */
@@ -351,19 +352,6 @@ function encodingFields(encoding: string): CopyField[] {
 const decoders = new Map<string, CopyRowDecoder>();
 const maxDecoders = 64;
 
-/** The text of the first `limit` lines of `bytes` (all of it without a limit). */
-function linesText(bytes: Uint8Array, limit: number | undefined): string {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (limit === undefined) return buffer.toString("utf8");
-  let end = 0;
-  for (let line = 0; line < limit && end < buffer.length; line++) {
-    const at = buffer.indexOf(newline, end);
-    if (at === -1) return buffer.toString("utf8");
-    end = at + 1;
-  }
-  return buffer.toString("utf8", 0, end);
-}
-
 /**
  * `postgresDriver.cut`: COPY lines (their bytes, or their text) cut after the first `rows` lines. A field's newlines
  * are escaped (`\n`), so every newline ends a line.
@@ -373,19 +361,7 @@ export function cutCopy(
   lines: string | Uint8Array,
   rows: number,
 ): [string | Uint8Array, string | Uint8Array] {
-  // bytes as a Buffer (a view, no copy): Buffer's indexOf found bench/bulk's newlines in 0.023 µs a row, a plain
-  // Uint8Array's in 0.110 (docs/benchmarks.md, stop 13)
-  const text =
-    typeof lines === "string" || Buffer.isBuffer(lines)
-      ? lines
-      : Buffer.from(lines.buffer, lines.byteOffset, lines.byteLength);
-  let end = 0;
-  for (let n = 0; n < rows && end < text.length; n++) {
-    const at = typeof text === "string" ? text.indexOf("\n", end) : text.indexOf(newline, end);
-    if (at === -1) throw new Error(`COPY data ended in the middle of a row (${text.length - end} bytes or characters)`);
-    end = at + 1;
-  }
-  return typeof text === "string" ? [text.slice(0, end), text.slice(end)] : [text.subarray(0, end), text.subarray(end)];
+  return cutLines(lines, rows, "COPY data");
 }
 
 /**

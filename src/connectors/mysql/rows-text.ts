@@ -1,0 +1,181 @@
+/**
+ * MariaDB/MySQL rows as text, for encoded reads (`Connection.readEncoded`): one row per line, the JSON array of its
+ * values as mysql2 gave them, with the few values JSON would change carried as strings. The engine's thread only
+ * writes each page's rows into bytes that it stages and hands to a transform thread as they are; the work of making
+ * rows — JSON columns parsed, bytes made Buffers again, an object per row — is done where the chunk is transformed
+ * (`decodeRows`, `mysqlDriver.decode`), a piece at a time (`mysqlDriver.cut`).
+ *
+ * Hand-written because the engine's own staged form of decoded rows (engine/source-rows.ts) is one JSON document per
+ * chunk: it cannot be cut into pieces, it is copied to the thread as a string, and the JSON columns have to be parsed
+ * before it is made (the rows must be what `read` gives).
+ *
+ * Pure (no mysql2, no connection): transform threads import it.
+ */
+import type { Row } from "../../core/binding.ts";
+import { objectLiteral } from "../../core/object-literal.ts";
+import { LineBuffer } from "../line-buffer.ts";
+import { linesText } from "../lines.ts";
+
+/**
+ * How a column's values are carried, in one letter, by what mysql2's text protocol makes of them (with the driver's
+ * options: dates, BIGINT and DECIMAL as strings, JSON as text):
+ * - `j` a JSON column: its text, parsed when decoded (as the driver's `run` parses it: the text kept when not JSON);
+ * - `b` bytes (a BINARY, VARBINARY, BLOB or BIT column, or any other of the binary character set): base64;
+ * - `n` floating point (FLOAT, DOUBLE; VECTOR and GEOMETRY, whose values hold them): -0, NaN and the infinities,
+ *   which JSON cannot hold, as strings, at any depth;
+ * - `v` anything else (numbers, strings, NULL): as it is.
+ */
+export type ColumnKind = "j" | "b" | "n" | "v";
+
+/** What `kindOf` reads of a mysql2 field. */
+export interface FieldInfo {
+  name: string;
+  columnType?: number;
+  characterSet?: number;
+  extendedFormat?: string;
+}
+
+// mysql2's column types (mysql2/lib/constants/types.js) whose text protocol parser is not the default string one.
+const numberTypes = new Set([1, 2, 3, 9, 13, 8, 6, 0, 246, 10, 7, 12, 11, 14]); // ints, NULL, DECIMAL, dates, TIME
+const floatTypes = new Set([4, 5, 242, 255]); // FLOAT, DOUBLE, VECTOR, GEOMETRY
+const jsonType = 245;
+const binaryCharset = 63;
+
+/** The kind of a column, by the branch of mysql2's text parser that reads it (parsers/text_parser.js, readCodeFor). */
+export function kindOf(field: FieldInfo): ColumnKind {
+  if (field.extendedFormat === "json" || field.columnType === jsonType) return "j";
+  const type = field.columnType ?? 253;
+  if (floatTypes.has(type)) return "n";
+  if (numberTypes.has(type)) return "v";
+  return field.characterSet === binaryCharset ? "b" : "v";
+}
+
+const encodingFormat = "mysql-rows-json/1";
+
+/** The `encoding` of a read's batches: its columns' names and kinds, as JSON (no newline in it). */
+export function rowsEncoding(fields: readonly FieldInfo[]): string {
+  return JSON.stringify({ format: encodingFormat, fields: fields.map((field) => [field.name, kindOf(field)]) });
+}
+
+/** `value` with every number JSON cannot hold made a string, at any depth; the same value when it holds none. */
+function jsonNumbers(value: unknown): unknown {
+  if (typeof value === "number")
+    return Number.isFinite(value) && !Object.is(value, -0) ? value : Object.is(value, -0) ? "-0" : String(value);
+  if (value === null || typeof value !== "object") return value;
+  let copy: Record<string, unknown> | unknown[] | undefined;
+  for (const key of Object.keys(value)) {
+    const item = (value as Record<string, unknown>)[key];
+    const next = jsonNumbers(item);
+    if (next === item) continue;
+    copy ??= Array.isArray(value) ? value.slice() : { ...(value as Record<string, unknown>) };
+    (copy as Record<string, unknown>)[key] = next;
+  }
+  return copy ?? value;
+}
+
+/** The numbers `jsonNumbers` made strings, made numbers again (in place). */
+function numbersBack(value: unknown): unknown {
+  if (typeof value === "string") return Number(value);
+  if (value === null || typeof value !== "object") return value;
+  for (const key of Object.keys(value)) {
+    const record = value as Record<string, unknown>;
+    record[key] = numbersBack(record[key]);
+  }
+  return value;
+}
+
+/**
+ * A page of rows (arrays of values, in the fields' order, as mysql2's `rowsAsArray` gives them) as lines of UTF-8.
+ * The rows' values of `b` and `n` columns are replaced in place.
+ */
+export function encodeRows(rows: readonly unknown[][], kinds: readonly ColumnKind[]): Uint8Array {
+  const special: number[] = [];
+  for (let c = 0; c < kinds.length; c++) if (kinds[c] === "b" || kinds[c] === "n") special.push(c);
+  const lines = new LineBuffer();
+  for (const row of rows) {
+    for (const c of special) {
+      const value = row[c];
+      if (value === null || value === undefined) continue;
+      if (kinds[c] === "n") row[c] = jsonNumbers(value);
+      else if (value instanceof Uint8Array)
+        row[c] = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64");
+    }
+    lines.push(JSON.stringify(row));
+  }
+  return lines.bytes();
+}
+
+interface Decoder {
+  kinds: ColumnKind[];
+  make: (values: unknown[]) => Row;
+}
+
+function decoderOf(encoding: string): Decoder {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(encoding);
+  } catch {
+    parsed = undefined;
+  }
+  const { format, fields } = (parsed ?? {}) as { format?: unknown; fields?: unknown };
+  if (
+    format !== encodingFormat ||
+    !Array.isArray(fields) ||
+    !fields.every((field) => Array.isArray(field) && typeof field[0] === "string" && /^[jbnv]$/.test(String(field[1])))
+  )
+    throw new Error(`not an encoding of MariaDB/MySQL rows: ${encoding.slice(0, 100)}`);
+  const names = (fields as [string, ColumnKind][]).map(([name]) => name);
+  // One object literal with the columns as its keys, compiled once per encoding (as PostgreSQL's COPY decoder does):
+  // a later column of the same name wins, in the place of the first, as in mysql2's rows.
+  const make = new Function("values", `return ${objectLiteral(names, (_, i) => `values[${i}]`)};`) as Decoder["make"];
+  return { kinds: (fields as [string, ColumnKind][]).map(([, kind]) => kind), make };
+}
+
+/** Decoders by encoding: one read's batches share theirs. */
+const decoders = new Map<string, Decoder>();
+const maxDecoders = 64;
+
+/**
+ * `mysqlDriver.decode`: the rows of lines made by `encodeRows` (their bytes, or their text), the first `limit` only
+ * when given, as `read` yields them.
+ */
+export function decodeRows(encoding: string, text: string | Uint8Array, limit?: number): Row[] {
+  let decoder = decoders.get(encoding);
+  if (decoder === undefined) {
+    decoder = decoderOf(encoding);
+    if (decoders.size >= maxDecoders) decoders.delete(decoders.keys().next().value as string);
+    decoders.set(encoding, decoder);
+  }
+  const { kinds, make } = decoder;
+  const special: number[] = [];
+  for (let c = 0; c < kinds.length; c++) if (kinds[c] !== "v") special.push(c);
+  const lines = typeof text === "string" ? text : linesText(text, limit);
+  const rows: Row[] = [];
+  let start = 0;
+  while (start < lines.length && (limit === undefined || rows.length < limit)) {
+    let end = lines.indexOf("\n", start);
+    if (end === -1) end = lines.length;
+    const values = JSON.parse(lines.slice(start, end)) as unknown[];
+    if (!Array.isArray(values) || values.length !== kinds.length)
+      throw new Error(
+        `a MariaDB/MySQL row has ${Array.isArray(values) ? values.length : 0} values, expected ${kinds.length}`,
+      );
+    for (const c of special) {
+      const value = values[c];
+      if (value === null) continue;
+      const kind = kinds[c];
+      if (kind === "j") {
+        if (typeof value !== "string") continue;
+        try {
+          values[c] = JSON.parse(value);
+        } catch {
+          // not JSON after all (an expression the server typed JSON): the text as it is, as `read` gives it
+        }
+      } else if (kind === "b") values[c] = Buffer.from(value as string, "base64");
+      else values[c] = numbersBack(value);
+    }
+    rows.push(make(values));
+    start = end + 1;
+  }
+  return rows;
+}

@@ -1,0 +1,183 @@
+/**
+ * The MariaDB/MySQL connector's encoded read: `readEncoded` + `decode` (+ `cut`), the rows made where their chunk is
+ * transformed. It must give exactly what the plain `read` gives: the same batches, positions and rows, for every type.
+ */
+import assert from "node:assert/strict";
+import { before, describe, it } from "node:test";
+import { mysqlDriver } from "../../src/connectors/mysql/index.ts";
+import { decodeRows, encodeRows, kindOf, rowsEncoding } from "../../src/connectors/mysql/rows-text.ts";
+import type { Connection, EncodedBatch } from "../../src/connectors/types.ts";
+import type { Row } from "../../src/core/binding.ts";
+import { readAll, readAllEncoded, rowsOf } from "../support/connection-calls.ts";
+import { mysqlTestDatabase } from "../support/mysql-db.ts";
+
+const files = mysqlTestDatabase("franca_myenc");
+let connection: Connection;
+before(() => {
+  connection = files.connection;
+});
+
+const decode = mysqlDriver.decode as NonNullable<typeof mysqlDriver.decode>;
+const cut = mysqlDriver.cut as NonNullable<typeof mysqlDriver.cut>;
+
+/** The rows of encoded batches, each decoded a piece of `piece` rows at a time (cut), as a transform thread does. */
+function decodedInPieces(batch: EncodedBatch, piece: number): Row[] {
+  const rows: Row[] = [];
+  let rest = batch.text;
+  while (rest.length > 0) {
+    const [first, after] = cut(batch.encoding, rest, piece);
+    rows.push(...decode(batch.encoding, first));
+    rest = after;
+  }
+  return rows;
+}
+
+describe("mysql connector: encoded reads", () => {
+  // (in the suite's hook: the file's top-level hooks start together, before the database exists)
+  before(async () => {
+    const db = files.db;
+    await db.query(
+      `CREATE TABLE typed (id int PRIMARY KEY, flag tinyint(1), n bigint, u bigint unsigned, d decimal(65,30),
+        f double, g float, at datetime(6), ts timestamp(6) NULL, day date, t time(6), y year, doc json, bits bit(10),
+        bin varbinary(16), blb blob, label varchar(200), body mediumtext, fixed char(3), e enum('a','b'),
+        st set('x','y'), pt point, lat varchar(20) CHARACTER SET latin1, changed datetime(6) NOT NULL,
+        KEY by_changed (changed, id))`,
+    );
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    await db.query(
+      `INSERT INTO typed VALUES (1, 1, -9223372036854775808, 18446744073709551615,
+        '-12345678901234567890123456789012345.123456789012345678901234567891', -0e0, 3.40282e38,
+        '2024-02-29 23:59:59.999999', '2024-02-29 23:59:59.5', '2024-02-29', '-838:59:59.000001', 2024,
+        ?, b'1010101010', X'00FF0A0D095C22', ?, ?, ?, 'ab ', 'b', 'x,y', POINT(1.5, -0e0), 'café',
+        '2024-01-01 00:00:00.000003')`,
+      [
+        '{"a": [1, "two", null, {"c": true}], "big": 12345678901234567890, "s": "ü🎉", "nl": "a\\nb\\t\\\\"}',
+        all,
+        'ünïcødé 日本語 👩‍👩‍👧 🎉 tab\there "q" back\\slash nl\nend \u2028 \u0001',
+        `${"é🎉x".repeat(20_000)}end`,
+      ],
+    );
+    await db.query("INSERT INTO typed (id, changed) VALUES (2, '2024-01-01 00:00:00.000001')");
+    await db.query(
+      `INSERT INTO typed (id, f, g, doc, bin, blb, label, body, fixed, changed)
+        VALUES (3, 1e308, -1.5, '"just a string"', X'', X'', '', '', '', '2024-01-01 00:00:00.000002'),
+               (4, 0.1, 0.1, '123', X'00', NULL, NULL, ' ', 'z', '2024-01-01 00:00:00.000002'),
+               (5, -2.5e-300, 1e-38, 'null', NULL, X'FF', 'x', NULL, NULL, '2024-01-01 00:00:00.000004')`,
+    );
+  });
+
+  const requests = [
+    { name: "by key", request: { options: { table: "typed" }, key: ["id"], batchSize: 2 } },
+    {
+      name: "by cursor (DATETIME ties), from a position",
+      request: {
+        options: { table: "typed" },
+        key: ["id"],
+        cursor: "changed",
+        batchSize: 2,
+        from: ["2024-01-01 00:00:00.000001", 2],
+      },
+    },
+    {
+      name: "of a source query",
+      request: { options: { query: "SELECT id, doc, bin, f, pt, label FROM typed WHERE id <> 4" }, key: ["id"] },
+    },
+  ];
+
+  for (const { name, request } of requests) {
+    it(`gives read's batches, positions and rows exactly, ${name}`, async () => {
+      const plain = await readAll(connection, request);
+      const encoded = await readAllEncoded(connection, request);
+      assert.ok(plain.length > 0);
+      assert.deepEqual(
+        encoded.map((batch) => [batch.count, batch.position]),
+        plain.map((batch) => [batch.rows.length, batch.position]),
+      );
+      assert.equal(new Set(encoded.map((batch) => batch.encoding)).size, 1, "one encoding for the whole read");
+      // decoded whole, in pieces of one row (cut), and the first rows only (a limit)
+      assert.deepEqual(
+        encoded.flatMap((batch) => decode(batch.encoding, batch.text)),
+        rowsOf(plain),
+      );
+      assert.deepEqual(
+        encoded.flatMap((batch) => decodedInPieces(batch, 1)),
+        rowsOf(plain),
+      );
+      const first = encoded[0] as EncodedBatch;
+      assert.deepEqual(decode(first.encoding, first.text, 1), plain[0]?.rows.slice(0, 1));
+    });
+  }
+
+  it("keeps the values JSON would change: bytes, a point's -0, huge and tiny doubles, JSON scalars and null", async () => {
+    const [batch] = await readAllEncoded(connection, { options: { table: "typed" }, key: ["id"] });
+    const [one, two, three, four, five] = decode((batch as EncodedBatch).encoding, (batch as EncodedBatch).text);
+    // POINT(1.5, -0e0) keeps the sign in its WKB (the DOUBLE column does not): mysql2 reads y as -0, and so does decode
+    assert.deepEqual(one?.pt, { x: 1.5, y: -0 });
+    const point = one?.pt as { y: number } | undefined;
+    assert.ok(Object.is(point?.y, -0));
+    assert.equal(one?.g, 3.40282e38);
+    assert.deepEqual(one?.blb, Buffer.from(Array.from({ length: 256 }, (_, i) => i)));
+    assert.deepEqual(one?.bits, Buffer.from([0b10, 0b10101010]));
+    assert.equal(one?.n, "-9223372036854775808");
+    assert.equal(one?.u, "18446744073709551615");
+    assert.equal(one?.label, 'ünïcødé 日本語 👩‍👩‍👧 🎉 tab\there "q" back\\slash nl\nend \u2028 \u0001');
+    assert.deepEqual(
+      Object.values(two as Row).filter((value) => value !== null),
+      [2, "2024-01-01 00:00:00.000001"],
+    );
+    assert.equal(three?.f, 1e308);
+    assert.equal(three?.doc, "just a string");
+    assert.deepEqual(three?.bin, Buffer.alloc(0));
+    assert.equal(three?.label, "");
+    assert.equal(four?.doc, 123);
+    assert.equal(four?.label, null);
+    assert.equal(five?.doc, null, "JSON null reads as null");
+    assert.equal(five?.f, -2.5e-300);
+  });
+
+  it("writes one line of UTF-8 per row, which the driver cuts at any row and decodes from text or bytes", async () => {
+    const [batch] = await readAllEncoded(connection, { options: { table: "typed" }, key: ["id"] });
+    const { encoding, text, count } = batch as EncodedBatch;
+    assert.ok(text instanceof Uint8Array, "bytes, which the engine stages and hands to a thread as they are");
+    const asText = Buffer.from(text).toString("utf8");
+    assert.equal(asText.split("\n").length - 1, count);
+    assert.deepEqual(decode(encoding, asText), decode(encoding, text));
+    const [head, rest] = cut(encoding, asText, 2);
+    assert.deepEqual([...decode(encoding, head), ...decode(encoding, rest)], decode(encoding, text));
+    assert.throws(() => cut(encoding, asText.slice(0, -1), count), /MariaDB\/MySQL rows ended in the middle of a row/);
+  });
+
+  it("kinds follow mysql2's parsers: JSON text, bytes of the binary character set, floating point, the rest as is", () => {
+    assert.equal(kindOf({ name: "doc", columnType: 252, characterSet: 45, extendedFormat: "json" }), "j");
+    assert.equal(kindOf({ name: "doc", columnType: 245, characterSet: 63 }), "j");
+    assert.equal(kindOf({ name: "bin", columnType: 253, characterSet: 63 }), "b");
+    assert.equal(kindOf({ name: "bits", columnType: 16, characterSet: 63 }), "b");
+    assert.equal(kindOf({ name: "n", columnType: 8, characterSet: 63 }), "v", "BIGINT is a string, not bytes");
+    assert.equal(kindOf({ name: "at", columnType: 12, characterSet: 63 }), "v");
+    assert.equal(kindOf({ name: "f", columnType: 5, characterSet: 63 }), "n");
+    assert.equal(kindOf({ name: "pt", columnType: 255, characterSet: 63 }), "n");
+    assert.equal(kindOf({ name: "label", columnType: 253, characterSet: 45 }), "v");
+    // a round trip of values that need care, without a server
+    const fields = [
+      { name: "f", columnType: 5 },
+      { name: "b", columnType: 252, characterSet: 63 },
+      { name: "j", columnType: 245 },
+      { name: "v", columnType: 253, characterSet: 45 },
+    ];
+    const rows = [
+      [Number.NaN, Buffer.from([1, 2]), '{"k": [1]}', "a\nb"],
+      [Number.NEGATIVE_INFINITY, Buffer.alloc(0), "not json", ""],
+      [-0, Buffer.from("ü"), '"text"', "-0"],
+      [null, null, null, null],
+    ];
+    const decoded = decodeRows(rowsEncoding(fields), encodeRows(rows, fields.map(kindOf)));
+    assert.deepEqual(decoded, [
+      { f: Number.NaN, b: Buffer.from([1, 2]), j: { k: [1] }, v: "a\nb" },
+      { f: Number.NEGATIVE_INFINITY, b: Buffer.alloc(0), j: "not json", v: "" },
+      { f: -0, b: Buffer.from("ü"), j: "text", v: "-0" },
+      { f: null, b: null, j: null, v: null },
+    ]);
+    assert.ok(Object.is(decoded[2]?.f, -0), "-0 stays -0 (JSON would make it 0)");
+    assert.throws(() => decodeRows('{"format":"other"}', "[]\n"), /not an encoding of MariaDB\/MySQL rows/);
+  });
+});
