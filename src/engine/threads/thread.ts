@@ -15,6 +15,7 @@ import type { Flow } from "../../core/flow.ts";
 import type { Hub } from "../../core/hub.ts";
 import type { Lookup } from "../../core/lookup.ts";
 import type { MappingFailure } from "../canonical-chunk.ts";
+import { freeBytes } from "../free-bytes.ts";
 import { undeclaredLookup } from "../lookups.ts";
 import { mapAll } from "../map-all.ts";
 import { ChunkMapper, type MappedChunk } from "../map-chunk.ts";
@@ -173,6 +174,9 @@ async function transform(job: TransformJob): Promise<void> {
     return;
   }
   const { records, problems } = await mapJob(job, flow);
+  // The source text came as a copy of the engine's bytes (structured clone), decoded now: freed at once rather than
+  // at this thread's next full collection (free-bytes.ts), which may be tens of chunks later.
+  freeBytes(job.source.text);
   const { keys, hashes, sourceIds } = recordColumns(records);
   const staged = encodeCanonical(records, { keys, hashes, sourceIds });
   const targets: PreparedParts[] = [];
