@@ -13,11 +13,12 @@ import { join } from "node:path";
 export const cliNodeFlags: readonly string[] = ["--max-semi-space-size=4", "--heap-growing-percent=100"];
 
 /**
- * At most 2 glibc malloc arenas, unless set; Node's module compile cache in its default place, unless set (the
+ * At most 2 glibc malloc arenas and a fixed 128 KB mmap threshold, unless set; Node's module compile cache in its default place, unless set (the
  * franca command enables it with module.enableCompileCache(), which uses the same directory).
  */
 export const cliEnv: NodeJS.ProcessEnv = {
   ...process.env,
   MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2",
+  MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? "131072",
   NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), "node-compile-cache"),
 };
