@@ -8,8 +8,8 @@
  *   FRANCA_BULK_PG      PostgreSQL URL            FRANCA_BULK_MARIA   MariaDB URL
  *   FRANCA_BULK_STORE   the SQLite store file     FRANCA_BULK_CHUNK_SIZE, FRANCA_BULK_LOAD_CONCURRENCY (optional)
  *   FRANCA_BULK_FROM    pg (default) | maria: the source, PostgreSQL's table or MariaDB's (the one a PostgreSQL →
- *                       MariaDB run wrote, read back into PostgreSQL: decoded rows, which the threads take as their
- *                       staged text)
+ *                       MariaDB run wrote, read back into PostgreSQL: its pages as JSON lines of mysql2's values,
+ *                       which the threads decode)
  */
 import Type from "typebox";
 import { postgres } from "../src/connectors/postgres/index.ts";

@@ -11,7 +11,8 @@
  *   node bench/bulk-part.ts maria-engine --source T   the Franca engine, PostgreSQL → MariaDB
  *   node bench/bulk-part.ts pg-from-maria            the Franca engine, MariaDB → PostgreSQL: MariaDB's table as a
  *                                                     maria-engine part left it (with an index on its cursor, made
- *                                                     and dropped again untimed), read as decoded rows (mysql2)
+ *                                                     and dropped again untimed), read encoded (mysql2's values
+ *                                                     as JSON lines, decoded on the transform thread)
  *   node bench/bulk-part.ts pg-from-maria-raw        its raw reference: the same table streamed by mysql2 (rows as
  *                                                     arrays, DATETIME and JSON as text) into COPY … FROM STDIN, as
  *                                                     a hand-written script would move it
