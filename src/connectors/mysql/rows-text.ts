@@ -13,6 +13,7 @@
  */
 import type { Row } from "../../core/binding.ts";
 import { objectLiteral } from "../../core/object-literal.ts";
+import { decoderCache, encodedFields, encodingOf } from "../encoding.ts";
 import { LineBuffer } from "../line-buffer.ts";
 import { linesText } from "../lines.ts";
 
@@ -54,7 +55,10 @@ const encodingFormat = "mysql-rows-json/1";
 
 /** The `encoding` of a read's batches: its columns' names and kinds, as JSON (no newline in it). */
 export function rowsEncoding(fields: readonly FieldInfo[]): string {
-  return JSON.stringify({ format: encodingFormat, fields: fields.map((field) => [field.name, kindOf(field)]) });
+  return encodingOf(
+    encodingFormat,
+    fields.map((field) => [field.name, kindOf(field)]),
+  );
 }
 
 /** `value` with every number JSON cannot hold made a string, at any depth; the same value when it holds none. */
@@ -110,43 +114,27 @@ interface Decoder {
   make: (values: unknown[]) => Row;
 }
 
-function decoderOf(encoding: string): Decoder {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(encoding);
-  } catch {
-    parsed = undefined;
-  }
-  const { format, fields } = (parsed ?? {}) as { format?: unknown; fields?: unknown };
-  if (
-    format !== encodingFormat ||
-    !Array.isArray(fields) ||
-    !fields.every((field) => Array.isArray(field) && typeof field[0] === "string" && /^[jbnv]$/.test(String(field[1])))
-  )
-    throw new Error(`not an encoding of MariaDB/MySQL rows: ${encoding.slice(0, 100)}`);
-  const names = (fields as [string, ColumnKind][]).map(([name]) => name);
+/** The decoder of an encoding made by rowsEncoding, made once per encoding. */
+const decoderOf = decoderCache((encoding): Decoder => {
+  const fields = encodedFields<ColumnKind>(
+    encoding,
+    encodingFormat,
+    (kind) => typeof kind === "string" && /^[jbnv]$/.test(kind),
+    "MariaDB/MySQL rows",
+  );
+  const names = fields.map(([name]) => name);
   // One object literal with the columns as its keys, compiled once per encoding (as PostgreSQL's COPY decoder does):
   // a later column of the same name wins, in the place of the first, as in mysql2's rows.
   const make = new Function("values", `return ${objectLiteral(names, (_, i) => `values[${i}]`)};`) as Decoder["make"];
-  return { kinds: (fields as [string, ColumnKind][]).map(([, kind]) => kind), make };
-}
-
-/** Decoders by encoding: one read's batches share theirs. */
-const decoders = new Map<string, Decoder>();
-const maxDecoders = 64;
+  return { kinds: fields.map(([, kind]) => kind), make };
+});
 
 /**
  * `mysqlDriver.decode`: the rows of lines made by `encodeRows` (their bytes, or their text), the first `limit` only
  * when given, as `read` yields them.
  */
 export function decodeRows(encoding: string, text: string | Uint8Array, limit?: number): Row[] {
-  let decoder = decoders.get(encoding);
-  if (decoder === undefined) {
-    decoder = decoderOf(encoding);
-    if (decoders.size >= maxDecoders) decoders.delete(decoders.keys().next().value as string);
-    decoders.set(encoding, decoder);
-  }
-  const { kinds, make } = decoder;
+  const { kinds, make } = decoderOf(encoding);
   const special: number[] = [];
   for (let c = 0; c < kinds.length; c++) if (kinds[c] !== "v") special.push(c);
   const lines = typeof text === "string" ? text : linesText(text, limit);

@@ -7,6 +7,7 @@
 import { createRequire } from "node:module";
 import type { Row } from "../../core/binding.ts";
 import { objectLiteral } from "../../core/object-literal.ts";
+import { decoderCache, encodedFields, encodingOf } from "../encoding.ts";
 import { cutLines, linesText } from "../lines.ts";
 import { textParser } from "./parsers.ts";
 
@@ -328,29 +329,22 @@ const encodingFormat = "postgres-copy-text/1";
  * `decode` needs to parse the lines as the read would.
  */
 export function copyEncoding(fields: readonly { name: string; type: number }[]): string {
-  return JSON.stringify({ format: encodingFormat, fields: fields.map((field) => [field.name, field.type]) });
+  return encodingOf(
+    encodingFormat,
+    fields.map((field) => [field.name, field.type]),
+  );
 }
 
-function encodingFields(encoding: string): CopyField[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(encoding);
-  } catch {
-    parsed = undefined;
-  }
-  const { format, fields } = (parsed ?? {}) as { format?: unknown; fields?: unknown };
-  if (
-    format !== encodingFormat ||
-    !Array.isArray(fields) ||
-    !fields.every((field) => Array.isArray(field) && typeof field[0] === "string" && Number.isInteger(field[1]))
-  )
-    throw new Error(`not an encoding of PostgreSQL COPY text: ${encoding.slice(0, 100)}`);
-  return (fields as [string, number][]).map(([name, type]) => ({ name, parse: textParser(type) }));
-}
-
-/** Decoders by encoding: one read's batches share theirs. */
-const decoders = new Map<string, CopyRowDecoder>();
-const maxDecoders = 64;
+/** The decoder of an encoding made by copyEncoding, made once per encoding. */
+const decoderOf = decoderCache(
+  (encoding) =>
+    new CopyRowDecoder(
+      encodedFields<number>(encoding, encodingFormat, Number.isInteger, "PostgreSQL COPY text").map(([name, type]) => ({
+        name,
+        parse: textParser(type),
+      })),
+    ),
+);
 
 /**
  * `postgresDriver.cut`: COPY lines (their bytes, or their text) cut after the first `rows` lines. A field's newlines
@@ -370,11 +364,5 @@ export function cutCopy(
  */
 export function decodeCopy(encoding: string, lines: string | Uint8Array, limit?: number): Row[] {
   const text = typeof lines === "string" ? lines : linesText(lines, limit);
-  let decoder = decoders.get(encoding);
-  if (decoder === undefined) {
-    decoder = new CopyRowDecoder(encodingFields(encoding));
-    if (decoders.size >= maxDecoders) decoders.delete(decoders.keys().next().value as string);
-    decoders.set(encoding, decoder);
-  }
-  return decoder.rows(text, limit);
+  return decoderOf(encoding).rows(text, limit);
 }
