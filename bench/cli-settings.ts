@@ -13,8 +13,9 @@ import { join } from "node:path";
 export const cliNodeFlags: readonly string[] = ["--max-semi-space-size=4", "--heap-growing-percent=100"];
 
 /**
- * At most 2 glibc malloc arenas and a fixed 128 KB mmap threshold, unless set; Node's module compile cache in its default place, unless set (the
- * franca command enables it with module.enableCompileCache(), which uses the same directory).
+ * At most 2 glibc malloc arenas and a fixed 128 KB mmap threshold, unless set; Node's module compile cache in its
+ * default place, unless set (the franca command enables it with module.enableCompileCache(), which uses the same
+ * directory).
  */
 export const cliEnv: NodeJS.ProcessEnv = {
   ...process.env,

@@ -8,6 +8,7 @@ import { mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import { decodeRows, encodeRows, kindOf, rowsEncoding } from "../../src/connectors/mysql/rows-text.ts";
 import type { Connection, EncodedBatch } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { readAll, readAllEncoded, rowsOf } from "../support/connection-calls.ts";
 import { mysqlTestDatabase } from "../support/mysql-db.ts";
 
@@ -133,6 +134,43 @@ describe("mysql connector: encoded reads", () => {
     assert.equal(four?.label, null);
     assert.equal(five?.doc, null, "JSON null reads as null");
     assert.equal(five?.f, -2.5e-300);
+  });
+
+  it("ends the read, transient, when the columns change between pages: the engine reads again from its last chunk", async () => {
+    await files.db.query("CREATE TABLE altered (id int PRIMARY KEY, label text)");
+    await files.db.query("INSERT INTO altered VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')");
+    const signal = new AbortController().signal;
+    const read = (connection.readEncoded as NonNullable<Connection["readEncoded"]>)({
+      options: { table: "altered" },
+      key: ["id"],
+      batchSize: 2,
+      signal,
+      call: (fn) => fn(signal),
+    });
+    const batches = (read as AsyncIterable<EncodedBatch>)[Symbol.asyncIterator]();
+    const first = await batches.next();
+    assert.equal(first.done, false);
+    await files.db.query("ALTER TABLE altered ADD COLUMN extra int");
+    await assert.rejects(batches.next(), (error: unknown) => {
+      assert.ok(error instanceof FrancaError);
+      assert.equal(error.code, ErrorCode.SystemUnavailable);
+      assert.equal(error.transient, true);
+      return true;
+    });
+    // read again from the first batch's position: the new columns, one encoding throughout
+    const again = await readAllEncoded(connection, {
+      options: { table: "altered" },
+      key: ["id"],
+      batchSize: 2,
+      from: (first.value as EncodedBatch).position,
+    });
+    assert.deepEqual(
+      again.flatMap((batch) => decode(batch.encoding, batch.text)),
+      [
+        { id: 3, label: "c", extra: null },
+        { id: 4, label: "d", extra: null },
+      ],
+    );
   });
 
   it("writes one line of UTF-8 per row, which the driver cuts at any row and decodes from text or bytes", async () => {

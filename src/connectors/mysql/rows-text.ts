@@ -37,7 +37,7 @@ export interface FieldInfo {
 }
 
 // mysql2's column types (mysql2/lib/constants/types.js) whose text protocol parser is not the default string one.
-const numberTypes = new Set([1, 2, 3, 9, 13, 8, 6, 0, 246, 10, 7, 12, 11, 14]); // ints, NULL, DECIMAL, dates, TIME
+const numberTypes = new Set([1, 2, 3, 9, 13, 8, 6, 0, 246, 10, 7, 12, 11]); // ints, NULL, DECIMAL, dates, TIME
 const floatTypes = new Set([4, 5, 242, 255]); // FLOAT, DOUBLE, VECTOR, GEOMETRY
 const jsonType = 245;
 const binaryCharset = 63;
