@@ -9,7 +9,7 @@ import { decodeRows, encodeRows, kindOf, rowsEncoding } from "../../src/connecto
 import type { Connection, EncodedBatch } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
-import { readAll, readAllEncoded, rowsOf } from "../support/connection-calls.ts";
+import { decodedBatches, readAll, readAllEncoded, rowsOf } from "../support/connection-calls.ts";
 import { mysqlTestDatabase } from "../support/mysql-db.ts";
 
 const files = mysqlTestDatabase("franca_myenc");
@@ -96,10 +96,7 @@ describe("mysql connector: encoded reads", () => {
       );
       assert.equal(new Set(encoded.map((batch) => batch.encoding)).size, 1, "one encoding for the whole read");
       // decoded whole, in pieces of one row (cut), and the first rows only (a limit)
-      assert.deepEqual(
-        encoded.flatMap((batch) => decode(batch.encoding, batch.text)),
-        rowsOf(plain),
-      );
+      assert.deepEqual(decodedBatches(encoded, decode), plain);
       assert.deepEqual(
         encoded.flatMap((batch) => decodedInPieces(batch, 1)),
         rowsOf(plain),

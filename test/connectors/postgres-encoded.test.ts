@@ -22,6 +22,7 @@ import type {
 } from "../../src/connectors/types.ts";
 import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { decodedBatches, readAll, readAllEncoded, readRequest } from "../support/connection-calls.ts";
 import { never, pgTestSchema, stagingTables } from "../support/pg-schema.ts";
 import { long, tricky, trickyColumns } from "../support/pg-tricky.ts";
 
@@ -36,39 +37,8 @@ before(() => {
   db = files.db;
 });
 
-type Request = Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>;
-/** A request with defaults; one that has its own `call` is taken as it is (spreading would fix a batchSize getter). */
-const full = (request: Request): ReadRequest =>
-  request.call !== undefined
-    ? (request as ReadRequest)
-    : { batchSize: 1000, signal: never, call: (fn) => fn(never), ...request };
-
-async function readAll(from: Connection, request: Request): Promise<ReadBatch[]> {
-  const batches: ReadBatch[] = [];
-  for await (const batch of (from.read as NonNullable<Connection["read"]>)(full(request))) batches.push(batch);
-  return batches;
-}
-
-function encodedReader(from: Connection, request: ReadRequest): AsyncIterable<EncodedBatch> {
-  const read = (from.readEncoded as NonNullable<Connection["readEncoded"]>)(request);
-  assert.ok(read !== undefined, "a COPY binding reads encoded");
-  return read;
-}
-
-async function readAllEncoded(from: Connection, request: Request): Promise<EncodedBatch[]> {
-  const batches: EncodedBatch[] = [];
-  for await (const batch of encodedReader(from, full(request))) batches.push(batch);
-  return batches;
-}
-
 /** Encoded batches decoded one by one, as the engine would: the batches `read` yields. */
-function decoded(batches: readonly EncodedBatch[]): ReadBatch[] {
-  return batches.map((batch) => {
-    const rows = decode(batch.encoding, batch.text);
-    assert.equal(rows.length, batch.count);
-    return { rows, position: batch.position };
-  });
-}
+const decoded = (batches: readonly EncodedBatch[]): ReadBatch[] => decodedBatches(batches, decode);
 
 /** Write items whose row reads are counted (a prepared write must not read them on its fast paths). */
 function itemsOf(rows: readonly Row[], reads: { count: number }): WriteItem[] {
@@ -231,7 +201,7 @@ describe("postgres: encoded reads", () => {
     await db.query(`CREATE TABLE ${schema}.empty (id int PRIMARY KEY)`);
     assert.deepEqual(await readAllEncoded(connection, { options: { table: `${schema}.empty` }, key: ["id"] }), []);
     const keyset = (connection.readEncoded as NonNullable<Connection["readEncoded"]>)(
-      full({ options: { table, copy: false }, key: ["id"] }),
+      readRequest({ options: { table, copy: false }, key: ["id"] }),
     );
     assert.equal(keyset, undefined);
   });

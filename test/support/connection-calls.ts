@@ -15,36 +15,53 @@ import type {
 import type { Row } from "../../src/core/binding.ts";
 import { FrancaError } from "../../src/core/errors.ts";
 
-/** Every batch of a read, 1,000 rows asked at a time unless `request` says otherwise. */
-export async function readAll(
-  from: Connection,
-  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
-): Promise<ReadBatch[]> {
-  const signal = new AbortController().signal;
-  const batches: ReadBatch[] = [];
-  const read = from.read as NonNullable<Connection["read"]>;
-  for await (const batch of read({ batchSize: 1000, signal, call: (fn) => fn(signal), ...request })) {
-    batches.push(batch);
-    // A read that stops progressing (a position compared inexactly, or that loses precision) would loop forever.
-    if (batches.length > 10_000) assert.fail("the read does not progress");
-  }
-  return batches;
+/** What a test asks a read for: the binding, and any of the rest of a ReadRequest. */
+export type ReadAsked = Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>;
+
+const never = new AbortController().signal;
+
+/**
+ * A read request with defaults: 1,000 rows at a time, never aborted, calls made at once. One that has its own `call`
+ * is taken as it is: spreading it would fix a `batchSize` getter's value.
+ */
+export function readRequest(request: ReadAsked): ReadRequest {
+  return request.call !== undefined
+    ? (request as ReadRequest)
+    : { batchSize: 1000, signal: never, call: (fn) => fn(never), ...request };
 }
 
-/** Every batch of the binding's encoded read (`readEncoded`), asked as `readAll` asks; fails when it has none. */
-export async function readAllEncoded(
-  from: Connection,
-  request: Pick<ReadRequest, "options" | "key"> & Partial<ReadRequest>,
-): Promise<EncodedBatch[]> {
-  const signal = new AbortController().signal;
-  const read = from.readEncoded?.({ batchSize: 1000, signal, call: (fn) => fn(signal), ...request });
-  assert.ok(read !== undefined, "the binding reads encoded");
-  const batches: EncodedBatch[] = [];
-  for await (const batch of read) {
-    batches.push(batch);
-    if (batches.length > 10_000) assert.fail("the read does not progress");
+/** Every batch of `batches`, failing a read that stops progressing (a position compared inexactly would loop forever). */
+async function collect<B>(batches: AsyncIterable<B>): Promise<B[]> {
+  const all: B[] = [];
+  for await (const batch of batches) {
+    all.push(batch);
+    if (all.length > 10_000) assert.fail("the read does not progress");
   }
-  return batches;
+  return all;
+}
+
+/** Every batch of a read (readRequest's defaults). */
+export function readAll(from: Connection, request: ReadAsked): Promise<ReadBatch[]> {
+  return collect((from.read as NonNullable<Connection["read"]>)(readRequest(request)));
+}
+
+/** Every batch of the binding's encoded read (`readEncoded`, readRequest's defaults); fails when it has none. */
+export function readAllEncoded(from: Connection, request: ReadAsked): Promise<EncodedBatch[]> {
+  const read = from.readEncoded?.(readRequest(request));
+  assert.ok(read !== undefined, "the binding reads encoded");
+  return collect(read);
+}
+
+/** Encoded batches decoded one by one with the driver's `decode`, as the engine would: the batches `read` yields. */
+export function decodedBatches(
+  batches: readonly EncodedBatch[],
+  decode: (encoding: string, text: string | Uint8Array) => Row[],
+): ReadBatch[] {
+  return batches.map((batch) => {
+    const rows = decode(batch.encoding, batch.text);
+    assert.equal(rows.length, batch.count);
+    return { rows, position: batch.position };
+  });
 }
 
 export function rowsOf(batches: readonly ReadBatch[]): Row[] {
