@@ -66,9 +66,9 @@ async function cursorUnindexed(connection: SessionConnection, table: string, col
   return Number(found?.tables ?? 0) > 0 && Number(found?.led ?? 0) === 0;
 }
 
-/** A page of a keyset read: its rows, the fields they have, and the position after its last row. */
-interface Page<R> {
-  rows: R[];
+/** A page of a keyset read: its rows (objects, or arrays of values), their fields, and the position after its last row. */
+interface Page {
+  rows: Row[] | unknown[][];
   fields: readonly FieldPacket[];
   position: unknown[];
 }
@@ -83,11 +83,7 @@ interface Page<R> {
  * The pages' rows are objects with their JSON columns parsed (`read`), or, `arrays`, arrays of the values as mysql2
  * gives them, JSON columns as text (`readEncoded`, whose rows are decoded where their chunk is transformed).
  */
-async function* keysetPages(
-  session: MysqlSession,
-  request: ReadRequest,
-  arrays: boolean,
-): AsyncIterable<Page<Row | unknown[]>> {
+async function* keysetPages(session: MysqlSession, request: ReadRequest, arrays: boolean): AsyncIterable<Page> {
   const options = request.options as MysqlBindingOptions;
   const columns = orderColumns(request.cursor, request.key);
   const relation = sourceRelation(options, "`");

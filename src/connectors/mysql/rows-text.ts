@@ -111,6 +111,8 @@ export function encodeRows(rows: readonly unknown[][], kinds: readonly ColumnKin
 
 interface Decoder {
   kinds: ColumnKind[];
+  /** The columns whose values are not taken as they are (kinds other than `v`). */
+  special: number[];
   make: (values: unknown[]) => Row;
 }
 
@@ -126,7 +128,9 @@ const decoderOf = decoderCache((encoding): Decoder => {
   // One object literal with the columns as its keys, compiled once per encoding (as PostgreSQL's COPY decoder does):
   // a later column of the same name wins, in the place of the first, as in mysql2's rows.
   const make = new Function("values", `return ${objectLiteral(names, (_, i) => `values[${i}]`)};`) as Decoder["make"];
-  return { kinds: fields.map(([, kind]) => kind), make };
+  const kinds = fields.map(([, kind]) => kind);
+  const special = kinds.flatMap((kind, c) => (kind === "v" ? [] : [c]));
+  return { kinds, special, make };
 });
 
 /**
@@ -134,9 +138,7 @@ const decoderOf = decoderCache((encoding): Decoder => {
  * when given, as `read` yields them.
  */
 export function decodeRows(encoding: string, text: string | Uint8Array, limit?: number): Row[] {
-  const { kinds, make } = decoderOf(encoding);
-  const special: number[] = [];
-  for (let c = 0; c < kinds.length; c++) if (kinds[c] !== "v") special.push(c);
+  const { kinds, special, make } = decoderOf(encoding);
   const lines = typeof text === "string" ? text : linesText(text, limit);
   const rows: Row[] = [];
   let start = 0;
