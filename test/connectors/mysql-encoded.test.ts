@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
+import { setFlagsFromString } from "node:v8";
 import { mysqlDriver } from "../../src/connectors/mysql/index.ts";
 import { decodeRows, encodeRows, kindOf, rowsEncoding } from "../../src/connectors/mysql/rows-text.ts";
 import type { Connection, EncodedBatch } from "../../src/connectors/types.ts";
@@ -214,5 +215,43 @@ describe("mysql connector: encoded reads", () => {
     ]);
     assert.ok(Object.is(decoded[2]?.f, -0), "-0 stays -0 (JSON would make it 0)");
     assert.throws(() => decodeRows('{"format":"other"}', "[]\n"), /not an encoding of MariaDB\/MySQL rows/);
+  });
+
+  it("reads a line's strings as they are, escaped ones and numbers as JSON, and refuses a line that is no array", () => {
+    const fields = [
+      { name: "id", columnType: 8 },
+      { name: "n", columnType: 3 },
+      { name: "text", columnType: 253, characterSet: 45 },
+      { name: "pt", columnType: 255, characterSet: 63 },
+    ];
+    const encoding = rowsEncoding(fields);
+    const texts = ["", "null", "\\", 'a\\"', '"', '\\"\\', "\u2028\u0000", "tab\tend", '",[]{}:'];
+    const rows: unknown[][] = texts.map((text, i) => [
+      String(900000000000000000n + BigInt(i)),
+      i % 2 === 0 ? -1.5e-7 * (i + 1) : 2 ** 53 - i,
+      text,
+      null,
+    ]);
+    rows.push(["1", 0, null, { x: 1, y: -0 }], ["2", null, "after a nested value", [[1, 2]]]);
+    const copy = structuredClone(rows);
+    const decoded = decodeRows(encoding, encodeRows(rows, fields.map(kindOf)));
+    assert.deepEqual(
+      decoded,
+      copy.map(([id, n, text, pt]) => ({ id, n, text, pt })),
+    );
+    assert.ok(
+      Object.is((decoded[9]?.pt as { y?: number } | undefined)?.y, -0),
+      "a nested value's -0 (the whole line parsed)",
+    );
+    for (const line of ['["1",2,"x"', '"1",2,"x",null]', '["1",2,"x]', '["1" 2,"x",null]', '["1",2,"x",nul]'])
+      assert.throws(() => decodeRows(encoding, `${line}\n`), /MariaDB\/MySQL row|JSON/, line);
+    assert.throws(() => decodeRows(encoding, '["1",2,"x"]\n'), /a MariaDB\/MySQL row has 3 values, expected 4/);
+
+    // V8's JSON.parse interns string values of up to 9 characters; a row's own short values must not pile up there
+    setFlagsFromString("--allow-natives-syntax");
+    const interned = new Function("text", "return %IsInternalizedString(text)") as (text: string) => boolean;
+    assert.ok(interned((JSON.parse('["12345"]') as string[])[0] as string), "JSON.parse interns a short string");
+    const [row] = decodeRows(encoding, encodeRows([["12345", 1, "1234.56", null]], fields.map(kindOf)));
+    assert.deepEqual([interned(row?.id as string), interned(row?.text as string)], [false, false]);
   });
 });
