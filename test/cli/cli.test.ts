@@ -168,4 +168,30 @@ describe("command line", () => {
     // loaded by the store's thread only: the thread took the setting over
     assert.ok(cached("src/store/sqlite/worker.ts"), "the store thread's modules are not cached");
   });
+
+  it("starts Node with its V8 flags and glibc's settings, keeping the caller's", () => {
+    using tmp = tempDir();
+    // the configuration module writes down the settings of the process that loads it
+    writeConfig(
+      tmp.dir,
+      `import { writeFileSync } from "node:fs";
+writeFileSync("settings.json", JSON.stringify({ flags: process.execArgv, arenas: process.env.MALLOC_ARENA_MAX ?? null, threshold: process.env.MALLOC_MMAP_THRESHOLD_ ?? null }));
+${validHub}`,
+    );
+    const settings = (env: NodeJS.ProcessEnv) => {
+      const result = francaWith(env, tmp.dir, "schema", "Customer");
+      assert.equal(result.code, 0, result.stderr);
+      return JSON.parse(readFileSync(join(tmp.dir, "settings.json"), "utf8")) as Record<string, unknown>;
+    };
+    assert.deepEqual(settings({ MALLOC_ARENA_MAX: undefined, MALLOC_MMAP_THRESHOLD_: undefined }), {
+      flags: ["--max-semi-space-size=4", "--heap-growing-percent=100"],
+      arenas: "2",
+      threshold: "131072",
+    });
+    assert.deepEqual(settings({ MALLOC_ARENA_MAX: "4", MALLOC_MMAP_THRESHOLD_: "65536" }), {
+      flags: ["--max-semi-space-size=4", "--heap-growing-percent=100"],
+      arenas: "4",
+      threshold: "65536",
+    });
+  });
 });
