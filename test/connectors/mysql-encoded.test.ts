@@ -225,7 +225,7 @@ describe("mysql connector: encoded reads", () => {
       { name: "pt", columnType: 255, characterSet: 63 },
     ];
     const encoding = rowsEncoding(fields);
-    const texts = ["", "null", "\\", 'a\\"', '"', '\\"\\', "\u2028\u0000", "tab\tend", '",[]{}:'];
+    const texts = ["", "null", "\\", 'a\\"', '"', '\\"\\', "\u2028\u0000", "tab\tend", '",[]{}:', "café 😀 \u2028"];
     const rows: unknown[][] = texts.map((text, i) => [
       String(900000000000000000n + BigInt(i)),
       i % 2 === 0 ? -1.5e-7 * (i + 1) : 2 ** 53 - i,
@@ -240,11 +240,14 @@ describe("mysql connector: encoded reads", () => {
       copy.map(([id, n, text, pt]) => ({ id, n, text, pt })),
     );
     assert.ok(
-      Object.is((decoded[9]?.pt as { y?: number } | undefined)?.y, -0),
+      Object.is((decoded[10]?.pt as { y?: number } | undefined)?.y, -0),
       "a nested value's -0 (the whole line parsed)",
     );
-    for (const line of ['["1",2,"x"', '"1",2,"x",null]', '["1",2,"x]', '["1" 2,"x",null]', '["1",2,"x",nul]'])
-      assert.throws(() => decodeRows(encoding, `${line}\n`), /MariaDB\/MySQL row|JSON/, line);
+    // four values each, so that the count of values would not catch them; the unterminated string is followed by a
+    // line whose quotes it must not take
+    const malformed = ['["1",2,"x",null', '"1",2,"x",null]', '["1",2,"x,null]', '["1" 2,"x",null]', '["1",2,"x",nul]'];
+    for (const line of malformed)
+      assert.throws(() => decodeRows(encoding, `${line}\n["2",3,"y",null]\n`), /not the JSON array|JSON/, line);
     assert.throws(() => decodeRows(encoding, '["1",2,"x"]\n'), /a MariaDB\/MySQL row has 3 values, expected 4/);
 
     // V8's JSON.parse interns string values of up to 9 characters; a row's own short values must not pile up there
