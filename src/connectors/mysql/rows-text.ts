@@ -133,10 +133,13 @@ const decoderOf = decoderCache((encoding): Decoder => {
   return { kinds, special, make };
 });
 
+// the characters of a line's top level: "[" … "]", values separated by ",", strings in quotes; "{" opens an object
 const quote = 0x22;
 const backslash = 0x5c;
 const comma = 0x2c;
+const opening = 0x5b;
 const closing = 0x5d;
+const brace = 0x7b;
 
 /**
  * The values of the line `text[start, end)`, a JSON array as `encodeRows` writes it (JSON.stringify's text: no white
@@ -151,7 +154,7 @@ const closing = 0x5d;
  * every character it changes); only strings with one, and numbers, go through JSON.parse.
  */
 function lineValues(text: string, start: number, end: number): unknown[] | undefined {
-  if (text.charCodeAt(start) !== 0x5b || text.charCodeAt(end - 1) !== closing) throw notArray(text, start, end);
+  if (text.charCodeAt(start) !== opening || text.charCodeAt(end - 1) !== closing) throw notArray(text, start, end);
   const values: unknown[] = [];
   if (start + 2 === end) return values;
   let at = start + 1;
@@ -171,7 +174,7 @@ function lineValues(text: string, start: number, end: number): unknown[] | undef
       const value = text.slice(at + 1, close);
       values.push(value.includes("\\") ? JSON.parse(text.slice(at, close + 1)) : value);
       after = close + 1;
-    } else if (first === 0x5b || first === 0x7b) {
+    } else if (first === opening || first === brace) {
       return undefined;
     } else {
       after = at;
