@@ -19,8 +19,8 @@
 //   staged text, prepared rows: a few hundred KB each, alive while their chunk is in flight) are then mapped and
 //   unmapped whole. glibc otherwise raises the threshold to the largest block freed, puts such arrays in its main
 //   heap, and the holes they leave are not given back. A 10,000,000-row MariaDB → PostgreSQL run's main heap grew to
-//   71 MB (17 MB with the setting), its peak to 313–322 MB (282–305 with it; 273–281 before that path staged bytes
-//   rather than text; 249–264 once its rows were decoded without JSON.parse), at the same speed (docs/benchmarks.md);
+//   71 MB (17 MB with the setting), its peak to 313–322 MB (282–305 with it), at the same speed (docs/benchmarks.md,
+//   stop 19);
 // - Node's module compile cache (module.enableCompileCache: NODE_COMPILE_CACHE, else a directory in the system's
 //   temporary directory), also for the store's thread: each thread that loads TypeScript otherwise starts Node's type
 //   stripper first (~50 ms), and each run's store thread did, before the run could start.
