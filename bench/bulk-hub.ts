@@ -10,6 +10,8 @@
  *   FRANCA_BULK_FROM    pg (default) | maria: the source, PostgreSQL's table or MariaDB's (the one a PostgreSQL →
  *                       MariaDB run wrote, read back into PostgreSQL: its pages as JSON lines of mysql2's values,
  *                       which the threads decode)
+ *   FRANCA_BULK_SOURCE_COPY  false: the PostgreSQL source read by keyset pages of SELECT (its binding's `copy: false`),
+ *                       decoded rows staged as JSON, which the threads parse, rather than COPY text
  */
 import Type from "typebox";
 import { postgres } from "../src/connectors/postgres/index.ts";
@@ -88,6 +90,7 @@ const source = fromMaria
     })
   : bind(erp, Account, {
       table: setting("FRANCA_BULK_SOURCE"),
+      ...(process.env.FRANCA_BULK_SOURCE_COPY === "false" ? { copy: false } : {}),
       key: "id",
       cursor: "updated_at",
       toCanonical: (row: Row) => ({
