@@ -341,8 +341,16 @@ export function chargeBudget(ctx: RunContext, written: WrittenChunk): FrancaErro
   return undefined;
 }
 
-/** The in-process executor's load of one chunk into one target: write it, record the outcome, count it. */
-export async function loadChunk(ctx: RunContext, target: Endpoint, seq: number, chunk: CanonicalChunk): Promise<void> {
+/**
+ * The in-process executor's load of one chunk into one target: write it, record the outcome, count it. Returns how
+ * many of its records were quarantined or failed there.
+ */
+export async function loadChunk(
+  ctx: RunContext,
+  target: Endpoint,
+  seq: number,
+  chunk: CanonicalChunk,
+): Promise<number> {
   const written = await writeChunk(ctx, target, seq, chunk);
   const { result } = written;
   const name = target.binding.name;
@@ -359,4 +367,5 @@ export async function loadChunk(ctx: RunContext, target: Endpoint, seq: number, 
   ctx.notify();
   const stop = chargeBudget(ctx, written);
   if (stop !== undefined) throw stop;
+  return result.problems.length;
 }

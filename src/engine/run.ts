@@ -241,6 +241,27 @@ export async function executeRun(
     }
   };
 
+  // Chunks transformed here with no problem, and how many targets have still to load them without one: the last
+  // such load releases the chunk's staged output (no resume or replay will read it), so that the staging of a long
+  // run does not grow with it. A chunk read back from staging (a resumed run's) keeps it until the run's end.
+  const cleanLoadsLeft = new Map<number, number>();
+  const loadedClean = async (seq: number, problems: number): Promise<void> => {
+    const left = cleanLoadsLeft.get(seq);
+    if (left === undefined) return;
+    if (problems > 0 || left > 1) {
+      if (problems > 0) cleanLoadsLeft.delete(seq);
+      else cleanLoadsLeft.set(seq, left - 1);
+      return;
+    }
+    cleanLoadsLeft.delete(seq);
+    try {
+      await store.releaseStaged(run.id, seq);
+    } catch (error) {
+      // housekeeping: the staged output stays until the run's end, which discards it
+      logger.warn({ chunk: seq, err: toFrancaError(error).message }, "could not release a chunk's staged output");
+    }
+  };
+
   const remote = env.threads?.remote(ctx);
   const extractTask = guard("extract", async () => {
     try {
@@ -292,7 +313,8 @@ export async function executeRun(
           const data =
             next.value.data ??
             stagedForTransform(await readStaged(seq, "extracted"), recordsOf.get(seq), remote !== undefined);
-          const chunk = await transformAndStage(ctx, seq, data, remote);
+          const { chunk, problems } = await transformAndStage(ctx, seq, data, remote);
+          if (problems === 0 && sequencers.size > 0) cleanLoadsLeft.set(seq, sequencers.size);
           // the chunk's source text is staged and transformed: its bytes are freed (the engine owns a read's bytes)
           if (!("rows" in data)) freeBytes(data.text);
           // every target's load is handed the chunk; the last to let go frees its staged bytes
@@ -320,7 +342,10 @@ export async function executeRun(
         const lock = locks.register(chunk.keys);
         while (running.size >= flow.loadConcurrency) await Promise.race(running);
         const task: Promise<void> = lock.ready
-          .then(() => (control.signal.aborted ? undefined : loadChunk(ctx, target, seq, chunk)))
+          .then(async () => {
+            if (control.signal.aborted) return;
+            await loadedClean(seq, await loadChunk(ctx, target, seq, chunk));
+          })
           .then(yieldToEventLoop)
           .catch((error: unknown) => {
             if (!(control.signal.aborted && firstError !== undefined)) {

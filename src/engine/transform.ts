@@ -104,14 +104,15 @@ async function transformSomewhere(
 
 /**
  * Transforms and stages one chunk: canonical records and problems are persisted in one transaction. With `remote`,
- * the chunk is mapped there (a transform thread) rather than on this thread.
+ * the chunk is mapped there (a transform thread) rather than on this thread. Returns the chunk and how many of its
+ * records are problems.
  */
 export async function transformAndStage(
   ctx: RunContext,
   seq: number,
   data: SourceRows,
   remote?: RemoteTransform,
-): Promise<CanonicalChunk> {
+): Promise<{ chunk: CanonicalChunk; problems: number }> {
   const { chunk, staged, problems } = await transformSomewhere(ctx, seq, data, remote);
   await ctx.store.stage(ctx.run.id, seq, "canonical", staged);
   await ctx.store.saveCanonical(ctx.run.id, seq, chunk.count, problems, Date.now());
@@ -121,5 +122,5 @@ export async function transformAndStage(
     else ctx.progress.quarantined++;
   }
   ctx.notify();
-  return chunk;
+  return { chunk, problems: problems.length };
 }

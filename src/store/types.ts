@@ -195,6 +195,12 @@ export interface Store {
   readStaged(runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string | undefined>;
   /** Drops a run's staged chunks (the run succeeded: nothing will be resumed or replayed from them). */
   discardStaged(runId: number): Promise<void>;
+  /**
+   * The run needs one chunk's staged output no more: it was loaded to every target with no record quarantined or
+   * failed, so neither a resume nor a replay reads it. The store may drop it now or later (SQLite: once every chunk of
+   * its segment file is released), so that a long run's staging does not grow with the run.
+   */
+  releaseStaged(runId: number, seq: number): Promise<void>;
   chunkStates(runId: number): Promise<ChunkState[]>;
 
   getCursor(flow: string): Promise<unknown | undefined>;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { startSimApi } from "../../sim/api.ts";
@@ -9,6 +10,7 @@ import { flow } from "../../src/core/flow.ts";
 import { defineHub } from "../../src/core/hub.ts";
 import { lookup } from "../../src/core/lookup.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import { openStore as openHubStore } from "../../src/store/open.ts";
 import {
   Customer,
   createClientsTarget,
@@ -212,6 +214,34 @@ describe("replay", () => {
       names.map((row) => row.full_name),
       ["Customer 6 00ff10", "Customer 7 00ff10"],
     );
+  });
+
+  it("keeps, as the run goes, only the staged chunks a resume or a replay could read", async () => {
+    for (const threaded of [false, true]) {
+      using tmp = tempDir();
+      createCustomerSource(join(tmp.dir, "crm.db"), { rows: 480, badEmails: [205] });
+      const target = createClientsTarget(join(tmp.dir, "erp.db"));
+      // the franca command's store (its staging written from the engine's thread), and the store on this thread
+      await using store = threaded ? await openHubStore("franca.db", tmp.dir) : await openStore(tmp.dir);
+      const fix = { on: false };
+      const hub = repairingHub(tmp.dir, fix, { chunkSize: 10 });
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+      const first = await engine.run("customers");
+      assert.equal(first.run.status, "partial");
+      // 48 chunks, in segment files of 16: the first and the last segments were released whole during the run (a
+      // run that is not a success keeps its staging); the second holds chunk 20, whose record 205 was quarantined
+      const id = first.run.id;
+      assert.deepEqual(readdirSync(join(tmp.dir, "franca.db.staging")).sort(), [
+        `${id}.canonical.1`,
+        `${id}.extracted.1`,
+      ]);
+      fix.on = true;
+      const replay = await engine.replay(id);
+      assert.equal(replay.run.status, "succeeded");
+      assert.deepEqual(replay.plan, { retransform: 1, reload: { "erp.Customer": 0 } });
+      assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 480);
+      assert.equal(count(target, "SELECT count(*) AS n FROM clients WHERE mail = 'repaired-205@example.org'"), 1);
+    }
   });
 
   it("replays only the keys asked for", async () => {

@@ -171,6 +171,29 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       assert.equal(await store.readStaged(run.id, 0, "extracted"), undefined);
     });
 
+    it("drops released chunks' staged output, at the latest once 16 in a row are released, and keeps the rest", async () => {
+      await using store = await open();
+      const run = await newRun(store);
+      const other = await newRun(store, "g");
+      for (let seq = 0; seq < 40; seq++) {
+        await store.stage(run.id, seq, "extracted", `rows ${seq}`);
+        await store.stage(run.id, seq, "canonical", `records ${seq}`);
+      }
+      await store.stage(other.id, 0, "extracted", "another run's");
+      for (let seq = 0; seq < 40; seq++) if (seq !== 20) await store.releaseStaged(run.id, seq);
+      await store.releaseStaged(other.id, 1);
+      // chunks 0–15 (SQLite: one segment file of 16 chunks) are gone; what is not released is all there
+      for (let seq = 0; seq < 16; seq++) {
+        assert.equal(await store.readStaged(run.id, seq, "extracted"), undefined);
+        assert.equal(await store.readStaged(run.id, seq, "canonical"), undefined);
+      }
+      assert.equal(await store.readStaged(run.id, 20, "extracted"), "rows 20");
+      assert.equal(await store.readStaged(run.id, 20, "canonical"), "records 20");
+      assert.equal(await store.readStaged(other.id, 0, "extracted"), "another run's");
+      await store.discardStaged(run.id);
+      assert.equal(await store.readStaged(run.id, 20, "canonical"), undefined);
+    });
+
     it("voids a chunk's earlier outcomes and loads when it is transformed again", async () => {
       await using store = await open();
       const run = await newRun(store);

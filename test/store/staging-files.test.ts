@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { appendFileSync, readdirSync, statSync } from "node:fs";
+import { appendFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { StagingFiles, unwritten } from "../../src/store/staging-files.ts";
@@ -44,7 +44,7 @@ describe("staging files", () => {
     await assert.rejects(staging.append(7, 4, "canonical", "late"), /being closed/);
     await discarding;
     await Promise.all(appends);
-    assert.deepEqual(readdirSync(temp.dir), ["8.extracted"]);
+    assert.deepEqual(readdirSync(temp.dir), ["8.extracted.0"]);
     await other;
     assert.equal(staging.read(8, 0, "extracted"), text(0, 50_000));
 
@@ -66,7 +66,7 @@ describe("staging files", () => {
     await first.append(2, 1, "extracted", text(1, 20));
     first.close();
     // a crash mid-append: a header that announces 100 bytes, and 10 of them
-    const path = join(temp.dir, "2.extracted");
+    const path = join(temp.dir, "2.extracted.0");
     const header = Buffer.alloc(8);
     header.writeUInt32LE(2, 0);
     header.writeUInt32LE(100, 4);
@@ -92,6 +92,85 @@ describe("staging files", () => {
     ] as const)
       assert.equal(reader.read(2, seq, "extracted"), text(seq, size));
     reader.close();
+  });
+});
+
+describe("staging files: segments", () => {
+  const files = (dir: string) => readdirSync(dir).sort();
+  const header = (seq: number, length: number) => {
+    const bytes = Buffer.alloc(8);
+    bytes.writeUInt32LE(seq, 0);
+    bytes.writeUInt32LE(length, 4);
+    return bytes;
+  };
+
+  it("removes a segment's files once every chunk in it is released, and no sooner", async () => {
+    using temp = tempDir();
+    const staging = new StagingFiles(temp.dir, { chunksPerSegment: 4 });
+    for (let seq = 0; seq < 10; seq++) {
+      await staging.append(3, seq, "extracted", text(seq, 10));
+      await staging.append(3, seq, "canonical", text(seq, 20));
+    }
+    assert.deepEqual(files(temp.dir), [
+      "3.canonical.0",
+      "3.canonical.1",
+      "3.canonical.2",
+      "3.extracted.0",
+      "3.extracted.1",
+      "3.extracted.2",
+    ]);
+    for (const seq of [3, 1, 0]) await staging.release(3, seq);
+    assert.equal(files(temp.dir).length, 6, "a chunk of the segment is not released yet");
+    assert.equal(
+      staging.read(3, 0, "canonical"),
+      text(0, 20),
+      "a released chunk stays readable until its segment goes",
+    );
+    await staging.release(3, 2);
+    assert.deepEqual(files(temp.dir), ["3.canonical.1", "3.canonical.2", "3.extracted.1", "3.extracted.2"]);
+    assert.equal(staging.read(3, 2, "extracted"), undefined);
+    for (const seq of [4, 5, 7]) await staging.release(3, seq);
+    for (const seq of [4, 6, 8, 9]) assert.equal(staging.read(3, seq, "canonical"), text(seq, 20));
+    staging.close();
+    // another instance (a resumed run): what was kept is read back; the releases before it are not remembered
+    const resumed = new StagingFiles(temp.dir, { chunksPerSegment: 4 });
+    assert.equal(resumed.read(3, 6, "extracted"), text(6, 10));
+    await resumed.release(3, 6);
+    assert.equal(files(temp.dir).length, 4);
+    resumed.discard(3);
+    assert.deepEqual(files(temp.dir), []);
+    resumed.close();
+  });
+
+  it("reads, and discards, a run staged by an earlier version in one file per stage", async () => {
+    using temp = tempDir();
+    const legacy = Buffer.concat([0, 1, 2].flatMap((seq) => [header(seq, 6), Buffer.from(`old ${seq}!`)]));
+    writeFileSync(join(temp.dir, "4.extracted"), legacy);
+    writeFileSync(join(temp.dir, "40.extracted"), header(0, 0));
+    const staging = new StagingFiles(temp.dir, { chunksPerSegment: 2 });
+    assert.equal(staging.read(4, 2, "extracted"), "old 2!");
+    // staged again by this version: the segment's copy is read, the old one left alone
+    await staging.append(4, 2, "extracted", "new 2");
+    assert.equal(staging.read(4, 2, "extracted"), "new 2");
+    assert.equal(staging.read(4, 0, "extracted"), "old 0!");
+    assert.equal(staging.read(4, 3, "extracted"), undefined);
+    staging.discard(4);
+    assert.deepEqual(files(temp.dir), ["40.extracted"], "another run's file is kept");
+    staging.close();
+  });
+
+  it("keeps few segments open, opening again the ones it closed when they are read or appended to", async () => {
+    using temp = tempDir();
+    const openFiles = () => readdirSync("/proc/self/fd").length;
+    const before = openFiles();
+    const staging = new StagingFiles(temp.dir, { chunksPerSegment: 1 });
+    for (let seq = 0; seq < 200; seq++) await staging.append(5, seq, "extracted", text(seq, 5));
+    assert.ok(openFiles() - before <= 64, `${openFiles() - before} files open for 200 segments`);
+    for (let seq = 0; seq < 200; seq++) assert.equal(staging.read(5, seq, "extracted"), text(seq, 5));
+    await staging.append(5, 0, "extracted", "again");
+    assert.equal(staging.read(5, 0, "extracted"), "again");
+    staging.close();
+    assert.ok(openFiles() <= before);
   });
 });
 

@@ -598,6 +598,13 @@ export class PostgresStore implements Store {
     await this.#sql(`DELETE FROM ${this.#s}.staged WHERE run_id = $1`, [runId]);
   }
 
+  async releaseStaged(runId: number, seq: number): Promise<void> {
+    await this.#sql(
+      `DELETE FROM ${this.#s}.staged WHERE run_id = $1 AND stage IN ('extracted', 'canonical') AND seq = $2`,
+      [runId, seq],
+    );
+  }
+
   // --- chunks and the ledger
 
   async saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void> {

@@ -378,6 +378,10 @@ export class SqliteStore implements Store {
     this.#staging.discard(runId);
   }
 
+  async releaseStaged(runId: number, seq: number): Promise<void> {
+    await this.#staging.release(runId, seq);
+  }
+
   async saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void> {
     this.#transaction(() => {
       this.#run(

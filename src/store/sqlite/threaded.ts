@@ -104,6 +104,7 @@ export class ThreadedSqliteStore implements Store {
   stage: Store["stage"] = async (runId, seq, stage, data) => this.#staging.append(runId, seq, stage, data);
   readStaged: Store["readStaged"] = async (runId, seq, stage) => this.#staging.read(runId, seq, stage);
   discardStaged: Store["discardStaged"] = (runId) => this.#staging.discardAfterAppends(runId);
+  releaseStaged: Store["releaseStaged"] = (runId, seq) => this.#staging.release(runId, seq);
   chunkStates: Store["chunkStates"] = (...args) => this.#call("chunkStates", ...args);
   getCursor: Store["getCursor"] = (...args) => this.#call("getCursor", ...args);
   getProfile: Store["getProfile"] = (...args) => this.#call("getProfile", ...args);
