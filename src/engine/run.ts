@@ -248,9 +248,12 @@ export async function executeRun(
   const loadedClean = async (seq: number, problems: number): Promise<void> => {
     const left = cleanLoadsLeft.get(seq);
     if (left === undefined) return;
-    if (problems > 0 || left > 1) {
-      if (problems > 0) cleanLoadsLeft.delete(seq);
-      else cleanLoadsLeft.set(seq, left - 1);
+    if (problems > 0) {
+      cleanLoadsLeft.delete(seq);
+      return;
+    }
+    if (left > 1) {
+      cleanLoadsLeft.set(seq, left - 1);
       return;
     }
     cleanLoadsLeft.delete(seq);

@@ -221,6 +221,9 @@ describe("replay", () => {
       using tmp = tempDir();
       createCustomerSource(join(tmp.dir, "crm.db"), { rows: 480, badEmails: [205] });
       const target = createClientsTarget(join(tmp.dir, "erp.db"));
+      // the target refuses record 460 until the trigger goes
+      target.exec(`CREATE TRIGGER refuse BEFORE INSERT ON clients WHEN NEW.code = '460'
+        BEGIN SELECT RAISE(ABORT, 'record 460 refused'); END`);
       // the franca command's store (its staging written from the engine's thread), and the store on this thread
       await using store = threaded ? await openHubStore("franca.db", tmp.dir) : await openStore(tmp.dir);
       const fix = { on: false };
@@ -228,17 +231,21 @@ describe("replay", () => {
       await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
       const first = await engine.run("customers");
       assert.equal(first.run.status, "partial");
-      // 48 chunks, in segment files of 16: the first and the last segments were released whole during the run (a
-      // run that is not a success keeps its staging); the second holds chunk 20, whose record 205 was quarantined
+      // 48 chunks, in segment files of 16: the first segment was released whole during the run (a run that is not a
+      // success keeps its staging); the second holds chunk 20, whose record 205 was quarantined by the transform, the
+      // third chunk 45, whose record 460 the target refused
       const id = first.run.id;
       assert.deepEqual(readdirSync(join(tmp.dir, "franca.db.staging")).sort(), [
         `${id}.canonical.1`,
+        `${id}.canonical.2`,
         `${id}.extracted.1`,
+        `${id}.extracted.2`,
       ]);
       fix.on = true;
+      target.exec("DROP TRIGGER refuse");
       const replay = await engine.replay(id);
       assert.equal(replay.run.status, "succeeded");
-      assert.deepEqual(replay.plan, { retransform: 1, reload: { "erp.Customer": 0 } });
+      assert.deepEqual(replay.plan, { retransform: 1, reload: { "erp.Customer": 1 } });
       assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 480);
       assert.equal(count(target, "SELECT count(*) AS n FROM clients WHERE mail = 'repaired-205@example.org'"), 1);
     }
