@@ -5,6 +5,7 @@ import { after, describe, it } from "node:test";
 import pg from "pg";
 import { PgBoss } from "pg-boss";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import type { RecordOutcome } from "../../src/core/record.ts";
 import { openStore } from "../../src/store/open.ts";
 import { migrations } from "../../src/store/postgres/migrations.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
@@ -154,6 +155,42 @@ describe("PostgreSQL store", () => {
       { key: "k", target: null, status: "quarantined", chunk: 0, attempts: 1, message: "bad byte \0 here" },
     ]);
     assert.equal((await store.records(run.id))[0]?.message, "bad byte \uFFFD here");
+  });
+
+  it("tells a chunk loaded into every target with no problem from one that has a problem or a load to go", async () => {
+    await using store = await openNew();
+    const run = await store.startRun({ ...newRun("f"), targets: ["t1", "t2"] });
+    const problem = (key: string, target: string | null): RecordOutcome => ({
+      key,
+      target,
+      status: "quarantined",
+      chunk: 0,
+      attempts: 1,
+      message: `${key} refused`,
+    });
+    const load = (keys: string[], problems: RecordOutcome[] = []) => ({
+      loaded: keys,
+      hashes: keys.map(() => "h"),
+      unchanged: [],
+      problems,
+      attempts: 1,
+    });
+    for (const seq of [0, 1, 2]) await store.saveExtracted(run.id, seq, [seq], 2, 1);
+    const clean = (seq: number) => store.chunkLoadedClean(run.id, seq, ["t1", "t2"]);
+    assert.equal(await clean(0), false, "not transformed");
+    await store.saveCanonical(run.id, 0, 2, [], 2);
+    await store.saveCanonical(run.id, 1, 2, [], 2);
+    await store.saveCanonical(run.id, 2, 1, [problem("c", null)], 2);
+    await store.saveLoad(run.id, 0, "t1", load(["a", "b"]), 3);
+    assert.equal(await clean(0), false, "t2 has not loaded it");
+    await store.saveLoad(run.id, 0, "t2", load(["a", "b"]), 3);
+    assert.equal(await clean(0), true);
+    await store.saveLoad(run.id, 1, "t1", load(["a"], [problem("b", "t1")]), 3);
+    await store.saveLoad(run.id, 1, "t2", load(["a", "b"]), 3);
+    assert.equal(await clean(1), false, "t1 refused a record");
+    for (const target of ["t1", "t2"]) await store.saveLoad(run.id, 2, target, load(["a"]), 3);
+    assert.equal(await clean(2), false, "the transform quarantined a record");
+    assert.equal(await clean(3), false, "no such chunk");
   });
 
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {

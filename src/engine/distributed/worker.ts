@@ -355,7 +355,25 @@ export class DistributedWorker {
     });
     const stop = chargeBudget(ctx, written);
     if (stop !== undefined) throw stop;
+    await this.#releaseIfClean(run.id, seq, run.targets);
     await this.#checkFinish(run.id, run.targets);
+  }
+
+  /**
+   * After a load's commit: a chunk now loaded into every target with no problem has its staged output released, so
+   * that a run's staging in the store does not grow with the run. Of two loads of a chunk committing at once, the later
+   * one's check sees both; a release done twice is harmless.
+   */
+  async #releaseIfClean(id: number, seq: number, targets: readonly string[]): Promise<void> {
+    try {
+      if (await this.#store.chunkLoadedClean(id, seq, targets)) await this.#store.releaseStaged(id, seq);
+    } catch (error) {
+      // housekeeping: the staged output stays until the run's end, which discards it
+      this.#log.warn(
+        { run: id, chunk: seq, err: toFrancaError(error).message },
+        "could not release a chunk's staged output",
+      );
+    }
   }
 
   /** After a commit: when the run has nothing left to do, its finish job is sent (once: one job per run). */

@@ -778,6 +778,23 @@ export class PostgresStore implements Store {
   }
 
   /**
+   * Whether a chunk was transformed and loaded into every target with no record quarantined or failed: no resume or
+   * replay reads its staged output then (`releaseStaged`). One statement, for a load job of the distributed executor.
+   */
+  async chunkLoadedClean(runId: number, seq: number, targets: readonly string[]): Promise<boolean> {
+    const [row] = await this.#rows<{ clean: boolean }>(
+      `SELECT c.canonical IS NOT NULL AND c.quarantined = 0 AND c.failed = 0 AND (
+         SELECT count(*) FROM ${this.#s}.chunk_loads l
+          WHERE l.run_id = c.run_id AND l.seq = c.seq AND l.quarantined = 0 AND l.failed = 0
+            AND l.target = ANY($3::text[])
+       ) = cardinality($3::text[]) AS clean
+       FROM ${this.#s}.chunks c WHERE c.run_id = $1 AND c.seq = $2`,
+      [runId, seq, targets],
+    );
+    return row?.clean === true;
+  }
+
+  /**
    * Whether a running run has nothing left to do (extraction done, every chunk transformed and loaded without failure
    * into every target), in one statement that stops at the first chunk still open.
    */
