@@ -243,7 +243,9 @@ export async function executeRun(
 
   // Chunks transformed here with no problem, and how many targets have still to load them without one: the last
   // such load releases the chunk's staged output (no resume or replay will read it), so that the staging of a long
-  // run does not grow with it. A chunk read back from staging (a resumed run's) keeps it until the run's end.
+  // run does not grow with it. A chunk whose canonical records were read back from staging (a resumed run's chunk
+  // transformed by an earlier process) keeps it until the run's end. A run that is stopping releases nothing: it may
+  // have lost its ownership to another process, which plans from what is staged.
   const cleanLoadsLeft = new Map<number, number>();
   const loadedClean = async (seq: number, problems: number): Promise<void> => {
     const left = cleanLoadsLeft.get(seq);
@@ -257,6 +259,7 @@ export async function executeRun(
       return;
     }
     cleanLoadsLeft.delete(seq);
+    if (control.signal.aborted) return;
     try {
       await store.releaseStaged(run.id, seq);
     } catch (error) {

@@ -13,6 +13,7 @@ import {
   writeSync,
   writev,
 } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { releaseBytes, utf8 } from "../core/bytes.ts";
@@ -292,14 +293,16 @@ export class StagingFiles {
       const name = this.#name(runId, stage, part);
       const segment = this.#segments.get(name);
       if (segment !== undefined) {
-        await segment.tail;
+        // every append asked for, also while this waits (none should be: each of its chunks was released)
+        while (segment.pending > 0) await segment.tail;
         // unless closed meanwhile (discarded, or idle): its file goes all the same
         if (this.#segments.get(name) === segment) {
           closeSync(segment.fd);
           this.#segments.delete(name);
         }
       }
-      rmSync(join(this.dir, name), { force: true });
+      // on libuv's thread pool: the engine's thread does not wait on the filesystem
+      await rm(join(this.dir, name), { force: true });
     }
   }
 

@@ -27,18 +27,21 @@ const count = (db: { prepare(sql: string): { get(): unknown } }, sql: string) =>
 
 /**
  * crm.customers → erp.clients over two SQLite files in `dir`, with a mapping that repairs the broken emails once
- * `fix.on` is set (the fix a replay is for); `name` reshapes a row's name.
+ * `fix.on` is set (the fix a replay is for); `name` reshapes a row's name; `archive`: a second target, archive.clients
+ * in archive.db, after erp.
  */
 function repairingHub(
   dir: string,
   fix: { on: boolean },
-  settings: { chunkSize?: number; name?: (row: Record<string, unknown>) => string } = {},
+  settings: { chunkSize?: number; name?: (row: Record<string, unknown>) => string; archive?: boolean } = {},
 ) {
   const crm = sqlite("crm", { file: join(dir, "crm.db") });
   const erp = sqlite("erp", { file: join(dir, "erp.db") });
-  const { name, ...flowSettings } = settings;
+  const archive = sqlite("archive", { file: join(dir, "archive.db") });
+  const { name, archive: archived, ...flowSettings } = settings;
+  const erpTarget = bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient });
   return defineHub({
-    systems: [crm, erp],
+    systems: archived === true ? [crm, erp, archive] : [crm, erp],
     entities: [Customer],
     flows: [
       flow("customers", {
@@ -52,7 +55,10 @@ function repairingHub(
             ...(fix.on && row.email === "not-an-email" ? { email: `repaired-${String(row.id)}@example.org` } : {}),
           }),
         }),
-        to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+        to:
+          archived === true
+            ? [erpTarget, bind(archive, Customer, { table: "clients", key: "code", fromCanonical: toClient })]
+            : erpTarget,
         ...flowSettings,
       }),
     ],
@@ -221,19 +227,20 @@ describe("replay", () => {
       using tmp = tempDir();
       createCustomerSource(join(tmp.dir, "crm.db"), { rows: 480, badEmails: [205] });
       const target = createClientsTarget(join(tmp.dir, "erp.db"));
-      // the target refuses record 460 until the trigger goes
-      target.exec(`CREATE TRIGGER refuse BEFORE INSERT ON clients WHEN NEW.code = '460'
+      // the second target (loaded after the first, which takes every record) refuses record 460 until the trigger goes
+      const archive = createClientsTarget(join(tmp.dir, "archive.db"));
+      archive.exec(`CREATE TRIGGER refuse BEFORE INSERT ON clients WHEN NEW.code = '460'
         BEGIN SELECT RAISE(ABORT, 'record 460 refused'); END`);
       // the franca command's store (its staging written from the engine's thread), and the store on this thread
       await using store = threaded ? await openHubStore("franca.db", tmp.dir) : await openStore(tmp.dir);
       const fix = { on: false };
-      const hub = repairingHub(tmp.dir, fix, { chunkSize: 10 });
+      const hub = repairingHub(tmp.dir, fix, { chunkSize: 10, archive: true });
       await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
       const first = await engine.run("customers");
       assert.equal(first.run.status, "partial");
       // 48 chunks, in segment files of 16: the first segment was released whole during the run (a run that is not a
       // success keeps its staging); the second holds chunk 20, whose record 205 was quarantined by the transform, the
-      // third chunk 45, whose record 460 the target refused
+      // third chunk 45, whose record 460 the second target refused
       const id = first.run.id;
       assert.deepEqual(readdirSync(join(tmp.dir, "franca.db.staging")).sort(), [
         `${id}.canonical.1`,
@@ -242,11 +249,12 @@ describe("replay", () => {
         `${id}.extracted.2`,
       ]);
       fix.on = true;
-      target.exec("DROP TRIGGER refuse");
+      archive.exec("DROP TRIGGER refuse");
       const replay = await engine.replay(id);
       assert.equal(replay.run.status, "succeeded");
-      assert.deepEqual(replay.plan, { retransform: 1, reload: { "erp.Customer": 1 } });
+      assert.deepEqual(replay.plan, { retransform: 1, reload: { "erp.Customer": 0, "archive.Customer": 1 } });
       assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 480);
+      assert.equal(count(archive, "SELECT count(*) AS n FROM clients"), 480);
       assert.equal(count(target, "SELECT count(*) AS n FROM clients WHERE mail = 'repaired-205@example.org'"), 1);
     }
   });

@@ -142,6 +142,21 @@ describe("staging files: segments", () => {
     resumed.close();
   });
 
+  it("removes a released segment only once every append to it is done, also those asked for while it waits", async () => {
+    using temp = tempDir();
+    const staging = new StagingFiles(temp.dir, { chunksPerSegment: 4 });
+    for (let seq = 0; seq < 3; seq++) {
+      await staging.append(6, seq, "extracted", text(seq, 10));
+      await staging.release(6, seq);
+    }
+    const first = staging.append(6, 3, "extracted", text(3, 200_000));
+    const releasing = staging.release(6, 3);
+    const second = staging.append(6, 3, "extracted", text(3, 200_000));
+    await Promise.all([first, releasing, second]);
+    assert.deepEqual(files(temp.dir), []);
+    staging.close();
+  });
+
   it("reads, and discards, a run staged by an earlier version in one file per stage", async () => {
     using temp = tempDir();
     const legacy = Buffer.concat([0, 1, 2].flatMap((seq) => [header(seq, 6), Buffer.from(`old ${seq}!`)]));

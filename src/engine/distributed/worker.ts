@@ -313,8 +313,11 @@ export class DistributedWorker {
     const chunk = await this.#store.chunkState(run.id, seq);
     if (chunk === undefined || chunk.transformed) return; // done by an earlier attempt (its loads were sent with it)
     const staged = await this.#store.readStaged(run.id, seq, "extracted");
-    if (staged === undefined)
+    if (staged === undefined) {
+      // another execution of this job (one pg-boss took for lost) transformed and loaded it meanwhile, and released it
+      if ((await this.#store.chunkState(run.id, seq))?.transformed === true) return;
       throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged rows`);
+    }
     const {
       chunk: transformed,
       staged: canonical,
@@ -341,8 +344,11 @@ export class DistributedWorker {
     const chunk = await this.#store.chunkState(run.id, seq);
     if (chunk === undefined || !chunk.transformed || chunk.loaded[target] === true) return;
     const staged = await this.#store.readStaged(run.id, seq, "canonical");
-    if (staged === undefined)
+    if (staged === undefined) {
+      // another execution of this job (one pg-boss took for lost) loaded it meanwhile, and released it
+      if ((await this.#store.chunkState(run.id, seq))?.loaded[target] === true) return;
       throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`);
+    }
     const written = await writeChunk(ctx, this.#endpoint(state, target), seq, CanonicalChunk.staged(staged));
     if (written.systemFailure !== undefined) {
       // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff
