@@ -161,7 +161,7 @@ export class StagingFiles {
     return segment;
   }
 
-  /** Closes the oldest segments with no append pending while more than maxOpenSegments are open. */
+  /** Before a segment is opened: closes the oldest with no append pending while maxOpenSegments or more are open. */
   #closeIdle(): void {
     for (const [name, segment] of this.#segments) {
       if (this.#segments.size < maxOpenSegments) return;
