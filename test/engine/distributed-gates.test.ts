@@ -10,7 +10,6 @@ import pg from "pg";
 import {
   type AdvisoryGateOptions,
   advisoryConcurrencyGate,
-  connectionLost,
   LockSession,
   lockSpace,
 } from "../../src/engine/distributed/gates.ts";
@@ -138,17 +137,6 @@ describe("advisory concurrency gate", () => {
     await Promise.all(Array.from({ length: 10 }, () => gate.run(m.call(5), signal)));
     assert.equal(m.max, 2);
     await until(async () => (await advisoryLocksHeld(space)) === 0, "every slot unlocked");
-  });
-
-  it("takes a statement failed by the server ending the connection for a lost session, and no other failure", () => {
-    // a waiting caller's try for a slot that fails so holds no slot and tries again (the session connects anew)
-    for (const code of ["57P01", "57P02", "57P03", "08006", "08003", "ECONNRESET"])
-      assert.equal(connectionLost(Object.assign(new Error("x"), { code })), true, code);
-    assert.equal(connectionLost(new Error("Connection terminated unexpectedly")), true);
-    assert.equal(connectionLost(new Error("Client has encountered a connection error and is not queryable")), true);
-    for (const code of ["23505", "42P01", "57014", "40001"])
-      assert.equal(connectionLost(Object.assign(new Error("x"), { code })), false, code);
-    assert.equal(connectionLost(new Error("the lock session is closed")), false);
   });
 
   it("a process still waiting says so again when its lock session was lost (the server dropped its demand lock)", async (t) => {

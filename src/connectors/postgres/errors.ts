@@ -12,9 +12,12 @@ interface ServerError {
   errors?: unknown;
 }
 
-// SQLSTATEs a later attempt can get past: the server is busy, shutting down, or a concurrent transaction won.
-const transientStates = new Set(["40001", "40P01", "57P01", "57P02", "57P03", "57014", "55P03"]);
-const transientClasses = new Set(["08", "53"]);
+// SQLSTATEs a later attempt can get past (beside a lost connection's): a concurrent transaction won, the statement
+// timed out, a lock was not available, the server is short of resources.
+const transientStates = new Set(["40001", "40P01", "57014", "55P03"]);
+const transientClasses = new Set(["53"]);
+// SQLSTATEs of a connection the server ended or refused: the shutdowns (57P01–57P03) and connection exceptions (08).
+const lostStates = new Set(["57P01", "57P02", "57P03"]);
 
 // pg reports a lost or never-made connection with a plain Error and no code.
 const lostConnection =
@@ -36,14 +39,23 @@ export function isDataError(error: unknown): boolean {
   return state !== undefined && (state.startsWith("22") || state.startsWith("23") || state === "21000");
 }
 
+/**
+ * The connection is gone, or was never made: the server ended it (shutdown, administrator), a connection exception,
+ * a network error, or pg's plain Error for a closed socket. What a session held on it (locks) went with it.
+ */
+export function connectionLost(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state !== undefined) return lostStates.has(state) || state.startsWith("08");
+  if (transientNetworkCode(error) !== undefined) return true;
+  return error instanceof Error && lostConnection.test(error.message);
+}
+
 export function isTransient(error: unknown): boolean {
+  if (connectionLost(error)) return true;
   const state = sqlState(error);
   if (state !== undefined) return transientStates.has(state) || transientClasses.has(state.slice(0, 2));
-  if (transientNetworkCode(error) !== undefined) return true;
-  if (!(error instanceof Error)) return false;
   // A call stopped by its signal (timeout, cancelled run) was not refused: it may succeed another time.
-  if (error.name === "AbortError" || error.name === "TimeoutError") return true;
-  return lostConnection.test(error.message);
+  return error instanceof Error && (error.name === "AbortError" || error.name === "TimeoutError");
 }
 
 /**

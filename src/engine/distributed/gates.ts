@@ -11,22 +11,12 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { errorCode, transientNetworkCodes } from "../../core/network-errors.ts";
+import { connectionLost } from "../../connectors/postgres/errors.ts";
 import { type ConcurrencyGate, type RateGate, rateSlack } from "../gates.ts";
 
 /** The advisory-lock namespace of a system: 32 bits of a hash of the store schema and the system's name. */
 export function lockSpace(schema: string, system: string): number {
   return createHash("sha256").update(`franca\u0000${schema}\u0000${system}`).digest().readInt32BE(0);
-}
-
-/**
- * An error that says the session's connection is gone: the server terminated it (`57P01`–`57P03`, a connection
- * exception `08…`), or the socket closed under a statement. Its locks went with it.
- */
-export function connectionLost(error: unknown): boolean {
-  const code = errorCode(error);
-  if (code !== undefined) return code.startsWith("08") || /^57P0[123]$/.test(code) || transientNetworkCodes.has(code);
-  return error instanceof Error && /Connection terminated|not queryable/i.test(error.message);
 }
 
 /**
