@@ -21,6 +21,7 @@ import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
 import type { LookupRuntime } from "./lookups.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
+import { releaseQuietly } from "./release-staged.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
 import { encodeSourceRows, forThreads, rowCount, stagedForTransform } from "./source-rows.ts";
@@ -260,12 +261,7 @@ export async function executeRun(
     }
     cleanLoadsLeft.delete(seq);
     if (control.signal.aborted) return;
-    try {
-      await store.releaseStaged(run.id, seq);
-    } catch (error) {
-      // housekeeping: the staged output stays until the run's end, which discards it
-      logger.warn({ chunk: seq, err: toFrancaError(error).message }, "could not release a chunk's staged output");
-    }
+    await releaseQuietly(logger, run.id, seq, () => store.releaseStaged(run.id, seq));
   };
 
   const remote = env.threads?.remote(ctx);

@@ -200,11 +200,11 @@ export async function* readMysqlEncoded(session: MysqlSession, request: ReadRequ
   let encoding: string | undefined;
   let kinds: ColumnKind[] = [];
   for await (const { rows, fields, position } of keysetPages(session, request, true)) {
-    const now = rowsEncoding(fields);
+    const current = rowsEncoding(fields);
     if (encoding === undefined) {
-      encoding = now;
+      encoding = current;
       kinds = fields.map(kindOf);
-    } else if (now !== encoding) {
+    } else if (current !== encoding) {
       // Every batch of a read has one encoding (EncodedBatch): columns changed under the read (ALTER TABLE) end it,
       // transient, so that the engine reads again from the last chunk it kept, with the columns as they are now.
       throw new FrancaError(ErrorCode.SystemUnavailable, "the source's columns changed during the read", {

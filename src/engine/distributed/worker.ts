@@ -26,6 +26,7 @@ import { extract } from "../extract.ts";
 import { chargeBudget, writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
 import { AttemptsError } from "../policy.ts";
+import { releaseQuietly } from "../release-staged.ts";
 import { finishRecord, type RunEnvironment } from "../run.ts";
 import { createRunContext } from "../run-context.ts";
 import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
@@ -371,15 +372,9 @@ export class DistributedWorker {
    * one's check sees both; a release done twice is harmless.
    */
   async #releaseIfClean(id: number, seq: number, targets: readonly string[]): Promise<void> {
-    try {
+    await releaseQuietly(this.#log, id, seq, async () => {
       if (await this.#store.chunkLoadedClean(id, seq, targets)) await this.#store.releaseStaged(id, seq);
-    } catch (error) {
-      // housekeeping: the staged output stays until the run's end, which discards it
-      this.#log.warn(
-        { run: id, chunk: seq, err: toFrancaError(error).message },
-        "could not release a chunk's staged output",
-      );
-    }
+    });
   }
 
   /** After a commit: when the run has nothing left to do, its finish job is sent (once: one job per run). */
