@@ -27,11 +27,13 @@
 // Arguments, signals and the exit code are passed through.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { enableCompileCache, getCompileCacheDir } from "node:module";
+// a namespace, not named imports: Node before 22.1 has no enableCompileCache, and a named import of it would fail
+// this file before it can say which Node it needs
+import * as nodeModule from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { mallocEnv, v8Flags } from "./settings.js";
 
-const v8Flags = ["--max-semi-space-size=4", "--heap-growing-percent=100"];
 const major = Number(process.versions.node.split(".")[0]);
 const hasFlag = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)].some((arg) =>
   arg.startsWith("--max-semi-space-size"),
@@ -39,8 +41,8 @@ const hasFlag = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(
 
 if (major >= 24 && hasFlag) {
   // a quiet optimisation: it never throws, and NODE_DISABLE_COMPILE_CACHE turns it off
-  enableCompileCache();
-  const cacheDir = getCompileCacheDir();
+  nodeModule.enableCompileCache();
+  const cacheDir = nodeModule.getCompileCacheDir();
   // worker threads take the setting from the environment
   if (cacheDir !== undefined) process.env.NODE_COMPILE_CACHE ??= cacheDir;
   await import("../src/cli/main.ts");
@@ -58,11 +60,7 @@ if (major >= 24 && hasFlag) {
   }
   const child = spawn(node, [...v8Flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: "inherit",
-    env: {
-      ...process.env,
-      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2",
-      MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? "131072",
-    },
+    env: { ...process.env, ...mallocEnv(process.env) },
   });
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
   child.on("exit", (code, signal) => {

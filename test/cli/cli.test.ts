@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
@@ -197,5 +197,33 @@ ${validHub}`,
       arenas: "4",
       threshold: "65536",
     });
+  });
+
+  it("started by a Node older than 24 (the machine's own), runs on the project's pinned Node 24", () => {
+    // the first `node` on the PATH after the project's own (npm puts node_modules/node/bin first)
+    const older = (process.env.PATH ?? "")
+      .split(delimiter)
+      .map((dir) => join(dir, "node"))
+      .find((file) => {
+        if (!existsSync(file)) return false;
+        const version = spawnSync(file, ["--version"], { encoding: "utf8" }).stdout.trim();
+        return Number(version.slice(1).split(".")[0]) < 24;
+      });
+    assert.ok(older !== undefined, "this machine has a Node older than 24 on its PATH (its own, 20)");
+    using tmp = tempDir();
+    writeConfig(
+      tmp.dir,
+      `import { writeFileSync } from "node:fs";
+writeFileSync("version.json", JSON.stringify(process.version));
+${validHub}`,
+    );
+    const result = spawnSync(older, [bin, "schema", "Customer"], {
+      cwd: tmp.dir,
+      encoding: "utf8",
+      env: { ...process.env, FRANCA_LOG_LEVEL: "silent", NODE_OPTIONS: undefined },
+    });
+    assert.equal(result.status, 0, result.stderr);
+    const version = JSON.parse(readFileSync(join(tmp.dir, "version.json"), "utf8")) as string;
+    assert.ok(Number(version.slice(1).split(".")[0]) >= 24, version);
   });
 });
