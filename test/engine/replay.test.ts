@@ -259,6 +259,56 @@ describe("replay", () => {
     }
   });
 
+  it("releases nothing once the run is stopping, and the resume reads what it kept", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 480 });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    const store = await openStore(tmp.dir);
+    const cancel = new AbortController();
+    const released: { seq: number; afterCancel: boolean }[] = [];
+    // The real store, watched: the run is cancelled just after chunk 15's load is recorded (the last chunk of the
+    // first segment file), before the engine would release it.
+    const watched = new Proxy(store, {
+      get(real, property) {
+        if (property === "saveLoad")
+          return async (...args: Parameters<typeof store.saveLoad>) => {
+            await real.saveLoad(...args);
+            if (args[1] === 15) cancel.abort();
+          };
+        if (property === "releaseStaged")
+          return async (runId: number, seq: number) => {
+            released.push({ seq, afterCancel: cancel.signal.aborted });
+            await real.releaseStaged(runId, seq);
+          };
+        const value = Reflect.get(real, property, real);
+        return typeof value === "function" ? value.bind(real) : value;
+      },
+    });
+    try {
+      const hub = repairingHub(tmp.dir, { on: false }, { chunkSize: 10 });
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, store: watched });
+      const first = await engine.run("customers", { signal: cancel.signal });
+      assert.equal(first.run.status, "cancelled");
+      assert.ok(
+        released.some((release) => release.seq < 15),
+        "chunks loaded before the cancel were released",
+      );
+      assert.deepEqual(
+        released.filter((release) => release.afterCancel || release.seq >= 15),
+        [],
+        "no release once the run is stopping",
+      );
+      // the first segment keeps chunk 15, which a resume may read
+      const staged = readdirSync(join(tmp.dir, "franca.db.staging"));
+      assert.ok(staged.includes(`${first.run.id}.canonical.0`), staged.join(", "));
+      const resumed = await engine.resume(first.run.id);
+      assert.equal(resumed.run.status, "succeeded");
+      assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 480);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("replays only the keys asked for", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200, badEmails: [3, 4, 5] });
