@@ -1,6 +1,7 @@
 import DataLoader from "dataloader";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Lookup } from "../core/lookup.ts";
+import { ownString } from "../core/own-string.ts";
 import type { LookupCacheStore, MemoryLookupCache } from "../store/lookup-cache.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
 
@@ -19,10 +20,13 @@ export interface LookupStats {
   errors: number;
 }
 
-/** A Map kept to `max` entries, least recently used out first: the run's cache stays bounded whatever the run's size. */
+/**
+ * A Map kept to `max` entries, least recently used out first: the run's cache stays bounded whatever the run's size.
+ * It keeps its own copy of each key (ownString): a key cut from a chunk's text would keep that text alive.
+ */
 class BoundedCache<V> {
   readonly #max: number;
-  readonly #map = new Map<string, V>();
+  readonly #map = new Map<string, { key: string; value: V }>();
   hits = 0;
 
   constructor(max: number) {
@@ -30,18 +34,19 @@ class BoundedCache<V> {
   }
 
   get(key: string): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.hits++;
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
+    const entry = this.#map.get(key);
+    if (entry === undefined) return undefined;
+    this.hits++;
+    // most recently used: to the end of the Map's order, under the key it keeps (not the caller's)
+    this.#map.delete(key);
+    this.#map.set(entry.key, entry);
+    return entry.value;
   }
 
   set(key: string, value: V): this {
     this.#map.delete(key);
-    this.#map.set(key, value);
+    const owned = ownString(key);
+    this.#map.set(owned, { key: owned, value });
     if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string);
     return this;
   }

@@ -1,4 +1,5 @@
 import { ErrorCode, FrancaError } from "../core/errors.ts";
+import { ownString } from "../core/own-string.ts";
 import { redactSecrets } from "../core/redact.ts";
 import type { Store } from "./types.ts";
 
@@ -102,7 +103,8 @@ export class MemoryLookupCache {
   set(lookup: string, entries: readonly { key: string; value: unknown }[], ttlMs: number): void {
     const expiresAt = Date.now() + ttlMs;
     for (const entry of entries) {
-      const name = `${lookup}\u0000${entry.key}`;
+      // its own copy of the key: one cut from a chunk's text would keep that text alive (ownString)
+      const name = ownString(`${lookup}\u0000${entry.key}`);
       this.#values.delete(name);
       this.#values.set(name, { value: entry.value, expiresAt });
       if (this.#values.size > this.#max) this.#values.delete(this.#values.keys().next().value as string);

@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { getHeapStatistics, setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { createClient } from "redis";
 import Type from "typebox";
 import { type SimApi, startSimApi } from "../../sim/api.ts";
@@ -17,7 +19,9 @@ import { type AnyLookup, type Lookup, lookup } from "../../src/core/lookup.ts";
 import type { System } from "../../src/core/system.ts";
 import { Decimal } from "../../src/core/types.ts";
 import { Engine } from "../../src/engine/engine.ts";
-import type { LookupStats } from "../../src/engine/lookups.ts";
+import { LookupRuntime, type LookupStats } from "../../src/engine/lookups.ts";
+import { SystemPolicy } from "../../src/engine/policy.ts";
+import { MemoryLookupCache } from "../../src/store/lookup-cache.ts";
 import { openStore, tempDir } from "../support/fixtures.ts";
 
 const Order = entity("Order", {
@@ -285,6 +289,44 @@ describe("lookups", () => {
       await s.taxApi.close();
       await s.crmApi.close();
     }
+  });
+});
+
+describe("lookup caches and the texts their keys were cut from", () => {
+  it("keep no chunk's text alive: the run's cache and the process's shared cache copy the keys they keep", async () => {
+    // the heap as the collector leaves it (node --test runs without --expose-gc: the flag is set here, then gc taken)
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const heldMb = (): number => {
+      gc();
+      gc();
+      return getHeapStatistics().used_heap_size / 1e6;
+    };
+    const crm = sqlite("crm", { file: ":memory:" });
+    const segment = lookup("segment", { system: crm, shared: true, get: async (id: string) => id.length });
+    const shared = new MemoryLookupCache();
+    const runtime = new LookupRuntime({
+      policyOf: (name) => new SystemPolicy(name, {}),
+      clientOf: () => undefined,
+      signal: new AbortController().signal,
+      shared,
+    });
+    const before = heldMb();
+    // 200 chunk texts of 256 KB (~52 MB), one key of 40 characters cut from each: V8 makes such a slice a view of
+    // its text, and a cache that kept it as it is would keep the text
+    const keyOf = (i: number): string => String(i).padStart(40, "k");
+    let texts: string[] | undefined = Array.from({ length: 200 }, (_, i) =>
+      `${"x".repeat(100)}${keyOf(i)}`.padEnd(256 * 1024, String.fromCharCode(97 + (i % 26))),
+    );
+    for (const text of texts) assert.equal(await runtime.call(segment, text.slice(100, 140)), 40);
+    // asked again: answered from the run's cache, which moves the key to the end without taking the caller's
+    for (const text of texts) assert.equal(await runtime.call(segment, text.slice(100, 140)), 40);
+    assert.equal(runtime.stats().segment?.hits, 200);
+    texts = undefined;
+    const kept = heldMb() - before;
+    assert.ok(kept < 10, `the caches keep ${kept.toFixed(1)} MB after the texts were dropped`);
+    // the process's shared cache holds every key too (its keys are the ones measured above)
+    assert.equal(shared.get("segment", [keyOf(0), keyOf(199)]).size, 2);
   });
 });
 
