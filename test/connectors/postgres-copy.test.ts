@@ -9,7 +9,7 @@ import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { readAll, rowsOf } from "../support/connection-calls.ts";
 import { never, pgTestSchema, stagingTables, until } from "../support/pg-schema.ts";
-import { long, tricky, trickyColumns } from "../support/pg-tricky.ts";
+import { tricky, trickyColumns, trickyRead } from "../support/pg-tricky.ts";
 
 const files = pgTestSchema("franca_pgcopy");
 const { url, schema, suffix, open, clientOf, backends } = files;
@@ -187,45 +187,53 @@ describe("postgres COPY: write then read", () => {
     const keysetRead = rowsOf(
       await readAll(connection, { options: { table: `${table}_insert`, copy: false }, key: ["id"], batchSize: 4 }),
     );
-    // The same rows, through either path both ways: the values each way lands and reads are the same.
-    assert.deepEqual(copyRead, keysetRead);
-    assert.deepEqual(rowsOf(await readAll(connection, { options: { table, copy: false }, key: ["id"] })), copyRead);
-    const byId = new Map(copyRead.map((row) => [row.id, row]));
-    assert.equal(byId.get(1)?.t, null);
-    assert.equal(byId.get(2)?.t, "");
-    assert.equal(byId.get(3)?.t, "\\N");
-    for (const id of [4, 5, 6, 7, 8, 9, 10]) assert.equal(byId.get(id)?.t, tricky[id - 1]?.t, `text of row ${id}`);
-    assert.equal(String(byId.get(10)?.t).length, long.length);
-    assert.equal(byId.get(1)?.n, "12345678901234567890.0123456789");
-    assert.equal(byId.get(3)?.n, "NaN");
-    assert.equal(byId.get(1)?.big, "9223372036854775807");
-    assert.equal(byId.get(2)?.big, "-9007199254740993");
-    assert.equal(byId.get(4)?.at, "2024-06-30 18:29:59.999999+00");
-    assert.equal(byId.get(5)?.at, "2000-01-01 02:00:00.000001+00");
-    assert.equal(byId.get(6)?.at, "2024-01-01 00:00:00.123+00");
-    assert.equal(byId.get(7)?.at, "-infinity");
-    assert.equal(byId.get(5)?.day, "infinity");
-    assert.equal(byId.get(5)?.span, "1 day 02:03:04.000005");
-    assert.equal(byId.get(6)?.f, 0.1);
-    assert.ok(Number.isNaN(byId.get(8)?.f));
-    assert.deepEqual(byId.get(9)?.raw, Buffer.from([0, 1, 92, 9, 10, 13, 255]));
-    assert.deepEqual(byId.get(11)?.doc, tricky[10]?.doc);
-    assert.deepEqual(byId.get(11)?.j, { kept: "as written" });
-    assert.deepEqual(byId.get(12)?.doc, tricky[11]?.doc);
-    assert.deepEqual(byId.get(13)?.tags, tricky[12]?.tags);
-    assert.deepEqual(byId.get(13)?.grid, [
-      [1, 2],
-      [3, null],
-    ]);
-    assert.deepEqual(byId.get(14)?.tags, []);
-    assert.equal(byId.get(1)?.flag, true);
-    assert.equal(byId.get(2)?.flag, false);
+    // Every row and field as expected (not only the same each way, which a fault both paths share would pass), through
+    // either path both ways.
+    assert.deepEqual(copyRead, trickyRead);
+    assert.deepEqual(keysetRead, trickyRead);
+    assert.deepEqual(rowsOf(await readAll(connection, { options: { table, copy: false }, key: ["id"] })), trickyRead);
+    assert.deepEqual(
+      rowsOf(await readAll(connection, { options: { table: `${table}_insert` }, key: ["id"] })),
+      trickyRead,
+    );
     // The json column keeps its text as written (whitespace and all): compare the server's own text.
-    const [json] = await db.query(`SELECT j::text AS j FROM ${table} WHERE id = 11`);
-    assert.equal(json?.j, '{ "kept" :\n\t"as written" }');
+    for (const written of [table, `${table}_insert`]) {
+      assert.deepEqual(await db.query(`SELECT id, j::text AS j FROM ${written} WHERE j IS NOT NULL ORDER BY id`), [
+        { id: 11, j: '{ "kept" :\n\t"as written" }' },
+        { id: 12, j: '{"x":[1,2]}' },
+      ]);
+    }
     // What was read writes back unchanged through COPY: the read shapes are the write shapes.
     assert.deepEqual(await write(connection, { table }, ["id"], copyRead), allOk(copyRead));
-    assert.deepEqual(rowsOf(await readAll(connection, { options: { table }, key: ["id"] })), copyRead);
+    assert.deepEqual(rowsOf(await readAll(connection, { options: { table }, key: ["id"] })), trickyRead);
+  });
+
+  it("keeps a float8 -0: both reads give -0, and both writes land it", async () => {
+    const zeros = `${schema}.zeros`;
+    await db.query(`CREATE TABLE ${zeros} (id int PRIMARY KEY, f float8)`);
+    // PostgreSQL keeps the sign of a float8 zero; both reads give it back (Object.is tells -0 from 0).
+    await db.query(`INSERT INTO ${zeros} VALUES (1, '-0'), (2, '0')`);
+    for (const copy of [true, false]) {
+      const read = rowsOf(await readAll(connection, { options: { table: zeros, copy }, key: ["id"] }));
+      assert.deepEqual(
+        read.map((row) => [row.id, Object.is(row.f, -0), Object.is(row.f, 0)]),
+        [
+          [1, true, false],
+          [2, false, true],
+        ],
+        copy ? "COPY read" : "keyset read",
+      );
+    }
+    // Written through COPY (into the table, and through the staging table for a key already there) and INSERT.
+    assert.deepEqual(await write(connection, { table: zeros }, ["id"], [{ id: 3, f: -0 }]), allOk([3]));
+    assert.deepEqual(await write(connection, { table: zeros }, ["id"], [{ id: 2, f: -0 }]), allOk([2]));
+    assert.deepEqual(await write(connection, { table: zeros, copy: false }, ["id"], [{ id: 4, f: -0 }]), allOk([4]));
+    assert.deepEqual(await db.query(`SELECT id, f::text AS f FROM ${zeros} ORDER BY id`), [
+      { id: 1, f: "-0" },
+      { id: 2, f: "-0" },
+      { id: 3, f: "-0" },
+      { id: 4, f: "-0" },
+    ]);
   });
 });
 

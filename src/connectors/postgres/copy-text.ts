@@ -53,7 +53,8 @@ export function encodeField(value: unknown, column: ColumnKind): string {
     case "string":
       return escapeCopy(value);
     case "number":
-      return String(value); // digits, '-', '.', 'e', '+', NaN, Infinity: nothing to escape
+      // digits, '-', '.', 'e', '+', NaN, Infinity: nothing to escape; -0 as "-0", which float8 keeps (String gives "0")
+      return Object.is(value, -0) ? "-0" : String(value);
     case "bigint":
       return value.toString();
     case "boolean":

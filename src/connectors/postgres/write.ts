@@ -183,6 +183,8 @@ function toPostgres(value: unknown, column: ColumnInfo): unknown {
   if (column.json && typeof value === "object" && !(value instanceof Date) && !(value instanceof Uint8Array))
     return JSON.stringify(value);
   if (column.array && Array.isArray(value)) return value;
+  // as encodeField does: pg would send -0 as "0", and float8 keeps the sign
+  if (Object.is(value, -0)) return "-0";
   return toParam(value);
 }
 
