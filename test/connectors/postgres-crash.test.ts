@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { Engine } from "../../src/engine/engine.ts";
 import { continuedRun, tempDir } from "../support/fixtures.ts";
-import { pgCrashApps, pgCrashHub, pgCrashSetupSql, pgCrashUrl } from "../support/pg-crash-hub.ts";
+import { type PgCrashTarget, pgCrashApps, pgCrashHub, pgCrashSetupSql, pgCrashUrl } from "../support/pg-crash-hub.ts";
 
 const child = fileURLToPath(new URL("../support/pg-crash-child.ts", import.meta.url));
 const schema = `franca_pgcrash_${randomBytes(5).toString("hex")}`;
@@ -17,11 +17,15 @@ const apps = pgCrashApps(schema);
 const rows = 5000; // 20 chunks of 250 in one go; more, smaller ones here (each resume starts slow again)
 
 let db: pg.Client;
+/** The test's own connection, which locks the gate's row (see pg-crash-hub.ts) to hold up the targets' commits. */
+let gate: pg.Client;
 
 interface Progress {
   loads: number;
   running: boolean;
 }
+
+const storeFileOf = (dir: string): string => join(dir, ".franca", "franca.db");
 
 /** Reads the store the child writes, from a separate connection, as an operator's dashboard would. */
 function progressOf(storeFile: string): Progress | undefined {
@@ -42,20 +46,63 @@ function progressOf(storeFile: string): Progress | undefined {
   }
 }
 
-/** Whether the child's target connection is, right now, copying a chunk into its staging table. */
-async function copyingNow(): Promise<boolean> {
+/**
+ * What the ledger has of the flow's run: the keys it has as loaded, and how many records the chunk being loaded (the
+ * first with no load recorded: one chunk is loaded at a time, in order) holds.
+ */
+function ledgerOf(storeFile: string): { loaded: Set<string>; loading: number | undefined } {
+  const store = new DatabaseSync(storeFile, { readOnly: true, timeout: 1000 });
+  try {
+    const loaded = store.prepare("SELECT key FROM outcomes WHERE status = 'loaded'").all() as { key: string }[];
+    const loading = store
+      .prepare(
+        `SELECT records FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM chunk_loads l WHERE l.run_id = c.run_id AND l.seq = c.seq)
+          ORDER BY seq LIMIT 1`,
+      )
+      .get() as { records: number } | undefined;
+    return { loaded: new Set(loaded.map((row) => row.key)), loading: loading?.records };
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * Where a kill lands: after at least `loads` persisted loads, in the middle of a chunk's COPY into the target, or in
+ * the COMMIT of a chunk's write (held up by the gate), which the server completes once the child is gone.
+ */
+interface Kill {
+  loads: number;
+  at: "copy" | "commit";
+}
+
+/** How a chunk's rows are COPYed into a target: into the connection's staging table, or straight into the table. */
+const copyOf = (table: PgCrashTarget): string =>
+  table === "dst" ? "COPY pg_temp.franca_copy_" : `COPY "${schema}"."${table}" (`;
+
+/** Whether the child's target connection is, right now, running a statement that starts with `sql` (waiting on a lock, when `locked`). */
+async function runningNow(sql: string, locked = false): Promise<boolean> {
   const { rows: found } = await db.query(
     `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE application_name = $1 AND state = 'active' AND query LIKE 'COPY pg\\_temp.franca\\_copy\\_%'`,
-    [apps.target],
+      WHERE application_name = $1 AND state = 'active' AND starts_with(query, $2) AND (wait_event_type = 'Lock' OR NOT $3)`,
+    [apps.target, sql, locked],
   );
   return found[0].n > 0;
 }
 
-/** Starts the child and SIGKILLs it when it is copying rows into the target after `loads` persisted loads. */
-async function runUntil(dir: string, loads: number | undefined): Promise<{ killed: boolean; code: number | null }> {
+/** Starts the child writing into `table` and SIGKILLs it where `kill` says; without `kill`, lets it end. */
+async function runUntil(
+  dir: string,
+  table: PgCrashTarget,
+  kill: Kill | undefined,
+): Promise<{ killed: boolean; code: number | null }> {
   const process_: ChildProcess = spawn(process.execPath, [child], {
-    env: { ...process.env, FRANCA_CRASH_DIR: dir, FRANCA_CRASH_SCHEMA: schema, FRANCA_LOG_LEVEL: "silent" },
+    env: {
+      ...process.env,
+      FRANCA_CRASH_DIR: dir,
+      FRANCA_CRASH_SCHEMA: schema,
+      FRANCA_CRASH_TABLE: table,
+      FRANCA_LOG_LEVEL: "silent",
+    },
     stdio: ["ignore", "ignore", "inherit"],
   });
   const exited = new Promise<number | null>((resolve) => process_.on("exit", (code) => resolve(code)));
@@ -63,24 +110,58 @@ async function runUntil(dir: string, loads: number | undefined): Promise<{ kille
   void exited.then(() => {
     ended = true;
   });
-  const storeFile = join(dir, ".franca", "franca.db");
-  while (!ended && loads !== undefined) {
-    if (await copyingNow()) {
-      let progress: Progress | undefined;
-      try {
-        progress = progressOf(storeFile);
-      } catch {
-        // the store is being created
+  const storeFile = storeFileOf(dir);
+  let gated = false;
+  try {
+    while (!ended && kill !== undefined) {
+      if (gated) {
+        if (await runningNow("COMMIT", true)) {
+          process_.kill("SIGKILL");
+          await exited;
+          return { killed: true, code: null };
+        }
+      } else if (await runningNow(copyOf(table))) {
+        let progress: Progress | undefined;
+        try {
+          progress = progressOf(storeFile);
+        } catch {
+          // the store is being created
+        }
+        if (progress?.running === true && progress.loads >= kill.loads) {
+          if (kill.at === "commit") {
+            // From now on the target's commits wait for the gate: the chunk being copied gets no further than COMMIT.
+            await gate.query("BEGIN");
+            await gate.query(`SELECT FROM ${schema}.gate FOR UPDATE`);
+            gated = true;
+          } else if (await runningNow(copyOf(table))) {
+            process_.kill("SIGKILL");
+            await exited;
+            return { killed: true, code: null };
+          }
+        }
       }
-      if (progress?.running === true && progress.loads >= loads && (await copyingNow())) {
-        process_.kill("SIGKILL");
-        await exited;
-        return { killed: true, code: null };
-      }
+      await sleep(2);
     }
-    await sleep(2);
+    return { killed: false, code: await exited };
+  } finally {
+    // The commit held up goes on, for a client that is gone (the server notices only when it answers).
+    if (gated) await gate.query("ROLLBACK");
   }
-  return { killed: false, code: await exited };
+}
+
+/**
+ * Waits until the killed children's connections are gone from the server: nothing of theirs runs on (a commit held
+ * up, a COPY read held by back-pressure). The server notices a closed socket on its own.
+ */
+async function childGone(): Promise<void> {
+  for (;;) {
+    const { rows: left } = await db.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name IN ($1, $2)",
+      [apps.source, apps.target],
+    );
+    if (left[0].n === 0) return;
+    await sleep(20);
+  }
 }
 
 /** Every column as PostgreSQL's own text, so that source and target compare exactly. */
@@ -92,57 +173,100 @@ const asText = (table: string) =>
 before(async () => {
   db = new pg.Client({ connectionString: pgCrashUrl });
   await db.connect();
+  gate = new pg.Client({ connectionString: pgCrashUrl });
+  await gate.connect();
   for (const sql of pgCrashSetupSql(schema, rows)) await db.query(sql);
 });
 
 after(async () => {
+  await gate.end();
   await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   await db.end();
 });
 
+/**
+ * Runs the flow into `table`, killed as `plan` says and continued after each kill, to its end; then the target holds
+ * every row once, identical to the source's, each written once more only for each time its chunk had been committed
+ * but its load not recorded at a kill, and the ledger has one run whose counts equal the target's.
+ */
+async function killedAndContinued(table: PgCrashTarget, plan: readonly Kill[]): Promise<void> {
+  using tmp = tempDir();
+  /** How many times each id had been committed, at a kill, without its load recorded: the run writes it again. */
+  const unrecorded = new Map<string, number>();
+  for (const kill of plan) {
+    const outcome = await runUntil(tmp.dir, table, kill);
+    assert.ok(outcome.killed, `the run ended (exit code ${outcome.code}) before its kill after ${kill.loads} loads`);
+    await childGone();
+    const { loaded, loading } = ledgerOf(storeFileOf(tmp.dir));
+    const { rows: present } = await db.query(`SELECT id::text FROM ${schema}.${table}`);
+    const ids = new Set(present.map((row) => row.id as string));
+    // A load is recorded after its commit: the ledger never has a row as loaded that the target lacks.
+    assert.deepEqual(
+      [...loaded].filter((id) => !ids.has(id)),
+      [],
+    );
+    const committed = [...ids].filter((id) => !loaded.has(id));
+    if (kill.at === "commit") {
+      assert.ok(loading !== undefined && loading > 0, "a chunk was being loaded");
+      assert.equal(committed.length, loading, "the chunk killed in its COMMIT was committed, its load not recorded");
+    } else {
+      assert.deepEqual(committed, [], "a chunk killed in the middle of its COPY left nothing in the target");
+    }
+    for (const id of committed) unrecorded.set(id, (unrecorded.get(id) ?? 0) + 1);
+  }
+  const last = await runUntil(tmp.dir, table, undefined);
+  assert.equal(last.code, 0, "the continued run succeeded");
+  await childGone();
+
+  // The target: every row exactly once, every value identical to the source's.
+  const source = (await asText("src")).rows;
+  const target = await asText(table);
+  assert.equal(target.rows.length, rows);
+  assert.deepEqual(target.rows, source);
+  // Every row written once (a write rolled back by a kill leaves no audit row), and once more for each time its chunk
+  // was committed but not recorded at a kill: the continued run wrote that chunk again, idempotently. No other chunk
+  // was written twice.
+  const { rows: writes } = await db.query(
+    `SELECT id::text, count(*)::int AS n FROM ${schema}.writes WHERE target = $1 GROUP BY id ORDER BY id`,
+    [table],
+  );
+  assert.deepEqual(
+    writes,
+    source.map(({ id }) => ({ id, n: 1 + (unrecorded.get(id) ?? 0) })),
+  );
+
+  // The ledger: one run, continued after each crash, whose counts equal the target's.
+  await using engine = await Engine.open({ hub: pgCrashHub(schema, table), baseDir: tmp.dir });
+  const run = await continuedRun(engine.store, "items", plan.length);
+  const counts = await engine.store.counts(run.id);
+  assert.equal(counts.extracted, rows);
+  assert.equal(counts.targets["erp.Item"]?.loaded, rows);
+  assert.equal(counts.targets["erp.Item"]?.failed, 0);
+  assert.equal(counts.targets["erp.Item"]?.quarantined, 0);
+  const ledger = await engine.store.records(run.id, { status: "loaded", limit: rows + 10 });
+  assert.equal(ledger.length, rows);
+  assert.deepEqual(await engine.store.getCursor("items"), run.cursorTo);
+}
+
 describe("postgres crash recovery", () => {
-  it("a PG → PG run killed with SIGKILL in the middle of COPY writes ends, once continued, with every row once and identical", async () => {
-    using tmp = tempDir();
-    let kills = 0;
-    for (const loads of [0, 3, 7, 12, 16]) {
-      const outcome = await runUntil(tmp.dir, loads);
-      if (outcome.killed) kills++;
-      else assert.equal(outcome.code, 0, `the run ended on its own before the kill after ${loads} loads`);
-    }
-    const last = await runUntil(tmp.dir, undefined);
-    assert.equal(last.code, 0, "the continued run succeeded");
-    assert.ok(kills >= 4, `the child was killed ${kills} times`);
+  it("a PG → PG run killed with SIGKILL in the middle of COPY writes, or in their COMMIT, ends, once continued, with every row once and identical", () =>
+    // Into `dst`, whose audit trigger keeps the direct COPY off: each chunk is COPYed into the staging table, then
+    // upserted.
+    killedAndContinued("dst", [
+      { loads: 0, at: "copy" },
+      { loads: 3, at: "commit" },
+      { loads: 7, at: "copy" },
+      { loads: 12, at: "commit" },
+      { loads: 16, at: "copy" },
+    ]));
 
-    // The killed children's connections are gone from the server: nothing of theirs runs on (a COPY read held by
-    // back-pressure included). The server notices a closed socket on its own; wait for it.
-    for (;;) {
-      const { rows: left } = await db.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name IN ($1, $2)",
-        [apps.source, apps.target],
-      );
-      if (left[0].n === 0) break;
-      await sleep(20);
-    }
-
-    // The target: every row exactly once, every value identical to the source's.
-    const target = await asText("dst");
-    assert.equal(target.rows.length, rows);
-    assert.equal(new Set(target.rows.map((row) => row.id)).size, rows);
-    assert.deepEqual(target.rows, (await asText("src")).rows);
-    // Chunks committed in the target but not yet recorded by the engine were written again, idempotently.
-    const { rows: writes } = await db.query(`SELECT count(*)::int AS n FROM ${schema}.writes`);
-    assert.ok(writes[0].n >= rows);
-
-    // The ledger: one run, continued after each crash, whose counts equal the target's.
-    await using engine = await Engine.open({ hub: pgCrashHub(schema), baseDir: tmp.dir });
-    const run = await continuedRun(engine.store, "items", kills);
-    const counts = await engine.store.counts(run.id);
-    assert.equal(counts.extracted, rows);
-    assert.equal(counts.targets["erp.Item"]?.loaded, rows);
-    assert.equal(counts.targets["erp.Item"]?.failed, 0);
-    assert.equal(counts.targets["erp.Item"]?.quarantined, 0);
-    const ledger = await engine.store.records(run.id, { status: "loaded", limit: rows + 10 });
-    assert.equal(ledger.length, rows);
-    assert.deepEqual(await engine.store.getCursor("items"), run.cursorTo);
-  });
+  it("a PG → PG run killed with SIGKILL in the middle of a direct COPY into the target, or in its COMMIT, ends, once continued, with every row once and identical", () =>
+    // Into `dst_direct`: each chunk of new keys is COPYed straight into the table (the kills at "copy" land only in
+    // such a COPY); a chunk committed but not recorded at a kill is found there, and upserted.
+    killedAndContinued("dst_direct", [
+      { loads: 2, at: "copy" },
+      { loads: 6, at: "commit" },
+      { loads: 11, at: "copy" },
+      { loads: 15, at: "commit" },
+    ]));
 });

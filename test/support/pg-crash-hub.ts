@@ -1,8 +1,14 @@
 /**
- * The hub of the PostgreSQL crash test, shared by the test and its child process: <schema>.src → <schema>.dst, both
- * PostgreSQL, moved through COPY (read and write). The target's `name` column is of a domain whose check sleeps a
- * millisecond a value, so each chunk's COPY into the staging table takes a while and the test can kill the child in
- * the middle of one. Each system has its own application_name, for the test to find its connections.
+ * The hub of the PostgreSQL crash test, shared by the test and its child process: <schema>.src → a target table of
+ * <schema>, both PostgreSQL, moved through COPY (read and write). Two targets: `dst`, whose audit trigger keeps the
+ * direct COPY off (each chunk is COPYed into a staging table, then upserted), and `dst_direct`, which each chunk of new
+ * keys is COPYed straight into (see directCopySql in src/connectors/postgres/write.ts).
+ *
+ * The targets' `name` column is of a domain whose check sleeps a millisecond a value, so each chunk's COPY takes a
+ * while and the test can kill the child in the middle of one. Their `gate` column (never written: its default) is a
+ * deferred foreign key to <schema>.gate, checked at COMMIT: while the test holds gate's row locked, every COMMIT into
+ * a target waits, and the test can kill the child there, then let the server finish that commit. Each system has its
+ * own application_name, for the test to find its connections.
  */
 import { postgres } from "../../src/connectors/postgres/index.ts";
 import { bind } from "../../src/core/binding.ts";
@@ -35,8 +41,19 @@ export function pgCrashApps(schema: string): { source: string; target: string } 
   return { source: `franca-crash-src-${schema}`, target: `franca-crash-dst-${schema}` };
 }
 
-/** Creates the schema: `src` (filled with `rows` rows of awkward values), an empty `dst`, and the audit of writes. */
+/** The target tables: one upserted through a staging table (`dst`), one COPYed into directly (`dst_direct`). */
+export type PgCrashTarget = "dst" | "dst_direct";
+
+/**
+ * Creates the schema: `src` (filled with `rows` rows of awkward values), the empty targets, the gate, and the audit
+ * of writes: a row of `writes` (target, id) for every row a committed statement inserted or updated in a target.
+ * `dst_direct` is partitioned, its audit trigger its one partition's: the table the rows are COPYed into has no
+ * trigger of its own, so it takes the direct COPY, and COPY into it fires the partition's row triggers as INSERT does.
+ */
 export function pgCrashSetupSql(schema: string, rows: number): string[] {
+  const columns = `id bigint PRIMARY KEY, name ${schema}.slow_text NOT NULL, amount numeric(14,4),
+       updated_at timestamptz NOT NULL, doc jsonb, tags text[],
+       gate int NOT NULL DEFAULT 1 REFERENCES ${schema}.gate DEFERRABLE INITIALLY DEFERRED`;
   return [
     `CREATE SCHEMA ${schema}`,
     `CREATE FUNCTION ${schema}.slow_ok(value text) RETURNS boolean LANGUAGE sql AS 'SELECT true FROM pg_sleep(0.001)'`,
@@ -52,16 +69,22 @@ export function pgCrashSetupSql(schema: string, rows: number): string[] {
               jsonb_build_object('i', i, 'text', E'line\\nnext\\ttab \\\\ "quoted"', 'nested', jsonb_build_object('a', jsonb_build_array(1, 'two', NULL))),
               ARRAY['a,b', '"quoted"', NULL, E'back\\\\slash', '{brace}', 'n' || i]
          FROM generate_series(1, ${rows}) AS i`,
-    `CREATE TABLE ${schema}.dst (id bigint PRIMARY KEY, name ${schema}.slow_text NOT NULL, amount numeric(14,4),
-       updated_at timestamptz NOT NULL, doc jsonb, tags text[])`,
-    `CREATE TABLE ${schema}.writes (id bigint)`,
+    `CREATE TABLE ${schema}.gate (id int PRIMARY KEY)`,
+    `INSERT INTO ${schema}.gate VALUES (1)`,
+    `CREATE TABLE ${schema}.dst (${columns})`,
+    `CREATE TABLE ${schema}.dst_direct (${columns}) PARTITION BY RANGE (id)`,
+    `CREATE TABLE ${schema}.dst_direct_all PARTITION OF ${schema}.dst_direct DEFAULT`,
+    `CREATE TABLE ${schema}.writes (target text NOT NULL, id bigint NOT NULL)`,
     `CREATE FUNCTION ${schema}.audit() RETURNS trigger LANGUAGE plpgsql AS
-       'BEGIN INSERT INTO ${schema}.writes VALUES (NEW.id); RETURN NEW; END'`,
-    `CREATE TRIGGER audit AFTER INSERT OR UPDATE ON ${schema}.dst FOR EACH ROW EXECUTE FUNCTION ${schema}.audit()`,
+       'BEGIN INSERT INTO ${schema}.writes VALUES (TG_ARGV[0], NEW.id); RETURN NEW; END'`,
+    `CREATE TRIGGER audit AFTER INSERT OR UPDATE ON ${schema}.dst
+       FOR EACH ROW EXECUTE FUNCTION ${schema}.audit('dst')`,
+    `CREATE TRIGGER audit AFTER INSERT OR UPDATE ON ${schema}.dst_direct_all
+       FOR EACH ROW EXECUTE FUNCTION ${schema}.audit('dst_direct')`,
   ];
 }
 
-export function pgCrashHub(schema: string) {
+export function pgCrashHub(schema: string, table: PgCrashTarget = "dst") {
   const apps = pgCrashApps(schema);
   const crm = postgres("crm", { url: pgCrashUrl, applicationName: apps.source });
   const erp = postgres("erp", { url: pgCrashUrl, applicationName: apps.target });
@@ -79,7 +102,7 @@ export function pgCrashHub(schema: string) {
     }),
   });
   const target = bind(erp, Item, {
-    table: `${schema}.dst`,
+    table: `${schema}.${table}`,
     key: "id",
     fromCanonical: (item) => ({
       id: item.id,
