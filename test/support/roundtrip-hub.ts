@@ -5,7 +5,8 @@
  * database of `items`).
  *
  * `to-maria`: <schema>.items → MariaDB items (COPY read, LOAD DATA or INSERT write); `to-pg`: back, incrementally by
- * MariaDB's `seen_at`, into <schema>.items_back. Chunks of 2 records.
+ * MariaDB's `seen_at`, into <schema>.items_back. Chunks of 2 records. Bytes travel as base64 in the record (records
+ * are JSON), booleans as booleans (MariaDB's BOOLEAN reads as 0 or 1).
  */
 import { mysql } from "../../src/connectors/mysql/index.ts";
 import { postgres } from "../../src/connectors/postgres/index.ts";
@@ -27,6 +28,11 @@ export const Item = entity("Item", {
       amount: Type.Union([Type.String(), Type.Null()]),
       at: Type.Union([Type.String(), Type.Null()]),
       doc: Type.Unknown(),
+      f: Type.Union([Type.Number(), Type.Null()]),
+      n: Type.Union([Type.String(), Type.Null()]),
+      raw: Type.Union([Type.String(), Type.Null()]),
+      flag: Type.Union([Type.Boolean(), Type.Null()]),
+      day: Type.Union([Type.String(), Type.Null()]),
     },
     { additionalProperties: false },
   ),
@@ -39,8 +45,24 @@ const toItem = (row: Row) => ({
   amount: row.amount as string | null,
   at: row.at as string | null,
   doc: row.doc,
+  f: row.f as number | null,
+  n: row.n as string | null,
+  raw: row.raw === null ? null : Buffer.from(row.raw as Uint8Array).toString("base64"),
+  flag: row.flag === null ? null : Boolean(row.flag),
+  day: row.day as string | null,
 });
-const fromItem = (item: ReturnType<typeof toItem>) => ({ ...item, id: Number(item.id) });
+const fromItem = (item: ReturnType<typeof toItem>) => ({
+  ...item,
+  id: Number(item.id),
+  raw: item.raw === null ? null : Buffer.from(item.raw, "base64"),
+});
+// The PostgreSQL connector sends a string for a json column as JSON text (objects and arrays as their JSON), unlike
+// the MySQL connector, which stores it as a JSON string: a JSON string scalar goes to PostgreSQL as its JSON text, or
+// it would be refused (invalid JSON) or, for a string like "123", land as another JSON value.
+const fromItemToPg = (item: ReturnType<typeof toItem>) => ({
+  ...fromItem(item),
+  doc: typeof item.doc === "string" ? JSON.stringify(item.doc) : item.doc,
+});
 
 const pgSource = postgres("pg-source", { url: pgUrl });
 const pgTarget = postgres("pg-target", { url: pgUrl });
@@ -67,7 +89,7 @@ export default defineHub({
         name: "pg.items_back",
         table: `${pgSchema}.items_back`,
         key: "id",
-        fromCanonical: fromItem,
+        fromCanonical: fromItemToPg,
       }),
       chunkSize: 2,
     }),
