@@ -45,7 +45,8 @@ class BoundedCache<V> {
 
   set(key: string, value: V): this {
     this.#map.delete(key);
-    const owned = ownString(key);
+    // a hub in plain JavaScript may give a cacheKey that is not a string: kept as it is, as DataLoader asks for it
+    const owned = typeof key === "string" ? ownString(key) : key;
     this.#map.set(owned, { key: owned, value });
     if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string);
     return this;

@@ -330,6 +330,31 @@ describe("lookup caches and the texts their keys were cut from", () => {
   });
 });
 
+describe("lookup cache keys", () => {
+  it("a cacheKey that is not a string (a hub in plain JavaScript) still finds what the run's cache keeps", async () => {
+    const crm = sqlite("crm", { file: ":memory:" });
+    let fetched = 0;
+    const score = lookup("score", {
+      system: crm,
+      get: async (id: number) => {
+        fetched++;
+        return id * 2;
+      },
+      // what a JavaScript hub may write: the key itself, a number
+      cacheKey: (id: number) => id as unknown as string,
+    });
+    const runtime = new LookupRuntime({
+      policyOf: (name) => new SystemPolicy(name, {}),
+      clientOf: () => undefined,
+      signal: new AbortController().signal,
+    });
+    assert.equal(await runtime.call(score, 21), 42);
+    assert.equal(await runtime.call(score, 21), 42);
+    assert.equal(fetched, 1);
+    assert.equal(runtime.stats().score?.hits, 1);
+  });
+});
+
 describe("lookups of several chunks at once", () => {
   it("the earliest chunk's calls go first, so it is not held back by the chunks mapped beside it", async () => {
     using tmp = tempDir();
