@@ -28,6 +28,15 @@ export function parameterText(value: unknown): string {
   return String(pgUtils.prepareValue(value));
 }
 
+/**
+ * A number as the server's text: as pg would send it (String), but -0 as "-0", which float8 keeps (String gives "0").
+ * Canonical records are JSON, which has no -0: a record read back from staging (a resumed run's, the distributed
+ * executor's) carries 0.
+ */
+export function numberText(value: number): string {
+  return Object.is(value, -0) ? "-0" : String(value);
+}
+
 export const copyNull = "\\N";
 const special = /[\\\n\r\t]/;
 const specials = /[\\\n\r\t]/g;
@@ -53,8 +62,7 @@ export function encodeField(value: unknown, column: ColumnKind): string {
     case "string":
       return escapeCopy(value);
     case "number":
-      // digits, '-', '.', 'e', '+', NaN, Infinity: nothing to escape; -0 as "-0", which float8 keeps (String gives "0")
-      return Object.is(value, -0) ? "-0" : String(value);
+      return numberText(value); // digits, '-', '.', 'e', '+', NaN, Infinity: nothing to escape
     case "bigint":
       return value.toString();
     case "boolean":

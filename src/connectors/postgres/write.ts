@@ -5,7 +5,7 @@ import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import { batchColumns, quoteIdent, quoteQualified, toParam } from "../sql.ts";
 import type { ItemResult, WriteRequest } from "../types.ts";
-import type { ColumnKind } from "./copy-text.ts";
+import { type ColumnKind, numberText } from "./copy-text.ts";
 import type { PostgresSession, Query } from "./driver.ts";
 import { isDataError, postgresError, sqlState } from "./errors.ts";
 import type { PostgresBindingOptions } from "./options.ts";
@@ -183,8 +183,7 @@ function toPostgres(value: unknown, column: ColumnInfo): unknown {
   if (column.json && typeof value === "object" && !(value instanceof Date) && !(value instanceof Uint8Array))
     return JSON.stringify(value);
   if (column.array && Array.isArray(value)) return value;
-  // as encodeField does: pg would send -0 as "0", and float8 keeps the sign
-  if (Object.is(value, -0)) return "-0";
+  if (typeof value === "number") return numberText(value);
   return toParam(value);
 }
 
