@@ -384,15 +384,28 @@ export class Engine {
     return { ...this.#environment(), store: this.store as PostgresStore };
   }
 
-  /** Distributed: creates the flow's run and queues its extraction, without waiting. */
-  async enqueue(flowName: string, options: { trigger?: string; resend?: boolean } = {}): Promise<RunRecord> {
+  /**
+   * Distributed: queues the flow's run for the workers, without waiting. As `run` does, it continues the flow's
+   * unfinished run (failed or cancelled) unless `fresh` or `resend`, else it creates a new one.
+   */
+  async enqueue(
+    flowName: string,
+    options: { trigger?: string; resend?: boolean; fresh?: boolean } = {},
+  ): Promise<RunRecord> {
     const cluster = this.#cluster;
     if (cluster === undefined)
       throw new FrancaError(ErrorCode.Usage, "enqueue needs the distributed executor (a postgres:// store)");
     const flow = this.flow(flowName);
     this.preflight(flow);
     await this.reapAbandoned();
-    const run = await this.#startRun(flow, options.trigger, options.resend === true);
+    const unfinished =
+      options.fresh === true || options.resend === true ? undefined : await this.store.latestUnfinished(flow.name);
+    if (unfinished !== undefined)
+      this.logger.info({ run: unfinished.id, flow: flow.name }, "continuing the flow's unfinished run");
+    const run =
+      unfinished === undefined
+        ? await this.#startRun(flow, options.trigger, options.resend === true)
+        : await this.store.claimRun(unfinished.id, this.#runOwner, Date.now());
     await cluster.plan(run);
     return run;
   }

@@ -14,6 +14,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { type SimApi, startSimApi } from "../../sim/api.ts";
 import { seededRandom } from "../../sim/random.ts";
+import { ErrorCode } from "../../src/core/errors.ts";
+import { queueOwner } from "../../src/engine/distributed/owner.ts";
 import { queuedChunksAhead } from "../../src/engine/distributed/worker.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
@@ -190,6 +192,31 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
       `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state NOT IN ('completed')`,
     ]);
     assert.equal(queue[0]?.n, 0, "no job left behind: every chunk-stage completed");
+  });
+
+  it("a queued run continues the flow's cancelled run, as franca run does, unless fresh", async (t) => {
+    const rows = 600;
+    const setup = await createSetup(rows, 4, 0);
+    t.after(() => setup.dispose());
+    const cancel = (id: number) =>
+      setup.engine.store.finishRun(
+        id,
+        queueOwner,
+        { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
+        Date.now(),
+      );
+    // no worker yet: the runs wait in the queue
+    const first = await setup.engine.enqueue("items");
+    await cancel(first.id);
+    const fresh = await setup.engine.enqueue("items", { fresh: true });
+    assert.notEqual(fresh.id, first.id, "fresh: a new run");
+    await cancel(fresh.id);
+    const continued = await setup.engine.enqueue("items");
+    assert.equal(continued.id, fresh.id, "the flow's latest unfinished run is continued");
+    assert.equal(continued.status, "running");
+    startWorker(setup, 4);
+    await assertExactlyOnce(setup, await waitForEnd(setup, continued.id), "items", rows);
+    assert.equal((await setup.engine.store.getRun(first.id))?.status, "cancelled", "the older run stays as it was");
   });
 
   it("two flows contending for a system capped at 2 across 3 workers: never more than 2 calls in flight", async (t) => {

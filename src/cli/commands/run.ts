@@ -53,7 +53,7 @@ export async function runCommand(cli: Cli): Promise<number> {
   const { engine } = await cli.open({ longRunning: true, flows: [flow] });
   const resend = cli.values.resend === true;
   if (engine.distributed && cli.values.wait !== true) {
-    const run = await engine.enqueue(flow, { trigger: "cli", resend });
+    const run = await engine.enqueue(flow, { trigger: "cli", resend, fresh: cli.values.fresh === true });
     if (cli.values.json === true) cli.printJson({ run: run.id, flow, status: run.status, queued: true });
     else cli.print(`run ${run.id} of ${flow} queued for the workers · follow it: franca runs show ${run.id}`);
     return 0;
