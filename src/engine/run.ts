@@ -231,6 +231,23 @@ export async function executeRun(
     return staged;
   };
 
+  /**
+   * A chunk's staged canonical records, for its load into `target` planned from the chunk states read at the start;
+   * undefined when they are gone because the chunk was loaded there meanwhile, with no problem, and released: by an
+   * earlier owner of the run that had not noticed yet that this process took it over (its next heartbeat stops it).
+   */
+  const stagedCanonical = async (seq: number, target: string): Promise<CanonicalChunk | undefined> => {
+    const staged = await store.readStaged(run.id, seq, "canonical");
+    if (staged !== undefined) return CanonicalChunk.staged(staged);
+    const now = (await store.chunkStates(run.id)).find((chunk) => chunk.seq === seq);
+    if (now?.loaded[target] === true) {
+      logger.warn({ chunk: seq, target }, "chunk loaded meanwhile by another process: not loaded again");
+      return undefined;
+    }
+    // not loaded, and its records gone: the store lost them (readStaged says so)
+    return CanonicalChunk.staged(await readStaged(seq, "canonical"));
+  };
+
   const guard = async (stage: string, work: () => Promise<void>): Promise<void> => {
     try {
       await work();
@@ -340,7 +357,8 @@ export async function executeRun(
         const next = await channel.receive();
         if (next.done) break;
         const { seq } = next.value;
-        const chunk = next.value.chunk ?? CanonicalChunk.staged(await readStaged(seq, "canonical"));
+        const chunk = next.value.chunk ?? (await stagedCanonical(seq, name));
+        if (chunk === undefined) continue;
         const lock = locks.register(chunk.keys);
         while (running.size >= flow.loadConcurrency) await Promise.race(running);
         const task: Promise<void> = lock.ready
