@@ -214,6 +214,11 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const continued = await setup.engine.enqueue("items");
     assert.equal(continued.id, fresh.id, "the flow's latest unfinished run is continued");
     assert.equal(continued.status, "running");
+    // its extraction job, queued before the cancel and still waiting, is not queued a second time
+    const extractions = await sql([
+      `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE name = 'franca.extract' AND data->>'run' = '${continued.id}'`,
+    ]);
+    assert.equal(extractions[0]?.n, 1);
     startWorker(setup, 4);
     await assertExactlyOnce(setup, await waitForEnd(setup, continued.id), "items", rows);
     assert.equal((await setup.engine.store.getRun(first.id))?.status, "cancelled", "the older run stays as it was");

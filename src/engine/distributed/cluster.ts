@@ -16,7 +16,7 @@ import { chunkDone } from "../cursor.ts";
 import { type ConcurrencyGate, localConcurrencyGate, nestedGates, type RateGate } from "../gates.ts";
 import type { RunEnvironment } from "../run.ts";
 import { advisoryConcurrencyGate, LockSession, lockSpace, tableRateGate } from "./gates.ts";
-import { jobKey, queues, startQueue } from "./queue.ts";
+import { jobKey, liveJobs, queues, startQueue } from "./queue.ts";
 import { DistributedWorker } from "./worker.ts";
 
 export const workerInstanceName = "franca-worker";
@@ -78,12 +78,15 @@ export class Cluster {
 
   /**
    * Enqueues what a run still has to do, from its chunk states: extraction (if not done), the transform of chunks not
-   * transformed, the loads not done, or its finish. Jobs carry singleton keys: planning twice queues nothing twice.
+   * transformed, the loads not done, or its finish; except what a job queued, retrying or running does already (a run
+   * continued while jobs of its earlier execution are still live): planning twice queues nothing twice.
    */
   async plan(run: RunRecord): Promise<void> {
     const chunks = await this.#store.chunkStates(run.id);
-    const send = (name: string, data: object, key: string) =>
-      this.boss.send(name, data, { singletonKey: key } as never);
+    const live = await liveJobs(this.boss, this.#store.schema, run.id);
+    const send = async (name: string, data: object, key: string) => {
+      if (!live.has(`${name}:${key}`)) await this.boss.send(name, data, { singletonKey: key } as never);
+    };
     if (!run.extractDone) await send(queues.extract, { run: run.id }, jobKey.extract({ run: run.id }));
     for (const chunk of chunks) {
       if (!chunk.transformed) {

@@ -30,7 +30,7 @@ export interface FinishJob {
   run: number;
 }
 
-/** A job's singleton key: re-planning a run never queues the same chunk-stage twice. */
+/** A job's key (pg-boss's singleton key): re-planning a run skips the chunk-stages whose job is live (liveJobs). */
 export const jobKey = {
   extract: (job: ExtractJob) => `${job.run}`,
   transform: (job: TransformJob) => `${job.run}:${job.seq}`,
@@ -60,6 +60,20 @@ export async function queuedChunkJobs(boss: PgBoss, storeSchema: string, runId: 
     [[queues.transform, queues.load], String(runId)],
   );
   return Number((rows[0] as { n?: number } | undefined)?.n ?? 0);
+}
+
+/**
+ * The chunk-stages of a run whose job is queued, retrying or running (`<queue name>:<singleton key>`): planning the run
+ * again must not queue them twice. pg-boss's standard queues keep every job sent, singleton key or not (a second
+ * extraction of a run beside the first would fail it on the chunks both record).
+ */
+export async function liveJobs(boss: PgBoss, storeSchema: string, runId: number): Promise<Set<string>> {
+  const { rows } = await boss.getDb().executeSql(
+    `SELECT name, singleton_key AS key FROM "${storeSchema}_queue".job
+        WHERE name = ANY($1::text[]) AND state < 'completed' AND data->>'run' = $2`,
+    [[queues.extract, queues.transform, queues.load, queues.finish], String(runId)],
+  );
+  return new Set((rows as { name: string; key: string | null }[]).map((row) => `${row.name}:${row.key ?? ""}`));
 }
 
 export async function startQueue(url: string, storeSchema: string, settings: QueueSettings = {}): Promise<PgBoss> {
