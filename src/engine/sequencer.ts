@@ -14,6 +14,8 @@ export class Sequencer<T> {
   #next: number;
   readonly #waiting = new Map<number, { item: T; done: () => void; failed: (error: unknown) => void }>();
   #draining = false;
+  /** Set by abort: every later offer is refused at once (nothing would ever hand it on). */
+  #aborted: { error: unknown } | undefined;
 
   constructor(expectedBelow: readonly number[], openFrom: number, emit: (seq: number, item: T) => Promise<void>) {
     this.#prefix = [...expectedBelow].filter((seq) => seq < openFrom).sort((a, b) => a - b);
@@ -31,6 +33,7 @@ export class Sequencer<T> {
   }
 
   offer(seq: number, item: T): Promise<void> {
+    if (this.#aborted !== undefined) return Promise.reject(this.#aborted.error);
     return new Promise<void>((done, failed) => {
       this.#waiting.set(seq, { item, done, failed });
       void this.#drain();
@@ -57,8 +60,9 @@ export class Sequencer<T> {
     }
   }
 
-  /** Rejects every chunk still waiting (the run is stopping). */
+  /** Rejects every chunk still waiting, and every chunk offered later (the run is stopping). */
   abort(error: unknown): void {
+    this.#aborted = { error };
     for (const entry of this.#waiting.values()) entry.failed(error);
     this.#waiting.clear();
   }

@@ -174,6 +174,21 @@ describe("engine building blocks", () => {
     assert.deepEqual(out, [1, 3, 5, 6]);
   });
 
+  it("a sequencer that was aborted refuses the chunks offered later, rather than holding them forever", async () => {
+    const out: number[] = [];
+    const sequencer = new Sequencer<string>([], 0, async (seq) => {
+      out.push(seq);
+    });
+    // chunk 0 never comes (its transform failed): chunk 1 waits for it, until the run stops
+    const waiting = sequencer.offer(1, "b");
+    const stop = new Error("the run stopped");
+    sequencer.abort(stop);
+    await assert.rejects(waiting, stop);
+    // a chunk transformed meanwhile by another worker, offered after the stop
+    await assert.rejects(sequencer.offer(2, "c"), stop);
+    assert.deepEqual(out, []);
+  });
+
   it("key locks order chunks that share a key and let others through", async () => {
     const locks = new KeyLocks();
     const first = locks.register(["a", "b"]);
