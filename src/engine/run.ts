@@ -232,6 +232,23 @@ export async function executeRun(
   };
 
   /**
+   * A chunk's staged source rows, for its transform planned from the chunk states read at the start; undefined when
+   * they are gone because the chunk was transformed meanwhile (then loaded and released) by an earlier owner of the
+   * run that had not noticed yet that this process took it over.
+   */
+  const stagedExtracted = async (seq: number): Promise<string | undefined> => {
+    const staged = await store.readStaged(run.id, seq, "extracted");
+    if (staged !== undefined) return staged;
+    const now = (await store.chunkStates(run.id)).find((chunk) => chunk.seq === seq);
+    if (now?.transformed === true) {
+      logger.warn({ chunk: seq }, "chunk transformed meanwhile by another process: not transformed again");
+      return undefined;
+    }
+    // not transformed, and its rows gone: the store lost them (readStaged says so)
+    return readStaged(seq, "extracted");
+  };
+
+  /**
    * A chunk's staged canonical records, for its load into `target` planned from the chunk states read at the start;
    * undefined when they are gone because the chunk was loaded there meanwhile, with no problem, and released: by an
    * earlier owner of the run that had not noticed yet that this process took it over (its next heartbeat stops it).
@@ -329,9 +346,16 @@ export async function executeRun(
           if (next.done) return;
           const { seq } = next.value;
           // a resumed run's chunk, read back: decoded rows go to the threads as their staged text, like fresh ones
-          const data =
-            next.value.data ??
-            stagedForTransform(await readStaged(seq, "extracted"), recordsOf.get(seq), remote !== undefined);
+          let data = next.value.data;
+          if (data === undefined) {
+            const staged = await stagedExtracted(seq);
+            if (staged === undefined) {
+              // transformed meanwhile by another process: each target's load takes it from its canonical records
+              await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, undefined)));
+              continue;
+            }
+            data = stagedForTransform(staged, recordsOf.get(seq), remote !== undefined);
+          }
           const { chunk, problems } = await transformAndStage(ctx, seq, data, remote);
           if (problems === 0 && sequencers.size > 0) cleanLoadsLeft.set(seq, sequencers.size);
           // the chunk's source text is staged and transformed: its bytes are freed (the engine owns a read's bytes)

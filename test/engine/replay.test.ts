@@ -310,55 +310,62 @@ describe("replay", () => {
     }
   });
 
-  it("a resumed run whose chunk another process loaded and released after it planned skips that chunk", async () => {
-    using tmp = tempDir();
-    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 480 });
-    const target = createClientsTarget(join(tmp.dir, "erp.db"));
-    const store = await openStore(tmp.dir);
-    const cancel = new AbortController();
-    // The first run is cancelled once chunk 20's load is recorded: chunks 0 to 15 were released, their segment removed.
-    let stale = false;
-    let readBack: string | undefined = "not read";
-    const watched = new Proxy(store, {
-      get(real, property) {
-        if (property === "saveLoad")
-          return async (...args: Parameters<typeof store.saveLoad>) => {
-            await real.saveLoad(...args);
-            if (args[1] === 20) cancel.abort();
-          };
-        // The resume plans from a view in which chunk 3 was not loaded yet: as if another process (the run's earlier
-        // owner) loaded it, and released it, after this one read the chunks' states.
-        if (property === "chunkStates")
-          return async (runId: number) => {
-            const states = await real.chunkStates(runId);
-            return stale ? states.map((chunk) => (chunk.seq === 3 ? { ...chunk, loaded: {} } : chunk)) : states;
-          };
-        if (property === "readStaged")
-          return async (runId: number, seq: number, stage: "extracted" | "canonical") => {
-            const staged = await real.readStaged(runId, seq, stage);
-            if (seq === 3 && stage === "canonical") {
-              stale = false;
-              readBack = staged;
-            }
-            return staged;
-          };
-        const value = Reflect.get(real, property, real);
-        return typeof value === "function" ? value.bind(real) : value;
-      },
-    });
-    try {
-      const hub = repairingHub(tmp.dir, { on: false }, { chunkSize: 10 });
-      await using engine = await Engine.open({ hub, baseDir: tmp.dir, store: watched });
-      const first = await engine.run("customers", { signal: cancel.signal });
-      assert.equal(first.run.status, "cancelled");
-      stale = true;
-      const resumed = await engine.resume(first.run.id);
-      assert.equal(readBack, undefined, "chunk 3's load was tried and its records were gone");
-      assert.equal(resumed.run.status, "succeeded", JSON.stringify(resumed.run.error));
-      assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 480);
-      assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 480);
-    } finally {
-      await store.close();
+  it("a resumed run whose chunk another process transformed or loaded, and released, after it planned skips that chunk", async () => {
+    // the resume planned chunk 3's transform (then its load), or only its load
+    for (const planned of ["extracted", "canonical"] as const) {
+      using tmp = tempDir();
+      createCustomerSource(join(tmp.dir, "crm.db"), { rows: 480 });
+      const target = createClientsTarget(join(tmp.dir, "erp.db"));
+      const store = await openStore(tmp.dir);
+      const cancel = new AbortController();
+      // The first run is cancelled once chunk 20's load is recorded: chunks 0 to 15 were released, their segment
+      // removed.
+      let stale = false;
+      let readBack: string | undefined = "not read";
+      const watched = new Proxy(store, {
+        get(real, property) {
+          if (property === "saveLoad")
+            return async (...args: Parameters<typeof store.saveLoad>) => {
+              await real.saveLoad(...args);
+              if (args[1] === 20) cancel.abort();
+            };
+          // The resume plans from a view in which chunk 3 was not transformed, or not loaded, yet: as if another
+          // process (the run's earlier owner) did that, and released it, after this one read the chunks' states.
+          if (property === "chunkStates")
+            return async (runId: number) => {
+              const states = await real.chunkStates(runId);
+              if (!stale) return states;
+              return states.map((chunk) =>
+                chunk.seq !== 3 ? chunk : { ...chunk, loaded: {}, transformed: planned === "canonical" },
+              );
+            };
+          if (property === "readStaged")
+            return async (runId: number, seq: number, stage: "extracted" | "canonical") => {
+              const staged = await real.readStaged(runId, seq, stage);
+              if (seq === 3 && stage === planned) {
+                stale = false;
+                readBack = staged;
+              }
+              return staged;
+            };
+          const value = Reflect.get(real, property, real);
+          return typeof value === "function" ? value.bind(real) : value;
+        },
+      });
+      try {
+        const hub = repairingHub(tmp.dir, { on: false }, { chunkSize: 10 });
+        await using engine = await Engine.open({ hub, baseDir: tmp.dir, store: watched });
+        const first = await engine.run("customers", { signal: cancel.signal });
+        assert.equal(first.run.status, "cancelled");
+        stale = true;
+        const resumed = await engine.resume(first.run.id);
+        assert.equal(readBack, undefined, `chunk 3's ${planned} records were asked for, and were gone`);
+        assert.equal(resumed.run.status, "succeeded", JSON.stringify(resumed.run.error));
+        assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 480);
+        assert.equal(count(target, "SELECT count(*) AS n FROM clients"), 480);
+      } finally {
+        await store.close();
+      }
     }
   });
 
