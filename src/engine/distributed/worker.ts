@@ -377,7 +377,10 @@ export class DistributedWorker {
     });
   }
 
-  /** After a commit: when the run has nothing left to do, its finish job is sent (once: one job per run). */
+  /**
+   * After a commit: when the run has nothing left to do, its finish job is sent. Two loads that end together may both
+   * send one (pg-boss's standard queues keep both): the finish records the same end twice, or finds the run ended.
+   */
   async #checkFinish(id: number, targets: readonly string[]): Promise<void> {
     if (!(await this.#store.runComplete(id, targets))) return;
     await this.#boss.send(queues.finish, { run: id }, { singletonKey: jobKey.finish({ run: id }) } as never);
