@@ -11,6 +11,7 @@ import { defineHub } from "../../src/core/hub.ts";
 import { lookup } from "../../src/core/lookup.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { openStore as openHubStore } from "../../src/store/open.ts";
+import type { Store } from "../../src/store/types.ts";
 import {
   Customer,
   createClientsTarget,
@@ -24,6 +25,30 @@ import {
 
 const count = (db: { prepare(sql: string): { get(): unknown } }, sql: string) =>
   (db.prepare(sql).get() as { n: number }).n;
+
+/**
+ * The real store, watched: `replace` gives some of its methods in place of its own (with the real store to call);
+ * `cancelAfterLoad` cancels the run (`cancel`) just after the load of that chunk is recorded, before the engine goes on.
+ */
+function watched(
+  real: Store,
+  cancel: AbortController,
+  cancelAfterLoad: number,
+  replace: Partial<Record<keyof Store, (...args: never[]) => unknown>> = {},
+): Store {
+  const saveLoad = async (...args: Parameters<Store["saveLoad"]>) => {
+    await real.saveLoad(...args);
+    if (args[1] === cancelAfterLoad) cancel.abort();
+  };
+  return new Proxy(real, {
+    get(target, property) {
+      const own = property === "saveLoad" ? saveLoad : replace[property as keyof Store];
+      if (own !== undefined) return own;
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
 
 /**
  * crm.customers → erp.clients over two SQLite files in `dir`, with a mapping that repairs the broken emails once
@@ -266,27 +291,19 @@ describe("replay", () => {
     const store = await openStore(tmp.dir);
     const cancel = new AbortController();
     const released: { seq: number; afterCancel: boolean }[] = [];
-    // The real store, watched: the run is cancelled just after chunk 15's load is recorded (the last chunk of the
-    // first segment file), before the engine would release it.
-    const watched = new Proxy(store, {
-      get(real, property) {
-        if (property === "saveLoad")
-          return async (...args: Parameters<typeof store.saveLoad>) => {
-            await real.saveLoad(...args);
-            if (args[1] === 15) cancel.abort();
-          };
-        if (property === "releaseStaged")
-          return async (runId: number, seq: number) => {
-            released.push({ seq, afterCancel: cancel.signal.aborted });
-            await real.releaseStaged(runId, seq);
-          };
-        const value = Reflect.get(real, property, real);
-        return typeof value === "function" ? value.bind(real) : value;
-      },
-    });
+    // cancelled just after chunk 15's load is recorded (the last chunk of the first segment file), before the engine
+    // would release it
+    const releaseStaged = async (runId: number, seq: number) => {
+      released.push({ seq, afterCancel: cancel.signal.aborted });
+      await store.releaseStaged(runId, seq);
+    };
     try {
       const hub = repairingHub(tmp.dir, { on: false }, { chunkSize: 10 });
-      await using engine = await Engine.open({ hub, baseDir: tmp.dir, store: watched });
+      await using engine = await Engine.open({
+        hub,
+        baseDir: tmp.dir,
+        store: watched(store, cancel, 15, { releaseStaged }),
+      });
       const first = await engine.run("customers", { signal: cancel.signal });
       assert.equal(first.run.status, "cancelled");
       assert.ok(
@@ -318,43 +335,34 @@ describe("replay", () => {
       const target = createClientsTarget(join(tmp.dir, "erp.db"));
       const store = await openStore(tmp.dir);
       const cancel = new AbortController();
-      // The first run is cancelled once chunk 20's load is recorded: chunks 0 to 15 were released, their segment
-      // removed.
       let stale = false;
       let readBack: string | undefined = "not read";
-      const watched = new Proxy(store, {
-        get(real, property) {
-          if (property === "saveLoad")
-            return async (...args: Parameters<typeof store.saveLoad>) => {
-              await real.saveLoad(...args);
-              if (args[1] === 20) cancel.abort();
-            };
-          // The resume plans from a view in which chunk 3 was not transformed, or not loaded, yet: as if another
-          // process (the run's earlier owner) did that, and released it, after this one read the chunks' states.
-          if (property === "chunkStates")
-            return async (runId: number) => {
-              const states = await real.chunkStates(runId);
-              if (!stale) return states;
-              return states.map((chunk) =>
-                chunk.seq !== 3 ? chunk : { ...chunk, loaded: {}, transformed: planned === "canonical" },
-              );
-            };
-          if (property === "readStaged")
-            return async (runId: number, seq: number, stage: "extracted" | "canonical") => {
-              const staged = await real.readStaged(runId, seq, stage);
-              if (seq === 3 && stage === planned) {
-                stale = false;
-                readBack = staged;
-              }
-              return staged;
-            };
-          const value = Reflect.get(real, property, real);
-          return typeof value === "function" ? value.bind(real) : value;
-        },
-      });
+      // The resume plans from a view in which chunk 3 was not transformed, or not loaded, yet: as if another process
+      // (the run's earlier owner) did that, and released it, after this one read the chunks' states.
+      const chunkStates = async (runId: number) => {
+        const states = await store.chunkStates(runId);
+        if (!stale) return states;
+        return states.map((chunk) =>
+          chunk.seq !== 3 ? chunk : { ...chunk, loaded: {}, transformed: planned === "canonical" },
+        );
+      };
+      const readStaged = async (runId: number, seq: number, stage: "extracted" | "canonical") => {
+        const staged = await store.readStaged(runId, seq, stage);
+        if (seq === 3 && stage === planned) {
+          stale = false;
+          readBack = staged;
+        }
+        return staged;
+      };
       try {
         const hub = repairingHub(tmp.dir, { on: false }, { chunkSize: 10 });
-        await using engine = await Engine.open({ hub, baseDir: tmp.dir, store: watched });
+        // the first run is cancelled once chunk 20's load is recorded: chunks 0 to 15 were released, their segment
+        // removed
+        await using engine = await Engine.open({
+          hub,
+          baseDir: tmp.dir,
+          store: watched(store, cancel, 20, { chunkStates, readStaged }),
+        });
         const first = await engine.run("customers", { signal: cancel.signal });
         assert.equal(first.run.status, "cancelled");
         stale = true;
