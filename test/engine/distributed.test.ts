@@ -224,6 +224,39 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     assert.equal((await setup.engine.store.getRun(first.id))?.status, "cancelled", "the older run stays as it was");
   });
 
+  it("a cancel reaches the jobs in flight: the run's extraction stops within a heartbeat, not at the source's end", async (t) => {
+    // loads slow (one call at a time, 200 ms each): the extraction runs only as far ahead of them as they take
+    const rows = 200_000;
+    const setup = await createSetup(rows, 1, 200);
+    t.after(() => setup.dispose());
+    startWorker(setup, 1);
+    const run = await setup.engine.enqueue("items");
+    const deadline = Date.now() + 60_000;
+    while (((await setup.engine.store.counts(run.id)).targets["api-items"]?.loaded ?? 0) === 0) {
+      assert.ok(Date.now() < deadline, "no chunk loaded within 60 s");
+      await sleep(100);
+    }
+    await setup.engine.store.finishRun(
+      run.id,
+      queueOwner,
+      { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
+      Date.now(),
+    );
+    // Once the run's jobs have ended: the cancelled run's other jobs skip at once, so without the stop its extraction
+    // would read the whole source (2,000 chunks) at full speed.
+    for (;;) {
+      const [live] = await sql([
+        `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE data->>'run' = '${run.id}' AND state = 'active'`,
+      ]);
+      if (live?.n === 0) break;
+      assert.ok(Date.now() < deadline + 60_000, "the run's jobs still run two minutes on");
+      await sleep(100);
+    }
+    const { extracted } = await setup.engine.store.counts(run.id);
+    assert.ok(extracted < rows / 2, `the extraction went on to ${extracted} of ${rows} rows after the cancel`);
+    assert.equal((await setup.engine.store.getRun(run.id))?.status, "cancelled");
+  });
+
   it("two flows contending for a system capped at 2 across 3 workers: never more than 2 calls in flight", async (t) => {
     const rows = 2_000;
     const setup = await createSetup(rows, 2, 40);

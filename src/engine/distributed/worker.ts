@@ -147,16 +147,28 @@ export class DistributedWorker {
       state.control.abort(new FrancaError(ErrorCode.RunCancelled, "the worker is stopping"));
   }
 
-  /** Runs that have a job here record that they are alive; contexts of runs idle here for a minute are let go. */
+  /**
+   * Runs that have a job here record that they are alive; contexts of runs idle here for a minute are let go. A run
+   * that has ended meanwhile (cancelled, or failed by a job elsewhere) has its jobs here stopped now rather than at
+   * their end (an extraction would otherwise read on to the source's end); a later job of it, the run continued, gets
+   * a context of its own.
+   */
   async #beat(): Promise<void> {
     const now = Date.now();
     for (const [id, state] of this.#runs) {
       if (state.active > 0) {
-        await this.#store
-          .heartbeat(id, queueOwner, now)
-          .catch((error: unknown) =>
-            this.#log.warn({ run: id, err: toFrancaError(error).message }, "heartbeat failed"),
-          );
+        const owned = await this.#store.heartbeat(id, queueOwner, now).catch((error: unknown) => {
+          this.#log.warn({ run: id, err: toFrancaError(error).message }, "heartbeat failed");
+          return true;
+        });
+        if (!owned) {
+          // not a run marked abandoned (a worker's registry entry read as stale): its jobs here go on, and take it up
+          const run = await this.#store.getRun(id).catch(() => undefined);
+          if (run !== undefined && run.status !== "running" && run.error?.code !== ErrorCode.RunAbandoned) {
+            this.#stopJobs(id, run.status);
+            this.#runs.delete(id);
+          }
+        }
       } else if (now - state.lastUsed > 60_000) {
         this.#runs.delete(id);
       }
@@ -185,6 +197,11 @@ export class DistributedWorker {
         throw error;
       }
       if (this.#stopped && error.code === ErrorCode.RunCancelled) throw error; // handed back: another worker takes it
+      if (error.code === ErrorCode.RunCancelled || (await this.#ended(job.data.run))) {
+        // stopped by #beat, or failed after its run had ended: the job completes (a continued run plans it again)
+        this.#log.info({ run: job.data.run, job: job.name, err: error.message }, "job stopped: its run ended");
+        return;
+      }
       this.#log.error({ run: job.data.run, job: job.name, err: error.toJSON() }, "job failed; the run stops");
       await this.#failRun(job.data.run, error);
     } finally {
@@ -197,6 +214,23 @@ export class DistributedWorker {
     }
   }
 
+  /** Stops the jobs of a run that ended elsewhere (cancelled, or failed by a job of another worker) that run here. */
+  #stopJobs(id: number, status: string): void {
+    const state = this.#runs.get(id);
+    if (state === undefined || state.control.signal.aborted) return;
+    state.control.abort(new FrancaError(ErrorCode.RunCancelled, `run ${id} ended (${status}): its jobs here stop`));
+  }
+
+  /** Whether the run has ended (false when that cannot be told: the failure is then the run's, as before). */
+  async #ended(id: number): Promise<boolean> {
+    try {
+      const run = await this.#store.getRun(id);
+      return run !== undefined && run.status !== "running";
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * The run a job belongs to, ready to work on, or undefined when its jobs are to be skipped (ended, cancelled). A
    * run abandoned while no worker was alive is taken up again.
@@ -206,6 +240,8 @@ export class DistributedWorker {
     if (run === undefined) return undefined;
     if (run.status !== "running") {
       if (run.status !== "failed" || run.error?.code !== ErrorCode.RunAbandoned) {
+        // its jobs still running here stop too (an extraction would otherwise read on to the source's end)
+        this.#stopJobs(id, run.status);
         this.#runs.delete(id);
         return undefined;
       }
