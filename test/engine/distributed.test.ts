@@ -257,6 +257,29 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     assert.equal((await setup.engine.store.getRun(run.id))?.status, "cancelled");
   });
 
+  it("a run cancelled while its jobs run and continued at once ends with every record exactly once", async (t) => {
+    const rows = 3_000;
+    const setup = await createSetup(rows, 4, 20);
+    t.after(() => setup.dispose());
+    startWorker(setup, 4);
+    const run = await setup.engine.enqueue("items");
+    const deadline = Date.now() + 60_000;
+    while ((await setup.engine.store.counts(run.id)).extracted === 0) {
+      assert.ok(Date.now() < deadline, "nothing extracted within 60 s");
+      await sleep(20);
+    }
+    await setup.engine.store.finishRun(
+      run.id,
+      queueOwner,
+      { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
+      Date.now(),
+    );
+    // the worker stops the cancelled run's jobs in flight while the run is continued: none of them may be lost
+    const continued = await setup.engine.enqueue("items");
+    assert.equal(continued.id, run.id);
+    await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
+  });
+
   it("two flows contending for a system capped at 2 across 3 workers: never more than 2 calls in flight", async (t) => {
     const rows = 2_000;
     const setup = await createSetup(rows, 2, 40);

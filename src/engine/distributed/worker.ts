@@ -79,6 +79,8 @@ export class DistributedWorker {
   readonly #store: PostgresStore;
   readonly #boss: PgBoss;
   readonly #runs = new Map<number, RunState>();
+  /** The run state each job in flight counts itself in (`active`): the one it got, whatever #runs holds by its end. */
+  readonly #jobStates = new Map<string, RunState>();
   readonly #log: Logger;
   #heartbeat: NodeJS.Timeout | undefined;
   #inFlight = 0;
@@ -161,13 +163,10 @@ export class DistributedWorker {
           this.#log.warn({ run: id, err: toFrancaError(error).message }, "heartbeat failed");
           return true;
         });
-        if (!owned) {
-          // not a run marked abandoned (a worker's registry entry read as stale): its jobs here go on, and take it up
-          const run = await this.#store.getRun(id).catch(() => undefined);
-          if (run !== undefined && run.status !== "running" && run.error?.code !== ErrorCode.RunAbandoned) {
-            this.#stopJobs(id, run.status);
-            this.#runs.delete(id);
-          }
+        // not a run marked abandoned (a worker's registry entry read as stale): its jobs here go on, and take it up
+        if (!owned && (await this.#ended(id))) {
+          this.#stopJobs(id, "ended");
+          this.#runs.delete(id);
         }
       } else if (now - state.lastUsed > 60_000) {
         this.#runs.delete(id);
@@ -198,7 +197,10 @@ export class DistributedWorker {
       }
       if (this.#stopped && error.code === ErrorCode.RunCancelled) throw error; // handed back: another worker takes it
       if (error.code === ErrorCode.RunCancelled || (await this.#ended(job.data.run))) {
-        // stopped by #beat, or failed after its run had ended: the job completes (a continued run plans it again)
+        // Stopped because its run ended, or failed after that: the job completes, in a transaction that keeps the run
+        // from being continued meanwhile. A run continued already gets the job again: pg-boss retries it, and a
+        // plan of the continued run, which found it live, queued it no second time.
+        if (!(await this.#completeIfEnded(job))) throw error;
         this.#log.info({ run: job.data.run, job: job.name, err: error.message }, "job stopped: its run ended");
         return;
       }
@@ -206,7 +208,8 @@ export class DistributedWorker {
       await this.#failRun(job.data.run, error);
     } finally {
       this.#inFlight--;
-      const state = this.#runs.get(job.data.run);
+      const state = this.#jobStates.get(job.id);
+      this.#jobStates.delete(job.id);
       if (state !== undefined) {
         state.active--;
         state.lastUsed = Date.now();
@@ -221,21 +224,28 @@ export class DistributedWorker {
     state.control.abort(new FrancaError(ErrorCode.RunCancelled, `run ${id} ended (${status}): its jobs here stop`));
   }
 
-  /** Whether the run has ended (false when that cannot be told: the failure is then the run's, as before). */
+  /**
+   * Whether the run has ended for good (not running, not failed as abandoned); false when that cannot be told: the
+   * failure is then the run's, as before.
+   */
   async #ended(id: number): Promise<boolean> {
-    try {
-      const run = await this.#store.getRun(id);
-      return run !== undefined && run.status !== "running";
-    } catch {
-      return false;
-    }
+    return this.#store.runEnded(id).catch(() => false);
+  }
+
+  /** Completes a job of a run that has ended for good, checked in the same transaction; false when it has not. */
+  async #completeIfEnded<T extends { run: number }>(job: Job<T>): Promise<boolean> {
+    return this.#store.withTransaction(async (tx) => {
+      if (!(await tx.runEnded(job.data.run))) return false;
+      await this.#boss.complete(job.name, job.id, null, { db: tx } as never);
+      return true;
+    });
   }
 
   /**
    * The run a job belongs to, ready to work on, or undefined when its jobs are to be skipped (ended, cancelled). A
    * run abandoned while no worker was alive is taken up again.
    */
-  async #runState(id: number): Promise<RunState | undefined> {
+  async #runState(id: number, jobId: string): Promise<RunState | undefined> {
     let run = await this.#store.getRun(id);
     if (run === undefined) return undefined;
     if (run.status !== "running") {
@@ -253,7 +263,7 @@ export class DistributedWorker {
       }
     }
     let state = this.#runs.get(id);
-    if (state === undefined || state.run.status !== "running") {
+    if (state === undefined || state.run.status !== "running" || state.control.signal.aborted) {
       const flow = this.#options.hub.flows.get(run.flow);
       if (flow === undefined)
         throw new FrancaError(
@@ -272,6 +282,7 @@ export class DistributedWorker {
     }
     state.active++;
     state.lastUsed = Date.now();
+    this.#jobStates.set(jobId, state);
     return state;
   }
 
@@ -286,7 +297,7 @@ export class DistributedWorker {
   }
 
   async #extract(job: Job<ExtractJob>): Promise<void> {
-    const state = await this.#runState(job.data.run);
+    const state = await this.#runState(job.data.run, job.id);
     if (state === undefined) return;
     const { run, ctx } = state;
     const fresh = await this.#store.getRun(run.id);
@@ -343,7 +354,7 @@ export class DistributedWorker {
   }
 
   async #transform(job: Job<TransformJob>): Promise<void> {
-    const state = await this.#runState(job.data.run);
+    const state = await this.#runState(job.data.run, job.id);
     if (state === undefined) return;
     const { run, ctx } = state;
     const { seq } = job.data;
@@ -374,7 +385,7 @@ export class DistributedWorker {
   }
 
   async #load(job: Job<LoadJob>): Promise<void> {
-    const state = await this.#runState(job.data.run);
+    const state = await this.#runState(job.data.run, job.id);
     if (state === undefined) return;
     const { run, ctx } = state;
     const { seq, target } = job.data;
@@ -423,7 +434,7 @@ export class DistributedWorker {
   }
 
   async #finish(job: Job<FinishJob>): Promise<void> {
-    const state = await this.#runState(job.data.run);
+    const state = await this.#runState(job.data.run, job.id);
     if (state === undefined) return;
     const { run, flow, ctx } = state;
     const fresh = (await this.#store.getRun(run.id)) as RunRecord;

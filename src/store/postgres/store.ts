@@ -795,6 +795,20 @@ export class PostgresStore implements Store {
   }
 
   /**
+   * Whether a run has ended for good: not running, and not failed as abandoned (which a worker takes up again). In a
+   * transaction (`withTransaction`) the run's row stays locked against a claim (claimRun locks it FOR UPDATE) until the
+   * transaction ends, so that what is done there on the strength of the answer cannot race a continuation of the run.
+   */
+  async runEnded(runId: number): Promise<boolean> {
+    const [row] = await this.#rows<{ ended: boolean }>(
+      `SELECT status <> 'running' AND NOT (status = 'failed' AND coalesce(error::jsonb ->> 'code', '') = $2) AS ended
+         FROM ${this.#s}.runs WHERE id = $1 FOR SHARE`,
+      [runId, ErrorCode.RunAbandoned],
+    );
+    return row?.ended === true;
+  }
+
+  /**
    * Whether a running run has nothing left to do (extraction done, every chunk transformed and loaded without failure
    * into every target), in one statement that stops at the first chunk still open.
    */
