@@ -70,6 +70,23 @@ export interface WorkerOptions {
   logger: Logger;
 }
 
+/** One attempt of a job: pg-boss may hand a job whose heartbeat lapsed to this process again, as its next attempt. */
+const attemptOf = (job: Job<unknown>): string => `${job.id}:${(job as { retryCount?: number }).retryCount ?? 0}`;
+
+/** A job's key (`jobKey`), from its queue's name and its data. */
+function keyOf(queue: string, data: unknown): string {
+  switch (queue) {
+    case queues.extract:
+      return jobKey.extract(data as ExtractJob);
+    case queues.transform:
+      return jobKey.transform(data as TransformJob);
+    case queues.load:
+      return jobKey.load(data as LoadJob);
+    default:
+      return jobKey.finish(data as FinishJob);
+  }
+}
+
 /** Chunk jobs of a run that may wait for a worker before its extraction waits too. */
 export const queuedChunksAhead = 4;
 
@@ -200,16 +217,19 @@ export class DistributedWorker {
         // Stopped because its run ended, or failed after that: the job completes, in a transaction that keeps the run
         // from being continued meanwhile. A run continued already gets the job again: pg-boss retries it, and a
         // plan of the continued run, which found it live, queued it no second time.
-        if (!(await this.#completeIfEnded(job))) throw error;
-        this.#log.info({ run: job.data.run, job: job.name, err: error.message }, "job stopped: its run ended");
+        const ended = await this.#completeStopped(job);
+        this.#log.info(
+          { run: job.data.run, job: job.name, err: error.message },
+          ended ? "job stopped: its run ended" : "job stopped, and sent again: its run was continued",
+        );
         return;
       }
       this.#log.error({ run: job.data.run, job: job.name, err: error.toJSON() }, "job failed; the run stops");
       await this.#failRun(job.data.run, error);
     } finally {
       this.#inFlight--;
-      const state = this.#jobStates.get(job.id);
-      this.#jobStates.delete(job.id);
+      const state = this.#jobStates.get(attemptOf(job));
+      this.#jobStates.delete(attemptOf(job));
       if (state !== undefined) {
         state.active--;
         state.lastUsed = Date.now();
@@ -232,12 +252,18 @@ export class DistributedWorker {
     return this.#store.runEnded(id).catch(() => false);
   }
 
-  /** Completes a job of a run that has ended for good, checked in the same transaction; false when it has not. */
-  async #completeIfEnded<T extends { run: number }>(job: Job<T>): Promise<boolean> {
+  /**
+   * Completes a job stopped because its run ended, in a transaction that reads the run's row locked against a claim:
+   * when the run was continued meanwhile (a plan that found this job live did not queue it again), the job is sent
+   * again in the same transaction, fresh (no retry counted, no backoff). Returns whether the run was still ended.
+   */
+  async #completeStopped<T extends { run: number }>(job: Job<T>): Promise<boolean> {
     return this.#store.withTransaction(async (tx) => {
-      if (!(await tx.runEnded(job.data.run))) return false;
+      const ended = await tx.runEnded(job.data.run);
       await this.#boss.complete(job.name, job.id, null, { db: tx } as never);
-      return true;
+      if (!ended)
+        await this.#boss.send(job.name, job.data, { db: tx, singletonKey: keyOf(job.name, job.data) } as never);
+      return ended;
     });
   }
 
@@ -245,22 +271,24 @@ export class DistributedWorker {
    * The run a job belongs to, ready to work on, or undefined when its jobs are to be skipped (ended, cancelled). A
    * run abandoned while no worker was alive is taken up again.
    */
-  async #runState(id: number, jobId: string): Promise<RunState | undefined> {
+  async #runState(id: number, attempt: string): Promise<RunState | undefined> {
     let run = await this.#store.getRun(id);
     if (run === undefined) return undefined;
-    if (run.status !== "running") {
-      if (run.status !== "failed" || run.error?.code !== ErrorCode.RunAbandoned) {
-        // its jobs still running here stop too (an extraction would otherwise read on to the source's end)
-        this.#stopJobs(id, run.status);
-        this.#runs.delete(id);
-        return undefined;
-      }
+    if (run.status === "failed" && run.error?.code === ErrorCode.RunAbandoned) {
       try {
         run = await this.#store.claimRun(id, queueOwner, Date.now());
         this.#log.info({ run: id }, "continuing a run abandoned while no worker was alive");
       } catch {
-        return undefined; // taken up by another worker meanwhile, or superseded
+        // taken up by another worker meanwhile (then running), or superseded
+        run = (await this.#store.getRun(id)) ?? run;
       }
+    }
+    if (run.status !== "running") {
+      // Its jobs still running here stop too (an extraction would otherwise read on to the source's end). This one
+      // ends as they do (#handle): completed while the run is still ended, else retried for the run continued.
+      this.#stopJobs(id, run.status);
+      this.#runs.delete(id);
+      throw new FrancaError(ErrorCode.RunCancelled, `run ${id} has ended (${run.status})`);
     }
     let state = this.#runs.get(id);
     if (state === undefined || state.run.status !== "running" || state.control.signal.aborted) {
@@ -282,7 +310,7 @@ export class DistributedWorker {
     }
     state.active++;
     state.lastUsed = Date.now();
-    this.#jobStates.set(jobId, state);
+    this.#jobStates.set(attempt, state);
     return state;
   }
 
@@ -297,7 +325,7 @@ export class DistributedWorker {
   }
 
   async #extract(job: Job<ExtractJob>): Promise<void> {
-    const state = await this.#runState(job.data.run, job.id);
+    const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
     const { run, ctx } = state;
     const fresh = await this.#store.getRun(run.id);
@@ -354,7 +382,7 @@ export class DistributedWorker {
   }
 
   async #transform(job: Job<TransformJob>): Promise<void> {
-    const state = await this.#runState(job.data.run, job.id);
+    const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
     const { run, ctx } = state;
     const { seq } = job.data;
@@ -385,7 +413,7 @@ export class DistributedWorker {
   }
 
   async #load(job: Job<LoadJob>): Promise<void> {
-    const state = await this.#runState(job.data.run, job.id);
+    const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
     const { run, ctx } = state;
     const { seq, target } = job.data;
@@ -434,7 +462,7 @@ export class DistributedWorker {
   }
 
   async #finish(job: Job<FinishJob>): Promise<void> {
-    const state = await this.#runState(job.data.run, job.id);
+    const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
     const { run, flow, ctx } = state;
     const fresh = (await this.#store.getRun(run.id)) as RunRecord;
