@@ -120,6 +120,16 @@ function startWorker(setup: Setup, jobs: number): Worker {
   return worker;
 }
 
+/** Cancels a run as a cancelled `franca run --wait` does (Engine#execute): it ends `cancelled`, resumable. */
+function cancelRun(setup: Setup, id: number): Promise<void> {
+  return setup.engine.store.finishRun(
+    id,
+    queueOwner,
+    { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
+    Date.now(),
+  );
+}
+
 async function waitForEnd(setup: Setup, id: number, limitMs = 120_000): Promise<RunRecord> {
   const deadline = Date.now() + limitMs;
   for (;;) {
@@ -198,19 +208,12 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const rows = 600;
     const setup = await createSetup(rows, 4, 0);
     t.after(() => setup.dispose());
-    const cancel = (id: number) =>
-      setup.engine.store.finishRun(
-        id,
-        queueOwner,
-        { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
-        Date.now(),
-      );
     // no worker yet: the runs wait in the queue
     const first = await setup.engine.enqueue("items");
-    await cancel(first.id);
+    await cancelRun(setup, first.id);
     const fresh = await setup.engine.enqueue("items", { fresh: true });
     assert.notEqual(fresh.id, first.id, "fresh: a new run");
-    await cancel(fresh.id);
+    await cancelRun(setup, fresh.id);
     const continued = await setup.engine.enqueue("items");
     assert.equal(continued.id, fresh.id, "the flow's latest unfinished run is continued");
     assert.equal(continued.status, "running");
@@ -236,12 +239,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
       assert.ok(Date.now() < deadline, "no chunk loaded within 60 s");
       await sleep(100);
     }
-    await setup.engine.store.finishRun(
-      run.id,
-      queueOwner,
-      { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
-      Date.now(),
-    );
+    await cancelRun(setup, run.id);
     // Once the run's jobs have ended: the cancelled run's other jobs skip at once, so without the stop its extraction
     // would read the whole source (2,000 chunks) at full speed.
     for (;;) {
@@ -268,12 +266,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
       assert.ok(Date.now() < deadline, "nothing extracted within 60 s");
       await sleep(20);
     }
-    await setup.engine.store.finishRun(
-      run.id,
-      queueOwner,
-      { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
-      Date.now(),
-    );
+    await cancelRun(setup, run.id);
     // the worker stops the cancelled run's jobs in flight while the run is continued: none of them may be lost
     const continued = await setup.engine.enqueue("items");
     assert.equal(continued.id, run.id);
