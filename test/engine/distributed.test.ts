@@ -120,6 +120,15 @@ function startWorker(setup: Setup, jobs: number): Worker {
   return worker;
 }
 
+/** Waits (polling every `everyMs`) until `done` says so; fails naming `what` after 60 s. */
+async function waitUntil(what: string, done: () => Promise<boolean>, everyMs = 100): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await done())) {
+    assert.ok(Date.now() < deadline, `not within 60 s: ${what}`);
+    await sleep(everyMs);
+  }
+}
+
 /** Cancels a run as a cancelled `franca run --wait` does (Engine#execute): it ends `cancelled`, resumable. */
 function cancelRun(setup: Setup, id: number): Promise<void> {
   return setup.engine.store.finishRun(
@@ -234,22 +243,19 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     t.after(() => setup.dispose());
     startWorker(setup, 1);
     const run = await setup.engine.enqueue("items");
-    const deadline = Date.now() + 60_000;
-    while (((await setup.engine.store.counts(run.id)).targets["api-items"]?.loaded ?? 0) === 0) {
-      assert.ok(Date.now() < deadline, "no chunk loaded within 60 s");
-      await sleep(100);
-    }
+    await waitUntil(
+      "a chunk loaded",
+      async () => ((await setup.engine.store.counts(run.id)).targets["api-items"]?.loaded ?? 0) > 0,
+    );
     await cancelRun(setup, run.id);
     // Once the run's jobs have ended: the cancelled run's other jobs skip at once, so without the stop its extraction
     // would read the whole source (2,000 chunks) at full speed.
-    for (;;) {
+    await waitUntil("the run's jobs ended", async () => {
       const [live] = await sql([
         `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE data->>'run' = '${run.id}' AND state = 'active'`,
       ]);
-      if (live?.n === 0) break;
-      assert.ok(Date.now() < deadline + 60_000, "the run's jobs still run two minutes on");
-      await sleep(100);
-    }
+      return live?.n === 0;
+    });
     const { extracted } = await setup.engine.store.counts(run.id);
     assert.ok(extracted < rows / 2, `the extraction went on to ${extracted} of ${rows} rows after the cancel`);
     assert.equal((await setup.engine.store.getRun(run.id))?.status, "cancelled");
@@ -261,11 +267,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     t.after(() => setup.dispose());
     startWorker(setup, 4);
     const run = await setup.engine.enqueue("items");
-    const deadline = Date.now() + 60_000;
-    while ((await setup.engine.store.counts(run.id)).extracted === 0) {
-      assert.ok(Date.now() < deadline, "nothing extracted within 60 s");
-      await sleep(20);
-    }
+    await waitUntil("a chunk extracted", async () => (await setup.engine.store.counts(run.id)).extracted > 0, 20);
     await cancelRun(setup, run.id);
     // the worker stops the cancelled run's jobs in flight while the run is continued: none of them may be lost
     const continued = await setup.engine.enqueue("items");
