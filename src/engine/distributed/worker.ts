@@ -215,8 +215,8 @@ export class DistributedWorker {
       if (this.#stopped && error.code === ErrorCode.RunCancelled) throw error; // handed back: another worker takes it
       if (error.code === ErrorCode.RunCancelled || (await this.#ended(job.data.run))) {
         // Stopped because its run ended, or failed after that: the job completes, in a transaction that keeps the run
-        // from being continued meanwhile. A run continued already gets the job again: pg-boss retries it, and a
-        // plan of the continued run, which found it live, queued it no second time.
+        // from being continued meanwhile. A run continued already gets the job sent again there (a plan of the
+        // continued run, which found it live, queued it no second time).
         const ended = await this.#completeStopped(job);
         this.#log.info(
           { run: job.data.run, job: job.name, err: error.message },
@@ -268,8 +268,8 @@ export class DistributedWorker {
   }
 
   /**
-   * The run a job belongs to, ready to work on, or undefined when its jobs are to be skipped (ended, cancelled). A
-   * run abandoned while no worker was alive is taken up again.
+   * The run a job belongs to, ready to work on (undefined when there is no such run). A run abandoned while no worker
+   * was alive is taken up again; a run that has ended throws RUN_CANCELLED, which #handle completes the job for.
    */
   async #runState(id: number, attempt: string): Promise<RunState | undefined> {
     let run = await this.#store.getRun(id);
@@ -285,7 +285,7 @@ export class DistributedWorker {
     }
     if (run.status !== "running") {
       // Its jobs still running here stop too (an extraction would otherwise read on to the source's end). This one
-      // ends as they do (#handle): completed while the run is still ended, else retried for the run continued.
+      // ends as they do (#handle): completed while the run is still ended, else sent again for the run continued.
       this.#stopJobs(id, run.status);
       this.#runs.delete(id);
       throw new FrancaError(ErrorCode.RunCancelled, `run ${id} has ended (${run.status})`);
