@@ -240,14 +240,18 @@ export class Engine {
     const flow = this.flow(flowName);
     this.preflight(flow);
     await this.reapAbandoned();
-    if (options.fresh !== true && options.resend !== true) {
-      const unfinished = await this.store.latestUnfinished(flow.name);
-      if (unfinished !== undefined) {
-        this.logger.info({ run: unfinished.id, flow: flow.name }, "continuing the flow's unfinished run");
-        return this.#resume(flow, unfinished, options);
-      }
-    }
+    const unfinished = await this.#unfinished(flow, options);
+    if (unfinished !== undefined) return this.#resume(flow, unfinished, options);
     return this.#execute(flow, await this.#startRun(flow, options.trigger, options.resend === true), options);
+  }
+
+  /** The flow's unfinished run (failed or cancelled), which a start continues, unless `fresh` or `resend`. */
+  async #unfinished(flow: Flow, options: { fresh?: boolean; resend?: boolean }): Promise<RunRecord | undefined> {
+    if (options.fresh === true || options.resend === true) return undefined;
+    const unfinished = await this.store.latestUnfinished(flow.name);
+    if (unfinished !== undefined)
+      this.logger.info({ run: unfinished.id, flow: flow.name }, "continuing the flow's unfinished run");
+    return unfinished;
   }
 
   /**
@@ -398,10 +402,7 @@ export class Engine {
     const flow = this.flow(flowName);
     this.preflight(flow);
     await this.reapAbandoned();
-    const unfinished =
-      options.fresh === true || options.resend === true ? undefined : await this.store.latestUnfinished(flow.name);
-    if (unfinished !== undefined)
-      this.logger.info({ run: unfinished.id, flow: flow.name }, "continuing the flow's unfinished run");
+    const unfinished = await this.#unfinished(flow, options);
     const run =
       unfinished === undefined
         ? await this.#startRun(flow, options.trigger, options.resend === true)
