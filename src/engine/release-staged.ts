@@ -21,3 +21,19 @@ export async function releaseQuietly(
     );
   }
 }
+
+/**
+ * A chunk's staged output (`staged`, as the store returned it), read for work planned on the chunk; undefined when it
+ * is gone because that work was done meanwhile by another execution (an earlier owner of the run that had not
+ * noticed yet that it lost it, a duplicate of a job), which then released the chunk: `doneNow` reads whether the work
+ * is done by now. Gone with the work not done, the store lost it: `lost()` is thrown. Both executors read through here.
+ */
+export async function stagedUnlessDone(
+  staged: string | undefined,
+  doneNow: () => Promise<boolean>,
+  lost: () => Error,
+): Promise<string | undefined> {
+  if (staged !== undefined) return staged;
+  if (await doneNow()) return undefined;
+  throw lost();
+}

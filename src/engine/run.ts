@@ -21,7 +21,7 @@ import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
 import type { LookupRuntime } from "./lookups.ts";
 import { AttemptsError, type SystemPolicy } from "./policy.ts";
-import { releaseQuietly } from "./release-staged.ts";
+import { releaseQuietly, stagedUnlessDone } from "./release-staged.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
 import { encodeSourceRows, forThreads, rowCount, stagedForTransform } from "./source-rows.ts";
@@ -223,46 +223,26 @@ export async function executeRun(
     channels.push(sequencer);
   }
 
-  /** A chunk's staged output, for a chunk this run recorded: missing means the store lost it. */
-  const readStaged = async (seq: number, stage: "extracted" | "canonical"): Promise<string> => {
-    const staged = await store.readStaged(run.id, seq, stage);
-    if (staged === undefined)
-      throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged ${stage} output`);
+  /**
+   * A chunk's staged output, for its transform or a load planned from the chunk states read at the start; undefined
+   * when that was done meanwhile and the chunk released (`done`, of the chunk's state now), by an earlier owner of the
+   * run that had not noticed yet that this process took it over (its next heartbeat stops it).
+   */
+  const stagedUnlessDoneElsewhere = async (
+    seq: number,
+    stage: "extracted" | "canonical",
+    done: (chunk: ChunkState) => boolean,
+  ): Promise<string | undefined> => {
+    const staged = await stagedUnlessDone(
+      await store.readStaged(run.id, seq, stage),
+      async () => {
+        const now = (await store.chunkStates(run.id)).find((chunk) => chunk.seq === seq);
+        return now !== undefined && done(now);
+      },
+      () => new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged ${stage} output`),
+    );
+    if (staged === undefined) logger.warn({ chunk: seq, stage }, "chunk done meanwhile by another process: not again");
     return staged;
-  };
-
-  /**
-   * A chunk's staged source rows, for its transform planned from the chunk states read at the start; undefined when
-   * they are gone because the chunk was transformed meanwhile (then loaded and released) by an earlier owner of the
-   * run that had not noticed yet that this process took it over.
-   */
-  const stagedExtracted = async (seq: number): Promise<string | undefined> => {
-    const staged = await store.readStaged(run.id, seq, "extracted");
-    if (staged !== undefined) return staged;
-    const now = (await store.chunkStates(run.id)).find((chunk) => chunk.seq === seq);
-    if (now?.transformed === true) {
-      logger.warn({ chunk: seq }, "chunk transformed meanwhile by another process: not transformed again");
-      return undefined;
-    }
-    // not transformed, and its rows gone: the store lost them (readStaged says so)
-    return readStaged(seq, "extracted");
-  };
-
-  /**
-   * A chunk's staged canonical records, for its load into `target` planned from the chunk states read at the start;
-   * undefined when they are gone because the chunk was loaded there meanwhile, with no problem, and released: by an
-   * earlier owner of the run that had not noticed yet that this process took it over (its next heartbeat stops it).
-   */
-  const stagedCanonical = async (seq: number, target: string): Promise<CanonicalChunk | undefined> => {
-    const staged = await store.readStaged(run.id, seq, "canonical");
-    if (staged !== undefined) return CanonicalChunk.staged(staged);
-    const now = (await store.chunkStates(run.id)).find((chunk) => chunk.seq === seq);
-    if (now?.loaded[target] === true) {
-      logger.warn({ chunk: seq, target }, "chunk loaded meanwhile by another process: not loaded again");
-      return undefined;
-    }
-    // not loaded, and its records gone: the store lost them (readStaged says so)
-    return CanonicalChunk.staged(await readStaged(seq, "canonical"));
   };
 
   const guard = async (stage: string, work: () => Promise<void>): Promise<void> => {
@@ -348,7 +328,7 @@ export async function executeRun(
           // a resumed run's chunk, read back: decoded rows go to the threads as their staged text, like fresh ones
           let data = next.value.data;
           if (data === undefined) {
-            const staged = await stagedExtracted(seq);
+            const staged = await stagedUnlessDoneElsewhere(seq, "extracted", (chunk) => chunk.transformed);
             if (staged === undefined) {
               // transformed meanwhile by another process: each target's load takes it from its canonical records
               await Promise.all([...sequencers.values()].map((sequencer) => sequencer.offer(seq, undefined)));
@@ -381,8 +361,12 @@ export async function executeRun(
         const next = await channel.receive();
         if (next.done) break;
         const { seq } = next.value;
-        const chunk = next.value.chunk ?? (await stagedCanonical(seq, name));
-        if (chunk === undefined) continue;
+        let chunk = next.value.chunk;
+        if (chunk === undefined) {
+          const staged = await stagedUnlessDoneElsewhere(seq, "canonical", (state) => state.loaded[name] === true);
+          if (staged === undefined) continue;
+          chunk = CanonicalChunk.staged(staged);
+        }
         const lock = locks.register(chunk.keys);
         while (running.size >= flow.loadConcurrency) await Promise.race(running);
         const task: Promise<void> = lock.ready

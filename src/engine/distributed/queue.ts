@@ -38,6 +38,20 @@ export const jobKey = {
   finish: (job: FinishJob) => `${job.run}`,
 };
 
+/** A job's key, from its queue's name and its data (a job sent again as it came). */
+export function jobKeyOf(queue: string, data: unknown): string {
+  switch (queue) {
+    case queues.extract:
+      return jobKey.extract(data as ExtractJob);
+    case queues.transform:
+      return jobKey.transform(data as TransformJob);
+    case queues.load:
+      return jobKey.load(data as LoadJob);
+    default:
+      return jobKey.finish(data as FinishJob);
+  }
+}
+
 export interface QueueSettings {
   /** Seconds without a heartbeat after which a job held by a dead worker is given to another. Default 10 (pg-boss's least). */
   heartbeatSeconds?: number;

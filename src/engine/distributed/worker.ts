@@ -26,7 +26,7 @@ import { extract } from "../extract.ts";
 import { chargeBudget, writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
 import { AttemptsError } from "../policy.ts";
-import { releaseQuietly } from "../release-staged.ts";
+import { releaseQuietly, stagedUnlessDone } from "../release-staged.ts";
 import { finishRecord, type RunEnvironment } from "../run.ts";
 import { createRunContext } from "../run-context.ts";
 import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
@@ -36,6 +36,7 @@ import {
   type ExtractJob,
   type FinishJob,
   jobKey,
+  jobKeyOf,
   type LoadJob,
   queuedChunkJobs,
   queues,
@@ -72,20 +73,6 @@ export interface WorkerOptions {
 
 /** One attempt of a job: pg-boss may hand a job whose heartbeat lapsed to this process again, as its next attempt. */
 const attemptOf = (job: Job<unknown>): string => `${job.id}:${(job as { retryCount?: number }).retryCount ?? 0}`;
-
-/** A job's key (`jobKey`), from its queue's name and its data. */
-function keyOf(queue: string, data: unknown): string {
-  switch (queue) {
-    case queues.extract:
-      return jobKey.extract(data as ExtractJob);
-    case queues.transform:
-      return jobKey.transform(data as TransformJob);
-    case queues.load:
-      return jobKey.load(data as LoadJob);
-    default:
-      return jobKey.finish(data as FinishJob);
-  }
-}
 
 /** Chunk jobs of a run that may wait for a worker before its extraction waits too. */
 export const queuedChunksAhead = 4;
@@ -262,7 +249,7 @@ export class DistributedWorker {
       const ended = await tx.runEnded(job.data.run);
       await this.#boss.complete(job.name, job.id, null, { db: tx } as never);
       if (!ended)
-        await this.#boss.send(job.name, job.data, { db: tx, singletonKey: keyOf(job.name, job.data) } as never);
+        await this.#boss.send(job.name, job.data, { db: tx, singletonKey: jobKeyOf(job.name, job.data) } as never);
       return ended;
     });
   }
@@ -388,12 +375,13 @@ export class DistributedWorker {
     const { seq } = job.data;
     const chunk = await this.#store.chunkState(run.id, seq);
     if (chunk === undefined || chunk.transformed) return; // done by an earlier attempt (its loads were sent with it)
-    const staged = await this.#store.readStaged(run.id, seq, "extracted");
-    if (staged === undefined) {
-      // another execution of this job (one pg-boss took for lost) transformed and loaded it meanwhile, and released it
-      if ((await this.#store.chunkState(run.id, seq))?.transformed === true) return;
-      throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged rows`);
-    }
+    // gone when another execution of this job (one pg-boss took for lost) transformed, loaded and released it meanwhile
+    const staged = await stagedUnlessDone(
+      await this.#store.readStaged(run.id, seq, "extracted"),
+      async () => (await this.#store.chunkState(run.id, seq))?.transformed === true,
+      () => new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no staged rows`),
+    );
+    if (staged === undefined) return;
     const {
       chunk: transformed,
       staged: canonical,
@@ -419,12 +407,13 @@ export class DistributedWorker {
     const { seq, target } = job.data;
     const chunk = await this.#store.chunkState(run.id, seq);
     if (chunk === undefined || !chunk.transformed || chunk.loaded[target] === true) return;
-    const staged = await this.#store.readStaged(run.id, seq, "canonical");
-    if (staged === undefined) {
-      // another execution of this job (one pg-boss took for lost) loaded it meanwhile, and released it
-      if ((await this.#store.chunkState(run.id, seq))?.loaded[target] === true) return;
-      throw new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`);
-    }
+    // gone when another execution of this job (one pg-boss took for lost) loaded and released it meanwhile
+    const staged = await stagedUnlessDone(
+      await this.#store.readStaged(run.id, seq, "canonical"),
+      async () => (await this.#store.chunkState(run.id, seq))?.loaded[target] === true,
+      () => new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`),
+    );
+    if (staged === undefined) return;
     const written = await writeChunk(ctx, this.#endpoint(state, target), seq, CanonicalChunk.staged(staged));
     if (written.systemFailure !== undefined) {
       // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff
