@@ -230,6 +230,13 @@ export interface Driver extends DriverContract {
    */
   prepare?(rows: readonly Row[], request: PrepareRequest): unknown;
   /**
+   * Joins what `prepare` returned for consecutive runs of rows of one chunk (a transform thread prepares a chunk a
+   * piece at a time) into what it would have returned for all of them; undefined when they do not join (prepared for
+   * different columns, say): the engine then has the chunk's rows encoded where they are written. Pure. A driver
+   * with `prepare` but without `join` has its chunks prepared whole.
+   */
+  join?(parts: readonly unknown[]): unknown;
+  /**
    * Checks that need the local machine but not the network (a file's directory exists, a URL parses). Run before
    * anything is written; `franca check` adds a health call.
    */

@@ -56,9 +56,15 @@ export async function mapChunk(
  * key, in whichever pieces, the later wins.
  */
 export class ChunkMapper {
+  /** The outcome so far: every record since the last `takeRecords`, every problem. */
   readonly mapped: MappedChunk = { records: [], problems: [] };
   /** Some mapping so far returned a promise (it called a lookup, or did other asynchronous work). */
   waited = false;
+  /**
+   * A record's key repeated the key of a record already taken (`takeRecords`): the later should have replaced it,
+   * which it cannot once taken. The caller maps the chunk again whole.
+   */
+  repeatedTaken = false;
   readonly #binding: Binding;
   readonly #compiled: CompiledEntity;
   readonly #mapContext: MapContext;
@@ -67,6 +73,8 @@ export class ChunkMapper {
   readonly #indexOfKey = new Map<string, number>();
   /** Rows mapped so far: the index of the next piece's first row in the chunk. */
   #offset = 0;
+  /** Records taken so far (`takeRecords`): the chunk index of `mapped.records[0]`. */
+  #taken = 0;
 
   constructor(binding: Binding, compiled: CompiledEntity, mapContext: MapContext, seq: number) {
     this.#binding = binding;
@@ -178,11 +186,24 @@ export class ChunkMapper {
       if (cursorField !== undefined) record.cursor = row[cursorField];
       const earlier = indexOfKey.get(key);
       if (earlier === undefined) {
-        indexOfKey.set(key, records.length);
+        indexOfKey.set(key, this.#taken + records.length);
         records.push(record);
+      } else if (earlier >= this.#taken) {
+        records[earlier - this.#taken] = record;
       } else {
-        records[earlier] = record;
+        this.repeatedTaken = true;
       }
     }
+  }
+
+  /**
+   * The records mapped since the last call, handed over and no longer kept here (a transform thread streams a chunk:
+   * map-pieces.ts). Their indexes in the chunk follow on from the last call's.
+   */
+  takeRecords(): CanonicalRecord[] {
+    const taken = this.mapped.records;
+    this.mapped.records = [];
+    this.#taken += taken.length;
+    return taken;
   }
 }

@@ -20,6 +20,7 @@ export async function mapPieces(
   driver: Pick<Driver, "decode" | "cut">,
   source: { encoding: string; text: string | Uint8Array },
   rows: number,
+  onPiece?: () => void | Promise<void>,
 ): Promise<void> {
   const decode = driver.decode as NonNullable<Driver["decode"]>;
   let rest: string | Uint8Array = source.text;
@@ -35,22 +36,28 @@ export async function mapPieces(
       }
     }
     await mapper.add(decode(source.encoding, piece));
+    await onPiece?.();
     rest = after;
   }
 }
 
 /**
  * A chunk's source rows mapped with `mapper`: source text in pieces (above) unless `whole` (its flow's mappings were
- * seen to wait) or its driver cannot cut it; decoded rows, and their staged text, whole.
+ * seen to wait) or its driver cannot cut it; decoded rows, and their staged text, whole. `onPiece` runs after each
+ * piece is mapped (once, when the chunk is one piece).
  */
-export function mapSource(
+export async function mapSource(
   mapper: ChunkMapper,
   driver: Driver,
   system: string,
   data: SourceRows,
   whole: boolean,
+  onPiece?: () => void | Promise<void>,
 ): Promise<void> {
-  if ("rows" in data || data.encoding === stagedRowsEncoding || driver.decode === undefined)
-    return mapper.add(rowsOf(data, driver, system));
-  return mapPieces(mapper, driver, data, whole ? 0 : pieceRows);
+  if ("rows" in data || data.encoding === stagedRowsEncoding || driver.decode === undefined) {
+    await mapper.add(rowsOf(data, driver, system));
+    await onPiece?.();
+    return;
+  }
+  await mapPieces(mapper, driver, data, whole ? 0 : pieceRows, onPiece);
 }

@@ -494,6 +494,43 @@ describe("postgres: prepared writes", () => {
     ]);
   });
 
+  it("joins rows prepared in pieces into what preparing them at once gives, and not pieces of other columns", () => {
+    const target: TargetDescription = {
+      table: "t",
+      columns: [
+        { name: "id", type: "int4", kind: "t" },
+        { name: "doc", type: "jsonb", kind: "j" },
+        { name: "a", type: "text", kind: "t" },
+      ],
+    };
+    const request = { options: { table: "t" }, key: ["id", "a"], target };
+    const rows: Row[] = [
+      { id: 1, doc: { n: "é\\" }, a: "x" },
+      { id: 2, doc: [], a: undefined }, // an own undefined: no gap
+      { id: 3, doc: null, a: "z\t" },
+      { id: 4, doc: { n: 4n }, a: "y" }, // refused
+      { id: 5, doc: {} }, // lacks a
+      { id: 6, doc: 6, a: "v" },
+    ];
+    const whole = prepare(rows, request) as CopyRows;
+    const pieces = [rows.slice(0, 2), rows.slice(2, 3), rows.slice(3)].map((piece) => prepare(piece, request));
+    const joined = postgresDriver.join?.(pieces) as CopyRows;
+    assert.deepEqual(joined, whole);
+    assert.deepEqual(
+      joined.refused.map(([index]) => index),
+      [3],
+    );
+    assert.deepEqual(joined.gaps, [[4, [2]]]);
+    assert.equal(joined.bytes.byteLength, joined.bytes.buffer.byteLength); // a buffer of its own: transferable
+    assert.equal(postgresDriver.join?.([pieces[0]]), pieces[0]);
+    // a piece whose rows lack a column the others have, or have them in another order, was prepared for other
+    // columns: no join
+    const lacking = prepare([{ id: 7, a: "u" }], request);
+    assert.equal(postgresDriver.join?.([...pieces, lacking]), undefined);
+    assert.equal(postgresDriver.join?.([...pieces, prepare([{ id: 8, a: "t", doc: 8 }], request)]), undefined);
+    assert.equal(postgresDriver.join?.([pieces[0], prepare(rows.slice(2), { ...request, key: ["id"] })]), undefined);
+  });
+
   it("writes the columns of the items' rows: prepared rows with more columns are set aside", async () => {
     const [prepared, plain] = await twins("gaps", "id int PRIMARY KEY, a text, b text DEFAULT 'default'");
     const target = await describeTarget(connection, prepared);

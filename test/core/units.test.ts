@@ -12,7 +12,7 @@ import { advancedCursor } from "../../src/engine/cursor.ts";
 import { FailureBudget } from "../../src/engine/failure-budget.ts";
 import { KeyLocks } from "../../src/engine/key-locks.ts";
 import { Sequencer } from "../../src/engine/sequencer.ts";
-import { decodeCanonical, encodeCanonical } from "../../src/engine/staging.ts";
+import { CanonicalStager, decodeCanonical, encodeCanonical } from "../../src/engine/staging.ts";
 
 const invoiceProperties = {
   region: Type.String(),
@@ -119,6 +119,16 @@ describe("engine building blocks", () => {
     const again = encodeCanonical(records);
     assert.deepEqual(decodeCanonical(staged), own);
     assert.deepEqual(decodeCanonical(Buffer.from(again).toString("utf8")), decodeCanonical(encodeCanonical(records)));
+    // staged a piece at a time (a transform thread streams a chunk): the same text as all at once
+    const stager = new CanonicalStager();
+    stager.add(records.slice(0, 1));
+    stager.add([]);
+    stager.add(records.slice(1));
+    assert.deepEqual(Buffer.from(stager.bytes()), Buffer.from(encodeCanonical(records)));
+    assert.deepEqual(stager.columns, { keys: ['["EU",1]', 'k"2'], hashes: ["h1", "h2"], sourceIds: ["1", "2"] });
+    // a text staged by an earlier version (the columns before the payloads) reads the same
+    const earlier = `{"keys":["7","k\\"8"],"hashes":["h7","h8"],"sources":null,"cursors":null,"payloads":[{"c":7},{}]}`;
+    assert.deepEqual(decodeCanonical(earlier), own);
   });
 
   it("advances the cursor only over the unbroken prefix of done chunks", () => {

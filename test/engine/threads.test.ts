@@ -229,6 +229,31 @@ describe("transform threads", () => {
     assert.deepEqual(keys(inline), emptyNames.map(String));
   });
 
+  it("a chunk whose later piece repeats keys of an earlier one: transformed whole on the thread, the later row winning", async () => {
+    const { threaded, onThreads, inline, onMain } = await bothWays("repeats");
+    assert.equal(threaded.threaded, rows);
+    assert.deepEqual(onThreads, onMain);
+    assert.equal(onThreads.dst.length, 130);
+    // every key's row is its last source row's: key 91 is ids 90, 220, … 1000's
+    const last = onThreads.dst.find((row) => (row as { id: string }).id === "91") as { tag: string };
+    assert.equal(last.tag, "1000");
+    assert.deepEqual(threaded.loaded, inline.loaded);
+    assert.deepEqual(threaded.problems, inline.problems);
+  });
+
+  it("a chunk whose pieces' rows were prepared for different columns: its rows encoded where they are written, landing alike", async () => {
+    const { threaded, onThreads, inline, onMain } = await bothWays("gaps");
+    assert.equal(threaded.threaded, rows);
+    // the tag is the record's place in its run of mapping calls, which differs (see above)
+    const untagged = (rows: unknown[]) => rows.map((row) => ({ ...(row as object), tag: undefined }));
+    assert.deepEqual(untagged(onThreads.dst), untagged(onMain.dst));
+    const doc = (id: string) =>
+      (onThreads.dst.find((row) => (row as { id: string }).id === id) as { doc: unknown }).doc;
+    assert.equal(doc("400"), null);
+    assert.match(String(doc("451")), /^\{"i": 451, /);
+    assert.deepEqual(threaded.loaded, inline.loaded);
+  });
+
   it("decoded rows (a source read without COPY): sent to the threads as their staged text, the same outcome as on the engine's thread", async () => {
     const { threaded, onThreads, inline, onMain } = await bothWays("decoded");
     assert.equal(threaded.threaded, rows);

@@ -13,6 +13,9 @@
  * run of mapping calls made one after another without a pause (`callRun`): up to a piece's rows on a thread, a
  * chunk's on the engine's thread. `waits`: the same with an asynchronous mapping that calls a lookup, whose chunks
  * a thread maps whole once it has seen that.
+ * `repeats`: like `pieces`, but keys repeat every 130 rows, so that a later piece of a chunk repeats keys of an earlier
+ * one (a thread then transforms the chunk whole: the later row wins). `gaps`: like `pieces`, to `gappy`, whose rows of
+ * ids 351–450 lack a field: that chunk's pieces are prepared for different columns, which do not join.
  * `decoded`: the same source read without COPY (`copy: false`: decoded rows, with a bytea column), to dst and audit;
  * its chunks reach a thread as their staged text (JSON, the bytea tagged), and `tag` is the bytea in base64, so a value
  * that did not come back a Buffer shows in the target.
@@ -164,6 +167,17 @@ const plain = bind(crm, Item, {
   name: "plain",
   toCanonical: (row) => ({ ...fieldsOf(row), region: `region ${Number(row.id) % 5}`, tag: String(callRun()) }),
 });
+/** Keys repeat every 130 rows, so that a chunk's later piece repeats keys of an earlier piece (the later row wins). */
+const repeats = bind(crm, Item, {
+  ...read,
+  name: "repeats",
+  toCanonical: (row) => ({
+    ...fieldsOf(row),
+    id: String((Number(row.id) % 130) + 1),
+    region: "r",
+    tag: String(row.id),
+  }),
+});
 const waits = bind(crm, Item, {
   ...read,
   name: "waits",
@@ -209,6 +223,18 @@ const dst = bind(erp, Item, {
   }),
 });
 
+/** dst, but the rows of ids 351–450 have no `doc` field: a chunk's pieces are prepared for different columns. */
+const gappy = bind(erp, Item, {
+  name: "gappy",
+  table: `${schema}.dst`,
+  key: "id",
+  fromCanonical: (item) => {
+    const { updatedAt, doc, ...rest } = item;
+    const n = Number(item.id);
+    return { ...rest, updated_at: updatedAt, lineage: "gappy", ...(n > 350 && n <= 450 ? {} : { doc }) };
+  },
+});
+
 const audit = bind(erp, Item, {
   name: "audit",
   table: `${schema}.audit`,
@@ -231,5 +257,7 @@ export default defineHub({
     flow("pieces", { from: plain, to: dst, chunkSize: 250 }),
     flow("decoded", { from: decoded, to: [dst, audit], chunkSize: 100 }),
     flow("waits", { from: waits, to: dst, chunkSize: 250 }),
+    flow("repeats", { from: repeats, to: dst, chunkSize: 250 }),
+    flow("gaps", { from: plain, to: gappy, chunkSize: 250 }),
   ],
 });

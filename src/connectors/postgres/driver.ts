@@ -10,7 +10,7 @@ import { cutCopy, decodeCopy } from "./copy-text.ts";
 import { postgresError, sqlState } from "./errors.ts";
 import { PostgresBindingOptions, PostgresSystemOptions } from "./options.ts";
 import { exactTypes } from "./parsers.ts";
-import { prepareCopy } from "./prepare.ts";
+import { joinCopyRows, prepareCopy } from "./prepare.ts";
 import { readPostgres } from "./read.ts";
 import { readPostgresCopy, readPostgresCopyEncoded } from "./read-copy.ts";
 import { type ColumnCache, columnCache, describeTarget, writePostgres } from "./write.ts";
@@ -247,4 +247,5 @@ export const postgresDriver: Driver = {
   decode: decodeCopy,
   cut: cutCopy,
   prepare: prepareCopy,
+  join: joinCopyRows,
 };

@@ -170,3 +170,55 @@ export function prepareCopy(rows: readonly Row[], request: PrepareRequest): Copy
   const codes = columns.map((column) => described.get(column) ?? "?").join("");
   return encodeCopyRows(rows, table, request.key, columns, codes);
 }
+
+/** Whether two prepared parts were encoded alike: for one table and key, the same columns as the same kinds. */
+function sameShape(a: CopyRows, b: CopyRows): boolean {
+  return (
+    a.format === b.format &&
+    a.table === b.table &&
+    a.kinds === b.kinds &&
+    a.key.length === b.key.length &&
+    a.key.every((column, k) => column === b.key[k]) &&
+    a.columns.length === b.columns.length &&
+    a.columns.every((column, c) => column === b.columns[c])
+  );
+}
+
+/**
+ * `postgresDriver.join`: prepared parts of consecutive rows as one, as `prepareCopy` would have encoded all the rows
+ * at once; undefined when the parts were encoded for different columns (a later part's rows had a field the first
+ * part's had not: all rows at once would have had it as a column).
+ */
+export function joinCopyRows(parts: readonly unknown[]): CopyRows | undefined {
+  const first = parts[0] as CopyRows | undefined;
+  if (first === undefined || first.format !== preparedFormat) return undefined;
+  for (const part of parts) if (!sameShape(first, part as CopyRows)) return undefined;
+  const copies = parts as readonly CopyRows[];
+  if (copies.length === 1) return first;
+  let length = 0;
+  let rows = 0;
+  for (const part of copies) {
+    length += part.bytes.length;
+    rows += part.ends.length;
+  }
+  // buffers of their own (not from Buffer's pool), so that they can be transferred
+  const bytes = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+  const ends = new Uint32Array(rows);
+  const keys = first.key.map((): string[] => []);
+  const refused: [number, string][] = [];
+  const gaps: [number, number[]][] = [];
+  let byteAt = 0;
+  let rowAt = 0;
+  for (const part of copies) {
+    bytes.set(part.bytes, byteAt);
+    for (let i = 0; i < part.ends.length; i++) ends[rowAt + i] = (part.ends[i] as number) + byteAt;
+    part.keys.forEach((elements, k) => {
+      for (const element of elements) (keys[k] as string[]).push(element);
+    });
+    for (const [row, reason] of part.refused) refused.push([row + rowAt, reason]);
+    for (const [row, lacks] of part.gaps) gaps.push([row + rowAt, lacks]);
+    byteAt += part.bytes.length;
+    rowAt += part.ends.length;
+  }
+  return { ...first, bytes, ends, keys, refused, gaps };
+}

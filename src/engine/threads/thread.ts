@@ -8,7 +8,7 @@
 import { pathToFileURL } from "node:url";
 import { parentPort, workerData } from "node:worker_threads";
 import type { Driver } from "../../connectors/types.ts";
-import type { MapContext, Row } from "../../core/binding.ts";
+import type { Binding, MapContext, Row } from "../../core/binding.ts";
 import { compileEntity } from "../../core/compiled-entity.ts";
 import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
 import type { Flow } from "../../core/flow.ts";
@@ -18,9 +18,9 @@ import type { MappingFailure } from "../canonical-chunk.ts";
 import { freeBytes } from "../free-bytes.ts";
 import { undeclaredLookup } from "../lookups.ts";
 import { mapAll } from "../map-all.ts";
-import { ChunkMapper, type MappedChunk } from "../map-chunk.ts";
+import { ChunkMapper, type ChunkProblem } from "../map-chunk.ts";
 import { mapSource } from "../map-pieces.ts";
-import { type CanonicalRecord, encodeCanonical, recordColumns } from "../staging.ts";
+import { type CanonicalRecord, CanonicalStager, type RecordColumns } from "../staging.ts";
 import { mapToTarget, targetRowProblem } from "../target-rows.ts";
 import {
   type FromThread,
@@ -106,17 +106,39 @@ function mapContextOf(job: TransformJob, binding: string): MapContext {
   };
 }
 
-/** One target's rows of the chunk: mapped (fromCanonical), then encoded by its driver. */
-async function prepareTarget(
+/** A target's rows of some records: mapped (fromCanonical), with where each record's row is and the failures. */
+interface TargetRows {
+  rows: Row[];
+  /** Record index → the index of its row in `rows`; -1 where the target's mapping failed. */
+  rowOf: Int32Array;
+  failures: MappingFailure[];
+  async: boolean;
+}
+
+/** What a target's rows are prepared with: its binding and driver, or undefined when its rows are not prepared. */
+interface Preparer {
+  target: TargetJob;
+  binding: Binding;
+  driver: Driver & Required<Pick<Driver, "prepare">>;
+  mapContext: MapContext;
+}
+
+function preparerOf(job: TransformJob, flow: Flow, target: TargetJob): Preparer | undefined {
+  const binding = flow.to.find((item) => item.name === target.name);
+  const driver = binding?.system.driver as Driver | undefined;
+  if (binding === undefined || driver?.prepare === undefined) return undefined;
+  return { target, binding, driver: driver as Preparer["driver"], mapContext: mapContextOf(job, binding.name) };
+}
+
+/** Records `from` on of the chunk mapped to the target's rows (`from`: the index in the chunk of `records[0]`). */
+async function targetRows(
   job: TransformJob,
   flow: Flow,
+  preparer: Preparer,
   records: readonly CanonicalRecord[],
-  target: TargetJob,
-): Promise<PreparedParts | undefined> {
-  const binding = flow.to.find((item) => item.name === target.name);
-  const prepare = (binding?.system.driver as Driver | undefined)?.prepare;
-  if (binding === undefined || prepare === undefined) return undefined;
-  const mapContext = mapContextOf(job, binding.name);
+  from = 0,
+): Promise<TargetRows> {
+  const { binding, mapContext } = preparer;
   const lineage = { sourceSystem: flow.from.system.name, run: job.run, chunk: job.seq };
   let async = false;
   const { values, thrown } = await mapAll(records, (record) => {
@@ -131,31 +153,134 @@ async function prepareTarget(
     const error = targetRowProblem(binding.name, thrown.has(i), thrown.get(i), values[i]);
     if (error !== undefined) {
       rowOf[i] = -1;
-      failures.push({ index: i, ...error.toJSON() });
+      failures.push({ index: from + i, ...error.toJSON() });
       continue;
     }
     rowOf[i] = rows.length;
     rows.push(values[i] as Row);
   }
-  const data = prepare(rows, { options: binding.options, key: binding.key, target: target.description });
-  return { name: binding.name, data, rowOf, failures, async };
+  return { rows, rowOf, failures, async };
+}
+
+function prepared(preparer: Preparer, rows: readonly Row[]): unknown {
+  const { binding, target } = preparer;
+  return preparer.driver.prepare(rows, { options: binding.options, key: binding.key, target: target.description });
+}
+
+/**
+ * One target's rows of a chunk, prepared a piece of records at a time (`add`) and joined by its driver at the end
+ * (`joined`), so that neither the records nor the rows of a piece outlive it.
+ */
+class PreparedPieces {
+  readonly #preparer: Preparer;
+  readonly #parts: unknown[] = [];
+  readonly #rowOf: number[] = [];
+  readonly #failures: MappingFailure[] = [];
+  #rows = 0;
+  #async = false;
+
+  constructor(preparer: Preparer) {
+    this.#preparer = preparer;
+  }
+
+  async add(job: TransformJob, flow: Flow, records: readonly CanonicalRecord[], from: number): Promise<void> {
+    const mapped = await targetRows(job, flow, this.#preparer, records, from);
+    if (mapped.async) this.#async = true;
+    for (const failure of mapped.failures) this.#failures.push(failure);
+    for (const row of mapped.rowOf) this.#rowOf.push(row === -1 ? -1 : row + this.#rows);
+    if (mapped.rows.length === 0) return;
+    this.#parts.push(prepared(this.#preparer, mapped.rows));
+    this.#rows += mapped.rows.length;
+  }
+
+  /** The pieces as one, or undefined when the driver cannot join them (the load then encodes the rows itself). */
+  joined(): PreparedParts | undefined {
+    const { target, driver } = this.#preparer;
+    const data = this.#parts.length === 1 ? this.#parts[0] : driver.join?.(this.#parts);
+    if (data === undefined && this.#parts.length > 0) return undefined;
+    return {
+      name: target.name,
+      data: data ?? prepared(this.#preparer, []),
+      rowOf: Int32Array.from(this.#rowOf),
+      failures: this.#failures,
+      async: this.#async,
+    };
+  }
 }
 
 /** Flows whose mappings were seen to wait (a lookup, other asynchronous work): their chunks are mapped whole. */
 const waitingFlows = new Set<string>();
+/** Flows whose chunks were seen to repeat a key across pieces: their chunks are transformed whole. */
+const repeatingFlows = new Set<string>();
+
+/** A chunk transformed: what the thread sends back. */
+interface Transformed {
+  columns: RecordColumns;
+  staged: Uint8Array;
+  problems: ChunkProblem[];
+  targets: PreparedParts[];
+}
 
 /**
- * The chunk's source rows mapped to canonical records: source text a piece at a time when its driver can cut it
- * (map-pieces.ts; bench:bulk's PostgreSQL part, 1,000,000 rows, three runs each: peak memory 250–260 MB against
- * 272–295, 17.2–18.1 CPU-seconds against 18.2–19.8), all at once for a flow whose mappings wait.
+ * The chunk transformed a piece at a time, end to end: each piece of source text is decoded, mapped to canonical
+ * records, staged, mapped to every target's rows and prepared before the next piece is decoded, so that only the
+ * chunk's outputs (staged bytes, prepared bytes, keys and hashes) live to its end, not its records and rows. A
+ * chunk's records and rows lived through several of the thread's young-generation collections and were copied by
+ * each; chunks of 1,000 rows were the largest that stayed cheap (docs/benchmarks.md, stop 23).
+ *
+ * Undefined when the chunk must be transformed whole instead (`wholeJob`): a key repeated a key of an earlier piece,
+ * whose record the later should replace after its piece was staged and prepared.
  */
-async function mapJob(job: TransformJob, flow: Flow): Promise<MappedChunk> {
+async function streamJob(
+  job: TransformJob,
+  flow: Flow,
+  preparers: readonly Preparer[],
+): Promise<Transformed | undefined> {
+  const binding = flow.from;
+  const driver = binding.system.driver as Driver;
+  const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContextOf(job, binding.name), job.seq);
+  const stager = new CanonicalStager();
+  const pieces = preparers.map((preparer) => new PreparedPieces(preparer));
+  await mapSource(mapper, driver, binding.system.name, job.source, waitingFlows.has(flow.name), async () => {
+    if (mapper.repeatedTaken) return;
+    const from = stager.keys.length;
+    const records = mapper.takeRecords();
+    if (records.length === 0) return;
+    stager.add(records);
+    for (const piece of pieces) await piece.add(job, flow, records, from);
+  });
+  if (mapper.waited) waitingFlows.add(flow.name);
+  if (mapper.repeatedTaken) {
+    repeatingFlows.add(flow.name);
+    return undefined;
+  }
+  const targets: PreparedParts[] = [];
+  for (const piece of pieces) {
+    const joined = piece.joined();
+    if (joined !== undefined) targets.push(joined);
+  }
+  return { columns: stager.columns, staged: stager.bytes(), problems: mapper.mapped.problems, targets };
+}
+
+/**
+ * The chunk transformed whole: its source rows mapped to canonical records (source text a piece at a time when its
+ * driver can cut it: map-pieces.ts), then staged, then mapped and prepared for each target all at once.
+ */
+async function wholeJob(job: TransformJob, flow: Flow, preparers: readonly Preparer[]): Promise<Transformed> {
   const binding = flow.from;
   const driver = binding.system.driver as Driver;
   const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContextOf(job, binding.name), job.seq);
   await mapSource(mapper, driver, binding.system.name, job.source, waitingFlows.has(flow.name));
   if (mapper.waited) waitingFlows.add(flow.name);
-  return mapper.mapped;
+  const { records, problems } = mapper.mapped;
+  const stager = new CanonicalStager();
+  stager.add(records);
+  const targets: PreparedParts[] = [];
+  for (const preparer of preparers) {
+    const { rows, rowOf, failures, async } = await targetRows(job, flow, preparer, records);
+    targets.push({ name: preparer.target.name, data: prepared(preparer, rows), rowOf, failures, async });
+  }
+  return { columns: stager.columns, staged: stager.bytes(), problems, targets };
 }
 
 /** The thread cannot take the chunk, through no fault of the chunk: the engine's thread transforms it (protocol.ts). */
@@ -173,17 +298,15 @@ async function transform(job: TransformJob): Promise<void> {
     );
     return;
   }
-  const { records, problems } = await mapJob(job, flow);
+  const preparers = job.targets.flatMap((target) => preparerOf(job, flow, target) ?? []);
+  // a driver that prepares rows but cannot join prepared pieces has its chunks prepared whole
+  const streams = !repeatingFlows.has(flow.name) && preparers.every((preparer) => preparer.driver.join !== undefined);
+  const done = (streams ? await streamJob(job, flow, preparers) : undefined) ?? (await wholeJob(job, flow, preparers));
   // The source text came as a copy of the engine's bytes (structured clone), decoded now: freed at once rather than
   // at this thread's next full collection (free-bytes.ts), which may be tens of chunks later.
   freeBytes(job.source.text);
-  const { keys, hashes, sourceIds } = recordColumns(records);
-  const staged = encodeCanonical(records, { keys, hashes, sourceIds });
-  const targets: PreparedParts[] = [];
-  for (const target of job.targets) {
-    const prepared = await prepareTarget(job, flow, records, target);
-    if (prepared !== undefined) targets.push(prepared);
-  }
+  const { columns, staged, problems, targets } = done;
+  const { keys, hashes, sourceIds } = columns;
   // the big parts (the staged text, the prepared rows' bytes) are moved to the engine's thread, not copied
   const transfer = transferables(staged);
   for (const target of targets) {
