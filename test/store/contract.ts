@@ -295,6 +295,27 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         ["a", { hash: "h1", runId: run.id }],
         ["b", { hash: "h2", runId: run.id }],
       ]);
+      // hashes of one width go as one run of bytes, others as pairs: each key gets its own hash either way
+      const keys = ['k"1', "é🙂", "z", "\\"];
+      for (const [target, hashes] of [
+        ["t3", ["h-1", "h-2", "h-3", "h-4"]],
+        ["t4", ["long-1", "h2", "h-3", "h4"]],
+        ["t5", ["hé1", "h-2", "h-3", "h-4"]],
+      ] as const) {
+        await store.saveLoad(
+          run.id,
+          1,
+          target,
+          { loaded: keys, hashes: [...hashes], unchanged: [], problems: [], attempts: 1 },
+          2,
+        );
+        const found = await store.getHashes(target, [...keys, "none"]);
+        assert.deepEqual(
+          keys.map((key) => found.get(key)?.hash),
+          hashes,
+          target,
+        );
+      }
       assert.equal((await store.getHashes("t2", ["a"])).size, 0, "deferred: not current before the commit");
       await store.commitHashes(run.id, "t2");
       assert.deepEqual(await store.getHashes("t2", ["a"]), new Map([["a", { hash: "h1", runId: run.id }]]));
