@@ -295,18 +295,21 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         ["a", { hash: "h1", runId: run.id }],
         ["b", { hash: "h2", runId: run.id }],
       ]);
-      // hashes of one width go as one run of bytes, others as pairs: each key gets its own hash either way
+      // hashes of one width go as one run of bytes, others as pairs: each key gets its own hash either way, and
+      // with the ids a target gave (t6)
       const keys = ['k"1', "é🙂", "z", "\\"];
       for (const [target, hashes] of [
         ["t3", ["h-1", "h-2", "h-3", "h-4"]],
         ["t4", ["long-1", "h2", "h-3", "h4"]],
         ["t5", ["hé1", "h-2", "h-3", "h-4"]],
+        ["t6", ["h-1", "h-2", "h-3", "h-4"]],
       ] as const) {
+        const targetIds = target === "t6" ? { targetIds: ["id-1", null, "id-3", null] } : {};
         await store.saveLoad(
           run.id,
           1,
           target,
-          { loaded: keys, hashes: [...hashes], unchanged: [], problems: [], attempts: 1 },
+          { loaded: keys, hashes: [...hashes], unchanged: [], problems: [], attempts: 1, ...targetIds },
           2,
         );
         const found = await store.getHashes(target, [...keys, "none"]);

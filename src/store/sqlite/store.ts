@@ -70,9 +70,11 @@ export interface EncodedLoad {
 function hashColumns(
   loaded: readonly string[],
   hashes: readonly string[],
+  detailed: boolean,
 ): Pick<EncodedLoad, "hashes" | "hashBytes" | "hashWidth"> {
   const width = hashes[0]?.length ?? 0;
-  let same = width > 0 && hashes.length === loaded.length;
+  // `loaded` of a detailed load is triples, not keys: the hashes are sliced by the index of a key in a list of keys
+  let same = !detailed && width > 0 && hashes.length === loaded.length;
   for (let i = 1; same && i < hashes.length; i++) same = (hashes[i] as string).length === width;
   if (same) {
     const text = hashes.join("");
@@ -99,7 +101,7 @@ export function encodeLoad(result: LoadResult): EncodedLoad {
       : {}),
     detailed,
     loadedCount: loaded.length,
-    ...(some && !defer ? hashColumns(loaded, hashes) : {}),
+    ...(some && !defer ? hashColumns(loaded, hashes, detailed) : {}),
     ...(unchanged.length > 0 ? { unchanged: JSON.stringify(unchanged) } : {}),
     unchangedCount: unchanged.length,
     problems: result.problems,
