@@ -232,8 +232,10 @@ export interface Driver extends DriverContract {
   /**
    * Joins what `prepare` returned for consecutive runs of rows of one chunk (a transform thread prepares a chunk a
    * piece at a time) into what it would have returned for all of them; undefined when they do not join (prepared for
-   * different columns, say): the engine then has the chunk's rows encoded where they are written. Pure. A driver
-   * with `prepare` but without `join` has its chunks prepared whole.
+   * different columns, say): the chunk's rows are then mapped and encoded for the target where they are written, and
+   * the thread prepares the flow's later chunks whole. Pure. The result must hold byte arrays of its own: the parts'
+   * are freed once joined. A driver with `prepare` but without `join` has its chunks prepared whole; a driver made
+   * from another (`{ ...postgresDriver, prepare }`) that changes `prepare` must change or drop `join` too.
    */
   join?(parts: readonly unknown[]): unknown;
   /**

@@ -53,7 +53,8 @@ export async function mapChunk(
  * mapChunk a piece of the chunk at a time: `add` maps the chunk's next rows, so that a caller can decode the chunk's
  * source text piece by piece and let each piece's rows go before it decodes the next (transform threads). The
  * outcome is mapChunk's on all the rows: row indexes count from the chunk's first row, and of two rows with the same
- * key, in whichever pieces, the later wins.
+ * key, in whichever pieces, the later wins — unless the earlier's record was taken already (`takeRecords`), which
+ * `repeatedTaken` then tells.
  */
 export class ChunkMapper {
   /** The outcome so far: every record since the last `takeRecords`, every problem. */
@@ -198,7 +199,7 @@ export class ChunkMapper {
 
   /**
    * The records mapped since the last call, handed over and no longer kept here (a transform thread streams a chunk:
-   * map-pieces.ts). Their indexes in the chunk follow on from the last call's.
+   * `streamJob` in threads/thread.ts). Their indexes in the chunk follow on from the last call's.
    */
   takeRecords(): CanonicalRecord[] {
     const taken = this.mapped.records;

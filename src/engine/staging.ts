@@ -7,6 +7,7 @@
  */
 import { LineBuffer } from "../connectors/line-buffer.ts";
 import { utf8 } from "../core/bytes.ts";
+import { freeBytes } from "./free-bytes.ts";
 
 export interface CanonicalRecord {
   key: string;
@@ -89,6 +90,7 @@ export class CanonicalStager {
 
   /** Adds the next records of the chunk. */
   add(records: readonly CanonicalRecord[]): void {
+    if (this.#parts.length === 0) throw new Error("records were added to a chunk's staged text after it was made");
     const { keys, hashes } = this;
     const out = new LineBuffer();
     for (let i = 0; i < records.length; i++) {
@@ -107,8 +109,9 @@ export class CanonicalStager {
     if (out.length > 0) this.#parts.push(out.bytes());
   }
 
-  /** The staged text of every record added. */
+  /** The staged text of every record added, once: the pieces' bytes are freed then, and no record is added after. */
   bytes(): Uint8Array {
+    if (this.#parts.length === 0) throw new Error("a chunk's staged text was asked for twice");
     const tail = Buffer.from(
       `],"keys":${JSON.stringify(this.keys)},"hashes":${JSON.stringify(this.hashes)},"sources":${JSON.stringify(this.#sourceIds)},"cursors":${JSON.stringify(this.#cursors)}}`,
     );
@@ -122,6 +125,9 @@ export class CanonicalStager {
       at += part.length;
     }
     own.set(tail, at);
+    // the pieces' bytes are copied: freed now rather than at the collector's next full collection (free-bytes.ts)
+    for (let i = 1; i < this.#parts.length; i++) freeBytes(this.#parts[i]);
+    this.#parts.length = 0;
     return new Uint8Array(own.buffer, own.byteOffset, length);
   }
 }

@@ -119,13 +119,18 @@ describe("engine building blocks", () => {
     const again = encodeCanonical(records);
     assert.deepEqual(decodeCanonical(staged), own);
     assert.deepEqual(decodeCanonical(Buffer.from(again).toString("utf8")), decodeCanonical(encodeCanonical(records)));
-    // staged a piece at a time (a transform thread streams a chunk): the same text as all at once
+    // staged a piece at a time (a transform thread streams a chunk): cursors and source ids that first differ from
+    // the keys in a later piece are filled in for the earlier records
     const stager = new CanonicalStager();
-    stager.add(records.slice(0, 1));
+    stager.add([{ key: "a", hash: "ha", sourceId: "a", payload: { n: 1 }, json: '{"n":1}' }]);
     stager.add([]);
-    stager.add(records.slice(1));
-    assert.deepEqual(Buffer.from(stager.bytes()), Buffer.from(encodeCanonical(records)));
-    assert.deepEqual(stager.columns, { keys: ['["EU",1]', 'k"2'], hashes: ["h1", "h2"], sourceIds: ["1", "2"] });
+    stager.add([{ key: "b", hash: "hb", sourceId: "row 2", cursor: 7, payload: { n: "é" } }]);
+    assert.deepEqual(stager.columns, { keys: ["a", "b"], hashes: ["ha", "hb"], sourceIds: ["a", "row 2"] });
+    assert.equal(
+      Buffer.from(stager.bytes()).toString("utf8"),
+      '{"payloads":[{"n":1},{"n":"é"}],"keys":["a","b"],"hashes":["ha","hb"],"sources":["a","row 2"],"cursors":[null,7]}',
+    );
+    assert.throws(() => stager.bytes(), /twice/);
     // a text staged by an earlier version (the columns before the payloads) reads the same
     const earlier = `{"keys":["7","k\\"8"],"hashes":["h7","h8"],"sources":null,"cursors":null,"payloads":[{"c":7},{}]}`;
     assert.deepEqual(decodeCanonical(earlier), own);

@@ -86,6 +86,34 @@ describe("mapping source text in pieces", () => {
     assert.deepEqual(none.decoded, [250]);
   });
 
+  it("hands over each piece's records when taken, and tells when a later piece repeats a taken record's key", async () => {
+    const { driver } = lineDriver();
+    const mapper = new ChunkMapper(sync, compiled, context, 3);
+    const taken: string[][] = [];
+    const repeated: boolean[] = [];
+    await mapPieces(mapper, driver, { encoding: "lines", text }, 100, () => {
+      repeated.push(mapper.repeatedTaken);
+      taken.push(mapper.takeRecords().map((record) => `${record.key}=${record.payload.n}`));
+    });
+    // rows 0–99 are keys k0–k99; rows 100–119 are k100–k119, then 120–199 repeat k0–k79 (taken in the first piece)
+    assert.deepEqual(repeated, [false, true, true]);
+    assert.deepEqual(
+      taken[0],
+      Array.from({ length: 100 }, (_, i) => `k${i}=${i}`),
+    );
+    assert.deepEqual(
+      taken[1],
+      Array.from({ length: 20 }, (_, i) => `k${100 + i}=${100 + i}`),
+    );
+    assert.deepEqual(taken[2], []);
+    assert.equal(mapper.mapped.records.length, 0);
+    // within a piece, the later row still replaces the earlier: nothing taken yet
+    const whole = new ChunkMapper(sync, compiled, context, 3);
+    await mapPieces(whole, lineDriver().driver, { encoding: "lines", text }, 0);
+    assert.equal(whole.repeatedTaken, false);
+    assert.equal(whole.takeRecords().find((record) => record.key === "k5")?.payload.n, 245);
+  });
+
   it("does not loop on a cut that leaves no rows in the piece: the rest is one piece", async () => {
     const { driver, decoded } = lineDriver((_encoding, lines) => ["", lines]);
     const mapper = await mapped(sync, driver, 100);

@@ -103,6 +103,8 @@ interface Ran {
   status: string;
   threaded: unknown;
   problems: { key: string; target: string | null; code?: string; path?: string }[];
+  /** The target problems' messages, `key: message`, in key order. */
+  refusals: string[];
   loaded: Record<string, number>;
   lineage: string;
   lookups: unknown;
@@ -117,7 +119,8 @@ async function runFlow(flow: string, threads: number | string): Promise<Ran> {
   return withNewEngine({ threads: settings }, async (engine, store) => {
     if (typeof threads === "number" && threads > 0) assert.equal(await engine.threadsReady(), true);
     const summary = await engine.run(flow, { trigger: "test" });
-    const problems = (await store.records(summary.run.id, { status: "quarantined", limit: 100 })).map((outcome) => ({
+    const quarantined = await store.records(summary.run.id, { status: "quarantined", limit: 100 });
+    const problems = quarantined.map((outcome) => ({
       key: outcome.key,
       target: outcome.target,
       ...(outcome.code === undefined ? {} : { code: outcome.code }),
@@ -128,6 +131,10 @@ async function runFlow(flow: string, threads: number | string): Promise<Ran> {
       status: summary.run.status,
       threaded: summary.run.stats.threaded,
       problems,
+      refusals: quarantined
+        .filter((outcome) => outcome.target !== null)
+        .map((outcome) => `${outcome.key}: ${outcome.message}`)
+        .sort(),
       loaded: loadedOf(summary.counts),
       lineage: `${lineage}`.replace(`@${summary.run.id}/`, "@RUN/"),
       lookups: summary.run.stats.lookups,
@@ -251,6 +258,29 @@ describe("transform threads", () => {
       (onThreads.dst.find((row) => (row as { id: string }).id === id) as { doc: unknown }).doc;
     assert.equal(doc("400"), null);
     assert.match(String(doc("451")), /^\{"i": 451, /);
+    assert.deepEqual(threaded.loaded, inline.loaded);
+  });
+
+  it("a target mapping failing in every piece of a chunk: each failure filed for its own record, the rest landing", async () => {
+    const { threaded, onThreads, inline, onMain } = await bothWays("picky");
+    assert.equal(threaded.threaded, rows);
+    const untagged = (rows: unknown[]) => rows.map((row) => ({ ...(row as object), tag: undefined }));
+    assert.deepEqual(untagged(onThreads.dst), untagged(onMain.dst));
+    const refused = (ran: Ran) =>
+      ran.problems
+        .filter((problem) => problem.target !== null)
+        .map((problem) => problem.key)
+        .sort((a, b) => Number(a) - Number(b));
+    // 77, 177, … 977, of which none has an empty name
+    assert.deepEqual(
+      refused(threaded),
+      Array.from({ length: 10 }, (_, i) => String(i * 100 + 77)),
+    );
+    assert.deepEqual(refused(threaded), refused(inline));
+    // each with its own mapping's error, which the thread passed on by the record's index in the chunk
+    assert.ok(threaded.refusals.includes("477: picky.fromCanonical threw: no 477 here"), threaded.refusals.join("; "));
+    assert.deepEqual(threaded.refusals, inline.refusals);
+    assert.equal(onThreads.dst.length, rows - emptyNames.length - 10);
     assert.deepEqual(threaded.loaded, inline.loaded);
   });
 

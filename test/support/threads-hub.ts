@@ -15,7 +15,8 @@
  * a thread maps whole once it has seen that.
  * `repeats`: like `pieces`, but keys repeat every 130 rows, so that a later piece of a chunk repeats keys of an earlier
  * one (a thread then transforms the chunk whole: the later row wins). `gaps`: like `pieces`, to `gappy`, whose rows of
- * ids 351–450 lack a field: that chunk's pieces are prepared for different columns, which do not join.
+ * ids 351–450 lack a field: that chunk's pieces are prepared for different columns, which do not join. `picky`: like
+ * `pieces`, to `picky`, which refuses items whose id ends in 77 (in every piece of a chunk).
  * `decoded`: the same source read without COPY (`copy: false`: decoded rows, with a bytea column), to dst and audit;
  * its chunks reach a thread as their staged text (JSON, the bytea tagged), and `tag` is the bytea in base64, so a value
  * that did not come back a Buffer shows in the target.
@@ -235,6 +236,18 @@ const gappy = bind(erp, Item, {
   },
 });
 
+/** dst, refusing (synchronously) the items whose id ends in 77: failures in every piece of a chunk. */
+const picky = bind(erp, Item, {
+  name: "picky",
+  table: `${schema}.dst`,
+  key: "id",
+  fromCanonical: (item) => {
+    if (item.id.endsWith("77")) throw new Error(`no ${item.id} here`);
+    const { updatedAt, ...rest } = item;
+    return { ...rest, updated_at: updatedAt, lineage: "picky" };
+  },
+});
+
 const audit = bind(erp, Item, {
   name: "audit",
   table: `${schema}.audit`,
@@ -259,5 +272,6 @@ export default defineHub({
     flow("waits", { from: waits, to: dst, chunkSize: 250 }),
     flow("repeats", { from: repeats, to: dst, chunkSize: 250 }),
     flow("gaps", { from: plain, to: gappy, chunkSize: 250 }),
+    flow("picky", { from: plain, to: picky, chunkSize: 250 }),
   ],
 });

@@ -183,6 +183,11 @@ class PreparedPieces {
     this.#preparer = preparer;
   }
 
+  /** Some piece's target mapping returned a promise (it called a lookup, or did other asynchronous work). */
+  get waited(): boolean {
+    return this.#async;
+  }
+
   async add(job: TransformJob, flow: Flow, records: readonly CanonicalRecord[], from: number): Promise<void> {
     const mapped = await targetRows(job, flow, this.#preparer, records, from);
     if (mapped.async) this.#async = true;
@@ -193,14 +198,24 @@ class PreparedPieces {
     this.#rows += mapped.rows.length;
   }
 
-  /** The pieces as one, or undefined when the driver cannot join them (the load then encodes the rows itself). */
+  /**
+   * The pieces as one, or undefined when the driver did not join them (prepared for different columns: the load then
+   * maps and encodes the chunk's rows for this target itself). The pieces' bytes are freed once joined.
+   */
   joined(): PreparedParts | undefined {
     const { target, driver } = this.#preparer;
-    const data = this.#parts.length === 1 ? this.#parts[0] : driver.join?.(this.#parts);
-    if (data === undefined && this.#parts.length > 0) return undefined;
+    const parts = this.#parts;
+    let data: unknown;
+    if (parts.length === 0) data = prepared(this.#preparer, []);
+    else if (parts.length === 1) data = parts[0];
+    else {
+      data = driver.join?.(parts);
+      for (const part of parts) if (part !== data) freeBytes(part);
+      if (data === undefined) return undefined;
+    }
     return {
       name: target.name,
-      data: data ?? prepared(this.#preparer, []),
+      data,
       rowOf: Int32Array.from(this.#rowOf),
       failures: this.#failures,
       async: this.#async,
@@ -210,8 +225,12 @@ class PreparedPieces {
 
 /** Flows whose mappings were seen to wait (a lookup, other asynchronous work): their chunks are mapped whole. */
 const waitingFlows = new Set<string>();
-/** Flows whose chunks were seen to repeat a key across pieces: their chunks are transformed whole. */
-const repeatingFlows = new Set<string>();
+/**
+ * Flows this thread transforms whole (`wholeJob`) since one of their chunks was seen to repeat a key across pieces,
+ * or to have a target's prepared pieces that did not join, or a target mapping that waited (streamed, its lookups
+ * would go out a piece at a time, for rows the load then maps again anyway).
+ */
+const wholeFlows = new Set<string>();
 
 /** A chunk transformed: what the thread sends back. */
 interface Transformed {
@@ -221,15 +240,19 @@ interface Transformed {
   targets: PreparedParts[];
 }
 
+/** Thrown to stop mapping a chunk's pieces once it is to be transformed whole. */
+const transformWhole = Symbol("transform whole");
+
 /**
  * The chunk transformed a piece at a time, end to end: each piece of source text is decoded, mapped to canonical
  * records, staged, mapped to every target's rows and prepared before the next piece is decoded, so that only the
  * chunk's outputs (staged bytes, prepared bytes, keys and hashes) live to its end, not its records and rows. A
  * chunk's records and rows lived through several of the thread's young-generation collections and were copied by
- * each; chunks of 1,000 rows were the largest that stayed cheap (docs/benchmarks.md, stop 23).
+ * each (docs/benchmarks.md, stop 23).
  *
  * Undefined when the chunk must be transformed whole instead (`wholeJob`): a key repeated a key of an earlier piece,
- * whose record the later should replace after its piece was staged and prepared.
+ * whose record the later should replace after its piece was staged and prepared. The pieces after it are not mapped;
+ * those before it are mapped again (a mapping with side effects sees their rows twice, once per flow and thread).
  */
 async function streamJob(
   job: TransformJob,
@@ -241,23 +264,27 @@ async function streamJob(
   const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContextOf(job, binding.name), job.seq);
   const stager = new CanonicalStager();
   const pieces = preparers.map((preparer) => new PreparedPieces(preparer));
-  await mapSource(mapper, driver, binding.system.name, job.source, waitingFlows.has(flow.name), async () => {
-    if (mapper.repeatedTaken) return;
-    const from = stager.keys.length;
-    const records = mapper.takeRecords();
-    if (records.length === 0) return;
-    stager.add(records);
-    for (const piece of pieces) await piece.add(job, flow, records, from);
-  });
-  if (mapper.waited) waitingFlows.add(flow.name);
-  if (mapper.repeatedTaken) {
-    repeatingFlows.add(flow.name);
+  try {
+    await mapSource(mapper, driver, binding.system.name, job.source, waitingFlows.has(flow.name), async () => {
+      if (mapper.repeatedTaken) throw transformWhole;
+      const from = stager.keys.length;
+      const records = mapper.takeRecords();
+      if (records.length === 0) return;
+      stager.add(records);
+      for (const piece of pieces) await piece.add(job, flow, records, from);
+    });
+  } catch (error) {
+    if (error !== transformWhole) throw error;
+    wholeFlows.add(flow.name);
     return undefined;
+  } finally {
+    if (mapper.waited) waitingFlows.add(flow.name);
   }
   const targets: PreparedParts[] = [];
   for (const piece of pieces) {
     const joined = piece.joined();
     if (joined !== undefined) targets.push(joined);
+    if (joined === undefined || piece.waited) wholeFlows.add(flow.name);
   }
   return { columns: stager.columns, staged: stager.bytes(), problems: mapper.mapped.problems, targets };
 }
@@ -300,7 +327,7 @@ async function transform(job: TransformJob): Promise<void> {
   }
   const preparers = job.targets.flatMap((target) => preparerOf(job, flow, target) ?? []);
   // a driver that prepares rows but cannot join prepared pieces has its chunks prepared whole
-  const streams = !repeatingFlows.has(flow.name) && preparers.every((preparer) => preparer.driver.join !== undefined);
+  const streams = !wholeFlows.has(flow.name) && preparers.every((preparer) => preparer.driver.join !== undefined);
   const done = (streams ? await streamJob(job, flow, preparers) : undefined) ?? (await wholeJob(job, flow, preparers));
   // The source text came as a copy of the engine's bytes (structured clone), decoded now: freed at once rather than
   // at this thread's next full collection (free-bytes.ts), which may be tens of chunks later.

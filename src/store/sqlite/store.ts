@@ -39,8 +39,9 @@ export function stagingDir(file: string): string {
 
 /**
  * A chunk's load result as saveLoad's statements take it: its per-record columns as JSON texts, which SQLite reads
- * with json_each. Made on the caller's thread (ThreadedSqliteStore): the store's thread then receives a few strings
- * instead of two strings a record (cloned one by one), and has less to allocate and collect.
+ * with json_each, and its hashes as one run of bytes when they can be (`hashColumns`). Made on the caller's thread
+ * (ThreadedSqliteStore): the store's thread then receives a few strings and bytes instead of two strings a record
+ * (cloned one by one), and has less to allocate and collect.
  */
 export interface EncodedLoad {
   /** The loaded keys (`detailed`: [key, target id, deferred hash] triples), or none. */
@@ -78,10 +79,13 @@ function hashColumns(
   for (let i = 1; same && i < hashes.length; i++) same = (hashes[i] as string).length === width;
   if (same) {
     const text = hashes.join("");
-    const bytes = Buffer.from(text, "latin1");
-    // latin1 keeps one byte a character: the bytes are the text's only when every character is ASCII
-    if (bytes.toString("ascii") === text)
-      return { hashBytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), hashWidth: width };
+    // one byte a character in UTF-8 exactly when every character is ASCII
+    if (Buffer.byteLength(text) === text.length) {
+      // a buffer of its own (not a view into Buffer's pool, which would be copied whole to the store's thread)
+      const bytes = Buffer.allocUnsafeSlow(text.length);
+      bytes.write(text, "latin1");
+      return { hashBytes: new Uint8Array(bytes.buffer, 0, text.length), hashWidth: width };
+    }
   }
   return { hashes: JSON.stringify(loaded.map((key, i) => [key, hashes[i]])) };
 }

@@ -97,7 +97,8 @@ export class ThreadedSqliteStore implements Store {
   saveExtracted: Store["saveExtracted"] = (...args) => this.#call("saveExtracted", ...args);
   saveCanonical: Store["saveCanonical"] = (...args) => this.#call("saveCanonical", ...args);
   saveOutcomes: Store["saveOutcomes"] = (...args) => this.#call("saveOutcomes", ...args);
-  // the result's per-record columns go as JSON texts made here (encodeLoad), not as arrays cloned string by string
+  // the result's per-record columns go as JSON texts and bytes made here (encodeLoad), not as arrays cloned string by
+  // string
   saveLoad: Store["saveLoad"] = (runId, seq, target, result, now) =>
     this.#call("saveEncodedLoad", runId, seq, target, encodeLoad(result), now);
   commitHashes: Store["commitHashes"] = (...args) => this.#call("commitHashes", ...args);
