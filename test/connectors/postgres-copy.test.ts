@@ -208,9 +208,9 @@ describe("postgres COPY: write then read", () => {
     assert.deepEqual(rowsOf(await readAll(connection, { options: { table }, key: ["id"] })), trickyRead);
   });
 
-  it("keeps a float8 -0: both reads give -0, and both writes land it", async () => {
+  it("keeps a float8 -0: both reads give -0, and both writes land it, alone and in arrays", async () => {
     const zeros = `${schema}.zeros`;
-    await db.query(`CREATE TABLE ${zeros} (id int PRIMARY KEY, f float8)`);
+    await db.query(`CREATE TABLE ${zeros} (id int PRIMARY KEY, f float8, fa float8[], faa float8[][])`);
     // PostgreSQL keeps the sign of a float8 zero; both reads give it back (Object.is tells -0 from 0).
     await db.query(`INSERT INTO ${zeros} VALUES (1, '-0'), (2, '0')`);
     for (const copy of [true, false]) {
@@ -225,15 +225,31 @@ describe("postgres COPY: write then read", () => {
       );
     }
     // Written through COPY (into the table, and through the staging table for a key already there) and INSERT.
-    assert.deepEqual(await write(connection, { table: zeros }, ["id"], [{ id: 3, f: -0 }]), allOk([3]));
-    assert.deepEqual(await write(connection, { table: zeros }, ["id"], [{ id: 2, f: -0 }]), allOk([2]));
-    assert.deepEqual(await write(connection, { table: zeros, copy: false }, ["id"], [{ id: 4, f: -0 }]), allOk([4]));
-    assert.deepEqual(await db.query(`SELECT id, f::text AS f FROM ${zeros} ORDER BY id`), [
-      { id: 1, f: "-0" },
-      { id: 2, f: "-0" },
-      { id: 3, f: "-0" },
-      { id: 4, f: "-0" },
-    ]);
+    const arrays = {
+      fa: [-0, 0.5, 0, null],
+      faa: [
+        [-0, 1],
+        [2, -0],
+      ],
+    };
+    assert.deepEqual(await write(connection, { table: zeros }, ["id"], [{ id: 3, f: -0, ...arrays }]), allOk([3]));
+    assert.deepEqual(await write(connection, { table: zeros }, ["id"], [{ id: 2, f: -0, ...arrays }]), allOk([2]));
+    assert.deepEqual(
+      await write(connection, { table: zeros, copy: false }, ["id"], [{ id: 4, f: -0, ...arrays }]),
+      allOk([4]),
+    );
+    const written = { fa: "{-0,0.5,0,NULL}", faa: "{{-0,1},{2,-0}}" };
+    assert.deepEqual(
+      await db.query(`SELECT id, f::text AS f, fa::text AS fa, faa::text AS faa FROM ${zeros} ORDER BY id`),
+      [
+        { id: 1, f: "-0", fa: null, faa: null },
+        { id: 2, f: "-0", ...written },
+        { id: 3, f: "-0", ...written },
+        { id: 4, f: "-0", ...written },
+      ],
+    );
+    // the caller's arrays are not changed
+    assert.ok(Object.is(arrays.fa[0], -0) && Object.is(arrays.faa[1]?.[1], -0));
   });
 });
 

@@ -37,6 +37,24 @@ export function numberText(value: number): string {
   return Object.is(value, -0) ? "-0" : String(value);
 }
 
+/**
+ * An array value with every -0 in it (nested arrays too) as the text "-0", which pg's array literal quotes and the
+ * server reads as -0 (pg writes each number element with String, which gives "0"); the array itself when it holds
+ * none. Hand-written: pg has no hook for an element's text.
+ */
+export function signedZeros(value: readonly unknown[]): readonly unknown[] {
+  let copy: unknown[] | undefined;
+  for (let i = 0; i < value.length; i++) {
+    const element = value[i];
+    const kept = Object.is(element, -0) ? "-0" : Array.isArray(element) ? signedZeros(element) : element;
+    if (kept !== element) {
+      copy ??= value.slice();
+      copy[i] = kept;
+    }
+  }
+  return copy ?? value;
+}
+
 export const copyNull = "\\N";
 const special = /[\\\n\r\t]/;
 const specials = /[\\\n\r\t]/g;
@@ -74,7 +92,7 @@ export function encodeField(value: unknown, column: ColumnKind): string {
       if (value instanceof Date) return value.toISOString();
       if (value instanceof Uint8Array) return escapeCopy(bytesText(value));
       if (column.array && !column.json && Array.isArray(value))
-        return escapeCopy(pgUtils.prepareValue(value) as string);
+        return escapeCopy(pgUtils.prepareValue(signedZeros(value)) as string);
       const json = JSON.stringify(value) as string | undefined;
       // JSON.stringify gives undefined for an object whose toJSON does: NULL, as the parameter would be.
       if (json === undefined) return copyNull;

@@ -5,7 +5,7 @@ import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import { batchColumns, quoteIdent, quoteQualified, toParam } from "../sql.ts";
 import type { ItemResult, WriteRequest } from "../types.ts";
-import { type ColumnKind, numberText } from "./copy-text.ts";
+import { type ColumnKind, numberText, signedZeros } from "./copy-text.ts";
 import type { PostgresSession, Query } from "./driver.ts";
 import { isDataError, postgresError, sqlState } from "./errors.ts";
 import type { PostgresBindingOptions } from "./options.ts";
@@ -182,7 +182,7 @@ function toPostgres(value: unknown, column: ColumnInfo): unknown {
   if (value === undefined || value === null) return null;
   if (column.json && typeof value === "object" && !(value instanceof Date) && !(value instanceof Uint8Array))
     return JSON.stringify(value);
-  if (column.array && Array.isArray(value)) return value;
+  if (column.array && Array.isArray(value)) return signedZeros(value);
   if (typeof value === "number") return numberText(value);
   return toParam(value);
 }
