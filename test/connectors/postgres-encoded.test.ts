@@ -468,16 +468,19 @@ describe("postgres: prepared writes", () => {
     assert.equal((await numbers()) - before, 2, "copied first (1 number), then upserted (1 more)");
   });
 
+  /** A table `t` (id int4, doc jsonb, a text, b text) as describeTarget describes it. */
+  const docTable: TargetDescription = {
+    table: "t",
+    columns: [
+      { name: "id", type: "int4", kind: "t" },
+      { name: "doc", type: "jsonb", kind: "j" },
+      { name: "a", type: "text", kind: "t" },
+      { name: "b", type: "text", kind: "t" },
+    ],
+  };
+
   it("prepares the columns each row lacks, a refused row's too (its write must not clobber them with NULL)", () => {
-    const target: TargetDescription = {
-      table: "t",
-      columns: [
-        { name: "id", type: "int4", kind: "t" },
-        { name: "doc", type: "jsonb", kind: "j" },
-        { name: "a", type: "text", kind: "t" },
-        { name: "b", type: "text", kind: "t" },
-      ],
-    };
+    const target = docTable;
     const rows: Row[] = [
       { id: 1, doc: { n: 1n } }, // refused at doc (JSON of a BigInt), and lacks a and b
       { id: 2, doc: {}, a: "x" }, // lacks b
@@ -495,15 +498,7 @@ describe("postgres: prepared writes", () => {
   });
 
   it("joins rows prepared in pieces into what preparing them at once gives, and not pieces of other columns", () => {
-    const target: TargetDescription = {
-      table: "t",
-      columns: [
-        { name: "id", type: "int4", kind: "t" },
-        { name: "doc", type: "jsonb", kind: "j" },
-        { name: "a", type: "text", kind: "t" },
-      ],
-    };
-    const request = { options: { table: "t" }, key: ["id", "a"], target };
+    const request = { options: { table: "t" }, key: ["id", "a"], target: docTable };
     const rows: Row[] = [
       { id: 1, doc: { n: "é\\" }, a: "x" },
       { id: 2, doc: [], a: undefined }, // an own undefined: no gap
