@@ -20,14 +20,18 @@ import { queuedChunksAhead } from "../../src/engine/distributed/worker.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
 import { distHub, distSetupSql, distUrl } from "../support/dist-hub.ts";
+import { distSlowHub, slowPageSize } from "../support/dist-slow-hub.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const bin = join(root, "bin", "franca.js");
 const config = join(root, "test", "support", "dist-hub.ts");
+const slowConfig = join(root, "test", "support", "dist-slow-hub.ts");
 
 interface Setup {
   schema: string;
   env: Record<string, string>;
+  /** The configuration file the workers load (the hub the test's engine was opened with). */
+  config: string;
   api: SimApi;
   engine: Engine;
   dir: string;
@@ -53,8 +57,16 @@ async function sql(statements: readonly string[]): Promise<pg.QueryResultRow[]> 
   }
 }
 
-/** A fresh store schema, source tables of `rows` rows, the simulated API (batch latency `latencyMs`). */
-async function createSetup(rows: number, cap: number, latencyMs: number): Promise<Setup> {
+/**
+ * A fresh store schema, source tables of `rows` rows, the simulated API (batch latency `latencyMs`); the hub of
+ * dist-hub.ts unless another is given (with the configuration file of it the workers load).
+ */
+async function createSetup(
+  rows: number,
+  cap: number,
+  latencyMs: number,
+  hub: { of: typeof distHub; config: string } = { of: distHub, config },
+): Promise<Setup> {
   const schema = `franca_d${Math.random().toString(36).slice(2, 10)}`;
   await sql([`CREATE SCHEMA ${schema}_app`, ...distSetupSql(schema, rows)]);
   const api = await startSimApi({
@@ -65,11 +77,12 @@ async function createSetup(rows: number, cap: number, latencyMs: number): Promis
   const env = { FRANCA_DIST_SCHEMA: schema, FRANCA_DIST_API: api.url, FRANCA_DIST_CAP: String(cap) };
   const dir = mkdtempSync(join(tmpdir(), "franca-dist-"));
   // the test process queues runs and watches them; it does not work jobs
-  const engine = await Engine.open({ hub: distHub(env), baseDir: dir, executor: "distributed" });
+  const engine = await Engine.open({ hub: hub.of(env), baseDir: dir, executor: "distributed" });
   const workers = new Set<Worker>();
   return {
     schema,
     env,
+    config: hub.config,
     api,
     engine,
     dir,
@@ -98,7 +111,7 @@ function startWorker(setup: Setup, jobs: number): Worker {
       bin,
       "worker",
       "-c",
-      config,
+      setup.config,
       "--jobs",
       String(jobs),
       "--log",
@@ -120,11 +133,11 @@ function startWorker(setup: Setup, jobs: number): Worker {
   return worker;
 }
 
-/** Waits (polling every `everyMs`) until `done` says so; fails naming `what` after 60 s. */
-async function waitUntil(what: string, done: () => Promise<boolean>, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + 60_000;
+/** Waits (polling every `everyMs`) until `done` says so; fails naming `what` after `limitMs` (60 s). */
+async function waitUntil(what: string, done: () => Promise<boolean>, everyMs = 100, limitMs = 60_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
   while (!(await done())) {
-    assert.ok(Date.now() < deadline, `not within 60 s: ${what}`);
+    assert.ok(Date.now() < deadline, `not within ${limitMs / 1000} s: ${what}`);
     await sleep(everyMs);
   }
 }
@@ -259,6 +272,67 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const { extracted } = await setup.engine.store.counts(run.id);
     assert.ok(extracted < rows / 2, `the extraction went on to ${extracted} of ${rows} rows after the cancel`);
     assert.equal((await setup.engine.store.getRun(run.id))?.status, "cancelled");
+  });
+
+  it("a cancel reaches an extraction that is its run's only job through the worker's heartbeat: it stops mid-source, within seconds", async (t) => {
+    // The source is the simulated API, 50 records a page. Its first page comes in half a second; every page asked for
+    // after it is held for a minute: the extraction, its first chunk staged, then waits mid-source with no chunk to
+    // send. Once that chunk is loaded the extraction is the run's only job, in flight, and nothing of the run is
+    // queued: no other job of the run is taken after the cancel to find the run ended (#runState). The worker's
+    // heartbeat (every second) alone can stop it; without it the extraction would wait out the page and read on.
+    const rows = 100_000;
+    const setup = await createSetup(0, 4, 0, { of: distSlowHub, config: slowConfig });
+    t.after(() => setup.dispose());
+    const { api } = setup;
+    api.configureCollection("source", { key: "id", pagination: "page" });
+    api.upsert(
+      "source",
+      Array.from({ length: rows }, (_, i) => ({ id: String(i + 1), name: `source ${i + 1}`, amount: "1.00" })),
+    );
+    api.configure({ list: { latencyMs: 500 } });
+    const worker = startWorker(setup, 2);
+    const run = await setup.engine.enqueue("slow");
+    await waitUntil("the source's first page asked for", async () => api.stats.requests.list > 0, 5);
+    api.configure({ list: { latencyMs: 60_000 } });
+    const jobsOfRun = () =>
+      sql([`SELECT name, state FROM ${setup.schema}_queue.job WHERE data->>'run' = '${run.id}' ORDER BY name, state`]);
+    await waitUntil("the first chunk loaded, the extraction then the run's only job", async () => {
+      const loaded = (await setup.engine.store.counts(run.id)).targets["api-items"]?.loaded ?? 0;
+      const live = (await jobsOfRun()).filter((job) => job.state !== "completed");
+      return loaded > 0 && live.length === 1 && live[0]?.name === "franca.extract" && live[0]?.state === "active";
+    });
+    const jobs = (await jobsOfRun()).length;
+    const pages = api.stats.requests.list;
+    const abandoned = api.stats.clientAborts;
+    const cancelledAt = Date.now();
+    await cancelRun(setup, run.id);
+    await waitUntil(
+      "the run's extraction stopped after the cancel (only the worker's heartbeat could stop it)",
+      async () => (await jobsOfRun()).every((job) => job.state === "completed"),
+      50,
+      10_000,
+    );
+    const took = Date.now() - cancelledAt;
+    // a heartbeat later: the source was asked for no page after the one the extraction was stopped waiting for
+    await sleep(1_500);
+    assert.equal(api.stats.requests.list, pages, "no page of the source was asked for after the cancel");
+    assert.equal(
+      api.stats.clientAborts,
+      abandoned + 1,
+      "the page the extraction waited for was abandoned, not awaited",
+    );
+    const { extracted } = await setup.engine.store.counts(run.id);
+    assert.ok(extracted >= slowPageSize, `the extraction had staged its first chunk (${extracted} rows)`);
+    assert.ok(extracted < rows / 100, `the extraction staged ${extracted} of the source's ${rows} rows`);
+    assert.equal((await setup.engine.store.getRun(run.id))?.status, "cancelled");
+    const after = await jobsOfRun();
+    assert.equal(after.length, jobs, `no job of the run was sent after the cancel: ${JSON.stringify(after)}`);
+    assert.ok(
+      after.every((job) => job.state === "completed"),
+      `no job of the run left: ${JSON.stringify(after)}`,
+    );
+    assert.equal(worker.process.exitCode, null, "the worker goes on");
+    t.diagnostic(`the extraction stopped ${took} ms after the cancel, having staged ${extracted} of ${rows} rows`);
   });
 
   it("a run cancelled while its jobs run and continued at once ends with every record exactly once", async (t) => {
