@@ -603,6 +603,37 @@ describe("mysql connector: prepared rows", () => {
     assert.notEqual(more.lines, undefined);
   });
 
+  it("joins rows prepared in pieces into what preparing them at once gives, for a new table and one with rows", async () => {
+    await db.query("CREATE TABLE joined (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");
+    const join = mysqlDriver.join as NonNullable<typeof mysqlDriver.join>;
+    const rows: Row[] = people(1, 250);
+    rows[120] = { ...rows[120], id: Number.NaN }; // refused: no server takes NaN
+    delete rows[160]?.doc; // lacks a column
+    const pieces = (all: Row[]) => [all.slice(0, 100), all.slice(100, 200), all.slice(200)];
+    for (const filled of [false, true]) {
+      if (filled) await db.query("INSERT INTO joined VALUES (1000, 'x', NULL, NULL)");
+      const whole = (await prepare(connection, "joined", ["id"], rows)) as EncodedRows;
+      // an empty table takes LOAD DATA's lines only; one with rows the tuples too
+      assert.equal(whole.tuples === undefined, !filled);
+      assert.notEqual(whole.lines, undefined);
+      const parts = await Promise.all(pieces(rows).map((piece) => prepare(connection, "joined", ["id"], piece)));
+      const joined = join(parts) as EncodedRows;
+      assert.deepEqual(joined, whole, filled ? "a table with rows" : "an empty table");
+      assert.deepEqual(
+        joined.refused.map(([row]) => row),
+        [120],
+      );
+      assert.deepEqual(joined.gaps, [[160, [3]]]);
+      assert.equal((joined.lines as Uint8Array).byteLength, (joined.lines as Uint8Array).buffer.byteLength);
+    }
+    // pieces of other columns, or for another table, do not join
+    const other = await prepare(connection, "joined", ["id"], [{ id: 7, doc: null, name: "n", at: null }]);
+    const parts = await Promise.all(pieces(rows).map((piece) => prepare(connection, "joined", ["id"], piece)));
+    assert.equal(join([...parts, other]), undefined);
+    await db.query("CREATE TABLE joined2 (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");
+    assert.equal(join([...parts, await prepare(connection, "joined2", ["id"], people(300, 2))]), undefined);
+  });
+
   it("writes prepared rows without reading the items' rows, all of them or a subset", async () => {
     await db.query("CREATE TABLE prepared_people (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");
     await db.query("CREATE TABLE plain_people (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");

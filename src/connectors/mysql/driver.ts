@@ -9,7 +9,7 @@ import { acquire, probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
 import { connectionPreflightIssues, connectionSettingsIssues, quoteQualified, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
-import { prepareRows, sqlString } from "./encode.ts";
+import { joinEncodedRows, prepareRows, sqlString } from "./encode.ts";
 import { mysqlError, serverErrno } from "./errors.ts";
 import { MysqlBindingOptions, MysqlSystemOptions } from "./options.ts";
 import { readMysql, readMysqlEncoded } from "./read.ts";
@@ -358,6 +358,7 @@ export const mysqlDriver: Driver = {
   decode: decodeRows,
   cut: (_encoding, text, rows) => cutLines(text, rows, "MariaDB/MySQL rows"),
   prepare: prepareRows,
+  join: joinEncodedRows,
   preflight: (system) =>
     connectionPreflightIssues(system.options as MysqlSystemOptions, ["mysql:", "mariadb:"], (url) => {
       const issues: SettingIssue[] = [];

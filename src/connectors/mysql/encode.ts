@@ -479,3 +479,96 @@ function unusable(table: string, signature: string, why: string): EncodedRows {
 export function isEncodedRows(value: unknown): value is EncodedRows {
   return typeof value === "object" && value !== null && (value as EncodedRows).format === encodedFormat;
 }
+
+/** `Uint32Array` offsets of one part shifted into the joined array: entries 1…count of `from`, plus `shift`. */
+function shiftInto(into: Uint32Array, at: number, from: Uint32Array, count: number, shift: number): void {
+  for (let i = 1; i <= count; i++) into[at + i] = (from[i] as number) + shift;
+}
+
+/**
+ * `mysqlDriver.join`: rows encoded in pieces (prepareRows, on a transform thread) as one, as encoding them at once
+ * would have made them; undefined when the pieces were not encoded alike (another table or description, other
+ * columns, rows that did not fit). The tuples are kept only when every piece has them, the LOAD DATA lines likewise
+ * (a row that cannot go through LOAD DATA takes them from its whole chunk, as it would have encoded at once); none of
+ * either, and a piece with tuples only beside one with lines only, do not join.
+ */
+export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefined {
+  const first = parts[0];
+  if (!isEncodedRows(first)) return undefined;
+  const pieces = parts as readonly EncodedRows[];
+  for (const piece of pieces) {
+    if (
+      !isEncodedRows(piece) ||
+      piece.unusable !== undefined ||
+      piece.table !== first.table ||
+      piece.signature !== first.signature ||
+      piece.columns.length !== first.columns.length ||
+      piece.columns.some((column, c) => column !== first.columns[c])
+    )
+      return undefined;
+  }
+  if (pieces.length === 1) return first;
+  const insert = pieces.every((piece) => piece.tuples !== undefined);
+  const load = pieces.every((piece) => piece.lines !== undefined);
+  if (!insert && !load) return undefined;
+  let count = 0;
+  let lineBytes = 0;
+  for (const piece of pieces) {
+    count += piece.count;
+    lineBytes += piece.lines?.length ?? 0;
+  }
+  const joined: EncodedRows = {
+    format: encodedFormat,
+    table: first.table,
+    signature: first.signature,
+    columns: [...first.columns],
+    count,
+    refused: [],
+    gaps: [],
+    maxTupleBytes: 0,
+    maxLineBytes: 0,
+    keys: "",
+    keyAt: new Uint32Array(count + 1),
+  };
+  const tupleAt = new Uint32Array(count + 1);
+  const tupleBytes = new Uint32Array(count + 1);
+  const lineAt = new Uint32Array(count + 1);
+  // a buffer of its own (not from Buffer's pool), so that it can be transferred
+  const lines = load ? new Uint8Array(Buffer.allocUnsafeSlow(lineBytes).buffer, 0, lineBytes) : undefined;
+  const keys: string[] = [];
+  const tuples: string[] = [];
+  let low: bigint | undefined;
+  let high: bigint | undefined;
+  let ranged = true;
+  let row = 0;
+  for (const piece of pieces) {
+    for (const [index, why] of piece.refused) joined.refused.push([index + row, why]);
+    for (const [index, lacks] of piece.gaps) joined.gaps.push([index + row, lacks]);
+    shiftInto(joined.keyAt, row, piece.keyAt, piece.count, joined.keyAt[row] as number);
+    keys.push(piece.keys);
+    if (insert) {
+      shiftInto(tupleAt, row, piece.tupleAt as Uint32Array, piece.count, tupleAt[row] as number);
+      shiftInto(tupleBytes, row, piece.tupleBytes as Uint32Array, piece.count, tupleBytes[row] as number);
+      tuples.push(piece.tuples as string);
+      joined.maxTupleBytes = Math.max(joined.maxTupleBytes, piece.maxTupleBytes);
+    }
+    if (lines !== undefined) {
+      const at = lineAt[row] as number;
+      shiftInto(lineAt, row, piece.lineAt as Uint32Array, piece.count, at);
+      lines.set(piece.lines as Uint8Array, at);
+      joined.maxLineBytes = Math.max(joined.maxLineBytes, piece.maxLineBytes);
+    }
+    if (piece.keyRange === undefined) ranged = false;
+    else if (ranged) {
+      const [from, to] = piece.keyRange.map((end) => BigInt(end)) as [bigint, bigint];
+      if (low === undefined || from < low) low = from;
+      if (high === undefined || to > high) high = to;
+    }
+    row += piece.count;
+  }
+  joined.keys = keys.join("");
+  if (insert) Object.assign(joined, { tuples: tuples.join(""), tupleAt, tupleBytes });
+  if (lines !== undefined) Object.assign(joined, { lines, lineAt });
+  if (ranged && low !== undefined && high !== undefined) joined.keyRange = [low.toString(), high.toString()];
+  return joined;
+}
