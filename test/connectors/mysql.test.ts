@@ -1094,6 +1094,84 @@ describe("mysql connector: through the engine", () => {
   it("round-trips them alike when transform threads decode, map and encode the rows (COPY, LOAD DATA)", () =>
     roundTrip(1));
 
+  it("moves 600 rows both ways in chunks of 250, streamed on a transform thread as on the engine's thread (LOAD DATA, INSERT)", async () => {
+    await pgDb.query(`DROP TABLE IF EXISTS ${pgSchema}.items, ${pgSchema}.items_back`);
+    await db.query("DROP TABLE IF EXISTS items");
+    await pgDb.query(
+      `CREATE TABLE ${pgSchema}.items (id int PRIMARY KEY, label text, big text, amount numeric(30,10),
+        at timestamptz, doc jsonb, f float8, n int8, raw bytea, flag boolean, day date)`,
+    );
+    await pgDb.query(`CREATE TABLE ${pgSchema}.items_back (LIKE ${pgSchema}.items INCLUDING ALL)`);
+    await db.query(
+      `CREATE TABLE items (id int PRIMARY KEY, label text, big longtext, amount decimal(30,10), at datetime(6),
+        doc json, f double, n bigint, raw blob, flag boolean, day date, remark varchar(40) NOT NULL DEFAULT 'none',
+        seen_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) CHARACTER SET utf8mb4`,
+    );
+    // Chunks of 50, 100, 200, 250: the third (rows 151–350) is two pieces on a thread, whose LOAD DATA lines join;
+    // the fourth's last piece holds bytes (rows 551–555), which go the INSERT way only, so its pieces are encoded
+    // differently (lines, then tuples) and do not join: the load encodes that chunk's rows itself.
+    await pgDb.query(
+      `INSERT INTO ${pgSchema}.items
+         SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'row ' || i || E' \\t\\\\ ünï 🎉' END, repeat('x', i % 50),
+                round(i * 1.2345, 4), '2024-01-01 00:00:00+00'::timestamptz + i * interval '1.000001 second',
+                jsonb_build_object('i', i, 's', 'q"' || i, 'l', jsonb_build_array(i, NULL)), i * 0.5, i * 1000000000000,
+                CASE WHEN i BETWEEN 551 AND 555 THEN '\\x00ff5c'::bytea END, i % 2 = 0, date '2024-01-01' + i
+           FROM generate_series(1, 600) AS i`,
+    );
+    const run = async (flowName: string, threads: number) => {
+      const dir = mkdtempSync(join(tmpdir(), "franca-mysql-"));
+      const store = new SqliteStore(join(dir, "franca.db"));
+      await store.migrate();
+      const engine = await Engine.open({
+        hub,
+        baseDir: dir,
+        store,
+        ...(threads === 0 ? {} : { threads: { module: roundTripModule, count: threads } }),
+      });
+      try {
+        if (threads > 0) assert.equal(await engine.threadsReady(), true);
+        const summary = await engine.run(flowName, { trigger: "test" });
+        assert.equal(summary.run.status, "succeeded", JSON.stringify(summary.run.error));
+        return summary;
+      } finally {
+        await engine.close();
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    const inMaria = () =>
+      db.query("SELECT id, label, big, amount, at, doc, f, n, raw, flag, day, remark FROM items ORDER BY id");
+    const inPg = () => pgDb.query(`SELECT to_jsonb(b)::text AS row FROM ${pgSchema}.items_back b ORDER BY id`);
+
+    /** The kinds of statements that wrote into items, in order. */
+    const kinds = (sent: readonly string[]) =>
+      sent.flatMap((sql) => /^(LOAD DATA|INSERT INTO `items`)/.exec(sql)?.[0] ?? []).map((kind) => kind.split(" ")[0]);
+    const { result: threaded, sent } = await statementsSent(() => run("to-maria-wide", 1));
+    assert.equal(threaded.run.stats.threaded, 600, "the records were mapped on the thread");
+    assert.equal(threaded.counts.targets["maria.items"]?.loaded, 600);
+    const onThreads = await inMaria();
+    await db.query("DELETE FROM items");
+    const { result: inline, sent: sentInline } = await statementsSent(() => run("to-maria-wide", 0));
+    assert.equal(inline.counts.targets["maria.items"]?.loaded, 600);
+    assert.deepEqual(onThreads, await inMaria());
+    // the first three chunks through LOAD DATA (the third's lines joined from its pieces: lines the server could not
+    // take would have gone the INSERT way after all), the fourth, with bytes, through INSERT; as on the engine's thread
+    assert.deepEqual(kinds(sent), ["LOAD", "LOAD", "LOAD", "INSERT"]);
+    assert.deepEqual(kinds(sentInline), kinds(sent));
+    assert.equal(onThreads.length, 600);
+    assert.deepEqual(onThreads[552]?.raw, Buffer.from([0, 255, 92]));
+    assert.equal(onThreads[0]?.label, "row 1 \t\\ ünï 🎉");
+
+    // and back, MariaDB's encoded rows decoded and mapped on the thread a piece at a time
+    const back = await run("to-pg-wide", 1);
+    assert.equal(back.run.stats.threaded, 600);
+    const backOnThreads = await inPg();
+    await pgDb.query(`DELETE FROM ${pgSchema}.items_back`);
+    await run("to-pg-wide", 0);
+    assert.deepEqual(backOnThreads, await inPg());
+    assert.equal(backOnThreads.length, 600);
+  });
+
   it("an upsert of the same records through a fresh engine leaves the target unchanged", async () => {
     // A new store knows nothing of earlier runs: every record is sent again, and the upsert changes nothing.
     await db.query("CREATE TABLE people (id int PRIMARY KEY, name varchar(50) NOT NULL, at datetime(6))");

@@ -5,8 +5,9 @@
  * database of `items`).
  *
  * `to-maria`: <schema>.items → MariaDB items (COPY read, LOAD DATA or INSERT write); `to-pg`: back, incrementally by
- * MariaDB's `seen_at`, into <schema>.items_back. Chunks of 2 records. Bytes travel as base64 in the record (records
- * are JSON), booleans as booleans (MariaDB's BOOLEAN reads as 0 or 1).
+ * MariaDB's `seen_at`, into <schema>.items_back. Chunks of 2 records; `to-maria-wide` and `to-pg-wide` the same in
+ * chunks of up to 250. Bytes travel as base64 in the record (records are JSON), booleans as booleans (MariaDB's
+ * BOOLEAN reads as 0 or 1).
  */
 import { mysql } from "../../src/connectors/mysql/index.ts";
 import { postgres } from "../../src/connectors/postgres/index.ts";
@@ -68,30 +69,30 @@ const pgSource = postgres("pg-source", { url: pgUrl });
 const pgTarget = postgres("pg-target", { url: pgUrl });
 const maria = mysql("maria", { url: mariaUrl, poolSize: 2 });
 
+const fromPg = bind(pgSource, Item, { table: `${pgSchema}.items`, key: "id", toCanonical: toItem });
+const toMaria = bind(maria, Item, { name: "maria.items", table: "items", key: "id", fromCanonical: fromItem });
+const fromMaria = bind(maria, Item, {
+  name: "maria.items-source",
+  table: "items",
+  key: "id",
+  cursor: "seen_at",
+  toCanonical: toItem,
+});
+const toPg = bind(pgTarget, Item, {
+  name: "pg.items_back",
+  table: `${pgSchema}.items_back`,
+  key: "id",
+  fromCanonical: fromItemToPg,
+});
+
 export default defineHub({
   systems: [pgSource, pgTarget, maria],
   entities: [Item],
   flows: [
-    flow("to-maria", {
-      from: bind(pgSource, Item, { table: `${pgSchema}.items`, key: "id", toCanonical: toItem }),
-      to: bind(maria, Item, { name: "maria.items", table: "items", key: "id", fromCanonical: fromItem }),
-      chunkSize: 2,
-    }),
-    flow("to-pg", {
-      from: bind(maria, Item, {
-        name: "maria.items-source",
-        table: "items",
-        key: "id",
-        cursor: "seen_at",
-        toCanonical: toItem,
-      }),
-      to: bind(pgTarget, Item, {
-        name: "pg.items_back",
-        table: `${pgSchema}.items_back`,
-        key: "id",
-        fromCanonical: fromItemToPg,
-      }),
-      chunkSize: 2,
-    }),
+    flow("to-maria", { from: fromPg, to: toMaria, chunkSize: 2 }),
+    flow("to-pg", { from: fromMaria, to: toPg, chunkSize: 2 }),
+    // the same in chunks of up to 250 records: a transform thread streams them a piece of 100 rows at a time
+    flow("to-maria-wide", { from: fromPg, to: toMaria, chunkSize: 250 }),
+    flow("to-pg-wide", { from: fromMaria, to: toPg, chunkSize: 250 }),
   ],
 });
