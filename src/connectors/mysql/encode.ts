@@ -1,7 +1,7 @@
 /**
  * The encoding of rows for a MariaDB/MySQL table, pure (no connection, no I/O): write.ts encodes a batch's rows with
- * it on the calling thread, and `mysqlDriver.prepare` encodes a chunk's rows on one of the engine's transform threads,
- * so that a write of prepared rows only moves bytes. Each row gets:
+ * it on the calling thread, and `mysqlDriver.prepare` encodes a chunk's rows on one of the engine's transform threads
+ * (a piece at a time, joined by `joinEncodedRows`), so that a write of prepared rows only moves bytes. Each row gets:
  * - its INSERT tuple, `(v1, v2, …)`: SQL literals, as the upsert sends them (toMysql has the conversions);
  * - its LOAD DATA line (`LOAD DATA`'s default text format: fields separated by tabs, lines ended by a newline, NULL as
  *   `\N`, backslash, tab, newline, carriage return and NUL escaped by a backslash), when the row lands through LOAD

@@ -226,11 +226,14 @@ class PreparedPieces {
 /** Flows whose mappings were seen to wait (a lookup, other asynchronous work): their chunks are mapped whole. */
 const waitingFlows = new Set<string>();
 /**
- * Flows this thread transforms whole (`wholeJob`) since one of their chunks was seen to repeat a key across pieces,
- * or to have a target's prepared pieces that did not join, or a target mapping that waited (streamed, its lookups
- * would go out a piece at a time, for rows the load then maps again anyway).
+ * Flows this thread transforms whole (`wholeJob`) for the rest of a run (flow → run), since one of the run's chunks
+ * was seen to repeat a key across pieces, or to have a target's prepared pieces that did not join, or a target mapping
+ * that waited (streamed, its lookups would go out a piece at a time, for rows the load then maps again anyway). For
+ * that run only: a later run may find the target in another state (a MariaDB table with rows, whose pieces all take
+ * tuples and join, where an empty one took LOAD DATA lines but for the piece holding a row that LOAD DATA cannot
+ * take).
  */
-const wholeFlows = new Set<string>();
+const wholeFlows = new Map<string, number>();
 
 /** A chunk transformed: what the thread sends back. */
 interface Transformed {
@@ -275,7 +278,7 @@ async function streamJob(
     });
   } catch (error) {
     if (error !== transformWhole) throw error;
-    wholeFlows.add(flow.name);
+    wholeFlows.set(flow.name, job.run);
     return undefined;
   } finally {
     if (mapper.waited) waitingFlows.add(flow.name);
@@ -284,7 +287,7 @@ async function streamJob(
   for (const piece of pieces) {
     const joined = piece.joined();
     if (joined !== undefined) targets.push(joined);
-    if (joined === undefined || piece.waited) wholeFlows.add(flow.name);
+    if (joined === undefined || piece.waited) wholeFlows.set(flow.name, job.run);
   }
   return { columns: stager.columns, staged: stager.bytes(), problems: mapper.mapped.problems, targets };
 }
@@ -327,7 +330,8 @@ async function transform(job: TransformJob): Promise<void> {
   }
   const preparers = job.targets.flatMap((target) => preparerOf(job, flow, target) ?? []);
   // a driver that prepares rows but cannot join prepared pieces has its chunks prepared whole
-  const streams = !wholeFlows.has(flow.name) && preparers.every((preparer) => preparer.driver.join !== undefined);
+  const streams =
+    wholeFlows.get(flow.name) !== job.run && preparers.every((preparer) => preparer.driver.join !== undefined);
   const done = (streams ? await streamJob(job, flow, preparers) : undefined) ?? (await wholeJob(job, flow, preparers));
   // The source text came as a copy of the engine's bytes (structured clone), decoded now: freed at once rather than
   // at this thread's next full collection (free-bytes.ts), which may be tens of chunks later.
