@@ -794,12 +794,10 @@ describe("mysql connector: through the engine", () => {
   });
 
   /**
-   * PostgreSQL → MariaDB → PostgreSQL of tricky values through the engine, on the engine's own thread (threads 0)
-   * or on transform threads, where the rows are decoded, mapped and encoded for their targets (COPY, LOAD DATA).
-   * Then both legs again through a fresh store, which re-upserts every record (ON DUPLICATE KEY UPDATE, ON CONFLICT),
-   * and the MariaDB leg incrementally after two rows changed there.
+   * The round-trip hub's tables, new and empty: PostgreSQL's items and items_back, MariaDB's items (its `remark` a
+   * column no flow writes, which an upsert must leave alone; `seen_at` the cursor of the way back).
    */
-  async function roundTrip(threads: number): Promise<void> {
+  async function roundTripTables(): Promise<void> {
     await pgDb.query(`DROP TABLE IF EXISTS ${pgSchema}.items, ${pgSchema}.items_back`);
     await db.query("DROP TABLE IF EXISTS items");
     await pgDb.query(
@@ -807,12 +805,45 @@ describe("mysql connector: through the engine", () => {
         at timestamptz, doc jsonb, f float8, n int8, raw bytea, flag boolean, day date)`,
     );
     await pgDb.query(`CREATE TABLE ${pgSchema}.items_back (LIKE ${pgSchema}.items INCLUDING ALL)`);
-    // remark: a column no flow writes (an upsert must leave it alone)
     await db.query(
       `CREATE TABLE items (id int PRIMARY KEY, label text, big longtext, amount decimal(30,10), at datetime(6),
         doc json, f double, n bigint, raw blob, flag boolean, day date, remark varchar(40) NOT NULL DEFAULT 'none',
         seen_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) CHARACTER SET utf8mb4`,
     );
+  }
+
+  /**
+   * Runs `work` with an engine of the round-trip hub on a store of its own (a fresh store knows no earlier run, so
+   * every record is new), with `threads` transform threads (waited for) or none.
+   */
+  async function withRoundTripEngine<T>(threads: number, work: (engine: Engine) => Promise<T>): Promise<T> {
+    const dir = mkdtempSync(join(tmpdir(), "franca-mysql-"));
+    const store = new SqliteStore(join(dir, "franca.db"));
+    await store.migrate();
+    const engine = await Engine.open({
+      hub,
+      baseDir: dir,
+      store,
+      ...(threads === 0 ? {} : { threads: { module: roundTripModule, count: threads } }),
+    });
+    try {
+      if (threads > 0) assert.equal(await engine.threadsReady(), true);
+      return await work(engine);
+    } finally {
+      await engine.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * PostgreSQL → MariaDB → PostgreSQL of tricky values through the engine, on the engine's own thread (threads 0)
+   * or on transform threads, where the rows are decoded, mapped and encoded for their targets (COPY, LOAD DATA).
+   * Then both legs again through a fresh store, which re-upserts every record (ON DUPLICATE KEY UPDATE, ON CONFLICT),
+   * and the MariaDB leg incrementally after two rows changed there.
+   */
+  async function roundTrip(threads: number): Promise<void> {
+    await roundTripTables();
     const columns = ["label", "big", "amount", "at", "doc", "f", "n", "raw", "flag", "day"];
     const big = `${"é🎉x".repeat(150_000)}end`; // 1 MB of UTF-8
     // doc and f as the text PostgreSQL parses (JSON text, float8 text: a JSON null, a number beyond 2^53, -0), a
@@ -894,26 +925,7 @@ describe("mysql connector: through the engine", () => {
     }
     const count = source.length;
 
-    /** Runs `work` with an engine on a store of its own: a fresh store knows no earlier run, so every record is new. */
-    const withEngine = async (work: (engine: Engine) => Promise<void>): Promise<void> => {
-      const dir = mkdtempSync(join(tmpdir(), "franca-mysql-"));
-      const store = new SqliteStore(join(dir, "franca.db"));
-      await store.migrate();
-      const engine = await Engine.open({
-        hub,
-        baseDir: dir,
-        store,
-        ...(threads === 0 ? {} : { threads: { module: roundTripModule, count: threads } }),
-      });
-      try {
-        if (threads > 0) assert.equal(await engine.threadsReady(), true);
-        await work(engine);
-      } finally {
-        await engine.close();
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    };
+    const withEngine = (work: (engine: Engine) => Promise<void>): Promise<void> => withRoundTripEngine(threads, work);
     /** items_back as PostgreSQL's text: the label, and every other column. */
     const pgBack = () =>
       pgDb.query(`SELECT id, label, (to_jsonb(b) - 'label')::text AS rest FROM ${pgSchema}.items_back b ORDER BY id`);
@@ -1095,18 +1107,7 @@ describe("mysql connector: through the engine", () => {
     roundTrip(1));
 
   it("moves 600 rows both ways in chunks of 250, streamed on a transform thread as on the engine's thread (LOAD DATA, INSERT)", async () => {
-    await pgDb.query(`DROP TABLE IF EXISTS ${pgSchema}.items, ${pgSchema}.items_back`);
-    await db.query("DROP TABLE IF EXISTS items");
-    await pgDb.query(
-      `CREATE TABLE ${pgSchema}.items (id int PRIMARY KEY, label text, big text, amount numeric(30,10),
-        at timestamptz, doc jsonb, f float8, n int8, raw bytea, flag boolean, day date)`,
-    );
-    await pgDb.query(`CREATE TABLE ${pgSchema}.items_back (LIKE ${pgSchema}.items INCLUDING ALL)`);
-    await db.query(
-      `CREATE TABLE items (id int PRIMARY KEY, label text, big longtext, amount decimal(30,10), at datetime(6),
-        doc json, f double, n bigint, raw blob, flag boolean, day date, remark varchar(40) NOT NULL DEFAULT 'none',
-        seen_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) CHARACTER SET utf8mb4`,
-    );
+    await roundTripTables();
     // Chunks of 50, 100, 200, 250: the third (rows 151–350) is two pieces on a thread, whose LOAD DATA lines join;
     // the fourth's last piece holds bytes (rows 551–555), which go the INSERT way only, so its pieces are encoded
     // differently (lines, then tuples) and do not join: the load encodes that chunk's rows itself.
@@ -1118,27 +1119,12 @@ describe("mysql connector: through the engine", () => {
                 CASE WHEN i BETWEEN 551 AND 555 THEN '\\x00ff5c'::bytea END, i % 2 = 0, date '2024-01-01' + i
            FROM generate_series(1, 600) AS i`,
     );
-    const run = async (flowName: string, threads: number) => {
-      const dir = mkdtempSync(join(tmpdir(), "franca-mysql-"));
-      const store = new SqliteStore(join(dir, "franca.db"));
-      await store.migrate();
-      const engine = await Engine.open({
-        hub,
-        baseDir: dir,
-        store,
-        ...(threads === 0 ? {} : { threads: { module: roundTripModule, count: threads } }),
-      });
-      try {
-        if (threads > 0) assert.equal(await engine.threadsReady(), true);
+    const run = (flowName: string, threads: number) =>
+      withRoundTripEngine(threads, async (engine) => {
         const summary = await engine.run(flowName, { trigger: "test" });
         assert.equal(summary.run.status, "succeeded", JSON.stringify(summary.run.error));
         return summary;
-      } finally {
-        await engine.close();
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    };
+      });
     const inMaria = () =>
       db.query("SELECT id, label, big, amount, at, doc, f, n, raw, flag, day, remark FROM items ORDER BY id");
     const inPg = () => pgDb.query(`SELECT to_jsonb(b)::text AS row FROM ${pgSchema}.items_back b ORDER BY id`);
