@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import pg from "pg";
-import { CopyLines, CopyRowDecoder, encodeField, unescapeCopy } from "../../src/connectors/postgres/copy-text.ts";
+import {
+  CopyLines,
+  CopyRowDecoder,
+  encodeField,
+  signedZeros,
+  unescapeCopy,
+} from "../../src/connectors/postgres/copy-text.ts";
 import type { PostgresClient } from "../../src/connectors/postgres/index.ts";
 import { textParser } from "../../src/connectors/postgres/parsers.ts";
 import type { Connection, ItemResult, ReadRequest, WriteRequest } from "../../src/connectors/types.ts";
@@ -248,8 +254,10 @@ describe("postgres COPY: write then read", () => {
         { id: 4, f: "-0", ...written },
       ],
     );
-    // the caller's arrays are not changed
+    // the caller's arrays are not changed, and an array without -0 (NaN included) goes as it is, not copied
     assert.ok(Object.is(arrays.fa[0], -0) && Object.is(arrays.faa[1]?.[1], -0));
+    const none = [Number.NaN, 0, [1, Number.NaN], "-0"];
+    assert.equal(signedZeros(none), none);
   });
 });
 

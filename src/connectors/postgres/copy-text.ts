@@ -47,7 +47,7 @@ export function signedZeros(value: readonly unknown[]): readonly unknown[] {
   for (let i = 0; i < value.length; i++) {
     const element = value[i];
     const kept = Object.is(element, -0) ? "-0" : Array.isArray(element) ? signedZeros(element) : element;
-    if (kept !== element) {
+    if (!Object.is(kept, element)) {
       copy ??= value.slice();
       copy[i] = kept;
     }
