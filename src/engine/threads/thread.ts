@@ -140,12 +140,9 @@ async function targetRows(
 ): Promise<TargetRows> {
   const { binding, mapContext } = preparer;
   const lineage = { sourceSystem: flow.from.system.name, run: job.run, chunk: job.seq };
-  let async = false;
-  const { values, thrown } = await mapAll(records, (record) => {
-    const row = mapToTarget(binding, record, mapContext, lineage);
-    if (typeof (row as { then?: unknown } | null)?.then === "function") async = true;
-    return row;
-  });
+  const { values, thrown, waited } = await mapAll(records, (record) =>
+    mapToTarget(binding, record, mapContext, lineage),
+  );
   const rowOf = new Int32Array(records.length);
   const failures: MappingFailure[] = [];
   const rows: Row[] = [];
@@ -159,7 +156,7 @@ async function targetRows(
     rowOf[i] = rows.length;
     rows.push(values[i] as Row);
   }
-  return { rows, rowOf, failures, async };
+  return { rows, rowOf, failures, async: waited };
 }
 
 function prepared(preparer: Preparer, rows: readonly Row[]): unknown {
@@ -243,6 +240,11 @@ interface Transformed {
   targets: PreparedParts[];
 }
 
+/** A mapper of the job's chunk to the flow's canonical records. */
+function mapperOf(job: TransformJob, flow: Flow): ChunkMapper {
+  return new ChunkMapper(flow.from, compileEntity(flow.entity), mapContextOf(job, flow.from.name), job.seq);
+}
+
 /** Thrown to stop mapping a chunk's pieces once it is to be transformed whole. */
 const transformWhole = Symbol("transform whole");
 
@@ -255,22 +257,21 @@ const transformWhole = Symbol("transform whole");
  *
  * Undefined when the chunk must be transformed whole instead (`wholeJob`): a key repeated a key of an earlier piece,
  * whose record the later should replace after its piece was staged and prepared. The pieces after it are not mapped;
- * those before it are mapped again (a mapping with side effects sees their rows twice, once per flow and thread).
+ * those before it are mapped again (a mapping with side effects sees their rows twice, once per flow, run and thread).
  */
 async function streamJob(
   job: TransformJob,
   flow: Flow,
   preparers: readonly Preparer[],
 ): Promise<Transformed | undefined> {
-  const binding = flow.from;
-  const driver = binding.system.driver as Driver;
-  const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContextOf(job, binding.name), job.seq);
+  const { system } = flow.from;
+  const mapper = mapperOf(job, flow);
   const stager = new CanonicalStager();
   const pieces = preparers.map((preparer) => new PreparedPieces(preparer));
   try {
-    await mapSource(mapper, driver, binding.system.name, job.source, waitingFlows.has(flow.name), async () => {
+    await mapSource(mapper, system.driver as Driver, system.name, job.source, waitingFlows.has(flow.name), async () => {
       if (mapper.repeatedTaken) throw transformWhole;
-      const from = stager.keys.length;
+      const from = stager.count;
       const records = mapper.takeRecords();
       if (records.length === 0) return;
       stager.add(records);
@@ -297,18 +298,19 @@ async function streamJob(
  * driver can cut it: map-pieces.ts), then staged, then mapped and prepared for each target all at once.
  */
 async function wholeJob(job: TransformJob, flow: Flow, preparers: readonly Preparer[]): Promise<Transformed> {
-  const binding = flow.from;
-  const driver = binding.system.driver as Driver;
-  const mapper = new ChunkMapper(binding, compileEntity(flow.entity), mapContextOf(job, binding.name), job.seq);
-  await mapSource(mapper, driver, binding.system.name, job.source, waitingFlows.has(flow.name));
+  const { system } = flow.from;
+  const mapper = mapperOf(job, flow);
+  await mapSource(mapper, system.driver as Driver, system.name, job.source, waitingFlows.has(flow.name));
   if (mapper.waited) waitingFlows.add(flow.name);
   const { records, problems } = mapper.mapped;
   const stager = new CanonicalStager();
   stager.add(records);
   const targets: PreparedParts[] = [];
   for (const preparer of preparers) {
-    const { rows, rowOf, failures, async } = await targetRows(job, flow, preparer, records);
-    targets.push({ name: preparer.target.name, data: prepared(preparer, rows), rowOf, failures, async });
+    // one piece, which needs no join
+    const piece = new PreparedPieces(preparer);
+    await piece.add(job, flow, records, 0);
+    targets.push(piece.joined() as PreparedParts);
   }
   return { columns: stager.columns, staged: stager.bytes(), problems, targets };
 }
