@@ -28,3 +28,19 @@ export function releaseBytes(bytes: unknown): void {
 export function utf8(text: string | Uint8Array): string {
   return typeof text === "string" ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString("utf8");
 }
+
+/**
+ * The parts one after the other in a buffer of their own (not from Buffer's pool), which can therefore be moved to
+ * another thread or freed (`wholeBuffer`).
+ */
+export function joinBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const joined = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+  let at = 0;
+  for (const part of parts) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return joined;
+}

@@ -6,7 +6,7 @@
  * serialization of the records. Texts staged before the payloads came first (an earlier version) read the same.
  */
 import { LineBuffer } from "../connectors/line-buffer.ts";
-import { utf8 } from "../core/bytes.ts";
+import { joinBytes, utf8 } from "../core/bytes.ts";
 import { freeBytes } from "./free-bytes.ts";
 
 export interface CanonicalRecord {
@@ -35,24 +35,23 @@ export interface RecordColumns {
   sourceIds: string[] | null;
 }
 
-/**
- * The columns of `records`. The arrays are built by push, not preallocated: an array made with `new Array(n)` is
- * holey, and structured clone writes a holey array element by element with its index (a transform thread's columns
- * cross to the engine's thread).
- */
 export function recordColumns(records: readonly CanonicalRecord[]): RecordColumns {
-  const count = records.length;
-  const keys: string[] = [];
-  const hashes: string[] = [];
-  let sourceIds: string[] | null = null;
-  for (let i = 0; i < count; i++) {
-    const record = records[i] as CanonicalRecord;
-    keys.push(record.key);
-    hashes.push(record.hash);
-    if (sourceIds === null && record.sourceId !== record.key) sourceIds = keys.slice(0, i);
-    sourceIds?.push(record.sourceId);
-  }
-  return { keys, hashes, sourceIds };
+  const columns: RecordColumns = { keys: [], hashes: [], sourceIds: null };
+  for (const record of records) appendColumns(columns, record);
+  return columns;
+}
+
+/**
+ * Appends a record's key, hash and source id to `columns` (its source ids made at the first that is not its key). The
+ * arrays grow by push, never preallocated: an array made with `new Array(n)` is holey, and structured clone writes a
+ * holey array element by element with its index (a transform thread's columns cross to the engine's thread).
+ */
+function appendColumns(columns: RecordColumns, record: CanonicalRecord): void {
+  const { keys } = columns;
+  if (columns.sourceIds === null && record.sourceId !== record.key) columns.sourceIds = keys.slice();
+  keys.push(record.key);
+  columns.hashes.push(record.hash);
+  columns.sourceIds?.push(record.sourceId);
 }
 
 /**
@@ -75,33 +74,26 @@ const payloadsHead = Buffer.from('{"payloads":[');
  * reads texts written either way.
  */
 export class CanonicalStager {
-  readonly keys: string[] = [];
-  readonly hashes: string[] = [];
-  /** null while every record's source id is its key. */
-  #sourceIds: string[] | null = null;
+  /** What the load and the ledger need of the records added so far. */
+  readonly columns: RecordColumns = { keys: [], hashes: [], sourceIds: null };
   /** null while no record has a cursor. */
   #cursors: unknown[] | null = null;
   readonly #parts: Uint8Array[] = [payloadsHead];
 
-  /** What the load and the ledger need of the records added so far. */
-  get columns(): RecordColumns {
-    return { keys: this.keys, hashes: this.hashes, sourceIds: this.#sourceIds };
+  /** How many records were added so far. */
+  get count(): number {
+    return this.columns.keys.length;
   }
 
   /** Adds the next records of the chunk. */
   add(records: readonly CanonicalRecord[]): void {
     if (this.#parts.length === 0) throw new Error("records were added to a chunk's staged text after it was made");
-    const { keys, hashes } = this;
     const out = new LineBuffer();
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as CanonicalRecord;
-      const index = keys.length;
+    for (const record of records) {
+      const index = this.count;
       if (index > 0) out.char(0x2c); // ,
       out.write(record.json ?? JSON.stringify(record.payload));
-      keys.push(record.key);
-      hashes.push(record.hash);
-      if (this.#sourceIds === null && record.sourceId !== record.key) this.#sourceIds = keys.slice(0, index);
-      this.#sourceIds?.push(record.sourceId);
+      appendColumns(this.columns, record);
       const cursor = record.cursor;
       if (this.#cursors === null && cursor !== undefined) this.#cursors = new Array<unknown>(index).fill(null);
       this.#cursors?.push(cursor === undefined ? null : cursor);
@@ -113,22 +105,13 @@ export class CanonicalStager {
   bytes(): Uint8Array {
     if (this.#parts.length === 0) throw new Error("a chunk's staged text was asked for twice");
     const tail = Buffer.from(
-      `],"keys":${JSON.stringify(this.keys)},"hashes":${JSON.stringify(this.hashes)},"sources":${JSON.stringify(this.#sourceIds)},"cursors":${JSON.stringify(this.#cursors)}}`,
+      `],"keys":${JSON.stringify(this.columns.keys)},"hashes":${JSON.stringify(this.columns.hashes)},"sources":${JSON.stringify(this.columns.sourceIds)},"cursors":${JSON.stringify(this.#cursors)}}`,
     );
-    let length = tail.length;
-    for (const part of this.#parts) length += part.length;
-    // a buffer of its own (not from Buffer's pool), so that it can be transferred
-    const own = Buffer.allocUnsafeSlow(length);
-    let at = 0;
-    for (const part of this.#parts) {
-      own.set(part, at);
-      at += part.length;
-    }
-    own.set(tail, at);
+    const joined = joinBytes([...this.#parts, tail]);
     // the pieces' bytes are copied: freed now rather than at the collector's next full collection (free-bytes.ts)
     for (let i = 1; i < this.#parts.length; i++) freeBytes(this.#parts[i]);
     this.#parts.length = 0;
-    return new Uint8Array(own.buffer, own.byteOffset, length);
+    return joined;
   }
 }
 

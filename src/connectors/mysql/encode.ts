@@ -12,7 +12,9 @@
 // never loads the client library (~24 MB of a thread's memory)
 import { escape as escapeSql } from "sql-escaper";
 import type { Row } from "../../core/binding.ts";
+import { joinBytes } from "../../core/bytes.ts";
 import { isDateTime } from "../../core/formats.ts";
+import { joinedRowLists, sameColumns } from "../joined-rows.ts";
 import { LineBuffer } from "../line-buffer.ts";
 import { batchColumns, toParam } from "../sql.ts";
 import type { PrepareRequest } from "../types.ts";
@@ -502,8 +504,7 @@ export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefi
       piece.unusable !== undefined ||
       piece.table !== first.table ||
       piece.signature !== first.signature ||
-      piece.columns.length !== first.columns.length ||
-      piece.columns.some((column, c) => column !== first.columns[c])
+      !sameColumns(piece.columns, first.columns)
     )
       return undefined;
   }
@@ -511,51 +512,37 @@ export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefi
   const insert = pieces.every((piece) => piece.tuples !== undefined);
   const load = pieces.every((piece) => piece.lines !== undefined);
   if (!insert && !load) return undefined;
-  let count = 0;
-  let lineBytes = 0;
-  for (const piece of pieces) {
-    count += piece.count;
-    lineBytes += piece.lines?.length ?? 0;
-  }
+  const count = pieces.reduce((rows, piece) => rows + piece.count, 0);
+  const rowsOf = (piece: EncodedRows) => piece.count;
   const joined: EncodedRows = {
     format: encodedFormat,
     table: first.table,
     signature: first.signature,
     columns: [...first.columns],
     count,
-    refused: [],
-    gaps: [],
+    refused: joinedRowLists(pieces, (piece) => piece.refused, rowsOf),
+    gaps: joinedRowLists(pieces, (piece) => piece.gaps, rowsOf),
     maxTupleBytes: 0,
     maxLineBytes: 0,
-    keys: "",
+    keys: pieces.map((piece) => piece.keys).join(""),
     keyAt: new Uint32Array(count + 1),
   };
   const tupleAt = new Uint32Array(count + 1);
   const tupleBytes = new Uint32Array(count + 1);
   const lineAt = new Uint32Array(count + 1);
-  // a buffer of its own (not from Buffer's pool), so that it can be transferred
-  const lines = load ? new Uint8Array(Buffer.allocUnsafeSlow(lineBytes).buffer, 0, lineBytes) : undefined;
-  const keys: string[] = [];
-  const tuples: string[] = [];
   let low: bigint | undefined;
   let high: bigint | undefined;
   let ranged = true;
   let row = 0;
   for (const piece of pieces) {
-    for (const [index, why] of piece.refused) joined.refused.push([index + row, why]);
-    for (const [index, lacks] of piece.gaps) joined.gaps.push([index + row, lacks]);
     shiftInto(joined.keyAt, row, piece.keyAt, piece.count, joined.keyAt[row] as number);
-    keys.push(piece.keys);
     if (insert) {
       shiftInto(tupleAt, row, piece.tupleAt as Uint32Array, piece.count, tupleAt[row] as number);
       shiftInto(tupleBytes, row, piece.tupleBytes as Uint32Array, piece.count, tupleBytes[row] as number);
-      tuples.push(piece.tuples as string);
       joined.maxTupleBytes = Math.max(joined.maxTupleBytes, piece.maxTupleBytes);
     }
-    if (lines !== undefined) {
-      const at = lineAt[row] as number;
-      shiftInto(lineAt, row, piece.lineAt as Uint32Array, piece.count, at);
-      lines.set(piece.lines as Uint8Array, at);
+    if (load) {
+      shiftInto(lineAt, row, piece.lineAt as Uint32Array, piece.count, lineAt[row] as number);
       joined.maxLineBytes = Math.max(joined.maxLineBytes, piece.maxLineBytes);
     }
     if (piece.keyRange === undefined) ranged = false;
@@ -566,9 +553,9 @@ export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefi
     }
     row += piece.count;
   }
-  joined.keys = keys.join("");
-  if (insert) Object.assign(joined, { tuples: tuples.join(""), tupleAt, tupleBytes });
-  if (lines !== undefined) Object.assign(joined, { lines, lineAt });
+  if (insert) Object.assign(joined, { tuples: pieces.map((piece) => piece.tuples).join(""), tupleAt, tupleBytes });
+  // a buffer of its own (not from Buffer's pool), so that it can be transferred
+  if (load) Object.assign(joined, { lines: joinBytes(pieces.map((piece) => piece.lines as Uint8Array)), lineAt });
   if (ranged && low !== undefined && high !== undefined) joined.keyRange = [low.toString(), high.toString()];
   return joined;
 }

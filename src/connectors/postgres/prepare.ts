@@ -4,6 +4,8 @@
  * itself, so that both send the same bytes. Pure: no connection, no I/O.
  */
 import type { Row } from "../../core/binding.ts";
+import { joinBytes } from "../../core/bytes.ts";
+import { joinedRowLists, sameColumns } from "../joined-rows.ts";
 import { LineBuffer } from "../line-buffer.ts";
 import { batchColumns } from "../sql.ts";
 import type { PrepareRequest } from "../types.ts";
@@ -177,10 +179,8 @@ function sameShape(a: CopyRows, b: CopyRows): boolean {
     a.format === b.format &&
     a.table === b.table &&
     a.kinds === b.kinds &&
-    a.key.length === b.key.length &&
-    a.key.every((column, k) => column === b.key[k]) &&
-    a.columns.length === b.columns.length &&
-    a.columns.every((column, c) => column === b.columns[c])
+    sameColumns(a.key, b.key) &&
+    sameColumns(a.columns, b.columns)
   );
 }
 
@@ -195,30 +195,22 @@ export function joinCopyRows(parts: readonly unknown[]): CopyRows | undefined {
   for (const part of parts) if (!sameShape(first, part as CopyRows)) return undefined;
   const copies = parts as readonly CopyRows[];
   if (copies.length === 1) return first;
-  let length = 0;
-  let rows = 0;
-  for (const part of copies) {
-    length += part.bytes.length;
-    rows += part.ends.length;
-  }
+  const rowsOf = (part: CopyRows) => part.ends.length;
   // buffers of their own (not from Buffer's pool), so that they can be transferred
-  const bytes = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
-  const ends = new Uint32Array(rows);
+  const bytes = joinBytes(copies.map((part) => part.bytes));
+  const ends = new Uint32Array(copies.reduce((rows, part) => rows + rowsOf(part), 0));
   const keys = first.key.map((): string[] => []);
-  const refused: [number, string][] = [];
-  const gaps: [number, number[]][] = [];
   let byteAt = 0;
   let rowAt = 0;
   for (const part of copies) {
-    bytes.set(part.bytes, byteAt);
     for (let i = 0; i < part.ends.length; i++) ends[rowAt + i] = (part.ends[i] as number) + byteAt;
     part.keys.forEach((elements, k) => {
       for (const element of elements) (keys[k] as string[]).push(element);
     });
-    for (const [row, reason] of part.refused) refused.push([row + rowAt, reason]);
-    for (const [row, lacks] of part.gaps) gaps.push([row + rowAt, lacks]);
     byteAt += part.bytes.length;
-    rowAt += part.ends.length;
+    rowAt += rowsOf(part);
   }
+  const refused = joinedRowLists(copies, (part) => part.refused, rowsOf);
+  const gaps = joinedRowLists(copies, (part) => part.gaps, rowsOf);
   return { ...first, bytes, ends, keys, refused, gaps };
 }
