@@ -51,11 +51,10 @@ export interface EncodedLoad {
   /** [key, hash] pairs to make current now (not deferred), or none. */
   hashes?: string;
   /**
-   * Instead of `hashes` when every hash has the same length in ASCII (content hashes do): the hashes one after the
-   * other, the i-th for the i-th key of `loaded`, each `hashWidth` bytes.
+   * Instead of `hashes` when every hash has the same length in ASCII (content hashes do) and `loaded` is keys (not
+   * detailed): the hashes one after the other, the i-th for the i-th key of `loaded`, each `width` bytes.
    */
-  hashBytes?: Uint8Array;
-  hashWidth?: number;
+  hashRun?: { bytes: Uint8Array; width: number };
   unchanged?: string;
   unchangedCount: number;
   problems: RecordOutcome[];
@@ -72,7 +71,7 @@ function hashColumns(
   loaded: readonly string[],
   hashes: readonly string[],
   detailed: boolean,
-): Pick<EncodedLoad, "hashes" | "hashBytes" | "hashWidth"> {
+): Pick<EncodedLoad, "hashes" | "hashRun"> {
   const width = hashes[0]?.length ?? 0;
   // `loaded` of a detailed load is triples, not keys: the hashes are sliced by the index of a key in a list of keys
   let same = !detailed && width > 0 && hashes.length === loaded.length;
@@ -84,7 +83,7 @@ function hashColumns(
       // a buffer of its own (not a view into Buffer's pool, which would be copied whole to the store's thread)
       const bytes = Buffer.allocUnsafeSlow(text.length);
       bytes.write(text, "latin1");
-      return { hashBytes: new Uint8Array(bytes.buffer, 0, text.length), hashWidth: width };
+      return { hashRun: { bytes: new Uint8Array(bytes.buffer, 0, text.length), width } };
     }
   }
   return { hashes: JSON.stringify(loaded.map((key, i) => [key, hashes[i]])) };
@@ -500,17 +499,17 @@ export class SqliteStore implements Store {
         const sql = load.detailed ? upsertDetailed : upsertKeys;
         this.#run(sql, runId, target, "loaded", seq, load.attempts, load.loaded);
       }
-      if (load.hashBytes !== undefined && load.loaded !== undefined && !load.detailed) {
-        // the i-th key's hash is bytes [i·width, (i+1)·width) of hashBytes (json_each's key is the index)
+      if (load.hashRun !== undefined) {
+        // the i-th key's hash is bytes [i·width, (i+1)·width) of the run (json_each's key is the index)
         this.#run(
           `INSERT INTO target_hashes (target, key, hash, run_id)
            SELECT ?1, value, CAST(substr(?2, key * ?3 + 1, ?3) AS TEXT), ?4 FROM json_each(?5) WHERE true
            ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id`,
           target,
-          load.hashBytes,
-          load.hashWidth as number,
+          load.hashRun.bytes,
+          load.hashRun.width,
           runId,
-          load.loaded,
+          load.loaded as string,
         );
       }
       if (load.hashes !== undefined) {
