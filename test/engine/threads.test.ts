@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { describeRun } from "../../src/cli/summary.ts";
 import { copyEncoding } from "../../src/connectors/postgres/copy-text.ts";
+import type { Row } from "../../src/core/binding.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import type { Hub } from "../../src/core/hub.ts";
 import type { RunContext } from "../../src/engine/context.ts";
@@ -143,6 +144,12 @@ async function runFlow(flow: string, threads: number | string): Promise<Ran> {
   });
 }
 
+/** Target rows without their tag (a record's place in its run of mapping calls: a piece's on a thread, a chunk's here). */
+const untagged = (rows: unknown[]) => rows.map((row) => ({ ...(row as object), tag: undefined }));
+
+/** The target row of an id. */
+const rowWithId = (rows: unknown[], id: string) => rows.find((row) => (row as { id: string }).id === id) as Row;
+
 /** The flow run on a transform thread, then on the engine's thread, each into empty targets: both runs and targets. */
 async function bothWays(flow: string) {
   await emptyTargets();
@@ -225,7 +232,6 @@ describe("transform threads", () => {
     const most = (rows: unknown[]) => Math.max(...rows.map((row) => Number((row as { tag: string }).tag)));
     assert.equal(most(onThreads.dst), 100);
     assert.equal(most(onMain.dst), 250);
-    const untagged = (rows: unknown[]) => rows.map((row) => ({ ...(row as object), tag: undefined }));
     assert.deepEqual(untagged(onThreads.dst), untagged(onMain.dst));
     assert.equal(onThreads.dst.length, rows - emptyNames.length);
     assert.equal(threaded.threaded, rows);
@@ -242,8 +248,7 @@ describe("transform threads", () => {
     assert.deepEqual(onThreads, onMain);
     assert.equal(onThreads.dst.length, 130);
     // every key's row is its last source row's: key 91 is ids 90, 220, … 1000's
-    const last = onThreads.dst.find((row) => (row as { id: string }).id === "91") as { tag: string };
-    assert.equal(last.tag, "1000");
+    assert.equal(rowWithId(onThreads.dst, "91").tag, "1000");
     assert.deepEqual(threaded.loaded, inline.loaded);
     assert.deepEqual(threaded.problems, inline.problems);
   });
@@ -251,20 +256,16 @@ describe("transform threads", () => {
   it("a chunk whose pieces' rows were prepared for different columns: its rows encoded where they are written, landing alike", async () => {
     const { threaded, onThreads, inline, onMain } = await bothWays("gaps");
     assert.equal(threaded.threaded, rows);
-    // the tag is the record's place in its run of mapping calls, which differs (see above)
-    const untagged = (rows: unknown[]) => rows.map((row) => ({ ...(row as object), tag: undefined }));
+    // the tag is the record's place in its run of mapping calls, which differs (see above): compared untagged
     assert.deepEqual(untagged(onThreads.dst), untagged(onMain.dst));
-    const doc = (id: string) =>
-      (onThreads.dst.find((row) => (row as { id: string }).id === id) as { doc: unknown }).doc;
-    assert.equal(doc("400"), null);
-    assert.match(String(doc("451")), /^\{"i": 451, /);
+    assert.equal(rowWithId(onThreads.dst, "400").doc, null);
+    assert.match(String(rowWithId(onThreads.dst, "451").doc), /^\{"i": 451, /);
     assert.deepEqual(threaded.loaded, inline.loaded);
   });
 
   it("a target mapping failing in every piece of a chunk: each failure filed for its own record, the rest landing", async () => {
     const { threaded, onThreads, inline, onMain } = await bothWays("picky");
     assert.equal(threaded.threaded, rows);
-    const untagged = (rows: unknown[]) => rows.map((row) => ({ ...(row as object), tag: undefined }));
     assert.deepEqual(untagged(onThreads.dst), untagged(onMain.dst));
     const refused = (ran: Ran) =>
       ran.problems
