@@ -634,6 +634,30 @@ describe("mysql connector: prepared rows", () => {
     assert.equal(join([...parts, await prepare(connection, "joined2", ["id"], people(300, 2))]), undefined);
   });
 
+  it("keeps the key range of rows joined from pieces when one piece has no key to range over", async () => {
+    await db.query("CREATE TABLE ranged (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");
+    const join = mysqlDriver.join as NonNullable<typeof mysqlDriver.join>;
+    const rows: Row[] = people(1, 300);
+    // the second piece's rows are all refused (no server takes NaN), the third's keys all NULL
+    for (let i = 100; i < 200; i++) rows[i] = { ...rows[i], id: Number.NaN };
+    for (let i = 200; i < 250; i++) rows[i] = { ...rows[i], id: null };
+    const pieces = [rows.slice(0, 100), rows.slice(100, 200), rows.slice(200, 250), rows.slice(250)];
+    const whole = (await prepare(connection, "ranged", ["id"], rows)) as EncodedRows;
+    assert.deepEqual(whole.keyRange, ["1", "300"]);
+    const parts = await Promise.all(pieces.map((piece) => prepare(connection, "ranged", ["id"], piece)));
+    assert.equal((parts[1] as EncodedRows).keyRange, undefined);
+    assert.equal((parts[2] as EncodedRows).keyRange, undefined);
+    assert.deepEqual(join(parts), whole);
+    // a piece whose keys are not integers leaves the joined rows without a range, as all rows at once would be
+    const mixed = [...people(1, 5), { ...people(6, 1)[0], id: "seven" }];
+    const mixedWhole = (await prepare(connection, "ranged", ["id"], mixed)) as EncodedRows;
+    assert.equal(mixedWhole.keyRange, undefined);
+    const mixedParts = await Promise.all(
+      [mixed.slice(0, 5), mixed.slice(5)].map((piece) => prepare(connection, "ranged", ["id"], piece)),
+    );
+    assert.deepEqual(join(mixedParts), mixedWhole);
+  });
+
   it("writes prepared rows without reading the items' rows, all of them or a subset", async () => {
     await db.query("CREATE TABLE prepared_people (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");
     await db.query("CREATE TABLE plain_people (id int PRIMARY KEY, name varchar(50), at datetime(6), doc json)");

@@ -488,6 +488,18 @@ function shiftInto(into: Uint32Array, at: number, from: Uint32Array, count: numb
 }
 
 /**
+ * Whether no row of `rows` has a key to range over: each was refused (no key made) or has a NULL key. Such a piece
+ * has no keyRange, yet all rows at once would have the other pieces' range: it leaves the joined range as it is.
+ */
+function keyless(rows: EncodedRows): boolean {
+  for (let i = 0; i < rows.count; i++) {
+    const key = rows.keys.slice(rows.keyAt[i], rows.keyAt[i + 1]);
+    if (key !== "" && key !== "NULL,") return false;
+  }
+  return true;
+}
+
+/**
  * `mysqlDriver.join`: rows encoded in pieces (prepareRows, on a transform thread) as one, as encoding them at once
  * would have made them; undefined when the pieces were not encoded alike (another table or description, other
  * columns, rows that did not fit). The tuples are kept only when every piece has them, the LOAD DATA lines likewise
@@ -545,8 +557,9 @@ export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefi
       shiftInto(lineAt, row, piece.lineAt as Uint32Array, piece.count, lineAt[row] as number);
       joined.maxLineBytes = Math.max(joined.maxLineBytes, piece.maxLineBytes);
     }
-    if (piece.keyRange === undefined) ranged = false;
-    else if (ranged) {
+    if (piece.keyRange === undefined) {
+      if (!keyless(piece)) ranged = false;
+    } else if (ranged) {
       const [from, to] = piece.keyRange.map((end) => BigInt(end)) as [bigint, bigint];
       if (low === undefined || from < low) low = from;
       if (high === undefined || to > high) high = to;
