@@ -263,6 +263,40 @@ describe("transform threads", () => {
     assert.deepEqual(threaded.loaded, inline.loaded);
   });
 
+  it("after a chunk whose pieces did not join, the rest of that run's chunks are prepared whole on the thread; the next run streams again", async () => {
+    await emptyTargets();
+    using temp = tempDir();
+    await using store = await openStore(temp.dir);
+    /** The most a target mapping call's place in its run of calls (its `tag`) reached, over rows from..to. */
+    const mostTag = async (from: number, to: number): Promise<number> => {
+      const found = await db.query(`SELECT max(tag::int) AS most FROM ${schema}.dst WHERE id::int BETWEEN $1 AND $2`, [
+        from,
+        to,
+      ]);
+      return Number(found.rows[0].most);
+    };
+    // the last 400 source rows changed after the first run, so that the second reads them only (none lacks a field)
+    const later = (sign: string) =>
+      db.query(`UPDATE ${schema}.src SET updated_at = updated_at ${sign} interval '1 day' WHERE id > 600`);
+    try {
+      await withEngine(store, temp.dir, {}, async (engine) => {
+        assert.equal(await engine.threadsReady(), true);
+        // chunks of 50, 100, 200, 250, 250, 150 rows: the 4th (ids 351–600) holds the rows without a doc
+        const first = await engine.run("gapsCalls", { trigger: "test" });
+        assert.equal(first.run.stats.threaded, rows);
+        assert.equal(await mostTag(1, 350), 100, "streamed: a piece's records mapped together");
+        assert.equal(await mostTag(851, 1000), 150, "prepared whole: the chunk's 150 records mapped together");
+        await later("+");
+        // chunks of 50, 100, 200, 50 rows
+        const second = await engine.run("gapsCalls", { trigger: "test" });
+        assert.equal(second.counts.targets.gappyCalls?.loaded, 400);
+        assert.equal(await mostTag(601, 1000), 100, "streamed again: the chunk of 200 rows in two pieces");
+      });
+    } finally {
+      await later("-");
+    }
+  });
+
   it("a target mapping failing in every piece of a chunk: each failure filed for its own record, the rest landing", async () => {
     const { threaded, onThreads, inline, onMain } = await bothWays("picky");
     assert.equal(threaded.threaded, rows);

@@ -16,7 +16,8 @@
  * `repeats`: like `pieces`, but keys repeat every 130 rows, so that a later piece of a chunk repeats keys of an earlier
  * one (a thread then transforms the chunk whole: the later row wins). `gaps`: like `pieces`, to `gappy`, whose rows of
  * ids 351–450 lack a field: that chunk's pieces are prepared for different columns, which do not join. `picky`: like
- * `pieces`, to `picky`, which refuses items whose id ends in 77 (in every piece of a chunk).
+ * `pieces`, to `picky`, which refuses items whose id ends in 77 (in every piece of a chunk). `gapsCalls`: `gaps` to
+ * `gappyCalls`, whose `tag` is the place of its own mapping's call in the run of calls, as `pieces`' is of toCanonical's.
  * `decoded`: the same source read without COPY (`copy: false`: decoded rows, with a bytea column), to dst and audit;
  * its chunks reach a thread as their staged text (JSON, the bytea tagged), and `tag` is the bytea in base64, so a value
  * that did not come back a Buffer shows in the target.
@@ -236,6 +237,22 @@ const gappy = bind(erp, Item, {
   },
 });
 
+/**
+ * gappy, but its `tag` is the place of the target mapping's call in its run of calls (`callRun`): up to a piece's
+ * records when a thread streams a chunk, up to a chunk's when it prepares the chunk whole.
+ */
+const gappyCalls = bind(erp, Item, {
+  name: "gappyCalls",
+  table: `${schema}.dst`,
+  key: "id",
+  fromCanonical: (item) => {
+    const { updatedAt, doc, ...rest } = item;
+    const n = Number(item.id);
+    const tag = String(callRun());
+    return { ...rest, tag, updated_at: updatedAt, lineage: "gappy", ...(n > 350 && n <= 450 ? {} : { doc }) };
+  },
+});
+
 /** dst, refusing (synchronously) the items whose id ends in 77: failures in every piece of a chunk. */
 const picky = bind(erp, Item, {
   name: "picky",
@@ -273,5 +290,6 @@ export default defineHub({
     flow("repeats", { from: repeats, to: dst, chunkSize: 250 }),
     flow("gaps", { from: plain, to: gappy, chunkSize: 250 }),
     flow("picky", { from: plain, to: picky, chunkSize: 250 }),
+    flow("gapsCalls", { from: plain, to: gappyCalls, chunkSize: 250 }),
   ],
 });
