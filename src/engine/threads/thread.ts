@@ -8,20 +8,19 @@
 import { pathToFileURL } from "node:url";
 import { parentPort, workerData } from "node:worker_threads";
 import type { Driver } from "../../connectors/types.ts";
-import type { Binding, MapContext, Row } from "../../core/binding.ts";
+import type { MapContext } from "../../core/binding.ts";
 import { compileEntity } from "../../core/compiled-entity.ts";
 import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
 import type { Flow } from "../../core/flow.ts";
 import type { Hub } from "../../core/hub.ts";
 import type { Lookup } from "../../core/lookup.ts";
-import type { MappingFailure } from "../canonical-chunk.ts";
 import { freeBytes } from "../free-bytes.ts";
 import { undeclaredLookup } from "../lookups.ts";
-import { mapAll } from "../map-all.ts";
 import { ChunkMapper, type ChunkProblem } from "../map-chunk.ts";
 import { mapSource } from "../map-pieces.ts";
-import { type CanonicalRecord, CanonicalStager, type RecordColumns } from "../staging.ts";
-import { mapToTarget, targetRowProblem } from "../target-rows.ts";
+import { CanonicalStager, type RecordColumns } from "../staging.ts";
+import type { Lineage } from "../target-rows.ts";
+import { PreparedPieces, type Preparer } from "./prepared-pieces.ts";
 import {
   type FromThread,
   type PreparedParts,
@@ -106,23 +105,7 @@ function mapContextOf(job: TransformJob, binding: string): MapContext {
   };
 }
 
-/** A target's rows of some records: mapped (fromCanonical), with where each record's row is and the failures. */
-interface TargetRows {
-  rows: Row[];
-  /** Record index → the index of its row in `rows`; -1 where the target's mapping failed. */
-  rowOf: Int32Array;
-  failures: MappingFailure[];
-  async: boolean;
-}
-
-/** What a target's rows are prepared with: its binding and driver, or undefined when its rows are not prepared. */
-interface Preparer {
-  target: TargetJob;
-  binding: Binding;
-  driver: Driver & Required<Pick<Driver, "prepare">>;
-  mapContext: MapContext;
-}
-
+/** What prepares a target's rows of the job's chunk: undefined when its driver does not prepare rows. */
 function preparerOf(job: TransformJob, flow: Flow, target: TargetJob): Preparer | undefined {
   const binding = flow.to.find((item) => item.name === target.name);
   const driver = binding?.system.driver as Driver | undefined;
@@ -130,94 +113,9 @@ function preparerOf(job: TransformJob, flow: Flow, target: TargetJob): Preparer 
   return { target, binding, driver: driver as Preparer["driver"], mapContext: mapContextOf(job, binding.name) };
 }
 
-/** Records `from` on of the chunk mapped to the target's rows (`from`: the index in the chunk of `records[0]`). */
-async function targetRows(
-  job: TransformJob,
-  flow: Flow,
-  preparer: Preparer,
-  records: readonly CanonicalRecord[],
-  from = 0,
-): Promise<TargetRows> {
-  const { binding, mapContext } = preparer;
-  const lineage = { sourceSystem: flow.from.system.name, run: job.run, chunk: job.seq };
-  const { values, thrown, waited } = await mapAll(records, (record) =>
-    mapToTarget(binding, record, mapContext, lineage),
-  );
-  const rowOf = new Int32Array(records.length);
-  const failures: MappingFailure[] = [];
-  const rows: Row[] = [];
-  for (let i = 0; i < records.length; i++) {
-    const error = targetRowProblem(binding.name, thrown.has(i), thrown.get(i), values[i]);
-    if (error !== undefined) {
-      rowOf[i] = -1;
-      failures.push({ index: from + i, ...error.toJSON() });
-      continue;
-    }
-    rowOf[i] = rows.length;
-    rows.push(values[i] as Row);
-  }
-  return { rows, rowOf, failures, async: waited };
-}
-
-function prepared(preparer: Preparer, rows: readonly Row[]): unknown {
-  const { binding, target } = preparer;
-  return preparer.driver.prepare(rows, { options: binding.options, key: binding.key, target: target.description });
-}
-
-/**
- * One target's rows of a chunk, prepared a piece of records at a time (`add`) and joined by its driver at the end
- * (`joined`), so that neither the records nor the rows of a piece outlive it.
- */
-class PreparedPieces {
-  readonly #preparer: Preparer;
-  readonly #parts: unknown[] = [];
-  readonly #rowOf: number[] = [];
-  readonly #failures: MappingFailure[] = [];
-  #rows = 0;
-  #async = false;
-
-  constructor(preparer: Preparer) {
-    this.#preparer = preparer;
-  }
-
-  /** Some piece's target mapping returned a promise (it called a lookup, or did other asynchronous work). */
-  get waited(): boolean {
-    return this.#async;
-  }
-
-  async add(job: TransformJob, flow: Flow, records: readonly CanonicalRecord[], from: number): Promise<void> {
-    const mapped = await targetRows(job, flow, this.#preparer, records, from);
-    if (mapped.async) this.#async = true;
-    for (const failure of mapped.failures) this.#failures.push(failure);
-    for (const row of mapped.rowOf) this.#rowOf.push(row === -1 ? -1 : row + this.#rows);
-    if (mapped.rows.length === 0) return;
-    this.#parts.push(prepared(this.#preparer, mapped.rows));
-    this.#rows += mapped.rows.length;
-  }
-
-  /**
-   * The pieces as one, or undefined when the driver did not join them (prepared for different columns: the load then
-   * maps and encodes the chunk's rows for this target itself). The pieces' bytes are freed once joined.
-   */
-  joined(): PreparedParts | undefined {
-    const { target, driver } = this.#preparer;
-    const parts = this.#parts;
-    let data: unknown;
-    if (parts.length === 0) data = prepared(this.#preparer, []);
-    else if (parts.length === 1) data = parts[0];
-    else {
-      data = driver.join?.(parts);
-      for (const part of parts) if (part !== data) freeBytes(part);
-      if (data === undefined) return undefined;
-    }
-    return {
-      name: target.name,
-      data,
-      rowOf: Int32Array.from(this.#rowOf),
-      failures: this.#failures,
-      async: this.#async,
-    };
-  }
+/** Where the job's records are mapped for their targets: the flow's source system, the run and the chunk. */
+function lineageOf(job: TransformJob, flow: Flow): Lineage {
+  return { sourceSystem: flow.from.system.name, run: job.run, chunk: job.seq };
 }
 
 /** Flows whose mappings were seen to wait (a lookup, other asynchronous work): their chunks are mapped whole. */
@@ -268,6 +166,7 @@ async function streamJob(
   const mapper = mapperOf(job, flow);
   const stager = new CanonicalStager();
   const pieces = preparers.map((preparer) => new PreparedPieces(preparer));
+  const lineage = lineageOf(job, flow);
   try {
     await mapSource(mapper, system.driver as Driver, system.name, job.source, waitingFlows.has(flow.name), async () => {
       if (mapper.repeatedTaken) throw transformWhole;
@@ -275,7 +174,7 @@ async function streamJob(
       const records = mapper.takeRecords();
       if (records.length === 0) return;
       stager.add(records);
-      for (const piece of pieces) await piece.add(job, flow, records, from);
+      for (const piece of pieces) await piece.add(lineage, records, from);
     });
   } catch (error) {
     if (error !== transformWhole) throw error;
@@ -309,7 +208,7 @@ async function wholeJob(job: TransformJob, flow: Flow, preparers: readonly Prepa
   for (const preparer of preparers) {
     // one piece, which needs no join
     const piece = new PreparedPieces(preparer);
-    await piece.add(job, flow, records, 0);
+    await piece.add(lineageOf(job, flow), records, 0);
     targets.push(piece.joined() as PreparedParts);
   }
   return { columns: stager.columns, staged: stager.bytes(), problems, targets };
