@@ -225,33 +225,26 @@ const dst = bind(erp, Item, {
   }),
 });
 
-/** dst, but the rows of ids 351–450 have no `doc` field: a chunk's pieces are prepared for different columns. */
-const gappy = bind(erp, Item, {
-  name: "gappy",
-  table: `${schema}.dst`,
-  key: "id",
-  fromCanonical: (item) => {
-    const { updatedAt, doc, ...rest } = item;
-    const n = Number(item.id);
-    return { ...rest, updated_at: updatedAt, lineage: "gappy", ...(n > 350 && n <= 450 ? {} : { doc }) };
-  },
-});
-
 /**
- * gappy, but its `tag` is the place of the target mapping's call in its run of calls (`callRun`): up to a piece's
+ * dst, but the rows of ids 351–450 have no `doc` field: a chunk's pieces are prepared for different columns. With
+ * `calls`, a row's `tag` is the place of the target mapping's call in its run of calls (`callRun`): up to a piece's
  * records when a thread streams a chunk, up to a chunk's when it prepares the chunk whole.
  */
-const gappyCalls = bind(erp, Item, {
-  name: "gappyCalls",
-  table: `${schema}.dst`,
-  key: "id",
-  fromCanonical: (item) => {
-    const { updatedAt, doc, ...rest } = item;
-    const n = Number(item.id);
-    const tag = String(callRun());
-    return { ...rest, tag, updated_at: updatedAt, lineage: "gappy", ...(n > 350 && n <= 450 ? {} : { doc }) };
-  },
-});
+function gappyTarget(name: string, calls: boolean) {
+  return bind(erp, Item, {
+    name,
+    table: `${schema}.dst`,
+    key: "id",
+    fromCanonical: (item) => {
+      const { updatedAt, doc, ...rest } = item;
+      const n = Number(item.id);
+      const tag = calls ? String(callRun()) : item.tag;
+      return { ...rest, tag, updated_at: updatedAt, lineage: "gappy", ...(n > 350 && n <= 450 ? {} : { doc }) };
+    },
+  });
+}
+const gappy = gappyTarget("gappy", false);
+const gappyCalls = gappyTarget("gappyCalls", true);
 
 /** dst, refusing (synchronously) the items whose id ends in 77: failures in every piece of a chunk. */
 const picky = bind(erp, Item, {
