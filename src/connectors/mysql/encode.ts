@@ -102,6 +102,11 @@ export interface EncodedRows {
   keyAt: Uint32Array;
   /** Smallest and largest key, when the key is one integer column and every row's key an integer. */
   keyRange?: [string, string];
+  /**
+   * The key is one integer column, but some row's key was not an integer: no range, whatever the other rows' keys
+   * (rows joined from pieces have none if one piece has this; a piece with neither has no key to range over).
+   */
+  unranged?: true;
 }
 
 export const encodedFormat = "franca-mysql-rows-1";
@@ -308,7 +313,8 @@ export function encodeRows(
   const insert = parts.insert;
   let load = parts.load && kinds.every((kind) => kind.load !== "never");
   const single = keyAt.length === 1;
-  let ranged = single && (kinds[keyAt[0] as number] as ColumnInfo).integer;
+  const rangedKey = single && (kinds[keyAt[0] as number] as ColumnInfo).integer;
+  let ranged = rangedKey;
   let low: bigint | undefined;
   let high: bigint | undefined;
 
@@ -421,6 +427,7 @@ export function encodeRows(
     encoded.maxLineBytes = max;
   }
   if (ranged && low !== undefined && high !== undefined) encoded.keyRange = [low.toString(), high.toString()];
+  if (rangedKey && !ranged) encoded.unranged = true;
   return encoded;
 }
 
@@ -488,18 +495,6 @@ function shiftInto(into: Uint32Array, at: number, from: Uint32Array, count: numb
 }
 
 /**
- * Whether no row of `rows` has a key to range over: each was refused (no key made) or has a NULL key. Such a piece
- * has no keyRange, yet all rows at once would have the other pieces' range: it leaves the joined range as it is.
- */
-function keyless(rows: EncodedRows): boolean {
-  for (let i = 0; i < rows.count; i++) {
-    const key = rows.keys.slice(rows.keyAt[i], rows.keyAt[i + 1]);
-    if (key !== "" && key !== "NULL,") return false;
-  }
-  return true;
-}
-
-/**
  * `mysqlDriver.join`: rows encoded in pieces (prepareRows, on a transform thread) as one, as encoding them at once
  * would have made them; undefined when the pieces were not encoded alike (another table or description, other
  * columns, rows that did not fit). The tuples are kept only when every piece has them, the LOAD DATA lines likewise
@@ -557,9 +552,9 @@ export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefi
       shiftInto(lineAt, row, piece.lineAt as Uint32Array, piece.count, lineAt[row] as number);
       joined.maxLineBytes = Math.max(joined.maxLineBytes, piece.maxLineBytes);
     }
-    if (piece.keyRange === undefined) {
-      if (!keyless(piece)) ranged = false;
-    } else if (ranged) {
+    // a piece with neither a range nor `unranged` had no key to range over (every row refused, or NULL keys)
+    if (piece.unranged === true) ranged = false;
+    else if (piece.keyRange !== undefined && ranged) {
       const [from, to] = piece.keyRange.map((end) => BigInt(end)) as [bigint, bigint];
       if (low === undefined || from < low) low = from;
       if (high === undefined || to > high) high = to;
@@ -570,5 +565,6 @@ export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefi
   // a buffer of its own (not from Buffer's pool), so that it can be transferred
   if (load) Object.assign(joined, { lines: joinBytes(pieces.map((piece) => piece.lines as Uint8Array)), lineAt });
   if (ranged && low !== undefined && high !== undefined) joined.keyRange = [low.toString(), high.toString()];
+  if (!ranged) joined.unranged = true;
   return joined;
 }

@@ -13,7 +13,7 @@ import { type Lineage, mapToTarget, targetRowProblem } from "../target-rows.ts";
 import type { PreparedParts, TargetJob } from "./protocol.ts";
 
 /** A target's rows of some records: mapped (fromCanonical), with where each record's row is and the failures. */
-export interface TargetRows {
+interface TargetRows {
   rows: Row[];
   /** Record index → the index of its row in `rows`; -1 where the target's mapping failed. */
   rowOf: Int32Array;
@@ -30,7 +30,7 @@ export interface Preparer {
 }
 
 /** Records `from` on of the chunk mapped to the target's rows (`from`: the index in the chunk of `records[0]`). */
-export async function targetRows(
+async function targetRows(
   preparer: Preparer,
   lineage: Lineage,
   records: readonly CanonicalRecord[],
@@ -56,7 +56,7 @@ export async function targetRows(
   return { rows, rowOf, failures, async: waited };
 }
 
-export function prepared(preparer: Preparer, rows: readonly Row[]): unknown {
+function prepared(preparer: Preparer, rows: readonly Row[]): unknown {
   const { binding, target } = preparer;
   return preparer.driver.prepare(rows, { options: binding.options, key: binding.key, target: target.description });
 }
