@@ -95,7 +95,8 @@ export class PreparedPieces {
 
   /**
    * The pieces as one, or undefined when the driver did not join them (prepared for different columns: the load then
-   * maps and encodes the chunk's rows for this target itself). The pieces' bytes are freed once joined.
+   * maps and encodes the chunk's rows for this target itself). The pieces' bytes are freed either way, being
+   * copied into the joined rows or of no more use.
    */
   joined(): PreparedParts | undefined {
     const { target, driver } = this.#preparer;
