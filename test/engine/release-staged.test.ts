@@ -1,22 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { sqlite } from "../../src/connectors/sqlite/index.ts";
-import { bind } from "../../src/core/binding.ts";
-import { flow } from "../../src/core/flow.ts";
-import { defineHub } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { createLogger, type Logger } from "../../src/observe/logger.ts";
 import type { Store } from "../../src/store/types.ts";
-import {
-  Customer,
-  createClientsTarget,
-  createCustomerSource,
-  openStore,
-  tempDir,
-  toClient,
-  toCustomer,
-} from "../support/fixtures.ts";
+import { createClientsTarget, createCustomerSource, customersHub, openStore, tempDir } from "../support/fixtures.ts";
 
 const rows = 400;
 const warning = "could not release a chunk's staged output";
@@ -39,23 +27,6 @@ function withRelease(real: Store, releaseStaged: Store["releaseStaged"]): Store 
   });
 }
 
-/** crm.customers → erp.clients over two SQLite files in `dir`, in small chunks (several per run). */
-function customersHub(dir: string) {
-  const crm = sqlite("crm", { file: join(dir, "crm.db") });
-  const erp = sqlite("erp", { file: join(dir, "erp.db") });
-  return defineHub({
-    systems: [crm, erp],
-    entities: [Customer],
-    flows: [
-      flow("customers", {
-        from: bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer }),
-        to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
-        chunkSize: 50,
-      }),
-    ],
-  });
-}
-
 /**
  * Runs the flow over `rows` clean customers on a store whose `releaseStaged` is `release` (called with the real store),
  * with a logger that keeps its warnings; returns the run's summary, the warnings and the target's rows.
@@ -67,7 +38,12 @@ async function runWith(release: (real: Store, runId: number, seq: number) => Pro
   const { logger, lines } = keptLogger();
   await using store = await openStore(tmp.dir);
   const watchedStore = withRelease(store, (runId, seq) => release(store, runId, seq));
-  await using engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store: watchedStore, logger });
+  await using engine = await Engine.open({
+    hub: customersHub(tmp.dir, { chunkSize: 50 }),
+    baseDir: tmp.dir,
+    store: watchedStore,
+    logger,
+  });
   const summary = await engine.run("customers", { trigger: "test" });
   const warnings = lines.filter((line) => line.msg === warning);
   const codes = target.prepare("SELECT code FROM clients").all() as { code: string }[];

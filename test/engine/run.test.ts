@@ -4,40 +4,21 @@ import { describe, it } from "node:test";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
-import { type FlowSpec, flow } from "../../src/core/flow.ts";
+import { flow } from "../../src/core/flow.ts";
 import { defineHub } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import {
   Customer,
+  type CustomersHubOverrides,
   createClientsTarget,
   createCustomerSource,
+  customersHub,
   openStore,
   stamp,
   tempDir,
   toClient,
   toCustomer,
 } from "../support/fixtures.ts";
-
-type Overrides = Partial<Omit<FlowSpec<typeof Customer>, "from" | "to">> & {
-  toCanonical?: (
-    row: Record<string, unknown>,
-  ) => ReturnType<typeof toCustomer> | Promise<ReturnType<typeof toCustomer>>;
-  fromCanonical?: (customer: ReturnType<typeof toCustomer>) => Record<string, unknown>;
-};
-
-/** A hub with one flow crm.customers → erp.clients over two SQLite files in `dir`. */
-function customersHub(dir: string, overrides: Overrides = {}) {
-  const crm = sqlite("crm", { file: join(dir, "crm.db") });
-  const erp = sqlite("erp", { file: join(dir, "erp.db"), limits: { retry: { maxAttempts: 2, initialDelayMs: 5 } } });
-  const { toCanonical = toCustomer, fromCanonical = toClient, ...flowSettings } = overrides;
-  const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical });
-  const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical });
-  return defineHub({
-    systems: [crm, erp],
-    entities: [Customer],
-    flows: [flow("customers", { from: source, to: target, chunkSize: 100, ...flowSettings })],
-  });
-}
 
 describe("engine runs", () => {
   it("reads incrementally: a second run finds nothing new, an edit moves only the edited rows", async () => {
@@ -156,7 +137,7 @@ describe("engine runs", () => {
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
     await using store = await openStore(tmp.dir);
     const touch = (stamp: string) => source.exec(`UPDATE customers SET updated_at = '${stamp}' WHERE id <= 50`);
-    const runWith = async (overrides: Overrides) => {
+    const runWith = async (overrides: CustomersHubOverrides) => {
       // a new engine and hub each time, as a new process would load the configuration
       await using engine = await Engine.open({ hub: customersHub(tmp.dir, overrides), baseDir: tmp.dir, store });
       return (await engine.run("customers")).counts.targets["erp.Customer"];

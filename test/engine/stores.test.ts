@@ -15,7 +15,7 @@ import { type HttpClient, http } from "../../src/connectors/http/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind, type MapContext, type Row } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
-import { type FailurePolicy, flow } from "../../src/core/flow.ts";
+import { flow } from "../../src/core/flow.ts";
 import { defineHub } from "../../src/core/hub.ts";
 import { lookup } from "../../src/core/lookup.ts";
 import type { RecordOutcome } from "../../src/core/record.ts";
@@ -26,6 +26,7 @@ import {
   Customer,
   createClientsTarget,
   createCustomerSource,
+  customersHub,
   stamp,
   tempDir,
   toClient,
@@ -33,7 +34,6 @@ import {
 } from "../support/fixtures.ts";
 import { postgresStores, type StoreFactory, sqliteStores } from "../support/store-factories.ts";
 
-type CustomerRecord = ReturnType<typeof toCustomer>;
 type Hub = ReturnType<typeof defineHub>;
 type OpenStore = () => Promise<Store>;
 
@@ -94,35 +94,6 @@ async function withEngine<T>(
     await engine?.close();
     await store.close();
   }
-}
-
-interface CustomersHubOptions {
-  toCanonical?: (row: Row) => CustomerRecord;
-  fromCanonical?: (customer: CustomerRecord) => Record<string, unknown>;
-  failure?: FailurePolicy;
-}
-
-/** crm.customers (SQLite, cursor updated_at) → erp.clients (SQLite), chunks of 100 (the first one 50: slow start). */
-function customersHub(dir: string, options: CustomersHubOptions = {}): Hub {
-  const crm = sqlite("crm", { file: join(dir, "crm.db") });
-  const erp = sqlite("erp", { file: join(dir, "erp.db"), limits: { retry: { maxAttempts: 2, initialDelayMs: 5 } } });
-  return defineHub({
-    systems: [crm, erp],
-    entities: [Customer],
-    flows: [
-      flow("customers", {
-        from: bind(crm, Customer, {
-          table: "customers",
-          key: "id",
-          cursor: "updated_at",
-          toCanonical: options.toCanonical ?? toCustomer,
-        }),
-        to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: options.fromCanonical ?? toClient }),
-        chunkSize: 100,
-        ...(options.failure === undefined ? {} : { failure: options.failure }),
-      }),
-    ],
-  });
 }
 
 // --- fan-out with lookups: crm.customers → erp.clients (SQLite) and drop/customers.csv, a tier looked up per record

@@ -4,23 +4,18 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, describe, it } from "node:test";
 import pg from "pg";
-import { sqlite } from "../../src/connectors/sqlite/index.ts";
-import { bind } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
-import { flow } from "../../src/core/flow.ts";
-import { defineHub } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { type MoveProgress, moveStore } from "../../src/store/move.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
 import type { Store } from "../../src/store/types.ts";
 import {
-  Customer,
   createClientsTarget,
   createCustomerSource,
+  customersHub,
   openStore,
   tempDir,
   toClient,
-  toCustomer,
 } from "../support/fixtures.ts";
 
 const url = "postgres://postgres@127.0.0.1:5432/test";
@@ -44,32 +39,6 @@ after(async () => {
 
 const erpTarget = "erp.Customer";
 const allKeys = Array.from({ length: 300 }, (_, i) => String(i + 1));
-
-/** crm.customers (cursor updated_at) → erp.clients, whose writes of customer 250 fail while `down.erp` is set. */
-function customersHub(dir: string, down: { erp: boolean }) {
-  const crm = sqlite("crm", { file: join(dir, "crm.db") });
-  const erp = sqlite("erp", { file: join(dir, "erp.db"), limits: { retry: { maxAttempts: 2, initialDelayMs: 5 } } });
-  return defineHub({
-    systems: [crm, erp],
-    entities: [Customer],
-    flows: [
-      flow("customers", {
-        from: bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer }),
-        to: bind(erp, Customer, {
-          table: "clients",
-          key: "code",
-          fromCanonical: (customer) => {
-            if (down.erp && customer.id === "250") {
-              throw new FrancaError(ErrorCode.SystemUnavailable, "erp is restarting", { errorClass: "transient" });
-            }
-            return toClient(customer);
-          },
-        }),
-        chunkSize: 100,
-      }),
-    ],
-  });
-}
 
 /** Everything a store says about the hub's state, through the Store interface. */
 async function snapshot(store: Store) {
@@ -108,7 +77,15 @@ describe("moving a SQLite store to PostgreSQL", () => {
     const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300, badEmails: [3, 150] });
     const erp = createClientsTarget(join(tmp.dir, "erp.db"));
     const down = { erp: false };
-    const hub = customersHub(tmp.dir, down);
+    // erp's writes of customer 250 fail while `down.erp` is set
+    const hub = customersHub(tmp.dir, {
+      fromCanonical: (customer) => {
+        if (down.erp && customer.id === "250") {
+          throw new FrancaError(ErrorCode.SystemUnavailable, "erp is restarting", { errorClass: "transient" });
+        }
+        return toClient(customer);
+      },
+    });
     const file = join(tmp.dir, "franca.db");
 
     // --- on SQLite: a partial run (two quarantined), a replay of it, then a run that fails on one record

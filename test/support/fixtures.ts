@@ -5,7 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import Type from "typebox";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
+import { type FlowSpec, flow } from "../../src/core/flow.ts";
+import { defineHub, type Hub } from "../../src/core/hub.ts";
 import { Money } from "../../src/core/types.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import type { RunRecord, Store } from "../../src/store/types.ts";
@@ -88,6 +92,31 @@ export const toClient = (customer: { id: string; name: string; email: string; ba
   mail: customer.email,
   balance: customer.balance,
 });
+
+export type CustomerRecord = ReturnType<typeof toCustomer>;
+
+/** What a test changes of `customersHub`'s flow: its settings, and either mapping. */
+export type CustomersHubOverrides = Partial<Omit<FlowSpec<typeof Customer>, "from" | "to">> & {
+  toCanonical?: (row: Record<string, unknown>) => CustomerRecord | Promise<CustomerRecord>;
+  fromCanonical?: (customer: CustomerRecord) => Record<string, unknown>;
+};
+
+/**
+ * A hub with one flow, `customers`: crm.customers (cursor updated_at) → erp.clients, over two SQLite files in `dir`
+ * (createCustomerSource, createClientsTarget), in chunks of 100 unless overridden; erp retries a failed write once.
+ */
+export function customersHub(dir: string, overrides: CustomersHubOverrides = {}): Hub {
+  const crm = sqlite("crm", { file: join(dir, "crm.db") });
+  const erp = sqlite("erp", { file: join(dir, "erp.db"), limits: { retry: { maxAttempts: 2, initialDelayMs: 5 } } });
+  const { toCanonical = toCustomer, fromCanonical = toClient, ...flowSettings } = overrides;
+  const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical });
+  const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical });
+  return defineHub({
+    systems: [crm, erp],
+    entities: [Customer],
+    flows: [flow("customers", { from: source, to: target, chunkSize: 100, ...flowSettings })],
+  });
+}
 
 /** A flow's one run after a run killed `kills` times: continued after each crash (not restarted), and succeeded. */
 export async function continuedRun(store: Store, flow: string, kills: number): Promise<RunRecord> {
