@@ -16,7 +16,7 @@ import { chunkDone } from "../cursor.ts";
 import { type ConcurrencyGate, localConcurrencyGate, nestedGates, type RateGate } from "../gates.ts";
 import type { RunEnvironment } from "../run.ts";
 import { advisoryConcurrencyGate, LockSession, lockSpace, tableRateGate } from "./gates.ts";
-import { jobKey, liveJobs, queues, startQueue } from "./queue.ts";
+import { type JobData, jobKey, liveJobs, queues, startQueue } from "./queue.ts";
 import { DistributedWorker } from "./worker.ts";
 
 export const workerInstanceName = "franca-worker";
@@ -84,30 +84,22 @@ export class Cluster {
   async plan(run: RunRecord): Promise<void> {
     const chunks = await this.#store.chunkStates(run.id);
     const live = await liveJobs(this.boss, this.#store.schema, run.id);
-    const send = async (name: string, data: object, key: string) => {
+    const send = async (name: string, data: JobData) => {
+      const key = jobKey(data);
       if (!live.has(`${name}:${key}`)) await this.boss.send(name, data, { singletonKey: key } as never);
     };
-    if (!run.extractDone) await send(queues.extract, { run: run.id }, jobKey.extract({ run: run.id }));
+    if (!run.extractDone) await send(queues.extract, { run: run.id });
     for (const chunk of chunks) {
       if (!chunk.transformed) {
-        await send(
-          queues.transform,
-          { run: run.id, seq: chunk.seq },
-          jobKey.transform({ run: run.id, seq: chunk.seq }),
-        );
+        await send(queues.transform, { run: run.id, seq: chunk.seq });
         continue;
       }
       for (const target of run.targets) {
-        if (chunk.loaded[target] !== true)
-          await send(
-            queues.load,
-            { run: run.id, seq: chunk.seq, target },
-            jobKey.load({ run: run.id, seq: chunk.seq, target }),
-          );
+        if (chunk.loaded[target] !== true) await send(queues.load, { run: run.id, seq: chunk.seq, target });
       }
     }
     if (run.extractDone && chunks.every((chunk) => chunkDone(chunk, run.targets)))
-      await send(queues.finish, { run: run.id }, jobKey.finish({ run: run.id }));
+      await send(queues.finish, { run: run.id });
   }
 
   /** True when a worker process (`franca worker`, `franca serve`) other than this one is alive, or this one works. */

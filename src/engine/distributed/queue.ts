@@ -30,26 +30,21 @@ export interface FinishJob {
   run: number;
 }
 
-/** A job's key (pg-boss's singleton key): re-planning a run skips the chunk-stages whose job is live (liveJobs). */
-export const jobKey = {
-  extract: (job: ExtractJob) => `${job.run}`,
-  transform: (job: TransformJob) => `${job.run}:${job.seq}`,
-  load: (job: LoadJob) => `${job.run}:${job.seq}:${job.target}`,
-  finish: (job: FinishJob) => `${job.run}`,
-};
+/** What a job of any queue carries: its run, and its chunk and target when it has them. */
+export interface JobData {
+  run: number;
+  seq?: number;
+  target?: string;
+}
 
-/** A job's key, from its queue's name and its data (a job sent again as it came). */
-export function jobKeyOf(queue: string, data: unknown): string {
-  switch (queue) {
-    case queues.extract:
-      return jobKey.extract(data as ExtractJob);
-    case queues.transform:
-      return jobKey.transform(data as TransformJob);
-    case queues.load:
-      return jobKey.load(data as LoadJob);
-    default:
-      return jobKey.finish(data as FinishJob);
-  }
+/**
+ * A job's key (pg-boss's singleton key), from its data: its run, and its chunk and target when it has them (extract
+ * and finish `run`, transform `run:seq`, load `run:seq:target`). Re-planning a run skips the chunk-stages whose job is
+ * live (liveJobs); a job sent again as it came gets the same key.
+ */
+export function jobKey(job: JobData): string {
+  if (job.seq === undefined) return `${job.run}`;
+  return job.target === undefined ? `${job.run}:${job.seq}` : `${job.run}:${job.seq}:${job.target}`;
 }
 
 export interface QueueSettings {

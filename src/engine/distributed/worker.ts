@@ -35,8 +35,8 @@ import { queueOwner } from "./owner.ts";
 import {
   type ExtractJob,
   type FinishJob,
+  type JobData,
   jobKey,
-  jobKeyOf,
   type LoadJob,
   queuedChunkJobs,
   queues,
@@ -244,12 +244,11 @@ export class DistributedWorker {
    * when the run was continued meanwhile (a plan that found this job live did not queue it again), the job is sent
    * again in the same transaction, fresh (no retry counted, no backoff). Returns whether the run was still ended.
    */
-  async #completeStopped<T extends { run: number }>(job: Job<T>): Promise<boolean> {
+  async #completeStopped<T extends JobData>(job: Job<T>): Promise<boolean> {
     return this.#store.withTransaction(async (tx) => {
       const ended = await tx.runEnded(job.data.run);
       await this.#boss.complete(job.name, job.id, null, { db: tx } as never);
-      if (!ended)
-        await this.#boss.send(job.name, job.data, { db: tx, singletonKey: jobKeyOf(job.name, job.data) } as never);
+      if (!ended) await this.#boss.send(job.name, job.data, { db: tx, singletonKey: jobKey(job.data) } as never);
       return ended;
     });
   }
@@ -334,7 +333,7 @@ export class DistributedWorker {
           await tx.saveExtracted(run.id, seq, position, rowCount(data), Date.now());
           await this.#boss.send(queues.transform, { run: run.id, seq }, {
             db: tx,
-            singletonKey: jobKey.transform({ run: run.id, seq }),
+            singletonKey: jobKey({ run: run.id, seq }),
           } as never);
         });
       },
@@ -393,7 +392,7 @@ export class DistributedWorker {
       for (const target of run.targets) {
         await this.#boss.send(queues.load, { run: run.id, seq, target }, {
           db: tx,
-          singletonKey: jobKey.load({ run: run.id, seq, target }),
+          singletonKey: jobKey({ run: run.id, seq, target }),
         } as never);
       }
       await this.#boss.complete(queues.transform, job.id, null, { db: tx } as never);
@@ -447,7 +446,7 @@ export class DistributedWorker {
    */
   async #checkFinish(id: number, targets: readonly string[]): Promise<void> {
     if (!(await this.#store.runComplete(id, targets))) return;
-    await this.#boss.send(queues.finish, { run: id }, { singletonKey: jobKey.finish({ run: id }) } as never);
+    await this.#boss.send(queues.finish, { run: id }, { singletonKey: jobKey({ run: id }) } as never);
   }
 
   async #finish(job: Job<FinishJob>): Promise<void> {
