@@ -18,7 +18,7 @@ import { freeBytes } from "../free-bytes.ts";
 import { undeclaredLookup } from "../lookups.ts";
 import { ChunkMapper, type ChunkProblem } from "../map-chunk.ts";
 import { mapSource } from "../map-pieces.ts";
-import { CanonicalStager, type RecordColumns } from "../staging.ts";
+import { type CanonicalRecord, CanonicalStager, type RecordColumns } from "../staging.ts";
 import type { Lineage } from "../target-rows.ts";
 import { PreparedPieces, type Preparer } from "./prepared-pieces.ts";
 import {
@@ -147,6 +147,45 @@ function mapperOf(job: TransformJob, flow: Flow): ChunkMapper {
 const transformWhole = Symbol("transform whole");
 
 /**
+ * A chunk's outputs, made as its canonical records come (`add`, a piece at a time or all at once): its staged text,
+ * and each target's rows prepared by its driver and joined at the end (`finish`).
+ */
+class ChunkOutputs {
+  readonly #stager = new CanonicalStager();
+  readonly #pieces: PreparedPieces[];
+  readonly #lineage: Lineage;
+
+  constructor(job: TransformJob, flow: Flow, preparers: readonly Preparer[]) {
+    this.#pieces = preparers.map((preparer) => new PreparedPieces(preparer));
+    this.#lineage = lineageOf(job, flow);
+  }
+
+  /** Stages the chunk's next records and prepares their rows for every target. */
+  async add(records: readonly CanonicalRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const from = this.#stager.count;
+    this.#stager.add(records);
+    for (const piece of this.#pieces) await piece.add(this.#lineage, records, from);
+  }
+
+  /**
+   * What the thread sends back, and whether the flow's next chunks of this run can be streamed: not when a target's
+   * pieces did not join (its rows are left out: the load maps them itself) or a target mapping waited.
+   */
+  finish(problems: ChunkProblem[]): { transformed: Transformed; streamable: boolean } {
+    const targets: PreparedParts[] = [];
+    let streamable = true;
+    for (const piece of this.#pieces) {
+      const joined = piece.joined();
+      if (joined !== undefined) targets.push(joined);
+      if (joined === undefined || piece.waited) streamable = false;
+    }
+    const { columns } = this.#stager;
+    return { transformed: { columns, staged: this.#stager.bytes(), problems, targets }, streamable };
+  }
+}
+
+/**
  * The chunk transformed a piece at a time, end to end: each piece of source text is decoded, mapped to canonical
  * records, staged, mapped to every target's rows and prepared before the next piece is decoded, so that only the
  * chunk's outputs (staged bytes, prepared bytes, keys and hashes) live to its end, not its records and rows. A
@@ -164,17 +203,11 @@ async function streamJob(
 ): Promise<Transformed | undefined> {
   const { system } = flow.from;
   const mapper = mapperOf(job, flow);
-  const stager = new CanonicalStager();
-  const pieces = preparers.map((preparer) => new PreparedPieces(preparer));
-  const lineage = lineageOf(job, flow);
+  const outputs = new ChunkOutputs(job, flow, preparers);
   try {
-    await mapSource(mapper, system.driver as Driver, system.name, job.source, waitingFlows.has(flow.name), async () => {
+    await mapSource(mapper, system.driver as Driver, system.name, job.source, waitingFlows.has(flow.name), () => {
       if (mapper.repeatedTaken) throw transformWhole;
-      const from = stager.count;
-      const records = mapper.takeRecords();
-      if (records.length === 0) return;
-      stager.add(records);
-      for (const piece of pieces) await piece.add(lineage, records, from);
+      return outputs.add(mapper.takeRecords());
     });
   } catch (error) {
     if (error !== transformWhole) throw error;
@@ -183,35 +216,24 @@ async function streamJob(
   } finally {
     if (mapper.waited) waitingFlows.add(flow.name);
   }
-  const targets: PreparedParts[] = [];
-  for (const piece of pieces) {
-    const joined = piece.joined();
-    if (joined !== undefined) targets.push(joined);
-    if (joined === undefined || piece.waited) wholeFlows.set(flow.name, job.run);
-  }
-  return { columns: stager.columns, staged: stager.bytes(), problems: mapper.mapped.problems, targets };
+  const { transformed, streamable } = outputs.finish(mapper.mapped.problems);
+  if (!streamable) wholeFlows.set(flow.name, job.run);
+  return transformed;
 }
 
 /**
  * The chunk transformed whole: its source rows mapped to canonical records (source text a piece at a time when its
- * driver can cut it: map-pieces.ts), then staged, then mapped and prepared for each target all at once.
+ * driver can cut it: map-pieces.ts), then staged, then mapped and prepared for each target all at once (one piece,
+ * which its driver need not join).
  */
 async function wholeJob(job: TransformJob, flow: Flow, preparers: readonly Preparer[]): Promise<Transformed> {
   const { system } = flow.from;
   const mapper = mapperOf(job, flow);
   await mapSource(mapper, system.driver as Driver, system.name, job.source, waitingFlows.has(flow.name));
   if (mapper.waited) waitingFlows.add(flow.name);
-  const { records, problems } = mapper.mapped;
-  const stager = new CanonicalStager();
-  stager.add(records);
-  const targets: PreparedParts[] = [];
-  for (const preparer of preparers) {
-    // one piece, which needs no join
-    const piece = new PreparedPieces(preparer);
-    await piece.add(lineageOf(job, flow), records, 0);
-    targets.push(piece.joined() as PreparedParts);
-  }
-  return { columns: stager.columns, staged: stager.bytes(), problems, targets };
+  const outputs = new ChunkOutputs(job, flow, preparers);
+  await outputs.add(mapper.mapped.records);
+  return outputs.finish(mapper.mapped.problems).transformed;
 }
 
 /** The thread cannot take the chunk, through no fault of the chunk: the engine's thread transforms it (protocol.ts). */
