@@ -1,6 +1,7 @@
 /**
  * What the database connectors' joins of prepared pieces (`Driver.join`: postgres/prepare.ts, mysql/encode.ts) share:
- * whether two pieces were prepared for the same columns, and their per-row lists (refused rows, gaps) as one.
+ * whether two pieces were prepared for the same columns, their per-row lists (refused rows, gaps) as one, and their
+ * offsets shifted to where each piece lands in the joined bytes or text.
  */
 
 /** The same column names in the same order. */
@@ -24,4 +25,9 @@ export function joinedRowLists<P, T>(
     first += rowsOf(piece);
   }
   return joined;
+}
+
+/** `from`'s offsets written into `into` from index `at` on, each plus `shift` (where its piece starts when joined). */
+export function shiftInto(into: Uint32Array, at: number, from: Uint32Array, shift: number): void {
+  for (let i = 0; i < from.length; i++) into[at + i] = (from[i] as number) + shift;
 }

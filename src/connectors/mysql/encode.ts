@@ -14,7 +14,7 @@ import { escape as escapeSql } from "sql-escaper";
 import type { Row } from "../../core/binding.ts";
 import { joinBytes } from "../../core/bytes.ts";
 import { isDateTime } from "../../core/formats.ts";
-import { joinedRowLists, sameColumns } from "../joined-rows.ts";
+import { joinedRowLists, sameColumns, shiftInto } from "../joined-rows.ts";
 import { LineBuffer } from "../line-buffer.ts";
 import { batchColumns, toParam } from "../sql.ts";
 import type { PrepareRequest } from "../types.ts";
@@ -489,11 +489,6 @@ export function isEncodedRows(value: unknown): value is EncodedRows {
   return typeof value === "object" && value !== null && (value as EncodedRows).format === encodedFormat;
 }
 
-/** `Uint32Array` offsets of one part shifted into the joined array: entries 1…count of `from`, plus `shift`. */
-function shiftInto(into: Uint32Array, at: number, from: Uint32Array, count: number, shift: number): void {
-  for (let i = 1; i <= count; i++) into[at + i] = (from[i] as number) + shift;
-}
-
 /**
  * `mysqlDriver.join`: rows encoded in pieces (prepareRows, on a transform thread) as one, as encoding them at once
  * would have made them; undefined when the pieces were not encoded alike (another table or description, other
@@ -542,14 +537,17 @@ export function joinEncodedRows(parts: readonly unknown[]): EncodedRows | undefi
   let ranged = true;
   let row = 0;
   for (const piece of pieces) {
-    shiftInto(joined.keyAt, row, piece.keyAt, piece.count, joined.keyAt[row] as number);
+    // a piece's offsets after its first (0), the ends of its rows, shifted to where the piece starts in the joined
+    const append = (into: Uint32Array, offsets: Uint32Array | undefined) =>
+      shiftInto(into, row + 1, (offsets as Uint32Array).subarray(1, piece.count + 1), into[row] as number);
+    append(joined.keyAt, piece.keyAt);
     if (insert) {
-      shiftInto(tupleAt, row, piece.tupleAt as Uint32Array, piece.count, tupleAt[row] as number);
-      shiftInto(tupleBytes, row, piece.tupleBytes as Uint32Array, piece.count, tupleBytes[row] as number);
+      append(tupleAt, piece.tupleAt);
+      append(tupleBytes, piece.tupleBytes);
       joined.maxTupleBytes = Math.max(joined.maxTupleBytes, piece.maxTupleBytes);
     }
     if (load) {
-      shiftInto(lineAt, row, piece.lineAt as Uint32Array, piece.count, lineAt[row] as number);
+      append(lineAt, piece.lineAt);
       joined.maxLineBytes = Math.max(joined.maxLineBytes, piece.maxLineBytes);
     }
     // a piece with neither a range nor `unranged` had no key to range over (every row refused, or NULL keys)

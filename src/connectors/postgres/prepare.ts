@@ -5,7 +5,7 @@
  */
 import type { Row } from "../../core/binding.ts";
 import { joinBytes } from "../../core/bytes.ts";
-import { joinedRowLists, sameColumns } from "../joined-rows.ts";
+import { joinedRowLists, sameColumns, shiftInto } from "../joined-rows.ts";
 import { LineBuffer } from "../line-buffer.ts";
 import { batchColumns } from "../sql.ts";
 import type { PrepareRequest } from "../types.ts";
@@ -203,7 +203,7 @@ export function joinCopyRows(parts: readonly unknown[]): CopyRows | undefined {
   let byteAt = 0;
   let rowAt = 0;
   for (const part of copies) {
-    for (let i = 0; i < part.ends.length; i++) ends[rowAt + i] = (part.ends[i] as number) + byteAt;
+    shiftInto(ends, rowAt, part.ends, byteAt);
     part.keys.forEach((elements, k) => {
       for (const element of elements) (keys[k] as string[]).push(element);
     });
