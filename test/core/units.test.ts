@@ -220,4 +220,53 @@ describe("engine building blocks", () => {
     await done;
     assert.deepEqual(order, ["third", "second"]);
   });
+
+  /** Whether `promise` settled within a turn of the event loop. */
+  const settled = async (promise: Promise<void>): Promise<boolean> => {
+    let done = false;
+    void promise.then(() => {
+      done = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    return done;
+  };
+
+  it("key locks: a chunk waits for a chunk in flight whose keys were never mapped (their range met nothing)", async () => {
+    const locks = new KeyLocks();
+    // keys in order, ranges apart: both registered by their range alone
+    const first = locks.register(["1", "2", "3"]);
+    const second = locks.register(["4", "5"]);
+    assert.equal(await settled(first.ready), true);
+    assert.equal(await settled(second.ready), true);
+    // its range (2..9) meets both; it shares "2" with the first only
+    const third = locks.register(["9", "2"]);
+    assert.equal(await settled(third.ready), false);
+    second.release();
+    assert.equal(await settled(third.ready), false, "the chunk that shares no key does not let it go");
+    first.release();
+    assert.equal(await settled(third.ready), true);
+    // decimal keys range shorter first: 9..10 does not meet 95, so a chunk of "95" goes at once; "10" waits
+    const small = locks.register(["9", "10"]);
+    assert.equal(await settled(locks.register(["95"]).ready), true);
+    const again = locks.register(["10"]);
+    assert.equal(await settled(again.ready), false);
+    small.release();
+    assert.equal(await settled(again.ready), true);
+  });
+
+  it("key locks: a key held by several chunks in flight waits for the latest of them", async () => {
+    const locks = new KeyLocks();
+    const a = locks.register(["5"]);
+    const b = locks.register(["5", "6"]);
+    const c = locks.register(["5"]);
+    assert.equal(await settled(b.ready), false);
+    a.release();
+    assert.equal(await settled(b.ready), true);
+    assert.equal(await settled(c.ready), false, "the latest holder of the key is still in flight");
+    b.release();
+    assert.equal(await settled(c.ready), true);
+    c.release();
+    // every key released: a chunk of the same keys goes at once
+    assert.equal(await settled(locks.register(["5", "6"]).ready), true);
+  });
 });
