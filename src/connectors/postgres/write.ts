@@ -3,6 +3,7 @@ import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
+import { strictlyAscending } from "../../core/key-order.ts";
 import { batchColumns, quoteIdent, quoteQualified, toParam } from "../sql.ts";
 import type { ItemResult, WriteRequest } from "../types.ts";
 import { type ColumnKind, numberText, signedZeros } from "./copy-text.ts";
@@ -552,9 +553,12 @@ async function upsertByCopy(
   const { copy, at } = copyRowsOf(batch);
   const refused = copy.refused.length === 0 ? undefined : new Map(copy.refused);
   // The rows to send, by index in `copy`: of rows with the same key, the last. A row with a NULL key column is never
-  // taken for a duplicate: NULLs never conflict (two such rows may both be inserted).
+  // taken for a duplicate: NULLs never conflict (two such rows may both be inserted). A single key column whose
+  // values ascend strictly (rows read in key order, as most are) holds no duplicate: no set of its keys is made.
   const send: number[] = [];
-  const seen = new Set<string>();
+  const single = copy.keys.length === 1 ? (copy.keys[0] as string[]) : undefined;
+  const distinct = single !== undefined && strictlyAscending(single, count, at, (row) => refused?.has(row) === true);
+  const seen = distinct ? undefined : new Set<string>();
   for (let i = count - 1; i >= 0; i--) {
     const row = at === undefined ? i : (at[i] as number);
     const reason = refused?.get(row);
@@ -562,10 +566,12 @@ async function upsertByCopy(
       results[i] = refusedRow(batch, reason);
       continue;
     }
-    const key = keyText(copy, row);
-    if (key !== undefined) {
-      if (seen.has(key)) continue;
-      seen.add(key);
+    if (seen !== undefined) {
+      const key = keyText(copy, row);
+      if (key !== undefined) {
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
     }
     send.push(row);
   }
