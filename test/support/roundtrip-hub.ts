@@ -91,8 +91,9 @@ export default defineHub({
   flows: [
     flow("to-maria", { from: fromPg, to: toMaria, chunkSize: 2 }),
     flow("to-pg", { from: fromMaria, to: toPg, chunkSize: 2 }),
-    // the same in chunks of up to 250 records: a transform thread streams them a piece of 100 rows at a time
-    flow("to-maria-wide", { from: fromPg, to: toMaria, chunkSize: 250 }),
+    // the same in chunks of up to 250 records: a transform thread streams them a piece of 100 rows at a time; loaded
+    // one chunk at a time, so that the statements writing them come in chunk order (the test checks which each took)
+    flow("to-maria-wide", { from: fromPg, to: toMaria, chunkSize: 250, loadConcurrency: 1 }),
     flow("to-pg-wide", { from: fromMaria, to: toPg, chunkSize: 250 }),
   ],
 });
