@@ -512,6 +512,46 @@ describe("postgres COPY: write", () => {
     );
   });
 
+  it("copies new keys in one statement, its own transaction; once keys were found, probes and copies in one", async () => {
+    const app = `franca-direct-statements-${suffix}`;
+    const single = open({ url, poolSize: 1, applicationName: app }, "statements");
+    const table = `${schema}.direct_statements`;
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    /** The statements the connection's client sends while `work` runs (pg's Client.query sees every one). */
+    const sent = async (work: () => Promise<unknown>): Promise<string[]> => {
+      const texts: string[] = [];
+      const query = pg.Client.prototype.query;
+      pg.Client.prototype.query = function (this: pg.Client, config: unknown, ...rest: unknown[]) {
+        const text = typeof config === "string" ? config : (config as { text?: unknown } | undefined)?.text;
+        const ours = (this as unknown as { connectionParameters: { application_name?: string } }).connectionParameters;
+        if (ours.application_name === app && typeof text === "string") texts.push(text.split(" ")[0] as string);
+        return (query as (...args: unknown[]) => unknown).call(this, config, ...rest);
+      } as typeof query;
+      try {
+        await work();
+      } finally {
+        pg.Client.prototype.query = query;
+      }
+      return texts;
+    };
+    const rows = (from: number) => Array.from({ length: 3 }, (_, i) => ({ id: from + i, v: `v${from + i}` }));
+    await write(single, { table }, ["id"], rows(0)); // describes the table first
+    assert.deepEqual(await sent(() => write(single, { table }, ["id"], rows(10))), ["COPY"]);
+    // a key already there: the COPY fails on it (the server rolls it back: no ROLLBACK), and the batch is upserted
+    // through a staging table
+    const found = await sent(() => write(single, { table }, ["id"], [...rows(20), { id: 0, v: "again" }]));
+    assert.deepEqual(found, ["COPY", "CREATE", "BEGIN", "COPY", "INSERT", "COMMIT"]);
+    // the next batches of the table are probed first, in the transaction of their COPY
+    assert.deepEqual(await sent(() => write(single, { table }, ["id"], rows(30))), [
+      "BEGIN",
+      "SELECT",
+      "COPY",
+      "COMMIT",
+    ]);
+    assert.deepEqual(await db.query(`SELECT count(*)::int AS n FROM ${table}`), [{ n: 12 }]);
+    assert.deepEqual(await db.query(`SELECT v FROM ${table} WHERE id = 0`), [{ v: "again" }]);
+  });
+
   it("never copies straight into a table with triggers, row-level security, rules or no unique index on the key", async () => {
     const single = open({ url, poolSize: 1 }, "not-direct");
     const made = [

@@ -476,10 +476,10 @@ async function sendCopy(client: pg.ClientBase, sql: string, copy: CopyRows, send
 }
 
 /**
- * The fast path of a write whose keys are all new: `COPY target FROM STDIN` in one transaction (the table qualifies:
- * see directCopySql). A key already in the table fails the COPY on the unique index (unique_violation): rolled back,
- * "exists", and the batch is upserted instead; so is a key another session writes meanwhile. Returns "isolate" on a
- * data problem (rolled back).
+ * The fast path of a write whose keys are all new: `COPY target FROM STDIN`, one statement, one transaction (the
+ * table qualifies: see directCopySql). A key already in the table fails the COPY on the unique index
+ * (unique_violation): rolled back, "exists", and the batch is upserted instead; so is a key another session writes
+ * meanwhile. Returns "isolate" on a data problem (rolled back).
  *
  * A batch of a table where keys were found lately is probed first instead (`cache.probing`): one
  * `SELECT … JOIN unnest(<the batch's keys>) … LIMIT 1` in the same transaction, and the COPY only when it finds none,
@@ -497,9 +497,13 @@ async function copyDirect(
 ): Promise<"done" | "exists" | "isolate"> {
   const { columns, types, relation, system } = batch;
   const names = columns.map((column) => quoteIdent(column)).join(", ");
+  // Without a probe the COPY is the write's one statement, which the server runs as a transaction of its own: no
+  // BEGIN and COMMIT, two of a chunk's three round trips (docs/benchmarks.md, stop 25). A COPY that fails is rolled
+  // back by the server then, with nothing to roll back here.
+  const probing = cache.probing(batch.table);
   try {
-    await query("BEGIN");
-    if (cache.probing(batch.table)) {
+    if (probing) {
+      await query("BEGIN");
       const keyColumns = batch.key.map((column) => quoteIdent(column));
       const unnest = batch.key.map((column, k) => `$${k + 1}::${(types.get(column) as ColumnInfo).sqlType}[]`);
       const probe =
@@ -515,11 +519,11 @@ async function copyDirect(
     }
     batch.signal.throwIfAborted();
     await sendCopy(client, `COPY ${relation} (${names}) FROM STDIN`, copy, send);
-    await query("COMMIT");
+    if (probing) await query("COMMIT");
     return "done";
   } catch (error) {
     const what = `write to '${batch.table}' failed`;
-    await rollback(query, error, system, what);
+    if (probing) await rollback(query, error, system, what);
     if (batch.signal.aborted) throw postgresError(error, system, what);
     if (sqlState(error) === "23505") {
       // unique_violation: a key was there (or came in meanwhile), or another unique index refused a row
