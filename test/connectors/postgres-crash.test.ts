@@ -68,7 +68,8 @@ function ledgerOf(storeFile: string): { loaded: Set<string>; loading: number | u
 
 /**
  * Where a kill lands: after at least `loads` persisted loads, in the middle of a chunk's COPY into the target, or in
- * the COMMIT of a chunk's write (held up by the gate), which the server completes once the child is gone.
+ * the commit of a chunk's write (held up by the gate), which the server completes once the child is gone. The commit
+ * is a COMMIT statement's, or (a COPY straight into the table, its own transaction) the COPY statement's own end.
  */
 interface Kill {
   loads: number;
@@ -79,26 +80,38 @@ interface Kill {
 const copyOf = (table: PgCrashTarget): string =>
   table === "dst" ? "COPY pg_temp.franca_copy_" : `COPY "${schema}"."${table}" (`;
 
-/** Whether the child's target connection is, right now, running a statement that starts with `sql` (waiting on a lock, when `locked`). */
-async function runningNow(sql: string, locked = false): Promise<boolean> {
+/**
+ * Whether the child's target connection is, right now, running a statement that starts with `sql`: waiting on a lock
+ * (`locked` true: the gate, in its commit), or not (`locked` false: the COPY still taking rows).
+ */
+async function runningNow(sql: string, locked: boolean): Promise<boolean> {
   const { rows: found } = await db.query(
     `SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE application_name = $1 AND state = 'active' AND starts_with(query, $2) AND (wait_event_type = 'Lock' OR NOT $3)`,
+      WHERE application_name = $1 AND state = 'active' AND starts_with(query, $2)
+        AND (wait_event_type IS NOT DISTINCT FROM 'Lock') = $3`,
     [apps.target, sql, locked],
   );
   return found[0].n > 0;
 }
 
+/** Whether the child's write into `table` is, right now, in its commit, held up at the gate. */
+async function committingNow(table: PgCrashTarget): Promise<boolean> {
+  return (await runningNow("COMMIT", true)) || (await runningNow(copyOf(table), true));
+}
+
 /**
  * Where the killed child's write was left, as the server sees it once the child is gone: its backend ended (the COPY
- * or a transaction not committed yet, rolled back) or waiting on the gate in its COMMIT (which completes once the gate
- * goes). Asked while the test holds the gate, so that no commit can complete meanwhile.
+ * or a transaction not committed yet, rolled back) or waiting on the gate in its commit (a COMMIT, or a COPY of its
+ * own transaction at its end; either completes once the gate goes). Asked while the test holds the gate, so that no
+ * commit can complete meanwhile.
  */
 async function whereKilled(): Promise<"copy" | "commit"> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const { rows: left } = await db.query(
-      "SELECT query, state, wait_event_type, starts_with(query, 'COMMIT') AND wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name = $1",
+      `SELECT query, state, wait_event_type, (starts_with(query, 'COMMIT') OR starts_with(query, 'COPY'))
+              AND wait_event_type = 'Lock' AS waiting
+         FROM pg_stat_activity WHERE application_name = $1`,
       [apps.target],
     );
     if (left.length === 0) return "copy";
@@ -146,14 +159,14 @@ async function runUntil(
       if (gated) {
         // loads go one at a time (pg-crash-hub.ts): the chunk copying now is the only write in flight
         if (kill.at === "commit") {
-          if (await runningNow("COMMIT", true)) return await killNow();
-        } else if (await runningNow(copyOf(table))) return await killNow();
-        else if (await runningNow("COMMIT", true)) {
+          if (await committingNow(table)) return await killNow();
+        } else if (await runningNow(copyOf(table), false)) return await killNow();
+        else if (await committingNow(table)) {
           // the COPY ended before the kill and its commit waits on the gate: let it through, for the next COPY
           await gate.query("ROLLBACK");
           gated = false;
         }
-      } else if (await runningNow(copyOf(table))) {
+      } else if (await runningNow(copyOf(table), false)) {
         let progress: Progress | undefined;
         try {
           progress = progressOf(storeFile);
@@ -231,7 +244,7 @@ async function killedAndContinued(table: PgCrashTarget, plan: readonly Kill[]): 
   for (const kill of plan) {
     const outcome = await runUntil(tmp.dir, table, kill);
     assert.ok(outcome.killed, `the run ended (exit code ${outcome.code}) before its kill after ${kill.loads} loads`);
-    // a kill meant for a COMMIT waiting at the gate lands there; one meant for a COPY may find it just ended
+    // a kill meant for a commit waiting at the gate lands there; one meant for a COPY may find it just ended
     if (kill.at === "commit") assert.equal(outcome.landed, "commit");
     landings.push(outcome.landed as string);
     await childGone();
@@ -244,10 +257,10 @@ async function killedAndContinued(table: PgCrashTarget, plan: readonly Kill[]): 
       [],
     );
     const committed = [...ids].filter((id) => !loaded.has(id));
-    // a kill meant for a COPY lands in its COMMIT when the COPY ended just before it: the gate held that commit too
+    // a kill meant for a COPY lands in its commit when the COPY ended just before it: the gate held that commit too
     if (outcome.landed === "commit") {
       assert.ok(loading !== undefined && loading > 0, "a chunk was being loaded");
-      assert.equal(committed.length, loading, "the chunk killed in its COMMIT was committed, its load not recorded");
+      assert.equal(committed.length, loading, "the chunk killed in its commit was committed, its load not recorded");
     } else {
       assert.deepEqual(committed, [], "a chunk killed in the middle of its COPY left nothing in the target");
     }
@@ -300,7 +313,7 @@ describe("postgres crash recovery", () => {
       { loads: 16, at: "copy" },
     ]));
 
-  it("a PG → PG run killed with SIGKILL in the middle of a direct COPY into the target, or in its COMMIT, ends, once continued, with every row once and identical", () =>
+  it("a PG → PG run killed with SIGKILL in the middle of a direct COPY into the target, or in its commit, ends, once continued, with every row once and identical", () =>
     // Into `dst_direct`: each chunk of new keys is COPYed straight into the table (the kills at "copy" land only in
     // such a COPY); a chunk committed but not recorded at a kill is found there, and upserted.
     killedAndContinued("dst_direct", [

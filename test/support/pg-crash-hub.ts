@@ -6,8 +6,9 @@
  *
  * The targets' `name` column is of a domain whose check sleeps a millisecond a value, so each chunk's COPY takes a
  * while and the test can kill the child in the middle of one. Their `gate` column (never written: its default) is a
- * deferred foreign key to <schema>.gate, checked at COMMIT: while the test holds gate's row locked, every COMMIT into
- * a target waits, and the test can kill the child there, then let the server finish that commit. Each system has its
+ * deferred foreign key to <schema>.gate, checked at commit (a COMMIT's, or the end of a COPY that is a transaction of
+ * its own): while the test holds gate's row locked, every commit into a target waits, and the test can kill the child
+ * there, then let the server finish that commit. Each system has its
  * own application_name, for the test to find its connections.
  */
 import { postgres } from "../../src/connectors/postgres/index.ts";
