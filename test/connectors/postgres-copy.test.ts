@@ -4,6 +4,7 @@ import pg from "pg";
 import {
   CopyLines,
   CopyRowDecoder,
+  copyFields,
   encodeField,
   signedZeros,
   unescapeCopy,
@@ -110,6 +111,48 @@ describe("COPY text format", () => {
     assert.equal(unescapeCopy("a\\\\b\\tc\\nd\\re\\bf\\fg\\vh"), "a\\b\tc\nd\re\bf\fg\vh");
     assert.equal(unescapeCopy("\\101\\x42\\x4a\\7"), "ABJ\u0007");
     assert.equal(unescapeCopy("\\q\\\\N"), "q\\N");
+  });
+
+  it("parses the JSON columns of the rows decoded at once in one go, as each alone would parse", () => {
+    const fields = copyFields([
+      { name: "id", type: 23 },
+      { name: "a", type: 3802 },
+      { name: "b", type: 114 },
+    ]);
+    assert.deepEqual(
+      fields.map((field) => field.json === true),
+      [false, true, true],
+    );
+    const decoder = new CopyRowDecoder(fields);
+    const lines = [
+      '1\t{"x": [1, {"y": null}], "__proto__": 1}\t"text"',
+      "2\t\\N\tnull",
+      '3\t"tab\\\\t"\t\\N',
+      "4\t[]\t-1.5e3",
+    ];
+    const rows = decoder.rows(`${lines.join("\n")}\n`);
+    assert.deepEqual(rows, [
+      { id: 1, a: JSON.parse('{"x": [1, {"y": null}], "__proto__": 1}'), b: "text" },
+      { id: 2, a: null, b: null },
+      { id: 3, a: "tab\t", b: null }, // COPY's \\ is JSON's backslash, JSON's \t a tab
+      { id: 4, a: [], b: -1500 },
+    ]);
+    assert.equal(Object.hasOwn(rows[0]?.a as object, "__proto__"), true, "an own __proto__, as JSON.parse makes");
+    // The limit, and a row at a time, give the same values.
+    assert.deepEqual(decoder.rows(`${lines.join("\n")}\n`, 2), rows.slice(0, 2));
+    for (const [i, line] of lines.entries()) assert.deepEqual(decoder.rows(`${line}\n`), [rows[i]]);
+    // Texts that are not one JSON value each (never the server's json or jsonb) are parsed alone, and fail as alone:
+    // "1,2" joined with the others would have made one more element.
+    assert.throws(() => decoder.rows('5\t1,2\t"z"\n'), SyntaxError);
+    assert.throws(() => decoder.rows("5\t[1\t2]\n"), SyntaxError);
+    // A JSON column whose name a later column takes: the row holds the later column's value.
+    const shadowed = new CopyRowDecoder(
+      copyFields([
+        { name: "doc", type: 3802 },
+        { name: "doc", type: 25 },
+      ]),
+    );
+    assert.deepEqual(shadowed.rows('{"a": 1}\tlast\n'), [{ doc: "last" }]);
   });
 
   it("parses rows from chunks cut anywhere, even inside a UTF-8 character", () => {

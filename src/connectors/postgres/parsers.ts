@@ -18,6 +18,11 @@ const asText = (value: string): string => value;
 const builtinParser = pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown;
 const parseTextArray = builtinParser(1009, "text"); // text[]: elements kept as text, NULL as null
 
+/** Whether a type OID is json or jsonb, whose text the server checked to be one JSON value. */
+export function isJsonType(oid: number): boolean {
+  return oid === 114 || oid === 3802;
+}
+
 /** The parser of a column's text, by type OID: what every read (keyset pages and COPY) turns values into. */
 export function textParser(oid: number): (value: string) => unknown {
   if (textTypes.has(oid)) return asText;

@@ -4,11 +4,17 @@ import { to as copyTo } from "pg-copy-streams";
 import type { Row } from "../../core/binding.ts";
 import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
 import type { EncodedBatch, ReadBatch, ReadRequest } from "../types.ts";
-import { CopyLines, type CopyLinesTaken, CopyRowDecoder, copyEncoding, parameterText } from "./copy-text.ts";
+import {
+  CopyLines,
+  type CopyLinesTaken,
+  CopyRowDecoder,
+  copyEncoding,
+  copyFields,
+  parameterText,
+} from "./copy-text.ts";
 import type { DedicatedClient, PostgresSession } from "./driver.ts";
 import { postgresError } from "./errors.ts";
 import type { PostgresBindingOptions } from "./options.ts";
-import { textParser } from "./parsers.ts";
 import { readWhat, savedPosition } from "./read.ts";
 
 /**
@@ -156,7 +162,7 @@ async function* copyBatches(session: PostgresSession, request: ReadRequest, deco
       const described = await open.client.query(`${select} LIMIT 0`);
       const fields = described.fields.map((field) => ({ name: field.name, type: field.dataTypeID }));
       encoding = copyEncoding(fields);
-      decoder = new CopyRowDecoder(fields.map((field) => ({ name: field.name, parse: textParser(field.type) })));
+      decoder = new CopyRowDecoder(copyFields(fields));
       signal.throwIfAborted();
       const stream = open.client.query(copyTo(`COPY (${select}) TO STDOUT`));
       return new CopyReader(open, stream);
