@@ -1,8 +1,9 @@
 /**
- * An order of keys as text in which decimal integers go in numeric order: shorter first, then by code units. Keys read
- * in key order (a table's keyset, an API's pages by id) come out ascending in it, which lets a chunk's keys be told
- * apart, or its key range be compared with another chunk's, without a set of them (key-locks.ts, the PostgreSQL
- * write's duplicate check).
+ * An order of keys as text in which non-negative decimal integers without leading zeros go in numeric order: shorter
+ * first, then by code units. Keys read in key order (a table's keyset, an API's pages by id) come out ascending in it,
+ * which lets a chunk's keys be told apart, or its key range be compared with another chunk's, without a set of them
+ * (key-locks.ts, the PostgreSQL write's duplicate check). Keys it does not put in their source's order (negative
+ * numbers, say) are still ordered by it, strictly: they only take those checks' slower way more often.
  */
 
 /** Whether `a` comes before `b`. */

@@ -43,6 +43,11 @@ export class KeyLocks {
   readonly #holders = new Set<Holder>();
   #next = 0;
 
+  /** How many keys are in the per-key map (none while the chunks in flight have ranges apart): for tests. */
+  get mappedKeys(): number {
+    return this.#tails.size;
+  }
+
   /** Registers `keys` now (call in chunk order); `ready` resolves when earlier holders of these keys are done. */
   register(keys: readonly string[]): { ready: Promise<void>; release: () => void } {
     let release!: () => void;

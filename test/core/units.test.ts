@@ -238,13 +238,22 @@ describe("engine building blocks", () => {
     const second = locks.register(["4", "5"]);
     assert.equal(await settled(first.ready), true);
     assert.equal(await settled(second.ready), true);
+    assert.equal(locks.mappedKeys, 0, "chunks whose ranges are apart put no key in the map");
     // its range (2..9) meets both; it shares "2" with the first only
     const third = locks.register(["9", "2"]);
+    assert.equal(locks.mappedKeys, 6, "the met chunks' keys and its own, once each");
     assert.equal(await settled(third.ready), false);
+    // a fourth meets the first (mapped already) and the third; it shares "3" with the first only
+    const fourth = locks.register(["3", "10"]);
+    assert.equal(await settled(fourth.ready), false);
     second.release();
     assert.equal(await settled(third.ready), false, "the chunk that shares no key does not let it go");
     first.release();
     assert.equal(await settled(third.ready), true);
+    assert.equal(await settled(fourth.ready), true);
+    third.release();
+    fourth.release();
+    assert.equal(locks.mappedKeys, 0, "released chunks leave no key in the map");
     // decimal keys range shorter first: 9..10 does not meet 95, so a chunk of "95" goes at once; "10" waits
     const small = locks.register(["9", "10"]);
     assert.equal(await settled(locks.register(["95"]).ready), true);
@@ -266,6 +275,7 @@ describe("engine building blocks", () => {
     b.release();
     assert.equal(await settled(c.ready), true);
     c.release();
+    assert.equal(locks.mappedKeys, 0, "released chunks leave no key in the map");
     // every key released: a chunk of the same keys goes at once
     assert.equal(await settled(locks.register(["5", "6"]).ready), true);
   });
