@@ -146,6 +146,17 @@ describe("COPY text format", () => {
     assert.throws(() => decoder.rows('5\t1,2\t"z"\n'), SyntaxError);
     assert.throws(() => decoder.rows("5\t[1\t2]\n"), SyntaxError);
     // A JSON column whose name a later column takes: the row holds the later column's value.
+    // json and jsonb parse with JSON.parse, whatever other code made of pg's global parsers, in both read paths
+    const global = pg.types.getTypeParser(3802);
+    pg.types.setTypeParser(3802, () => "changed elsewhere");
+    try {
+      assert.deepEqual(textParser(3802)('{"a": 1}'), { a: 1 });
+      assert.deepEqual(new CopyRowDecoder(copyFields([{ name: "a", type: 3802 }])).rows('{"a": 1}\n'), [
+        { a: { a: 1 } },
+      ]);
+    } finally {
+      pg.types.setTypeParser(3802, global);
+    }
     const shadowed = new CopyRowDecoder(
       copyFields([
         { name: "doc", type: 3802 },

@@ -256,8 +256,9 @@ export class CopyRowDecoder {
   /**
    * Replaces the texts of the rows' JSON columns (`texts`, in row and column order; NULLs are not among them) by their
    * values. The server checked each text to be one JSON value (json and jsonb take nothing else), so the texts joined
-   * by commas make an array of as many; should they not (the texts of some other source), each is parsed alone, and a
-   * text that is not JSON fails as JSON.parse fails on it.
+   * by commas make an array of as many. Should they not, each is parsed alone, and a text that is not JSON fails as
+   * JSON.parse fails on it. (Texts the server did not check could also join into as many values, wrongly cut: `1,2`,
+   * `[3`, `4]` make three. The decoder is only given the server's COPY output, the engine's own staging of it included.)
    */
   #parseJson(rows: Row[], texts: string[]): void {
     let values: unknown[] | undefined;

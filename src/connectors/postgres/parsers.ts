@@ -23,9 +23,13 @@ export function isJsonType(oid: number): boolean {
   return oid === 114 || oid === 3802;
 }
 
+/** json and jsonb, always JSON.parse (pg's own, unless other code changed the global one): COPY reads parse them so. */
+const parseJson = (value: string): unknown => JSON.parse(value);
+
 /** The parser of a column's text, by type OID: what every read (keyset pages and COPY) turns values into. */
 export function textParser(oid: number): (value: string) => unknown {
   if (textTypes.has(oid)) return asText;
+  if (isJsonType(oid)) return parseJson;
   if (textArrayTypes.has(oid)) return parseTextArray;
   return builtinParser(oid, "text");
 }

@@ -476,8 +476,8 @@ async function sendCopy(client: pg.ClientBase, sql: string, copy: CopyRows, send
 }
 
 /**
- * The fast path of a write whose keys are all new: `COPY target FROM STDIN`, one statement, one transaction (the
- * table qualifies: see directCopySql). A key already in the table fails the COPY on the unique index
+ * The fast path of a write whose keys are all new: `COPY target FROM STDIN`, in one transaction (the statement's own,
+ * or the probe's: below; the table qualifies: see directCopySql). A key already in the table fails the COPY on the unique index
  * (unique_violation): rolled back, "exists", and the batch is upserted instead; so is a key another session writes
  * meanwhile. Returns "isolate" on a data problem (rolled back).
  *
