@@ -1,7 +1,7 @@
 /**
  * The distributed executor with real worker processes (`franca worker`), a real PostgreSQL store and queue, and a
  * simulated API on 127.0.0.1 as the target: workers killed with SIGKILL at random points, a concurrency cap held
- * across processes, SIGTERM in the middle of a chunk, `franca run --wait` with no worker alive.
+ * across processes, SIGTERM in the middle of a chunk, `franca run --wait` with no worker alive, a job delivered twice.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -16,6 +16,7 @@ import { type SimApi, startSimApi } from "../../sim/api.ts";
 import { seededRandom } from "../../sim/random.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import { queueOwner } from "../../src/engine/distributed/owner.ts";
+import { queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { queuedChunksAhead } from "../../src/engine/distributed/worker.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
@@ -272,6 +273,43 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const { extracted } = await setup.engine.store.counts(run.id);
     assert.ok(extracted < rows / 2, `the extraction went on to ${extracted} of ${rows} rows after the cancel`);
     assert.equal((await setup.engine.store.getRun(run.id))?.status, "cancelled");
+  });
+
+  it("a transform job delivered twice transforms its chunk once: the second finds the chunk transformed and leaves it", async (t) => {
+    // Loads slow (5 s a call, one at a time): the first chunk stays transformed and not loaded, its source rows still
+    // staged, while a second delivery of its transform job comes (as pg-boss delivers a job again whose worker it took
+    // for lost). That delivery must not transform the chunk again (its outcomes rewritten, its loads sent again).
+    const rows = 50; // one chunk (a run's first chunk is of 50 rows), one call
+    const setup = await createSetup(rows, 1, 5000);
+    t.after(() => setup.dispose());
+    const boss = await startQueue(distUrl, setup.schema);
+    t.after(() => boss.stop({ graceful: false }));
+    startWorker(setup, 4);
+    const run = await setup.engine.enqueue("items");
+    const first = async (): Promise<{ transformed: string | null; loads: number }> => {
+      const [chunk] = await sql([
+        `SELECT c.transformed_at::text AS transformed,
+                (SELECT count(*)::int FROM ${setup.schema}.chunk_loads l WHERE l.run_id = c.run_id AND l.seq = c.seq) AS loads
+           FROM ${setup.schema}.chunks c WHERE c.run_id = ${run.id} AND c.seq = 0`,
+      ]);
+      return { transformed: chunk?.transformed ?? null, loads: chunk?.loads ?? 0 };
+    };
+    await waitUntil("the first chunk transformed", async () => (await first()).transformed !== null, 20);
+    const before = await first();
+    const again = await boss.send(queues.transform, { run: run.id, seq: 0 });
+    assert.ok(again !== null, "the second delivery was queued");
+    await waitUntil(
+      "the second delivery done",
+      async () => {
+        const [job] = await sql([`SELECT state FROM ${setup.schema}_queue.job WHERE id = '${again}'`]);
+        return job?.state === "completed";
+      },
+      20,
+    );
+    const after = await first();
+    assert.equal(after.loads, 0, "the chunk was not loaded yet when the second delivery came: it could have redone it");
+    assert.equal(after.transformed, before.transformed, "the chunk was not transformed again");
+    await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
   });
 
   it("a cancel reaches an extraction that is its run's only job through the worker's heartbeat: it stops mid-source, within seconds", async (t) => {
