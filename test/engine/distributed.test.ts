@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { type SimApi, startSimApi } from "../../sim/api.ts";
+import { type RouteBehavior, type SimApi, startSimApi } from "../../sim/api.ts";
 import { seededRandom } from "../../sim/random.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import { queueOwner } from "../../src/engine/distributed/owner.ts";
@@ -59,21 +59,22 @@ async function sql(statements: readonly string[]): Promise<pg.QueryResultRow[]> 
 }
 
 /**
- * A fresh store schema, source tables of `rows` rows, the simulated API (batch latency `latencyMs`); the hub of
- * dist-hub.ts unless another is given (with the configuration file of it the workers load).
+ * A fresh store schema, source tables of `rows` rows, the simulated API (batch latency `latencyMs`, and the rest of
+ * `batch`); the hub of dist-hub.ts unless another is given (with the configuration file of it the workers load).
  */
 async function createSetup(
   rows: number,
   cap: number,
   latencyMs: number,
   hub: { of: typeof distHub; config: string } = { of: distHub, config },
+  batch: RouteBehavior = {},
 ): Promise<Setup> {
   const schema = `franca_d${Math.random().toString(36).slice(2, 10)}`;
   await sql([`CREATE SCHEMA ${schema}_app`, ...distSetupSql(schema, rows)]);
   const api = await startSimApi({
     seed: 7,
     collections: { items: { key: "id", maxBatch: 50 }, others: { key: "id", maxBatch: 50 } },
-    batch: { latencyMs },
+    batch: { latencyMs, ...batch },
   });
   const env = { FRANCA_DIST_SCHEMA: schema, FRANCA_DIST_API: api.url, FRANCA_DIST_CAP: String(cap) };
   const dir = mkdtempSync(join(tmpdir(), "franca-dist-"));
@@ -310,6 +311,51 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     assert.equal(after.loads, 0, "the chunk was not loaded yet when the second delivery came: it could have redone it");
     assert.equal(after.transformed, before.transformed, "the chunk was not transformed again");
     await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
+  });
+
+  it("a load job delivered twice loads its chunk once: the second finds the chunk loaded and leaves it", async (t) => {
+    // One record of the first chunk is refused by the API (quarantined), so that chunk is not loaded clean and its
+    // canonical records stay staged after its load: a second delivery of its load job could write it again. The
+    // second chunk's loads are slow (3 s a call, one at a time): the run is still running when that delivery comes.
+    const rows = 150; // chunks of 50 and 100 (a run's first chunks are smaller)
+    const refused = { when: (record: Record<string, unknown>) => record.id === "7", error: "no sevens" };
+    const setup = await createSetup(rows, 1, 3000, undefined, { reject: refused });
+    t.after(() => setup.dispose());
+    const boss = await startQueue(distUrl, setup.schema);
+    t.after(() => boss.stop({ graceful: false }));
+    startWorker(setup, 4);
+    const run = await setup.engine.enqueue("items");
+    const firstLoad = async (): Promise<pg.QueryResultRow | undefined> =>
+      (
+        await sql([
+          `SELECT loaded, quarantined, attempts, loaded_at::text AS at FROM ${setup.schema}.chunk_loads
+            WHERE run_id = ${run.id} AND seq = 0`,
+        ])
+      )[0];
+    await waitUntil("the first chunk loaded", async () => (await firstLoad()) !== undefined, 20);
+    const before = await firstLoad();
+    assert.deepEqual(before && { loaded: before.loaded, quarantined: before.quarantined }, {
+      loaded: 49,
+      quarantined: 1,
+    });
+    const again = await boss.send(queues.load, { run: run.id, seq: 0, target: "api-items" });
+    assert.ok(again !== null, "the second delivery was queued");
+    await waitUntil(
+      "the second delivery done",
+      async () => {
+        const [job] = await sql([`SELECT state FROM ${setup.schema}_queue.job WHERE id = '${again}'`]);
+        return job?.state === "completed";
+      },
+      20,
+    );
+    assert.equal((await setup.engine.store.getRun(run.id))?.status, "running", "the run was still running then");
+    assert.deepEqual(await firstLoad(), before, "the chunk was not loaded again");
+    const ended = await waitForEnd(setup, run.id);
+    assert.equal(ended.status, "partial", JSON.stringify(ended.error));
+    const counts = await setup.engine.store.counts(run.id);
+    assert.deepEqual(counts.targets["api-items"], { loaded: rows - 1, unchanged: 0, quarantined: 1, failed: 0 });
+    assert.equal(setup.api.records("items").length, rows - 1);
+    assert.equal(setup.api.duplicates("items"), 0);
   });
 
   it("a cancel reaches an extraction that is its run's only job through the worker's heartbeat: it stops mid-source, within seconds", async (t) => {
