@@ -149,8 +149,8 @@ const elementEscapes = /[\\"]/g;
  * parameter of the rows' values would, at a fraction of the cost.
  */
 export function arrayElement(field: string): string {
-  if (field === copyNull) return "NULL";
-  const text = field.includes("\\") ? unescapeCopy(field) : field;
+  const text = fieldText(field);
+  if (text === null) return "NULL";
   return text.includes('"') || text.includes("\\") ? `"${text.replace(elementEscapes, "\\$&")}"` : `"${text}"`;
 }
 
@@ -241,12 +241,12 @@ export class CopyRowDecoder {
         to = text.indexOf("\t", from);
         if (to === -1 || to > end) throw new Error(`a COPY row has ${i + 1} fields, expected ${last + 1}`);
       }
-      const field = text.slice(from, to);
-      if (json !== undefined && this.#isJson[i] === true) {
-        const jsonText = field === copyNull ? null : field.includes("\\") ? unescapeCopy(field) : field;
-        if (jsonText !== null) json.push(jsonText);
-        values[i] = jsonText;
-      } else values[i] = this.#value(i, field);
+      const field = fieldText(text.slice(from, to));
+      if (field === null) values[i] = null;
+      else if (json !== undefined && this.#isJson[i] === true) {
+        json.push(field);
+        values[i] = field;
+      } else values[i] = (this.#parsers[i] as (text: string) => unknown)(field);
       from = to + 1;
     }
     if (from !== end + 1) throw new Error(`a COPY row has more than ${last + 1} fields`);
@@ -302,10 +302,15 @@ export class CopyRowDecoder {
   }
 
   #value(index: number, field: string): unknown {
-    if (field === copyNull) return null;
-    const text = field.includes("\\") ? unescapeCopy(field) : field;
-    return (this.#parsers[index] as (text: string) => unknown)(text);
+    const text = fieldText(field);
+    return text === null ? null : (this.#parsers[index] as (text: string) => unknown)(text);
   }
+}
+
+/** A COPY field's text, its backslash sequences decoded; null for NULL. */
+function fieldText(field: string): string | null {
+  if (field === copyNull) return null;
+  return field.includes("\\") ? unescapeCopy(field) : field;
 }
 
 /**
