@@ -9,14 +9,15 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { describe, it } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
+import type { PgBoss } from "pg-boss";
 import { type RouteBehavior, type SimApi, startSimApi } from "../../sim/api.ts";
 import { seededRandom } from "../../sim/random.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import { queueOwner } from "../../src/engine/distributed/owner.ts";
-import { queues, startQueue } from "../../src/engine/distributed/queue.ts";
+import { type JobData, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { queuedChunksAhead } from "../../src/engine/distributed/worker.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
@@ -142,6 +143,30 @@ async function waitUntil(what: string, done: () => Promise<boolean>, everyMs = 1
     assert.ok(Date.now() < deadline, `not within ${limitMs / 1000} s: ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** The setup's queue, as the test's own client of it (stopped when the test ends). */
+async function queueOf(setup: Setup, t: TestContext): Promise<PgBoss> {
+  const boss = await startQueue(distUrl, setup.schema);
+  t.after(() => boss.stop({ graceful: false }));
+  return boss;
+}
+
+/**
+ * Sends a job to the queue once more, as pg-boss delivers a job again whose worker it took for lost, and waits until a
+ * worker has completed it.
+ */
+async function deliverAgain(setup: Setup, boss: PgBoss, queue: string, data: JobData): Promise<void> {
+  const again = await boss.send(queue, data);
+  assert.ok(again !== null, "the second delivery was queued");
+  await waitUntil(
+    "the second delivery done",
+    async () => {
+      const [job] = await sql([`SELECT state FROM ${setup.schema}_queue.job WHERE id = '${again}'`]);
+      return job?.state === "completed";
+    },
+    20,
+  );
 }
 
 /** Cancels a run as a cancelled `franca run --wait` does (Engine#execute): it ends `cancelled`, resumable. */
@@ -283,8 +308,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const rows = 50; // one chunk (a run's first chunk is of 50 rows), one call
     const setup = await createSetup(rows, 1, 5000);
     t.after(() => setup.dispose());
-    const boss = await startQueue(distUrl, setup.schema);
-    t.after(() => boss.stop({ graceful: false }));
+    const boss = await queueOf(setup, t);
     startWorker(setup, 4);
     const run = await setup.engine.enqueue("items");
     const first = async (): Promise<{ transformed: string | null; loads: number }> => {
@@ -297,16 +321,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     };
     await waitUntil("the first chunk transformed", async () => (await first()).transformed !== null, 20);
     const before = await first();
-    const again = await boss.send(queues.transform, { run: run.id, seq: 0 });
-    assert.ok(again !== null, "the second delivery was queued");
-    await waitUntil(
-      "the second delivery done",
-      async () => {
-        const [job] = await sql([`SELECT state FROM ${setup.schema}_queue.job WHERE id = '${again}'`]);
-        return job?.state === "completed";
-      },
-      20,
-    );
+    await deliverAgain(setup, boss, queues.transform, { run: run.id, seq: 0 });
     const after = await first();
     assert.equal(after.loads, 0, "the chunk was not loaded yet when the second delivery came: it could have redone it");
     assert.equal(after.transformed, before.transformed, "the chunk was not transformed again");
@@ -321,8 +336,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const refused = { when: (record: Record<string, unknown>) => record.id === "7", error: "no sevens" };
     const setup = await createSetup(rows, 1, 3000, undefined, { reject: refused });
     t.after(() => setup.dispose());
-    const boss = await startQueue(distUrl, setup.schema);
-    t.after(() => boss.stop({ graceful: false }));
+    const boss = await queueOf(setup, t);
     startWorker(setup, 4);
     const run = await setup.engine.enqueue("items");
     const firstLoad = async (): Promise<pg.QueryResultRow | undefined> =>
@@ -338,16 +352,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
       loaded: 49,
       quarantined: 1,
     });
-    const again = await boss.send(queues.load, { run: run.id, seq: 0, target: "api-items" });
-    assert.ok(again !== null, "the second delivery was queued");
-    await waitUntil(
-      "the second delivery done",
-      async () => {
-        const [job] = await sql([`SELECT state FROM ${setup.schema}_queue.job WHERE id = '${again}'`]);
-        return job?.state === "completed";
-      },
-      20,
-    );
+    await deliverAgain(setup, boss, queues.load, { run: run.id, seq: 0, target: "api-items" });
     assert.equal((await setup.engine.store.getRun(run.id))?.status, "running", "the run was still running then");
     assert.deepEqual(await firstLoad(), before, "the chunk was not loaded again");
     const ended = await waitForEnd(setup, run.id);
