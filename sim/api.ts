@@ -18,7 +18,7 @@
  * IS applied, then 500 is answered, like a lost response); forced statuses for matching requests (an outage, a whole
  * batch refused); record rejections (422 for records matching a predicate: per item in a batch); a fixed-window rate
  * limit (429 with Retry-After in seconds); a concurrency cap (counted, optionally 503 beyond it); auth (bearer,
- * basic, API key in a header or the query) → 401.
+ * basic, API key in a header or the query) → 401. A test can hold a group's requests until it lets them go (`hold`).
  *
  * Idempotency: a write carrying an `Idempotency-Key` already answered gets the stored answer again, and nothing is
  * applied twice; a request with a key still in flight waits for it first. Reusing a key for another request → 422.
@@ -214,6 +214,12 @@ export interface SimApi {
   readonly stats: Readonly<SimStats>;
   /** Merges behaviour into the current one, per route group and field (a field set to undefined is removed). */
   configure(behavior: SimBehavior): void;
+  /**
+   * Holds the group's requests that arrive from now on, after the first `passing` of them, before their latency,
+   * until the function returned is called (or the server closes or is reset): a test's gate on "the next page" or
+   * "every load" that no timing can slip past. A second hold of a group replaces the first, releasing what it held.
+   */
+  hold(group: RouteGroup, passing?: number): () => void;
   /** Changes a collection's options (not its records); creates the collection when it does not exist. */
   configureCollection(name: string, options: Omit<CollectionOptions, "records">): void;
   /** A collection's records, ordered by key. */
@@ -488,6 +494,12 @@ function authorized(auth: SimAuth, headers: IncomingHttpHeaders, query: URLSearc
   return false;
 }
 
+/** Requests of a group held until `gate` resolves, after `passing` more let through. */
+interface Hold {
+  passing: number;
+  gate: PromiseWithResolvers<void>;
+}
+
 class Simulator implements SimApi {
   readonly #server: Server;
   readonly #options: SimApiOptions;
@@ -498,6 +510,7 @@ class Simulator implements SimApi {
   #stats = emptyStats();
   #groupInFlight: Record<RouteGroup, number> = { list: 0, get: 0, create: 0, batch: 0 };
   #windows: Partial<Record<RouteGroup, { start: number; count: number }>> = {};
+  #holds: Partial<Record<RouteGroup, Hold>> = {};
   #answers = new Map<string, StoredAnswer>();
   #pending = new Map<string, Promise<void>>();
   #log: LoggedRequest[] = [];
@@ -529,6 +542,19 @@ class Simulator implements SimApi {
 
   configure(behavior: SimBehavior): void {
     this.#behavior = mergeBehavior(this.#behavior, behavior);
+  }
+
+  hold(group: RouteGroup, passing = 0): () => void {
+    this.#holds[group]?.gate.resolve();
+    const gate = Promise.withResolvers<void>();
+    // the requests held await it; the hold itself must not count as a rejection nobody handled when the server closes
+    gate.promise.catch(() => {});
+    const hold: Hold = { passing, gate };
+    this.#holds[group] = hold;
+    return () => {
+      if (this.#holds[group] === hold) delete this.#holds[group];
+      gate.resolve();
+    };
   }
 
   configureCollection(name: string, options: Omit<CollectionOptions, "records">): void {
@@ -582,6 +608,8 @@ class Simulator implements SimApi {
     this.#stats = emptyStats();
     this.#stats.inFlight = inFlight;
     this.#windows = {};
+    for (const hold of Object.values(this.#holds)) hold.gate.resolve();
+    this.#holds = {};
     this.#answers = new Map();
     this.#log = [];
   }
@@ -592,6 +620,7 @@ class Simulator implements SimApi {
 
   async close(): Promise<void> {
     this.#closing.abort();
+    for (const hold of Object.values(this.#holds)) hold.gate.reject(this.#closing.signal.reason);
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
@@ -738,7 +767,7 @@ class Simulator implements SimApi {
       if (stored.fingerprint !== fingerprint) {
         return { status: 422, body: { error: "Idempotency-Key reused with a different request" } };
       }
-      await this.#delay(behavior);
+      await this.#delay(route.group, behavior);
       stats.replays++;
       return {
         status: stored.status,
@@ -766,7 +795,7 @@ class Simulator implements SimApi {
     idempotency: { key: string; fingerprint: string } | undefined,
   ): Promise<Answer> {
     const stats = this.#stats;
-    await this.#delay(behavior);
+    await this.#delay(route.group, behavior);
     const forces = asList(behavior.force);
     if (forces.length > 0) {
       const info: SimRequestInfo = {
@@ -986,7 +1015,13 @@ class Simulator implements SimApi {
     return value;
   }
 
-  async #delay(behavior: RouteBehavior): Promise<void> {
+  /** The group's hold (see `hold`), then its latency. */
+  async #delay(group: RouteGroup, behavior: RouteBehavior): Promise<void> {
+    const hold = this.#holds[group];
+    if (hold !== undefined) {
+      if (hold.passing > 0) hold.passing--;
+      else await hold.gate.promise;
+    }
     const ms = (behavior.latencyMs ?? 0) + (behavior.jitterMs === undefined ? 0 : this.#random() * behavior.jitterMs);
     if (ms > 0) await sleep(ms, undefined, { signal: this.#closing.signal });
   }

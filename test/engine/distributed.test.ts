@@ -302,12 +302,14 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
   });
 
   it("a transform job delivered twice transforms its chunk once: the second finds the chunk transformed and leaves it", async (t) => {
-    // Loads slow (5 s a call, one at a time): the first chunk stays transformed and not loaded, its source rows still
-    // staged, while a second delivery of its transform job comes (as pg-boss delivers a job again whose worker it took
-    // for lost). That delivery must not transform the chunk again (its outcomes rewritten, its loads sent again).
+    // The API holds every load until the test releases it: the first chunk stays transformed and not loaded, its
+    // source rows still staged, while a second delivery of its transform job comes (as pg-boss delivers a job again
+    // whose worker it took for lost). That delivery must not transform the chunk again (its outcomes rewritten, its
+    // loads sent again).
     const rows = 50; // one chunk (a run's first chunk is of 50 rows), one call
-    const setup = await createSetup(rows, 1, 5000);
+    const setup = await createSetup(rows, 1, 0);
     t.after(() => setup.dispose());
+    const releaseLoads = setup.api.hold("batch");
     const boss = await queueOf(setup, t);
     startWorker(setup, 4);
     const run = await setup.engine.enqueue("items");
@@ -325,20 +327,36 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const after = await first();
     assert.equal(after.loads, 0, "the chunk was not loaded yet when the second delivery came: it could have redone it");
     assert.equal(after.transformed, before.transformed, "the chunk was not transformed again");
+    releaseLoads();
     await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
   });
 
   it("a load job delivered twice loads its chunk once: the second finds the chunk loaded and leaves it", async (t) => {
-    // One record of the first chunk is refused by the API (quarantined), so that chunk is not loaded clean and its
-    // canonical records stay staged after its load: a second delivery of its load job could write it again. The
-    // second chunk's loads are slow (3 s a call, one at a time): the run is still running when that delivery comes.
-    const rows = 150; // chunks of 50 and 100 (a run's first chunks are smaller)
-    const refused = { when: (record: Record<string, unknown>) => record.id === "7", error: "no sevens" };
-    const setup = await createSetup(rows, 1, 3000, undefined, { reject: refused });
+    // The source is the simulated API, 50 records a page, and one record of its first page is refused by the API
+    // (quarantined): that chunk is not loaded clean, and its canonical records stay staged after its load, so a second
+    // delivery of its load job could write it again. The API holds every page after the first until the test releases
+    // them: the extraction waits mid-source, and the run is still running when that delivery comes.
+    const rows = 100; // two pages, two chunks
+    const setup = await createSetup(
+      0,
+      1,
+      0,
+      { of: distSlowHub, config: slowConfig },
+      {
+        reject: { when: (record) => record.id === "1", error: "no ones" }, // on the first page in any order
+      },
+    );
     t.after(() => setup.dispose());
+    const { api } = setup;
+    api.configureCollection("source", { key: "id", pagination: "page" });
+    api.upsert(
+      "source",
+      Array.from({ length: rows }, (_, i) => ({ id: String(i + 1), name: `source ${i + 1}`, amount: "1.00" })),
+    );
+    const releasePages = api.hold("list", 1);
     const boss = await queueOf(setup, t);
     startWorker(setup, 4);
-    const run = await setup.engine.enqueue("items");
+    const run = await setup.engine.enqueue("slow");
     const firstLoad = async (): Promise<pg.QueryResultRow | undefined> =>
       (
         await sql([
@@ -349,18 +367,19 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     await waitUntil("the first chunk loaded", async () => (await firstLoad()) !== undefined, 20);
     const before = await firstLoad();
     assert.deepEqual(before && { loaded: before.loaded, quarantined: before.quarantined }, {
-      loaded: 49,
+      loaded: slowPageSize - 1,
       quarantined: 1,
     });
     await deliverAgain(setup, boss, queues.load, { run: run.id, seq: 0, target: "api-items" });
     assert.equal((await setup.engine.store.getRun(run.id))?.status, "running", "the run was still running then");
     assert.deepEqual(await firstLoad(), before, "the chunk was not loaded again");
+    releasePages();
     const ended = await waitForEnd(setup, run.id);
     assert.equal(ended.status, "partial", JSON.stringify(ended.error));
     const counts = await setup.engine.store.counts(run.id);
     assert.deepEqual(counts.targets["api-items"], { loaded: rows - 1, unchanged: 0, quarantined: 1, failed: 0 });
-    assert.equal(setup.api.records("items").length, rows - 1);
-    assert.equal(setup.api.duplicates("items"), 0);
+    assert.equal(api.records("items").length, rows - 1);
+    assert.equal(api.duplicates("items"), 0);
   });
 
   it("a cancel reaches an extraction that is its run's only job through the worker's heartbeat: it stops mid-source, within seconds", async (t) => {
