@@ -3,7 +3,8 @@
  * records them (`SqliteStore.saveLoad`: one outcome and one current content hash per record, one transaction per
  * chunk), on the store's own thread (this process's only thread here), keys as the bulk benchmark's (`"1"`, `"2"`, …).
  * The reference is the same rows inserted with SQLite's own bulk path in the same run (one prepared INSERT per row
- * into tables of the same shape, one transaction per chunk): what any ledger of these rows would pay.
+ * into tables of the same shape, the keys kept as the store keeps them, one transaction per chunk): what any ledger
+ * of these rows would pay.
  *
  *   npm run bench:ledger [-- --records 1000000 --chunk 1000 --rounds 3]
  *
@@ -15,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
+import { ledgerKey } from "../src/store/sqlite/ledger-key.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { median } from "./bulk-shared.ts";
 
@@ -65,16 +67,17 @@ async function store(dir: string): Promise<number> {
 function raw(dir: string): number {
   const db = new DatabaseSync(join(dir, "raw.db"));
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-    CREATE TABLE outcomes (run_id INTEGER NOT NULL, key TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
+    CREATE TABLE outcomes (run_id INTEGER NOT NULL, key NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL,
       seq INTEGER NOT NULL, PRIMARY KEY (run_id, key, target)) WITHOUT ROWID;
-    CREATE TABLE hashes (target TEXT NOT NULL, key TEXT NOT NULL, hash TEXT NOT NULL, run_id INTEGER NOT NULL,
+    CREATE TABLE hashes (target TEXT NOT NULL, key NOT NULL, hash TEXT NOT NULL, run_id INTEGER NOT NULL,
       PRIMARY KEY (target, key)) WITHOUT ROWID;`);
   const outcome = db.prepare("INSERT INTO outcomes VALUES (1, ?, 'warehouse', 'loaded', ?)");
   const current = db.prepare("INSERT INTO hashes VALUES ('warehouse', ?, ?, 1)");
   const started = process.cpuUsage();
   for (let seq = 0; seq * chunk < records; seq++) {
     db.exec("BEGIN");
-    for (const key of keysOf(seq)) {
+    for (const text of keysOf(seq)) {
+      const key = ledgerKey(text); // kept as the store keeps it: an integer
       outcome.run(key, seq);
       current.run(key, hash);
     }

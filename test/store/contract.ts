@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import type { RecordOutcome } from "../../src/core/record.ts";
-import type { Store } from "../../src/store/types.ts";
+import type { LoadResult, Store } from "../../src/store/types.ts";
 
 const quarantined = (key: string, chunk: number, target: string | null = null): RecordOutcome => ({
   key,
@@ -323,6 +323,74 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       await store.commitHashes(run.id, "t2");
       assert.deepEqual(await store.getHashes("t2", ["a"]), new Map([["a", { hash: "h1", runId: run.id }]]));
       assert.equal(await store.hasHashes("t2"), true);
+    });
+
+    it("keeps keys that look like numbers as the texts they are: each its own outcomes and hashes", async () => {
+      await using store = await open();
+      const run = await newRun(store);
+      // decimal integers as String(n) writes them, and texts a number parser would take for one of them
+      const keys = ["7", "007", "07", "0", "-0", "-1", "1.5", "1e3", " 7", "10", "9", "123456789012345"];
+      keys.push("1234567890123456", "9007199254740993", "18446744073709551616");
+      const width = (i: number) => `h${String(i).padStart(3, "0")}`;
+      await store.stage(run.id, 0, "extracted", "[]");
+      await store.saveExtracted(run.id, 0, [1], keys.length, 1);
+      await store.saveCanonical(run.id, 0, keys.length - 2, [quarantined("7", 0), quarantined("007", 0)], 1);
+      const loads: [string, Partial<LoadResult>][] = [
+        ["one width", { loaded: keys, hashes: keys.map((_, i) => width(i)) }],
+        ["pairs", { loaded: keys, hashes: keys.map((_, i) => `hash ${"x".repeat(i)}`) }],
+        ["ids", { loaded: keys, hashes: keys.map((_, i) => width(i)), targetIds: keys.map((key) => `id ${key}`) }],
+        ["deferred", { loaded: keys, hashes: keys.map((_, i) => width(i)), deferHashes: true }],
+        ["unchanged", { loaded: [], hashes: [], unchanged: keys }],
+      ];
+      for (const [target, load] of loads) {
+        await store.saveLoad(
+          run.id,
+          0,
+          target,
+          { loaded: [], hashes: [], unchanged: [], problems: [], attempts: 1, ...load },
+          2,
+        );
+      }
+      await store.commitHashes(run.id, "deferred");
+      for (const [target, load] of loads.slice(0, 4)) {
+        const found = await store.getHashes(target, [...keys, "8", "7.0"]);
+        assert.deepEqual(
+          [...found.keys()].sort(),
+          [...keys].sort(),
+          `${target}: every key found under its own text, none under another`,
+        );
+        assert.deepEqual(
+          keys.map((key) => found.get(key)?.hash),
+          load.hashes,
+          target,
+        );
+      }
+      const outcomes = await store.records(run.id, { limit: 10_000 });
+      const seen = outcomes.map((outcome) => `${outcome.target ?? ""}|${outcome.key}|${outcome.status}`).sort();
+      const expected = [
+        "|7|quarantined",
+        "|007|quarantined",
+        ...loads.flatMap(([target]) =>
+          keys.map((key) => `${target}|${key}|${target === "unchanged" ? "unchanged" : "loaded"}`),
+        ),
+      ].sort();
+      assert.deepEqual(seen, expected);
+      for (const key of keys) {
+        const found = await store.records(run.id, { key, target: "ids" });
+        assert.deepEqual(
+          found.map((outcome) => [outcome.key, outcome.targetId ?? null]),
+          [[key, `id ${key}`]],
+          `records of key ${JSON.stringify(key)}`,
+        );
+      }
+      assert.deepEqual((await store.records(run.id, { key: "7" })).map((outcome) => outcome.target ?? "").sort(), [
+        "",
+        "deferred",
+        "ids",
+        "one width",
+        "pairs",
+        "unchanged",
+      ]);
     });
 
     it("caches lookup values across runs until they expire", async () => {

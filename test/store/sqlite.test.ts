@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
+import { type Migration, migrations } from "../../src/store/sqlite/migrations.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { ThreadedSqliteStore } from "../../src/store/sqlite/threaded.ts";
 import { tempDir } from "../support/fixtures.ts";
@@ -127,5 +129,87 @@ describe("SQLite store on its own thread: memory", () => {
     } finally {
       await Promise.all([plain.terminate(), limited.terminate()]);
     }
+  });
+});
+
+describe("SQLite store's ledger keys", () => {
+  const typesOf = (file: string, table: string): Record<string, string> => {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      const rows = db.prepare(`SELECT CAST(key AS TEXT) AS key, typeof(key) AS type FROM ${table}`).all();
+      return Object.fromEntries(rows.map((row) => [String(row.key), String(row.type)]));
+    } finally {
+      db.close();
+    }
+  };
+
+  it("keeps decimal integer keys as integers (the order ids come in), and every other key as text", async () => {
+    const file = join(tmp.dir, `keys-${next++}.db`);
+    const store = new SqliteStore(file);
+    await store.migrate();
+    const run = await store.startRun({ flow: "k", kind: "flow", trigger: "test", targets: ["t"], owner: "o", now: 1 });
+    const loaded = ["1", "9", "10", "0", "123456789012345", "1234567890123456", "007", "-1", "1.5", "a"];
+    await store.saveLoad(
+      run.id,
+      0,
+      "t",
+      { loaded, hashes: loaded.map(() => "h"), unchanged: [], problems: [], attempts: 1 },
+      1,
+    );
+    await store.close();
+    const integers = new Set(["1", "9", "10", "0", "123456789012345"]);
+    const expected = Object.fromEntries(loaded.map((key) => [key, integers.has(key) ? "integer" : "text"]));
+    assert.deepEqual(typesOf(file, "outcomes"), expected);
+    assert.deepEqual(typesOf(file, "target_hashes"), expected);
+  });
+
+  it("migrates a version 1 store's keys: the same outcomes and hashes, decimal integer keys as integers", async () => {
+    const file = join(tmp.dir, `v1-${next++}.db`);
+    const db = new DatabaseSync(file);
+    db.exec((migrations[0] as Migration).sql);
+    db.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+    db.prepare("INSERT INTO migrations VALUES (1, 'v1', 0)").run();
+    db.prepare(
+      "INSERT INTO runs (flow, kind, trigger, status, owner, targets, started_at, heartbeat_at, stats) VALUES ('k', 'flow', 'test', 'succeeded', 'o', '[\"t\"]', 1, 1, '{}')",
+    ).run();
+    const keys = ["10", "9", "007", "x"];
+    for (const key of keys) {
+      db.prepare("INSERT INTO outcomes (run_id, key, target, status, seq) VALUES (1, ?, 't', 'loaded', 0)").run(key);
+      db.prepare("INSERT INTO target_hashes (target, key, hash, run_id) VALUES ('t', ?, ?, 1)").run(key, `h ${key}`);
+    }
+    db.prepare(
+      "INSERT INTO outcomes (run_id, key, target, status, seq, code, message) VALUES (1, '9', '', 'quarantined', 0, 'VALIDATION_FAILED', 'bad')",
+    ).run();
+    db.close();
+    const store = new SqliteStore(file);
+    await store.migrate();
+    const hashes = await store.getHashes("t", [...keys, "07"]);
+    assert.deepEqual(
+      [...hashes.entries()].map(([key, found]) => [key, found.hash]).sort(),
+      keys.map((key) => [key, `h ${key}`]).sort(),
+    );
+    assert.deepEqual(
+      (await store.records(1, { key: "9" })).map((outcome) => [
+        outcome.target,
+        outcome.status,
+        outcome.message ?? null,
+      ]),
+      [
+        [null, "quarantined", "bad"],
+        ["t", "loaded", null],
+      ],
+    );
+    assert.equal((await store.records(1)).length, 5);
+    await store.close();
+    const expected = { "10": "integer", "9": "integer", "007": "text", x: "text" };
+    assert.deepEqual(typesOf(file, "target_hashes"), expected);
+    assert.deepEqual(typesOf(file, "outcomes"), expected);
+    const db2 = new DatabaseSync(file, { readOnly: true });
+    const indexes = db2.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outcomes'").all();
+    db2.close();
+    assert.ok(
+      indexes.some((row) => row.name === "outcomes_problems"),
+      "the problems index is made again",
+    );
   });
 });

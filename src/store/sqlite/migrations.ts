@@ -1,6 +1,7 @@
 /**
  * Versioned schema of the SQLite store. A migration is never edited once released: a change is a new entry.
- * The PostgreSQL store has the same tables and versions (store/postgres/migrations.ts).
+ * The PostgreSQL store has the same tables (store/postgres/migrations.ts); its versions are its own (SQLite's
+ * version 2 changes how this store keeps keys, not what it holds).
  */
 export interface Migration {
   version: number;
@@ -109,4 +110,53 @@ export const migrations: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    // ledger-key.ts: the key columns of the ledger lose their TEXT affinity, and decimal integer keys are kept as
+    // integers (in the order ids come in, not "10" before "9"); the tables are made again, their rows copied over
+    version: 2,
+    name: "ledger keys as integers where they are",
+    sql: `
+      CREATE TABLE outcomes_v2 (
+        run_id INTEGER NOT NULL,
+        key NOT NULL,
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        code TEXT,
+        error_class TEXT,
+        message TEXT,
+        path TEXT,
+        target_id TEXT,
+        source_id TEXT,
+        hash TEXT,
+        PRIMARY KEY (run_id, key, target)
+      ) WITHOUT ROWID;
+      INSERT INTO outcomes_v2 (run_id, key, target, status, seq, attempts, code, error_class, message, path, target_id,
+        source_id, hash)
+        SELECT run_id, ${integerWhereItIs("key")}, target, status, seq, attempts, code, error_class, message, path,
+          target_id, source_id, hash FROM outcomes;
+      DROP TABLE outcomes;
+      ALTER TABLE outcomes_v2 RENAME TO outcomes;
+      CREATE INDEX outcomes_problems ON outcomes (run_id, status) WHERE status IN ('quarantined', 'failed');
+
+      CREATE TABLE target_hashes_v2 (
+        target TEXT NOT NULL,
+        key NOT NULL,
+        hash TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        PRIMARY KEY (target, key)
+      ) WITHOUT ROWID;
+      INSERT INTO target_hashes_v2 (target, key, hash, run_id)
+        SELECT target, ${integerWhereItIs("key")}, hash, run_id FROM target_hashes;
+      DROP TABLE target_hashes;
+      ALTER TABLE target_hashes_v2 RENAME TO target_hashes;
+    `,
+  },
 ];
+
+/** SQL of ledgerKey (ledger-key.ts): the text key as an INTEGER when it is a plain decimal of at most 15 digits. */
+function integerWhereItIs(column: string): string {
+  return `CASE WHEN ${column} = '0' OR (${column} GLOB '[1-9]*' AND ${column} NOT GLOB '*[^0-9]*' AND length(${column}) <= 15)
+    THEN CAST(${column} AS INTEGER) ELSE ${column} END`;
+}

@@ -30,6 +30,7 @@ import type {
   StagedValue,
   Store,
 } from "../types.ts";
+import { keyText, ledgerKey, ledgerKeyJson, ledgerKeysJson } from "./ledger-key.ts";
 import { migrations } from "./migrations.ts";
 
 /** Where a store file keeps its staged chunks: `<file>.staging/` (a temporary directory for an in-memory store). */
@@ -86,7 +87,7 @@ function hashColumns(
       return { hashRun: { bytes: new Uint8Array(bytes.buffer, 0, text.length), width } };
     }
   }
-  return { hashes: JSON.stringify(loaded.map((key, i) => [key, hashes[i]])) };
+  return { hashes: JSON.stringify(loaded.map((key, i) => [ledgerKeyJson(key), hashes[i]])) };
 }
 
 export function encodeLoad(result: LoadResult): EncodedLoad {
@@ -98,14 +99,16 @@ export function encodeLoad(result: LoadResult): EncodedLoad {
     ...(some
       ? {
           loaded: detailed
-            ? JSON.stringify(loaded.map((key, i) => [key, targetIds?.[i] ?? null, defer ? hashes[i] : null]))
-            : JSON.stringify(loaded),
+            ? JSON.stringify(
+                loaded.map((key, i) => [ledgerKeyJson(key), targetIds?.[i] ?? null, defer ? hashes[i] : null]),
+              )
+            : ledgerKeysJson(loaded),
         }
       : {}),
     detailed,
     loadedCount: loaded.length,
     ...(some && !defer ? hashColumns(loaded, hashes, detailed) : {}),
-    ...(unchanged.length > 0 ? { unchanged: JSON.stringify(unchanged) } : {}),
+    ...(unchanged.length > 0 ? { unchanged: ledgerKeysJson(unchanged) } : {}),
     unchangedCount: unchanged.length,
     problems: result.problems,
     attempts: result.attempts,
@@ -473,7 +476,11 @@ export class SqliteStore implements Store {
       ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq, attempts = excluded.attempts,
         code = excluded.code, error_class = excluded.error_class, message = excluded.message, path = excluded.path,
         target_id = excluded.target_id, source_id = excluded.source_id`;
-    for (const outcome of outcomes) this.#run(sql, ...outcomeValues(runId, outcome));
+    for (const outcome of outcomes) {
+      const values = outcomeValues(runId, outcome);
+      values[1] = ledgerKey(outcome.key);
+      this.#run(sql, ...values);
+    }
   }
 
   async saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void> {
@@ -586,9 +593,9 @@ export class SqliteStore implements Store {
     if (keys.length === 0) return found;
     // json_each drives the join (CROSS JOIN fixes the order), so each key is one primary-key probe
     const rows = this.#all<{ key: string; hash: string; run_id: number }>(
-      `SELECT h.key, h.hash, h.run_id FROM json_each(?) AS k CROSS JOIN target_hashes AS h
+      `SELECT ${keyText("h.key")}, h.hash, h.run_id FROM json_each(?) AS k CROSS JOIN target_hashes AS h
        WHERE h.target = ? AND h.key = k.value`,
-      JSON.stringify(keys),
+      ledgerKeysJson(keys),
       target,
     );
     for (const row of rows) found.set(row.key, { hash: row.hash, runId: row.run_id });
@@ -680,15 +687,16 @@ export class SqliteStore implements Store {
 
   async records(runId: number, query: RecordQuery = {}): Promise<RecordOutcome[]> {
     const target = query.target === undefined ? null : query.target;
+    const key = query.key === undefined ? null : ledgerKey(query.key);
     return this.#all<OutcomeRow>(
-      `SELECT key, target, status, seq, attempts, code, error_class, message, path, target_id, source_id FROM outcomes
-       WHERE run_id = ? AND (? IS NULL OR status = ?) AND (? IS NULL OR key = ?) AND (? IS NULL OR target = ?)
+      `SELECT ${keyText("key")}, target, status, seq, attempts, code, error_class, message, path, target_id, source_id
+       FROM outcomes WHERE run_id = ? AND (? IS NULL OR status = ?) AND (? IS NULL OR key = ?) AND (? IS NULL OR target = ?)
        ORDER BY seq, key, target LIMIT ? OFFSET ?`,
       runId,
       query.status ?? null,
       query.status ?? null,
-      query.key ?? null,
-      query.key ?? null,
+      key,
+      key,
       target,
       target,
       query.limit ?? 1000,
