@@ -627,20 +627,24 @@ describe("http connector: writes", () => {
       defaults: { latencyMs: 60_000 },
     });
     const connection = connect({ baseUrl: api.url });
-    // Through the engine's policy, as the engine reads: its timeout's signal reaches fetch.
-    const policy = new SystemPolicy("billing", { timeoutMs: 50 });
+    // Through the engine's policy, as the engine reads: its timeout's signal reaches fetch. The timeout leaves the
+    // request ample time to reach the server (which holds it for a minute), so that the server sees it aborted.
+    const policy = new SystemPolicy("billing", { timeoutMs: 1000 });
     const outer = new AbortController();
     const read = readAll(connection, { path: "/invoices" }, { call: (fn) => policy.attempt(fn, outer.signal) });
     await assert.rejects(read);
-    // And a write given a signal that aborts: the request fails as aborted, and the server sees the client leave.
+    // And a write given a signal that aborts once the server has it: the request fails as aborted, and the server
+    // sees the client leave.
     const controller = new AbortController();
     const writing = write(connection, { path: "/invoices" }, items(invoices(1)), controller.signal);
-    await sleep(20);
+    for (let i = 0; i < 1000 && api.stats.requests.create < 1; i++) await sleep(10);
+    assert.equal(api.stats.requests.create, 1, "the write reached the server");
     controller.abort();
     const error = await failure(() => writing);
     assert.equal(error.code, ErrorCode.SystemTimeout);
     assert.equal(error.errorClass, "transient");
-    for (let i = 0; i < 200 && api.stats.clientAborts < 2; i++) await sleep(10);
+    for (let i = 0; i < 500 && api.stats.clientAborts < 2; i++) await sleep(10);
+    assert.equal(api.stats.requests.list, 1, "the read reached the server");
     assert.equal(api.stats.clientAborts, 2);
   });
 });

@@ -107,20 +107,28 @@ describe("advisory concurrency gate", () => {
       gates: [busyGate, otherGate],
     } = twoProcesses(t, 1, { turnMs: 50 });
     const m = meter();
+    let busyCalls = 0;
     let busyDone = false;
-    // four callers in the busy process keep the one slot wanted for about a second; at the end of a turn (50 ms) it
-    // sees that another process waits and leaves the slot alone long enough for that one to take it
+    let otherDone = false;
+    // four callers in the busy process keep the one slot wanted until the other process has had its call (or, should
+    // it never get one, for 2,000 calls of 5 ms: ~10 s); at the end of a turn (50 ms) the busy process sees that
+    // another process waits and leaves the slot alone long enough for that one to take it
     const busyWork = Promise.all(
       Array.from({ length: 4 }, async () => {
-        for (let i = 0; i < 40; i++) await busyGate.run(m.call(5), signal);
+        while (!otherDone && busyCalls < 2000) {
+          await busyGate.run(m.call(5), signal);
+          busyCalls++;
+        }
       }),
     ).then(() => {
       busyDone = true;
     });
-    await sleep(50);
+    await until(async () => busyCalls > 0, "the busy process had the slot");
     await otherGate.run(m.call(1), signal);
+    otherDone = true;
     assert.equal(busyDone, false, "the other process had its call while the busy one still wanted the slot");
     await busyWork;
+    assert.ok(busyCalls < 2000, `the busy process made ${busyCalls} calls before the other had one`);
     assert.equal(m.max, 1);
   });
 

@@ -231,6 +231,9 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     t.after(() => setup.dispose());
     const random = seededRandom(42);
     for (let i = 0; i < 3; i++) startWorker(setup, 4);
+    // The run needs at least 240 batch calls (12,000 rows, 50 a call): the API lets 200 through and holds the rest
+    // until the kills are done, so that the run is still running at each kill, however fast it goes.
+    const releaseLoads = setup.api.hold("batch", 200);
     const run = await setup.engine.enqueue("items");
     let kills = 0;
     while (kills < 10) {
@@ -245,6 +248,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
       kills++;
       startWorker(setup, 4);
     }
+    releaseLoads();
     const ended = await waitForEnd(setup, run.id);
     await assertExactlyOnce(setup, ended, "items", rows);
     const queue = await sql([
@@ -383,11 +387,11 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
   });
 
   it("a cancel reaches an extraction that is its run's only job through the worker's heartbeat: it stops mid-source, within seconds", async (t) => {
-    // The source is the simulated API, 50 records a page. Its first page comes in half a second; every page asked for
-    // after it is held for a minute: the extraction, its first chunk staged, then waits mid-source with no chunk to
-    // send. Once that chunk is loaded the extraction is the run's only job, in flight, and nothing of the run is
-    // queued: no other job of the run is taken after the cancel to find the run ended (#runState). The worker's
-    // heartbeat (every second) alone can stop it; without it the extraction would wait out the page and read on.
+    // The source is the simulated API, 50 records a page. Its first page comes; every page asked for after it is held
+    // until the API closes: the extraction, its first chunk staged, then waits mid-source with no chunk to send. Once
+    // that chunk is loaded the extraction is the run's only job, in flight, and nothing of the run is queued: no other
+    // job of the run is taken after the cancel to find the run ended (#runState). The worker's heartbeat (every
+    // second) alone can stop it; without it the extraction would wait on for the page.
     const rows = 100_000;
     const setup = await createSetup(0, 4, 0, { of: distSlowHub, config: slowConfig });
     t.after(() => setup.dispose());
@@ -397,11 +401,9 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
       "source",
       Array.from({ length: rows }, (_, i) => ({ id: String(i + 1), name: `source ${i + 1}`, amount: "1.00" })),
     );
-    api.configure({ list: { latencyMs: 500 } });
+    api.hold("list", 1);
     const worker = startWorker(setup, 2);
     const run = await setup.engine.enqueue("slow");
-    await waitUntil("the source's first page asked for", async () => api.stats.requests.list > 0, 5);
-    api.configure({ list: { latencyMs: 60_000 } });
     const jobsOfRun = () =>
       sql([`SELECT name, state FROM ${setup.schema}_queue.job WHERE data->>'run' = '${run.id}' ORDER BY name, state`]);
     await waitUntil("the first chunk loaded, the extraction then the run's only job", async () => {
@@ -418,7 +420,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
       "the run's extraction stopped after the cancel (only the worker's heartbeat could stop it)",
       async () => (await jobsOfRun()).every((job) => job.state === "completed"),
       50,
-      10_000,
+      30_000,
     );
     const took = Date.now() - cancelledAt;
     // a heartbeat later: the source was asked for no page after the one the extraction was stopped waiting for
@@ -448,12 +450,15 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const setup = await createSetup(rows, 4, 20);
     t.after(() => setup.dispose());
     startWorker(setup, 4);
+    // the API holds every load until the run is continued: the run cannot end before the cancel, however fast it goes
+    const releaseLoads = setup.api.hold("batch");
     const run = await setup.engine.enqueue("items");
     await waitUntil("a chunk extracted", async () => (await setup.engine.store.counts(run.id)).extracted > 0, 20);
     await cancelRun(setup, run.id);
     // the worker stops the cancelled run's jobs in flight while the run is continued: none of them may be lost
     const continued = await setup.engine.enqueue("items");
     assert.equal(continued.id, run.id);
+    releaseLoads();
     await assertExactlyOnce(setup, await waitForEnd(setup, run.id), "items", rows);
   });
 

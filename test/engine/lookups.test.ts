@@ -210,25 +210,54 @@ describe("lookups", () => {
   });
 
   it("keep values across runs in the store for their TTL", async () => {
-    using tmp = tempDir();
-    createOrders(join(tmp.dir, "shop.db"), 300);
-    const s = await setup(tmp.dir, { ttlMs: 400 });
-    const store = await openStore(tmp.dir);
-    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
-    try {
-      await engine.run("orders");
-      assert.equal(s.taxApi.stats.requests.get, 10);
-      const second = await engine.run("orders");
-      assert.equal(s.taxApi.stats.requests.get, 10, "the second run found every rate in the store");
-      assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 10);
-      await sleep(450);
-      await engine.run("orders");
-      assert.equal(s.taxApi.stats.requests.get, 20, "after the TTL, the rates were fetched again");
-    } finally {
-      await engine.close();
-      await store.close();
-      await s.taxApi.close();
-      await s.crmApi.close();
+    // A TTL no run outlasts: the second run finds every rate in the store, however slow the first one was.
+    const ttlMs = 3_600_000;
+    {
+      using tmp = tempDir();
+      createOrders(join(tmp.dir, "shop.db"), 300);
+      const s = await setup(tmp.dir, { ttlMs });
+      const store = await openStore(tmp.dir);
+      const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
+      try {
+        await engine.run("orders");
+        assert.equal(s.taxApi.stats.requests.get, 10);
+        const second = await engine.run("orders");
+        assert.equal(s.taxApi.stats.requests.get, 10, "the second run found every rate in the store");
+        assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 10);
+        const keys = regions.map((region) => region.region);
+        assert.equal((await store.cacheGet("taxRate", keys, Date.now())).size, 10);
+        assert.equal(
+          (await store.cacheGet("taxRate", keys, Date.now() + 2 * ttlMs)).size,
+          0,
+          "the rates were kept with the lookup's TTL, and expire after it",
+        );
+      } finally {
+        await engine.close();
+        await store.close();
+        await s.taxApi.close();
+        await s.crmApi.close();
+      }
+    }
+    // A TTL of 1 ms, surely past before the next run looks (the sleep outlasts it): the rates are fetched again.
+    {
+      using tmp = tempDir();
+      createOrders(join(tmp.dir, "shop.db"), 300);
+      const s = await setup(tmp.dir, { ttlMs: 1 });
+      const store = await openStore(tmp.dir);
+      const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
+      try {
+        await engine.run("orders");
+        assert.equal(s.taxApi.stats.requests.get, 10);
+        await sleep(20);
+        const second = await engine.run("orders");
+        assert.equal(s.taxApi.stats.requests.get, 20, "after the TTL, the rates were fetched again");
+        assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 0);
+      } finally {
+        await engine.close();
+        await store.close();
+        await s.taxApi.close();
+        await s.crmApi.close();
+      }
     }
   });
 

@@ -407,38 +407,42 @@ describe("engine runs", () => {
   });
 
   it("maps as many chunks at once as transformConcurrency says", async () => {
-    // Every mapping call waits until no new one has started for 300 ms: the calls in flight then are those of every
-    // chunk the run maps at once.
-    const inFlightAtOnce = async (transformConcurrency: number) => {
+    // Every mapping call waits until `expected` calls are in flight (10 s at most: fewer then show), then 200 ms more,
+    // in which calls of any chunk mapped beyond those show too: the most in flight is those of every chunk the run
+    // maps at once.
+    const inFlightAtOnce = async (transformConcurrency: number, expected: number) => {
       using tmp = tempDir();
       createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200 });
       createClientsTarget(join(tmp.dir, "erp.db"));
       let inFlight = 0;
-      let atPlateau = 0;
-      let timer: NodeJS.Timeout | undefined;
+      let most = 0;
+      let quiet: NodeJS.Timeout | undefined;
+      let fallback: NodeJS.Timeout | undefined;
       const plateau = Promise.withResolvers<void>();
       const hub = customersHub(tmp.dir, {
         chunkSize: 20,
         transformConcurrency,
         toCanonical: async (row) => {
-          inFlight++;
-          clearTimeout(timer);
-          timer = setTimeout(() => {
-            atPlateau ||= inFlight;
-            plateau.resolve();
-          }, 300);
+          most = Math.max(most, ++inFlight);
+          fallback ??= setTimeout(() => plateau.resolve(), 10_000);
+          if (inFlight >= expected) quiet ??= setTimeout(() => plateau.resolve(), 200);
           await plateau.promise;
           inFlight--;
           return toCustomer(row);
         },
       });
-      await using store = await openStore(tmp.dir);
-      await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-      const summary = await engine.run("customers");
-      assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 200);
-      return atPlateau;
+      try {
+        await using store = await openStore(tmp.dir);
+        await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+        const summary = await engine.run("customers");
+        assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 200);
+      } finally {
+        clearTimeout(fallback);
+        clearTimeout(quiet);
+      }
+      return most;
     };
-    assert.equal(await inFlightAtOnce(1), 20, "one chunk of 20 at a time");
-    assert.equal(await inFlightAtOnce(3), 60, "three chunks of 20 at once");
+    assert.equal(await inFlightAtOnce(1, 20), 20, "one chunk of 20 at a time");
+    assert.equal(await inFlightAtOnce(3, 60), 60, "three chunks of 20 at once");
   });
 });

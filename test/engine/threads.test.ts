@@ -209,15 +209,16 @@ describe("transform threads", () => {
   });
 
   it("keep two chunks per thread in hand: two threads map four chunks at once, the engine's thread two", async () => {
-    // each chunk's mapping first waits 200 ms on a lookup of its own: the most running at once is how many chunks
-    // were being mapped at once (the flow's transformConcurrency, 2, or two per thread when threads map them)
+    // each chunk's mapping first waits on a lookup of its own, until `most` of them wait (or 10 s), then 200 ms: the
+    // most running at once is how many chunks were being mapped at once (the flow's transformConcurrency, 2, or two
+    // per thread when threads map them)
     for (const [threads, most] of [
       [2, 4],
       [1, 2],
       [0, 2],
     ] as const) {
       await emptyTargets();
-      pauses.most = 0;
+      pauses.expect(most);
       const ran = await runFlow("paused", threads);
       assert.equal(ran.status, "partial", `threads: ${threads}`);
       assert.equal(ran.threaded, threads === 0 ? undefined : rows, `threads: ${threads}`);

@@ -21,8 +21,9 @@
  * `decoded`: the same source read without COPY (`copy: false`: decoded rows, with a bytea column), to dst and audit;
  * its chunks reach a thread as their staged text (JSON, the bytea tagged), and `tag` is the bytea in base64, so a value
  * that did not come back a Buffer shows in the target.
- * `paused`: the same source to <schema>.dst, each chunk's mapping first waiting 200 ms on the `chunkPause` lookup
- * (keyed by the chunk, so asked once per chunk); `pauses` counts them on the engine's thread, where lookups run.
+ * `paused`: the same source to <schema>.dst, each chunk's mapping first waiting on the `chunkPause` lookup (keyed by
+ * the chunk, so asked once per chunk): until as many chunks as `pauses.expect` said are waiting, then 200 ms;
+ * `pauses` counts them on the engine's thread, where lookups run.
  * FRANCA_THREADS_EXIT_AT (read as rows are mapped): a transform thread mapping the row of that id exits, as a thread
  * that crashes would. FRANCA_THREADS_UNCLONABLE=1 (read as the module loads): on a transform thread, erp's driver
  * prepares rows into a value structured clone cannot copy (it holds a function), as a third-party driver's might.
@@ -115,13 +116,40 @@ const regionBytes = lookup("regionBytes", {
   },
 });
 
-/** The `chunkPause` lookups running on the engine's thread, and the most that ran at once. */
-export const pauses = { running: 0, most: 0 };
+/**
+ * The `chunkPause` lookups running on the engine's thread, and the most that ran at once. `expect(n)` (before a run)
+ * makes them a barrier: each pause waits until n run at once (10 s at most: fewer then show in `most`), so that the
+ * chunks meet whatever their timing; then every pause waits 200 ms more, in which a chunk mapped beyond the n shows
+ * in `most` too.
+ */
+export const pauses = {
+  running: 0,
+  most: 0,
+  expected: 0,
+  met: Promise.withResolvers<void>(),
+  expect(count: number): void {
+    this.running = 0;
+    this.most = 0;
+    this.expected = count;
+    this.met = Promise.withResolvers<void>();
+    if (count <= 0) this.met.resolve();
+  },
+};
+pauses.met.resolve();
 
 const chunkPause = lookup("chunkPause", {
   system: crm,
   get: async (chunk: number) => {
     pauses.most = Math.max(pauses.most, ++pauses.running);
+    if (pauses.running >= pauses.expected) pauses.met.resolve();
+    let fallback: NodeJS.Timeout | undefined;
+    await Promise.race([
+      pauses.met.promise,
+      new Promise<void>((resolve) => {
+        fallback = setTimeout(resolve, 10_000);
+      }),
+    ]);
+    clearTimeout(fallback);
     await sleep(200);
     pauses.running--;
     return chunk;
