@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, describe, it } from "node:test";
 import { Worker } from "node:worker_threads";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { type Migration, migrations } from "../../src/store/sqlite/migrations.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { ThreadedSqliteStore } from "../../src/store/sqlite/threaded.ts";
@@ -211,5 +212,79 @@ describe("SQLite store's ledger keys", () => {
       indexes.some((row) => row.name === "outcomes_problems"),
       "the problems index is made again",
     );
+  });
+});
+
+describe("SQLite store's migrations", () => {
+  /** A store file at schema version 1, its ledger holding `rows` loaded records of one run. */
+  const versionOne = (rows: number): string => {
+    const file = join(tmp.dir, `v1-${next++}.db`);
+    const db = new DatabaseSync(file);
+    db.exec((migrations[0] as Migration).sql);
+    db.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+    db.prepare("INSERT INTO migrations VALUES (1, 'v1', 0)").run();
+    db.prepare(
+      "INSERT INTO runs (flow, kind, trigger, status, owner, targets, started_at, heartbeat_at, stats) VALUES ('k', 'flow', 'test', 'succeeded', 'o', '[\"t\"]', 1, 1, '{}')",
+    ).run();
+    db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows})
+      INSERT INTO outcomes (run_id, key, target, status, seq) SELECT 1, CAST(i AS TEXT), 't', 'loaded', i / 1000 FROM n`);
+    db.close();
+    return file;
+  };
+
+  it("applies each migration once when processes open a store at once: the second finds it applied", async () => {
+    const file = versionOne(300_000);
+    // each on a thread of its own, as two processes would be: the second waits on the first's write lock
+    const stores = [new ThreadedSqliteStore(file), new ThreadedSqliteStore(file)];
+    try {
+      const results = await Promise.allSettled(stores.map((store) => store.migrate()));
+      assert.deepEqual(
+        results.map((result) => (result.status === "rejected" ? String(result.reason) : result.status)),
+        ["fulfilled", "fulfilled"],
+      );
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      assert.deepEqual(
+        db
+          .prepare("SELECT version FROM migrations ORDER BY version")
+          .all()
+          .map((row) => row.version),
+        migrations.map((migration) => migration.version),
+      );
+      assert.deepEqual(
+        { ...db.prepare("SELECT count(*) AS n, typeof(max(key)) AS type FROM outcomes").get() },
+        {
+          n: 300_000,
+          type: "integer",
+        },
+      );
+    } finally {
+      db.close();
+    }
+  });
+
+  it("refuses a store of a newer schema version than it knows, naming both", async () => {
+    const file = join(tmp.dir, `newer-${next++}.db`);
+    const first = new SqliteStore(file);
+    await first.migrate();
+    await first.close();
+    const db = new DatabaseSync(file);
+    db.prepare("INSERT INTO migrations VALUES (999, 'from the future', 0)").run();
+    db.close();
+    const store = new SqliteStore(file);
+    try {
+      await assert.rejects(
+        store.migrate(),
+        (error: unknown) =>
+          error instanceof FrancaError &&
+          error.code === ErrorCode.StoreError &&
+          /schema version 999, newer than this Franca knows \(\d+\)/.test(error.message),
+      );
+    } finally {
+      await store.close();
+    }
   });
 });

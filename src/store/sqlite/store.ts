@@ -184,14 +184,30 @@ export class SqliteStore implements Store {
     }
   }
 
+  /**
+   * Applies the migrations the file lacks, all in one write transaction: processes opening it at once apply each
+   * migration once (the others wait on the lock, then find them applied). A file written by a newer Franca (a
+   * version this code does not know) is refused: since version 2 keeps keys differently (ledger-key.ts), an older
+   * writer would file them apart from a newer one's.
+   */
   async migrate(): Promise<void> {
-    this.#db.exec(
-      "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    );
-    const applied = new Set(this.#all<{ version: number }>("SELECT version FROM migrations").map((row) => row.version));
-    for (const migration of migrations) {
-      if (applied.has(migration.version)) continue;
-      this.#transaction(() => {
+    this.#transaction(() => {
+      this.#db.exec(
+        "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+      );
+      const applied = new Set(
+        this.#all<{ version: number }>("SELECT version FROM migrations").map((row) => row.version),
+      );
+      const newest = Math.max(0, ...applied);
+      const latest = Math.max(...migrations.map((migration) => migration.version));
+      if (newest > latest) {
+        throw new FrancaError(
+          ErrorCode.StoreError,
+          `the store ${this.location} has schema version ${newest}, newer than this Franca knows (${latest}); upgrade Franca`,
+        );
+      }
+      for (const migration of migrations) {
+        if (applied.has(migration.version)) continue;
         this.#db.exec(migration.sql);
         this.#run(
           "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -199,8 +215,8 @@ export class SqliteStore implements Store {
           migration.name,
           Date.now(),
         );
-      });
-    }
+      }
+    });
   }
 
   [Symbol.asyncDispose](): Promise<void> {
