@@ -218,6 +218,9 @@ export interface SimApi {
    * Holds the group's requests that arrive from now on, after the first `passing` of them, before their latency,
    * until the function returned is called (or the server closes or is reset): a test's gate on "the next page" or
    * "every load" that no timing can slip past. A second hold of a group replaces the first, releasing what it held.
+   * Counted and held are the requests that get as far as their latency: those answered before it (401, 429, a
+   * concurrency cap's 503, a body that is not JSON, an idempotency key reused) pass by, and an idempotent replay or a
+   * retry counts as a request of its own.
    */
   hold(group: RouteGroup, passing?: number): () => void;
   /** Changes a collection's options (not its records); creates the collection when it does not exist. */

@@ -53,7 +53,10 @@ function progressOf(storeFile: string): Progress | undefined {
 function ledgerOf(storeFile: string): { loaded: Set<string>; loading: number | undefined } {
   const store = new DatabaseSync(storeFile, { readOnly: true, timeout: 1000 });
   try {
-    const loaded = store.prepare("SELECT key FROM outcomes WHERE status = 'loaded'").all() as { key: string }[];
+    // CAST: the store keeps decimal integer keys as integers (store/sqlite/ledger-key.ts)
+    const loaded = store.prepare("SELECT CAST(key AS TEXT) AS key FROM outcomes WHERE status = 'loaded'").all() as {
+      key: string;
+    }[];
     const loading = store
       .prepare(
         `SELECT records FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM chunk_loads l WHERE l.run_id = c.run_id AND l.seq = c.seq)

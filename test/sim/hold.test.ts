@@ -19,16 +19,17 @@ describe("simulated API: hold", () => {
     assert.equal((await fetch(`${api.url}/items/2`)).status, 200);
     const alsoHeld = fetch(`${api.url}/items?page=2`);
     assert.equal((await fetch(`${api.url}/items/1`)).status, 200);
+    await waitFor(() => api.stats.inFlight === 2); // both held list requests are in the server
     assert.equal(answered, false, "the second list request is held");
-    assert.equal(api.stats.inFlight, 2, "both held list requests are in the server");
     release();
     assert.equal((await held).status, 200);
     assert.equal((await alsoHeld).status, 200);
     assert.equal((await fetch(`${api.url}/items`)).status, 200, "released: the group's requests pass again");
   });
 
-  it("answers a held request 503 when the server closes, and reset releases what is held", async () => {
+  it("answers a held request 503 when the server closes, and reset releases what is held", async (t) => {
     const api = await startSimApi({ collections: { items: { records: [{ id: "1" }] } } });
+    t.after(() => api.close()); // closing again once closed below is harmless
     api.hold("get");
     const released = fetch(`${api.url}/items/1`);
     await waitFor(() => api.stats.inFlight === 1);

@@ -146,7 +146,11 @@ const chunkPause = lookup("chunkPause", {
     await Promise.race([
       pauses.met.promise,
       new Promise<void>((resolve) => {
-        fallback = setTimeout(resolve, 10_000);
+        // fewer ran at once than expected: every pause goes on, not each after 10 s of its own
+        fallback = setTimeout(() => {
+          pauses.met.resolve();
+          resolve();
+        }, 10_000);
       }),
     ]);
     clearTimeout(fallback);
