@@ -133,16 +133,41 @@ describe("SQLite store on its own thread: memory", () => {
   });
 });
 
+/** Runs `work` on the store file through a connection of its own, closed after. */
+function onFile<T>(file: string, work: (db: DatabaseSync) => T, readOnly = true): T {
+  const db = new DatabaseSync(file, { readOnly });
+  try {
+    return work(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** A store file at schema version 1 (before ledger-key.ts) with one run, filled by `fill`. */
+function versionOne(fill: (db: DatabaseSync) => void): string {
+  const file = join(tmp.dir, `v1-${next++}.db`);
+  onFile(
+    file,
+    (db) => {
+      db.exec((migrations[0] as Migration).sql);
+      db.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+      db.prepare("INSERT INTO migrations VALUES (1, 'v1', 0)").run();
+      db.prepare(
+        "INSERT INTO runs (flow, kind, trigger, status, owner, targets, started_at, heartbeat_at, stats) VALUES ('k', 'flow', 'test', 'succeeded', 'o', '[\"t\"]', 1, 1, '{}')",
+      ).run();
+      fill(db);
+    },
+    false,
+  );
+  return file;
+}
+
 describe("SQLite store's ledger keys", () => {
-  const typesOf = (file: string, table: string): Record<string, string> => {
-    const db = new DatabaseSync(file, { readOnly: true });
-    try {
+  const typesOf = (file: string, table: string): Record<string, string> =>
+    onFile(file, (db) => {
       const rows = db.prepare(`SELECT CAST(key AS TEXT) AS key, typeof(key) AS type FROM ${table}`).all();
       return Object.fromEntries(rows.map((row) => [String(row.key), String(row.type)]));
-    } finally {
-      db.close();
-    }
-  };
+    });
 
   it("keeps decimal integer keys as integers (the order ids come in), and every other key as text", async () => {
     const file = join(tmp.dir, `keys-${next++}.db`);
@@ -165,23 +190,16 @@ describe("SQLite store's ledger keys", () => {
   });
 
   it("migrates a version 1 store's keys: the same outcomes and hashes, decimal integer keys as integers", async () => {
-    const file = join(tmp.dir, `v1-${next++}.db`);
-    const db = new DatabaseSync(file);
-    db.exec((migrations[0] as Migration).sql);
-    db.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
-    db.prepare("INSERT INTO migrations VALUES (1, 'v1', 0)").run();
-    db.prepare(
-      "INSERT INTO runs (flow, kind, trigger, status, owner, targets, started_at, heartbeat_at, stats) VALUES ('k', 'flow', 'test', 'succeeded', 'o', '[\"t\"]', 1, 1, '{}')",
-    ).run();
     const keys = ["10", "9", "007", "x"];
-    for (const key of keys) {
-      db.prepare("INSERT INTO outcomes (run_id, key, target, status, seq) VALUES (1, ?, 't', 'loaded', 0)").run(key);
-      db.prepare("INSERT INTO target_hashes (target, key, hash, run_id) VALUES ('t', ?, ?, 1)").run(key, `h ${key}`);
-    }
-    db.prepare(
-      "INSERT INTO outcomes (run_id, key, target, status, seq, code, message) VALUES (1, '9', '', 'quarantined', 0, 'VALIDATION_FAILED', 'bad')",
-    ).run();
-    db.close();
+    const file = versionOne((db) => {
+      for (const key of keys) {
+        db.prepare("INSERT INTO outcomes (run_id, key, target, status, seq) VALUES (1, ?, 't', 'loaded', 0)").run(key);
+        db.prepare("INSERT INTO target_hashes (target, key, hash, run_id) VALUES ('t', ?, ?, 1)").run(key, `h ${key}`);
+      }
+      db.prepare(
+        "INSERT INTO outcomes (run_id, key, target, status, seq, code, message) VALUES (1, '9', '', 'quarantined', 0, 'VALIDATION_FAILED', 'bad')",
+      ).run();
+    });
     const store = new SqliteStore(file);
     await store.migrate();
     const hashes = await store.getHashes("t", [...keys, "07"]);
@@ -205,9 +223,9 @@ describe("SQLite store's ledger keys", () => {
     const expected = { "10": "integer", "9": "integer", "007": "text", x: "text" };
     assert.deepEqual(typesOf(file, "target_hashes"), expected);
     assert.deepEqual(typesOf(file, "outcomes"), expected);
-    const db2 = new DatabaseSync(file, { readOnly: true });
-    const indexes = db2.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outcomes'").all();
-    db2.close();
+    const indexes = onFile(file, (db) =>
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outcomes'").all(),
+    );
     assert.ok(
       indexes.some((row) => row.name === "outcomes_problems"),
       "the problems index is made again",
@@ -216,24 +234,11 @@ describe("SQLite store's ledger keys", () => {
 });
 
 describe("SQLite store's migrations", () => {
-  /** A store file at schema version 1, its ledger holding `rows` loaded records of one run. */
-  const versionOne = (rows: number): string => {
-    const file = join(tmp.dir, `v1-${next++}.db`);
-    const db = new DatabaseSync(file);
-    db.exec((migrations[0] as Migration).sql);
-    db.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
-    db.prepare("INSERT INTO migrations VALUES (1, 'v1', 0)").run();
-    db.prepare(
-      "INSERT INTO runs (flow, kind, trigger, status, owner, targets, started_at, heartbeat_at, stats) VALUES ('k', 'flow', 'test', 'succeeded', 'o', '[\"t\"]', 1, 1, '{}')",
-    ).run();
-    db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows})
-      INSERT INTO outcomes (run_id, key, target, status, seq) SELECT 1, CAST(i AS TEXT), 't', 'loaded', i / 1000 FROM n`);
-    db.close();
-    return file;
-  };
-
   it("applies each migration once when processes open a store at once: the second finds it applied", async () => {
-    const file = versionOne(300_000);
+    const file = versionOne((db) =>
+      db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
+        INSERT INTO outcomes (run_id, key, target, status, seq) SELECT 1, CAST(i AS TEXT), 't', 'loaded', i / 1000 FROM n`),
+    );
     // each on a thread of its own, as two processes would be: the second waits on the first's write lock
     const stores = [new ThreadedSqliteStore(file), new ThreadedSqliteStore(file)];
     try {
@@ -245,8 +250,7 @@ describe("SQLite store's migrations", () => {
     } finally {
       await Promise.all(stores.map((store) => store.close()));
     }
-    const db = new DatabaseSync(file, { readOnly: true });
-    try {
+    onFile(file, (db) => {
       assert.deepEqual(
         db
           .prepare("SELECT version FROM migrations ORDER BY version")
@@ -261,9 +265,7 @@ describe("SQLite store's migrations", () => {
           type: "integer",
         },
       );
-    } finally {
-      db.close();
-    }
+    });
   });
 
   it("refuses a store of a newer schema version than it knows, naming both", async () => {
@@ -271,9 +273,7 @@ describe("SQLite store's migrations", () => {
     const first = new SqliteStore(file);
     await first.migrate();
     await first.close();
-    const db = new DatabaseSync(file);
-    db.prepare("INSERT INTO migrations VALUES (999, 'from the future', 0)").run();
-    db.close();
+    onFile(file, (db) => db.prepare("INSERT INTO migrations VALUES (999, 'from the future', 0)").run(), false);
     const store = new SqliteStore(file);
     try {
       await assert.rejects(
