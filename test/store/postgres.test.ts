@@ -118,7 +118,8 @@ describe("PostgreSQL store", () => {
         });
       });
       const done = new Promise<string[]>((resolve, reject) => {
-        proc.on("exit", (exitCode) => {
+        // "close", not "exit": a process can have exited before its last output was read from the pipe
+        proc.on("close", (exitCode) => {
           if (exitCode !== 0) reject(new Error(`child ${owner} exited with ${exitCode}`));
           else resolve(JSON.parse(output.slice(output.indexOf("ready\n") + 6)) as string[]);
         });
