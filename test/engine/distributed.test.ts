@@ -573,7 +573,8 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     let err = "";
     child.stdout.setEncoding("utf8").on("data", (text: string) => (out += text));
     child.stderr.setEncoding("utf8").on("data", (text: string) => (err += text));
-    const [code] = await once(child, "exit");
+    // "close", not "exit": the process may have exited before its last output was read from the pipe
+    const [code] = await once(child, "close");
     assert.equal(code, 0, err);
     const summary = JSON.parse(out) as { run: { id: number; status: string } };
     assert.equal(summary.run.status, "succeeded");
@@ -591,7 +592,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     let againErr = "";
     again.stdout.setEncoding("utf8").on("data", (text: string) => (againOut += text));
     again.stderr.setEncoding("utf8").on("data", (text: string) => (againErr += text));
-    const [againCode] = await once(again, "exit");
+    const [againCode] = await once(again, "close");
     assert.equal(againCode, 0, againErr);
     const resent = JSON.parse(againOut) as {
       run: { status: string; stats: { resend?: boolean } };
