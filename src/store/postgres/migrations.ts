@@ -1,6 +1,7 @@
 /**
- * Versioned schema of the PostgreSQL store: the same tables as the SQLite store (store/sqlite/migrations.ts), plus `staged`, which holds what SQLite keeps in staging files (workers on other
- * machines must read a chunk another one staged). A migration is never edited once released: a change is a new entry.
+ * Versioned schema of the PostgreSQL store: the same tables as the SQLite store (store/sqlite/migrations.ts), plus
+ * `staged`, which holds what SQLite keeps in staging files (workers on other machines must read a chunk another one
+ * staged); its versions are its own. A migration is never edited once released: a change is a new entry.
  *
  * Every table lives in the store's schema (default `franca`): `sql` receives it quoted, ready to prefix table names.
  *
