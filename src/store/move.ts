@@ -17,7 +17,7 @@ import { from as copyFrom } from "pg-copy-streams";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { redactSecrets } from "../core/redact.ts";
 import { PostgresStore } from "./postgres/store.ts";
-import { migrations as sqliteMigrations } from "./sqlite/migrations.ts";
+import { latestVersion } from "./sqlite/migrations.ts";
 import { stagingDir } from "./sqlite/store.ts";
 import { StagingFiles } from "./staging-files.ts";
 
@@ -153,11 +153,10 @@ function openSource(file: string): DatabaseSync {
     const known = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").get();
     if (known === undefined) throw moveError(`${file} is not a Franca store (it has no migrations table)`);
     const version = Number((db.prepare("SELECT max(version) AS v FROM migrations").get() as { v: number | null }).v);
-    const latest = Math.max(...sqliteMigrations.map((migration) => migration.version));
-    if (version !== latest) {
+    if (version !== latestVersion) {
       throw moveError(
-        `the SQLite store ${file} has schema version ${version}, this Franca moves version ${latest}: ${
-          version < latest ? "open it with this Franca once (it migrates), then move it" : "upgrade Franca"
+        `the SQLite store ${file} has schema version ${version}, this Franca moves version ${latestVersion}: ${
+          version < latestVersion ? "open it with this Franca once (it migrates), then move it" : "upgrade Franca"
         }`,
       );
     }

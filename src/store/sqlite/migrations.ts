@@ -155,6 +155,9 @@ export const migrations: readonly Migration[] = [
   },
 ];
 
+/** The newest schema version this code knows. */
+export const latestVersion = migrations.reduce((latest, migration) => Math.max(latest, migration.version), 0);
+
 /** SQL of ledgerKey (ledger-key.ts): the text key as an INTEGER when it is a plain decimal of at most 15 digits. */
 function integerWhereItIs(column: string): string {
   return `CASE WHEN ${column} = '0' OR (${column} GLOB '[1-9]*' AND ${column} NOT GLOB '*[^0-9]*' AND length(${column}) <= 15)

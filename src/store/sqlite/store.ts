@@ -31,7 +31,7 @@ import type {
   Store,
 } from "../types.ts";
 import { keyText, ledgerKey, ledgerKeyJson, ledgerKeysJson } from "./ledger-key.ts";
-import { migrations } from "./migrations.ts";
+import { latestVersion, migrations } from "./migrations.ts";
 
 /** Where a store file keeps its staged chunks: `<file>.staging/` (a temporary directory for an in-memory store). */
 export function stagingDir(file: string): string {
@@ -199,11 +199,10 @@ export class SqliteStore implements Store {
         this.#all<{ version: number }>("SELECT version FROM migrations").map((row) => row.version),
       );
       const newest = Math.max(0, ...applied);
-      const latest = Math.max(...migrations.map((migration) => migration.version));
-      if (newest > latest) {
+      if (newest > latestVersion) {
         throw new FrancaError(
           ErrorCode.StoreError,
-          `the store ${this.location} has schema version ${newest}, newer than this Franca knows (${latest}); upgrade Franca`,
+          `the store ${this.location} has schema version ${newest}, newer than this Franca knows (${latestVersion}); upgrade Franca`,
         );
       }
       for (const migration of migrations) {
