@@ -6,7 +6,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, it, type TestContext } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import Type from "typebox";
 import { type JsonRecord, type SimApi, type SimApiOptions, startSimApi } from "../../sim/api.ts";
 import { type HttpClient, type HttpSystemOptions, http, httpDriver } from "../../src/connectors/http/index.ts";
@@ -23,6 +22,7 @@ import { Engine } from "../../src/engine/engine.ts";
 import { SystemPolicy } from "../../src/engine/policy.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { readGrowing } from "../support/growing-read.ts";
+import { until } from "../support/poll.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures
@@ -637,13 +637,13 @@ describe("http connector: writes", () => {
     // sees the client leave.
     const controller = new AbortController();
     const writing = write(connection, { path: "/invoices" }, items(invoices(1)), controller.signal);
-    for (let i = 0; i < 1000 && api.stats.requests.create < 1; i++) await sleep(10);
+    await until(() => api.stats.requests.create >= 1, "the write reached the server");
     assert.equal(api.stats.requests.create, 1, "the write reached the server");
     controller.abort();
     const error = await failure(() => writing);
     assert.equal(error.code, ErrorCode.SystemTimeout);
     assert.equal(error.errorClass, "transient");
-    for (let i = 0; i < 500 && api.stats.clientAborts < 2; i++) await sleep(10);
+    await until(() => api.stats.clientAborts >= 2, "the server saw both requests aborted");
     assert.equal(api.stats.requests.list, 1, "the read reached the server");
     assert.equal(api.stats.clientAborts, 2);
   });

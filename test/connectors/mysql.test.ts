@@ -18,6 +18,7 @@ import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { allOk, readAll, rejection, rowsOf, write } from "../support/connection-calls.ts";
 import { readGrowing } from "../support/growing-read.ts";
 import { mysqlTestDatabase } from "../support/mysql-db.ts";
+import { until } from "../support/poll.ts";
 
 const files = mysqlTestDatabase("franca_my");
 const { database, url, suffix, open, clientOf, rawConnection } = files;
@@ -386,11 +387,8 @@ describe("mysql connector: read", () => {
       // Only a KILL QUERY on the server ends SLEEP(30) early with "query execution was interrupted".
       await assert.rejects(first, (error: unknown) => (error as { errno?: number }).errno === 1317);
       // The processlist may show the killed statement a moment longer; it is gone well before SLEEP(30) would end.
-      let left = await running();
-      for (const deadline = Date.now() + 10_000; left !== "0" && Date.now() < deadline; left = await running()) {
-        await sleep(20);
-      }
-      assert.equal(left, "0");
+      await until(async () => (await running()) === "0", "the killed statement left the processlist", 10_000);
+      assert.equal(await running(), "0");
     } finally {
       await reader.close();
     }

@@ -14,6 +14,7 @@ import {
   lockSpace,
 } from "../../src/engine/distributed/gates.ts";
 import type { ConcurrencyGate } from "../../src/engine/gates.ts";
+import { until } from "../support/poll.ts";
 
 const url = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -61,14 +62,6 @@ function twoProcesses(t: TestContext, limit: number, options: AdvisoryGateOption
   t.after(() => Promise.all(sessions.map((session) => session.close())));
   const gates = sessions.map((session) => advisoryConcurrencyGate(session, space, limit, options));
   return { space, sessions, gates: gates as [ConcurrencyGate, ConcurrencyGate] };
-}
-
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await sleep(25);
-  }
-  assert.fail(`never: ${what}`);
 }
 
 /** Counts the calls running at once across every gate it wraps. */

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { startSimApi } from "../../sim/api.ts";
+import { until } from "../support/poll.ts";
 
 describe("simulated API: hold", () => {
   it("lets the first `passing` requests of the group through, holds the rest until released, and leaves other groups alone", async () => {
@@ -19,7 +20,7 @@ describe("simulated API: hold", () => {
     assert.equal((await fetch(`${api.url}/items/2`)).status, 200);
     const alsoHeld = fetch(`${api.url}/items?page=2`);
     assert.equal((await fetch(`${api.url}/items/1`)).status, 200);
-    await waitFor(() => api.stats.inFlight === 2); // both held list requests are in the server
+    await until(() => api.stats.inFlight === 2, "both held list requests in the server");
     assert.equal(answered, false, "the second list request is held");
     release();
     assert.equal((await held).status, 200);
@@ -32,7 +33,7 @@ describe("simulated API: hold", () => {
     t.after(() => api.close()); // closing again once closed below is harmless
     api.hold("get");
     const released = fetch(`${api.url}/items/1`);
-    await waitFor(() => api.stats.inFlight === 1);
+    await until(() => api.stats.inFlight === 1, "the held request in the server");
     api.reset();
     assert.equal((await released).status, 200, "reset let the held request go");
     api.hold("get");
@@ -40,12 +41,8 @@ describe("simulated API: hold", () => {
       (response) => response.status,
       () => "connection closed",
     );
-    await waitFor(() => api.stats.inFlight === 1);
+    await until(() => api.stats.inFlight === 1, "the held request in the server");
     await api.close();
     assert.ok(["connection closed", 503].includes(await closed), "the held request ended with the server");
   });
 });
-
-async function waitFor(done: () => boolean): Promise<void> {
-  while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
-}

@@ -5,7 +5,6 @@
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { after, before } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import type { Connection } from "../../src/connectors/types.ts";
@@ -79,10 +78,7 @@ export function pgTestSchema(prefix: string): PgTestSchema {
   };
 }
 
-/** Polls until `done` holds (the test runner's timeout bounds the wait). */
-export async function until(done: () => Promise<boolean>): Promise<void> {
-  while (!(await done())) await sleep(10);
-}
+export { until } from "./poll.ts";
 
 /** How many COPY staging tables (temporary, `franca_copy_*`) the client's session holds. */
 export async function stagingTables(client: PostgresClient): Promise<number | undefined> {
