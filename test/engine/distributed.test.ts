@@ -105,6 +105,20 @@ async function createSetup(
   };
 }
 
+/**
+ * A setup of dist-slow-hub.ts: its source the simulated API's collection `source`, `rows` records read a page at a
+ * time (the test holds or slows the pages), into the API's `items` (batch behaviour `batch`), `cap` calls at once.
+ */
+async function createSlowSetup(rows: number, cap: number, batch: RouteBehavior = {}): Promise<Setup> {
+  const setup = await createSetup(0, cap, 0, { of: distSlowHub, config: slowConfig }, batch);
+  setup.api.configureCollection("source", { key: "id", pagination: "page" });
+  setup.api.upsert(
+    "source",
+    Array.from({ length: rows }, (_, i) => ({ id: String(i + 1), name: `source ${i + 1}`, amount: "1.00" })),
+  );
+  return setup;
+}
+
 /** Starts `franca worker` as its own process. */
 function startWorker(setup: Setup, jobs: number): Worker {
   const child = spawn(
@@ -341,22 +355,11 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     // delivery of its load job could write it again. The API holds every page after the first until the test releases
     // them: the extraction waits mid-source, and the run is still running when that delivery comes.
     const rows = 100; // two pages, two chunks
-    const setup = await createSetup(
-      0,
-      1,
-      0,
-      { of: distSlowHub, config: slowConfig },
-      {
-        reject: { when: (record) => record.id === "1", error: "no ones" }, // on the first page in any order
-      },
-    );
+    const setup = await createSlowSetup(rows, 1, {
+      reject: { when: (record) => record.id === "1", error: "no ones" }, // on the first page in any order
+    });
     t.after(() => setup.dispose());
     const { api } = setup;
-    api.configureCollection("source", { key: "id", pagination: "page" });
-    api.upsert(
-      "source",
-      Array.from({ length: rows }, (_, i) => ({ id: String(i + 1), name: `source ${i + 1}`, amount: "1.00" })),
-    );
     const releasePages = api.hold("list", 1);
     const boss = await queueOf(setup, t);
     startWorker(setup, 4);
@@ -393,14 +396,9 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     // job of the run is taken after the cancel to find the run ended (#runState). The worker's heartbeat (every
     // second) alone can stop it; without it the extraction would wait on for the page.
     const rows = 100_000;
-    const setup = await createSetup(0, 4, 0, { of: distSlowHub, config: slowConfig });
+    const setup = await createSlowSetup(rows, 4);
     t.after(() => setup.dispose());
     const { api } = setup;
-    api.configureCollection("source", { key: "id", pagination: "page" });
-    api.upsert(
-      "source",
-      Array.from({ length: rows }, (_, i) => ({ id: String(i + 1), name: `source ${i + 1}`, amount: "1.00" })),
-    );
     api.hold("list", 1);
     const worker = startWorker(setup, 2);
     const run = await setup.engine.enqueue("slow");
