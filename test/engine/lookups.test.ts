@@ -152,14 +152,34 @@ async function setup(
 const statsOf = (stats: Record<string, unknown>, name: string) =>
   (stats.lookups as Record<string, LookupStats & { hitRate: number }>)[name];
 
+/**
+ * The orders flow on an engine of its own: `rows` orders (those of `unknownRegion` in a region the tax API lacks), the
+ * simulated APIs of `options`; `work` runs with them, and everything is closed after.
+ */
+async function withOrders(
+  rows: number,
+  options: Parameters<typeof setup>[1],
+  work: (opened: { s: Setup; store: Awaited<ReturnType<typeof openStore>>; engine: Engine }) => Promise<void>,
+  unknownRegion: readonly number[] = [],
+): Promise<void> {
+  using tmp = tempDir();
+  createOrders(join(tmp.dir, "shop.db"), rows, unknownRegion);
+  const s = await setup(tmp.dir, options);
+  const store = await openStore(tmp.dir);
+  const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
+  try {
+    await work({ s, store, engine });
+  } finally {
+    await engine.close();
+    await store.close();
+    await s.taxApi.close();
+    await s.crmApi.close();
+  }
+}
+
 describe("lookups", () => {
   it("fetch each key once per run, share one request among concurrent callers, and batch keys into getMany", async () => {
-    using tmp = tempDir();
-    createOrders(join(tmp.dir, "shop.db"), 1000);
-    const s = await setup(tmp.dir);
-    const store = await openStore(tmp.dir);
-    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
-    try {
+    await withOrders(1000, {}, async ({ s, engine }) => {
       const summary = await engine.run("orders");
       assert.equal(summary.run.status, "succeeded");
       // 1,000 orders, 10 regions: 10 requests, though the first chunk asked for each region ~25 times at once
@@ -172,93 +192,59 @@ describe("lookups", () => {
       assert.equal(s.crmApi.stats.requests.list, 3);
       assert.equal(s.crmApi.stats.requests.get ?? 0, 0);
       assert.equal(statsOf(summary.run.stats, "customer")?.batches, 3);
-    } finally {
-      await engine.close();
-      await store.close();
-      await s.taxApi.close();
-      await s.crmApi.close();
-    }
+    });
   });
 
   it("quarantine only the records whose lookup failed for good, and retry transient failures", async () => {
-    using tmp = tempDir();
-    createOrders(join(tmp.dir, "shop.db"), 500, [7, 99, 400]);
-    const s = await setup(tmp.dir, { taxFaults: 0.3 });
-    const store = await openStore(tmp.dir);
-    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
-    try {
-      const summary = await engine.run("orders");
-      assert.equal(summary.run.status, "partial");
-      assert.equal(summary.counts.targets["ledger.Order"]?.loaded, 497);
-      const quarantined = await store.records(summary.run.id, { status: "quarantined" });
-      assert.deepEqual(
-        quarantined.map((record) => record.key),
-        ["7", "99", "400"],
-      );
-      assert.ok(
-        quarantined.every((record) => record.code === ErrorCode.LookupFailed && /404/.test(record.message ?? "")),
-      );
-      // 503s were retried: the sim answered some, yet no record failed for them
-      assert.ok(s.taxApi.stats.statuses[503] !== undefined && s.taxApi.stats.statuses[503] > 0);
-      assert.equal(summary.counts.targets["ledger.Order"]?.failed, 0);
-    } finally {
-      await engine.close();
-      await store.close();
-      await s.taxApi.close();
-      await s.crmApi.close();
-    }
+    await withOrders(
+      500,
+      { taxFaults: 0.3 },
+      async ({ s, store, engine }) => {
+        const summary = await engine.run("orders");
+        assert.equal(summary.run.status, "partial");
+        assert.equal(summary.counts.targets["ledger.Order"]?.loaded, 497);
+        const quarantined = await store.records(summary.run.id, { status: "quarantined" });
+        assert.deepEqual(
+          quarantined.map((record) => record.key),
+          ["7", "99", "400"],
+        );
+        assert.ok(
+          quarantined.every((record) => record.code === ErrorCode.LookupFailed && /404/.test(record.message ?? "")),
+        );
+        // 503s were retried: the sim answered some, yet no record failed for them
+        assert.ok(s.taxApi.stats.statuses[503] !== undefined && s.taxApi.stats.statuses[503] > 0);
+        assert.equal(summary.counts.targets["ledger.Order"]?.failed, 0);
+      },
+      [7, 99, 400],
+    );
   });
 
   it("keep values across runs in the store for their TTL", async () => {
     // A TTL no run outlasts: the second run finds every rate in the store, however slow the first one was.
     const ttlMs = 3_600_000;
-    {
-      using tmp = tempDir();
-      createOrders(join(tmp.dir, "shop.db"), 300);
-      const s = await setup(tmp.dir, { ttlMs });
-      const store = await openStore(tmp.dir);
-      const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
-      try {
-        await engine.run("orders");
-        assert.equal(s.taxApi.stats.requests.get, 10);
-        const second = await engine.run("orders");
-        assert.equal(s.taxApi.stats.requests.get, 10, "the second run found every rate in the store");
-        assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 10);
-        const keys = regions.map((region) => region.region);
-        assert.equal((await store.cacheGet("taxRate", keys, Date.now())).size, 10);
-        assert.equal(
-          (await store.cacheGet("taxRate", keys, Date.now() + 2 * ttlMs)).size,
-          0,
-          "the rates were kept with the lookup's TTL, and expire after it",
-        );
-      } finally {
-        await engine.close();
-        await store.close();
-        await s.taxApi.close();
-        await s.crmApi.close();
-      }
-    }
+    await withOrders(300, { ttlMs }, async ({ s, store, engine }) => {
+      await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 10);
+      const second = await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 10, "the second run found every rate in the store");
+      assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 10);
+      const keys = regions.map((region) => region.region);
+      assert.equal((await store.cacheGet("taxRate", keys, Date.now())).size, 10);
+      assert.equal(
+        (await store.cacheGet("taxRate", keys, Date.now() + 2 * ttlMs)).size,
+        0,
+        "the rates were kept with the lookup's TTL, and expire after it",
+      );
+    });
     // A TTL of 1 ms, surely past before the next run looks (the sleep outlasts it): the rates are fetched again.
-    {
-      using tmp = tempDir();
-      createOrders(join(tmp.dir, "shop.db"), 300);
-      const s = await setup(tmp.dir, { ttlMs: 1 });
-      const store = await openStore(tmp.dir);
-      const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
-      try {
-        await engine.run("orders");
-        assert.equal(s.taxApi.stats.requests.get, 10);
-        await sleep(20);
-        const second = await engine.run("orders");
-        assert.equal(s.taxApi.stats.requests.get, 20, "after the TTL, the rates were fetched again");
-        assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 0);
-      } finally {
-        await engine.close();
-        await store.close();
-        await s.taxApi.close();
-        await s.crmApi.close();
-      }
-    }
+    await withOrders(300, { ttlMs: 1 }, async ({ s, engine }) => {
+      await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 10);
+      await sleep(20);
+      const second = await engine.run("orders");
+      assert.equal(s.taxApi.stats.requests.get, 20, "after the TTL, the rates were fetched again");
+      assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 0);
+    });
   });
 
   it("keep values across runs in Redis when the hub names it, shared by every process", async () => {
@@ -301,23 +287,13 @@ describe("lookups", () => {
   });
 
   it("a shared lookup serves later runs of the process from memory", async () => {
-    using tmp = tempDir();
-    createOrders(join(tmp.dir, "shop.db"), 100);
-    const s = await setup(tmp.dir, { shared: true });
-    const store = await openStore(tmp.dir);
-    const engine = await Engine.open({ hub: s.hub(), baseDir: tmp.dir, store });
-    try {
+    await withOrders(100, { shared: true }, async ({ s, engine }) => {
       await engine.run("orders");
       const second = await engine.run("orders");
       assert.equal(s.taxApi.stats.requests.get, 10);
       assert.equal(statsOf(second.run.stats, "taxRate")?.cacheHits, 10);
       assert.equal(statsOf(second.run.stats, "taxRate")?.requests, 0);
-    } finally {
-      await engine.close();
-      await store.close();
-      await s.taxApi.close();
-      await s.crmApi.close();
-    }
+    });
   });
 });
 
