@@ -16,6 +16,7 @@ import {
   runFromRow,
   unstagedProblemsSql,
 } from "../rows.ts";
+import { refuseNewerSchema } from "../schema-version.ts";
 import { stagedText } from "../staging-files.ts";
 import type {
   ChunkState,
@@ -342,13 +343,7 @@ export class PostgresStore implements Store {
       const applied = new Set(
         (await sql<{ version: number }>(`SELECT version FROM ${s}.migrations`)).rows.map((row) => row.version),
       );
-      const newest = Math.max(0, ...applied);
-      if (newest > latestVersion) {
-        throw new FrancaError(
-          ErrorCode.StoreError,
-          `the store ${this.location} has schema version ${newest}, newer than this Franca knows (${latestVersion}); upgrade Franca`,
-        );
-      }
+      refuseNewerSchema(this.location, applied, latestVersion);
       for (const migration of migrations) {
         if (applied.has(migration.version)) continue;
         await sql(migration.sql(s));

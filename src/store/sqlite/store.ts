@@ -17,6 +17,7 @@ import {
   runFromRow,
   unstagedProblemsSql,
 } from "../rows.ts";
+import { refuseNewerSchema } from "../schema-version.ts";
 import { StagingFiles } from "../staging-files.ts";
 import type {
   ChunkState,
@@ -198,13 +199,7 @@ export class SqliteStore implements Store {
       const applied = new Set(
         this.#all<{ version: number }>("SELECT version FROM migrations").map((row) => row.version),
       );
-      const newest = Math.max(0, ...applied);
-      if (newest > latestVersion) {
-        throw new FrancaError(
-          ErrorCode.StoreError,
-          `the store ${this.location} has schema version ${newest}, newer than this Franca knows (${latestVersion}); upgrade Franca`,
-        );
-      }
+      refuseNewerSchema(this.location, applied, latestVersion);
       for (const migration of migrations) {
         if (applied.has(migration.version)) continue;
         this.#db.exec(migration.sql);
