@@ -8,8 +8,12 @@
  *
  *   npm run bench:ledger [-- --records 1000000 --chunk 1000 --rounds 3]
  *
+ * A third part measures the one-off upgrade of such a ledger: a store at schema version 1 (keys as text) holding
+ * `records` outcomes and as many current hashes, migrated to this code's version (`SqliteStore.migrate`: migration 2
+ * copies both tables, keys kept as ledger-key.ts keeps them).
+ *
  * Prints a line per part and round, then JSON: {"bench":"ledger","records":…,"store_cpu_s":…,"raw_cpu_s":…,
- * "ratio":…,"store_us_per_record":…} (medians; CPU seconds of the process: no timing in a test).
+ * "ratio":…,"store_us_per_record":…,"migrate_cpu_s":…} (medians; CPU seconds of the process: no timing in a test).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +21,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import { ledgerKey } from "../src/store/sqlite/ledger-key.ts";
+import { migrations } from "../src/store/sqlite/migrations.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { median } from "./bulk-shared.ts";
 
@@ -88,14 +93,40 @@ function raw(dir: string): number {
   return cpu;
 }
 
-const measured = { store: [] as number[], raw: [] as number[] };
+/** A version 1 store of `records` loaded records (made untimed), migrated: the migration's CPU seconds. */
+async function migrate(dir: string): Promise<number> {
+  const file = join(dir, "v1.db");
+  const db = new DatabaseSync(file);
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec((migrations[0] as { sql: string }).sql);
+  db.exec("CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+  db.exec("INSERT INTO migrations VALUES (1, 'v1', 0)");
+  db.exec(`INSERT INTO runs (flow, kind, trigger, status, owner, targets, started_at, heartbeat_at, stats)
+    VALUES ('bench', 'flow', 'bench', 'succeeded', 'bench', '["warehouse"]', 1, 1, '{}')`);
+  const numbers = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${records})`;
+  db.exec(`${numbers} INSERT INTO outcomes (run_id, key, target, status, seq)
+    SELECT 1, CAST(i AS TEXT), 'warehouse', 'loaded', (i - 1) / ${chunk} FROM n`);
+  db.exec(`${numbers} INSERT INTO target_hashes (target, key, hash, run_id)
+    SELECT 'warehouse', CAST(i AS TEXT), '${hash}', 1 FROM n`);
+  db.close();
+  const ledger = new SqliteStore(file);
+  const started = process.cpuUsage();
+  await ledger.migrate();
+  const cpu = cpuSeconds(started);
+  await ledger.close();
+  return cpu;
+}
+
+const parts = { store, raw, migrate };
+const measured = { store: [] as number[], raw: [] as number[], migrate: [] as number[] };
 for (let round = 0; round < rounds; round++) {
-  for (const part of round % 2 === 0 ? (["store", "raw"] as const) : (["raw", "store"] as const)) {
+  const order = ["store", "raw", "migrate"] as const;
+  for (const part of round % 2 === 0 ? order : [...order].reverse()) {
     const dir = mkdtempSync(join(tmpdir(), "franca-bench-ledger-"));
     try {
-      const cpu = part === "store" ? await store(dir) : raw(dir);
+      const cpu = await parts[part](dir);
       measured[part].push(cpu);
-      console.log(`round ${round + 1} ${part.padEnd(5)} ${cpu.toFixed(2)} CPU-s for ${records} records`);
+      console.log(`round ${round + 1} ${part.padEnd(7)} ${cpu.toFixed(2)} CPU-s for ${records} records`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -111,5 +142,6 @@ console.log(
     raw_cpu_s: Number(rawCpu.toFixed(2)),
     ratio: Number((rawCpu / storeCpu).toFixed(2)),
     store_us_per_record: Number(((storeCpu / records) * 1e6).toFixed(2)),
+    migrate_cpu_s: Number(median(measured.migrate).toFixed(2)),
   }),
 );
