@@ -38,6 +38,12 @@ export interface EntityOptions<S extends TObject, K> {
   description?: string;
 }
 
+/** The settings `entity()` knows; anything else is kept so that defineHub can report it. */
+export const entitySpecNames: ReadonlySet<string> = new Set(["version", "key", "schema", "fields", "description"]);
+
+/** What a field note may say (`fields: { email: { pii: true } }`). */
+export const fieldNoteNames: ReadonlySet<string> = new Set(["owner", "pii", "description"]);
+
 /**
  * Declares a canonical entity.
  *
@@ -55,7 +61,10 @@ export function entity<S extends TObject, const K extends KeyField<S> | readonly
   options: EntityOptions<S, K>,
 ): Entity<Static<S> & Record<string, unknown>> {
   const key = typeof options.key === "string" ? [options.key as string] : [...(options.key as readonly string[])];
+  // Unknown settings (a typo such as `keys`) are kept so that defineHub reports them instead of ignoring them.
+  const unknown = Object.fromEntries(Object.entries(options).filter(([name]) => !entitySpecNames.has(name)));
   return Object.freeze({
+    ...unknown,
     kind: "entity" as const,
     name,
     version: options.version,

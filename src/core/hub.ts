@@ -1,14 +1,14 @@
 import { Cron } from "croner";
 import type { Binding } from "./binding.ts";
-import type { Entity } from "./entity.ts";
+import { type Entity, entitySpecNames, fieldNoteNames } from "./entity.ts";
 import { ErrorCode, FrancaError } from "./errors.ts";
 import { type Flow, flowSpecNames } from "./flow.ts";
-import type { AnyLookup } from "./lookup.ts";
+import { type AnyLookup, lookupSpecNames } from "./lookup.ts";
 import { nonJsonTypesOf } from "./schema-json.ts";
 import type { Limits, System } from "./system.ts";
 
 export interface HubSpec {
-  /** Shown in logs and the dashboard. */
+  /** The hub's name, on every log line the engine writes (`hub`). Default `franca`. */
   name?: string;
   systems: readonly System[];
   entities: readonly Entity[];
@@ -23,8 +23,31 @@ export interface HubSpec {
   cache?: string;
   /** How often a running process records that it is alive. Default 2,000 ms. */
   heartbeatMs?: number;
-  /** A run whose heartbeat is older than this is taken as abandoned by a dead process. Default 15,000 ms. */
+  /**
+   * A run whose heartbeat is older than this is taken as abandoned by a dead process: at least three heartbeats.
+   * Default 15,000 ms, or three heartbeats when `heartbeatMs` is longer than 5,000.
+   */
   staleAfterMs?: number;
+}
+
+/** The settings `defineHub` knows. */
+const hubSpecNames: ReadonlySet<string> = new Set([
+  "name",
+  "systems",
+  "entities",
+  "flows",
+  "lookups",
+  "store",
+  "cache",
+  "heartbeatMs",
+  "staleAfterMs",
+]);
+
+const defaultHeartbeatMs = 2000;
+
+/** The heartbeat age after which a run is taken as abandoned: `staleAfterMs`, else 15 s or three heartbeats. */
+function staleAfterOf(spec: HubSpec): number {
+  return spec.staleAfterMs ?? Math.max(15_000, (spec.heartbeatMs ?? defaultHeartbeatMs) * 3);
 }
 
 export interface Hub {
@@ -51,6 +74,22 @@ export interface ConfigIssue {
 const namePattern = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 /** What a Flow object holds: the spec's settings and the entity derived from its source. */
 const flowSettingNames = new Set([...flowSpecNames, "kind", "name", "entity"]);
+/** What an Entity and a Lookup object hold: their spec's settings, their kind and name. */
+const entitySettingNames = new Set([...entitySpecNames, "kind", "name"]);
+const lookupSettingNames = new Set([...lookupSpecNames, "kind", "name"]);
+
+/** Reports each own key of `item` that is not in `known`, as `<base>.<key>`. */
+function checkKnown(
+  item: object,
+  known: ReadonlySet<string>,
+  base: string,
+  what: string,
+  add: (code: ErrorCode, setting: string, message: string) => void,
+): void {
+  for (const name of Object.keys(item)) {
+    if (!known.has(name)) add(ErrorCode.ConfigInvalid, base === "" ? name : `${base}.${name}`, `is not ${what}`);
+  }
+}
 
 /** Collects every problem of a hub definition, so a user fixes them in one go rather than one per attempt. */
 export function checkHub(spec: HubSpec): ConfigIssue[] {
@@ -71,6 +110,14 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
   if (spec.lookups !== undefined && !Array.isArray(spec.lookups))
     add(ErrorCode.ConfigInvalid, "lookups", "must be an array");
   if (issues.length > 0) return issues;
+  checkKnown(spec, hubSpecNames, "", "a hub setting", add);
+  if (spec.name !== undefined && !(typeof spec.name === "string" && namePattern.test(spec.name))) {
+    add(
+      ErrorCode.ConfigInvalid,
+      "name",
+      `'${String(spec.name)}' is not a valid name (letters, digits, _ . -, starting with a letter)`,
+    );
+  }
 
   const systems = checkNamed(spec.systems, "systems", "system", add);
   const entities = checkNamed(spec.entities, "entities", "entity", add);
@@ -80,6 +127,7 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
   for (const system of systems.values()) checkSystem(system, add);
   for (const entity of entities.values()) checkEntity(entity, add);
   for (const item of lookups.values()) {
+    checkKnown(item, lookupSettingNames, `lookups.${item.name}`, "a lookup setting", add);
     const setting = `lookups.${item.name}.system`;
     checkSystemReference(item.system, setting, systems, add);
     checkPositive(item.ttlMs, `lookups.${item.name}.ttlMs`, add);
@@ -93,8 +141,13 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
   }
   checkPositive(spec.heartbeatMs, "heartbeatMs", add);
   checkPositive(spec.staleAfterMs, "staleAfterMs", add);
-  if (spec.heartbeatMs !== undefined && spec.staleAfterMs !== undefined && spec.staleAfterMs < spec.heartbeatMs * 3) {
-    add(ErrorCode.ConfigInvalid, "staleAfterMs", "must be at least three heartbeats (heartbeatMs × 3)");
+  const heartbeatMs = spec.heartbeatMs ?? defaultHeartbeatMs;
+  if (spec.staleAfterMs !== undefined && spec.staleAfterMs < heartbeatMs * 3) {
+    add(
+      ErrorCode.ConfigInvalid,
+      "staleAfterMs",
+      `must be at least three heartbeats: ${heartbeatMs * 3} (3 × heartbeatMs${spec.heartbeatMs === undefined ? `, ${defaultHeartbeatMs} by default` : ""}), got ${String(spec.staleAfterMs)}`,
+    );
   }
   if (spec.cache !== undefined && (typeof spec.cache !== "string" || !/^rediss?:\/\//.test(spec.cache))) {
     add(ErrorCode.ConfigInvalid, "cache", "must be a redis:// URL (or left out: the store keeps the lookup cache)");
@@ -148,9 +201,7 @@ function checkPositive(
 
 function checkLimits(limits: Limits, base: string, add: (code: ErrorCode, setting: string, message: string) => void) {
   const known = new Set(["concurrency", "processConcurrency", "rateLimit", "timeoutMs", "retry", "breaker"]);
-  for (const name of Object.keys(limits)) {
-    if (!known.has(name)) add(ErrorCode.ConfigInvalid, `${base}.${name}`, "is not a known limit");
-  }
+  checkKnown(limits, known, base, "a known limit", add);
   checkPositive(limits.concurrency, `${base}.concurrency`, add, true);
   checkPositive(limits.processConcurrency, `${base}.processConcurrency`, add, true);
   checkPositive(limits.timeoutMs, `${base}.timeoutMs`, add);
@@ -186,6 +237,11 @@ const keyTypes = new Set(["string", "integer", "number"]);
 
 function checkEntity(entity: Entity, add: (code: ErrorCode, setting: string, message: string) => void) {
   const base = `entities.${entity.name}`;
+  checkKnown(entity, entitySettingNames, base, "an entity setting", add);
+  for (const [field, note] of Object.entries(entity.fields)) {
+    if (note !== null && typeof note === "object")
+      checkKnown(note, fieldNoteNames, `${base}.fields.${field}`, "a field note (owner, pii, description)", add);
+  }
   if (!Number.isInteger(entity.version) || entity.version < 1) {
     add(ErrorCode.ConfigInvalid, `${base}.version`, "must be a positive integer");
   }
@@ -329,9 +385,7 @@ function checkFlow(
   add: (code: ErrorCode, setting: string, message: string) => void,
 ) {
   const base = `flows.${item.name}`;
-  for (const name of Object.keys(item)) {
-    if (!flowSettingNames.has(name)) add(ErrorCode.ConfigInvalid, `${base}.${name}`, "is not a flow setting");
-  }
+  checkKnown(item, flowSettingNames, base, "a flow setting", add);
   checkBinding(item.from, "source", `${base}.from`, undefined, systems, entities, seen, add);
   if (item.to.length === 0) add(ErrorCode.ConfigInvalid, `${base}.to`, "needs at least one target binding");
   const targetNames = new Set<string>();
@@ -375,10 +429,7 @@ function checkFlow(
   }
   const failure = item.failure;
   const failureNames = new Set(["maxFailed", "maxFailedRatio", "minRecordsForRatio"]);
-  for (const name of Object.keys(failure)) {
-    if (!failureNames.has(name))
-      add(ErrorCode.ConfigInvalid, `${base}.failure.${name}`, "is not a failure-policy setting");
-  }
+  checkKnown(failure, failureNames, `${base}.failure`, "a failure-policy setting", add);
   if (failure.maxFailed !== undefined && !(Number.isInteger(failure.maxFailed) && failure.maxFailed >= 0)) {
     add(ErrorCode.ConfigInvalid, `${base}.failure.maxFailed`, "must be a non-negative integer");
   }
@@ -431,7 +482,7 @@ export function defineHub(spec: HubSpec): Hub {
     bindings,
     ...(spec.store === undefined ? {} : { store: spec.store }),
     ...(spec.cache === undefined ? {} : { cache: spec.cache }),
-    heartbeatMs: spec.heartbeatMs ?? 2000,
-    staleAfterMs: spec.staleAfterMs ?? 15_000,
+    heartbeatMs: spec.heartbeatMs ?? defaultHeartbeatMs,
+    staleAfterMs: staleAfterOf(spec),
   });
 }

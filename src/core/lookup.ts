@@ -48,8 +48,24 @@ export type AnyLookup = Lookup<never, unknown>;
 
 const defaultCacheKey = (key: unknown): string => (typeof key === "object" ? JSON.stringify(key) : String(key));
 
+/** The settings `lookup()` knows; anything else is kept so that defineHub can report it. */
+export const lookupSpecNames: ReadonlySet<string> = new Set([
+  "system",
+  "get",
+  "getMany",
+  "maxBatch",
+  "ttlMs",
+  "shared",
+  "cacheKey",
+  "description",
+]);
+
 export function lookup<K, V, S extends System>(name: string, spec: LookupSpec<K, V, S>): Lookup<K, V> {
+  // Unknown settings (a typo such as `ttl`, which would leave the lookup uncached) are kept so that defineHub
+  // reports them instead of ignoring them.
+  const unknown = Object.fromEntries(Object.entries(spec).filter(([key]) => !lookupSpecNames.has(key)));
   return Object.freeze({
+    ...unknown,
     kind: "lookup" as const,
     name,
     system: spec.system,

@@ -121,6 +121,55 @@ describe("hub configuration", () => {
     ]);
   });
 
+  it("names unknown settings of the hub, its entities, their field notes and its lookups, and a bad hub name", () => {
+    const Typo = entity("Typo", {
+      version: 1,
+      key: "id",
+      schema: Type.Object({ id: Type.String(), email: Type.String() }),
+      fields: { email: { PII: true } as never },
+      ...({ descripton: "misspelled" } as object),
+    });
+    const cached = lookup("rate", { system: crm, get: async () => 1, ...({ ttl: 60_000 } as object) });
+    const issues = issuesOf({
+      name: "two words",
+      systems: [crm, erp],
+      entities: [Customer, Typo],
+      lookups: [cached],
+      flows: [flow("customers", { from: source, to: target })],
+      ...({ heartbeatMS: 1000 } as object),
+    });
+    assert.deepEqual(issues, [
+      { code: ErrorCode.ConfigInvalid, setting: "heartbeatMS" },
+      { code: ErrorCode.ConfigInvalid, setting: "name" },
+      { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.descripton" },
+      { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.fields.email.PII" },
+      { code: ErrorCode.ConfigInvalid, setting: "lookups.rate.ttl" },
+    ]);
+    // what the factories know is kept as it was: nothing of it is reported
+    assert.equal(cached.ttlMs, undefined);
+    assert.deepEqual(Typo.fields, { email: { PII: true } });
+  });
+
+  it("wants staleAfterMs to be three heartbeats, the default heartbeat's too; a longer heartbeat lengthens its default", () => {
+    const base = {
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [flow("customers", { from: source, to: target })],
+    };
+    assert.deepEqual(issuesOf({ ...base, staleAfterMs: 5000 }), [
+      { code: ErrorCode.ConfigInvalid, setting: "staleAfterMs" },
+    ]);
+    assert.match(
+      checkHub({ ...base, staleAfterMs: 5000 })[0]?.message ?? "",
+      /at least three heartbeats: 6000 \(3 × heartbeatMs, 2000 by default\), got 5000/,
+    );
+    assert.deepEqual(issuesOf({ ...base, heartbeatMs: 1000, staleAfterMs: 3000 }), []);
+    assert.equal(defineHub(base).staleAfterMs, 15_000);
+    assert.equal(defineHub({ ...base, heartbeatMs: 10_000 }).staleAfterMs, 30_000);
+    assert.equal(defineHub({ ...base, heartbeatMs: 10_000, staleAfterMs: 45_000 }).staleAfterMs, 45_000);
+    assert.equal(defineHub({ ...base, name: "billing" }).name, "billing");
+  });
+
   it("throws one error listing every problem, with the first setting named", () => {
     assert.throws(
       () => defineHub({ systems: [crm], entities: [], flows: [flow("customers", { from: source, to: target })] }),
