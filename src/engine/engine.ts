@@ -20,12 +20,18 @@ import { prepareReplay, type ReplayPlan, type ReplaySelection } from "./replay.t
 import { executeRun, exitCodeOf, type RunOptions, type RunSummary } from "./run.ts";
 import { TransformThreads } from "./threads/pool.ts";
 
+/** The engine's logger: the given one (or none), every line carrying the hub's name. */
+function hubLogger(options: EngineOptions): Logger {
+  return (options.logger ?? silentLogger()).child({ hub: options.hub.name });
+}
+
 export interface EngineOptions {
   hub: Hub;
   /** Directory of the configuration: relative paths (store, SQLite files, CSV files) resolve from here. */
   baseDir: string;
   /** An open store; default: the one the hub names (SQLite `.franca/franca.db`). */
   store?: Store;
+  /** Where the engine logs (default: nowhere); every line it writes carries the hub's name (`hub`). */
   logger?: Logger;
   /**
    * `local` (default): runs execute in this process. `distributed`: each chunk-stage is a job on the PostgreSQL store's
@@ -95,7 +101,7 @@ export class Engine {
     this.store = store;
     this.#ownsStore = ownsStore;
     this.#lookupCache = lookupCache;
-    this.logger = options.logger ?? silentLogger();
+    this.logger = hubLogger(options);
     this.#connections = new ConnectionPool({ baseDir: options.baseDir });
     const threads = options.threads;
     this.#threads =
@@ -129,7 +135,7 @@ export class Engine {
         }
         // loaded only here: pg-boss and the gates' pool are not for hubs that run in one process
         const { Cluster } = await import("./distributed/cluster.ts");
-        cluster = await Cluster.open(url, store as PostgresStore, options.logger ?? silentLogger(), {
+        cluster = await Cluster.open(url, store as PostgresStore, hubLogger(options), {
           worker: options.workerProcess === true,
         });
       }

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { startSimApi } from "../../sim/api.ts";
 import { http } from "../../src/connectors/http/index.ts";
@@ -10,20 +9,8 @@ import { bind } from "../../src/core/binding.ts";
 import { flow } from "../../src/core/flow.ts";
 import { defineHub } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
-import { createLogger } from "../../src/observe/logger.ts";
 import { Customer, createCustomerSource, openStore, tempDir, toCustomer } from "../support/fixtures.ts";
-
-/** A logger writing JSON lines into a string, as the CLI's would into its file. */
-function capture(): { logger: ReturnType<typeof createLogger>; text: () => string } {
-  let text = "";
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      text += String(chunk);
-      done();
-    },
-  });
-  return { logger: createLogger({ level: "debug", destination: sink as never }), text: () => text };
-}
+import { captureLogs } from "../support/logs.ts";
 
 describe("secrets", () => {
   it("never appear in logs, errors or the ledger when a system refuses or cannot be reached", async () => {
@@ -34,7 +21,7 @@ describe("secrets", () => {
       defaults: { auth: { bearer: "the-right-token" } },
     });
     await using store = await openStore(tmp.dir);
-    const { logger, text } = capture();
+    const { logger, text } = captureLogs();
     const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
     const wrongToken = "s3cret-token-4f9a2c";
     const dbPassword = "p4ssw0rd-77b1e0";
