@@ -21,7 +21,8 @@ export interface RunContextOptions {
 /**
  * What the stages of a run share: the source and targets with their connections and policies, the compiled entity,
  * the run's lookups and failure budget (counted from the ledger so far), its progress. Built once per run by the
- * in-process executor, and once per job by the distributed one.
+ * in-process executor; by the distributed one once per run in each worker process, and kept there while the run has
+ * jobs in it (`DistributedWorker`), so that its lookups' cache and its failure budget serve them all.
  */
 export function createRunContext(
   env: RunEnvironment,
