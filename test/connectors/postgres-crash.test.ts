@@ -1,17 +1,19 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { Engine } from "../../src/engine/engine.ts";
-import { continuedRun, tempDir } from "../support/fixtures.ts";
+import { tempDir } from "../support/fixtures.ts";
 import { type PgCrashTarget, pgCrashApps, pgCrashHub, pgCrashSetupSql, pgCrashUrl } from "../support/pg-crash-hub.ts";
+import {
+  assertContinuedLedger,
+  ledgerOf,
+  type Progress,
+  progressOf,
+  startCrashChild,
+  storeFileOf,
+} from "../support/pg-crash-runs.ts";
 
-const child = fileURLToPath(new URL("../support/pg-crash-child.ts", import.meta.url));
 const schema = `franca_pgcrash_${randomBytes(5).toString("hex")}`;
 const apps = pgCrashApps(schema);
 const rows = 5000; // 20 chunks of 250 in one go; more, smaller ones here (each resume starts slow again)
@@ -19,55 +21,6 @@ const rows = 5000; // 20 chunks of 250 in one go; more, smaller ones here (each 
 let db: pg.Client;
 /** The test's own connection, which locks the gate's row (see pg-crash-hub.ts) to hold up the targets' commits. */
 let gate: pg.Client;
-
-interface Progress {
-  loads: number;
-  running: boolean;
-}
-
-const storeFileOf = (dir: string): string => join(dir, ".franca", "franca.db");
-
-/** Reads the store the child writes, from a separate connection, as an operator's dashboard would. */
-function progressOf(storeFile: string): Progress | undefined {
-  const store = new DatabaseSync(storeFile, { readOnly: true, timeout: 1000 });
-  try {
-    const run = store.prepare("SELECT id, status FROM runs ORDER BY id DESC LIMIT 1").get() as
-      | { id: number; status: string }
-      | undefined;
-    if (run === undefined) return undefined;
-    const loads = (
-      store.prepare("SELECT count(*) AS n FROM chunk_loads WHERE run_id = ? AND failed = 0").get(run.id) as {
-        n: number;
-      }
-    ).n;
-    return { loads, running: run.status === "running" };
-  } finally {
-    store.close();
-  }
-}
-
-/**
- * What the ledger has of the flow's run: the keys it has as loaded, and how many records the chunk being loaded (the
- * first with no load recorded: one chunk is loaded at a time, in order) holds.
- */
-function ledgerOf(storeFile: string): { loaded: Set<string>; loading: number | undefined } {
-  const store = new DatabaseSync(storeFile, { readOnly: true, timeout: 1000 });
-  try {
-    // CAST: the store keeps decimal integer keys as integers (store/sqlite/ledger-key.ts)
-    const loaded = store.prepare("SELECT CAST(key AS TEXT) AS key FROM outcomes WHERE status = 'loaded'").all() as {
-      key: string;
-    }[];
-    const loading = store
-      .prepare(
-        `SELECT records FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM chunk_loads l WHERE l.run_id = c.run_id AND l.seq = c.seq)
-          ORDER BY seq LIMIT 1`,
-      )
-      .get() as { records: number } | undefined;
-    return { loaded: new Set(loaded.map((row) => row.key)), loading: loading?.records };
-  } finally {
-    store.close();
-  }
-}
 
 /**
  * Where a kill lands: after at least `loads` persisted loads, in the middle of a chunk's COPY into the target, or in
@@ -135,21 +88,8 @@ async function runUntil(
   table: PgCrashTarget,
   kill: Kill | undefined,
 ): Promise<{ killed: boolean; code: number | null; landed?: "copy" | "commit" }> {
-  const process_: ChildProcess = spawn(process.execPath, [child], {
-    env: {
-      ...process.env,
-      FRANCA_CRASH_DIR: dir,
-      FRANCA_CRASH_SCHEMA: schema,
-      FRANCA_CRASH_TABLE: table,
-      FRANCA_LOG_LEVEL: "silent",
-    },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const exited = new Promise<number | null>((resolve) => process_.on("exit", (code) => resolve(code)));
-  let ended = false;
-  void exited.then(() => {
-    ended = true;
-  });
+  const started = startCrashChild(dir, schema, table);
+  const { process: process_, exited } = started;
   const storeFile = storeFileOf(dir);
   let gated = false;
   const killNow = async () => {
@@ -158,7 +98,7 @@ async function runUntil(
     return { killed: true, code: null, landed: await whereKilled() };
   };
   try {
-    while (!ended && kill !== undefined) {
+    while (!started.ended() && kill !== undefined) {
       if (gated) {
         // loads go one at a time (pg-crash-hub.ts): the chunk copying now is the only write in flight
         if (kill.at === "commit") {
@@ -292,16 +232,7 @@ async function killedAndContinued(table: PgCrashTarget, plan: readonly Kill[]): 
   );
 
   // The ledger: one run, continued after each crash, whose counts equal the target's.
-  await using engine = await Engine.open({ hub: pgCrashHub(schema, table), baseDir: tmp.dir });
-  const run = await continuedRun(engine.store, "items", plan.length);
-  const counts = await engine.store.counts(run.id);
-  assert.equal(counts.extracted, rows);
-  assert.equal(counts.targets["erp.Item"]?.loaded, rows);
-  assert.equal(counts.targets["erp.Item"]?.failed, 0);
-  assert.equal(counts.targets["erp.Item"]?.quarantined, 0);
-  const ledger = await engine.store.records(run.id, { status: "loaded", limit: rows + 10 });
-  assert.equal(ledger.length, rows);
-  assert.deepEqual(await engine.store.getCursor("items"), run.cursorTo);
+  await assertContinuedLedger(pgCrashHub(schema, table), tmp.dir, plan.length, rows);
 }
 
 describe("postgres crash recovery", () => {

@@ -1,10 +1,15 @@
-/** Child process of the PostgreSQL crash test: runs (or continues) the flow once, then exits with the run's exit code. */
+/**
+ * Child process of the crash tests of a PostgreSQL source: runs (or continues) the flow once, into the PostgreSQL table
+ * FRANCA_CRASH_TABLE or, with FRANCA_CRASH_MARIA, into that MariaDB database's `dst`; then exits with the run's exit
+ * code.
+ */
 import { Engine } from "../../src/engine/engine.ts";
 import { type PgCrashTarget, pgCrashHub } from "./pg-crash-hub.ts";
 
 const dir = process.env.FRANCA_CRASH_DIR as string;
 const schema = process.env.FRANCA_CRASH_SCHEMA as string;
-const table = process.env.FRANCA_CRASH_TABLE as PgCrashTarget;
+const maria = process.env.FRANCA_CRASH_MARIA;
+const table = maria === undefined ? (process.env.FRANCA_CRASH_TABLE as PgCrashTarget) : { maria };
 const engine = await Engine.open({ hub: pgCrashHub(schema, table), baseDir: dir });
 const summary = await engine.run("items", { trigger: "crash-test" });
 await engine.close();

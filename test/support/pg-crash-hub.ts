@@ -1,6 +1,7 @@
 /**
- * The hub of the PostgreSQL crash test, shared by the test and its child process: <schema>.src → a target table of
- * <schema>, both PostgreSQL, moved through COPY (read and write). Two targets: `dst`, whose audit trigger keeps the
+ * The hub of the crash tests of a PostgreSQL source, shared by the tests and their child process: <schema>.src → a
+ * target table of <schema>, both PostgreSQL, moved through COPY (read and write), or → MariaDB's `dst` table of a
+ * database of the MariaDB crash test's (test/connectors/mysql-crash.test.ts, which makes that table). Two targets: `dst`, whose audit trigger keeps the
  * direct COPY off (each chunk is COPYed into a staging table, then upserted), and `dst_direct`, which each chunk of new
  * keys is COPYed straight into (see directCopySql in src/connectors/postgres/write.ts).
  *
@@ -11,6 +12,7 @@
  * there, then let the server finish that commit. Each system has its
  * own application_name, for the test to find its connections.
  */
+import { mysql } from "../../src/connectors/mysql/index.ts";
 import { postgres } from "../../src/connectors/postgres/index.ts";
 import { bind } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
@@ -45,20 +47,19 @@ export function pgCrashApps(schema: string): { source: string; target: string } 
 /** The target tables: one upserted through a staging table (`dst`), one COPYed into directly (`dst_direct`). */
 export type PgCrashTarget = "dst" | "dst_direct";
 
+/** A MariaDB target: the `dst` table of this database. */
+export interface MariaCrashTarget {
+  maria: string;
+}
+
 /**
- * Creates the schema: `src` (filled with `rows` rows of awkward values), the empty targets, the gate, and the audit
- * of writes: a row of `writes` (target, id) for every row a committed statement inserted or updated in a target.
- * `dst_direct` is partitioned, its audit trigger its one partition's: the table the rows are COPYed into has no
- * trigger of its own, so it takes the direct COPY, and COPY into it fires the partition's row triggers as INSERT does.
+ * Creates the schema and its source table `src`, filled with `rows` rows of awkward values (tabs, newlines,
+ * backslashes, `\N`, an emoji and quotes in text, NULL amounts, microseconds, nested JSON, arrays of quoted and NULL
+ * elements), ids beyond 2^53.
  */
-export function pgCrashSetupSql(schema: string, rows: number): string[] {
-  const columns = `id bigint PRIMARY KEY, name ${schema}.slow_text NOT NULL, amount numeric(14,4),
-       updated_at timestamptz NOT NULL, doc jsonb, tags text[],
-       gate int NOT NULL DEFAULT 1 REFERENCES ${schema}.gate DEFERRABLE INITIALLY DEFERRED`;
+export function pgCrashSourceSql(schema: string, rows: number): string[] {
   return [
     `CREATE SCHEMA ${schema}`,
-    `CREATE FUNCTION ${schema}.slow_ok(value text) RETURNS boolean LANGUAGE sql AS 'SELECT true FROM pg_sleep(0.001)'`,
-    `CREATE DOMAIN ${schema}.slow_text AS text CHECK (${schema}.slow_ok(VALUE))`,
     `CREATE TABLE ${schema}.src (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(14,4),
        updated_at timestamptz NOT NULL, doc jsonb, tags text[])`,
     `CREATE INDEX ON ${schema}.src (updated_at, id)`,
@@ -70,6 +71,23 @@ export function pgCrashSetupSql(schema: string, rows: number): string[] {
               jsonb_build_object('i', i, 'text', E'line\\nnext\\ttab \\\\ "quoted"', 'nested', jsonb_build_object('a', jsonb_build_array(1, 'two', NULL))),
               ARRAY['a,b', '"quoted"', NULL, E'back\\\\slash', '{brace}', 'n' || i]
          FROM generate_series(1, ${rows}) AS i`,
+  ];
+}
+
+/**
+ * Creates the schema: `src` (pgCrashSourceSql), the empty targets, the gate, and the audit
+ * of writes: a row of `writes` (target, id) for every row a committed statement inserted or updated in a target.
+ * `dst_direct` is partitioned, its audit trigger its one partition's: the table the rows are COPYed into has no
+ * trigger of its own, so it takes the direct COPY, and COPY into it fires the partition's row triggers as INSERT does.
+ */
+export function pgCrashSetupSql(schema: string, rows: number): string[] {
+  const columns = `id bigint PRIMARY KEY, name ${schema}.slow_text NOT NULL, amount numeric(14,4),
+       updated_at timestamptz NOT NULL, doc jsonb, tags text[],
+       gate int NOT NULL DEFAULT 1 REFERENCES ${schema}.gate DEFERRABLE INITIALLY DEFERRED`;
+  return [
+    ...pgCrashSourceSql(schema, rows),
+    `CREATE FUNCTION ${schema}.slow_ok(value text) RETURNS boolean LANGUAGE sql AS 'SELECT true FROM pg_sleep(0.001)'`,
+    `CREATE DOMAIN ${schema}.slow_text AS text CHECK (${schema}.slow_ok(VALUE))`,
     `CREATE TABLE ${schema}.gate (id int PRIMARY KEY)`,
     `INSERT INTO ${schema}.gate VALUES (1)`,
     `CREATE TABLE ${schema}.dst (${columns})`,
@@ -85,10 +103,13 @@ export function pgCrashSetupSql(schema: string, rows: number): string[] {
   ];
 }
 
-export function pgCrashHub(schema: string, table: PgCrashTarget = "dst") {
+export function pgCrashHub(schema: string, table: PgCrashTarget | MariaCrashTarget = "dst") {
   const apps = pgCrashApps(schema);
   const crm = postgres("crm", { url: pgCrashUrl, applicationName: apps.source });
-  const erp = postgres("erp", { url: pgCrashUrl, applicationName: apps.target });
+  const erp =
+    typeof table === "string"
+      ? postgres("erp", { url: pgCrashUrl, applicationName: apps.target })
+      : mysql("erp", { url: `mysql://root@127.0.0.1:3306/${table.maria}` });
   const source = bind(crm, Item, {
     table: `${schema}.src`,
     key: "id",
@@ -102,8 +123,10 @@ export function pgCrashHub(schema: string, table: PgCrashTarget = "dst") {
       tags: row.tags as (string | null)[] | null,
     }),
   });
+  // the same columns in both: MariaDB's DATETIME takes PostgreSQL's timestamptz text as UTC, its JSON columns the doc
+  // and the tags
   const target = bind(erp, Item, {
-    table: `${schema}.${table}`,
+    table: typeof table === "string" ? `${schema}.${table}` : "dst",
     key: "id",
     fromCanonical: (item) => ({
       id: item.id,
