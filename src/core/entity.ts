@@ -1,4 +1,5 @@
 import type { Static, TObject } from "typebox";
+import { keepUnknownSettings } from "./unknown-settings.ts";
 
 /** Notes on one canonical field: who owns it, whether it is personal data. Exported into the JSON Schema. */
 export interface FieldNote {
@@ -38,7 +39,7 @@ export interface EntityOptions<S extends TObject, K> {
   description?: string;
 }
 
-/** The settings `entity()` knows; anything else is kept so that defineHub can report it. */
+/** The settings `entity()` knows; the names of any others are kept for defineHub to report (unknown-settings.ts). */
 export const entitySpecNames: ReadonlySet<string> = new Set(["version", "key", "schema", "fields", "description"]);
 
 /** What a field note may say (`fields: { email: { pii: true } }`). */
@@ -61,10 +62,7 @@ export function entity<S extends TObject, const K extends KeyField<S> | readonly
   options: EntityOptions<S, K>,
 ): Entity<Static<S> & Record<string, unknown>> {
   const key = typeof options.key === "string" ? [options.key as string] : [...(options.key as readonly string[])];
-  // Unknown settings (a typo such as `keys`) are kept so that defineHub reports them instead of ignoring them.
-  const unknown = Object.fromEntries(Object.entries(options).filter(([name]) => !entitySpecNames.has(name)));
-  return Object.freeze({
-    ...unknown,
+  const made = {
     kind: "entity" as const,
     name,
     version: options.version,
@@ -72,5 +70,6 @@ export function entity<S extends TObject, const K extends KeyField<S> | readonly
     schema: options.schema,
     fields: Object.freeze({ ...((options.fields ?? {}) as Record<string, FieldNote>) }),
     ...(options.description === undefined ? {} : { description: options.description }),
-  });
+  };
+  return Object.freeze(keepUnknownSettings(made, options, entitySpecNames));
 }

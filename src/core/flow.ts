@@ -1,5 +1,6 @@
 import type { Binding } from "./binding.ts";
 import type { Entity } from "./entity.ts";
+import { keepUnknownSettings } from "./unknown-settings.ts";
 
 /** When a run stops because too many records could not go on. Counted as quarantined + failed records. */
 export interface FailurePolicy {
@@ -54,7 +55,7 @@ export interface Flow<E extends Entity = Entity> {
 
 export const defaultChunkSize = 1000;
 
-/** The settings `flow()` knows; anything else is kept so that defineHub can report it. */
+/** The settings `flow()` knows; the names of any others are kept for defineHub to report (unknown-settings.ts). */
 export const flowSpecNames: ReadonlySet<string> = new Set([
   "from",
   "to",
@@ -70,10 +71,7 @@ export const flowSpecNames: ReadonlySet<string> = new Set([
 
 export function flow<E extends Entity>(name: string, spec: FlowSpec<E>): Flow<E> {
   const to = Array.isArray(spec.to) ? [...(spec.to as readonly Binding<E>[])] : [spec.to as Binding<E>];
-  // Unknown settings (a typo such as `chunksize`) are kept so that defineHub reports them instead of ignoring them.
-  const unknown = Object.fromEntries(Object.entries(spec).filter(([key]) => !flowSpecNames.has(key)));
-  return Object.freeze({
-    ...unknown,
+  const made = {
     kind: "flow" as const,
     name,
     entity: spec.from?.entity,
@@ -87,5 +85,6 @@ export function flow<E extends Entity>(name: string, spec: FlowSpec<E>): Flow<E>
     drift: spec.drift ?? "warn",
     ...(spec.deadlineMs === undefined ? {} : { deadlineMs: spec.deadlineMs }),
     ...(spec.description === undefined ? {} : { description: spec.description }),
-  });
+  };
+  return Object.freeze(keepUnknownSettings(made, spec, flowSpecNames));
 }

@@ -6,6 +6,7 @@ import { type Flow, flowSpecNames } from "./flow.ts";
 import { type AnyLookup, lookupSpecNames } from "./lookup.ts";
 import { nonJsonTypesOf } from "./schema-json.ts";
 import type { Limits, System } from "./system.ts";
+import { unknownSettingsOf } from "./unknown-settings.ts";
 
 export interface HubSpec {
   /** The hub's name, on every log line the engine writes (`hub`). Default `franca`. */
@@ -78,7 +79,10 @@ const flowSettingNames = new Set([...flowSpecNames, "kind", "name", "entity"]);
 const entitySettingNames = new Set([...entitySpecNames, "kind", "name"]);
 const lookupSettingNames = new Set([...lookupSpecNames, "kind", "name"]);
 
-/** Reports each own key of `item` that is not in `known`, as `<base>.<key>`. */
+/**
+ * Reports, as `<base>.<name>`, each setting its factory kept as unknown (unknown-settings.ts) and each own key of
+ * `item` that is not in `known` (an object made by hand, or a plain settings object: a hub's, a failure policy).
+ */
 function checkKnown(
   item: object,
   known: ReadonlySet<string>,
@@ -86,9 +90,9 @@ function checkKnown(
   what: string,
   add: (code: ErrorCode, setting: string, message: string) => void,
 ): void {
-  for (const name of Object.keys(item)) {
-    if (!known.has(name)) add(ErrorCode.ConfigInvalid, base === "" ? name : `${base}.${name}`, `is not ${what}`);
-  }
+  const unknown = new Set(unknownSettingsOf(item));
+  for (const name of Object.keys(item)) if (!known.has(name)) unknown.add(name);
+  for (const name of unknown) add(ErrorCode.ConfigInvalid, base === "" ? name : `${base}.${name}`, `is not ${what}`);
 }
 
 /** Collects every problem of a hub definition, so a user fixes them in one go rather than one per attempt. */
@@ -111,12 +115,8 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
     add(ErrorCode.ConfigInvalid, "lookups", "must be an array");
   if (issues.length > 0) return issues;
   checkKnown(spec, hubSpecNames, "", "a hub setting", add);
-  if (spec.name !== undefined && !(typeof spec.name === "string" && namePattern.test(spec.name))) {
-    add(
-      ErrorCode.ConfigInvalid,
-      "name",
-      `'${String(spec.name)}' is not a valid name (letters, digits, _ . -, starting with a letter)`,
-    );
+  if (spec.name !== undefined && !(typeof spec.name === "string" && spec.name.trim() !== "")) {
+    add(ErrorCode.ConfigInvalid, "name", "must be a non-empty string");
   }
 
   const systems = checkNamed(spec.systems, "systems", "system", add);

@@ -1,4 +1,5 @@
 import type { ClientOf, System } from "./system.ts";
+import { keepUnknownSettings } from "./unknown-settings.ts";
 
 /**
  * A lookup is a named, cached enrichment call against a system: the tax rate of a region, the customer of an id.
@@ -48,7 +49,7 @@ export type AnyLookup = Lookup<never, unknown>;
 
 const defaultCacheKey = (key: unknown): string => (typeof key === "object" ? JSON.stringify(key) : String(key));
 
-/** The settings `lookup()` knows; anything else is kept so that defineHub can report it. */
+/** The settings `lookup()` knows; the names of any others are kept for defineHub to report (unknown-settings.ts). */
 export const lookupSpecNames: ReadonlySet<string> = new Set([
   "system",
   "get",
@@ -61,11 +62,7 @@ export const lookupSpecNames: ReadonlySet<string> = new Set([
 ]);
 
 export function lookup<K, V, S extends System>(name: string, spec: LookupSpec<K, V, S>): Lookup<K, V> {
-  // Unknown settings (a typo such as `ttl`, which would leave the lookup uncached) are kept so that defineHub
-  // reports them instead of ignoring them.
-  const unknown = Object.fromEntries(Object.entries(spec).filter(([key]) => !lookupSpecNames.has(key)));
-  return Object.freeze({
-    ...unknown,
+  const made = {
     kind: "lookup" as const,
     name,
     system: spec.system,
@@ -76,5 +73,6 @@ export function lookup<K, V, S extends System>(name: string, spec: LookupSpec<K,
     shared: spec.shared === true,
     cacheKey: spec.cacheKey ?? defaultCacheKey,
     ...(spec.description === undefined ? {} : { description: spec.description }),
-  });
+  };
+  return Object.freeze(keepUnknownSettings(made, spec, lookupSpecNames));
 }

@@ -121,17 +121,17 @@ describe("hub configuration", () => {
     ]);
   });
 
-  it("names unknown settings of the hub, its entities, their field notes and its lookups, and a bad hub name", () => {
+  it("names unknown settings of the hub, its entities, their field notes and its lookups, and an empty hub name", () => {
     const Typo = entity("Typo", {
       version: 1,
       key: "id",
       schema: Type.Object({ id: Type.String(), email: Type.String() }),
       fields: { email: { PII: true } as never },
-      ...({ descripton: "misspelled" } as object),
+      ...({ descripton: "misspelled", name: "Other" } as object),
     });
     const cached = lookup("rate", { system: crm, get: async () => 1, ...({ ttl: 60_000 } as object) });
     const issues = issuesOf({
-      name: "two words",
+      name: " ",
       systems: [crm, erp],
       entities: [Customer, Typo],
       lookups: [cached],
@@ -142,12 +142,15 @@ describe("hub configuration", () => {
       { code: ErrorCode.ConfigInvalid, setting: "heartbeatMS" },
       { code: ErrorCode.ConfigInvalid, setting: "name" },
       { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.descripton" },
+      { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.name" },
       { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.fields.email.PII" },
       { code: ErrorCode.ConfigInvalid, setting: "lookups.rate.ttl" },
     ]);
-    // what the factories know is kept as it was: nothing of it is reported
+    // what the factories know is kept as it was, and what they do not know is not among its keys
     assert.equal(cached.ttlMs, undefined);
+    assert.equal(Typo.name, "Typo");
     assert.deepEqual(Typo.fields, { email: { PII: true } });
+    assert.deepEqual(Object.keys(cached).sort(), ["cacheKey", "get", "kind", "maxBatch", "name", "shared", "system"]);
   });
 
   it("wants staleAfterMs to be three heartbeats, the default heartbeat's too; a longer heartbeat lengthens its default", () => {
@@ -167,7 +170,7 @@ describe("hub configuration", () => {
     assert.equal(defineHub(base).staleAfterMs, 15_000);
     assert.equal(defineHub({ ...base, heartbeatMs: 10_000 }).staleAfterMs, 30_000);
     assert.equal(defineHub({ ...base, heartbeatMs: 10_000, staleAfterMs: 45_000 }).staleAfterMs, 45_000);
-    assert.equal(defineHub({ ...base, name: "billing" }).name, "billing");
+    assert.equal(defineHub({ ...base, name: "Order to cash" }).name, "Order to cash");
   });
 
   it("throws one error listing every problem, with the first setting named", () => {
