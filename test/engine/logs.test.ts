@@ -1,27 +1,41 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { defineHub, type Hub } from "../../src/core/hub.ts";
+import pg from "pg";
+import { defineHub, type Hub, type HubSpec } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { createClientsTarget, createCustomerSource, customersHub, openStore, tempDir } from "../support/fixtures.ts";
 import { captureLogs } from "../support/logs.ts";
 
-/** The lines a run of `customersHub`'s flow logs, on a hub defined again with `name` (none: the default). */
-async function runLogs(name: string | undefined): Promise<Record<string, unknown>[]> {
+const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
+
+/**
+ * The lines a run of `customersHub`'s flow logs, on a hub defined again with `extra` (a name, a store); on the
+ * in-process executor, or on the distributed one (a PostgreSQL store), whose jobs this process works while no worker
+ * is alive.
+ */
+async function runLogs(extra: Partial<HubSpec>, executor: "local" | "distributed"): Promise<Record<string, unknown>[]> {
   using tmp = tempDir();
   createCustomerSource(join(tmp.dir, "crm.db"), { rows: 250 });
   createClientsTarget(join(tmp.dir, "erp.db"));
   const base: Hub = customersHub(tmp.dir);
   const hub = defineHub({
-    ...(name === undefined ? {} : { name }),
+    ...extra,
     systems: [...base.systems.values()],
     entities: [...base.entities.values()],
     flows: [...base.flows.values()],
   });
   const { logger, text } = captureLogs();
-  await using store = await openStore(tmp.dir);
   {
-    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store, logger });
+    await using store = executor === "local" ? await openStore(tmp.dir) : undefined;
+    await using engine = await Engine.open({
+      hub,
+      baseDir: tmp.dir,
+      logger,
+      executor,
+      ...(store === undefined ? {} : { store }),
+    });
     const summary = await engine.run("customers");
     assert.equal(summary.run.status, "succeeded");
   }
@@ -31,15 +45,29 @@ async function runLogs(name: string | undefined): Promise<Record<string, unknown
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
+/** Every line names `hub`; there are lines, and, from the distributed executor, its workers' job lines among them. */
+function assertHubOnEveryLine(lines: readonly Record<string, unknown>[], hub: string, jobs: boolean): void {
+  assert.ok(lines.length >= 2, `a run logs its start and end (got ${lines.length} lines)`);
+  for (const line of lines) assert.equal(line.hub, hub, JSON.stringify(line));
+  if (jobs) assert.ok(lines.some((line) => line.msg === "job done"));
+}
+
 describe("the engine's logs", () => {
   it("name the hub on every line, as defineHub's `name` gives it, else 'franca'", async () => {
-    for (const [name, expected] of [
-      ["billing-hub", "billing-hub"],
-      [undefined, "franca"],
-    ] as const) {
-      const lines = await runLogs(name);
-      assert.ok(lines.length >= 2, `a run logs its start and end (got ${lines.length} lines)`);
-      for (const line of lines) assert.equal(line.hub, expected, JSON.stringify(line));
+    assertHubOnEveryLine(await runLogs({ name: "billing hub" }, "local"), "billing hub", false);
+    assertHubOnEveryLine(await runLogs({}, "local"), "franca", false);
+  });
+
+  it("name the hub on every line of the distributed executor too, its jobs' included", async () => {
+    const schema = `franca_logs_${randomBytes(5).toString("hex")}`;
+    try {
+      const lines = await runLogs({ name: "billing hub", store: `${pgUrl}?schema=${schema}` }, "distributed");
+      assertHubOnEveryLine(lines, "billing hub", true);
+    } finally {
+      const db = new pg.Client({ connectionString: pgUrl });
+      await db.connect();
+      for (const suffix of ["", "_queue", "_app"]) await db.query(`DROP SCHEMA IF EXISTS ${schema}${suffix} CASCADE`);
+      await db.end();
     }
   });
 });
