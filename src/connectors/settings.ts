@@ -1,5 +1,6 @@
 import type { TSchema } from "typebox";
 import { Compile } from "typebox/compile";
+import { didYouMean } from "../core/suggest.ts";
 import type { SettingIssue } from "../core/system.ts";
 
 interface SchemaError {
@@ -7,6 +8,25 @@ interface SchemaError {
   instancePath: string;
   message: string;
   params?: Record<string, unknown>;
+}
+
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  anyOf?: SchemaNode[];
+}
+
+/**
+ * The settings a schema knows in the object at `path` (`/pagination`): its properties, or those of every object
+ * branch of a union there; none where the path leads nowhere known.
+ */
+function settingsAt(schema: TSchema, path: string): string[] {
+  let nodes: SchemaNode[] = [schema as SchemaNode];
+  for (const part of path.split("/").slice(1)) {
+    nodes = nodes
+      .flatMap((node) => [node, ...(node.anyOf ?? [])])
+      .flatMap((node) => (node.properties?.[part] === undefined ? [] : [node.properties[part] as SchemaNode]));
+  }
+  return nodes.flatMap((node) => [node, ...(node.anyOf ?? [])]).flatMap((node) => Object.keys(node.properties ?? {}));
 }
 
 /**
@@ -43,7 +63,7 @@ export function settingsChecker(schema: TSchema): (value: unknown) => SettingIss
         for (const name of unknown) {
           issues.push({
             setting: base === "" ? String(name) : `${base}.${String(name)}`,
-            message: "is not a known setting",
+            message: `is not a known setting${didYouMean(String(name), settingsAt(schema, error.instancePath))}`,
           });
         }
       } else if (error.keyword === "required" && Array.isArray(error.params?.requiredProperties)) {

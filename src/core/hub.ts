@@ -5,6 +5,7 @@ import { ErrorCode, FrancaError } from "./errors.ts";
 import { type Flow, flowSpecNames } from "./flow.ts";
 import { type AnyLookup, lookupSpecNames } from "./lookup.ts";
 import { nonJsonTypesOf } from "./schema-json.ts";
+import { didYouMean } from "./suggest.ts";
 import type { Limits, System } from "./system.ts";
 import { unknownSettingsOf } from "./unknown-settings.ts";
 
@@ -81,7 +82,8 @@ const lookupSettingNames = new Set([...lookupSpecNames, "kind", "name"]);
 
 /**
  * Reports, as `<base>.<name>`, each setting its factory kept as unknown (unknown-settings.ts) and each own key of
- * `item` that is not in `known` (an object made by hand, or a plain settings object: a hub's, a failure policy).
+ * `item` that is not in `known` (an object made by hand, or a plain settings object: a hub's, a failure policy),
+ * with the setting of `settings` (default `known`) it most likely meant.
  */
 function checkKnown(
   item: object,
@@ -89,10 +91,14 @@ function checkKnown(
   base: string,
   what: string,
   add: (code: ErrorCode, setting: string, message: string) => void,
+  settings: ReadonlySet<string> = known,
 ): void {
   const unknown = new Set(unknownSettingsOf(item));
   for (const name of Object.keys(item)) if (!known.has(name)) unknown.add(name);
-  for (const name of unknown) add(ErrorCode.ConfigInvalid, base === "" ? name : `${base}.${name}`, `is not ${what}`);
+  for (const name of unknown) {
+    const setting = base === "" ? name : `${base}.${name}`;
+    add(ErrorCode.ConfigInvalid, setting, `is not ${what}${didYouMean(name, settings)}`);
+  }
 }
 
 /** Collects every problem of a hub definition, so a user fixes them in one go rather than one per attempt. */
@@ -127,7 +133,7 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
   for (const system of systems.values()) checkSystem(system, add);
   for (const entity of entities.values()) checkEntity(entity, add);
   for (const item of lookups.values()) {
-    checkKnown(item, lookupSettingNames, `lookups.${item.name}`, "a lookup setting", add);
+    checkKnown(item, lookupSettingNames, `lookups.${item.name}`, "a lookup setting", add, lookupSpecNames);
     const setting = `lookups.${item.name}.system`;
     checkSystemReference(item.system, setting, systems, add);
     checkPositive(item.ttlMs, `lookups.${item.name}.ttlMs`, add);
@@ -237,7 +243,7 @@ const keyTypes = new Set(["string", "integer", "number"]);
 
 function checkEntity(entity: Entity, add: (code: ErrorCode, setting: string, message: string) => void) {
   const base = `entities.${entity.name}`;
-  checkKnown(entity, entitySettingNames, base, "an entity setting", add);
+  checkKnown(entity, entitySettingNames, base, "an entity setting", add, entitySpecNames);
   for (const [field, note] of Object.entries(entity.fields)) {
     if (note !== null && typeof note === "object")
       checkKnown(note, fieldNoteNames, `${base}.fields.${field}`, "a field note (owner, pii, description)", add);
@@ -385,7 +391,7 @@ function checkFlow(
   add: (code: ErrorCode, setting: string, message: string) => void,
 ) {
   const base = `flows.${item.name}`;
-  checkKnown(item, flowSettingNames, base, "a flow setting", add);
+  checkKnown(item, flowSettingNames, base, "a flow setting", add, flowSpecNames);
   checkBinding(item.from, "source", `${base}.from`, undefined, systems, entities, seen, add);
   if (item.to.length === 0) add(ErrorCode.ConfigInvalid, `${base}.to`, "needs at least one target binding");
   const targetNames = new Set<string>();

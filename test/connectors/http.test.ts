@@ -762,6 +762,14 @@ describe("http connector: client, health, settings", () => {
       issues({ path: "/i", idempotencyHeader: true }, "target").some((issue) => issue.startsWith("idempotencyHeader:")),
     );
     assert.deepEqual(issues({ table: "x" }, "source").sort(), ["path: is required", "table: is not a known setting"]);
+    // a misspelled setting is given the one it most likely meant, at its own depth
+    assert.deepEqual(issues({ pth: "/i" }, "source").sort(), [
+      "path: is required",
+      "pth: is not a known setting (did you mean 'path'?)",
+    ]);
+    assert.deepEqual(issues({ path: "/i", pagination: { style: "page", pageParm: "p" } }, "source"), [
+      "pagination.pageParm: is not a known setting (did you mean 'pageParam'?)",
+    ]);
   });
 });
 

@@ -97,6 +97,12 @@ describe("hub configuration", () => {
       { code: ErrorCode.ConfigInvalid, setting: "flows.f.to[2].tabel" },
       { code: ErrorCode.ConfigInvalid, setting: "flows.f.to[2].table" },
     ]);
+    const typoIssue = checkHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [flow("f", { from: source, to: [typo] })],
+    }).find((issue) => issue.setting === "flows.f.to[0].tabel");
+    assert.equal(typoIssue?.message, "is not a known setting (did you mean 'table'?)");
   });
 
   it("checks limits, failure policy and lookups", () => {
@@ -146,6 +152,19 @@ describe("hub configuration", () => {
       { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.fields.email.PII" },
       { code: ErrorCode.ConfigInvalid, setting: "lookups.rate.ttl" },
     ]);
+    const messages = checkHub({
+      systems: [crm, erp],
+      entities: [Customer, Typo],
+      lookups: [cached],
+      flows: [flow("customers", { from: source, to: target })],
+    }).map((issue) => `${issue.setting}: ${issue.message}`);
+    assert.ok(messages.includes("lookups.rate.ttl: is not a lookup setting (did you mean 'ttlMs'?)"), String(messages));
+    assert.ok(
+      messages.includes("entities.Typo.descripton: is not an entity setting (did you mean 'description'?)"),
+      String(messages),
+    );
+    // `name` is the factory's own argument, not a setting to suggest
+    assert.ok(messages.includes("entities.Typo.name: is not an entity setting"), String(messages));
     // what the factories know is kept as it was, and what they do not know is not among its keys
     assert.equal(cached.ttlMs, undefined);
     assert.equal(Typo.name, "Typo");
