@@ -136,7 +136,7 @@ describe("hub configuration", () => {
       ...({ descripton: "misspelled", name: "Other" } as object),
     });
     const cached = lookup("rate", { system: crm, get: async () => 1, ...({ ttl: 60_000 } as object) });
-    const issues = issuesOf({
+    const found = checkHub({
       name: " ",
       systems: [crm, erp],
       entities: [Customer, Typo],
@@ -144,20 +144,19 @@ describe("hub configuration", () => {
       flows: [flow("customers", { from: source, to: target })],
       ...({ heartbeatMS: 1000 } as object),
     });
-    assert.deepEqual(issues, [
-      { code: ErrorCode.ConfigInvalid, setting: "heartbeatMS" },
-      { code: ErrorCode.ConfigInvalid, setting: "name" },
-      { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.descripton" },
-      { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.name" },
-      { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.fields.email.PII" },
-      { code: ErrorCode.ConfigInvalid, setting: "lookups.rate.ttl" },
-    ]);
-    const messages = checkHub({
-      systems: [crm, erp],
-      entities: [Customer, Typo],
-      lookups: [cached],
-      flows: [flow("customers", { from: source, to: target })],
-    }).map((issue) => `${issue.setting}: ${issue.message}`);
+    assert.deepEqual(
+      found.map(({ code, setting }) => ({ code, setting })),
+      [
+        { code: ErrorCode.ConfigInvalid, setting: "heartbeatMS" },
+        { code: ErrorCode.ConfigInvalid, setting: "name" },
+        { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.descripton" },
+        { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.name" },
+        { code: ErrorCode.ConfigInvalid, setting: "entities.Typo.fields.email.PII" },
+        { code: ErrorCode.ConfigInvalid, setting: "lookups.rate.ttl" },
+      ],
+    );
+    const messages = found.map((issue) => `${issue.setting}: ${issue.message}`);
+    assert.ok(messages.includes("heartbeatMS: is not a hub setting (did you mean 'heartbeatMs'?)"), String(messages));
     assert.ok(messages.includes("lookups.rate.ttl: is not a lookup setting (did you mean 'ttlMs'?)"), String(messages));
     assert.ok(
       messages.includes("entities.Typo.descripton: is not an entity setting (did you mean 'description'?)"),
