@@ -60,6 +60,8 @@ interface RunState {
   control: AbortController;
   active: number;
   lastUsed: number;
+  /** This worker has warned that the run is past its flow's `deadlineMs`. */
+  pastDeadline?: boolean;
 }
 
 export interface WorkerOptions {
@@ -163,6 +165,7 @@ export class DistributedWorker {
     const now = Date.now();
     for (const [id, state] of this.#runs) {
       if (state.active > 0) {
+        this.#watchDeadline(state, now);
         const owned = await this.#store.heartbeat(id, queueOwner, now).catch((error: unknown) => {
           this.#log.warn({ run: id, err: toFrancaError(error).message }, "heartbeat failed");
           return true;
@@ -222,6 +225,17 @@ export class DistributedWorker {
         state.lastUsed = Date.now();
       }
     }
+  }
+
+  /**
+   * Warns, once per worker, when a run it works on is past its flow's `deadlineMs` (counted from the run's start, as
+   * the in-process executor counts it): no one process sees a distributed run whole, so each that works on it says so.
+   */
+  #watchDeadline(state: RunState, now: number): void {
+    const deadlineMs = state.flow.deadlineMs;
+    if (deadlineMs === undefined || state.pastDeadline === true || now - state.run.startedAt <= deadlineMs) return;
+    state.pastDeadline = true;
+    state.ctx.logger.warn({ deadlineMs }, "run is past its deadline");
   }
 
   /** Stops the jobs of a run that ended elsewhere (cancelled, or failed by a job of another worker) that run here. */
