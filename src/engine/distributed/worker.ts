@@ -228,8 +228,9 @@ export class DistributedWorker {
   }
 
   /**
-   * Warns, once per worker, when a run it works on is past its flow's `deadlineMs` (counted from the run's start, as
-   * the in-process executor counts it): no one process sees a distributed run whole, so each that works on it says so.
+   * Warns, once per worker, when a run it works on is past its flow's `deadlineMs`, counted from the run's start (a
+   * continued run's first start; the in-process executor counts from when its process took the run up): no one
+   * process sees a distributed run whole, so each that works on it says so.
    */
   #watchDeadline(state: RunState, now: number): void {
     const deadlineMs = state.flow.deadlineMs;
