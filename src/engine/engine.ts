@@ -20,11 +20,6 @@ import { prepareReplay, type ReplayPlan, type ReplaySelection } from "./replay.t
 import { executeRun, exitCodeOf, type RunOptions, type RunSummary } from "./run.ts";
 import { TransformThreads } from "./threads/pool.ts";
 
-/** The engine's logger: the given one (or none), every line carrying the hub's name. */
-function hubLogger(options: EngineOptions): Logger {
-  return (options.logger ?? silentLogger()).child({ hub: options.hub.name });
-}
-
 export interface EngineOptions {
   hub: Hub;
   /** Directory of the configuration: relative paths (store, SQLite files, CSV files) resolve from here. */
@@ -101,7 +96,7 @@ export class Engine {
     this.store = store;
     this.#ownsStore = ownsStore;
     this.#lookupCache = lookupCache;
-    this.logger = hubLogger(options);
+    this.logger = options.logger ?? silentLogger();
     this.#connections = new ConnectionPool({ baseDir: options.baseDir });
     const threads = options.threads;
     this.#threads =
@@ -120,7 +115,9 @@ export class Engine {
     return (await this.#threads?.ready()) ?? false;
   }
 
-  static async open(options: EngineOptions): Promise<Engine> {
+  static async open(given: EngineOptions): Promise<Engine> {
+    // the engine's logger, and its cluster's: every line carries the hub's name
+    const options = { ...given, logger: (given.logger ?? silentLogger()).child({ hub: given.hub.name }) };
     const store = options.store ?? (await openStore(options.hub.store, options.baseDir));
     try {
       let cluster: Cluster | undefined;
@@ -135,7 +132,7 @@ export class Engine {
         }
         // loaded only here: pg-boss and the gates' pool are not for hubs that run in one process
         const { Cluster } = await import("./distributed/cluster.ts");
-        cluster = await Cluster.open(url, store as PostgresStore, hubLogger(options), {
+        cluster = await Cluster.open(url, store as PostgresStore, options.logger, {
           worker: options.workerProcess === true,
         });
       }
