@@ -23,6 +23,7 @@ import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
 import { distHub, distSetupSql, distUrl } from "../support/dist-hub.ts";
 import { distSlowHub, slowPageSize } from "../support/dist-slow-hub.ts";
+import { dropStoreSchemas } from "../support/pg-schema.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const bin = join(root, "bin", "franca.js");
@@ -95,11 +96,8 @@ async function createSetup(
       await Promise.all([...workers].map((worker) => worker.exited));
       await engine.close();
       await api.close();
-      await sql([
-        `DROP SCHEMA IF EXISTS ${schema} CASCADE`,
-        `DROP SCHEMA IF EXISTS ${schema}_queue CASCADE`,
-        `DROP SCHEMA IF EXISTS ${schema}_app CASCADE`,
-      ]);
+      await dropStoreSchemas(schema);
+      await sql([`DROP SCHEMA IF EXISTS ${schema}_app CASCADE`]);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -3,7 +3,6 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import pg from "pg";
 import { defineHub, type Hub, type HubSpec } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import {
@@ -16,8 +15,7 @@ import {
   toClient,
 } from "../support/fixtures.ts";
 import { captureLogs } from "../support/logs.ts";
-
-const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
+import { dropStoreSchemas, pgUrl } from "../support/pg-schema.ts";
 
 /**
  * The lines a run of `customersHub`'s flow (with `overrides`) logs, on a hub defined again with `extra` (a name, a
@@ -71,10 +69,7 @@ async function withPgStore(work: (store: string) => Promise<void>): Promise<void
   try {
     await work(`${pgUrl}?schema=${schema}`);
   } finally {
-    const db = new pg.Client({ connectionString: pgUrl });
-    await db.connect();
-    for (const suffix of ["", "_queue", "_app"]) await db.query(`DROP SCHEMA IF EXISTS ${schema}${suffix} CASCADE`);
-    await db.end();
+    await dropStoreSchemas(schema);
   }
 }
 

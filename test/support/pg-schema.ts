@@ -8,6 +8,7 @@ import { after, before } from "node:test";
 import pg from "pg";
 import { type PostgresClient, postgres, postgresDriver } from "../../src/connectors/postgres/index.ts";
 import type { Connection } from "../../src/connectors/types.ts";
+import { queueSchemaOf } from "../../src/engine/distributed/queue.ts";
 
 export const pgUrl = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -79,6 +80,17 @@ export function pgTestSchema(prefix: string): PgTestSchema {
 }
 
 export { until } from "./poll.ts";
+
+/** Drops a PostgreSQL store's schema and its job queue's (a distributed run's), from a connection of its own. */
+export async function dropStoreSchemas(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: pgUrl });
+  await client.connect();
+  try {
+    for (const name of [schema, queueSchemaOf(schema)]) await client.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
 
 /** How many COPY staging tables (temporary, `franca_copy_*`) the client's session holds. */
 export async function stagingTables(client: PostgresClient): Promise<number | undefined> {

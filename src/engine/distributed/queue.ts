@@ -64,7 +64,7 @@ export interface QueueSettings {
  */
 export async function queuedChunkJobs(boss: PgBoss, storeSchema: string, runId: number): Promise<number> {
   const { rows } = await boss.getDb().executeSql(
-    `SELECT count(*)::int AS n FROM "${storeSchema}_queue".job
+    `SELECT count(*)::int AS n FROM "${queueSchemaOf(storeSchema)}".job
         WHERE name = ANY($1::text[]) AND state < 'active' AND NOT blocked AND data->>'run' = $2`,
     [[queues.transform, queues.load], String(runId)],
   );
@@ -78,17 +78,22 @@ export async function queuedChunkJobs(boss: PgBoss, storeSchema: string, runId: 
  */
 export async function liveJobs(boss: PgBoss, storeSchema: string, runId: number): Promise<Set<string>> {
   const { rows } = await boss.getDb().executeSql(
-    `SELECT name, singleton_key AS key FROM "${storeSchema}_queue".job
+    `SELECT name, singleton_key AS key FROM "${queueSchemaOf(storeSchema)}".job
         WHERE name = ANY($1::text[]) AND state < 'completed' AND data->>'run' = $2`,
     [[queues.extract, queues.transform, queues.load, queues.finish], String(runId)],
   );
   return new Set((rows as { name: string; key: string | null }[]).map((row) => `${row.name}:${row.key ?? ""}`));
 }
 
+/** The schema of a store's job queue: `<store schema>_queue`, beside the store's in the same database. */
+export function queueSchemaOf(storeSchema: string): string {
+  return `${storeSchema}_queue`;
+}
+
 export async function startQueue(url: string, storeSchema: string, settings: QueueSettings = {}): Promise<PgBoss> {
   const boss = new PgBoss({
     connectionString: url,
-    schema: `${storeSchema}_queue`,
+    schema: queueSchemaOf(storeSchema),
     application_name: "franca-queue",
     // jobs are completed in the store's transactions: the queue's own pool only fetches, beats and monitors
     max: 4,
