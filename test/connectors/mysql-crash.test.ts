@@ -6,19 +6,20 @@
  * `writes`, each row a committed statement inserted or updated.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import mysql2 from "mysql2/promise";
+import type mysql2 from "mysql2/promise";
 import pg from "pg";
 import { tempDir } from "../support/fixtures.ts";
+import { mysqlTestDatabase } from "../support/mysql-db.ts";
 import { pgCrashHub, pgCrashSourceSql, pgCrashUrl } from "../support/pg-crash-hub.ts";
 import { assertContinuedLedger, ledgerOf, progressOf, startCrashChild, storeFileOf } from "../support/pg-crash-runs.ts";
 import { until } from "../support/poll.ts";
 
-const suffix = randomBytes(5).toString("hex");
-const schema = `franca_mariacrash_${suffix}`;
-const database = `franca_mariacrash_${suffix}`;
+// the target's database, made before the file's tests and dropped after them
+const target = mysqlTestDatabase("franca_mariacrash");
+const { database } = target;
+const schema = `franca_mariacrash_${target.suffix}`;
 const rows = 4000; // 17 chunks: 50, 100, 200, then 250 each
 
 let pgDb: pg.Client;
@@ -120,9 +121,24 @@ before(async () => {
   pgDb = new pg.Client({ connectionString: pgCrashUrl });
   await pgDb.connect();
   for (const sql of pgCrashSourceSql(schema, rows)) await pgDb.query(sql);
-  maria = await mysql2.createConnection({ uri: "mysql://root@127.0.0.1:3306/test" });
-  await maria.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-  await maria.query(`USE \`${database}\``);
+});
+
+after(async () => {
+  // guarded: a `before` that failed midway leaves its error to be seen, not this hook's
+  if (maria !== undefined) await maria.end();
+  if (pgDb !== undefined) {
+    await pgDb.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await pgDb.end();
+  }
+});
+
+/**
+ * The target table `dst` in the file's database, its triggers, and their audit `writes`; `maria` the test's own
+ * connection to that database. Made in the test: the database is made by mysqlTestDatabase's hook, which the
+ * file's own hooks do not wait for.
+ */
+async function createTarget(): Promise<void> {
+  maria = await target.rawConnection();
   await maria.query(`CREATE TABLE dst (id BIGINT PRIMARY KEY, name TEXT NOT NULL, amount DECIMAL(14,4),
                        updated_at DATETIME(6) NOT NULL, doc JSON, tags JSON) ENGINE=InnoDB`);
   await maria.query("CREATE TABLE writes (id BIGINT NOT NULL) ENGINE=InnoDB");
@@ -130,23 +146,12 @@ before(async () => {
     await maria.query(`CREATE TRIGGER audit_${event.toLowerCase()} AFTER ${event} ON dst FOR EACH ROW
                          BEGIN DO SLEEP(0.001); INSERT INTO writes VALUES (NEW.id); END`);
   }
-});
-
-after(async () => {
-  // guarded: a `before` that failed midway leaves its error to be seen, not this hook's
-  if (maria !== undefined) {
-    await maria.query(`DROP DATABASE IF EXISTS \`${database}\``);
-    await maria.end();
-  }
-  if (pgDb !== undefined) {
-    await pgDb.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await pgDb.end();
-  }
-});
+}
 
 describe("mysql crash recovery", () => {
   it("a PG → MariaDB run killed with SIGKILL in the middle of its writes ends, once continued, with every row once and identical", async () => {
     using tmp = tempDir();
+    await createTarget();
     const kills = 4;
     /**
      * How many times each id had been committed anew, at a kill, without its load recorded: each time, the run
