@@ -31,6 +31,7 @@ import { finishRecord, type RunEnvironment } from "../run.ts";
 import { createRunContext } from "../run-context.ts";
 import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
 import { transformChunk } from "../transform.ts";
+import { blockingLoad, digestSet, keyDigests } from "./load-order.ts";
 import { queueOwner } from "./owner.ts";
 import {
   type ExtractJob,
@@ -78,6 +79,10 @@ const attemptOf = (job: Job<unknown>): string => `${job.id}:${(job as { retryCou
 
 /** Chunk jobs of a run that may wait for a worker before its extraction waits too. */
 export const queuedChunksAhead = 4;
+/** How long a load job waits in its slot for an earlier chunk that may share keys (load-order.ts) before it is handed back. */
+const loadOrderWaitMs = 5_000;
+/** When a load job handed back for an earlier chunk is taken again: seconds (pg-boss's `startAfter`). */
+const loadOrderRetrySeconds = 1;
 
 /** The run's figures and status from its ledger, the same way the in-process executor ends a run. */
 export class DistributedWorker {
@@ -346,6 +351,7 @@ export class DistributedWorker {
         await this.#store.withTransaction(async (tx) => {
           await tx.stage(run.id, seq, "extracted", encodeSourceRows(data));
           await tx.saveExtracted(run.id, seq, position, rowCount(data), Date.now());
+          await tx.expectLoads(run.id, seq, run.targets);
           await this.#boss.send(queues.transform, { run: run.id, seq }, {
             db: tx,
             singletonKey: jobKey({ run: run.id, seq }),
@@ -404,6 +410,7 @@ export class DistributedWorker {
     await this.#store.withTransaction(async (tx) => {
       await tx.stage(run.id, seq, "canonical", canonical);
       await tx.saveCanonical(run.id, seq, transformed.count, problems, Date.now());
+      await tx.savePendingKeys(run.id, seq, run.targets, keyDigests(transformed.keys));
       for (const target of run.targets) {
         await this.#boss.send(queues.load, { run: run.id, seq, target }, {
           db: tx,
@@ -428,7 +435,21 @@ export class DistributedWorker {
       () => new FrancaError(ErrorCode.StoreError, `run ${run.id} chunk ${seq} has no canonical records`),
     );
     if (staged === undefined) return;
-    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, CanonicalChunk.staged(staged));
+    const records = CanonicalChunk.staged(staged);
+    if (!(await this.#awaitEarlierLoads(state, seq, target, records.keys))) {
+      // still waiting: handed back to the queue for later, in one transaction, so that the slot goes to other jobs
+      // (the earlier chunk's load among them, when every slot was taken by loads that wait for it)
+      await this.#store.withTransaction(async (tx) => {
+        await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
+        await this.#boss.send(queues.load, job.data, {
+          db: tx,
+          singletonKey: jobKey(job.data),
+          startAfter: loadOrderRetrySeconds,
+        } as never);
+      });
+      return;
+    }
+    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records);
     if (written.systemFailure !== undefined) {
       // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff
       await this.#store.saveLoad(run.id, seq, target, written.result, Date.now());
@@ -436,12 +457,47 @@ export class DistributedWorker {
     }
     await this.#store.withTransaction(async (tx) => {
       await tx.saveLoad(run.id, seq, target, written.result, Date.now());
+      await tx.loadDone(run.id, seq, target);
       await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
     });
     const stop = chargeBudget(ctx, written);
     if (stop !== undefined) throw stop;
     await this.#releaseIfClean(run.id, seq, run.targets);
     await this.#checkFinish(run.id, run.targets);
+  }
+
+  /**
+   * Waits while an earlier chunk of the run that may share a key with this one is still to be loaded into `target`
+   * (load-order.ts): polled, at most `loadOrderWaitMs`. Returns whether the load may go on; false when it waited that
+   * long in vain, and the job is to be handed back. A chunk whose load failed with a system failure stays pending
+   * while its job is retried, so that a later version of its keys waits for it; one whose load job ended (loaded,
+   * records quarantined or failed) does not.
+   */
+  async #awaitEarlierLoads(state: RunState, seq: number, target: string, keys: readonly string[]): Promise<boolean> {
+    const mine = digestSet(keyDigests(keys));
+    if (mine.size === 0) return true;
+    const deadline = Date.now() + loadOrderWaitMs;
+    for (let pause = 10, said = false; ; pause = Math.min(100, pause * 2)) {
+      const blocking = blockingLoad(mine, await this.#store.pendingLoadsBefore(state.run.id, target, seq));
+      if (blocking === undefined) return true;
+      const fields = { seq, target, after: blocking.seq };
+      if (Date.now() >= deadline) {
+        state.ctx.logger.info(fields, "load handed back: an earlier chunk that may share keys is not loaded yet");
+        return false;
+      }
+      if (!said) {
+        said = true;
+        state.ctx.logger.debug(
+          { ...fields, transformed: blocking.digests !== null },
+          "load waits for an earlier chunk that may share keys",
+        );
+      }
+      const { signal } = state.ctx;
+      // stopped (the run ended, the worker hands its jobs back): the run's reason, as every other wait of a job
+      await sleep(pause, undefined, { signal }).catch((error: unknown) => {
+        throw signal.aborted ? signal.reason : error;
+      });
+    }
   }
 
   /**

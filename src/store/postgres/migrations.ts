@@ -134,6 +134,22 @@ export const migrations: readonly PostgresMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "pending loads, for the order of a key's loads across workers",
+    sql: (s) => `
+      -- a chunk's loads not done yet, one row per target, from its extraction to the end of its load job, with a digest
+      -- of the chunk's keys (null until the chunk is transformed): a load job waits while an earlier chunk of its run
+      -- that may share a key with it is still to be loaded into the same target
+      CREATE TABLE ${s}.pending_loads (
+        run_id BIGINT NOT NULL,
+        target TEXT COLLATE "C" NOT NULL,
+        seq INTEGER NOT NULL,
+        key_digests BYTEA,
+        PRIMARY KEY (run_id, target, seq)
+      );
+    `,
+  },
 ];
 
 /** The newest schema version this code knows. */

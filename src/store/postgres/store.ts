@@ -414,7 +414,16 @@ export class PostgresStore implements Store {
           JSON.stringify(run.stats ?? {}),
         ],
       );
-      return runFromRow(rows[0] as RunRow);
+      const started = runFromRow(rows[0] as RunRow);
+      if (run.kind === "flow") {
+        // the flow's earlier runs are superseded now (claimRun refuses them): their loads left pending never run
+        await sql(
+          `DELETE FROM ${this.#s}.pending_loads p USING ${this.#s}.runs r
+            WHERE p.run_id = r.id AND r.flow = $1 AND r.kind = 'flow' AND r.id < $2`,
+          [run.flow, started.id],
+        );
+      }
+      return started;
     });
   }
 
@@ -787,6 +796,55 @@ export class PostgresStore implements Store {
       [runId, seq, targets],
     );
     return row?.clean === true;
+  }
+
+  // --- the order of a key's loads across workers (the distributed executor: engine/distributed/load-order.ts)
+
+  /** A chunk just extracted will be loaded into each of `targets`: its loads are pending, its keys not known yet. */
+  async expectLoads(runId: number, seq: number, targets: readonly string[]): Promise<void> {
+    await this.#sql(
+      `INSERT INTO ${this.#s}.pending_loads (run_id, target, seq)
+       SELECT $1, target, $2 FROM unnest($3::text[]) AS t(target) ON CONFLICT DO NOTHING`,
+      [runId, seq, targets],
+    );
+  }
+
+  /**
+   * A chunk transformed: the digest of its keys, for its pending loads into `targets` (pending again when it was
+   * transformed anew, its earlier loads void).
+   */
+  async savePendingKeys(runId: number, seq: number, targets: readonly string[], digests: Uint8Array): Promise<void> {
+    await this.#sql(
+      `INSERT INTO ${this.#s}.pending_loads (run_id, target, seq, key_digests)
+       SELECT $1, target, $2, $4 FROM unnest($3::text[]) AS t(target)
+       ON CONFLICT (run_id, target, seq) DO UPDATE SET key_digests = excluded.key_digests`,
+      [runId, seq, targets, Buffer.from(digests.buffer, digests.byteOffset, digests.byteLength)],
+    );
+  }
+
+  /**
+   * The run's chunks before `seq` whose load into `target` is pending, in order, with the digest of their keys (null:
+   * not transformed yet). Only pending loads have a row, so this reads the few in flight, not the run's every chunk.
+   */
+  async pendingLoadsBefore(
+    runId: number,
+    target: string,
+    seq: number,
+  ): Promise<{ seq: number; digests: Uint8Array | null }[]> {
+    const rows = await this.#rows<{ seq: number; key_digests: Buffer | null }>(
+      `SELECT seq, key_digests FROM ${this.#s}.pending_loads WHERE run_id = $1 AND target = $2 AND seq < $3 ORDER BY seq`,
+      [runId, target, seq],
+    );
+    return rows.map((row) => ({ seq: row.seq, digests: row.key_digests }));
+  }
+
+  /** A chunk's load job into `target` is done with it for good (loaded, or its problems recorded). */
+  async loadDone(runId: number, seq: number, target: string): Promise<void> {
+    await this.#sql(`DELETE FROM ${this.#s}.pending_loads WHERE run_id = $1 AND target = $2 AND seq = $3`, [
+      runId,
+      target,
+      seq,
+    ]);
   }
 
   /**
