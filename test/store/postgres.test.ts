@@ -194,6 +194,41 @@ describe("PostgreSQL store", () => {
     assert.equal(await clean(3), false, "no such chunk");
   });
 
+  it("keeps a chunk's loads pending per target from its extraction to its load, with its keys' digest once transformed", async () => {
+    await using store = await openNew();
+    const run = await store.startRun({ ...newRun("f"), targets: ["t1", "t2"] });
+    for (const seq of [0, 1, 2]) await store.expectLoads(run.id, seq, ["t1", "t2"]);
+    await store.savePendingKeys(run.id, 0, ["t1", "t2"], Uint8Array.of(1, 2, 3, 4));
+    const before = async (target: string, seq: number) =>
+      (await store.pendingLoadsBefore(run.id, target, seq)).map((load) => [
+        load.seq,
+        load.digests === null ? null : [...load.digests],
+      ]);
+    assert.deepEqual(await before("t1", 2), [
+      [0, [1, 2, 3, 4]],
+      [1, null],
+    ]);
+    assert.deepEqual(await before("t1", 0), []);
+    await store.loadDone(run.id, 0, "t1");
+    assert.deepEqual(await before("t1", 2), [[1, null]], "chunk 0 is loaded into t1");
+    assert.deepEqual(await before("t2", 2), [
+      [0, [1, 2, 3, 4]],
+      [1, null],
+    ]);
+    // extracted again (a chunk redone): its digest stays; transformed again: pending again, with the new digest
+    await store.expectLoads(run.id, 0, ["t1", "t2"]);
+    assert.deepEqual(await before("t2", 1), [[0, [1, 2, 3, 4]]]);
+    await store.savePendingKeys(run.id, 0, ["t1", "t2"], Uint8Array.of(9, 9, 9, 9));
+    assert.deepEqual(await before("t1", 1), [[0, [9, 9, 9, 9]]]);
+    // a replay of the flow leaves them; a new run of the flow supersedes the run, and its pending loads go
+    await store.finishRun(run.id, "host:1:a", { status: "failed" }, 2);
+    const replay = await store.startRun({ ...newRun("f"), kind: "replay", parentId: run.id });
+    assert.equal((await store.pendingLoadsBefore(run.id, "t2", 3)).length, 3);
+    await store.finishRun(replay.id, "host:1:a", { status: "succeeded" }, 3);
+    await store.startRun(newRun("f"));
+    assert.deepEqual(await store.pendingLoadsBefore(run.id, "t2", 3), []);
+  });
+
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {
     await using store = await openNew();
     await store.executeSql(`CREATE TABLE "${store.schema}".jobs (name TEXT NOT NULL)`);
