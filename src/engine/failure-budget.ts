@@ -1,7 +1,23 @@
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { FailurePolicy } from "../core/flow.ts";
+import type { RunCounts } from "../store/types.ts";
 
 const defaultMinRecordsForRatio = 100;
+
+/** Whether the policy sets a limit at all: without one, no count ever stops a run. */
+export function hasLimit(policy: FailurePolicy): boolean {
+  return policy.maxFailed !== undefined || policy.maxFailedRatio !== undefined;
+}
+
+/**
+ * What a run has spent of its budget, from its ledger's counts: records that went through the transform (the ratio's
+ * denominator), and problems, before load and in every target.
+ */
+export function spentOf(counts: RunCounts): { processed: number; problems: number } {
+  let problems = counts.quarantined + counts.failed;
+  for (const target of Object.values(counts.targets)) problems += target.quarantined + target.failed;
+  return { processed: counts.canonical + counts.quarantined + counts.failed, problems };
+}
 
 /**
  * Counts records that could not go on (quarantined or failed) against the flow's failure policy, record by

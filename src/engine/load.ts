@@ -332,7 +332,7 @@ export interface WrittenChunk {
 }
 
 /** Counts a written chunk's problems against the run's failure budget: the error to stop the run with, if crossed. */
-export function chargeBudget(ctx: RunContext, written: WrittenChunk): FrancaError | undefined {
+function chargeBudget(ctx: RunContext, written: WrittenChunk): FrancaError | undefined {
   if (written.systemFailure !== undefined) return written.systemFailure;
   for (let i = 0; i < written.result.problems.length; i++) {
     const stop = ctx.budget.problem(false);

@@ -6,7 +6,7 @@ import type { Flow } from "../core/flow.ts";
 import type { Lookup } from "../core/lookup.ts";
 import type { RunCounts, RunRecord } from "../store/types.ts";
 import type { Endpoint, RunContext, RunProgress } from "./context.ts";
-import { FailureBudget } from "./failure-budget.ts";
+import { FailureBudget, spentOf } from "./failure-budget.ts";
 import { LookupRuntime, undeclaredLookup } from "./lookups.ts";
 import type { RunEnvironment } from "./run.ts";
 
@@ -70,8 +70,6 @@ export function createRunContext(
     ),
     paused: {},
   };
-  let problemsSoFar = already.quarantined + already.failed;
-  for (const counts of Object.values(already.targets)) problemsSoFar += counts.quarantined + counts.failed;
 
   const lookups = new LookupRuntime({
     policyOf: env.policyOf,
@@ -97,7 +95,7 @@ export function createRunContext(
     source,
     targets,
     lookups,
-    budget: new FailureBudget(flow.failure, { processed: progress.transformed, problems: problemsSoFar }),
+    budget: new FailureBudget(flow.failure, spentOf(already)),
     progress,
     warnings: new Set(),
     mapContext(binding) {

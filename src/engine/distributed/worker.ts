@@ -23,7 +23,8 @@ import type { Endpoint, RunContext } from "../context.ts";
 import { advancedCursor, chunkDone } from "../cursor.ts";
 import type { DriftState } from "../extract.ts";
 import { extract } from "../extract.ts";
-import { chargeBudget, writeChunk } from "../load.ts";
+import { FailureBudget, hasLimit, spentOf } from "../failure-budget.ts";
+import { writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
 import { AttemptsError } from "../policy.ts";
 import { releaseQuietly, stagedUnlessDone } from "../release-staged.ts";
@@ -391,7 +392,7 @@ export class DistributedWorker {
   async #transform(job: Job<TransformJob>): Promise<void> {
     const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
-    const { run, ctx } = state;
+    const { run } = state;
     const { seq } = job.data;
     const chunk = await this.#store.chunkState(run.id, seq);
     if (chunk === undefined || chunk.transformed) return; // done by an earlier attempt (its loads were sent with it)
@@ -406,7 +407,7 @@ export class DistributedWorker {
       chunk: transformed,
       staged: canonical,
       problems,
-    } = await transformChunk(ctx, seq, decodeSourceRows(staged));
+    } = await transformChunk(await this.#withLedgerBudget(state), seq, decodeSourceRows(staged));
     await this.#store.withTransaction(async (tx) => {
       await tx.stage(run.id, seq, "canonical", canonical);
       await tx.saveCanonical(run.id, seq, transformed.count, problems, Date.now());
@@ -460,10 +461,23 @@ export class DistributedWorker {
       await tx.loadDone(run.id, seq, target);
       await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
     });
-    const stop = chargeBudget(ctx, written);
+    // the ledger's counts now hold this load's problems, and those of every job committed before it, on any worker
+    const stop = (await this.#withLedgerBudget(state)).budget.check();
     if (stop !== undefined) throw stop;
     await this.#releaseIfClean(run.id, seq, run.targets);
     await this.#checkFinish(run.id, run.targets);
+  }
+
+  /**
+   * The run's context for one job, with a failure budget counted from the ledger now (the problems of every worker's
+   * jobs committed so far) when the flow's failure policy sets a limit: counted by each worker from its own jobs, a run
+   * on several workers went past its limit by up to as many times. Jobs committing at the same moment still do not see
+   * each other's problems. Without a limit, the worker's context as it is.
+   */
+  async #withLedgerBudget(state: RunState): Promise<RunState["ctx"]> {
+    const { flow, ctx } = state;
+    if (!hasLimit(flow.failure)) return ctx;
+    return { ...ctx, budget: new FailureBudget(flow.failure, spentOf(await this.#store.counts(state.run.id))) };
   }
 
   /**
