@@ -335,7 +335,7 @@ export class Engine {
     });
     let plan: ReplayPlan;
     try {
-      plan = await prepareReplay(this.store, flow, parent, replay, options);
+      plan = await prepareReplay(this.store, flow, parent, replay, options, this.#cluster !== undefined);
     } catch (error) {
       const failure = error instanceof FrancaError ? error : new FrancaError(ErrorCode.Internal, String(error));
       await this.store.finishRun(

@@ -5,6 +5,7 @@ import type { Flow } from "../core/flow.ts";
 import { keyOf } from "../core/key.ts";
 import type { RecordOutcome, RecordStatus } from "../core/record.ts";
 import type { RunRecord, Store } from "../store/types.ts";
+import { keyDigests } from "./distributed/load-order.ts";
 import { decodeSourceRows, encodeSourceRows, rowsOf } from "./source-rows.ts";
 import { type CanonicalRecord, decodeCanonical, encodeCanonical } from "./staging.ts";
 
@@ -64,6 +65,8 @@ async function staged(store: Store, runId: number, seq: number, stage: "extracte
  *   transformed again (with today's mapping: the point of a replay after a fix) and loaded to every target.
  * - Records refused by some targets: their canonical records are staged as transformed chunks, loaded again only to
  *   those targets (the others are marked done for the chunk): no new extraction, no new lookup.
+ * `orderLoads`: the replay runs on the distributed executor, whose workers keep a key's loads in chunk order through
+ * the store's pending loads (distributed/load-order.ts): each chunk's loads are made pending as it is staged.
  */
 export async function prepareReplay(
   store: Store,
@@ -71,6 +74,7 @@ export async function prepareReplay(
   parent: RunRecord,
   replay: RunRecord,
   selection: ReplaySelection,
+  orderLoads = false,
 ): Promise<ReplayPlan> {
   const outcomes = await selectedOutcomes(store, parent, selection);
   const targets = replay.targets;
@@ -101,6 +105,7 @@ export async function prepareReplay(
     if (rows.length === 0) return;
     await store.stage(replay.id, seq, "extracted", encodeSourceRows({ rows }));
     await store.saveExtracted(replay.id, seq, undefined, rows.length, now);
+    if (orderLoads) await store.expectLoads?.(replay.id, seq, targets);
     plan.retransform += rows.length;
     seq++;
     rows = [];
@@ -140,6 +145,13 @@ export async function prepareReplay(
       await store.stage(replay.id, seq, "canonical", encodeCanonical(group));
       await store.saveExtracted(replay.id, seq, undefined, group.length, now);
       await store.saveCanonical(replay.id, seq, group.length, [], now);
+      if (orderLoads)
+        await store.savePendingKeys?.(
+          replay.id,
+          seq,
+          targets.filter((target) => loadTo.has(target)),
+          keyDigests(group.map((record) => record.key)),
+        );
       for (const target of targets) {
         if (loadTo.has(target)) plan.reload[target] = (plan.reload[target] ?? 0) + group.length;
         else

@@ -3,6 +3,7 @@ import type { RecordOutcome } from "../core/record.ts";
 import { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
 import type { RunContext } from "./context.ts";
+import type { FailureBudget } from "./failure-budget.ts";
 import { type ChunkProblem, mapChunk } from "./map-chunk.ts";
 import { rowCount, rowsOf, type SourceRows } from "./source-rows.ts";
 import { encodeCanonical } from "./staging.ts";
@@ -40,8 +41,9 @@ async function chargeProblems(
   seq: number,
   count: number,
   problems: readonly ChunkProblem[],
+  ledgerBudget?: () => Promise<FailureBudget>,
 ): Promise<RecordOutcome[]> {
-  const { budget } = ctx;
+  const budget = problems.length > 0 && ledgerBudget !== undefined ? await ledgerBudget() : ctx.budget;
   const outcomes: RecordOutcome[] = [];
   let next = 0; // the first row not yet counted
   for (const { index, outcome } of problems) {
@@ -76,13 +78,20 @@ async function chargeProblems(
 
 /**
  * Maps a chunk's rows to canonical records on this thread (see map-chunk.ts) and charges its problems to the run's
- * failure budget, so a run stops at the very record that crosses it.
+ * failure budget, so a run stops at the very record that crosses it. `ledgerBudget`: when the chunk has problems,
+ * they are charged to the budget it gives instead of the context's (the distributed executor's, counted from the
+ * ledger: every worker's problems).
  */
-export async function transformChunk(ctx: RunContext, seq: number, data: SourceRows): Promise<TransformResult> {
+export async function transformChunk(
+  ctx: RunContext,
+  seq: number,
+  data: SourceRows,
+  ledgerBudget?: () => Promise<FailureBudget>,
+): Promise<TransformResult> {
   const { binding } = ctx.source;
   const rows = rowsOf(data, binding.system.driver as Driver, binding.system.name);
   const mapped = await forChunk(seq, () => mapChunk(binding, ctx.compiled, ctx.mapContext(binding.name), seq, rows));
-  const problems = await chargeProblems(ctx, seq, rows.length, mapped.problems);
+  const problems = await chargeProblems(ctx, seq, rows.length, mapped.problems, ledgerBudget);
   const staged = encodeCanonical(mapped.records);
   for (const record of mapped.records) record.json = undefined;
   return { chunk: CanonicalChunk.of(mapped.records), staged, problems };

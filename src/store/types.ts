@@ -201,6 +201,14 @@ export interface Store {
    * its segment file is released), so that a long run's staging does not grow with the run.
    */
   releaseStaged(runId: number, seq: number): Promise<void>;
+  /**
+   * A store whose runs several workers load (PostgreSQL) keeps a key's loads in chunk order across them: a chunk's
+   * loads into `targets` are pending from its extraction (`expectLoads`), with a digest of its keys once it is
+   * transformed (`savePendingKeys`; engine/distributed/load-order.ts). A store of one process has neither: its
+   * executor keeps the order in memory (engine/key-locks.ts).
+   */
+  expectLoads?(runId: number, seq: number, targets: readonly string[]): Promise<void>;
+  savePendingKeys?(runId: number, seq: number, targets: readonly string[], digests: Uint8Array): Promise<void>;
   chunkStates(runId: number): Promise<ChunkState[]>;
 
   getCursor(flow: string): Promise<unknown | undefined>;

@@ -229,6 +229,73 @@ describe("PostgreSQL store", () => {
     assert.deepEqual(await store.pendingLoadsBefore(run.id, "t2", 3), []);
   });
 
+  it("counts a run's spent failure budget and its completion with the loads still pending left open", async () => {
+    await using store = await openNew();
+    const run = await store.startRun(newRun("f"));
+    const failed = (key: string, target: string | null): RecordOutcome => ({
+      key,
+      target,
+      status: "failed",
+      chunk: 0,
+      attempts: 3,
+      message: `${key} timed out`,
+    });
+    for (const seq of [0, 1]) {
+      await store.saveExtracted(run.id, seq, [seq], 10, 1);
+      await store.expectLoads(run.id, seq, ["t1"]);
+    }
+    await store.markExtractDone(run.id);
+    await store.saveCanonical(run.id, 0, 9, [{ ...failed("a", null), status: "quarantined" }], 2);
+    await store.saveCanonical(run.id, 1, 10, [], 2);
+    assert.deepEqual(await store.budgetSpent(run.id), { processed: 20, problems: 1 });
+    // chunk 0's load failed on its system: its records are in the ledger while pg-boss retries the job
+    const load = (keys: string[], problems: RecordOutcome[] = []) => ({
+      loaded: keys,
+      hashes: keys.map(() => "h"),
+      unchanged: [],
+      problems,
+      attempts: 1,
+    });
+    await store.saveLoad(run.id, 0, "t1", load([], [failed("b", "t1"), failed("c", "t1")]), 3);
+    assert.deepEqual(await store.budgetSpent(run.id), { processed: 20, problems: 1 }, "a load to retry is not spent");
+    await store.saveLoad(run.id, 1, "t1", load(["d"]), 3);
+    await store.loadDone(run.id, 1, "t1");
+    assert.equal(await store.runComplete(run.id, ["t1"]), false, "chunk 0's load is still pending");
+    // the retry ends with one record failed again: the job is done, the run has nothing more to do
+    await store.saveLoad(run.id, 0, "t1", load(["b"], [failed("c", "t1")]), 4);
+    await store.loadDone(run.id, 0, "t1");
+    assert.deepEqual(await store.budgetSpent(run.id), { processed: 20, problems: 2 });
+    assert.equal(await store.runComplete(run.id, ["t1"]), true);
+  });
+
+  it("takes a pending load whose load is recorded with no failure for done (a worker from before pending loads)", async () => {
+    await using store = await openNew();
+    const run = await store.startRun(newRun("f"));
+    for (const seq of [0, 1]) {
+      await store.saveExtracted(run.id, seq, [seq], 1, 1);
+      await store.expectLoads(run.id, seq, ["t1"]);
+      await store.saveCanonical(run.id, seq, 1, [], 2);
+    }
+    await store.markExtractDone(run.id);
+    // an older worker transformed and loaded chunk 0 without giving it a digest or ending its pending load
+    await store.saveLoad(
+      run.id,
+      0,
+      "t1",
+      { loaded: ["a"], hashes: ["h"], unchanged: [], problems: [], attempts: 1 },
+      3,
+    );
+    assert.deepEqual(await store.pendingLoadsBefore(run.id, "t1", 2), [{ seq: 1, digests: null }]);
+    await store.saveLoad(
+      run.id,
+      1,
+      "t1",
+      { loaded: ["b"], hashes: ["h"], unchanged: [], problems: [], attempts: 1 },
+      3,
+    );
+    assert.equal(await store.runComplete(run.id, ["t1"]), true);
+  });
+
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {
     await using store = await openNew();
     await store.executeSql(`CREATE TABLE "${store.schema}".jobs (name TEXT NOT NULL)`);

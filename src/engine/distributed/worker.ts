@@ -20,10 +20,10 @@ import type { PostgresStore } from "../../store/postgres/store.ts";
 import type { RunRecord } from "../../store/types.ts";
 import { CanonicalChunk } from "../canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../context.ts";
-import { advancedCursor, chunkDone } from "../cursor.ts";
+import { advancedCursor } from "../cursor.ts";
 import type { DriftState } from "../extract.ts";
 import { extract } from "../extract.ts";
-import { FailureBudget, hasLimit, spentOf } from "../failure-budget.ts";
+import { FailureBudget, hasLimit } from "../failure-budget.ts";
 import { writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
 import { AttemptsError } from "../policy.ts";
@@ -407,7 +407,7 @@ export class DistributedWorker {
       chunk: transformed,
       staged: canonical,
       problems,
-    } = await transformChunk(await this.#withLedgerBudget(state), seq, decodeSourceRows(staged));
+    } = await transformChunk(state.ctx, seq, decodeSourceRows(staged), this.#ledgerBudget(state));
     await this.#store.withTransaction(async (tx) => {
       await tx.stage(run.id, seq, "canonical", canonical);
       await tx.saveCanonical(run.id, seq, transformed.count, problems, Date.now());
@@ -428,7 +428,9 @@ export class DistributedWorker {
     const { run, ctx } = state;
     const { seq, target } = job.data;
     const chunk = await this.#store.chunkState(run.id, seq);
-    if (chunk === undefined || !chunk.transformed || chunk.loaded[target] === true) return;
+    // A chunk some of whose records failed in the transform (transiently) is loaded all the same: its other records
+    // go on, as in-process, and a resume transforms it again. Its load job is sent only once its records are staged.
+    if (chunk === undefined || chunk.loaded[target] === true) return;
     // gone when another execution of this job (one pg-boss took for lost) loaded and released it meanwhile
     const staged = await stagedUnlessDone(
       await this.#store.readStaged(run.id, seq, "canonical"),
@@ -461,23 +463,26 @@ export class DistributedWorker {
       await tx.loadDone(run.id, seq, target);
       await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
     });
-    // the ledger's counts now hold this load's problems, and those of every job committed before it, on any worker
-    const stop = (await this.#withLedgerBudget(state)).budget.check();
-    if (stop !== undefined) throw stop;
+    // the ledger now holds this load's problems, and those of every job committed before it, on any worker
+    if (written.result.problems.length > 0) {
+      const stop = (await this.#ledgerBudget(state)?.())?.check();
+      if (stop !== undefined) throw stop;
+    }
     await this.#releaseIfClean(run.id, seq, run.targets);
     await this.#checkFinish(run.id, run.targets);
   }
 
   /**
-   * The run's context for one job, with a failure budget counted from the ledger now (the problems of every worker's
-   * jobs committed so far) when the flow's failure policy sets a limit: counted by each worker from its own jobs, a run
-   * on several workers went past its limit by up to as many times. Jobs committing at the same moment still do not see
-   * each other's problems. Without a limit, the worker's context as it is.
+   * When the flow's failure policy sets a limit: what gives a job that has problems to charge the run's failure budget
+   * as the ledger has it now (`PostgresStore.budgetSpent`: the problems every worker's jobs committed so far). Counted
+   * by each worker from its own jobs, a run on several workers went past its limit by up to as many times. A job does
+   * not see the problems of jobs that commit while it runs. Read only by jobs with problems: the read sums the run's
+   * chunks, and a job without problems cannot cross a limit.
    */
-  async #withLedgerBudget(state: RunState): Promise<RunState["ctx"]> {
-    const { flow, ctx } = state;
-    if (!hasLimit(flow.failure)) return ctx;
-    return { ...ctx, budget: new FailureBudget(flow.failure, spentOf(await this.#store.counts(state.run.id))) };
+  #ledgerBudget(state: RunState): (() => Promise<FailureBudget>) | undefined {
+    const { flow, run } = state;
+    if (!hasLimit(flow.failure)) return undefined;
+    return async () => new FailureBudget(flow.failure, await this.#store.budgetSpent(run.id));
   }
 
   /**
@@ -538,9 +543,10 @@ export class DistributedWorker {
     const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
     const { run, flow, ctx } = state;
+    // not complete yet: a later commit sends it again
+    if (!(await this.#store.runComplete(run.id, run.targets))) return;
     const fresh = (await this.#store.getRun(run.id)) as RunRecord;
     const chunks = await this.#store.chunkStates(run.id);
-    if (!fresh.extractDone || !chunks.every((chunk) => chunkDone(chunk, run.targets))) return; // a later commit sends it again
     const previous = await this.#store.getProfile(fresh.flow);
     const current = (fresh.stats.sourceProfile ?? {}) as Record<string, string>;
     const drift: DriftState = {

@@ -825,14 +825,21 @@ export class PostgresStore implements Store {
   /**
    * The run's chunks before `seq` whose load into `target` is pending, in order, with the digest of their keys (null:
    * not transformed yet). Only pending loads have a row, so this reads the few in flight, not the run's every chunk.
+   * A row whose load is recorded with no failure is not pending, whatever the row says: a worker of a Franca from
+   * before this table (a rolling upgrade) loads without ending the row, or transforms without giving it a digest.
    */
   async pendingLoadsBefore(
     runId: number,
     target: string,
     seq: number,
   ): Promise<{ seq: number; digests: Uint8Array | null }[]> {
+    const s = this.#s;
     const rows = await this.#rows<{ seq: number; key_digests: Buffer | null }>(
-      `SELECT seq, key_digests FROM ${this.#s}.pending_loads WHERE run_id = $1 AND target = $2 AND seq < $3 ORDER BY seq`,
+      `SELECT p.seq, p.key_digests FROM ${s}.pending_loads p
+        WHERE p.run_id = $1 AND p.target = $2 AND p.seq < $3 AND NOT EXISTS (
+          SELECT 1 FROM ${s}.chunk_loads l WHERE l.run_id = p.run_id AND l.target = p.target AND l.seq = p.seq AND l.failed = 0
+        )
+        ORDER BY p.seq`,
       [runId, target, seq],
     );
     return rows.map((row) => ({ seq: row.seq, digests: row.key_digests }));
@@ -862,20 +869,30 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Whether a running run has nothing left to do (extraction done, every chunk transformed and loaded without failure
-   * into every target), in one statement that stops at the first chunk still open.
+   * Whether a running run has nothing left to do, in one statement that stops at the first chunk still open: its
+   * extraction done, every chunk transformed (its canonical records staged) and loaded into every target, and no load
+   * still pending (a load whose system failed is, while pg-boss retries it). Records that failed, in a transform or a
+   * load whose job ended, leave nothing more for this run to do: the run then ends failed, and a resume retries them.
+   * A pending row whose load is recorded with no failure is not pending (`pendingLoadsBefore`).
    */
   async runComplete(runId: number, targets: readonly string[]): Promise<boolean> {
+    const s = this.#s;
     const [row] = await this.#rows<{ complete: boolean }>(
       `SELECT r.status = 'running' AND r.extract_done AND NOT EXISTS (
-         SELECT 1 FROM ${this.#s}.chunks c
+         SELECT 1 FROM ${s}.chunks c
           WHERE c.run_id = r.id
-            AND (c.canonical IS NULL OR c.failed <> 0 OR (
-              SELECT count(*) FROM ${this.#s}.chunk_loads l
-               WHERE l.run_id = c.run_id AND l.seq = c.seq AND l.failed = 0 AND l.target = ANY($2::text[])
+            AND (c.canonical IS NULL OR (
+              SELECT count(*) FROM ${s}.chunk_loads l
+               WHERE l.run_id = c.run_id AND l.seq = c.seq AND l.target = ANY($2::text[])
             ) < cardinality($2::text[]))
+       ) AND NOT EXISTS (
+         SELECT 1 FROM ${s}.pending_loads p
+          WHERE p.run_id = r.id AND p.target = ANY($2::text[]) AND NOT EXISTS (
+            SELECT 1 FROM ${s}.chunk_loads l
+             WHERE l.run_id = p.run_id AND l.target = p.target AND l.seq = p.seq AND l.failed = 0
+          )
        ) AS complete
-       FROM ${this.#s}.runs r WHERE r.id = $1`,
+       FROM ${s}.runs r WHERE r.id = $1`,
       [runId, targets],
     );
     return row?.complete === true;
@@ -999,6 +1016,34 @@ export class PostgresStore implements Store {
       failed: num(totals?.failed) + problemCount(unstaged, "failed"),
       targets,
     };
+  }
+
+  /**
+   * What a run has spent of its failure budget, as the ledger has it, in one statement (the distributed executor's jobs
+   * that have problems read it: every worker records its own here). Processed: the rows of the chunks transformed, and
+   * the problems of a chunk whose transform the budget stopped. Problems: before load, and in every target, leaving
+   * out a load whose system failed and whose job waits for its retry (its loads still pending).
+   */
+  async budgetSpent(runId: number): Promise<{ processed: number; problems: number }> {
+    const s = this.#s;
+    const [row] = await this.#rows<{
+      processed: string | null;
+      transform: string | null;
+      unstaged: string | null;
+      loads: string | null;
+    }>(
+      `SELECT
+         (SELECT sum(records) FROM ${s}.chunks WHERE run_id = $1 AND canonical IS NOT NULL) AS processed,
+         (SELECT sum(quarantined + failed) FROM ${s}.chunks WHERE run_id = $1) AS transform,
+         (SELECT sum(u.n) FROM (${unstagedProblemsSql(`${s}.outcomes`, `${s}.chunks`, "$1")}) AS u) AS unstaged,
+         (SELECT sum(l.quarantined + l.failed) FROM ${s}.chunk_loads l
+           WHERE l.run_id = $1 AND NOT EXISTS (
+             SELECT 1 FROM ${s}.pending_loads p WHERE p.run_id = l.run_id AND p.target = l.target AND p.seq = l.seq
+           )) AS loads`,
+      [runId],
+    );
+    const unstaged = num(row?.unstaged);
+    return { processed: num(row?.processed) + unstaged, problems: num(row?.transform) + unstaged + num(row?.loads) };
   }
 
   async records(runId: number, query: RecordQuery = {}): Promise<RecordOutcome[]> {
