@@ -15,7 +15,7 @@ import { Engine } from "../../src/engine/engine.ts";
 import { Type } from "../../src/index.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { captureLogs } from "../support/logs.ts";
-import { dropStoreSchemas, pgUrl } from "../support/pg-schema.ts";
+import { dropStoreSchemas, pgStatements, pgUrl } from "../support/pg-schema.ts";
 import { until } from "../support/poll.ts";
 
 const Entry = entity("Entry", {
@@ -27,41 +27,25 @@ const Entry = entity("Entry", {
 /** The advisory lock a write of an old version into the target waits for (the target's trigger takes it). */
 const lockKey = 4_242_017;
 
-async function withClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: pgUrl });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
 describe("the distributed executor's loads of a key", { timeout: 120_000 }, () => {
   it("keep chunk order across concurrent load jobs: the later version of a key repeated in a run is written last", async () => {
     const schema = `franca_order_${randomBytes(5).toString("hex")}`;
     const app = `${schema}_app`;
     // 30 rows in chunks of 10: ref K in chunk 0 (row 3, 'old') and in chunk 1 (row 15, 'new'); chunk 2 shares no ref
-    await withClient(async (client) => {
-      await client.query(`CREATE SCHEMA ${app}`);
-      await client.query(`CREATE TABLE ${app}.src (id integer PRIMARY KEY, ref text NOT NULL, name text NOT NULL)`);
-      await client.query(
-        `INSERT INTO ${app}.src SELECT i, CASE WHEN i IN (3, 15) THEN 'K' ELSE 'r' || i END,
-           CASE i WHEN 3 THEN 'old' WHEN 15 THEN 'new' ELSE 'n' || i END FROM generate_series(1, 30) AS i`,
-      );
-      await client.query(`CREATE TABLE ${app}.dst (ref text PRIMARY KEY, name text NOT NULL)`);
+    await pgStatements([
+      `CREATE SCHEMA ${app}`,
+      `CREATE TABLE ${app}.src (id integer PRIMARY KEY, ref text NOT NULL, name text NOT NULL)`,
+      `INSERT INTO ${app}.src SELECT i, CASE WHEN i IN (3, 15) THEN 'K' ELSE 'r' || i END,
+         CASE i WHEN 3 THEN 'old' WHEN 15 THEN 'new' ELSE 'n' || i END FROM generate_series(1, 30) AS i`,
+      `CREATE TABLE ${app}.dst (ref text PRIMARY KEY, name text NOT NULL)`,
       // a write of the old version waits while the test holds the lock: chunk 0's load is held in its statement
-      await client.query(
-        `CREATE FUNCTION ${app}.hold_old() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF NEW.name = 'old' THEN PERFORM pg_advisory_xact_lock_shared(${lockKey}); END IF;
-           RETURN NEW;
-         END $$`,
-      );
-      await client.query(
-        `CREATE TRIGGER hold_old BEFORE INSERT OR UPDATE ON ${app}.dst FOR EACH ROW EXECUTE FUNCTION ${app}.hold_old()`,
-      );
-    });
+      `CREATE FUNCTION ${app}.hold_old() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.name = 'old' THEN PERFORM pg_advisory_xact_lock_shared(${lockKey}); END IF;
+         RETURN NEW;
+       END $$`,
+      `CREATE TRIGGER hold_old BEFORE INSERT OR UPDATE ON ${app}.dst FOR EACH ROW EXECUTE FUNCTION ${app}.hold_old()`,
+    ]);
     const app1 = postgres("app", { url: pgUrl });
     const warehouse = postgres("warehouse", { url: pgUrl });
     const hub = defineHub({
@@ -136,7 +120,7 @@ describe("the distributed executor's loads of a key", { timeout: 120_000 }, () =
     } finally {
       await holder.end();
       await dropStoreSchemas(schema);
-      await withClient((client) => client.query(`DROP SCHEMA IF EXISTS ${app} CASCADE`));
+      await pgStatements([`DROP SCHEMA IF EXISTS ${app} CASCADE`]);
     }
   });
 });

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import pg from "pg";
+import type pg from "pg";
 import type { PgBoss } from "pg-boss";
 import { type RouteBehavior, type SimApi, startSimApi } from "../../sim/api.ts";
 import { seededRandom } from "../../sim/random.ts";
@@ -23,7 +23,7 @@ import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
 import { distHub, distSetupSql, distUrl } from "../support/dist-hub.ts";
 import { distSlowHub, slowPageSize } from "../support/dist-slow-hub.ts";
-import { dropStoreSchemas } from "../support/pg-schema.ts";
+import { dropStoreSchemas, pgStatements } from "../support/pg-schema.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const bin = join(root, "bin", "franca.js");
@@ -48,18 +48,6 @@ interface Worker {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-async function sql(statements: readonly string[]): Promise<pg.QueryResultRow[]> {
-  const client = new pg.Client({ connectionString: distUrl });
-  await client.connect();
-  try {
-    let rows: pg.QueryResultRow[] = [];
-    for (const statement of statements) rows = (await client.query(statement)).rows;
-    return rows;
-  } finally {
-    await client.end();
-  }
-}
-
 /**
  * A fresh store schema, source tables of `rows` rows, the simulated API (batch latency `latencyMs`, and the rest of
  * `batch`); the hub of dist-hub.ts unless another is given (with the configuration file of it the workers load).
@@ -72,7 +60,7 @@ async function createSetup(
   batch: RouteBehavior = {},
 ): Promise<Setup> {
   const schema = `franca_d${Math.random().toString(36).slice(2, 10)}`;
-  await sql([`CREATE SCHEMA ${schema}_app`, ...distSetupSql(schema, rows)]);
+  await pgStatements([`CREATE SCHEMA ${schema}_app`, ...distSetupSql(schema, rows)]);
   const api = await startSimApi({
     seed: 7,
     collections: { items: { key: "id", maxBatch: 50 }, others: { key: "id", maxBatch: 50 } },
@@ -97,7 +85,7 @@ async function createSetup(
       await engine.close();
       await api.close();
       await dropStoreSchemas(schema);
-      await sql([`DROP SCHEMA IF EXISTS ${schema}_app CASCADE`]);
+      await pgStatements([`DROP SCHEMA IF EXISTS ${schema}_app CASCADE`]);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -174,7 +162,7 @@ async function deliverAgain(setup: Setup, boss: PgBoss, queue: string, data: Job
   await waitUntil(
     "the second delivery done",
     async () => {
-      const [job] = await sql([`SELECT state FROM ${setup.schema}_queue.job WHERE id = '${again}'`]);
+      const [job] = await pgStatements([`SELECT state FROM ${setup.schema}_queue.job WHERE id = '${again}'`]);
       return job?.state === "completed";
     },
     20,
@@ -198,7 +186,7 @@ async function waitForEnd(setup: Setup, id: number, limitMs = 120_000): Promise<
     if (run.status !== "running") return run;
     if (Date.now() > deadline) {
       const logs = [...setup.workers].map((worker) => worker.stderr.join("").slice(-6000)).join("\n---\n");
-      const jobs = await sql([
+      const jobs = await pgStatements([
         `SELECT name, state, retry_count, count(*)::int AS n, min(start_after - now())::text AS soonest, max(start_after - now())::text AS latest, min(created_on - now())::text AS created FROM ${setup.schema}_queue.job GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
       ]);
       const counts = await setup.engine.store.counts(id);
@@ -263,7 +251,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     releaseLoads();
     const ended = await waitForEnd(setup, run.id);
     await assertExactlyOnce(setup, ended, "items", rows);
-    const queue = await sql([
+    const queue = await pgStatements([
       `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state NOT IN ('completed')`,
     ]);
     assert.equal(queue[0]?.n, 0, "no job left behind: every chunk-stage completed");
@@ -283,7 +271,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     assert.equal(continued.id, fresh.id, "the flow's latest unfinished run is continued");
     assert.equal(continued.status, "running");
     // its extraction job, queued before the cancel and still waiting, is not queued a second time
-    const extractions = await sql([
+    const extractions = await pgStatements([
       `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE name = 'franca.extract' AND data->>'run' = '${continued.id}'`,
     ]);
     assert.equal(extractions[0]?.n, 1);
@@ -307,7 +295,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     // Once the run's jobs have ended: the cancelled run's other jobs skip at once, so without the stop its extraction
     // would read the whole source (2,000 chunks) at full speed.
     await waitUntil("the run's jobs ended", async () => {
-      const [live] = await sql([
+      const [live] = await pgStatements([
         `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE data->>'run' = '${run.id}' AND state = 'active'`,
       ]);
       return live?.n === 0;
@@ -330,7 +318,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     startWorker(setup, 4);
     const run = await setup.engine.enqueue("items");
     const first = async (): Promise<{ transformed: string | null; loads: number }> => {
-      const [chunk] = await sql([
+      const [chunk] = await pgStatements([
         `SELECT c.transformed_at::text AS transformed,
                 (SELECT count(*)::int FROM ${setup.schema}.chunk_loads l WHERE l.run_id = c.run_id AND l.seq = c.seq) AS loads
            FROM ${setup.schema}.chunks c WHERE c.run_id = ${run.id} AND c.seq = 0`,
@@ -364,7 +352,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const run = await setup.engine.enqueue("slow");
     const firstLoad = async (): Promise<pg.QueryResultRow | undefined> =>
       (
-        await sql([
+        await pgStatements([
           `SELECT loaded, quarantined, attempts, loaded_at::text AS at FROM ${setup.schema}.chunk_loads
             WHERE run_id = ${run.id} AND seq = 0`,
         ])
@@ -401,7 +389,9 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const worker = startWorker(setup, 2);
     const run = await setup.engine.enqueue("slow");
     const jobsOfRun = () =>
-      sql([`SELECT name, state FROM ${setup.schema}_queue.job WHERE data->>'run' = '${run.id}' ORDER BY name, state`]);
+      pgStatements([
+        `SELECT name, state FROM ${setup.schema}_queue.job WHERE data->>'run' = '${run.id}' ORDER BY name, state`,
+      ]);
     await waitUntil("the first chunk loaded, the extraction then the run's only job", async () => {
       const loaded = (await setup.engine.store.counts(run.id)).targets["api-items"]?.loaded ?? 0;
       const live = (await jobsOfRun()).filter((job) => job.state !== "completed");
@@ -485,7 +475,7 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     let samples = 0;
     const watching = (async () => {
       for (;;) {
-        const [row] = await sql([
+        const [row] = await pgStatements([
           `SELECT (SELECT count(*) FROM ${setup.schema}.chunks WHERE run_id = ${run.id})::int
                 - (SELECT count(*) FROM ${setup.schema}.chunk_loads WHERE run_id = ${run.id} AND failed = 0)::int AS ahead,
                   (SELECT count(*) FROM ${setup.schema}.staged WHERE run_id = ${run.id})::int AS staged,
@@ -527,7 +517,9 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     const exit = await first.exited;
     assert.equal(exit.code, 0, first.stderr.join(""));
     assert.ok(setup.api.creates("items").size > createdBefore, "the batches in flight were finished");
-    const active = await sql([`SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state = 'active'`]);
+    const active = await pgStatements([
+      `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state = 'active'`,
+    ]);
     assert.equal(active[0]?.n, 0, "no job is left held by the stopped worker");
     assert.equal((await setup.engine.store.getRun(run.id))?.status, "running", "the run waits for a worker");
     startWorker(setup, 2);
@@ -546,7 +538,9 @@ describe("distributed executor with worker processes", { timeout: 300_000 }, () 
     first.process.kill("SIGTERM");
     const exit = await first.exited;
     assert.equal(exit.code, 1, "a worker that handed work back says so");
-    const active = await sql([`SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state = 'active'`]);
+    const active = await pgStatements([
+      `SELECT count(*)::int AS n FROM ${setup.schema}_queue.job WHERE state = 'active'`,
+    ]);
     assert.equal(active[0]?.n, 0, "the jobs went back to the queue at once");
     setup.api.configure({ batch: { latencyMs: 20 } });
     startWorker(setup, 2);

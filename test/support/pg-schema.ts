@@ -81,15 +81,22 @@ export function pgTestSchema(prefix: string): PgTestSchema {
 
 export { until } from "./poll.ts";
 
-/** Drops a PostgreSQL store's schema and its job queue's (a distributed run's), from a connection of its own. */
-export async function dropStoreSchemas(schema: string): Promise<void> {
+/** Runs statements one after the other on a connection of their own to the test database; the last one's rows. */
+export async function pgStatements(statements: readonly string[]): Promise<pg.QueryResultRow[]> {
   const client = new pg.Client({ connectionString: pgUrl });
   await client.connect();
   try {
-    for (const name of [schema, queueSchemaOf(schema)]) await client.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
+    let rows: pg.QueryResultRow[] = [];
+    for (const statement of statements) rows = (await client.query(statement)).rows;
+    return rows;
   } finally {
     await client.end();
   }
+}
+
+/** Drops a PostgreSQL store's schema and its job queue's (a distributed run's), from a connection of its own. */
+export async function dropStoreSchemas(schema: string): Promise<void> {
+  await pgStatements([schema, queueSchemaOf(schema)].map((name) => `DROP SCHEMA IF EXISTS "${name}" CASCADE`));
 }
 
 /** How many COPY staging tables (temporary, `franca_copy_*`) the client's session holds. */
