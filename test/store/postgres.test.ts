@@ -50,6 +50,15 @@ const newRun = (flow: string, owner = "host:1:a", now = 1_000): NewRun => ({
   now,
 });
 
+/** A chunk's load into a target: `keys` loaded (hash "h"), and `problems`. */
+const load = (keys: string[], problems: RecordOutcome[] = []) => ({
+  loaded: keys,
+  hashes: keys.map(() => "h"),
+  unchanged: [],
+  problems,
+  attempts: 1,
+});
+
 storeContract("PostgreSQL", () => openNew());
 
 describe("PostgreSQL store", () => {
@@ -169,13 +178,6 @@ describe("PostgreSQL store", () => {
       attempts: 1,
       message: `${key} refused`,
     });
-    const load = (keys: string[], problems: RecordOutcome[] = []) => ({
-      loaded: keys,
-      hashes: keys.map(() => "h"),
-      unchanged: [],
-      problems,
-      attempts: 1,
-    });
     for (const seq of [0, 1, 2]) await store.saveExtracted(run.id, seq, [seq], 2, 1);
     const clean = (seq: number) => store.chunkLoadedClean(run.id, seq, ["t1", "t2"]);
     assert.equal(await clean(0), false, "not transformed");
@@ -249,13 +251,6 @@ describe("PostgreSQL store", () => {
     await store.saveCanonical(run.id, 1, 10, [], 2);
     assert.deepEqual(await store.budgetSpent(run.id), { processed: 20, problems: 1 });
     // chunk 0's load failed on its system: its records are in the ledger while pg-boss retries the job
-    const load = (keys: string[], problems: RecordOutcome[] = []) => ({
-      loaded: keys,
-      hashes: keys.map(() => "h"),
-      unchanged: [],
-      problems,
-      attempts: 1,
-    });
     await store.saveLoad(run.id, 0, "t1", load([], [failed("b", "t1"), failed("c", "t1")]), 3);
     assert.deepEqual(await store.budgetSpent(run.id), { processed: 20, problems: 1 }, "a load to retry is not spent");
     await store.saveLoad(run.id, 1, "t1", load(["d"]), 3);
