@@ -869,29 +869,35 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Whether a running run has nothing left to do, in one statement that stops at the first chunk still open: its
-   * extraction done, every chunk transformed (its canonical records staged) and loaded into every target, and no load
-   * still pending (a load whose system failed is, while pg-boss retries it). Records that failed, in a transform or a
-   * load whose job ended, leave nothing more for this run to do: the run then ends failed, and a resume retries them.
-   * A pending row whose load is recorded with no failure is not pending (`pendingLoadsBefore`).
+   * Whether a running run has nothing left to do: its extraction done, every chunk transformed (its canonical records
+   * staged) and loaded into every target, and no load still pending (a load whose system failed is, while pg-boss
+   * retries it). Records that failed, in a transform or a load whose job ended, leave nothing more for this run to do:
+   * the run then ends failed, and a resume retries them. A pending row whose load is recorded with no failure is not
+   * pending (`pendingLoadsBefore`). One statement: while any load of the run is pending (every chunk's are, from its
+   * extraction to its load), it reads that one row, not the run's chunks; only then does it go through the chunks
+   * (for those extracted before pending loads existed), stopping at the first still open.
    */
   async runComplete(runId: number, targets: readonly string[]): Promise<boolean> {
     const s = this.#s;
     const [row] = await this.#rows<{ complete: boolean }>(
-      `SELECT r.status = 'running' AND r.extract_done AND NOT EXISTS (
-         SELECT 1 FROM ${s}.chunks c
-          WHERE c.run_id = r.id
-            AND (c.canonical IS NULL OR (
-              SELECT count(*) FROM ${s}.chunk_loads l
-               WHERE l.run_id = c.run_id AND l.seq = c.seq AND l.target = ANY($2::text[])
-            ) < cardinality($2::text[]))
-       ) AND NOT EXISTS (
-         SELECT 1 FROM ${s}.pending_loads p
-          WHERE p.run_id = r.id AND p.target = ANY($2::text[]) AND NOT EXISTS (
-            SELECT 1 FROM ${s}.chunk_loads l
-             WHERE l.run_id = p.run_id AND l.target = p.target AND l.seq = p.seq AND l.failed = 0
-          )
-       ) AS complete
+      `SELECT CASE
+         WHEN r.status <> 'running' OR NOT r.extract_done THEN false
+         WHEN EXISTS (
+           SELECT 1 FROM ${s}.pending_loads p
+            WHERE p.run_id = r.id AND p.target = ANY($2::text[]) AND NOT EXISTS (
+              SELECT 1 FROM ${s}.chunk_loads l
+               WHERE l.run_id = p.run_id AND l.target = p.target AND l.seq = p.seq AND l.failed = 0
+            )
+         ) THEN false
+         ELSE NOT EXISTS (
+           SELECT 1 FROM ${s}.chunks c
+            WHERE c.run_id = r.id
+              AND (c.canonical IS NULL OR (
+                SELECT count(*) FROM ${s}.chunk_loads l
+                 WHERE l.run_id = c.run_id AND l.seq = c.seq AND l.target = ANY($2::text[])
+              ) < cardinality($2::text[]))
+         )
+       END AS complete
        FROM ${s}.runs r WHERE r.id = $1`,
       [runId, targets],
     );
