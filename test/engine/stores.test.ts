@@ -715,11 +715,26 @@ engineSuite(
   Object.assign(() => distributedStores.open(), { distributed: true }),
 );
 
+/** Step by step, then record by record, so that a difference names where it is. */
+function assertSameSteps(left: readonly Step[], right: readonly Step[], what: string): void {
+  assert.equal(right.length, left.length);
+  for (let i = 0; i < left.length; i++) {
+    const { ledger: leftLedger, ...leftRest } = left[i] as Step;
+    const { ledger: rightLedger, ...rightRest } = right[i] as Step;
+    assert.deepEqual(rightRest, leftRest, `step '${leftRest.step}': ${what}`);
+    assert.equal(rightLedger.length, leftLedger.length, `step '${leftRest.step}': ledger sizes`);
+    for (let j = 0; j < leftLedger.length; j++) {
+      assert.deepEqual(rightLedger[j], leftLedger[j], `step '${leftRest.step}': ledger record ${j}`);
+    }
+  }
+}
+
 describe("engine on both stores", () => {
-  it("leaves the same ledger, record by record, in SQLite and PostgreSQL for the same scenario", async () => {
+  it("leaves the same ledger, record by record, in SQLite and PostgreSQL, in process and distributed, for the same scenario", async () => {
     const [sqliteFactory, postgresFactory] = factories as [StoreFactory, StoreFactory];
     const onSqlite = await comparisonScenario(() => sqliteFactory.open());
     const onPostgres = await comparisonScenario(() => postgresFactory.open());
+    const distributed = await comparisonScenario(Object.assign(() => distributedStores.open(), { distributed: true }));
 
     // the scenario did what it is meant to (so that two equally wrong stores cannot agree on nothing)
     assert.deepEqual(
@@ -743,18 +758,7 @@ describe("engine on both stores", () => {
       ["299", null, "quarantined", ErrorCode.ValidationFailed],
     ]);
 
-    // step by step, then record by record, so that a difference names where it is
-    assert.equal(onPostgres.length, onSqlite.length);
-    for (let i = 0; i < onSqlite.length; i++) {
-      const left = onSqlite[i] as Step;
-      const right = onPostgres[i] as Step;
-      const { ledger: leftLedger, ...leftRest } = left;
-      const { ledger: rightLedger, ...rightRest } = right;
-      assert.deepEqual(rightRest, leftRest, `step '${left.step}': PostgreSQL differs from SQLite`);
-      assert.equal(rightLedger.length, leftLedger.length, `step '${left.step}': ledger sizes`);
-      for (let j = 0; j < leftLedger.length; j++) {
-        assert.deepEqual(rightLedger[j], leftLedger[j], `step '${left.step}': ledger record ${j}`);
-      }
-    }
+    assertSameSteps(onSqlite, onPostgres, "PostgreSQL differs from SQLite");
+    assertSameSteps(onSqlite, distributed, "the distributed executor differs from the in-process one");
   });
 });
