@@ -7,65 +7,175 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { startSimApi } from "../../sim/api.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
+import { jobKey, queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import type { RunSummary } from "../../src/engine/run.ts";
+import type { PostgresStore } from "../../src/store/postgres/store.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
 import { distHub, distSetupSql } from "../support/dist-hub.ts";
 import { tempDir } from "../support/fixtures.ts";
-import { pgStatements } from "../support/pg-schema.ts";
+import { captureLogs } from "../support/logs.ts";
+import { pgStatements, pgUrl } from "../support/pg-schema.ts";
+import { until } from "../support/poll.ts";
+
+/** How many jobs of the queue `name` the engine logged as done (its `job done` lines). */
+function jobsDone(logs: string, name: string): number {
+  return logs.split("\n").filter((line) => line.includes('"msg":"job done"') && line.includes(`"job":"${name}"`))
+    .length;
+}
+
+/** How many finish jobs the run has had sent. */
+async function finishJobs(schema: string, runId: number): Promise<number> {
+  const [row] = await pgStatements([
+    `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job WHERE name = 'franca.finish' AND data->>'run' = '${runId}'`,
+  ]);
+  return Number(row?.n);
+}
 
 describe("the distributed executor with records that fail", { timeout: 120_000 }, () => {
-  it("in a transform: the run loads the others and ends failed; continued, it transforms the chunk again", async () => {
+  it("in a transform: the run loads the others and ends failed; continued, it transforms those chunks again", async () => {
     await withEntrySchemas("franca_failed", async (schema, app) => {
       await pgStatements(entriesTablesSql(app, 30));
-      // record 15's mapping fails once (a lookup's system timing out, say), then works
-      let failures = 1;
+      // records 5 and 25 (chunks 0 and 2): their mapping fails the first time (a lookup's system timing out, say); in
+      // the continued run, record 25's waits for the test
+      let pass = 1;
+      const held = Promise.withResolvers<void>();
       const hub = entriesHub({
         schema,
         app,
         toCanonical: (row) => {
-          if (row.id === 15 && failures-- > 0)
+          const entry = { id: row.id as number, name: row.name as string };
+          if (pass === 1 && (row.id === 5 || row.id === 25))
             throw new FrancaError(ErrorCode.SystemUnavailable, "timed out", { errorClass: "transient" });
-          return { id: row.id as number, name: row.name as string };
+          return pass === 2 && row.id === 25 ? held.promise.then(() => entry) : entry;
         },
       });
       using tmp = tempDir();
-      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+      const { logger, text } = captureLogs();
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
       const first = await engine.run("entries");
       assert.equal(first.run.status, "failed");
-      assert.equal(first.counts.failed, 1);
-      assert.equal(first.counts.targets.dst?.loaded, 29);
+      assert.equal(first.counts.failed, 2);
+      assert.equal(first.counts.targets.dst?.loaded, 28);
       const count = async () => Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n);
-      assert.equal(await count(), 29);
-      const [record] = await engine.store.records(first.run.id, { status: "failed" });
-      assert.equal(record?.key, "15");
-      const second = await engine.run("entries");
+      assert.equal(await count(), 28);
+      const failed = await engine.store.records(first.run.id, { status: "failed" });
+      assert.deepEqual(failed.map((record) => record.key).sort(), ["25", "5"]);
+      // Continued: chunks 0 and 2 transformed again; chunk 0's load ends while chunk 2's transform waits, and must
+      // not read the run as complete (its finish job sent) on chunk 2's transform and load of the first run.
+      pass = 2;
+      const loadsBefore = jobsDone(text(), "franca.load");
+      const finishesBefore = await finishJobs(schema, first.run.id);
+      const continued = engine.run("entries");
+      try {
+        await until(() => jobsDone(text(), "franca.load") > loadsBefore, "chunk 0's load in the continued run");
+        assert.equal(await finishJobs(schema, first.run.id), finishesBefore, "the run was finished early");
+      } finally {
+        held.resolve();
+      }
+      const second = await continued;
       assert.equal(second.run.id, first.run.id, "the failed run is continued");
       assert.equal(second.run.status, "succeeded");
+      assert.equal(second.counts.failed, 0);
+      assert.equal(second.counts.targets.dst?.loaded, 30);
       assert.equal(await count(), 30);
+    });
+  });
+
+  it("in a transform, with a load job of that transform still queued when the run is continued: it loads nothing", async () => {
+    await withEntrySchemas("franca_failed", async (schema, app) => {
+      await pgStatements(entriesTablesSql(app, 30));
+      // record 5's mapping fails the first time; in the continued run it waits for the test
+      let pass = 1;
+      const held = Promise.withResolvers<void>();
+      const hub = entriesHub({
+        schema,
+        app,
+        toCanonical: (row) => {
+          const entry = { id: row.id as number, name: row.name as string };
+          if (pass === 1 && row.id === 5)
+            throw new FrancaError(ErrorCode.SystemUnavailable, "timed out", { errorClass: "transient" });
+          return pass === 2 && row.id === 5 ? held.promise.then(() => entry) : entry;
+        },
+      });
+      using tmp = tempDir();
+      let first: RunSummary;
+      let transformedAt: number | undefined;
+      {
+        // this engine works the run's jobs while no worker is alive, and stops at its close
+        await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+        first = await engine.run("entries");
+        transformedAt = await (engine.store as PostgresStore).transformedAt(first.run.id, 0);
+      }
+      assert.equal(first.run.status, "failed");
+      assert.notEqual(transformedAt, undefined);
+      // chunk 0's load job of its first transform, queued as a run stopped before the job ran leaves it
+      const boss = await startQueue(pgUrl, schema);
+      try {
+        const stale = {
+          run: first.run.id,
+          seq: 0,
+          target: "dst",
+          ...(transformedAt === undefined ? {} : { transformedAt }),
+        };
+        await boss.send(queues.load, stale, { singletonKey: jobKey(stale) });
+      } finally {
+        await boss.stop({ graceful: false });
+      }
+      // Continued: chunk 0 transformed again, record 5 with it. The stale job runs while that transform waits, and
+      // must not load the chunk of then, whose load the new transform's would then take for done.
+      pass = 2;
+      const { logger, text } = captureLogs();
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
+      const continued = engine.run("entries");
+      try {
+        await until(() => jobsDone(text(), "franca.load") > 0, "the stale load job done");
+      } finally {
+        held.resolve();
+      }
+      const second = await continued;
+      assert.equal(second.run.id, first.run.id);
+      assert.equal(second.run.status, "succeeded");
+      assert.equal(second.counts.targets.dst?.loaded, 30);
+      assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
     });
   });
 
   it("in a load whose job ends: the run loads the others and ends failed; continued, it loads them", async () => {
     await withEntrySchemas("franca_failed", async (schema) => {
       await pgStatements(distSetupSql(schema, 250));
-      // the API answers item 15 of its batches 503 until told otherwise: the connector's retries run out
+      // the API answers items 15 and 115 (chunks 0 and 1) 503 until told otherwise: the connector's retries run out
       const api = await startSimApi({
         seed: 7,
         collections: { items: { key: "id", maxBatch: 50 }, others: { key: "id", maxBatch: 50 } },
-        batch: { reject: { when: (record) => record.id === "15", status: 503 } },
+        batch: { reject: { when: (record) => record.id === "15" || record.id === "115", status: 503 } },
       });
       try {
         using tmp = tempDir();
         const hub = distHub({ FRANCA_DIST_SCHEMA: schema, FRANCA_DIST_API: api.url });
-        await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+        const { logger, text } = captureLogs();
+        await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
         const first = await engine.run("items");
         assert.equal(first.run.status, "failed");
-        assert.deepEqual(first.counts.targets["api-items"], { loaded: 249, unchanged: 0, quarantined: 0, failed: 1 });
-        assert.equal(api.records("items").length, 249);
+        assert.deepEqual(first.counts.targets["api-items"], { loaded: 248, unchanged: 0, quarantined: 0, failed: 2 });
+        assert.equal(api.records("items").length, 248);
         api.configure({ batch: { reject: undefined } });
-        const second = await engine.run("items");
+        // Continued: the two loads again. The first one's write passes, the second's is held: the first's end must not
+        // read the run as complete (its finish job sent) while the second is still to do.
+        const loadsBefore = jobsDone(text(), "franca.load");
+        const finishesBefore = await finishJobs(schema, first.run.id);
+        const release = api.hold("batch", 1);
+        const continued = engine.run("items");
+        try {
+          await until(() => jobsDone(text(), "franca.load") > loadsBefore, "the first load of the continued run");
+          assert.equal(await finishJobs(schema, first.run.id), finishesBefore, "the run was finished early");
+        } finally {
+          release();
+        }
+        const second = await continued;
         assert.equal(second.run.id, first.run.id, "the failed run is continued");
         assert.equal(second.run.status, "succeeded");
+        assert.deepEqual(second.counts.targets["api-items"], { loaded: 250, unchanged: 0, quarantined: 0, failed: 0 });
         assert.equal(api.records("items").length, 250);
         assert.equal(api.duplicates("items"), 0);
       } finally {

@@ -80,22 +80,33 @@ export class Cluster {
    * Enqueues what a run still has to do, from its chunk states: extraction (if not done), the transform of chunks not
    * transformed, the loads not done, or its finish; except what a job queued, retrying or running does already (a run
    * continued while jobs of its earlier execution are still live): planning twice queues nothing twice.
+   *
+   * The loads a job sent here will do are made pending first (`expectLoads`; their keys unknown, so later loads of the
+   * target wait for them), and a chunk to transform again is reopened (`reopenChunk`: its earlier transform and loads
+   * void): a continued run whose chunks already have a load recorded must not read as complete (`runComplete`) once
+   * the first of the jobs sent again is done.
    */
   async plan(run: RunRecord): Promise<void> {
     const chunks = await this.#store.chunkStates(run.id);
     const live = await liveJobs(this.boss, this.#store.schema, run.id);
-    const send = async (name: string, data: JobData) => {
+    const send = async (name: string, data: JobData, pending: readonly string[] = []) => {
       const key = jobKey(data);
-      if (!live.has(`${name}:${key}`)) await this.boss.send(name, data, { singletonKey: key } as never);
+      if (live.has(`${name}:${key}`)) return;
+      if (data.seq !== undefined && pending.length > 0) await this.#store.expectLoads(run.id, data.seq, pending);
+      await this.boss.send(name, data, { singletonKey: key } as never);
     };
     if (!run.extractDone) await send(queues.extract, { run: run.id });
     for (const chunk of chunks) {
       if (!chunk.transformed) {
-        await send(queues.transform, { run: run.id, seq: chunk.seq });
+        // transformed before with records that failed: its transform and loads are void from now on (the transform
+        // would void them at its commit), so that the run does not read as complete on its loads of then
+        if (!live.has(`${queues.transform}:${jobKey({ run: run.id, seq: chunk.seq })}`))
+          await this.#store.reopenChunk(run.id, chunk.seq);
+        await send(queues.transform, { run: run.id, seq: chunk.seq }, run.targets);
         continue;
       }
       for (const target of run.targets) {
-        if (chunk.loaded[target] !== true) await send(queues.load, { run: run.id, seq: chunk.seq, target });
+        if (chunk.loaded[target] !== true) await send(queues.load, { run: run.id, seq: chunk.seq, target }, [target]);
       }
     }
     if (run.extractDone && chunks.every((chunk) => chunkDone(chunk, run.targets)))

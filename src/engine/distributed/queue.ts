@@ -25,6 +25,12 @@ export interface LoadJob {
   run: number;
   seq: number;
   target: string;
+  /**
+   * When the transform that sent it recorded the chunk (its `transformed_at`): a load job of an earlier transform of
+   * the chunk, still queued when the chunk was to be transformed again, leaves it to the new one's. Absent from jobs a
+   * plan sends for a chunk transformed already, and from jobs of earlier versions.
+   */
+  transformedAt?: number;
 }
 export interface FinishJob {
   run: number;

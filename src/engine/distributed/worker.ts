@@ -408,12 +408,13 @@ export class DistributedWorker {
       staged: canonical,
       problems,
     } = await transformChunk(state.ctx, seq, decodeSourceRows(staged), this.#ledgerBudget(state));
+    const transformedAt = Date.now();
     await this.#store.withTransaction(async (tx) => {
       await tx.stage(run.id, seq, "canonical", canonical);
-      await tx.saveCanonical(run.id, seq, transformed.count, problems, Date.now());
+      await tx.saveCanonical(run.id, seq, transformed.count, problems, transformedAt);
       await tx.savePendingKeys(run.id, seq, run.targets, keyDigests(transformed.keys));
       for (const target of run.targets) {
-        await this.#boss.send(queues.load, { run: run.id, seq, target }, {
+        await this.#boss.send(queues.load, { run: run.id, seq, target, transformedAt }, {
           db: tx,
           singletonKey: jobKey({ run: run.id, seq, target }),
         } as never);
@@ -431,6 +432,10 @@ export class DistributedWorker {
     // A chunk some of whose records failed in the transform (transiently) is loaded all the same: its other records
     // go on, as in-process, and a resume transforms it again. Its load job is sent only once its records are staged.
     if (chunk === undefined || chunk.loaded[target] === true) return;
+    // sent by an earlier transform of the chunk, which a continued run is transforming again (or has): the new
+    // transform's load jobs load it; this one leaves it, and its pending load, alone
+    const { transformedAt } = job.data;
+    if (transformedAt !== undefined && (await this.#store.transformedAt(run.id, seq)) !== transformedAt) return;
     // gone when another execution of this job (one pg-boss took for lost) loaded and released it meanwhile
     const staged = await stagedUnlessDone(
       await this.#store.readStaged(run.id, seq, "canonical"),

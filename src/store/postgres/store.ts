@@ -845,6 +845,42 @@ export class PostgresStore implements Store {
     return rows.map((row) => ({ seq: row.seq, digests: row.key_digests }));
   }
 
+  /**
+   * A chunk transformed with records that failed, to be transformed again (a continued run): its earlier transform
+   * and loads are void now (as its new transform's `saveCanonical` would make them), its staged records kept for the
+   * load jobs still queued of then to find, which leave it (`transformedAt` no longer theirs).
+   */
+  async reopenChunk(runId: number, seq: number): Promise<void> {
+    const s = this.#s;
+    await this.#transaction(async (sql) => {
+      const { rows } = await sql<{ canonical: number | null }>(
+        `SELECT canonical FROM ${s}.chunks WHERE run_id = $1 AND seq = $2 FOR UPDATE`,
+        [runId, seq],
+      );
+      // never transformed (its transform stopped by the failure policy, say): nothing to void
+      if (rows[0]?.canonical === null || rows[0] === undefined) return;
+      await sql(
+        `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = $2)
+         DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = $2`,
+        [runId, seq],
+      );
+      await sql(
+        `UPDATE ${s}.chunks SET canonical = NULL, quarantined = 0, failed = 0, transformed_at = NULL
+          WHERE run_id = $1 AND seq = $2`,
+        [runId, seq],
+      );
+    });
+  }
+
+  /** When the chunk's transform was recorded (epoch ms); undefined while it is not transformed. */
+  async transformedAt(runId: number, seq: number): Promise<number | undefined> {
+    const [row] = await this.#rows<{ transformed_at: string | null }>(
+      `SELECT transformed_at FROM ${this.#s}.chunks WHERE run_id = $1 AND seq = $2`,
+      [runId, seq],
+    );
+    return row?.transformed_at === null || row === undefined ? undefined : Number(row.transformed_at);
+  }
+
   /** A chunk's load job into `target` is done with it for good (loaded, or its problems recorded). */
   async loadDone(runId: number, seq: number, target: string): Promise<void> {
     await this.#sql(`DELETE FROM ${this.#s}.pending_loads WHERE run_id = $1 AND target = $2 AND seq = $3`, [
@@ -1043,9 +1079,9 @@ export class PostgresStore implements Store {
          (SELECT sum(quarantined + failed) FROM ${s}.chunks WHERE run_id = $1) AS transform,
          (SELECT sum(u.n) FROM (${unstagedProblemsSql(`${s}.outcomes`, `${s}.chunks`, "$1")}) AS u) AS unstaged,
          (SELECT sum(l.quarantined + l.failed) FROM ${s}.chunk_loads l
-           WHERE l.run_id = $1 AND NOT EXISTS (
+           WHERE l.run_id = $1 AND NOT (l.failed > 0 AND EXISTS (
              SELECT 1 FROM ${s}.pending_loads p WHERE p.run_id = l.run_id AND p.target = l.target AND p.seq = l.seq
-           )) AS loads`,
+           ))) AS loads`,
       [runId],
     );
     const unstaged = num(row?.unstaged);
