@@ -291,6 +291,26 @@ describe("PostgreSQL store", () => {
     assert.equal(await store.runComplete(run.id, ["t1"]), true);
   });
 
+  it("lets one transaction at a time hold the lock on finishing a run, and two stores on one schema share it", async () => {
+    const schema = newSchema();
+    await using a = await openNew(schema);
+    await using b = new PostgresStore(url, { schema });
+    const first = Promise.withResolvers<void>();
+    const held = Promise.withResolvers<boolean>();
+    const holding = a.withTransaction(async (tx) => {
+      held.resolve(await tx.tryLockFinish(7));
+      await first.promise;
+    });
+    assert.equal(await held.promise, true);
+    assert.equal(await b.withTransaction((tx) => tx.tryLockFinish(7)), false, "held by the other transaction");
+    assert.equal(await b.withTransaction((tx) => tx.tryLockFinish(8)), true, "another run's is free");
+    await using other = await openNew();
+    assert.equal(await other.withTransaction((tx) => tx.tryLockFinish(7)), true, "another schema's run 7 is free");
+    first.resolve();
+    await holding;
+    assert.equal(await b.withTransaction((tx) => tx.tryLockFinish(7)), true, "released with its transaction");
+  });
+
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {
     await using store = await openNew();
     await store.executeSql(`CREATE TABLE "${store.schema}".jobs (name TEXT NOT NULL)`);

@@ -548,24 +548,29 @@ export class DistributedWorker {
     const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
     const { run, flow, ctx } = state;
-    // not complete yet: a later commit sends it again
-    if (!(await this.#store.runComplete(run.id, run.targets))) return;
-    const fresh = (await this.#store.getRun(run.id)) as RunRecord;
-    const chunks = await this.#store.chunkStates(run.id);
-    const previous = await this.#store.getProfile(fresh.flow);
-    const current = (fresh.stats.sourceProfile ?? {}) as Record<string, string>;
-    const drift: DriftState = {
-      current,
-      ...(previous === undefined ? {} : { previous }),
-      ...(fresh.stats.drift === undefined ? {} : { drift: fresh.stats.drift as NonNullable<DriftState["drift"]> }),
-    };
-    await finishRecord(this.#options.env, flow, fresh, chunks, ctx, {
-      logger: this.#log.child({ run: run.id }),
-      owner: queueOwner,
-      drift,
-      fullExtraction: fresh.stats.fullExtraction === true && Object.keys(current).length > 0,
+    // Two loads that end together may each send a finish job: one of them finishes the run (a file target is
+    // published once), holding the lock to its end; the other finds the lock taken, or then the run ended.
+    await this.#store.withTransaction(async (tx) => {
+      if (!(await tx.tryLockFinish(run.id))) return;
+      // not complete yet: a later commit sends it again
+      if (!(await this.#store.runComplete(run.id, run.targets))) return;
+      const fresh = (await this.#store.getRun(run.id)) as RunRecord;
+      const chunks = await this.#store.chunkStates(run.id);
+      const previous = await this.#store.getProfile(fresh.flow);
+      const current = (fresh.stats.sourceProfile ?? {}) as Record<string, string>;
+      const drift: DriftState = {
+        current,
+        ...(previous === undefined ? {} : { previous }),
+        ...(fresh.stats.drift === undefined ? {} : { drift: fresh.stats.drift as NonNullable<DriftState["drift"]> }),
+      };
+      await finishRecord(this.#options.env, flow, fresh, chunks, ctx, {
+        logger: this.#log.child({ run: run.id }),
+        owner: queueOwner,
+        drift,
+        fullExtraction: fresh.stats.fullExtraction === true && Object.keys(current).length > 0,
+      });
+      this.#runs.delete(run.id);
     });
-    this.#runs.delete(run.id);
   }
 
   /** Ends a run as failed (resumable), once: the cursor moves over its unbroken prefix of final chunks. */

@@ -66,9 +66,11 @@ const bindingKey = Symbol("franca.postgres.binding");
 type InternalOptions = PostgresStoreOptions & { [bindingKey]?: Binding };
 
 // Advisory lock classes (the first key of the two-key form), so that Franca's locks never meet another
-// application's: 'FRNM' (migrations of a schema), 'FRNR' (starting or claiming runs of a flow).
+// application's: 'FRNM' (migrations of a schema), 'FRNR' (starting or claiming runs of a flow), 'FRNF' (finishing
+// a run).
 const migrateLockClass = 0x46524e4d;
 const flowLockClass = 0x46524e52;
+const finishLockClass = 0x46524e46;
 
 const identifier = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -870,6 +872,19 @@ export class PostgresStore implements Store {
         [runId, seq],
       );
     });
+  }
+
+  /**
+   * Inside `withTransaction`: takes the lock on finishing run `runId` until the transaction ends, unless another
+   * transaction holds it (false). Of two finish jobs of a run at once (two loads that ended together each send one),
+   * one finishes it; the other finds it locked, or after that ended.
+   */
+  async tryLockFinish(runId: number): Promise<boolean> {
+    const [row] = await this.#rows<{ locked: boolean }>(
+      "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked",
+      [finishLockClass, `${this.schema}/${runId}`],
+    );
+    return row?.locked === true;
   }
 
   /** When the chunk's transform was recorded (epoch ms); undefined while it is not transformed. */
