@@ -32,24 +32,59 @@ async function finishJobs(schema: string, runId: number): Promise<number> {
   return Number(row?.n);
 }
 
+/**
+ * Continues run `runId` of `flow` while a part of it is held (until `release`): once the continued run's first load
+ * is done (its `job done` line in `logs`), the run must not have been finished yet, on what its first execution
+ * recorded for the part held. Then releases it, and returns the run's end.
+ */
+async function continueHeld(
+  engine: Engine,
+  flow: string,
+  schema: string,
+  runId: number,
+  logs: () => string,
+  release: () => void,
+): Promise<RunSummary> {
+  const loadsBefore = jobsDone(logs(), "franca.load");
+  const finishesBefore = await finishJobs(schema, runId);
+  const continued = engine.run(flow);
+  try {
+    await until(() => jobsDone(logs(), "franca.load") > loadsBefore, "the continued run's first load");
+    assert.equal(await finishJobs(schema, runId), finishesBefore, "the run was finished early");
+  } finally {
+    release();
+  }
+  const summary = await continued;
+  assert.equal(summary.run.id, runId, "the failed run is continued");
+  return summary;
+}
+
+/**
+ * The entries flow whose mapping of the records `failing` fails in its first run (a lookup's system timing out, say);
+ * in the runs after `again()`, the last of them waits until `release()`.
+ */
+function failingOnce(schema: string, app: string, failing: readonly number[]) {
+  let first = true;
+  const held = Promise.withResolvers<void>();
+  const hub = entriesHub({
+    schema,
+    app,
+    toCanonical: (row) => {
+      const entry = { id: row.id as number, name: row.name as string };
+      if (first && failing.includes(row.id as number))
+        throw new FrancaError(ErrorCode.SystemUnavailable, "timed out", { errorClass: "transient" });
+      return !first && row.id === failing.at(-1) ? held.promise.then(() => entry) : entry;
+    },
+  });
+  return { hub, again: () => (first = false), release: () => held.resolve() };
+}
+
 describe("the distributed executor with records that fail", { timeout: 120_000 }, () => {
   it("in a transform: the run loads the others and ends failed; continued, it transforms those chunks again", async () => {
     await withEntrySchemas("franca_failed", async (schema, app) => {
       await pgStatements(entriesTablesSql(app, 30));
-      // records 5 and 25 (chunks 0 and 2): their mapping fails the first time (a lookup's system timing out, say); in
-      // the continued run, record 25's waits for the test
-      let pass = 1;
-      const held = Promise.withResolvers<void>();
-      const hub = entriesHub({
-        schema,
-        app,
-        toCanonical: (row) => {
-          const entry = { id: row.id as number, name: row.name as string };
-          if (pass === 1 && (row.id === 5 || row.id === 25))
-            throw new FrancaError(ErrorCode.SystemUnavailable, "timed out", { errorClass: "transient" });
-          return pass === 2 && row.id === 25 ? held.promise.then(() => entry) : entry;
-        },
-      });
+      // records 5 and 25 (chunks 0 and 2) fail the first time; in the continued run, record 25 waits for the test
+      const { hub, again, release } = failingOnce(schema, app, [5, 25]);
       using tmp = tempDir();
       const { logger, text } = captureLogs();
       await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
@@ -63,18 +98,8 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
       assert.deepEqual(failed.map((record) => record.key).sort(), ["25", "5"]);
       // Continued: chunks 0 and 2 transformed again; chunk 0's load ends while chunk 2's transform waits, and must
       // not read the run as complete (its finish job sent) on chunk 2's transform and load of the first run.
-      pass = 2;
-      const loadsBefore = jobsDone(text(), "franca.load");
-      const finishesBefore = await finishJobs(schema, first.run.id);
-      const continued = engine.run("entries");
-      try {
-        await until(() => jobsDone(text(), "franca.load") > loadsBefore, "chunk 0's load in the continued run");
-        assert.equal(await finishJobs(schema, first.run.id), finishesBefore, "the run was finished early");
-      } finally {
-        held.resolve();
-      }
-      const second = await continued;
-      assert.equal(second.run.id, first.run.id, "the failed run is continued");
+      again();
+      const second = await continueHeld(engine, "entries", schema, first.run.id, text, release);
       assert.equal(second.run.status, "succeeded");
       assert.equal(second.counts.failed, 0);
       assert.equal(second.counts.targets.dst?.loaded, 30);
@@ -85,19 +110,8 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
   it("in a transform, with a load job of that transform still queued when the run is continued: it loads nothing", async () => {
     await withEntrySchemas("franca_failed", async (schema, app) => {
       await pgStatements(entriesTablesSql(app, 30));
-      // record 5's mapping fails the first time; in the continued run it waits for the test
-      let pass = 1;
-      const held = Promise.withResolvers<void>();
-      const hub = entriesHub({
-        schema,
-        app,
-        toCanonical: (row) => {
-          const entry = { id: row.id as number, name: row.name as string };
-          if (pass === 1 && row.id === 5)
-            throw new FrancaError(ErrorCode.SystemUnavailable, "timed out", { errorClass: "transient" });
-          return pass === 2 && row.id === 5 ? held.promise.then(() => entry) : entry;
-        },
-      });
+      // record 5 fails the first time; in the continued run it waits for the test
+      const { hub, again, release } = failingOnce(schema, app, [5]);
       using tmp = tempDir();
       let first: RunSummary;
       let transformedAt: number | undefined;
@@ -124,14 +138,14 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
       }
       // Continued: chunk 0 transformed again, record 5 with it. The stale job runs while that transform waits, and
       // must not load the chunk of then, whose load the new transform's would then take for done.
-      pass = 2;
+      again();
       const { logger, text } = captureLogs();
       await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
       const continued = engine.run("entries");
       try {
         await until(() => jobsDone(text(), "franca.load") > 0, "the stale load job done");
       } finally {
-        held.resolve();
+        release();
       }
       const second = await continued;
       assert.equal(second.run.id, first.run.id);
@@ -162,18 +176,8 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         api.configure({ batch: { reject: undefined } });
         // Continued: the two loads again. The first one's write passes, the second's is held: the first's end must not
         // read the run as complete (its finish job sent) while the second is still to do.
-        const loadsBefore = jobsDone(text(), "franca.load");
-        const finishesBefore = await finishJobs(schema, first.run.id);
         const release = api.hold("batch", 1);
-        const continued = engine.run("items");
-        try {
-          await until(() => jobsDone(text(), "franca.load") > loadsBefore, "the first load of the continued run");
-          assert.equal(await finishJobs(schema, first.run.id), finishesBefore, "the run was finished early");
-        } finally {
-          release();
-        }
-        const second = await continued;
-        assert.equal(second.run.id, first.run.id, "the failed run is continued");
+        const second = await continueHeld(engine, "items", schema, first.run.id, text, release);
         assert.equal(second.run.status, "succeeded");
         assert.deepEqual(second.counts.targets["api-items"], { loaded: 250, unchanged: 0, quarantined: 0, failed: 0 });
         assert.equal(api.records("items").length, 250);
