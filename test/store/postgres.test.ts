@@ -11,6 +11,7 @@ import { migrations } from "../../src/store/postgres/migrations.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
 import type { NewRun } from "../../src/store/types.ts";
 import { tempDir } from "../support/fixtures.ts";
+import { until } from "../support/poll.ts";
 import { storeContract } from "./contract.ts";
 
 const url = "postgres://postgres@127.0.0.1:5432/test";
@@ -291,24 +292,99 @@ describe("PostgreSQL store", () => {
     assert.equal(await store.runComplete(run.id, ["t1"]), true);
   });
 
-  it("lets one transaction at a time hold the lock on finishing a run, and two stores on one schema share it", async () => {
+  it("reopens a chunk transformed with failed records; a load of its transform of then, committing, holds it off", async () => {
+    await using store = await openNew();
+    const run = await store.startRun(newRun("f"));
+    await store.saveExtracted(run.id, 0, [0], 2, 1);
+    const failed: RecordOutcome = {
+      key: "b",
+      target: null,
+      status: "failed",
+      chunk: 0,
+      attempts: 1,
+      message: "timed out",
+    };
+    await store.saveCanonical(run.id, 0, 1, [failed], 5);
+    await store.saveLoad(run.id, 0, "t1", load(["a"]), 6);
+    // a load job of that transform (at 5) commits while the chunk is reopened: the reopening waits for its commit
+    const events: string[] = [];
+    const commit = Promise.withResolvers<void>();
+    const checked = Promise.withResolvers<boolean>();
+    const loading = store.withTransaction(async (tx) => {
+      checked.resolve(await tx.stillTransformedAt(run.id, 0, 5));
+      await commit.promise;
+      events.push("load committed");
+    });
+    assert.equal(await checked.promise, true);
+    assert.equal(
+      await store.withTransaction((tx) => tx.stillTransformedAt(run.id, 0, 4)),
+      false,
+      "another transform's",
+    );
+    const reopening = store.reopenChunk(run.id, 0).then(() => events.push("reopened"));
+    try {
+      await until(
+        async () =>
+          // the waiter for a row lock holds the row's tuple lock
+          (
+            await store.executeSql("SELECT 1 FROM pg_locks WHERE locktype = 'tuple' AND relation = $1::regclass", [
+              `"${store.schema}".chunks`,
+            ])
+          ).rows.length > 0,
+        "the reopening waiting for the load's lock on the chunk",
+      );
+    } finally {
+      commit.resolve();
+    }
+    await Promise.all([loading, reopening]);
+    assert.deepEqual(events, ["load committed", "reopened"]);
+    // its outcomes, loads and transform are void; a load job of then finds it no longer its own
+    assert.deepEqual(await store.records(run.id), []);
+    assert.deepEqual((await store.chunkState(run.id, 0))?.loaded, {});
+    assert.equal(await store.transformedAt(run.id, 0), undefined);
+    assert.equal(await store.withTransaction((tx) => tx.stillTransformedAt(run.id, 0, 5)), false);
+    // a chunk transformed with no failed record is left as it is
+    await store.saveCanonical(run.id, 0, 2, [], 9);
+    await store.reopenChunk(run.id, 0);
+    assert.equal(await store.transformedAt(run.id, 0), 9);
+  });
+
+  it("lets one transaction at a time hold the lock on finishing a run, the next waiting for it", async () => {
     const schema = newSchema();
     await using a = await openNew(schema);
     await using b = new PostgresStore(url, { schema });
-    const first = Promise.withResolvers<void>();
-    const held = Promise.withResolvers<boolean>();
+    const events: string[] = [];
+    const end = Promise.withResolvers<void>();
+    const locked = Promise.withResolvers<void>();
     const holding = a.withTransaction(async (tx) => {
-      held.resolve(await tx.tryLockFinish(7));
-      await first.promise;
+      await tx.lockFinish(7);
+      locked.resolve();
+      await end.promise;
+      events.push("first done");
     });
-    assert.equal(await held.promise, true);
-    assert.equal(await b.withTransaction((tx) => tx.tryLockFinish(7)), false, "held by the other transaction");
-    assert.equal(await b.withTransaction((tx) => tx.tryLockFinish(8)), true, "another run's is free");
+    await locked.promise;
+    const backend = Promise.withResolvers<number>();
+    const waiting = b.withTransaction(async (tx) => {
+      backend.resolve(Number((await tx.executeSql("SELECT pg_backend_pid() AS pid")).rows[0]?.pid));
+      await tx.lockFinish(7);
+      events.push("second locked");
+    });
+    // the second waits on the server for the lock the first holds
+    const pid = await backend.promise;
+    await until(
+      async () =>
+        (await a.executeSql("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1", [pid]))
+          .rows.length === 1,
+      "the second transaction waiting for the lock",
+    );
+    // another run's lock, and run 7's of another schema, are free
+    await b.withTransaction((tx) => tx.lockFinish(8));
     await using other = await openNew();
-    assert.equal(await other.withTransaction((tx) => tx.tryLockFinish(7)), true, "another schema's run 7 is free");
-    first.resolve();
-    await holding;
-    assert.equal(await b.withTransaction((tx) => tx.tryLockFinish(7)), true, "released with its transaction");
+    await other.withTransaction((tx) => tx.lockFinish(7));
+    assert.deepEqual(events, []);
+    end.resolve();
+    await Promise.all([holding, waiting]);
+    assert.deepEqual(events, ["first done", "second locked"]);
   });
 
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {

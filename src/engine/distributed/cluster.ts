@@ -87,30 +87,36 @@ export class Cluster {
    * the first of the jobs sent again is done.
    */
   async plan(run: RunRecord): Promise<void> {
-    const chunks = await this.#store.chunkStates(run.id);
-    const live = await liveJobs(this.boss, this.#store.schema, run.id);
-    const send = async (name: string, data: JobData, pending: readonly string[] = []) => {
-      const key = jobKey(data);
-      if (live.has(`${name}:${key}`)) return;
-      if (data.seq !== undefined && pending.length > 0) await this.#store.expectLoads(run.id, data.seq, pending);
-      await this.boss.send(name, data, { singletonKey: key } as never);
-    };
-    if (!run.extractDone) await send(queues.extract, { run: run.id });
-    for (const chunk of chunks) {
-      if (!chunk.transformed) {
-        // transformed before with records that failed: its transform and loads are void from now on (the transform
-        // would void them at its commit), so that the run does not read as complete on its loads of then
-        if (!live.has(`${queues.transform}:${jobKey({ run: run.id, seq: chunk.seq })}`))
-          await this.#store.reopenChunk(run.id, chunk.seq);
-        await send(queues.transform, { run: run.id, seq: chunk.seq }, run.targets);
-        continue;
+    // One transaction, holding the run's finish lock: a finish job waits until what the plan reopens and makes pending
+    // reads as open, and a plan cut short leaves nothing half done. The live jobs are read before the chunks, so that
+    // a chunk a live job transforms meanwhile is seen live, not reopened.
+    await this.#store.withTransaction(async (tx) => {
+      await tx.lockFinish(run.id);
+      const live = await liveJobs(this.boss, this.#store.schema, run.id);
+      const chunks = await tx.chunkStates(run.id);
+      const send = async (name: string, data: JobData, pending: readonly string[] = []) => {
+        const key = jobKey(data);
+        if (live.has(`${name}:${key}`)) return;
+        if (data.seq !== undefined && pending.length > 0) await tx.expectLoads(run.id, data.seq, pending);
+        await this.boss.send(name, data, { db: tx, singletonKey: key } as never);
+      };
+      if (!run.extractDone) await send(queues.extract, { run: run.id });
+      for (const chunk of chunks) {
+        if (!chunk.transformed) {
+          // transformed before with records that failed: its transform and loads are void from now on (the transform
+          // would void them at its commit), so that the run does not read as complete on its loads of then
+          if (!live.has(`${queues.transform}:${jobKey({ run: run.id, seq: chunk.seq })}`))
+            await tx.reopenChunk(run.id, chunk.seq);
+          await send(queues.transform, { run: run.id, seq: chunk.seq }, run.targets);
+          continue;
+        }
+        for (const target of run.targets) {
+          if (chunk.loaded[target] !== true) await send(queues.load, { run: run.id, seq: chunk.seq, target }, [target]);
+        }
       }
-      for (const target of run.targets) {
-        if (chunk.loaded[target] !== true) await send(queues.load, { run: run.id, seq: chunk.seq, target }, [target]);
-      }
-    }
-    if (run.extractDone && chunks.every((chunk) => chunkDone(chunk, run.targets)))
-      await send(queues.finish, { run: run.id });
+      if (run.extractDone && chunks.every((chunk) => chunkDone(chunk, run.targets)))
+        await send(queues.finish, { run: run.id });
+    });
   }
 
   /** True when a worker process (`franca worker`, `franca serve`) other than this one is alive, or this one works. */

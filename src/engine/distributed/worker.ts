@@ -458,14 +458,22 @@ export class DistributedWorker {
       return;
     }
     const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records);
+    // Recorded only while the chunk's transform is still this job's (checked again, its row locked until the commit):
+    // a continued run may have reopened the chunk, or transformed it again, while this load wrote.
+    const current = (tx: PostgresStore) =>
+      transformedAt === undefined ? Promise.resolve(true) : tx.stillTransformedAt(run.id, seq, transformedAt);
     if (written.systemFailure !== undefined) {
       // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff
-      await this.#store.saveLoad(run.id, seq, target, written.result, Date.now());
+      await this.#store.withTransaction(async (tx) => {
+        if (await current(tx)) await tx.saveLoad(run.id, seq, target, written.result, Date.now());
+      });
       throw written.systemFailure;
     }
     await this.#store.withTransaction(async (tx) => {
-      await tx.saveLoad(run.id, seq, target, written.result, Date.now());
-      await tx.loadDone(run.id, seq, target);
+      if (await current(tx)) {
+        await tx.saveLoad(run.id, seq, target, written.result, Date.now());
+        await tx.loadDone(run.id, seq, target);
+      }
       await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
     });
     // the ledger now holds this load's problems, and those of every job committed before it, on any worker
@@ -548,11 +556,12 @@ export class DistributedWorker {
     const state = await this.#runState(job.data.run, attemptOf(job));
     if (state === undefined) return;
     const { run, flow, ctx } = state;
-    // Two loads that end together may each send a finish job: one of them finishes the run (a file target is
-    // published once), holding the lock to its end; the other finds the lock taken, or then the run ended.
+    // Two loads that end together may each send a finish job: the first to take the lock finishes the run (a file
+    // target is published once), holding it to its end; the other then finds the run ended. A plan of the run
+    // continued holds it too, until what it reopened reads as open.
     await this.#store.withTransaction(async (tx) => {
-      if (!(await tx.tryLockFinish(run.id))) return;
-      // not complete yet: a later commit sends it again
+      await tx.lockFinish(run.id);
+      // not complete yet, or finished meanwhile by the holder of the lock: a later commit sends it again if need be
       if (!(await this.#store.runComplete(run.id, run.targets))) return;
       const fresh = (await this.#store.getRun(run.id)) as RunRecord;
       const chunks = await this.#store.chunkStates(run.id);

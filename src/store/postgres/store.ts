@@ -850,17 +850,19 @@ export class PostgresStore implements Store {
   /**
    * A chunk transformed with records that failed, to be transformed again (a continued run): its earlier transform
    * and loads are void now (as its new transform's `saveCanonical` would make them), its staged records kept for the
-   * load jobs still queued of then to find, which leave it (`transformedAt` no longer theirs).
+   * load jobs of then still queued or running to find, which leave it (`transformedAt` no longer theirs, checked
+   * again with the chunk's row locked as they commit).
    */
   async reopenChunk(runId: number, seq: number): Promise<void> {
     const s = this.#s;
     await this.#transaction(async (sql) => {
-      const { rows } = await sql<{ canonical: number | null }>(
-        `SELECT canonical FROM ${s}.chunks WHERE run_id = $1 AND seq = $2 FOR UPDATE`,
+      const { rows } = await sql<{ reopen: boolean }>(
+        `SELECT canonical IS NOT NULL AND failed > 0 AS reopen FROM ${s}.chunks WHERE run_id = $1 AND seq = $2 FOR UPDATE`,
         [runId, seq],
       );
-      // never transformed (its transform stopped by the failure policy, say): nothing to void
-      if (rows[0]?.canonical === null || rows[0] === undefined) return;
+      // never transformed (its transform stopped by the failure policy, say), or transformed cleanly since: nothing to
+      // void
+      if (rows[0]?.reopen !== true) return;
       await sql(
         `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = $2)
          DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = $2`,
@@ -875,16 +877,25 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Inside `withTransaction`: takes the lock on finishing run `runId` until the transaction ends, unless another
-   * transaction holds it (false). Of two finish jobs of a run at once (two loads that ended together each send one),
-   * one finishes it; the other finds it locked, or after that ended.
+   * Inside `withTransaction`: takes the lock on finishing run `runId` until the transaction ends, waiting while another
+   * transaction holds it. Finishing a run holds it (of two finish jobs of a run at once, the second then finds the run
+   * ended), and so does planning a continued run (a finish job waits until what the plan reopened reads as open).
    */
-  async tryLockFinish(runId: number): Promise<boolean> {
-    const [row] = await this.#rows<{ locked: boolean }>(
-      "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked",
-      [finishLockClass, `${this.schema}/${runId}`],
+  async lockFinish(runId: number): Promise<void> {
+    await this.#sql("SELECT pg_advisory_xact_lock($1, hashtext($2))", [finishLockClass, `${this.schema}/${runId}`]);
+  }
+
+  /**
+   * Inside `withTransaction`: whether the chunk's transform is still the one recorded at `transformedAt`, its row
+   * locked against a new transform or a reopening until the transaction ends (a load job's commit of that transform's
+   * load).
+   */
+  async stillTransformedAt(runId: number, seq: number, transformedAt: number): Promise<boolean> {
+    const [row] = await this.#rows<{ transformed_at: string | null }>(
+      `SELECT transformed_at FROM ${this.#s}.chunks WHERE run_id = $1 AND seq = $2 FOR SHARE`,
+      [runId, seq],
     );
-    return row?.locked === true;
+    return row !== undefined && row.transformed_at !== null && Number(row.transformed_at) === transformedAt;
   }
 
   /** When the chunk's transform was recorded (epoch ms); undefined while it is not transformed. */
