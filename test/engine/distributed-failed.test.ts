@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import pg from "pg";
 import { startSimApi } from "../../sim/api.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { jobKey, queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
@@ -18,10 +19,9 @@ import { captureLogs } from "../support/logs.ts";
 import { pgStatements, pgUrl } from "../support/pg-schema.ts";
 import { until } from "../support/poll.ts";
 
-/** How many jobs of the queue `name` the engine logged as done (its `job done` lines). */
-function jobsDone(logs: string, name: string): number {
-  return logs.split("\n").filter((line) => line.includes('"msg":"job done"') && line.includes(`"job":"${name}"`))
-    .length;
+/** How many jobs of the queue `name` the engine logged as done (its `job done` lines), or as started. */
+function jobsDone(logs: string, name: string, msg = "job done"): number {
+  return logs.split("\n").filter((line) => line.includes(`"msg":"${msg}"`) && line.includes(`"job":"${name}"`)).length;
 }
 
 /** How many finish jobs the run has had sent. */
@@ -63,12 +63,13 @@ async function continueHeld(
  * The entries flow whose mapping of the records `failing` fails in its first run (a lookup's system timing out, say);
  * in the runs after `again()`, the last of them waits until `release()`.
  */
-function failingOnce(schema: string, app: string, failing: readonly number[]) {
+function failingOnce(schema: string, app: string, failing: readonly number[], heartbeatMs?: number) {
   let first = true;
   const held = Promise.withResolvers<void>();
   const hub = entriesHub({
     schema,
     app,
+    ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
     toCanonical: (row) => {
       const entry = { id: row.id as number, name: row.name as string };
       if (first && failing.includes(row.id as number))
@@ -152,6 +153,65 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
       assert.equal(second.run.status, "succeeded");
       assert.equal(second.counts.targets.dst?.loaded, 30);
       assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
+    });
+  });
+
+  it("in a transform, with a load of that transform writing when the run is continued: it records nothing", async () => {
+    await withEntrySchemas("franca_failed", async (schema, app) => {
+      const lock = 4_242_018;
+      await pgStatements([
+        ...entriesTablesSql(app, 30),
+        // a write of record 7 (chunk 0) waits while the test holds the lock
+        `CREATE FUNCTION ${app}.hold_7() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.id = 7 THEN PERFORM pg_advisory_xact_lock_shared(${lock}); END IF;
+           RETURN NEW;
+         END $$`,
+        `CREATE TRIGGER hold_7 BEFORE INSERT OR UPDATE ON ${app}.dst FOR EACH ROW EXECUTE FUNCTION ${app}.hold_7()`,
+      ]);
+      // record 5 fails the first time, and waits for the test in the continued run; the worker's heartbeat is slow,
+      // so that it does not see the cancel below and stop the load it is running
+      const { hub, again, release } = failingOnce(schema, app, [5], 60_000);
+      const holder = new pg.Client({ connectionString: pgUrl });
+      await holder.connect();
+      try {
+        await holder.query("SELECT pg_advisory_lock($1)", [lock]);
+        using tmp = tempDir();
+        const { logger, text } = captureLogs();
+        await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
+        // the first execution is cancelled while chunk 0's load (its transform of then, record 5 failed) writes
+        const cancel = new AbortController();
+        const first = engine.run("entries", { signal: cancel.signal });
+        await until(
+          async () =>
+            (await holder.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows.length > 0,
+          "chunk 0's load waiting in its write",
+        );
+        cancel.abort();
+        assert.equal((await first).run.status, "cancelled");
+        // continued: chunk 0 reopened and transformed again (its mapping held); then the old load's write ends, and
+        // its commit must record nothing, or the new transform's load would take the chunk for loaded
+        again();
+        const loadsBefore = jobsDone(text(), "franca.load");
+        const transformsBefore = jobsDone(text(), "franca.transform", "job started");
+        const continued = engine.run("entries");
+        try {
+          await until(
+            () => jobsDone(text(), "franca.transform", "job started") > transformsBefore,
+            "chunk 0's transform again",
+          );
+          await holder.query("SELECT pg_advisory_unlock($1)", [lock]);
+          await until(() => jobsDone(text(), "franca.load") > loadsBefore, "the old load's end");
+        } finally {
+          release();
+        }
+        const second = await continued;
+        assert.equal(second.run.status, "succeeded");
+        assert.equal(second.counts.targets.dst?.loaded, 30);
+        assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
+      } finally {
+        await holder.end();
+      }
     });
   });
 

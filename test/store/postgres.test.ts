@@ -321,7 +321,7 @@ describe("PostgreSQL store", () => {
       false,
       "another transform's",
     );
-    const reopening = store.reopenChunk(run.id, 0).then(() => events.push("reopened"));
+    const reopening = store.reopenChunks(run.id, [0]).then((reopened) => events.push(`reopened ${reopened}`));
     try {
       await until(
         async () =>
@@ -337,7 +337,7 @@ describe("PostgreSQL store", () => {
       commit.resolve();
     }
     await Promise.all([loading, reopening]);
-    assert.deepEqual(events, ["load committed", "reopened"]);
+    assert.deepEqual(events, ["load committed", "reopened 0"]);
     // its outcomes, loads and transform are void; a load job of then finds it no longer its own
     assert.deepEqual(await store.records(run.id), []);
     assert.deepEqual((await store.chunkState(run.id, 0))?.loaded, {});
@@ -345,7 +345,7 @@ describe("PostgreSQL store", () => {
     assert.equal(await store.withTransaction((tx) => tx.stillTransformedAt(run.id, 0, 5)), false);
     // a chunk transformed with no failed record is left as it is
     await store.saveCanonical(run.id, 0, 2, [], 9);
-    await store.reopenChunk(run.id, 0);
+    assert.deepEqual(await store.reopenChunks(run.id, [0, 1]), [], "nothing to reopen (chunk 1 does not exist)");
     assert.equal(await store.transformedAt(run.id, 0), 9);
   });
 
@@ -371,18 +371,21 @@ describe("PostgreSQL store", () => {
     });
     // the second waits on the server for the lock the first holds
     const pid = await backend.promise;
-    await until(
-      async () =>
-        (await a.executeSql("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1", [pid]))
-          .rows.length === 1,
-      "the second transaction waiting for the lock",
-    );
-    // another run's lock, and run 7's of another schema, are free
-    await b.withTransaction((tx) => tx.lockFinish(8));
-    await using other = await openNew();
-    await other.withTransaction((tx) => tx.lockFinish(7));
-    assert.deepEqual(events, []);
-    end.resolve();
+    try {
+      await until(
+        async () =>
+          (await a.executeSql("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1", [pid]))
+            .rows.length === 1,
+        "the second transaction waiting for the lock",
+      );
+      // another run's lock, and run 7's of another schema, are free
+      await b.withTransaction((tx) => tx.lockFinish(8));
+      await using other = await openNew();
+      await other.withTransaction((tx) => tx.lockFinish(7));
+      assert.deepEqual(events, []);
+    } finally {
+      end.resolve();
+    }
     await Promise.all([holding, waiting]);
     assert.deepEqual(events, ["first done", "second locked"]);
   });

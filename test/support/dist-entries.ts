@@ -24,6 +24,8 @@ export interface EntriesSpec {
   app: string;
   toCanonical: ToCanonical<typeof Entry, Row>;
   failure?: FailurePolicy;
+  /** The hub's heartbeat (how soon a worker sees that a run ended elsewhere). */
+  heartbeatMs?: number;
 }
 
 /** The tables of `entries` in `app`: `src` holding `rows` rows named by `name` (SQL over `i`), an empty `dst`. */
@@ -49,6 +51,7 @@ export function entriesHub(spec: EntriesSpec): Hub {
         ...(spec.failure === undefined ? {} : { failure: spec.failure }),
       }),
     ],
+    ...(spec.heartbeatMs === undefined ? {} : { heartbeatMs: spec.heartbeatMs }),
   });
 }
 

@@ -81,10 +81,10 @@ export class Cluster {
    * transformed, the loads not done, or its finish; except what a job queued, retrying or running does already (a run
    * continued while jobs of its earlier execution are still live): planning twice queues nothing twice.
    *
-   * The loads a job sent here will do are made pending first (`expectLoads`; their keys unknown, so later loads of the
-   * target wait for them), and a chunk to transform again is reopened (`reopenChunk`: its earlier transform and loads
-   * void): a continued run whose chunks already have a load recorded must not read as complete (`runComplete`) once
-   * the first of the jobs sent again is done.
+   * The loads a job sent here will do are made pending first (`expectLoads`; their keys unknown, so later loads of
+   * the target wait for them), and the chunks to transform again are reopened (`reopenChunks`: their earlier
+   * transforms and loads void): a continued run whose chunks already have a load recorded must not read as complete
+   * (`runComplete`) once the first of the jobs sent again is done.
    */
   async plan(run: RunRecord): Promise<void> {
     // One transaction, holding the run's finish lock: a finish job waits until what the plan reopens and makes pending
@@ -101,12 +101,19 @@ export class Cluster {
         await this.boss.send(name, data, { db: tx, singletonKey: key } as never);
       };
       if (!run.extractDone) await send(queues.extract, { run: run.id });
+      // chunks transformed before with records that failed: their transform and loads are void from now on (the
+      // transform would void them at its commit), so that the run does not read as complete on its loads of then
+      await tx.reopenChunks(
+        run.id,
+        chunks
+          .filter(
+            (chunk) =>
+              !chunk.transformed && !live.has(`${queues.transform}:${jobKey({ run: run.id, seq: chunk.seq })}`),
+          )
+          .map((chunk) => chunk.seq),
+      );
       for (const chunk of chunks) {
         if (!chunk.transformed) {
-          // transformed before with records that failed: its transform and loads are void from now on (the transform
-          // would void them at its commit), so that the run does not read as complete on its loads of then
-          if (!live.has(`${queues.transform}:${jobKey({ run: run.id, seq: chunk.seq })}`))
-            await tx.reopenChunk(run.id, chunk.seq);
           await send(queues.transform, { run: run.id, seq: chunk.seq }, run.targets);
           continue;
         }

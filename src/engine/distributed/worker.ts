@@ -463,10 +463,17 @@ export class DistributedWorker {
     const current = (tx: PostgresStore) =>
       transformedAt === undefined ? Promise.resolve(true) : tx.stillTransformedAt(run.id, seq, transformedAt);
     if (written.systemFailure !== undefined) {
-      // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff
-      await this.#store.withTransaction(async (tx) => {
-        if (await current(tx)) await tx.saveLoad(run.id, seq, target, written.result, Date.now());
+      // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff — but
+      // a stale one is only completed: its chunk is the new transform's loads' now
+      const stale = await this.#store.withTransaction(async (tx) => {
+        if (!(await current(tx))) {
+          await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
+          return true;
+        }
+        await tx.saveLoad(run.id, seq, target, written.result, Date.now());
+        return false;
       });
+      if (stale) return;
       throw written.systemFailure;
     }
     await this.#store.withTransaction(async (tx) => {

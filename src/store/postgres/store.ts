@@ -848,31 +848,40 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * A chunk transformed with records that failed, to be transformed again (a continued run): its earlier transform
-   * and loads are void now (as its new transform's `saveCanonical` would make them), its staged records kept for the
-   * load jobs of then still queued or running to find, which leave it (`transformedAt` no longer theirs, checked
-   * again with the chunk's row locked as they commit).
+   * Chunks transformed with records that failed, to be transformed again (a continued run): their earlier transform
+   * and loads are void now (as their new transform's `saveCanonical` would make them), their staged records kept for
+   * the load jobs of then still queued or running to find, which leave them (`transformedAt` no longer theirs, checked
+   * again with the chunk's row locked as they commit). The chunks' rows are all locked first, in order, before any is
+   * voided: a load of then committing holds its chunk's row while it writes outcomes another chunk may share keys with,
+   * so locking and voiding chunk by chunk could wait on each other. Chunks never transformed (a transform the failure
+   * policy stopped) or transformed cleanly since are left as they are. Returns the chunks reopened.
    */
-  async reopenChunk(runId: number, seq: number): Promise<void> {
+  async reopenChunks(runId: number, seqs: readonly number[]): Promise<number[]> {
+    if (seqs.length === 0) return [];
     const s = this.#s;
-    await this.#transaction(async (sql) => {
-      const { rows } = await sql<{ reopen: boolean }>(
-        `SELECT canonical IS NOT NULL AND failed > 0 AS reopen FROM ${s}.chunks WHERE run_id = $1 AND seq = $2 FOR UPDATE`,
-        [runId, seq],
+    return this.#transaction(async (sql) => {
+      const { rows } = await sql<{ seq: number }>(
+        `SELECT seq FROM ${s}.chunks WHERE run_id = $1 AND seq = ANY($2::int[]) ORDER BY seq FOR UPDATE`,
+        [runId, seqs],
       );
-      // never transformed (its transform stopped by the failure policy, say), or transformed cleanly since: nothing to
-      // void
-      if (rows[0]?.reopen !== true) return;
+      if (rows.length === 0) return [];
+      const { rows: reopened } = await sql<{ seq: number }>(
+        `SELECT seq FROM ${s}.chunks WHERE run_id = $1 AND seq = ANY($2::int[]) AND canonical IS NOT NULL AND failed > 0`,
+        [runId, rows.map((row) => row.seq)],
+      );
+      const chunks = reopened.map((row) => row.seq);
+      if (chunks.length === 0) return [];
       await sql(
-        `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = $2)
-         DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = $2`,
-        [runId, seq],
+        `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]))
+         DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = ANY($2::int[])`,
+        [runId, chunks],
       );
       await sql(
         `UPDATE ${s}.chunks SET canonical = NULL, quarantined = 0, failed = 0, transformed_at = NULL
-          WHERE run_id = $1 AND seq = $2`,
-        [runId, seq],
+          WHERE run_id = $1 AND seq = ANY($2::int[])`,
+        [runId, chunks],
       );
+      return chunks;
     });
   }
 
