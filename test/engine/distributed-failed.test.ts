@@ -184,15 +184,22 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         const first = engine.run("entries", { signal: cancel.signal });
         await until(
           async () =>
-            (await holder.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows.length > 0,
+            // this test's lock (a one-key advisory lock: objid its low 32 bits, objsubid 1), not another test file's
+            (
+              await holder.query(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND objsubid = 1 AND NOT granted",
+                [lock],
+              )
+            ).rows.length > 0,
           "chunk 0's load waiting in its write",
         );
         cancel.abort();
-        assert.equal((await first).run.status, "cancelled");
+        const cancelled = await first;
+        assert.equal(cancelled.run.status, "cancelled");
+        const then = await (engine.store as PostgresStore).transformedAt(cancelled.run.id, 0);
         // continued: chunk 0 reopened and transformed again (its mapping held); then the old load's write ends, and
         // its commit must record nothing, or the new transform's load would take the chunk for loaded
         again();
-        const loadsBefore = jobsDone(text(), "franca.load");
         const transformsBefore = jobsDone(text(), "franca.transform", "job started");
         const continued = engine.run("entries");
         try {
@@ -201,7 +208,15 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
             "chunk 0's transform again",
           );
           await holder.query("SELECT pg_advisory_unlock($1)", [lock]);
-          await until(() => jobsDone(text(), "franca.load") > loadsBefore, "the old load's end");
+          // that load job's own end (its data carry the transform of then)
+          const old = `"job":"franca.load","data":{"run":${cancelled.run.id},"seq":0,"target":"dst","transformedAt":${then}}`;
+          await until(
+            () =>
+              text()
+                .split("\n")
+                .some((line) => line.includes(old) && line.includes('"msg":"job done"')),
+            "the old load's end",
+          );
         } finally {
           release();
         }

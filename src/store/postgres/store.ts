@@ -871,6 +871,11 @@ export class PostgresStore implements Store {
       );
       const chunks = reopened.map((row) => row.seq);
       if (chunks.length === 0) return [];
+      // their outcomes locked in key order first, the order in which loads and transforms write theirs
+      await sql(
+        `SELECT 1 FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]) ORDER BY key, target FOR UPDATE`,
+        [runId, chunks],
+      );
       await sql(
         `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]))
          DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = ANY($2::int[])`,
