@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
+import { queueSchemaOf } from "../../src/engine/distributed/queue.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import type { Store } from "../../src/store/types.ts";
@@ -64,7 +65,10 @@ export function postgresStores(url = testPostgresUrl): StoreFactory {
       const admin = new pg.Client({ connectionString: url });
       await admin.connect();
       try {
-        for (const schema of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        // the store's schema, and its job queue's when the distributed executor ran on it
+        for (const schema of schemas.splice(0))
+          for (const name of [schema, queueSchemaOf(schema)])
+            await admin.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`);
       } finally {
         await admin.end();
       }
