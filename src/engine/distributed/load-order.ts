@@ -31,11 +31,10 @@ export function keyDigests(keys: readonly string[]): Uint8Array {
   return bytes;
 }
 
-/** The hashes of a digest, to test other chunks' digests against. */
-export function digestSet(digests: Uint8Array): Set<number> {
-  const view = Buffer.from(digests.buffer, digests.byteOffset, digests.byteLength);
+/** The hashes of a chunk's keys as a set, to test other chunks' digests against. */
+export function keyDigestSet(keys: readonly string[]): Set<number> {
   const set = new Set<number>();
-  for (let offset = 0; offset + 4 <= view.length; offset += 4) set.add(view.readUInt32LE(offset));
+  for (const key of keys) set.add(digestOf(key));
   return set;
 }
 

@@ -32,7 +32,7 @@ import { finishRecord, type RunEnvironment } from "../run.ts";
 import { createRunContext } from "../run-context.ts";
 import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
 import { transformChunk } from "../transform.ts";
-import { blockingLoad, digestSet, keyDigests } from "./load-order.ts";
+import { blockingLoad, keyDigestSet, keyDigests } from "./load-order.ts";
 import { queueOwner } from "./owner.ts";
 import {
   type ExtractJob,
@@ -513,7 +513,7 @@ export class DistributedWorker {
    * records quarantined or failed) does not.
    */
   async #awaitEarlierLoads(state: RunState, seq: number, target: string, keys: readonly string[]): Promise<boolean> {
-    const mine = digestSet(keyDigests(keys));
+    const mine = keyDigestSet(keys);
     if (mine.size === 0) return true;
     const deadline = Date.now() + loadOrderWaitMs;
     for (let pause = 10, said = false; ; pause = Math.min(100, pause * 2)) {
