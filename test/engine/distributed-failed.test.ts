@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pg from "pg";
-import { startSimApi } from "../../sim/api.ts";
+import { type SimApi, startSimApi } from "../../sim/api.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { jobKey, queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { Engine } from "../../src/engine/engine.ts";
@@ -78,6 +78,38 @@ function failingOnce(schema: string, app: string, failing: readonly number[], he
     },
   });
   return { hub, again: () => (first = false), release: () => held.resolve() };
+}
+
+/**
+ * dist-hub.ts's flows on a test's schemas (250 records each), into a simulated API that refuses items 15 and 115
+ * (chunks 0 and 1) of its batches, answering `status` (422 when undefined), until the test configures it otherwise;
+ * the engine works the run's jobs in this process.
+ */
+async function withRefusingApi(
+  schema: string,
+  status: number | undefined,
+  work: (api: SimApi, engine: Engine, logs: () => string) => Promise<void>,
+): Promise<void> {
+  await pgStatements(distSetupSql(schema, 250));
+  const api = await startSimApi({
+    seed: 7,
+    collections: { items: { key: "id", maxBatch: 50 }, others: { key: "id", maxBatch: 50 } },
+    batch: {
+      reject: {
+        when: (record) => record.id === "15" || record.id === "115",
+        ...(status === undefined ? {} : { status }),
+      },
+    },
+  });
+  try {
+    using tmp = tempDir();
+    const hub = distHub({ FRANCA_DIST_SCHEMA: schema, FRANCA_DIST_API: api.url });
+    const { logger, text } = captureLogs();
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
+    await work(api, engine, text);
+  } finally {
+    await api.close();
+  }
 }
 
 describe("the distributed executor with records that fail", { timeout: 120_000 }, () => {
@@ -232,18 +264,8 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
 
   it("in a load whose job ends: the run loads the others and ends failed; continued, it loads them", async () => {
     await withEntrySchemas("franca_failed", async (schema) => {
-      await pgStatements(distSetupSql(schema, 250));
       // the API answers items 15 and 115 (chunks 0 and 1) 503 until told otherwise: the connector's retries run out
-      const api = await startSimApi({
-        seed: 7,
-        collections: { items: { key: "id", maxBatch: 50 }, others: { key: "id", maxBatch: 50 } },
-        batch: { reject: { when: (record) => record.id === "15" || record.id === "115", status: 503 } },
-      });
-      try {
-        using tmp = tempDir();
-        const hub = distHub({ FRANCA_DIST_SCHEMA: schema, FRANCA_DIST_API: api.url });
-        const { logger, text } = captureLogs();
-        await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
+      await withRefusingApi(schema, 503, async (api, engine, text) => {
         const first = await engine.run("items");
         assert.equal(first.run.status, "failed");
         assert.deepEqual(first.counts.targets["api-items"], { loaded: 248, unchanged: 0, quarantined: 0, failed: 2 });
@@ -257,25 +279,14 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         assert.deepEqual(second.counts.targets["api-items"], { loaded: 250, unchanged: 0, quarantined: 0, failed: 0 });
         assert.equal(api.records("items").length, 250);
         assert.equal(api.duplicates("items"), 0);
-      } finally {
-        await api.close();
-      }
+      });
     });
   });
 
   it("refused by the target, then replayed: the replay's chunks are loaded in order and none stays pending", async () => {
     await withEntrySchemas("franca_failed", async (schema) => {
-      await pgStatements(distSetupSql(schema, 250));
-      // items 15 and 115 (chunks 0 and 1) refused until the API is fixed
-      const api = await startSimApi({
-        seed: 7,
-        collections: { items: { key: "id", maxBatch: 50 }, others: { key: "id", maxBatch: 50 } },
-        batch: { reject: { when: (record) => record.id === "15" || record.id === "115" } },
-      });
-      try {
-        using tmp = tempDir();
-        const hub = distHub({ FRANCA_DIST_SCHEMA: schema, FRANCA_DIST_API: api.url });
-        await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+      // items 15 and 115 (chunks 0 and 1) refused (422) until the API is fixed
+      await withRefusingApi(schema, undefined, async (api, engine) => {
         const first = await engine.run("items");
         assert.equal(first.run.status, "partial");
         assert.equal(api.records("items").length, 248);
@@ -286,9 +297,7 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         assert.equal(api.records("items").length, 250);
         const [pending] = await pgStatements([`SELECT count(*)::int AS n FROM ${schema}.pending_loads`]);
         assert.equal(pending?.n, 0);
-      } finally {
-        await api.close();
-      }
+      });
     });
   });
 });

@@ -3,13 +3,14 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { defineHub, type Hub, type HubSpec } from "../../src/core/hub.ts";
+import type { Hub, HubSpec } from "../../src/core/hub.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import {
   type CustomersHubOverrides,
   createClientsTarget,
   createCustomerSource,
   customersHub,
+  hubWith,
   openStore,
   tempDir,
   toClient,
@@ -31,12 +32,7 @@ async function runLogs(
   createCustomerSource(join(tmp.dir, "crm.db"), { rows: 250 });
   createClientsTarget(join(tmp.dir, "erp.db"));
   const base: Hub = customersHub(tmp.dir, overrides);
-  const hub = defineHub({
-    ...extra,
-    systems: [...base.systems.values()],
-    entities: [...base.entities.values()],
-    flows: [...base.flows.values()],
-  });
+  const hub = hubWith(base, extra);
   const { logger, text } = captureLogs();
   {
     await using store = executor === "local" ? await openStore(tmp.dir) : undefined;

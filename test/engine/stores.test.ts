@@ -28,6 +28,7 @@ import {
   createClientsTarget,
   createCustomerSource,
   customersHub,
+  hubWith,
   stamp,
   tempDir,
   toClient,
@@ -38,17 +39,6 @@ import { postgresStores, type StoreFactory, sqliteStores } from "../support/stor
 type Hub = ReturnType<typeof defineHub>;
 /** Opens a fresh store; `distributed`: the engine runs on the distributed executor, its jobs worked in this process. */
 type OpenStore = (() => Promise<Store>) & { distributed?: boolean };
-
-/** The same hub, its state in `store` (a PostgreSQL store, as the distributed executor needs its URL). */
-function onStore(hub: Hub, store: Store): Hub {
-  return defineHub({
-    systems: [...hub.systems.values()],
-    entities: [...hub.entities.values()],
-    lookups: [...hub.lookups.values()],
-    flows: [...hub.flows.values()],
-    store: (store as PostgresStore).location,
-  });
-}
 
 const erpTarget = "erp.Customer";
 const dropTarget = "drop.Customer";
@@ -103,7 +93,13 @@ async function withEngine<T>(
   try {
     engine =
       openStore.distributed === true
-        ? await Engine.open({ hub: onStore(hub, store), baseDir, store, executor: "distributed" })
+        ? await Engine.open({
+            // the same hub, its state in `store` (the distributed executor needs the store's URL)
+            hub: hubWith(hub, { store: (store as PostgresStore).location }),
+            baseDir,
+            store,
+            executor: "distributed",
+          })
         : await Engine.open({ hub, baseDir, store });
     return await body(engine, store);
   } finally {

@@ -9,7 +9,7 @@ import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
 import { type FlowSpec, flow } from "../../src/core/flow.ts";
-import { defineHub, type Hub } from "../../src/core/hub.ts";
+import { defineHub, type Hub, type HubSpec } from "../../src/core/hub.ts";
 import { Money } from "../../src/core/types.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import type { RunRecord, Store } from "../../src/store/types.ts";
@@ -126,4 +126,15 @@ export async function continuedRun(store: Store, flow: string, kills: number): P
   assert.equal(run.status, "succeeded");
   assert.equal(run.stats.resumes, kills);
   return run;
+}
+
+/** The hub `base` defined again with `extra` settings (a name, a store): the same systems, entities, lookups and flows. */
+export function hubWith(base: Hub, extra: Partial<HubSpec>): Hub {
+  return defineHub({
+    ...extra,
+    systems: [...base.systems.values()],
+    entities: [...base.entities.values()],
+    lookups: [...base.lookups.values()],
+    flows: [...base.flows.values()],
+  });
 }
