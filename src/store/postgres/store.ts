@@ -74,6 +74,16 @@ const finishLockClass = 0x46524e46;
 
 const identifier = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
+/**
+ * SQL: the pending load `p` (a row of `<s>.pending_loads`) is still pending. A row whose load is recorded with no
+ * failure is not, whatever it says: a worker of a Franca from before that table (a rolling upgrade) loads without
+ * ending the row, or transforms without giving it a digest.
+ */
+function stillPending(s: string, p: string): string {
+  return `NOT EXISTS (SELECT 1 FROM ${s}.chunk_loads l
+    WHERE l.run_id = ${p}.run_id AND l.target = ${p}.target AND l.seq = ${p}.seq AND l.failed = 0)`;
+}
+
 /** The connection string pg gets (our `schema` parameter removed) and the location shown (password removed). */
 function parseUrl(
   url: string,
@@ -637,11 +647,7 @@ export class PostgresStore implements Store {
       );
       if (rows[0] !== undefined && rows[0].canonical !== null) {
         // transformed again (a resume after transient failures): its earlier outcomes and loads are void
-        await sql(
-          `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = $2)
-           DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = $2`,
-          [runId, seq],
-        );
+        await this.#voidLoads(sql, runId, [seq]);
       }
       await this.#insertOutcomes(sql, runId, problems);
       await sql(
@@ -649,6 +655,24 @@ export class PostgresStore implements Store {
         [canonical, problems.length - failed, failed, now, runId, seq],
       );
     });
+  }
+
+  /**
+   * Voids the outcomes and loads of a run's chunks `seqs` (transformed again, or reopened to be). The outcomes are
+   * locked in key order first, the order in which loads and transforms write theirs, so that a load or transform of
+   * another chunk sharing keys, committing meanwhile, cannot wait on this while this waits on it.
+   */
+  async #voidLoads(sql: Sql, runId: number, seqs: readonly number[]): Promise<void> {
+    const s = this.#s;
+    await sql(
+      `SELECT 1 FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]) ORDER BY key, target FOR UPDATE`,
+      [runId, seqs],
+    );
+    await sql(
+      `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]))
+       DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = ANY($2::int[])`,
+      [runId, seqs],
+    );
   }
 
   async saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void> {
@@ -826,9 +850,8 @@ export class PostgresStore implements Store {
 
   /**
    * The run's chunks before `seq` whose load into `target` is pending, in order, with the digest of their keys (null:
-   * not transformed yet). Only pending loads have a row, so this reads the few in flight, not the run's every chunk.
-   * A row whose load is recorded with no failure is not pending, whatever the row says: a worker of a Franca from
-   * before this table (a rolling upgrade) loads without ending the row, or transforms without giving it a digest.
+   * not transformed yet; `stillPending`). Only pending loads have a row, so this reads the few in flight, not the
+   * run's every chunk.
    */
   async pendingLoadsBefore(
     runId: number,
@@ -838,9 +861,7 @@ export class PostgresStore implements Store {
     const s = this.#s;
     const rows = await this.#rows<{ seq: number; key_digests: Buffer | null }>(
       `SELECT p.seq, p.key_digests FROM ${s}.pending_loads p
-        WHERE p.run_id = $1 AND p.target = $2 AND p.seq < $3 AND NOT EXISTS (
-          SELECT 1 FROM ${s}.chunk_loads l WHERE l.run_id = p.run_id AND l.target = p.target AND l.seq = p.seq AND l.failed = 0
-        )
+        WHERE p.run_id = $1 AND p.target = $2 AND p.seq < $3 AND ${stillPending(s, "p")}
         ORDER BY p.seq`,
       [runId, target, seq],
     );
@@ -871,16 +892,7 @@ export class PostgresStore implements Store {
       );
       const chunks = reopened.map((row) => row.seq);
       if (chunks.length === 0) return [];
-      // their outcomes locked in key order first, the order in which loads and transforms write theirs
-      await sql(
-        `SELECT 1 FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]) ORDER BY key, target FOR UPDATE`,
-        [runId, chunks],
-      );
-      await sql(
-        `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]))
-         DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = ANY($2::int[])`,
-        [runId, chunks],
-      );
+      await this.#voidLoads(sql, runId, chunks);
       await sql(
         `UPDATE ${s}.chunks SET canonical = NULL, quarantined = 0, failed = 0, transformed_at = NULL
           WHERE run_id = $1 AND seq = ANY($2::int[])`,
@@ -949,7 +961,7 @@ export class PostgresStore implements Store {
    * staged) and loaded into every target, and no load still pending (a load whose system failed is, while pg-boss
    * retries it). Records that failed, in a transform or a load whose job ended, leave nothing more for this run to do:
    * the run then ends failed, and a resume retries them. A pending row whose load is recorded with no failure is not
-   * pending (`pendingLoadsBefore`). One statement: while any load of the run is pending (every chunk's are, from its
+   * pending (`stillPending`). One statement: while any load of the run is pending (every chunk's are, from its
    * extraction to its load), it reads that one row, not the run's chunks; only then does it go through the chunks
    * (for those extracted before pending loads existed), stopping at the first still open.
    */
@@ -960,10 +972,7 @@ export class PostgresStore implements Store {
          WHEN r.status <> 'running' OR NOT r.extract_done THEN false
          WHEN EXISTS (
            SELECT 1 FROM ${s}.pending_loads p
-            WHERE p.run_id = r.id AND p.target = ANY($2::text[]) AND NOT EXISTS (
-              SELECT 1 FROM ${s}.chunk_loads l
-               WHERE l.run_id = p.run_id AND l.target = p.target AND l.seq = p.seq AND l.failed = 0
-            )
+            WHERE p.run_id = r.id AND p.target = ANY($2::text[]) AND ${stillPending(s, "p")}
          ) THEN false
          ELSE NOT EXISTS (
            SELECT 1 FROM ${s}.chunks c
