@@ -11,7 +11,7 @@ import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { jobKey, queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunSummary } from "../../src/engine/run.ts";
-import type { PostgresStore } from "../../src/store/postgres/store.ts";
+import { finishLockClass, type PostgresStore } from "../../src/store/postgres/store.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
 import { distHub, distSetupSql } from "../support/dist-hub.ts";
 import { tempDir } from "../support/fixtures.ts";
@@ -258,6 +258,65 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
       } finally {
         await holder.end();
+      }
+    });
+  });
+
+  it("in a transform, with a finish job of the first execution arriving while the run is continued: it waits for the plan", async () => {
+    await withEntrySchemas("franca_failed", async (schema, app) => {
+      await pgStatements(entriesTablesSql(app, 30));
+      // record 5 (chunk 0) fails the first time only
+      const { hub, again, release } = failingOnce(schema, app, [5]);
+      release();
+      using tmp = tempDir();
+      const { logger, text } = captureLogs();
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
+      const first = await engine.run("entries");
+      assert.equal(first.run.status, "failed");
+      const holder = new pg.Client({ connectionString: pgUrl });
+      const watcher = new pg.Client({ connectionString: pgUrl });
+      await Promise.all([holder.connect(), watcher.connect()]);
+      const boss = await startQueue(pgUrl, schema);
+      try {
+        // the test holds chunk 0's row, so that the continued run's plan waits in its transaction, where it reopens
+        // the chunk (the chunk's transform and loads of the first execution still read as done outside it)
+        await holder.query("BEGIN");
+        await holder.query(`SELECT 1 FROM ${schema}.chunks WHERE run_id = $1 AND seq = 0 FOR UPDATE`, [first.run.id]);
+        again();
+        const continued = engine.run("entries");
+        // asked on a connection of its own: pg_stat_activity stays as it was first read in a transaction
+        const waiting = async (sql: string, params: unknown[]) => (await watcher.query(sql, params)).rows.length > 0;
+        await until(
+          () =>
+            waiting(
+              "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 AND query LIKE '%FOR UPDATE%'",
+              [`%"${schema}".chunks%`],
+            ),
+          "the plan waiting for chunk 0's row",
+        );
+        // a finish job of the first execution (two loads that ended together each sent one), late
+        const finishesBefore = jobsDone(text(), "franca.finish");
+        await boss.send(queues.finish, { run: first.run.id }, { singletonKey: jobKey({ run: first.run.id }) });
+        // the finish job waits for the run's finish lock, which the plan holds (or, were it free, has ended the run)
+        await until(
+          async () =>
+            jobsDone(text(), "franca.finish") > finishesBefore ||
+            (await waiting(
+              `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2
+                AND classid = $1 AND objid::bigint = (hashtext($2)::bigint & 4294967295)`,
+              [finishLockClass, `${schema}/${first.run.id}`],
+            )),
+          "the late finish job at the run's finish lock",
+        );
+        await holder.query("COMMIT");
+        const second = await continued;
+        assert.equal(second.run.id, first.run.id);
+        assert.equal(second.run.status, "succeeded", "the late finish job ended the run on its first execution");
+        assert.equal(second.counts.targets.dst?.loaded, 30);
+        assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
+      } finally {
+        await boss.stop({ graceful: false });
+        await Promise.all([holder.end(), watcher.end()]);
       }
     });
   });

@@ -70,7 +70,7 @@ type InternalOptions = PostgresStoreOptions & { [bindingKey]?: Binding };
 // a run).
 const migrateLockClass = 0x46524e4d;
 const flowLockClass = 0x46524e52;
-const finishLockClass = 0x46524e46;
+export const finishLockClass = 0x46524e46;
 
 const identifier = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
