@@ -372,15 +372,11 @@ export class Engine {
       ended = await cluster.waitFor(run.id, options.onProgress, options.signal);
     } catch (error) {
       if (options.signal?.aborted !== true) throw error;
-      const current = await this.store.getRun(run.id);
-      if (current?.status === "running") {
-        await this.store.finishRun(
-          run.id,
-          queueOwner,
-          { status: "cancelled", error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" } },
-          Date.now(),
-        );
-      }
+      // unless a finish job ended it meanwhile (its end stands)
+      await (this.store as PostgresStore).endRunning(run.id, queueOwner, Date.now(), () => ({
+        status: "cancelled",
+        error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" },
+      }));
       ended = (await this.store.getRun(run.id)) as RunRecord;
     }
     const counts = await this.store.counts(run.id);

@@ -342,6 +342,57 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
     });
   });
 
+  it("in a transform, its system down while its worker stops gracefully: the job goes back to the queue, the run does not fail", async () => {
+    await withEntrySchemas("franca_failed", async (schema, app) => {
+      await pgStatements(entriesTablesSql(app, 30));
+      // record 5's mapping finds its lookup's system down (the chunk's transform job fails transiently), once the test
+      // lets it go on
+      let down = true;
+      const reached = Promise.withResolvers<void>();
+      const gate = Promise.withResolvers<void>();
+      const hub = entriesHub({
+        schema,
+        app,
+        toCanonical: async (row) => {
+          if (down && row.id === 5) {
+            reached.resolve();
+            await gate.promise;
+            throw new FrancaError(ErrorCode.SystemDown, "the lookup's system is down", { errorClass: "transient" });
+          }
+          return { id: row.id as number, name: row.name as string };
+        },
+      });
+      using tmp = tempDir();
+      const { logger, text } = captureLogs();
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
+      const stop = new AbortController();
+      const working = engine.work({ signal: stop.signal });
+      const queued = await engine.enqueue("entries");
+      await reached.promise;
+      // the worker stops (SIGTERM) while the transform runs: it lets the job end, and the job, failing transiently,
+      // goes back to the queue for another worker rather than failing the run
+      stop.abort();
+      await until(() => text().includes('"msg":"worker stopping"'), "the worker stopping");
+      gate.resolve();
+      await working;
+      assert.equal((await engine.store.getRun(queued.id))?.status, "running");
+      down = false;
+      const again = new AbortController();
+      const workingAgain = engine.work({ signal: again.signal });
+      try {
+        await until(
+          async () => (await engine.store.getRun(queued.id))?.status !== "running",
+          "the run ended on the next worker",
+        );
+      } finally {
+        again.abort();
+        await workingAgain;
+      }
+      assert.equal((await engine.store.getRun(queued.id))?.status, "succeeded");
+      assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
+    });
+  });
+
   it("refused by the target, then replayed: the replay's chunks are loaded in order and none stays pending", async () => {
     await withEntrySchemas("franca_failed", async (schema) => {
       // items 15 and 115 (chunks 0 and 1) refused (422) until the API is fixed

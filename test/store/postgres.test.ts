@@ -9,7 +9,7 @@ import type { RecordOutcome } from "../../src/core/record.ts";
 import { openStore } from "../../src/store/open.ts";
 import { migrations } from "../../src/store/postgres/migrations.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
-import type { NewRun } from "../../src/store/types.ts";
+import type { FinishRun, NewRun } from "../../src/store/types.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { until } from "../support/poll.ts";
 import { storeContract } from "./contract.ts";
@@ -388,6 +388,54 @@ describe("PostgreSQL store", () => {
     }
     await Promise.all([holding, waiting]);
     assert.deepEqual(events, ["first done", "second locked"]);
+  });
+
+  it("ends a run early only while it runs, under its finish lock: a finish that ended it keeps its end", async () => {
+    await using store = await openNew();
+    const run = await store.startRun(newRun("f"));
+    await store.saveExtracted(run.id, 0, [1], 1, 2);
+    const failure: FinishRun = {
+      status: "failed",
+      error: { code: ErrorCode.FailureThreshold, message: "stop", errorClass: "permanent" },
+    };
+    // a finish holds the lock: the early end waits for it, then finds the run ended and leaves it
+    const end = Promise.withResolvers<void>();
+    const locked = Promise.withResolvers<void>();
+    const finishing = store.withTransaction(async (tx) => {
+      await tx.lockFinish(run.id);
+      locked.resolve();
+      await end.promise;
+      await tx.finishRun(run.id, "host:1:a", { status: "succeeded", cursor: [1] }, 5);
+    });
+    await locked.promise;
+    const seen: number[] = [];
+    const early = store.endRunning(run.id, "host:1:a", 6, () => {
+      seen.push(1);
+      return failure;
+    });
+    await until(
+      async () =>
+        (await store.executeSql("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows.length > 0,
+      "the early end waiting for the finish lock",
+    );
+    end.resolve();
+    await finishing;
+    assert.equal(await early, false);
+    assert.deepEqual(seen, [], "the end was not even made");
+    const finished = await store.getRun(run.id);
+    assert.equal(finished?.status, "succeeded");
+    assert.deepEqual(finished?.cursorTo, [1]);
+    // a run still running is ended, from its chunk states as they are under the lock
+    const other = await store.startRun(newRun("g"));
+    await store.saveExtracted(other.id, 0, [1], 1, 2);
+    assert.equal(
+      await store.endRunning(other.id, "host:1:a", 7, (_, chunks) => ({ ...failure, cursor: [chunks.length] })),
+      true,
+    );
+    const failed = await store.getRun(other.id);
+    assert.equal(failed?.status, "failed");
+    assert.equal(failed?.error?.message, "stop");
+    assert.deepEqual(failed?.cursorTo, [1]);
   });
 
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {

@@ -89,11 +89,15 @@ export class Cluster {
   async plan(run: RunRecord): Promise<void> {
     // One transaction, holding the run's finish lock: a finish job waits until what the plan reopens and makes pending
     // reads as open, and a plan cut short leaves nothing half done. The live jobs are read before the chunks, so that
-    // a chunk a live job transforms meanwhile is seen live, not reopened.
+    // a chunk a live job transforms meanwhile is seen live, not reopened; and again after them, so that the load jobs
+    // of a transform that committed in between (the chunk reads as transformed) are seen live, not sent twice (two
+    // loads of one chunk at once: the first one's end would let a later chunk write a key's newer version before the
+    // second wrote its older one).
     await this.#store.withTransaction(async (tx) => {
       await tx.lockFinish(run.id);
       const live = await liveJobs(this.boss, this.#store.schema, run.id);
       const chunks = await tx.chunkStates(run.id);
+      for (const job of await liveJobs(this.boss, this.#store.schema, run.id)) live.add(job);
       const send = async (name: string, data: JobData, pending: readonly string[] = []) => {
         const key = jobKey(data);
         if (live.has(`${name}:${key}`)) return;

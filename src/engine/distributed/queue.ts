@@ -1,7 +1,9 @@
 /**
  * The job queue of the distributed executor: pg-boss, in the store's database (schema `<store schema>_queue`).
- * Each chunk-stage is a job; a worker completes it in the same transaction that records its output and sends the
- * next stage's jobs, so a chunk is never lost and never done twice, whatever process dies when.
+ * Each chunk-stage is a job. A transform is completed in the transaction that records its output and sends its load
+ * jobs; an extraction or a load, whose commit is followed by more (the finish job sent when nothing is left), is
+ * completed when its handler returns, and a retry after a death past the commit finds its output recorded and does
+ * only what follows. So a chunk is never lost and never done twice, whatever process dies when.
  */
 import { PgBoss } from "pg-boss";
 
@@ -10,7 +12,7 @@ export const queues = {
   transform: "franca.transform",
   load: "franca.load",
   finish: "franca.finish",
-  /** Jobs whose retries ran out: kept for inspection (`franca runs show` reports the run as failed). */
+  /** Jobs pg-boss gave up on (their attempts ran out, every worker lost): a worker ends their run failed. */
   dead: "franca.dead",
 } as const;
 

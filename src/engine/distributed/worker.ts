@@ -40,6 +40,7 @@ import {
   type JobData,
   jobKey,
   type LoadJob,
+  liveJobs,
   queuedChunkJobs,
   queues,
   type TransformJob,
@@ -133,6 +134,9 @@ export class DistributedWorker {
     await this.#boss.work<FinishJob>(queues.finish, { ...common, localConcurrency: 1 }, (batch) =>
       this.#handle(batch, (job) => this.#finish(job)),
     );
+    await this.#boss.work<JobData>(queues.dead, { ...common, localConcurrency: 1 }, async (batch) => {
+      for (const job of batch) await this.#dead(job);
+    });
     this.#heartbeat = setInterval(() => void this.#beat(), this.#options.env.heartbeatMs);
     this.#heartbeat.unref();
   }
@@ -143,7 +147,8 @@ export class DistributedWorker {
    */
   async stop(graceful = true): Promise<void> {
     this.#stopped = true;
-    for (const name of [queues.extract, queues.transform, queues.load, queues.finish]) {
+    this.#log.info({ graceful, inFlight: this.#inFlight }, "worker stopping");
+    for (const name of [queues.extract, queues.transform, queues.load, queues.finish, queues.dead]) {
       await this.#boss.offWork(name, { wait: graceful } as never);
     }
     if (!graceful)
@@ -201,7 +206,9 @@ export class DistributedWorker {
     } catch (raw) {
       const error = raw instanceof AttemptsError ? raw.error : toFrancaError(raw);
       const retriesLeft = (job.retryCount ?? 0) < (job.retryLimit ?? 0);
-      if (error.transient && retriesLeft && !this.#stopped) {
+      // a worker stopping (gracefully: its jobs in flight finish) hands a transient failure back to the queue all the
+      // same, for another worker (or this one, started again) to retry, rather than fail the run
+      if (error.transient && retriesLeft) {
         this.#log.warn(
           { run: job.data.run, job: job.name, err: error.message, retry: (job.retryCount ?? 0) + 1 },
           "job failed; pg-boss will retry it",
@@ -367,10 +374,11 @@ export class DistributedWorker {
       ...(drift.drift === undefined ? {} : { drift: drift.drift }),
       fullExtraction: last === undefined,
     };
+    // not completed in this transaction but when the job returns: a retry after a death past the commit finds the
+    // extraction done and sends the finish job, should every load have ended before it (above)
     await this.#store.withTransaction(async (tx) => {
       await tx.updateStats(run.id, stats);
       await tx.markExtractDone(run.id);
-      await this.#boss.complete(queues.extract, job.id, null, { db: tx } as never);
     });
     await this.#checkFinish(run.id, run.targets);
   }
@@ -431,7 +439,10 @@ export class DistributedWorker {
     const chunk = await this.#store.chunkState(run.id, seq);
     // A chunk some of whose records failed in the transform (transiently) is loaded all the same: its other records
     // go on, as in-process, and a resume transforms it again. Its load job is sent only once its records are staged.
-    if (chunk === undefined || chunk.loaded[target] === true) return;
+    if (chunk === undefined) return;
+    // loaded by an earlier attempt of this job, whose worker died (or whose store failed) after the commit: what was
+    // to follow the commit is done now, or the run would wait for a finish job that no one sends
+    if (chunk.loaded[target] === true) return this.#afterLoad(state, seq, true);
     // sent by an earlier transform of the chunk, which a continued run is transforming again (or has): the new
     // transform's load jobs load it; this one leaves it, and its pending load, alone
     const { transformedAt } = job.data;
@@ -476,15 +487,30 @@ export class DistributedWorker {
       if (stale) return;
       throw written.systemFailure;
     }
-    await this.#store.withTransaction(async (tx) => {
-      if (await current(tx)) {
-        await tx.saveLoad(run.id, seq, target, written.result, Date.now());
-        await tx.loadDone(run.id, seq, target);
+    // The job is not completed in this transaction, but when it returns (pg-boss's own completion): a worker that dies
+    // after the commit, or a store that fails in what follows it, leaves the job to be retried, and the retry, finding
+    // the chunk loaded, does what follows (above). A stale job is completed with the commit: nothing follows it.
+    const recorded = await this.#store.withTransaction(async (tx) => {
+      if (!(await current(tx))) {
+        await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
+        return false;
       }
-      await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
+      await tx.saveLoad(run.id, seq, target, written.result, Date.now());
+      await tx.loadDone(run.id, seq, target);
+      return true;
     });
+    if (recorded) await this.#afterLoad(state, seq, written.result.problems.length > 0);
+  }
+
+  /**
+   * What follows a load's commit: the failure budget charged when the load had problems (`problems`; a retry that
+   * finds the chunk loaded cannot tell, and asks), the chunk's staged output released once every target has it
+   * cleanly, and the run's finish job sent when nothing is left to do.
+   */
+  async #afterLoad(state: RunState, seq: number, problems: boolean): Promise<void> {
+    const { run } = state;
     // the ledger now holds this load's problems, and those of every job committed before it, on any worker
-    if (written.result.problems.length > 0) {
+    if (problems) {
       const stop = (await this.#ledgerBudget(state)?.())?.check();
       if (stop !== undefined) throw stop;
     }
@@ -589,30 +615,62 @@ export class DistributedWorker {
     });
   }
 
-  /** Ends a run as failed (resumable), once: the cursor moves over its unbroken prefix of final chunks. */
+  /**
+   * Ends a run as failed (resumable), once: the cursor moves over its unbroken prefix of final chunks. Under the run's
+   * finish lock, and only while it is running: a finish job that ended it meanwhile keeps its end.
+   */
   async #failRun(id: number, error: FrancaError): Promise<void> {
-    const run = await this.#store.getRun(id);
-    if (run === undefined || run.status !== "running") return;
-    const state = this.#runs.get(id);
-    state?.control.abort(error);
-    const chunks = await this.#store.chunkStates(id);
-    const flow = this.#options.hub.flows.get(run.flow);
-    const cursor =
-      run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
+    this.#runs.get(id)?.control.abort(error);
     await this.#store
-      .finishRun(
-        id,
-        queueOwner,
-        {
+      .endRunning(id, queueOwner, Date.now(), (run, chunks) => {
+        const flow = this.#options.hub.flows.get(run.flow);
+        const cursor =
+          run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
+        return {
           status: "failed",
           error: { code: error.code, message: error.message, errorClass: error.errorClass },
           ...(cursor === undefined ? {} : { cursor }),
-        },
-        Date.now(),
-      )
+        };
+      })
       .catch((failure: unknown) =>
         this.#log.warn({ run: id, err: toFrancaError(failure).message }, "could not record the end of the run"),
       );
     this.#runs.delete(id);
+  }
+
+  /**
+   * Whether the work of a job given up on (queue `name`, its data) is still to do, and no live job of the same key does
+   * it: not when the run ended, nor when a plan of the run continued sent the job again, nor when another execution of
+   * it did the work.
+   */
+  async #stillToDo(name: string, data: JobData): Promise<boolean> {
+    const run = await this.#store.getRun(data.run);
+    if (run === undefined || run.status !== "running") return false;
+    if ((await liveJobs(this.#boss, this.#store.schema, run.id)).has(`${name}:${jobKey(data)}`)) return false;
+    if (data.seq === undefined) return name !== queues.extract || !run.extractDone;
+    const chunk = await this.#store.chunkState(run.id, data.seq);
+    if (chunk === undefined) return false;
+    return data.target === undefined ? !chunk.transformed : chunk.loaded[data.target] !== true;
+  }
+
+  /**
+   * A job pg-boss gave up on, moved to the dead-letter queue: its attempts ran out without its handler ending them (each
+   * attempt's worker died, or stopped beating its heartbeat). Its run cannot end without it, so it ends failed here
+   * (resumable: a continued run sends the job again), rather than stay 'running' with nothing to do it.
+   */
+  async #dead(job: Job<JobData> & { sourceName?: string | null }): Promise<void> {
+    const { run, seq, target } = job.data;
+    if (!(await this.#stillToDo(job.sourceName ?? "", job.data))) return;
+    const what = [job.sourceName ?? "a job", seq === undefined ? "" : `of chunk ${seq}`, target ?? ""]
+      .filter((part) => part !== "")
+      .join(" ");
+    this.#log.error({ run, job: job.sourceName, data: job.data }, "job given up by the queue; the run stops");
+    await this.#failRun(
+      run,
+      new FrancaError(
+        ErrorCode.RunAbandoned,
+        `${what} was given up after its attempts ran out: its worker died or stopped answering each time`,
+      ),
+    );
   }
 }

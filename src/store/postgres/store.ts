@@ -912,6 +912,27 @@ export class PostgresStore implements Store {
   }
 
   /**
+   * Ends run `id` early (failed, cancelled) if it is still running, holding its finish lock: a finish job that ended
+   * it meanwhile (its file targets published, its cursor moved) is not overwritten, and one that comes after finds it
+   * ended. `finishOf` makes the end from the run's chunk states as they are under the lock. Returns whether it ended
+   * the run.
+   */
+  async endRunning(
+    id: number,
+    owner: string,
+    now: number,
+    finishOf: (run: RunRecord, chunks: ChunkState[]) => FinishRun,
+  ): Promise<boolean> {
+    return this.withTransaction(async (tx) => {
+      await tx.lockFinish(id);
+      const run = await tx.getRun(id);
+      if (run === undefined || run.status !== "running") return false;
+      await tx.finishRun(id, owner, finishOf(run, await tx.chunkStates(id)), now);
+      return true;
+    });
+  }
+
+  /**
    * Inside `withTransaction`: whether the chunk's transform is still the one recorded at `transformedAt`, its row
    * locked against a new transform or a reopening until the transaction ends (a load job's commit of that transform's
    * load).

@@ -1,0 +1,116 @@
+/**
+ * Jobs of the distributed executor that are lost on the way: a load whose worker died after its commit, before it sent
+ * the run's finish job; a job that pg-boss gave up on (its attempts ran out without its handler ending them). Neither
+ * may leave its run 'running' with nothing left to do it.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ErrorCode } from "../../src/core/errors.ts";
+import { jobKey, queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import type { RunRecord } from "../../src/store/types.ts";
+import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
+import { tempDir } from "../support/fixtures.ts";
+import { pgStatements, pgUrl } from "../support/pg-schema.ts";
+import { until } from "../support/poll.ts";
+
+const plainEntries = (schema: string, app: string) =>
+  entriesHub({ schema, app, toCanonical: (row) => ({ id: row.id as number, name: row.name as string }) });
+
+/** Works the store's jobs in this process while `work` runs. */
+async function withWorker<T>(engine: Engine, work: () => Promise<T>): Promise<T> {
+  const stop = new AbortController();
+  const working = engine.work({ signal: stop.signal });
+  try {
+    return await work();
+  } finally {
+    stop.abort();
+    await working;
+  }
+}
+
+/** The run once it is no longer running. */
+async function ended(engine: Engine, id: number): Promise<RunRecord> {
+  let run: RunRecord | undefined;
+  await until(async () => {
+    run = await engine.store.getRun(id);
+    return run?.status !== "running";
+  }, `run ${id} ended`);
+  return run as RunRecord;
+}
+
+describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
+  it("a load retried after its worker died past the commit sends the run's finish job", async () => {
+    await withEntrySchemas("franca_lost", async (schema, app) => {
+      await pgStatements(entriesTablesSql(app, 30));
+      using tmp = tempDir();
+      await using engine = await Engine.open({
+        hub: plainEntries(schema, app),
+        baseDir: tmp.dir,
+        executor: "distributed",
+      });
+      const first = await engine.run("entries");
+      assert.equal(first.run.status, "succeeded");
+      const last = (await engine.store.chunkStates(first.run.id)).at(-1)?.seq as number;
+      // The state a worker leaves when it dies after the last load's commit and before it sends the finish job:
+      // every chunk loaded, no load pending, the run still running, no finish job. pg-boss then gives the load job to
+      // another worker (the same job, as it came).
+      await pgStatements([
+        `UPDATE ${schema}.runs SET status = 'running', ended_at = NULL WHERE id = ${first.run.id}`,
+        `DELETE FROM ${queueSchemaOf(schema)}.job WHERE name = '${queues.finish}'`,
+      ]);
+      const boss = await startQueue(pgUrl, schema);
+      try {
+        const retried = { run: first.run.id, seq: last, target: "dst" };
+        await boss.send(queues.load, retried, { singletonKey: jobKey(retried) });
+      } finally {
+        await boss.stop({ graceful: false });
+      }
+      const run = await withWorker(engine, () => ended(engine, first.run.id));
+      assert.equal(run.status, "succeeded", "the retried load did not send the finish job");
+      assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
+    });
+  });
+
+  it("a job the queue gave up on ends its run failed, and the run continued then succeeds", async () => {
+    await withEntrySchemas("franca_lost", async (schema, app) => {
+      await pgStatements(entriesTablesSql(app, 30));
+      using tmp = tempDir();
+      await using engine = await Engine.open({
+        hub: plainEntries(schema, app),
+        baseDir: tmp.dir,
+        executor: "distributed",
+      });
+      // queued, with no worker yet: its extraction job is taken by the test, as by a worker that then dies, on the
+      // job's last attempt; pg-boss fails it, as its monitor fails a job whose heartbeat stopped, and moves it to the
+      // dead-letter queue
+      const queued = await engine.enqueue("entries");
+      const boss = await startQueue(pgUrl, schema);
+      try {
+        await pgStatements([
+          `UPDATE ${queueSchemaOf(schema)}.job SET retry_limit = 0 WHERE name = '${queues.extract}' AND data->>'run' = '${queued.id}'`,
+        ]);
+        const [job] = await boss.fetch(queues.extract);
+        assert.ok(job !== undefined);
+        await boss.fail(queues.extract, job.id, { message: "heartbeat stopped" });
+      } finally {
+        await boss.stop({ graceful: false });
+      }
+      const [dead] = await pgStatements([
+        `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job WHERE name = '${queues.dead}'`,
+      ]);
+      assert.equal(dead?.n, 1, "pg-boss moved the job to the dead-letter queue");
+      await withWorker(engine, async () => {
+        const run = await ended(engine, queued.id);
+        assert.equal(run.status, "failed");
+        assert.equal(run.error?.code, ErrorCode.RunAbandoned);
+        assert.match(run.error?.message ?? "", /^franca\.extract was given up after its attempts ran out/);
+        // resumable: the run continued sends the extraction again
+        const continued = await engine.run("entries");
+        assert.equal(continued.run.id, queued.id);
+        assert.equal(continued.run.status, "succeeded");
+        assert.equal(continued.counts.targets.dst?.loaded, 30);
+      });
+    });
+  });
+});
