@@ -38,6 +38,11 @@ export const ErrorCode = {
   RunNotResumable: "RUN_NOT_RESUMABLE",
   RunAbandoned: "RUN_ABANDONED",
   RunCancelled: "RUN_CANCELLED",
+  /**
+   * Distributed: the queue gave up on one of the run's jobs (its attempts ran out without a worker ending it: each
+   * worker that took it died or stalled). The run stops, resumable: continuing it sends the job again.
+   */
+  JobGivenUp: "JOB_GIVEN_UP",
   FailureThreshold: "FAILURE_THRESHOLD",
   StoreError: "STORE_ERROR",
   Internal: "INTERNAL",

@@ -373,7 +373,7 @@ export class Engine {
     } catch (error) {
       if (options.signal?.aborted !== true) throw error;
       // unless a finish job ended it meanwhile (its end stands)
-      await (this.store as PostgresStore).endRunning(run.id, queueOwner, Date.now(), () => ({
+      await (this.store as PostgresStore).endRunning(run.id, queueOwner, Date.now(), undefined, () => ({
         status: "cancelled",
         error: { code: ErrorCode.RunCancelled, message: "the run was cancelled" },
       }));

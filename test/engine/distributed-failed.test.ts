@@ -14,6 +14,7 @@ import type { RunSummary } from "../../src/engine/run.ts";
 import { finishLockClass, type PostgresStore } from "../../src/store/postgres/store.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
 import { distHub, distSetupSql } from "../support/dist-hub.ts";
+import { diedBeforeFinish, sendJob } from "../support/dist-jobs.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { captureLogs } from "../support/logs.ts";
 import { pgStatements, pgUrl } from "../support/pg-schema.ts";
@@ -157,18 +158,12 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
       assert.equal(first.run.status, "failed");
       assert.notEqual(transformedAt, undefined);
       // chunk 0's load job of its first transform, queued as a run stopped before the job ran leaves it
-      const boss = await startQueue(pgUrl, schema);
-      try {
-        const stale = {
-          run: first.run.id,
-          seq: 0,
-          target: "dst",
-          ...(transformedAt === undefined ? {} : { transformedAt }),
-        };
-        await boss.send(queues.load, stale, { singletonKey: jobKey(stale) });
-      } finally {
-        await boss.stop({ graceful: false });
-      }
+      await sendJob(schema, queues.load, {
+        run: first.run.id,
+        seq: 0,
+        target: "dst",
+        ...(transformedAt === undefined ? {} : { transformedAt }),
+      });
       // Continued: chunk 0 transformed again, record 5 with it. The stale job runs while that transform waits, and
       // must not load the chunk of then, whose load the new transform's would then take for done.
       again();
@@ -338,6 +333,31 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         assert.deepEqual(second.counts.targets["api-items"], { loaded: 250, unchanged: 0, quarantined: 0, failed: 0 });
         assert.equal(api.records("items").length, 250);
         assert.equal(api.duplicates("items"), 0);
+      });
+    });
+  });
+
+  it("in a load whose job ends, retried after its commit: the chunk is not written again, and the run ends", async () => {
+    await withEntrySchemas("franca_failed", async (schema) => {
+      await withRefusingApi(schema, 503, async (api, engine) => {
+        const first = await engine.run("items");
+        assert.equal(first.run.status, "failed");
+        const batches = api.stats.requests.batch;
+        // The state a worker leaves when it dies after chunk 0's load committed (item 15 failed) and before it sent
+        // the finish job: the run running, no finish job. pg-boss gives the load job to another worker, as it came.
+        await diedBeforeFinish(schema, first.run.id);
+        await sendJob(schema, queues.load, { run: first.run.id, seq: 0, target: "api-items" });
+        await until(async () => (await engine.store.getRun(first.run.id))?.status !== "running", "the run ended again");
+        assert.equal((await engine.store.getRun(first.run.id))?.status, "failed");
+        // written again, its items would have gone to the API again, and a later chunk's newer version of a key
+        // could have been overwritten by this chunk's
+        assert.equal(api.stats.requests.batch, batches, "the retried load wrote its chunk again");
+        assert.deepEqual((await engine.store.counts(first.run.id)).targets["api-items"], {
+          loaded: 248,
+          unchanged: 0,
+          quarantined: 0,
+          failed: 2,
+        });
       });
     });
   });

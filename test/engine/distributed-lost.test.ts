@@ -6,16 +6,25 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ErrorCode } from "../../src/core/errors.ts";
-import { jobKey, queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
+import { queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
+import { diedBeforeFinish, sendJob } from "../support/dist-jobs.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { pgStatements, pgUrl } from "../support/pg-schema.ts";
 import { until } from "../support/poll.ts";
 
-const plainEntries = (schema: string, app: string) =>
-  entriesHub({ schema, app, toCanonical: (row) => ({ id: row.id as number, name: row.name as string }) });
+/** `entries` (30 records) on a distributed engine of the test's own schemas. */
+async function withEntries(work: (engine: Engine, schema: string, app: string) => Promise<void>): Promise<void> {
+  await withEntrySchemas("franca_lost", async (schema, app) => {
+    await pgStatements(entriesTablesSql(app, 30));
+    using tmp = tempDir();
+    const hub = entriesHub({ schema, app, toCanonical: (row) => ({ id: row.id as number, name: row.name as string }) });
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+    await work(engine, schema, app);
+  });
+}
 
 /** Works the store's jobs in this process while `work` runs. */
 async function withWorker<T>(engine: Engine, work: () => Promise<T>): Promise<T> {
@@ -41,31 +50,14 @@ async function ended(engine: Engine, id: number): Promise<RunRecord> {
 
 describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
   it("a load retried after its worker died past the commit sends the run's finish job", async () => {
-    await withEntrySchemas("franca_lost", async (schema, app) => {
-      await pgStatements(entriesTablesSql(app, 30));
-      using tmp = tempDir();
-      await using engine = await Engine.open({
-        hub: plainEntries(schema, app),
-        baseDir: tmp.dir,
-        executor: "distributed",
-      });
+    await withEntries(async (engine, schema, app) => {
       const first = await engine.run("entries");
       assert.equal(first.run.status, "succeeded");
       const last = (await engine.store.chunkStates(first.run.id)).at(-1)?.seq as number;
-      // The state a worker leaves when it dies after the last load's commit and before it sends the finish job:
-      // every chunk loaded, no load pending, the run still running, no finish job. pg-boss then gives the load job to
-      // another worker (the same job, as it came).
-      await pgStatements([
-        `UPDATE ${schema}.runs SET status = 'running', ended_at = NULL WHERE id = ${first.run.id}`,
-        `DELETE FROM ${queueSchemaOf(schema)}.job WHERE name = '${queues.finish}'`,
-      ]);
-      const boss = await startQueue(pgUrl, schema);
-      try {
-        const retried = { run: first.run.id, seq: last, target: "dst" };
-        await boss.send(queues.load, retried, { singletonKey: jobKey(retried) });
-      } finally {
-        await boss.stop({ graceful: false });
-      }
+      // The state a worker leaves when it dies after the last load's commit and before it sends the finish job (every
+      // chunk loaded, no load pending). pg-boss then gives the load job to another worker (the same job, as it came).
+      await diedBeforeFinish(schema, first.run.id);
+      await sendJob(schema, queues.load, { run: first.run.id, seq: last, target: "dst" });
       const run = await withWorker(engine, () => ended(engine, first.run.id));
       assert.equal(run.status, "succeeded", "the retried load did not send the finish job");
       assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
@@ -73,14 +65,7 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
   });
 
   it("a job the queue gave up on ends its run failed, and the run continued then succeeds", async () => {
-    await withEntrySchemas("franca_lost", async (schema, app) => {
-      await pgStatements(entriesTablesSql(app, 30));
-      using tmp = tempDir();
-      await using engine = await Engine.open({
-        hub: plainEntries(schema, app),
-        baseDir: tmp.dir,
-        executor: "distributed",
-      });
+    await withEntries(async (engine, schema) => {
       // queued, with no worker yet: its extraction job is taken by the test, as by a worker that then dies, on the
       // job's last attempt; pg-boss fails it, as its monitor fails a job whose heartbeat stopped, and moves it to the
       // dead-letter queue
@@ -103,8 +88,22 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
       await withWorker(engine, async () => {
         const run = await ended(engine, queued.id);
         assert.equal(run.status, "failed");
-        assert.equal(run.error?.code, ErrorCode.RunAbandoned);
+        assert.equal(run.error?.code, ErrorCode.JobGivenUp);
         assert.match(run.error?.message ?? "", /^franca\.extract was given up after its attempts ran out/);
+        // a job of the run still queued (here a finish job) finds it ended, and does not take it up again, as it
+        // would a run abandoned while no worker was alive: nothing would then send the job given up on again
+        await sendJob(schema, queues.finish, { run: queued.id });
+        await until(
+          async () =>
+            (
+              await pgStatements([
+                `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job
+                  WHERE name = '${queues.finish}' AND state = 'completed'`,
+              ])
+            )[0]?.n === 1,
+          "the late finish job done",
+        );
+        assert.equal((await engine.store.getRun(queued.id))?.status, "failed", "a later job took the run up again");
         // resumable: the run continued sends the extraction again
         const continued = await engine.run("entries");
         assert.equal(continued.run.id, queued.id);

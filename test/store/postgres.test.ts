@@ -8,7 +8,7 @@ import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import type { RecordOutcome } from "../../src/core/record.ts";
 import { openStore } from "../../src/store/open.ts";
 import { migrations } from "../../src/store/postgres/migrations.ts";
-import { PostgresStore } from "../../src/store/postgres/store.ts";
+import { finishLockClass, PostgresStore } from "../../src/store/postgres/store.ts";
 import type { FinishRun, NewRun } from "../../src/store/types.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { until } from "../support/poll.ts";
@@ -409,13 +409,20 @@ describe("PostgreSQL store", () => {
     });
     await locked.promise;
     const seen: number[] = [];
-    const early = store.endRunning(run.id, "host:1:a", 6, () => {
+    const early = store.endRunning(run.id, "host:1:a", 6, undefined, () => {
       seen.push(1);
       return failure;
     });
     await until(
       async () =>
-        (await store.executeSql("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows.length > 0,
+        // this run's finish lock (two keys: the class, then the hash of the schema and run), not another test's lock
+        (
+          await store.executeSql(
+            `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2
+              AND classid = $1 AND objid::bigint = (hashtext($2)::bigint & 4294967295)`,
+            [finishLockClass, `${store.schema}/${run.id}`],
+          )
+        ).rows.length > 0,
       "the early end waiting for the finish lock",
     );
     end.resolve();
@@ -428,8 +435,29 @@ describe("PostgreSQL store", () => {
     // a run still running is ended, from its chunk states as they are under the lock
     const other = await store.startRun(newRun("g"));
     await store.saveExtracted(other.id, 0, [1], 1, 2);
+    // nor when the caller's condition, asked under the lock, says not to
     assert.equal(
-      await store.endRunning(other.id, "host:1:a", 7, (_, chunks) => ({ ...failure, cursor: [chunks.length] })),
+      await store.endRunning(
+        other.id,
+        "host:1:a",
+        7,
+        async () => true,
+        () => failure,
+      ),
+      false,
+    );
+    assert.equal((await store.getRun(other.id))?.status, "running");
+    assert.equal(
+      await store.endRunning(
+        other.id,
+        "host:1:a",
+        7,
+        async () => false,
+        (_, chunks) => ({
+          ...failure,
+          cursor: [chunks.length],
+        }),
+      ),
       true,
     );
     const failed = await store.getRun(other.id);

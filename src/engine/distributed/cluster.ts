@@ -16,7 +16,7 @@ import { chunkDone } from "../cursor.ts";
 import { type ConcurrencyGate, localConcurrencyGate, nestedGates, type RateGate } from "../gates.ts";
 import type { RunEnvironment } from "../run.ts";
 import { advisoryConcurrencyGate, LockSession, lockSpace, tableRateGate } from "./gates.ts";
-import { type JobData, jobKey, liveJobs, queues, startQueue } from "./queue.ts";
+import { dropDeadJobs, type JobData, jobKey, liveJobs, queues, startQueue } from "./queue.ts";
 import { DistributedWorker } from "./worker.ts";
 
 export const workerInstanceName = "franca-worker";
@@ -98,6 +98,9 @@ export class Cluster {
       const live = await liveJobs(this.boss, this.#store.schema, run.id);
       const chunks = await tx.chunkStates(run.id);
       for (const job of await liveJobs(this.boss, this.#store.schema, run.id)) live.add(job);
+      // jobs of the run given up on before: what they were to do is sent again below, and they must not end it failed
+      // once it is continued (a worker reads the dead-letter queue under the run's finish lock, which this plan holds)
+      await dropDeadJobs(tx, this.#store.schema, run.id);
       const send = async (name: string, data: JobData, pending: readonly string[] = []) => {
         const key = jobKey(data);
         if (live.has(`${name}:${key}`)) return;

@@ -93,6 +93,18 @@ export async function liveJobs(boss: PgBoss, storeSchema: string, runId: number)
   return new Set((rows as { name: string; key: string | null }[]).map((row) => `${row.name}:${row.key ?? ""}`));
 }
 
+/** Deletes run `runId`'s jobs given up on (the dead-letter queue's), in the caller's transaction (`db`). */
+export async function dropDeadJobs(
+  db: { executeSql(text: string, values: unknown[]): Promise<unknown> },
+  storeSchema: string,
+  runId: number,
+): Promise<void> {
+  await db.executeSql(`DELETE FROM "${queueSchemaOf(storeSchema)}".job WHERE name = $1 AND data->>'run' = $2`, [
+    queues.dead,
+    String(runId),
+  ]);
+}
+
 /** The schema of a store's job queue: `<store schema>_queue`, beside the store's in the same database. */
 export function queueSchemaOf(storeSchema: string): string {
   return `${storeSchema}_queue`;

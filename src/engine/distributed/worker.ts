@@ -1,13 +1,17 @@
 /**
  * A worker of the distributed executor: takes chunk-stage jobs from the queue and does them with the same stage code
- * as the in-process executor. Each job does its work, then records its output, sends the next stage's jobs and
- * completes itself in ONE PostgreSQL transaction: a worker that dies at any point leaves either nothing of the job
- * (it is redone, idempotently, by another worker once its heartbeat is missed) or all of it.
+ * as the in-process executor. Each job does its work, then records its output and sends the next stage's jobs in ONE
+ * PostgreSQL transaction: a worker that dies at any point leaves either nothing of the job (it is redone,
+ * idempotently, by another worker once its heartbeat is missed) or all of it. A transform completes itself in that
+ * transaction; an extraction or a load is completed when it returns, after what follows its commit, which a retry
+ * that finds its output recorded does again.
  *
  *   extract(run)          reads the source; per chunk: stage + record + send transform(run, seq)      [one tx a chunk]
  *   transform(run, seq)   maps, validates, hashes; stage + record + send load(run, seq, t) per target + complete
- *   load(run, seq, t)     writes the target; record the outcomes + complete; then checks whether the run is done
+ *   load(run, seq, t)     writes the target; records the outcomes; then charges the budget, releases the chunk and
+ *                         sends finish(run) when the run is done
  *   finish(run)           publishes file targets, moves the cursor, ends the run
+ *   dead (pg-boss's)      a job given up on: ends its run failed (JOB_GIVEN_UP), resumable
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
@@ -441,8 +445,11 @@ export class DistributedWorker {
     // go on, as in-process, and a resume transforms it again. Its load job is sent only once its records are staged.
     if (chunk === undefined) return;
     // loaded by an earlier attempt of this job, whose worker died (or whose store failed) after the commit: what was
-    // to follow the commit is done now, or the run would wait for a finish job that no one sends
-    if (chunk.loaded[target] === true) return this.#afterLoad(state, seq, true);
+    // to follow the commit is done now, or the run would wait for a finish job that no one sends; and the chunk is
+    // not written again (with records that failed, it does not read as loaded: its load is recorded all the same, no
+    // longer pending, and a later chunk may have written a newer version of one of its keys since)
+    if (chunk.loaded[target] === true || (await this.#store.loadRecorded(run.id, seq, target)))
+      return this.#afterLoad(state, seq, true);
     // sent by an earlier transform of the chunk, which a continued run is transforming again (or has): the new
     // transform's load jobs load it; this one leaves it, and its pending load, alone
     const { transformedAt } = job.data;
@@ -619,10 +626,9 @@ export class DistributedWorker {
    * Ends a run as failed (resumable), once: the cursor moves over its unbroken prefix of final chunks. Under the run's
    * finish lock, and only while it is running: a finish job that ended it meanwhile keeps its end.
    */
-  async #failRun(id: number, error: FrancaError): Promise<void> {
-    this.#runs.get(id)?.control.abort(error);
-    await this.#store
-      .endRunning(id, queueOwner, Date.now(), (run, chunks) => {
+  async #failRun(id: number, error: FrancaError, unless?: () => Promise<boolean>): Promise<void> {
+    const ended = await this.#store
+      .endRunning(id, queueOwner, Date.now(), unless, (run, chunks) => {
         const flow = this.#options.hub.flows.get(run.flow);
         const cursor =
           run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
@@ -632,9 +638,12 @@ export class DistributedWorker {
           ...(cursor === undefined ? {} : { cursor }),
         };
       })
-      .catch((failure: unknown) =>
-        this.#log.warn({ run: id, err: toFrancaError(failure).message }, "could not record the end of the run"),
-      );
+      .catch((failure: unknown) => {
+        this.#log.warn({ run: id, err: toFrancaError(failure).message }, "could not record the end of the run");
+        return true; // its jobs here stop all the same
+      });
+    if (!ended) return; // ended meanwhile, or (`unless`) not to be ended
+    this.#runs.get(id)?.control.abort(error);
     this.#runs.delete(id);
   }
 
@@ -660,17 +669,18 @@ export class DistributedWorker {
    */
   async #dead(job: Job<JobData> & { sourceName?: string | null }): Promise<void> {
     const { run, seq, target } = job.data;
-    if (!(await this.#stillToDo(job.sourceName ?? "", job.data))) return;
     const what = [job.sourceName ?? "a job", seq === undefined ? "" : `of chunk ${seq}`, target ?? ""]
       .filter((part) => part !== "")
       .join(" ");
-    this.#log.error({ run, job: job.sourceName, data: job.data }, "job given up by the queue; the run stops");
+    this.#log.error({ run, job: job.sourceName, data: job.data }, "job given up by the queue");
+    // asked under the run's finish lock: a plan of the run continued, which sends the job again, is not half done
     await this.#failRun(
       run,
       new FrancaError(
-        ErrorCode.RunAbandoned,
+        ErrorCode.JobGivenUp,
         `${what} was given up after its attempts ran out: its worker died or stopped answering each time`,
       ),
+      async () => !(await this.#stillToDo(job.sourceName ?? "", job.data)),
     );
   }
 }

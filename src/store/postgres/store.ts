@@ -914,22 +914,39 @@ export class PostgresStore implements Store {
   /**
    * Ends run `id` early (failed, cancelled) if it is still running, holding its finish lock: a finish job that ended
    * it meanwhile (its file targets published, its cursor moved) is not overwritten, and one that comes after finds it
-   * ended. `finishOf` makes the end from the run's chunk states as they are under the lock. Returns whether it ended
-   * the run.
+   * ended; nor when `unless`, asked under the lock, holds. `finishOf` makes the end from the run's chunk states as they
+   * are under the lock. Returns whether it ended the run.
    */
   async endRunning(
     id: number,
     owner: string,
     now: number,
+    unless: (() => Promise<boolean>) | undefined,
     finishOf: (run: RunRecord, chunks: ChunkState[]) => FinishRun,
   ): Promise<boolean> {
     return this.withTransaction(async (tx) => {
       await tx.lockFinish(id);
       const run = await tx.getRun(id);
       if (run === undefined || run.status !== "running") return false;
+      if (unless !== undefined && (await unless())) return false;
       await tx.finishRun(id, owner, finishOf(run, await tx.chunkStates(id)), now);
       return true;
     });
+  }
+
+  /**
+   * Whether a load of the chunk into `target` is recorded and no longer pending: its job committed it (with or without
+   * records that failed), and a retry of the job is not to write the chunk again. A load whose system failed stays
+   * pending while its job is retried, and a continued run makes the loads it sends pending again.
+   */
+  async loadRecorded(runId: number, seq: number, target: string): Promise<boolean> {
+    const s = this.#s;
+    const [row] = await this.#rows<{ recorded: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = $2 AND target = $3)
+          AND NOT EXISTS (SELECT 1 FROM ${s}.pending_loads WHERE run_id = $1 AND seq = $2 AND target = $3) AS recorded`,
+      [runId, seq, target],
+    );
+    return row?.recorded === true;
   }
 
   /**
