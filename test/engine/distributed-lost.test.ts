@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ErrorCode } from "../../src/core/errors.ts";
+import { queueOwner } from "../../src/engine/distributed/owner.ts";
 import { queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunRecord } from "../../src/store/types.ts";
@@ -64,52 +65,81 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
     });
   });
 
-  it("a job the queue gave up on ends its run failed, and the run continued then succeeds", async () => {
-    await withEntries(async (engine, schema) => {
-      // queued, with no worker yet: its extraction job is taken by the test, as by a worker that then dies, on the
-      // job's last attempt; pg-boss fails it, as its monitor fails a job whose heartbeat stopped, and moves it to the
-      // dead-letter queue
-      const queued = await engine.enqueue("entries");
-      const boss = await startQueue(pgUrl, schema);
-      try {
-        await pgStatements([
-          `UPDATE ${queueSchemaOf(schema)}.job SET retry_limit = 0 WHERE name = '${queues.extract}' AND data->>'run' = '${queued.id}'`,
+  for (const abandoned of [false, true]) {
+    const as = abandoned ? ", marked abandoned meanwhile (no worker alive)," : "";
+    it(`a job the queue gave up on ends its run${as} failed, and the run continued then succeeds`, async () => {
+      await withEntries(async (engine, schema) => {
+        // queued, with no worker yet: its extraction job is taken by the test, as by a worker that then dies, on the
+        // job's last attempt; pg-boss fails it, as its monitor fails a job whose heartbeat stopped, and moves it to the
+        // dead-letter queue
+        const queued = await engine.enqueue("entries");
+        const boss = await startQueue(pgUrl, schema);
+        try {
+          await pgStatements([
+            `UPDATE ${queueSchemaOf(schema)}.job SET retry_limit = 0 WHERE name = '${queues.extract}' AND data->>'run' = '${queued.id}'`,
+          ]);
+          const [job] = await boss.fetch(queues.extract);
+          assert.ok(job !== undefined);
+          await boss.fail(queues.extract, job.id, { message: "heartbeat stopped" });
+        } finally {
+          await boss.stop({ graceful: false });
+        }
+        const [dead] = await pgStatements([
+          `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job WHERE name = '${queues.dead}'`,
         ]);
-        const [job] = await boss.fetch(queues.extract);
-        assert.ok(job !== undefined);
-        await boss.fail(queues.extract, job.id, { message: "heartbeat stopped" });
-      } finally {
-        await boss.stop({ graceful: false });
-      }
-      const [dead] = await pgStatements([
-        `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job WHERE name = '${queues.dead}'`,
-      ]);
-      assert.equal(dead?.n, 1, "pg-boss moved the job to the dead-letter queue");
-      await withWorker(engine, async () => {
-        const run = await ended(engine, queued.id);
-        assert.equal(run.status, "failed");
-        assert.equal(run.error?.code, ErrorCode.JobGivenUp);
-        assert.match(run.error?.message ?? "", /^franca\.extract was given up after its attempts ran out/);
-        // a job of the run still queued (here a finish job) finds it ended, and does not take it up again, as it
-        // would a run abandoned while no worker was alive: nothing would then send the job given up on again
-        await sendJob(schema, queues.finish, { run: queued.id });
-        await until(
-          async () =>
-            (
-              await pgStatements([
-                `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job
+        assert.equal(dead?.n, 1, "pg-boss moved the job to the dead-letter queue");
+        if (abandoned) {
+          // as reapAbandoned marks it: a run whose next job is to take it up again, not a run that ended
+          await engine.store.finishRun(
+            queued.id,
+            queueOwner,
+            { status: "failed", error: { code: ErrorCode.RunAbandoned, message: "no worker alive" } },
+            Date.now(),
+          );
+        }
+        await withWorker(engine, async () => {
+          let run = (await engine.store.getRun(queued.id)) as RunRecord;
+          await until(async () => {
+            run = (await engine.store.getRun(queued.id)) as RunRecord;
+            return run.status !== "running" && run.error?.code !== ErrorCode.RunAbandoned;
+          }, "the run ended by the job given up on");
+          assert.equal(run.status, "failed");
+          assert.equal(run.error?.code, ErrorCode.JobGivenUp);
+          assert.match(run.error?.message ?? "", /^franca\.extract was given up after its attempts ran out/);
+          // a job of the run still queued (here a finish job) finds it ended, and does not take it up again, as it
+          // would a run abandoned while no worker was alive: nothing would then send the job given up on again
+          await sendJob(schema, queues.finish, { run: queued.id });
+          await until(
+            async () =>
+              (
+                await pgStatements([
+                  `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job
                   WHERE name = '${queues.finish}' AND state = 'completed'`,
-              ])
-            )[0]?.n === 1,
-          "the late finish job done",
-        );
-        assert.equal((await engine.store.getRun(queued.id))?.status, "failed", "a later job took the run up again");
-        // resumable: the run continued sends the extraction again
-        const continued = await engine.run("entries");
-        assert.equal(continued.run.id, queued.id);
-        assert.equal(continued.run.status, "succeeded");
-        assert.equal(continued.counts.targets.dst?.loaded, 30);
+                ])
+              )[0]?.n === 1,
+            "the late finish job done",
+          );
+          assert.equal((await engine.store.getRun(queued.id))?.status, "failed", "a later job took the run up again");
+          // resumable: the run continued sends the extraction again
+          const continued = await engine.run("entries");
+          assert.equal(continued.run.id, queued.id);
+          assert.equal(continued.run.status, "succeeded");
+          assert.equal(continued.counts.targets.dst?.loaded, 30);
+        });
       });
+    });
+  }
+
+  it("a load given up on after its commit (its last attempt died before the finish job): the finish job is sent", async () => {
+    await withEntries(async (engine, schema) => {
+      const first = await engine.run("entries");
+      assert.equal(first.run.status, "succeeded");
+      const last = (await engine.store.chunkStates(first.run.id)).at(-1)?.seq as number;
+      await diedBeforeFinish(schema, first.run.id);
+      // the load job of the last chunk, its last attempt lost after its commit: moved to the dead-letter queue
+      await sendJob(schema, queues.dead, { run: first.run.id, seq: last, target: "dst" });
+      const run = await withWorker(engine, () => ended(engine, first.run.id));
+      assert.equal(run.status, "succeeded", "the run was not finished (or was failed) for a load whose work was done");
     });
   });
 });

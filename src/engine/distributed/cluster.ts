@@ -95,9 +95,9 @@ export class Cluster {
     // second wrote its older one).
     await this.#store.withTransaction(async (tx) => {
       await tx.lockFinish(run.id);
-      const live = await liveJobs(this.boss, this.#store.schema, run.id);
+      const live = await liveJobs(this.boss.getDb(), this.#store.schema, run.id);
       const chunks = await tx.chunkStates(run.id);
-      for (const job of await liveJobs(this.boss, this.#store.schema, run.id)) live.add(job);
+      for (const job of await liveJobs(this.boss.getDb(), this.#store.schema, run.id)) live.add(job);
       // jobs of the run given up on before: what they were to do is sent again below, and they must not end it failed
       // once it is continued (a worker reads the dead-letter queue under the run's finish lock, which this plan holds)
       await dropDeadJobs(tx, this.#store.schema, run.id);

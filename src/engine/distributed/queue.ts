@@ -7,6 +7,11 @@
  */
 import { PgBoss } from "pg-boss";
 
+/** What runs the queue's SQL: pg-boss's own pool (`boss.getDb()`), or a store transaction (`tx`). */
+export interface SqlExecutor {
+  executeSql(text: string, values: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
 export const queues = {
   extract: "franca.extract",
   transform: "franca.transform",
@@ -84,8 +89,8 @@ export async function queuedChunkJobs(boss: PgBoss, storeSchema: string, runId: 
  * again must not queue them twice. pg-boss's standard queues keep every job sent, singleton key or not (a second
  * extraction of a run beside the first would fail it on the chunks both record).
  */
-export async function liveJobs(boss: PgBoss, storeSchema: string, runId: number): Promise<Set<string>> {
-  const { rows } = await boss.getDb().executeSql(
+export async function liveJobs(db: SqlExecutor, storeSchema: string, runId: number): Promise<Set<string>> {
+  const { rows } = await db.executeSql(
     `SELECT name, singleton_key AS key FROM "${queueSchemaOf(storeSchema)}".job
         WHERE name = ANY($1::text[]) AND state < 'completed' AND data->>'run' = $2`,
     [[queues.extract, queues.transform, queues.load, queues.finish], String(runId)],
@@ -94,11 +99,7 @@ export async function liveJobs(boss: PgBoss, storeSchema: string, runId: number)
 }
 
 /** Deletes run `runId`'s jobs given up on (the dead-letter queue's), in the caller's transaction (`db`). */
-export async function dropDeadJobs(
-  db: { executeSql(text: string, values: unknown[]): Promise<unknown> },
-  storeSchema: string,
-  runId: number,
-): Promise<void> {
+export async function dropDeadJobs(db: SqlExecutor, storeSchema: string, runId: number): Promise<void> {
   await db.executeSql(`DELETE FROM "${queueSchemaOf(storeSchema)}".job WHERE name = $1 AND data->>'run' = $2`, [
     queues.dead,
     String(runId),

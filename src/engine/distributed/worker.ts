@@ -624,42 +624,52 @@ export class DistributedWorker {
 
   /**
    * Ends a run as failed (resumable), once: the cursor moves over its unbroken prefix of final chunks. Under the run's
-   * finish lock, and only while it is running: a finish job that ended it meanwhile keeps its end.
+   * finish lock, and only while it is running: a finish job that ended it meanwhile keeps its end. A store that fails
+   * to record it is logged; this worker's jobs of the run stop all the same.
    */
-  async #failRun(id: number, error: FrancaError, unless?: () => Promise<boolean>): Promise<void> {
-    const ended = await this.#store
-      .endRunning(id, queueOwner, Date.now(), unless, (run, chunks) => {
-        const flow = this.#options.hub.flows.get(run.flow);
-        const cursor =
-          run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
-        return {
-          status: "failed",
-          error: { code: error.code, message: error.message, errorClass: error.errorClass },
-          ...(cursor === undefined ? {} : { cursor }),
-        };
-      })
-      .catch((failure: unknown) => {
-        this.#log.warn({ run: id, err: toFrancaError(failure).message }, "could not record the end of the run");
-        return true; // its jobs here stop all the same
-      });
-    if (!ended) return; // ended meanwhile, or (`unless`) not to be ended
+  async #failRun(id: number, error: FrancaError): Promise<void> {
+    await this.#endFailed(id, error).catch((failure: unknown) => {
+      this.#log.warn({ run: id, err: toFrancaError(failure).message }, "could not record the end of the run");
+      this.#stopRun(id, error);
+    });
+  }
+
+  /** #failRun, unless `unless` (asked under the lock) holds; whether it ended the run. A store's failure is thrown. */
+  async #endFailed(id: number, error: FrancaError, unless?: (tx: PostgresStore) => Promise<boolean>): Promise<boolean> {
+    const ended = await this.#store.endRunning(id, queueOwner, Date.now(), unless, (run, chunks) => {
+      const flow = this.#options.hub.flows.get(run.flow);
+      const cursor =
+        run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
+      return {
+        status: "failed",
+        error: { code: error.code, message: error.message, errorClass: error.errorClass },
+        ...(cursor === undefined ? {} : { cursor }),
+      };
+    });
+    if (ended) this.#stopRun(id, error);
+    return ended;
+  }
+
+  /** This worker's jobs of the run stop (`error`), and its context of the run goes. */
+  #stopRun(id: number, error: FrancaError): void {
     this.#runs.get(id)?.control.abort(error);
     this.#runs.delete(id);
   }
 
   /**
-   * Whether the work of a job given up on (queue `name`, its data) is still to do, and no live job of the same key does
-   * it: not when the run ended, nor when a plan of the run continued sent the job again, nor when another execution of
-   * it did the work.
+   * Whether the work of a job given up on (queue `name`, its data) is no longer to do, or a live job of the same key
+   * does it: when the run ended, when a plan of the run continued sent the job again, when another execution of it did
+   * the work. Asked in `tx`, which holds the run's finish lock (a connection of the pool's, asked for while it is held,
+   * could wait on transactions that wait for that lock).
    */
-  async #stillToDo(name: string, data: JobData): Promise<boolean> {
-    const run = await this.#store.getRun(data.run);
-    if (run === undefined || run.status !== "running") return false;
-    if ((await liveJobs(this.#boss, this.#store.schema, run.id)).has(`${name}:${jobKey(data)}`)) return false;
-    if (data.seq === undefined) return name !== queues.extract || !run.extractDone;
-    const chunk = await this.#store.chunkState(run.id, data.seq);
-    if (chunk === undefined) return false;
-    return data.target === undefined ? !chunk.transformed : chunk.loaded[data.target] !== true;
+  async #notToDo(tx: PostgresStore, name: string, data: JobData): Promise<boolean> {
+    // endRunning read the run as running, or abandoned while no worker was alive (to be taken up again)
+    const run = (await tx.getRun(data.run)) as RunRecord;
+    if ((await liveJobs(tx, tx.schema, run.id)).has(`${name}:${jobKey(data)}`)) return true;
+    if (data.seq === undefined) return name === queues.extract && run.extractDone;
+    const chunk = await tx.chunkState(run.id, data.seq);
+    if (chunk === undefined) return true;
+    return data.target === undefined ? chunk.transformed : chunk.loaded[data.target] === true;
   }
 
   /**
@@ -673,14 +683,22 @@ export class DistributedWorker {
       .filter((part) => part !== "")
       .join(" ");
     this.#log.error({ run, job: job.sourceName, data: job.data }, "job given up by the queue");
-    // asked under the run's finish lock: a plan of the run continued, which sends the job again, is not half done
-    await this.#failRun(
+    // Asked under the run's finish lock: a plan of the run continued, which sends the job again, is not half done. A
+    // store's failure is thrown, for pg-boss to retry this job.
+    const ended = await this.#endFailed(
       run,
       new FrancaError(
         ErrorCode.JobGivenUp,
         `${what} was given up after its attempts ran out: its worker died or stopped answering each time`,
       ),
-      async () => !(await this.#stillToDo(job.sourceName ?? "", job.data)),
+      (tx) => this.#notToDo(tx, job.sourceName ?? "", job.data),
     );
+    if (ended) return;
+    // Its work was done: by its last attempt, which died after its commit and before what follows it (the finish job
+    // sent when nothing is left), or by a job of the same key still live. What follows is done here.
+    const current = await this.#store.getRun(run);
+    if (current?.status !== "running") return;
+    if (seq !== undefined) await this.#releaseIfClean(run, seq, current.targets);
+    await this.#checkFinish(run, current.targets);
   }
 }

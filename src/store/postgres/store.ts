@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { isTransient, sqlState } from "../../connectors/postgres/errors.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
@@ -914,24 +915,37 @@ export class PostgresStore implements Store {
   /**
    * Ends run `id` early (failed, cancelled) if it is still running, holding its finish lock: a finish job that ended
    * it meanwhile (its file targets published, its cursor moved) is not overwritten, and one that comes after finds it
-   * ended; nor when `unless`, asked under the lock, holds. `finishOf` makes the end from the run's chunk states as they
+   * ended; nor when `unless`, asked in the transaction under the lock, holds. `finishOf` makes the end from the run's chunk states as they
    * are under the lock. Returns whether it ended the run.
    */
   async endRunning(
     id: number,
     owner: string,
     now: number,
-    unless: (() => Promise<boolean>) | undefined,
+    unless: ((tx: PostgresTransaction) => Promise<boolean>) | undefined,
     finishOf: (run: RunRecord, chunks: ChunkState[]) => FinishRun,
   ): Promise<boolean> {
-    return this.withTransaction(async (tx) => {
-      await tx.lockFinish(id);
-      const run = await tx.getRun(id);
-      if (run === undefined || run.status !== "running") return false;
-      if (unless !== undefined && (await unless())) return false;
-      await tx.finishRun(id, owner, finishOf(run, await tx.chunkStates(id)), now);
-      return true;
-    });
+    // The lock is tried, not waited for, with the transaction's connection given back between tries: jobs failing at
+    // once must not hold the pool's connections while they wait, when the holder (a finish job) needs one of them.
+    for (let pause = 5; ; pause = Math.min(100, pause * 2)) {
+      const ended = await this.withTransaction(async (tx) => {
+        const [lock] = await tx.#rows<{ locked: boolean }>(
+          "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked",
+          [finishLockClass, `${this.schema}/${id}`],
+        );
+        if (lock?.locked !== true) return undefined;
+        const run = await tx.getRun(id);
+        // a run abandoned while no worker was alive is still to end: its next job would take it up again
+        const running =
+          run?.status === "running" || (run?.status === "failed" && run.error?.code === ErrorCode.RunAbandoned);
+        if (run === undefined || !running) return false;
+        if (unless !== undefined && (await unless(tx))) return false;
+        await tx.finishRun(id, owner, finishOf(run, await tx.chunkStates(id)), now);
+        return true;
+      });
+      if (ended !== undefined) return ended;
+      await sleep(pause);
+    }
   }
 
   /**
