@@ -362,6 +362,24 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
     });
   });
 
+  it("in a load whose job ends, given up on after its commit: the run is finished, not failed for it", async () => {
+    await withEntrySchemas("franca_failed", async (schema) => {
+      await withRefusingApi(schema, 503, async (_api, engine) => {
+        const first = await engine.run("items");
+        assert.equal(first.run.status, "failed");
+        // chunk 0's load committed (item 15 failed), its last attempt lost before the finish job: moved to the
+        // dead-letter queue. Its work is done (its chunk does not read as loaded, its load is recorded).
+        await diedBeforeFinish(schema, first.run.id);
+        await sendJob(schema, queues.dead, { run: first.run.id, seq: 0, target: "api-items" });
+        await until(async () => (await engine.store.getRun(first.run.id))?.status !== "running", "the run ended again");
+        const run = await engine.store.getRun(first.run.id);
+        assert.equal(run?.status, "failed");
+        assert.notEqual(run?.error?.code, ErrorCode.JobGivenUp, "the load whose work was done failed the run");
+        assert.equal((await engine.store.counts(first.run.id)).targets["api-items"]?.failed, 2);
+      });
+    });
+  });
+
   it("in a transform, its system down while its worker stops gracefully: the job goes back to the queue, the run does not fail", async () => {
     await withEntrySchemas("franca_failed", async (schema, app) => {
       await pgStatements(entriesTablesSql(app, 30));

@@ -39,6 +39,16 @@ async function withWorker<T>(engine: Engine, work: () => Promise<T>): Promise<T>
   }
 }
 
+/** Marks run `id` as reapAbandoned does when no worker is alive: a run whose next job takes it up again. */
+async function markAbandoned(engine: Engine, id: number): Promise<void> {
+  await engine.store.finishRun(
+    id,
+    queueOwner,
+    { status: "failed", error: { code: ErrorCode.RunAbandoned, message: "no worker alive" } },
+    Date.now(),
+  );
+}
+
 /** The run once it is no longer running. */
 async function ended(engine: Engine, id: number): Promise<RunRecord> {
   let run: RunRecord | undefined;
@@ -88,15 +98,7 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
           `SELECT count(*)::int AS n FROM ${queueSchemaOf(schema)}.job WHERE name = '${queues.dead}'`,
         ]);
         assert.equal(dead?.n, 1, "pg-boss moved the job to the dead-letter queue");
-        if (abandoned) {
-          // as reapAbandoned marks it: a run whose next job is to take it up again, not a run that ended
-          await engine.store.finishRun(
-            queued.id,
-            queueOwner,
-            { status: "failed", error: { code: ErrorCode.RunAbandoned, message: "no worker alive" } },
-            Date.now(),
-          );
-        }
+        if (abandoned) await markAbandoned(engine, queued.id);
         await withWorker(engine, async () => {
           let run = (await engine.store.getRun(queued.id)) as RunRecord;
           await until(async () => {
@@ -130,16 +132,52 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
     });
   }
 
-  it("a load given up on after its commit (its last attempt died before the finish job): the finish job is sent", async () => {
-    await withEntries(async (engine, schema) => {
-      const first = await engine.run("entries");
-      assert.equal(first.run.status, "succeeded");
-      const last = (await engine.store.chunkStates(first.run.id)).at(-1)?.seq as number;
-      await diedBeforeFinish(schema, first.run.id);
-      // the load job of the last chunk, its last attempt lost after its commit: moved to the dead-letter queue
-      await sendJob(schema, queues.dead, { run: first.run.id, seq: last, target: "dst" });
-      const run = await withWorker(engine, () => ended(engine, first.run.id));
-      assert.equal(run.status, "succeeded", "the run was not finished (or was failed) for a load whose work was done");
+  for (const abandoned of [false, true]) {
+    const as = abandoned ? ", its run marked abandoned meanwhile (no worker alive)" : "";
+    it(`a load given up on after its commit (its last attempt died before the finish job)${as}: the finish job is sent`, async () => {
+      await withEntries(async (engine, schema) => {
+        const first = await engine.run("entries");
+        assert.equal(first.run.status, "succeeded");
+        const last = (await engine.store.chunkStates(first.run.id)).at(-1)?.seq as number;
+        await diedBeforeFinish(schema, first.run.id);
+        if (abandoned) await markAbandoned(engine, first.run.id);
+        // the load job of the last chunk, its last attempt lost after its commit: moved to the dead-letter queue
+        await sendJob(schema, queues.dead, { run: first.run.id, seq: last, target: "dst" });
+        const run = await withWorker(engine, async () => {
+          let current = (await engine.store.getRun(first.run.id)) as RunRecord;
+          await until(async () => {
+            current = (await engine.store.getRun(first.run.id)) as RunRecord;
+            return current.status !== "running" && current.error?.code !== ErrorCode.RunAbandoned;
+          }, "the run ended");
+          return current;
+        });
+        assert.equal(
+          run.status,
+          "succeeded",
+          "the run was not finished (or was failed) for a load whose work was done",
+        );
+      });
+    });
+  }
+
+  it("the dead-letter queue retries its jobs as the other queues do, also one made by an earlier version", async () => {
+    await withEntrySchemas("franca_lost", async (schema) => {
+      const settings = async () => {
+        const boss = await startQueue(pgUrl, schema);
+        try {
+          const [dead, load] = await Promise.all([boss.getQueue(queues.dead), boss.getQueue(queues.load)]);
+          return { dead: [dead?.retryLimit, dead?.retryBackoff], load: [load?.retryLimit, load?.retryBackoff] };
+        } finally {
+          await boss.stop({ graceful: false });
+        }
+      };
+      const made = await settings();
+      assert.deepEqual(made.dead, made.load);
+      // as an earlier version made it: pg-boss's defaults
+      await pgStatements([
+        `UPDATE ${queueSchemaOf(schema)}.queue SET retry_limit = 2, retry_backoff = false WHERE name = '${queues.dead}'`,
+      ]);
+      assert.deepEqual((await settings()).dead, made.load);
     });
   });
 });

@@ -131,18 +131,19 @@ export async function startQueue(url: string, storeSchema: string, settings: Que
   });
   await boss.start();
   const existing = new Set((await boss.getQueues()).map((queue) => queue.name));
+  const retries = { retryLimit: 8, retryDelay: 1, retryBackoff: true, retryDelayMax: 60 };
   const common = {
     policy: "standard" as const,
     notify: true,
-    retryLimit: 8,
-    retryDelay: 1,
-    retryBackoff: true,
-    retryDelayMax: 60,
+    ...retries,
     heartbeatSeconds: settings.heartbeatSeconds ?? 10,
     expireInSeconds: 24 * 3600,
     deadLetter: queues.dead,
   };
-  if (!existing.has(queues.dead)) await boss.createQueue(queues.dead, { policy: "standard" });
+  // A job given up on ends its run (the worker's #dead), which a database outage can fail: retried as the other jobs
+  // are, not with pg-boss's defaults (two retries, at once). A queue made before these settings gets them too.
+  if (!existing.has(queues.dead)) await boss.createQueue(queues.dead, { policy: "standard", ...retries });
+  else await boss.updateQueue(queues.dead, retries);
   for (const name of [queues.extract, queues.transform, queues.load, queues.finish]) {
     if (!existing.has(name)) await boss.createQueue(name, common);
   }

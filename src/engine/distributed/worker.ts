@@ -669,7 +669,9 @@ export class DistributedWorker {
     if (data.seq === undefined) return name === queues.extract && run.extractDone;
     const chunk = await tx.chunkState(run.id, data.seq);
     if (chunk === undefined) return true;
-    return data.target === undefined ? chunk.transformed : chunk.loaded[data.target] === true;
+    if (data.target === undefined) return chunk.transformed;
+    // loaded, or recorded with records that failed (not loaded then, but its work done all the same)
+    return chunk.loaded[data.target] === true || (await tx.loadRecorded(run.id, data.seq, data.target));
   }
 
   /**
@@ -697,8 +699,10 @@ export class DistributedWorker {
     // Its work was done: by its last attempt, which died after its commit and before what follows it (the finish job
     // sent when nothing is left), or by a job of the same key still live. What follows is done here.
     const current = await this.#store.getRun(run);
-    if (current?.status !== "running") return;
+    if (current === undefined || (await this.#store.runEnded(run))) return;
     if (seq !== undefined) await this.#releaseIfClean(run, seq, current.targets);
-    await this.#checkFinish(run, current.targets);
+    if (current.status === "running") await this.#checkFinish(run, current.targets);
+    // marked abandoned (no worker was alive): a finish job takes it up again, and ends it if nothing is left
+    else await this.#boss.send(queues.finish, { run }, { singletonKey: jobKey({ run }) } as never);
   }
 }
