@@ -145,8 +145,12 @@ export interface Store {
 
   /** Creates a running run. Throws RUN_LOCKED when the flow has a running run with a live owner. */
   startRun(run: NewRun): Promise<RunRecord>;
-  /** Takes over a run that is not running (failed, abandoned) for resumption. */
-  claimRun(id: number, owner: string, now: number): Promise<RunRecord>;
+  /**
+   * Takes over a run that is not running (failed, abandoned) for resumption. `onlyAbandoned`: only a run failed as
+   * abandoned (RUN_ABANDONED), read under the claim's lock (a worker taking up a run whose workers all died; not one
+   * that something ended for another reason meanwhile). The distributed executor's; the SQLite store has no workers.
+   */
+  claimRun(id: number, owner: string, now: number, options?: { onlyAbandoned?: boolean }): Promise<RunRecord>;
   /** Records that the owner is alive. Returns false when the run is no longer this owner's. */
   heartbeat(id: number, owner: string, now: number): Promise<boolean>;
   /**

@@ -463,6 +463,28 @@ describe("PostgreSQL store", () => {
     assert.deepEqual(failed?.cursorTo, [1]);
   });
 
+  it("takes up a run abandoned only while it still is, and not once a newer run of its flow superseded it", async () => {
+    await using store = await openNew();
+    const abandoned = { status: "failed" as const, error: { code: ErrorCode.RunAbandoned, message: "no worker" } };
+    const run = await store.startRun(newRun("f", "queue"));
+    await store.finishRun(run.id, "queue", abandoned, 2);
+    assert.equal(await store.runEnded(run.id), false, "an abandoned run is to be taken up again");
+    // ended for another reason meanwhile (a job given up on): a worker's takeover is refused, a resume is not
+    await store.finishRun(run.id, "queue", { ...abandoned, error: { code: ErrorCode.JobGivenUp, message: "x" } }, 3);
+    await assert.rejects(store.claimRun(run.id, "queue", 4, { onlyAbandoned: true }), {
+      code: ErrorCode.RunNotResumable,
+    });
+    await store.finishRun(run.id, "queue", abandoned, 5);
+    assert.equal((await store.claimRun(run.id, "queue", 6, { onlyAbandoned: true })).status, "running");
+    // abandoned again, then superseded by a fresh run of the flow: ended for good, and not to be ended again
+    await store.finishRun(run.id, "queue", abandoned, 7);
+    const newer = await store.startRun(newRun("f", "queue", 8));
+    assert.equal(await store.runEnded(run.id), true);
+    assert.equal(await store.endRunning(run.id, "queue", 9, undefined, () => ({ status: "cancelled" })), false);
+    assert.equal((await store.getRun(run.id))?.error?.code, ErrorCode.RunAbandoned);
+    assert.equal((await store.getRun(newer.id))?.status, "running");
+  });
+
   it("commits every call of withTransaction together, and rolls every one back when it throws", async () => {
     await using store = await openNew();
     await store.executeSql(`CREATE TABLE "${store.schema}".jobs (name TEXT NOT NULL)`);

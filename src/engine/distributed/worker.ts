@@ -232,7 +232,16 @@ export class DistributedWorker {
         return;
       }
       this.#log.error({ run: job.data.run, job: job.name, err: error.toJSON() }, "job failed; the run stops");
-      await this.#failRun(job.data.run, error);
+      // an end that could not be recorded is thrown: pg-boss retries the job (and, its attempts run out, gives it up,
+      // which ends the run), rather than complete it with its work undone and the run running
+      await this.#endFailed(job.data.run, error).catch((failure: unknown) => {
+        this.#log.warn(
+          { run: job.data.run, err: toFrancaError(failure).message },
+          "could not record the end of the run",
+        );
+        this.#stopRun(job.data.run, error);
+        throw failure;
+      });
     } finally {
       this.#inFlight--;
       const state = this.#jobStates.get(attemptOf(job));
@@ -294,10 +303,10 @@ export class DistributedWorker {
     if (run === undefined) return undefined;
     if (run.status === "failed" && run.error?.code === ErrorCode.RunAbandoned) {
       try {
-        run = await this.#store.claimRun(id, queueOwner, Date.now());
+        run = await this.#store.claimRun(id, queueOwner, Date.now(), { onlyAbandoned: true });
         this.#log.info({ run: id }, "continuing a run abandoned while no worker was alive");
       } catch {
-        // taken up by another worker meanwhile (then running), or superseded
+        // taken up by another worker meanwhile (then running), superseded, or ended meanwhile (a job given up on)
         run = (await this.#store.getRun(id)) ?? run;
       }
     }
@@ -669,7 +678,12 @@ export class DistributedWorker {
     if (data.seq === undefined) return name === queues.extract && run.extractDone;
     const chunk = await tx.chunkState(run.id, data.seq);
     if (chunk === undefined) return true;
-    if (data.target === undefined) return chunk.transformed;
+    const transformedAt = await tx.transformedAt(run.id, data.seq);
+    // transformed, also with records that failed (its chunk then reads as not transformed, to be transformed again)
+    if (data.target === undefined) return transformedAt !== undefined;
+    // a load of an earlier transform of the chunk: the current transform's loads do the work
+    const of = (data as LoadJob).transformedAt;
+    if (of !== undefined && of !== transformedAt) return true;
     // loaded, or recorded with records that failed (not loaded then, but its work done all the same)
     return chunk.loaded[data.target] === true || (await tx.loadRecorded(run.id, data.seq, data.target));
   }

@@ -85,6 +85,11 @@ function stillPending(s: string, p: string): string {
     WHERE l.run_id = ${p}.run_id AND l.target = ${p}.target AND l.seq = ${p}.seq AND l.failed = 0)`;
 }
 
+/** A run failed as abandoned (its owner died; no worker was alive): the distributed executor takes it up again. */
+function isAbandoned(run: RunRecord): boolean {
+  return run.status === "failed" && run.error?.code === ErrorCode.RunAbandoned;
+}
+
 /** The connection string pg gets (our `schema` parameter removed) and the location shown (password removed). */
 function parseUrl(
   url: string,
@@ -440,12 +445,20 @@ export class PostgresStore implements Store {
     });
   }
 
-  async claimRun(id: number, owner: string, now: number): Promise<RunRecord> {
+  async claimRun(
+    id: number,
+    owner: string,
+    now: number,
+    options: { onlyAbandoned?: boolean } = {},
+  ): Promise<RunRecord> {
     return this.#transaction(async (sql) => {
       await this.#lockFlow(sql, (await this.#runOrThrow(sql, id)).flow);
       const run = await this.#runOrThrow(sql, id, true);
       if (run.status === "running") {
         throw new FrancaError(ErrorCode.RunLocked, `run ${id} is running (owner ${run.owner ?? "unknown"})`);
+      }
+      if (options.onlyAbandoned === true && !isAbandoned(run)) {
+        throw new FrancaError(ErrorCode.RunNotResumable, `run ${id} is no longer abandoned: it ended ${run.status}`);
       }
       if (run.status !== "failed" && run.status !== "cancelled") {
         throw new FrancaError(
@@ -935,10 +948,11 @@ export class PostgresStore implements Store {
         );
         if (lock?.locked !== true) return undefined;
         const run = await tx.getRun(id);
-        // a run abandoned while no worker was alive is still to end: its next job would take it up again
-        const running =
-          run?.status === "running" || (run?.status === "failed" && run.error?.code === ErrorCode.RunAbandoned);
-        if (run === undefined || !running) return false;
+        if (run === undefined) return false;
+        // a run abandoned while no worker was alive is still to end (its next job would take it up again), unless a
+        // newer run of its flow superseded it (its cursor is not to be written over the newer one's)
+        const running = run.status === "running" || (isAbandoned(run) && !(await tx.#superseded(run)));
+        if (!running) return false;
         if (unless !== undefined && (await unless(tx))) return false;
         await tx.finishRun(id, owner, finishOf(run, await tx.chunkStates(id)), now);
         return true;
@@ -1000,12 +1014,27 @@ export class PostgresStore implements Store {
    * transaction ends, so that what is done there on the strength of the answer cannot race a continuation of the run.
    */
   async runEnded(runId: number): Promise<boolean> {
+    const s = this.#s;
     const [row] = await this.#rows<{ ended: boolean }>(
-      `SELECT status <> 'running' AND NOT (status = 'failed' AND coalesce(error::jsonb ->> 'code', '') = $2) AS ended
-         FROM ${this.#s}.runs WHERE id = $1 FOR SHARE`,
+      `SELECT status <> 'running' AND NOT (
+           status = 'failed' AND coalesce(error::jsonb ->> 'code', '') = $2
+           -- superseded by a newer run of its flow, it is not taken up again (claimRun refuses it)
+           AND NOT (kind = 'flow' AND EXISTS (SELECT 1 FROM ${s}.runs n WHERE n.flow = r.flow AND n.kind = 'flow' AND n.id > r.id))
+         ) AS ended
+         FROM ${s}.runs r WHERE id = $1 FOR SHARE`,
       [runId, ErrorCode.RunAbandoned],
     );
     return row?.ended === true;
+  }
+
+  /** Whether a newer run of the run's flow superseded it (claimRun refuses it then). */
+  async #superseded(run: RunRecord): Promise<boolean> {
+    if (run.kind !== "flow") return false;
+    const rows = await this.#rows(
+      `SELECT 1 FROM ${this.#s}.runs WHERE flow = $1 AND kind = 'flow' AND id > $2 LIMIT 1`,
+      [run.flow, run.id],
+    );
+    return rows.length > 0;
   }
 
   /**
