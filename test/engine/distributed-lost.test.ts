@@ -5,10 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorCode } from "../../src/core/errors.ts";
 import { queueOwner } from "../../src/engine/distributed/owner.ts";
 import { queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import type { PostgresStore } from "../../src/store/postgres/store.ts";
 import type { RunRecord } from "../../src/store/types.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
 import { diedBeforeFinish, sendJob } from "../support/dist-jobs.ts";
@@ -178,6 +180,40 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
         `UPDATE ${queueSchemaOf(schema)}.queue SET retry_limit = 2, retry_backoff = false WHERE name = '${queues.dead}'`,
       ]);
       assert.deepEqual((await settings()).dead, made.load);
+    });
+  });
+
+  it("a load job of an earlier transform, still queued, does not stand for the chunk's load when the run is continued", async () => {
+    await withEntries(async (engine, schema, app) => {
+      // record 5 refused by the target: chunk 0 keeps its staged records (a resume or a replay may need them)
+      await pgStatements([`ALTER TABLE ${app}.dst ADD CONSTRAINT no_5 CHECK (id <> 5)`]);
+      const first = await engine.run("entries");
+      assert.equal(first.run.status, "partial");
+      const store = engine.store as PostgresStore;
+      const current = (await store.transformedAt(first.run.id, 0)) as number;
+      // The state a run is left in when chunk 0, transformed again, was not loaded before the run stopped (failed,
+      // resumable), while a load job of the chunk's earlier transform waits for its retry (here: not before an hour).
+      await pgStatements([
+        `DELETE FROM ${schema}.chunk_loads WHERE run_id = ${first.run.id} AND seq = 0`,
+        `INSERT INTO ${schema}.pending_loads (run_id, target, seq) VALUES (${first.run.id}, 'dst', 0)`,
+        `UPDATE ${schema}.runs SET status = 'failed', error = '{"code":"SYSTEM_UNAVAILABLE","message":"down","errorClass":"transient"}'
+          WHERE id = ${first.run.id}`,
+      ]);
+      await sendJob(
+        schema,
+        queues.load,
+        { run: first.run.id, seq: 0, target: "dst", transformedAt: current - 1 },
+        3600,
+      );
+      // continued: the plan must send chunk 0's load; counting the stale job as live, it left the run waiting for ever
+      const continued = await Promise.race([
+        engine.run("entries"),
+        sleep(30_000).then(() => assert.fail("the continued run never ended: chunk 0's load was not sent")),
+      ]);
+      assert.equal(continued.run.id, first.run.id);
+      assert.equal(continued.run.status, "partial");
+      assert.deepEqual(continued.counts.targets.dst, { loaded: 29, unchanged: 0, quarantined: 1, failed: 0 });
+      assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 29);
     });
   });
 });

@@ -6,11 +6,19 @@
 import { type JobData, jobKey, queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { pgStatements, pgUrl } from "./pg-schema.ts";
 
-/** Sends a job of queue `name` to the queue of the store in `schema`, with the key the engine gives it. */
-export async function sendJob(schema: string, name: string, data: JobData & Record<string, unknown>): Promise<void> {
+/**
+ * Sends a job of queue `name` to the queue of the store in `schema`, with the key the engine gives it; `startAfter`:
+ * not to be taken before that many seconds.
+ */
+export async function sendJob(
+  schema: string,
+  name: string,
+  data: JobData & Record<string, unknown>,
+  startAfter?: number,
+): Promise<void> {
   const boss = await startQueue(pgUrl, schema);
   try {
-    await boss.send(name, data, { singletonKey: jobKey(data) });
+    await boss.send(name, data, { singletonKey: jobKey(data), ...(startAfter === undefined ? {} : { startAfter }) });
   } finally {
     await boss.stop({ graceful: false });
   }

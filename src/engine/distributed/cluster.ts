@@ -16,7 +16,7 @@ import { chunkDone } from "../cursor.ts";
 import { type ConcurrencyGate, localConcurrencyGate, nestedGates, type RateGate } from "../gates.ts";
 import type { RunEnvironment } from "../run.ts";
 import { advisoryConcurrencyGate, LockSession, lockSpace, tableRateGate } from "./gates.ts";
-import { dropDeadJobs, type JobData, jobKey, liveJobs, queues, startQueue } from "./queue.ts";
+import { dropDeadJobs, type JobData, jobKey, liveFor, liveJobs, mergeLive, queues, startQueue } from "./queue.ts";
 import { DistributedWorker } from "./worker.ts";
 
 export const workerInstanceName = "franca-worker";
@@ -97,15 +97,19 @@ export class Cluster {
       await tx.lockFinish(run.id);
       const live = await liveJobs(this.boss.getDb(), this.#store.schema, run.id);
       const chunks = await tx.chunkStates(run.id);
-      for (const job of await liveJobs(this.boss.getDb(), this.#store.schema, run.id)) live.add(job);
+      mergeLive(live, await liveJobs(this.boss.getDb(), this.#store.schema, run.id));
       // jobs of the run given up on before: what they were to do is sent again below, and they must not end it failed
       // once it is continued (a worker reads the dead-letter queue under the run's finish lock, which this plan holds)
       await dropDeadJobs(tx, this.#store.schema, run.id);
       const send = async (name: string, data: JobData, pending: readonly string[] = []) => {
-        const key = jobKey(data);
-        if (live.has(`${name}:${key}`)) return;
+        // a load job of an earlier transform of the chunk does not count: it would leave the chunk unloaded
+        const transformedAt =
+          name === queues.load && live.has(`${name}:${jobKey(data)}`)
+            ? await tx.transformedAt(run.id, data.seq as number)
+            : undefined;
+        if (liveFor(live, name, data, transformedAt)) return;
         if (data.seq !== undefined && pending.length > 0) await tx.expectLoads(run.id, data.seq, pending);
-        await this.boss.send(name, data, { db: tx, singletonKey: key } as never);
+        await this.boss.send(name, data, { db: tx, singletonKey: jobKey(data) } as never);
       };
       if (!run.extractDone) await send(queues.extract, { run: run.id });
       // chunks transformed before with records that failed: their transform and loads are void from now on (the
@@ -113,10 +117,7 @@ export class Cluster {
       await tx.reopenChunks(
         run.id,
         chunks
-          .filter(
-            (chunk) =>
-              !chunk.transformed && !live.has(`${queues.transform}:${jobKey({ run: run.id, seq: chunk.seq })}`),
-          )
+          .filter((chunk) => !chunk.transformed && !liveFor(live, queues.transform, { run: run.id, seq: chunk.seq }))
           .map((chunk) => chunk.seq),
       );
       for (const chunk of chunks) {

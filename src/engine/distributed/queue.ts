@@ -85,17 +85,47 @@ export async function queuedChunkJobs(boss: PgBoss, storeSchema: string, runId: 
 }
 
 /**
- * The chunk-stages of a run whose job is queued, retrying or running (`<queue name>:<singleton key>`): planning the run
- * again must not queue them twice. pg-boss's standard queues keep every job sent, singleton key or not (a second
- * extraction of a run beside the first would fail it on the chunks both record).
+ * The chunk-stages of a run whose job is queued, retrying or running: `<queue name>:<singleton key>` → the transforms
+ * their jobs were sent by (a load job's `transformedAt`; null for every other job, and for a load job that carries
+ * none). Planning the run again must not queue them twice. pg-boss's standard queues keep every job sent, singleton
+ * key or not (a second extraction of a run beside the first would fail it on the chunks both record).
  */
-export async function liveJobs(db: SqlExecutor, storeSchema: string, runId: number): Promise<Set<string>> {
+export type LiveJobs = Map<string, (number | null)[]>;
+
+export async function liveJobs(db: SqlExecutor, storeSchema: string, runId: number): Promise<LiveJobs> {
   const { rows } = await db.executeSql(
-    `SELECT name, singleton_key AS key FROM "${queueSchemaOf(storeSchema)}".job
-        WHERE name = ANY($1::text[]) AND state < 'completed' AND data->>'run' = $2`,
+    `SELECT name, singleton_key AS key, (data->>'transformedAt')::bigint AS transformed_at
+       FROM "${queueSchemaOf(storeSchema)}".job
+      WHERE name = ANY($1::text[]) AND state < 'completed' AND data->>'run' = $2`,
     [[queues.extract, queues.transform, queues.load, queues.finish], String(runId)],
   );
-  return new Set((rows as { name: string; key: string | null }[]).map((row) => `${row.name}:${row.key ?? ""}`));
+  const live: LiveJobs = new Map();
+  for (const row of rows as { name: string; key: string | null; transformed_at: string | null }[]) {
+    addLive(live, `${row.name}:${row.key ?? ""}`, row.transformed_at === null ? null : Number(row.transformed_at));
+  }
+  return live;
+}
+
+function addLive(live: LiveJobs, job: string, transformedAt: number | null): void {
+  const known = live.get(job);
+  if (known === undefined) live.set(job, [transformedAt]);
+  else known.push(transformedAt);
+}
+
+/** `from`'s live jobs added to `into`. */
+export function mergeLive(into: LiveJobs, from: LiveJobs): void {
+  for (const [job, transforms] of from) for (const at of transforms) addLive(into, job, at);
+}
+
+/**
+ * Whether a live job does the work of a job of queue `name` with `data`: one of the same key, and for a load, one of
+ * the chunk's current transform (`transformedAt`; a load of an earlier transform leaves the chunk to the current one's
+ * loads, and would leave it unloaded) or one carrying none.
+ */
+export function liveFor(live: LiveJobs, name: string, data: JobData, transformedAt?: number): boolean {
+  const transforms = live.get(`${name}:${jobKey(data)}`);
+  if (transforms === undefined) return false;
+  return name !== queues.load || transforms.some((at) => at === null || at === transformedAt);
 }
 
 /** Deletes run `runId`'s jobs given up on (the dead-letter queue's), in the caller's transaction (`db`). */

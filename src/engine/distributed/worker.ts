@@ -44,6 +44,7 @@ import {
   type JobData,
   jobKey,
   type LoadJob,
+  liveFor,
   liveJobs,
   queuedChunkJobs,
   queues,
@@ -674,11 +675,11 @@ export class DistributedWorker {
   async #notToDo(tx: PostgresStore, name: string, data: JobData): Promise<boolean> {
     // endRunning read the run as running, or abandoned while no worker was alive (to be taken up again)
     const run = (await tx.getRun(data.run)) as RunRecord;
-    if ((await liveJobs(tx, tx.schema, run.id)).has(`${name}:${jobKey(data)}`)) return true;
+    const transformedAt = data.seq === undefined ? undefined : await tx.transformedAt(run.id, data.seq);
+    if (liveFor(await liveJobs(tx, tx.schema, run.id), name, data, transformedAt)) return true;
     if (data.seq === undefined) return name === queues.extract && run.extractDone;
     const chunk = await tx.chunkState(run.id, data.seq);
     if (chunk === undefined) return true;
-    const transformedAt = await tx.transformedAt(run.id, data.seq);
     // transformed, also with records that failed (its chunk then reads as not transformed, to be transformed again)
     if (data.target === undefined) return transformedAt !== undefined;
     // a load of an earlier transform of the chunk: the current transform's loads do the work
