@@ -99,6 +99,8 @@ export interface ChunkRow {
   records: number;
   canonical: number | null;
   failed: number;
+  /** Epoch ms (PostgreSQL's bigint comes as text). */
+  transformed_at: number | string | null;
 }
 
 export interface ChunkLoadRow {
@@ -120,6 +122,7 @@ export function chunkStatesFromRows(chunks: readonly ChunkRow[], loads: readonly
     position: chunk.position === null ? undefined : JSON.parse(chunk.position),
     records: chunk.records,
     transformed: chunk.canonical !== null && chunk.failed === 0,
+    ...(chunk.transformed_at === null ? {} : { transformedAt: Number(chunk.transformed_at) }),
     loaded: byChunk.get(chunk.seq) ?? {},
   }));
 }

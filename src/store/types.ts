@@ -79,6 +79,11 @@ export interface ChunkState {
   records: number;
   /** Transformed with no transient failure: the canonical output is final. */
   transformed: boolean;
+  /**
+   * When its transform was recorded (epoch ms), also one with records that failed; absent while it is not transformed.
+   * The distributed executor tells a load job of an earlier transform of the chunk by it.
+   */
+  transformedAt?: number;
   /** Per target: whether every record of the chunk has a final outcome there (no 'failed'). */
   loaded: Record<string, boolean>;
 }

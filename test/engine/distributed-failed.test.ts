@@ -14,7 +14,7 @@ import type { RunSummary } from "../../src/engine/run.ts";
 import { finishLockClass, type PostgresStore } from "../../src/store/postgres/store.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
 import { distHub, distSetupSql } from "../support/dist-hub.ts";
-import { diedBeforeFinish, sendJob } from "../support/dist-jobs.ts";
+import { diedBeforeFinish, ended, sendJob, withWorker } from "../support/dist-jobs.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { captureLogs } from "../support/logs.ts";
 import { pgStatements, pgUrl } from "../support/pg-schema.ts";
@@ -153,7 +153,7 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         // this engine works the run's jobs while no worker is alive, and stops at its close
         await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
         first = await engine.run("entries");
-        transformedAt = await (engine.store as PostgresStore).transformedAt(first.run.id, 0);
+        transformedAt = (await (engine.store as PostgresStore).chunkState(first.run.id, 0))?.transformedAt;
       }
       assert.equal(first.run.status, "failed");
       assert.notEqual(transformedAt, undefined);
@@ -223,7 +223,7 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         cancel.abort();
         const cancelled = await first;
         assert.equal(cancelled.run.status, "cancelled");
-        const then = await (engine.store as PostgresStore).transformedAt(cancelled.run.id, 0);
+        const then = (await (engine.store as PostgresStore).chunkState(cancelled.run.id, 0))?.transformedAt;
         // continued: chunk 0 reopened and transformed again (its mapping held); then the old load's write ends, and
         // its commit must record nothing, or the new transform's load would take the chunk for loaded
         again();
@@ -347,8 +347,7 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         // the finish job: the run running, no finish job. pg-boss gives the load job to another worker, as it came.
         await diedBeforeFinish(schema, first.run.id);
         await sendJob(schema, queues.load, { run: first.run.id, seq: 0, target: "api-items" });
-        await until(async () => (await engine.store.getRun(first.run.id))?.status !== "running", "the run ended again");
-        assert.equal((await engine.store.getRun(first.run.id))?.status, "failed");
+        assert.equal((await ended(engine, first.run.id)).status, "failed");
         // written again, its items would have gone to the API again, and a later chunk's newer version of a key
         // could have been overwritten by this chunk's
         assert.equal(api.stats.requests.batch, batches, "the retried load wrote its chunk again");
@@ -371,10 +370,9 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         // dead-letter queue. Its work is done (its chunk does not read as loaded, its load is recorded).
         await diedBeforeFinish(schema, first.run.id);
         await sendJob(schema, queues.dead, { run: first.run.id, seq: 0, target: "api-items" });
-        await until(async () => (await engine.store.getRun(first.run.id))?.status !== "running", "the run ended again");
-        const run = await engine.store.getRun(first.run.id);
-        assert.equal(run?.status, "failed");
-        assert.notEqual(run?.error?.code, ErrorCode.JobGivenUp, "the load whose work was done failed the run");
+        const run = await ended(engine, first.run.id);
+        assert.equal(run.status, "failed");
+        assert.notEqual(run.error?.code, ErrorCode.JobGivenUp, "the load whose work was done failed the run");
         assert.equal((await engine.store.counts(first.run.id)).targets["api-items"]?.failed, 2);
       });
     });
@@ -415,18 +413,8 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
       await working;
       assert.equal((await engine.store.getRun(queued.id))?.status, "running");
       down = false;
-      const again = new AbortController();
-      const workingAgain = engine.work({ signal: again.signal });
-      try {
-        await until(
-          async () => (await engine.store.getRun(queued.id))?.status !== "running",
-          "the run ended on the next worker",
-        );
-      } finally {
-        again.abort();
-        await workingAgain;
-      }
-      assert.equal((await engine.store.getRun(queued.id))?.status, "succeeded");
+      // the next worker
+      assert.equal((await withWorker(engine, () => ended(engine, queued.id))).status, "succeeded");
       assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
     });
   });

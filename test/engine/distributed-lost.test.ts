@@ -7,13 +7,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorCode } from "../../src/core/errors.ts";
-import { queueOwner } from "../../src/engine/distributed/owner.ts";
 import { queueSchemaOf, queues, startQueue } from "../../src/engine/distributed/queue.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { PostgresStore } from "../../src/store/postgres/store.ts";
-import type { RunRecord } from "../../src/store/types.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
-import { diedBeforeFinish, sendJob } from "../support/dist-jobs.ts";
+import { diedBeforeFinish, ended, markAbandoned, sendJob, withWorker } from "../support/dist-jobs.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { pgStatements, pgUrl } from "../support/pg-schema.ts";
 import { until } from "../support/poll.ts";
@@ -27,38 +25,6 @@ async function withEntries(work: (engine: Engine, schema: string, app: string) =
     await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
     await work(engine, schema, app);
   });
-}
-
-/** Works the store's jobs in this process while `work` runs. */
-async function withWorker<T>(engine: Engine, work: () => Promise<T>): Promise<T> {
-  const stop = new AbortController();
-  const working = engine.work({ signal: stop.signal });
-  try {
-    return await work();
-  } finally {
-    stop.abort();
-    await working;
-  }
-}
-
-/** Marks run `id` as reapAbandoned does when no worker is alive: a run whose next job takes it up again. */
-async function markAbandoned(engine: Engine, id: number): Promise<void> {
-  await engine.store.finishRun(
-    id,
-    queueOwner,
-    { status: "failed", error: { code: ErrorCode.RunAbandoned, message: "no worker alive" } },
-    Date.now(),
-  );
-}
-
-/** The run once it is no longer running. */
-async function ended(engine: Engine, id: number): Promise<RunRecord> {
-  let run: RunRecord | undefined;
-  await until(async () => {
-    run = await engine.store.getRun(id);
-    return run?.status !== "running";
-  }, `run ${id} ended`);
-  return run as RunRecord;
 }
 
 describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
@@ -102,11 +68,7 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
         assert.equal(dead?.n, 1, "pg-boss moved the job to the dead-letter queue");
         if (abandoned) await markAbandoned(engine, queued.id);
         await withWorker(engine, async () => {
-          let run = (await engine.store.getRun(queued.id)) as RunRecord;
-          await until(async () => {
-            run = (await engine.store.getRun(queued.id)) as RunRecord;
-            return run.status !== "running" && run.error?.code !== ErrorCode.RunAbandoned;
-          }, "the run ended by the job given up on");
+          const run = await ended(engine, queued.id);
           assert.equal(run.status, "failed");
           assert.equal(run.error?.code, ErrorCode.JobGivenUp);
           assert.match(run.error?.message ?? "", /^franca\.extract was given up after its attempts ran out/);
@@ -145,14 +107,7 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
         if (abandoned) await markAbandoned(engine, first.run.id);
         // the load job of the last chunk, its last attempt lost after its commit: moved to the dead-letter queue
         await sendJob(schema, queues.dead, { run: first.run.id, seq: last, target: "dst" });
-        const run = await withWorker(engine, async () => {
-          let current = (await engine.store.getRun(first.run.id)) as RunRecord;
-          await until(async () => {
-            current = (await engine.store.getRun(first.run.id)) as RunRecord;
-            return current.status !== "running" && current.error?.code !== ErrorCode.RunAbandoned;
-          }, "the run ended");
-          return current;
-        });
+        const run = await withWorker(engine, () => ended(engine, first.run.id));
         assert.equal(
           run.status,
           "succeeded",
@@ -190,7 +145,7 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
       const first = await engine.run("entries");
       assert.equal(first.run.status, "partial");
       const store = engine.store as PostgresStore;
-      const current = (await store.transformedAt(first.run.id, 0)) as number;
+      const current = (await store.chunkState(first.run.id, 0))?.transformedAt as number;
       // The state a run is left in when chunk 0, transformed again, was not loaded before the run stopped (failed,
       // resumable), while a load job of the chunk's earlier transform waits for its retry (here: not before an hour).
       await pgStatements([

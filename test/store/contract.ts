@@ -147,7 +147,14 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         },
       });
       assert.deepEqual(await store.chunkStates(run.id), [
-        { seq: 0, position: ["2025-01-01", 3], records: 3, transformed: true, loaded: { t1: true, t2: false } },
+        {
+          seq: 0,
+          position: ["2025-01-01", 3],
+          records: 3,
+          transformed: true,
+          transformedAt: 2,
+          loaded: { t1: true, t2: false },
+        },
       ]);
       const byKey = await store.records(run.id, { key: "1" });
       assert.deepEqual(
@@ -225,6 +232,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         position: [1],
         records: 2,
         transformed: true,
+        transformedAt: 4,
         loaded: {},
       });
     });

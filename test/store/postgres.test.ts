@@ -342,12 +342,12 @@ describe("PostgreSQL store", () => {
     // its outcomes, loads and transform are void; a load job of then finds it no longer its own
     assert.deepEqual(await store.records(run.id), []);
     assert.deepEqual((await store.chunkState(run.id, 0))?.loaded, {});
-    assert.equal(await store.transformedAt(run.id, 0), undefined);
+    assert.equal((await store.chunkState(run.id, 0))?.transformedAt, undefined);
     assert.equal(await store.withTransaction((tx) => tx.stillTransformedAt(run.id, 0, 5)), false);
     // a chunk transformed with no failed record is left as it is
     await store.saveCanonical(run.id, 0, 2, [], 9);
     assert.deepEqual(await store.reopenChunks(run.id, [0, 1]), [], "nothing to reopen (chunk 1 does not exist)");
-    assert.equal(await store.transformedAt(run.id, 0), 9);
+    assert.equal((await store.chunkState(run.id, 0))?.transformedAt, 9);
   });
 
   it("lets one transaction at a time hold the lock on finishing a run, the next waiting for it", async () => {

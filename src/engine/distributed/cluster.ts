@@ -101,12 +101,8 @@ export class Cluster {
       // jobs of the run given up on before: what they were to do is sent again below, and they must not end it failed
       // once it is continued (a worker reads the dead-letter queue under the run's finish lock, which this plan holds)
       await dropDeadJobs(tx, this.#store.schema, run.id);
-      const send = async (name: string, data: JobData, pending: readonly string[] = []) => {
-        // a load job of an earlier transform of the chunk does not count: it would leave the chunk unloaded
-        const transformedAt =
-          name === queues.load && live.has(`${name}:${jobKey(data)}`)
-            ? await tx.transformedAt(run.id, data.seq as number)
-            : undefined;
+      // `transformedAt`: the chunk's transform, for a load (a live load job of an earlier one does not count)
+      const send = async (name: string, data: JobData, pending: readonly string[] = [], transformedAt?: number) => {
         if (liveFor(live, name, data, transformedAt)) return;
         if (data.seq !== undefined && pending.length > 0) await tx.expectLoads(run.id, data.seq, pending);
         await this.boss.send(name, data, { db: tx, singletonKey: jobKey(data) } as never);
@@ -126,7 +122,8 @@ export class Cluster {
           continue;
         }
         for (const target of run.targets) {
-          if (chunk.loaded[target] !== true) await send(queues.load, { run: run.id, seq: chunk.seq, target }, [target]);
+          if (chunk.loaded[target] !== true)
+            await send(queues.load, { run: run.id, seq: chunk.seq, target }, [target], chunk.transformedAt);
         }
       }
       if (run.extractDone && chunks.every((chunk) => chunkDone(chunk, run.targets)))

@@ -235,14 +235,7 @@ export class DistributedWorker {
       this.#log.error({ run: job.data.run, job: job.name, err: error.toJSON() }, "job failed; the run stops");
       // an end that could not be recorded is thrown: pg-boss retries the job (and, its attempts run out, gives it up,
       // which ends the run), rather than complete it with its work undone and the run running
-      await this.#endFailed(job.data.run, error).catch((failure: unknown) => {
-        this.#log.warn(
-          { run: job.data.run, err: toFrancaError(failure).message },
-          "could not record the end of the run",
-        );
-        this.#stopRun(job.data.run, error);
-        throw failure;
-      });
+      await this.#failRun(job.data.run, error);
     } finally {
       this.#inFlight--;
       const state = this.#jobStates.get(attemptOf(job));
@@ -330,7 +323,8 @@ export class DistributedWorker {
       const already = await this.#store.counts(id);
       const ctx = createRunContext(this.#options.env, flow, run, already, {
         signal: control.signal,
-        fail: (error) => void this.#failRun(id, error),
+        // logged there; the job whose mapping or load called this goes on to its own end
+        fail: (error) => void this.#failRun(id, error).catch(() => {}),
         logger: this.#options.logger.child({ run: id, flow: flow.name }),
       });
       state = { run, flow, ctx, control, active: 0, lastUsed: Date.now() };
@@ -463,7 +457,7 @@ export class DistributedWorker {
     // sent by an earlier transform of the chunk, which a continued run is transforming again (or has): the new
     // transform's load jobs load it; this one leaves it, and its pending load, alone
     const { transformedAt } = job.data;
-    if (transformedAt !== undefined && (await this.#store.transformedAt(run.id, seq)) !== transformedAt) return;
+    if (transformedAt !== undefined && chunk.transformedAt !== transformedAt) return;
     // gone when another execution of this job (one pg-boss took for lost) loaded and released it meanwhile
     const staged = await stagedUnlessDone(
       await this.#store.readStaged(run.id, seq, "canonical"),
@@ -490,33 +484,23 @@ export class DistributedWorker {
     // a continued run may have reopened the chunk, or transformed it again, while this load wrote.
     const current = (tx: PostgresStore) =>
       transformedAt === undefined ? Promise.resolve(true) : tx.stillTransformedAt(run.id, seq, transformedAt);
-    if (written.systemFailure !== undefined) {
-      // the failed records are in the ledger (with their reason); the job is retried by the queue, with backoff — but
-      // a stale one is only completed: its chunk is the new transform's loads' now
-      const stale = await this.#store.withTransaction(async (tx) => {
-        if (!(await current(tx))) {
-          await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
-          return true;
-        }
-        await tx.saveLoad(run.id, seq, target, written.result, Date.now());
-        return false;
-      });
-      if (stale) return;
-      throw written.systemFailure;
-    }
     // The job is not completed in this transaction, but when it returns (pg-boss's own completion): a worker that dies
     // after the commit, or a store that fails in what follows it, leaves the job to be retried, and the retry, finding
-    // the chunk loaded, does what follows (above). A stale job is completed with the commit: nothing follows it.
+    // the chunk loaded, does what follows (above). A stale job is completed with the commit: nothing follows it. A load
+    // whose system failed records its failed records (with their reason) and stays pending: the job is thrown, for the
+    // queue to retry with backoff.
     const recorded = await this.#store.withTransaction(async (tx) => {
       if (!(await current(tx))) {
         await this.#boss.complete(queues.load, job.id, null, { db: tx } as never);
         return false;
       }
       await tx.saveLoad(run.id, seq, target, written.result, Date.now());
-      await tx.loadDone(run.id, seq, target);
+      if (written.systemFailure === undefined) await tx.loadDone(run.id, seq, target);
       return true;
     });
-    if (recorded) await this.#afterLoad(state, seq, written.result.problems.length > 0);
+    if (!recorded) return;
+    if (written.systemFailure !== undefined) throw written.systemFailure;
+    await this.#afterLoad(state, seq, written.result.problems.length > 0);
   }
 
   /**
@@ -635,12 +619,13 @@ export class DistributedWorker {
   /**
    * Ends a run as failed (resumable), once: the cursor moves over its unbroken prefix of final chunks. Under the run's
    * finish lock, and only while it is running: a finish job that ended it meanwhile keeps its end. A store that fails
-   * to record it is logged; this worker's jobs of the run stop all the same.
+   * to record it is logged and thrown (this worker's jobs of the run stop all the same).
    */
   async #failRun(id: number, error: FrancaError): Promise<void> {
     await this.#endFailed(id, error).catch((failure: unknown) => {
       this.#log.warn({ run: id, err: toFrancaError(failure).message }, "could not record the end of the run");
       this.#stopRun(id, error);
+      throw failure;
     });
   }
 
@@ -675,10 +660,10 @@ export class DistributedWorker {
   async #notToDo(tx: PostgresStore, name: string, data: JobData): Promise<boolean> {
     // endRunning read the run as running, or abandoned while no worker was alive (to be taken up again)
     const run = (await tx.getRun(data.run)) as RunRecord;
-    const transformedAt = data.seq === undefined ? undefined : await tx.transformedAt(run.id, data.seq);
+    const chunk = data.seq === undefined ? undefined : await tx.chunkState(run.id, data.seq);
+    const transformedAt = chunk?.transformedAt;
     if (liveFor(await liveJobs(tx, tx.schema, run.id), name, data, transformedAt)) return true;
     if (data.seq === undefined) return name === queues.extract && run.extractDone;
-    const chunk = await tx.chunkState(run.id, data.seq);
     if (chunk === undefined) return true;
     // transformed, also with records that failed (its chunk then reads as not transformed, to be transformed again)
     if (data.target === undefined) return transformedAt !== undefined;

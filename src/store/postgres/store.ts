@@ -467,18 +467,12 @@ export class PostgresStore implements Store {
         );
       }
       await this.#assertFlowFree(sql, run.flow, id);
-      if (run.kind === "flow") {
-        const { rows } = await sql<{ id: string }>(
-          `SELECT id FROM ${this.#s}.runs WHERE flow = $1 AND kind = 'flow' AND id > $2 ORDER BY id LIMIT 1`,
-          [run.flow, id],
+      const newer = await this.#newerRun(sql, run);
+      if (newer !== undefined) {
+        throw new FrancaError(
+          ErrorCode.RunNotResumable,
+          `run ${id} was superseded by run ${newer} of the same flow, which read its data again; resuming it could load older data over newer`,
         );
-        const newer = rows[0];
-        if (newer !== undefined) {
-          throw new FrancaError(
-            ErrorCode.RunNotResumable,
-            `run ${id} was superseded by run ${newer.id} of the same flow, which read its data again; resuming it could load older data over newer`,
-          );
-        }
       }
       const stats = { ...run.stats, resumes: Number(run.stats.resumes ?? 0) + 1 };
       const { rows } = await sql<RunRow>(
@@ -805,7 +799,7 @@ export class PostgresStore implements Store {
     const only = seq === undefined ? "" : " AND seq = $2";
     const params = seq === undefined ? [runId] : [runId, seq];
     const chunks = await this.#rows<ChunkRow>(
-      `SELECT seq, position, records, canonical, failed FROM ${this.#s}.chunks WHERE run_id = $1${only} ORDER BY seq`,
+      `SELECT seq, position, records, canonical, failed, transformed_at FROM ${this.#s}.chunks WHERE run_id = $1${only} ORDER BY seq`,
       params,
     );
     if (chunks.length === 0) return [];
@@ -922,7 +916,12 @@ export class PostgresStore implements Store {
    * ended), and so does planning a continued run (a finish job waits until what the plan reopened reads as open).
    */
   async lockFinish(runId: number): Promise<void> {
-    await this.#sql("SELECT pg_advisory_xact_lock($1, hashtext($2))", [finishLockClass, `${this.schema}/${runId}`]);
+    await this.#sql("SELECT pg_advisory_xact_lock($1, hashtext($2))", this.#finishLock(runId));
+  }
+
+  /** The finish lock's two keys (its class, and the schema and run as text): `$1, hashtext($2)`. */
+  #finishLock(runId: number): [number, string] {
+    return [finishLockClass, `${this.schema}/${runId}`];
   }
 
   /**
@@ -944,15 +943,14 @@ export class PostgresStore implements Store {
       const ended = await this.withTransaction(async (tx) => {
         const [lock] = await tx.#rows<{ locked: boolean }>(
           "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked",
-          [finishLockClass, `${this.schema}/${id}`],
+          this.#finishLock(id),
         );
         if (lock?.locked !== true) return undefined;
         const run = await tx.getRun(id);
         if (run === undefined) return false;
         // a run abandoned while no worker was alive is still to end (its next job would take it up again), unless a
         // newer run of its flow superseded it (its cursor is not to be written over the newer one's)
-        const running = run.status === "running" || (isAbandoned(run) && !(await tx.#superseded(run)));
-        if (!running) return false;
+        if (run.status !== "running" && !(await tx.#toTakeUp(run))) return false;
         if (unless !== undefined && (await unless(tx))) return false;
         await tx.finishRun(id, owner, finishOf(run, await tx.chunkStates(id)), now);
         return true;
@@ -990,15 +988,6 @@ export class PostgresStore implements Store {
     return row !== undefined && row.transformed_at !== null && Number(row.transformed_at) === transformedAt;
   }
 
-  /** When the chunk's transform was recorded (epoch ms); undefined while it is not transformed. */
-  async transformedAt(runId: number, seq: number): Promise<number | undefined> {
-    const [row] = await this.#rows<{ transformed_at: string | null }>(
-      `SELECT transformed_at FROM ${this.#s}.chunks WHERE run_id = $1 AND seq = $2`,
-      [runId, seq],
-    );
-    return row?.transformed_at === null || row === undefined ? undefined : Number(row.transformed_at);
-  }
-
   /** A chunk's load job into `target` is done with it for good (loaded, or its problems recorded). */
   async loadDone(runId: number, seq: number, target: string): Promise<void> {
     await this.#sql(`DELETE FROM ${this.#s}.pending_loads WHERE run_id = $1 AND target = $2 AND seq = $3`, [
@@ -1014,27 +1003,28 @@ export class PostgresStore implements Store {
    * transaction ends, so that what is done there on the strength of the answer cannot race a continuation of the run.
    */
   async runEnded(runId: number): Promise<boolean> {
-    const s = this.#s;
-    const [row] = await this.#rows<{ ended: boolean }>(
-      `SELECT status <> 'running' AND NOT (
-           status = 'failed' AND coalesce(error::jsonb ->> 'code', '') = $2
-           -- superseded by a newer run of its flow, it is not taken up again (claimRun refuses it)
-           AND NOT (kind = 'flow' AND EXISTS (SELECT 1 FROM ${s}.runs n WHERE n.flow = r.flow AND n.kind = 'flow' AND n.id > r.id))
-         ) AS ended
-         FROM ${s}.runs r WHERE id = $1 FOR SHARE`,
-      [runId, ErrorCode.RunAbandoned],
-    );
-    return row?.ended === true;
+    const [row] = await this.#rows<RunRow>(`SELECT * FROM ${this.#s}.runs WHERE id = $1 FOR SHARE`, [runId]);
+    if (row === undefined) return false;
+    const run = runFromRow(row);
+    return run.status !== "running" && !(await this.#toTakeUp(run));
   }
 
-  /** Whether a newer run of the run's flow superseded it (claimRun refuses it then). */
-  async #superseded(run: RunRecord): Promise<boolean> {
-    if (run.kind !== "flow") return false;
-    const rows = await this.#rows(
-      `SELECT 1 FROM ${this.#s}.runs WHERE flow = $1 AND kind = 'flow' AND id > $2 LIMIT 1`,
+  /**
+   * Whether a run that is not running is one a worker takes up again: failed as abandoned (no worker was alive), and
+   * not superseded by a newer run of its flow (claimRun refuses that one).
+   */
+  async #toTakeUp(run: RunRecord): Promise<boolean> {
+    return isAbandoned(run) && (await this.#newerRun(this.#sql, run)) === undefined;
+  }
+
+  /** The id of a newer run of a flow run's flow, which superseded it; undefined when there is none. */
+  async #newerRun(sql: Sql, run: RunRecord): Promise<string | undefined> {
+    if (run.kind !== "flow") return undefined;
+    const { rows } = await sql<{ id: string }>(
+      `SELECT id FROM ${this.#s}.runs WHERE flow = $1 AND kind = 'flow' AND id > $2 ORDER BY id LIMIT 1`,
       [run.flow, run.id],
     );
-    return rows.length > 0;
+    return rows[0]?.id;
   }
 
   /**

@@ -581,7 +581,7 @@ export class SqliteStore implements Store {
 
   async chunkStates(runId: number): Promise<ChunkState[]> {
     const chunks = this.#all<ChunkRow>(
-      "SELECT seq, position, records, canonical, failed FROM chunks WHERE run_id = ? ORDER BY seq",
+      "SELECT seq, position, records, canonical, failed, transformed_at FROM chunks WHERE run_id = ? ORDER BY seq",
       runId,
     );
     const loads = this.#all<ChunkLoadRow>("SELECT seq, target, failed FROM chunk_loads WHERE run_id = ?", runId);
