@@ -117,16 +117,25 @@ export function writeChunk(
   target: Endpoint,
   seq: number,
   chunk: CanonicalChunk,
+  again = false,
 ): Promise<WrittenChunk> {
   // the target's calls wait at its gates in chunk order (chunk-order.ts), in both executors
-  return forChunk(seq, () => writeRecords(ctx, target, seq, chunk));
+  return forChunk(seq, () => writeRecords(ctx, target, seq, chunk, again));
 }
 
+/**
+ * `again`: the chunk may be loaded after later chunks of its run were (a chunk a resumed or continued run loads, or
+ * transforms, again). A key's later version that such a chunk loaded, or found unchanged, stays: the chunk's own
+ * version of the key is neither sent nor recorded (the ledger keeps the later chunk's outcome), so that loading the
+ * chunk again does not put an older version back. The key locks (in-process) and pending loads (distributed) keep
+ * that order within one execution; across executions only the ledger knows it.
+ */
 async function writeRecords(
   ctx: RunContext,
   target: Endpoint,
   seq: number,
   chunk: CanonicalChunk,
+  again: boolean,
 ): Promise<WrittenChunk> {
   const { binding, connection, policy } = target;
   const name = binding.name;
@@ -150,8 +159,10 @@ async function writeRecords(
   const toSend: number[] = [];
   const resend = ctx.run.stats.resend === true ? ctx.run.id : undefined;
   const scope: IdempotencyScope = resend === undefined ? { target: name } : { target: name, resend };
+  const later = again ? await ctx.store.loadedLater(ctx.run.id, name, seq, keys) : undefined;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
+    if (later?.has(key) === true) continue;
     const hash = hashes[i] as string;
     const before = previous.get(key);
     // A hash filed before targets filed their mapping's digest (no "."): the content alone is compared, so that an
@@ -168,6 +179,12 @@ async function writeRecords(
       continue;
     }
     toSend.push(i);
+  }
+  if (later !== undefined && later.size > 0) {
+    log.info(
+      { chunk: seq, records: later.size },
+      "records a later chunk of this run loaded in a newer version: not sent again",
+    );
   }
 
   /** A record-level refusal is quarantined (permanent) or failed (transient); a system failure always fails. */
@@ -350,8 +367,9 @@ export async function loadChunk(
   target: Endpoint,
   seq: number,
   chunk: CanonicalChunk,
+  again = false,
 ): Promise<number> {
-  const written = await writeChunk(ctx, target, seq, chunk);
+  const written = await writeChunk(ctx, target, seq, chunk, again);
   const { result } = written;
   const name = target.binding.name;
   await ctx.store.saveLoad(ctx.run.id, seq, name, result, Date.now());

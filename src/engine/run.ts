@@ -372,7 +372,8 @@ export async function executeRun(
         const task: Promise<void> = lock.ready
           .then(async () => {
             if (control.signal.aborted) return;
-            await loadedClean(seq, await loadChunk(ctx, target, seq, chunk));
+            // a chunk of an earlier execution of the run (seq < startSeq) may be loaded after later chunks were
+            await loadedClean(seq, await loadChunk(ctx, target, seq, chunk, seq < startSeq));
           })
           .then(yieldToEventLoop)
           .catch((error: unknown) => {

@@ -226,6 +226,13 @@ export interface Store {
   getHashes(target: string, keys: readonly string[]): Promise<Map<string, LoadedHash>>;
   /** Whether any content hash was loaded to `target` (by any run): none means every record there is new to it. */
   hasHashes(target: string): Promise<boolean>;
+  /**
+   * The keys among `keys` that a chunk of the run after `seq` loaded into `target`, or found unchanged there: a later
+   * version of each is in the target. Asked when a run executed before loads a chunk again (a resumed or continued
+   * run), whose earlier execution may have loaded a later chunk while this one's records failed: loading them again
+   * would put the older version back.
+   */
+  loadedLater(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>>;
 
   /** Values of a lookup cached across runs (unexpired at `now`), by cache key. */
   cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>>;

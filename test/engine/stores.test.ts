@@ -480,6 +480,61 @@ function engineSuite(name: string, openStore: OpenStore): void {
       });
     });
 
+    it("a continued run does not load a key's older version over the newer one a later chunk loaded", async () => {
+      using tmp = tempDir();
+      const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+      const target = createClientsTarget(join(tmp.dir, "erp.db"));
+      let targetDown = true;
+      // row 250 (chunk 2: ids 151-250) is a newer version of record 120 (chunk 1: ids 51-150)
+      const hub = customersHub(tmp.dir, {
+        toCanonical: (row) => ({ ...toCustomer(row), ...(row.id === 250 ? { id: "120" } : {}) }),
+        fromCanonical: (customer) => {
+          if (targetDown && customer.name === "Customer 120") {
+            throw new FrancaError(ErrorCode.SystemUnavailable, "erp is restarting", { errorClass: "transient" });
+          }
+          return toClient(customer);
+        },
+      });
+      const client120 = () => target.prepare("SELECT full_name FROM clients WHERE code = '120'").get()?.full_name;
+      await withEngine(openStore, hub, tmp.dir, async (engine, store) => {
+        const failed = await engine.run("customers");
+        assert.equal(failed.run.status, "failed");
+        // chunk 1's version failed; chunk 2's, loaded after it, is the record's outcome in the run
+        assert.equal(client120(), "Customer 250");
+        assert.deepEqual(
+          (await store.records(failed.run.id, { key: "120" })).map(({ status, chunk }) => ({ status, chunk })),
+          [{ status: "loaded", chunk: 2 }],
+        );
+        assert.deepEqual(failed.run.cursorTo, [stamp(50), 50]);
+
+        targetDown = false;
+        const continued = await engine.run("customers");
+        assert.equal(continued.run.id, failed.run.id);
+        assert.equal(continued.run.status, "succeeded");
+        assert.equal(client120(), "Customer 250", "chunk 1, loaded again, left the newer version in place");
+        assert.deepEqual(
+          (await store.records(continued.run.id, { key: "120" })).map(({ status, chunk }) => ({ status, chunk })),
+          [{ status: "loaded", chunk: 2 }],
+        );
+        assert.deepEqual(continued.counts.targets[erpTarget], { loaded: 299, unchanged: 0, quarantined: 0, failed: 0 });
+        assert.equal(countOf(target, "SELECT count(*) AS n FROM clients"), 299);
+        // every row as the hub maps it, the later of two with the same key winning
+        const latest = new Map(
+          source
+            .prepare("SELECT * FROM customers ORDER BY id")
+            .all()
+            .map((row) => {
+              const customer = { ...toCustomer(row), ...(row.id === 250 ? { id: "120" } : {}) };
+              return [customer.id, toClient(customer)] as const;
+            }),
+        );
+        assert.deepEqual(
+          clientsOf(target),
+          [...latest.values()].sort((a, b) => Number(a.code) - Number(b.code)),
+        );
+      });
+    });
+
     it("a run cancelled from inside a mapping resumes to exactly the target content of an uninterrupted run", async () => {
       using tmp = tempDir();
       const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 2000 });

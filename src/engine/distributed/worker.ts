@@ -70,6 +70,11 @@ interface RunState {
   lastUsed: number;
   /** This worker has warned that the run is past its flow's `deadlineMs`. */
   pastDeadline?: boolean;
+  /**
+   * The run executed before (resumed, or continued after its workers died), as its record read at the job's start
+   * says: its loads ask whether a later chunk loaded a newer version of their keys (`writeChunk`'s `again`).
+   */
+  resumed: boolean;
 }
 
 export interface WorkerOptions {
@@ -327,9 +332,10 @@ export class DistributedWorker {
         fail: (error) => void this.#failRun(id, error).catch(() => {}),
         logger: this.#options.logger.child({ run: id, flow: flow.name }),
       });
-      state = { run, flow, ctx, control, active: 0, lastUsed: Date.now() };
+      state = { run, flow, ctx, control, active: 0, lastUsed: Date.now(), resumed: false };
       this.#runs.set(id, state);
     }
+    state.resumed = Number(run.stats.resumes ?? 0) > 0;
     state.active++;
     state.lastUsed = Date.now();
     this.#jobStates.set(attempt, state);
@@ -479,7 +485,7 @@ export class DistributedWorker {
       });
       return;
     }
-    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records);
+    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records, state.resumed);
     // Recorded only while the chunk's transform is still this job's (checked again, its row locked until the commit):
     // a continued run may have reopened the chunk, or transformed it again, while this load wrote.
     const current = (tx: PostgresStore) =>

@@ -616,6 +616,20 @@ export class SqliteStore implements Store {
     return this.#get("SELECT 1 AS found FROM target_hashes WHERE target = ? LIMIT 1", target) !== undefined;
   }
 
+  async loadedLater(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>> {
+    if (keys.length === 0) return new Set();
+    // one primary-key probe (run_id, key, target) per key, as getHashes
+    const rows = this.#all<{ key: string }>(
+      `SELECT ${keyText("o.key")} FROM json_each(?) AS k CROSS JOIN outcomes AS o
+       WHERE o.run_id = ? AND o.key = k.value AND o.target = ? AND o.seq > ? AND o.status IN ('loaded', 'unchanged')`,
+      ledgerKeysJson(keys),
+      runId,
+      target,
+      seq,
+    );
+    return new Set(rows.map((row) => row.key));
+  }
+
   async cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>> {
     const found = new Map<string, unknown>();
     if (keys.length === 0) return found;
