@@ -125,10 +125,11 @@ export function writeChunk(
 
 /**
  * `again`: the chunk may be loaded after later chunks of its run were (a chunk a resumed or continued run loads, or
- * transforms, again). A key's later version that such a chunk loaded, or found unchanged, stays: the chunk's own
- * version of the key is neither sent nor recorded (the ledger keeps the later chunk's outcome), so that loading the
- * chunk again does not put an older version back. The key locks (in-process) and pending loads (distributed) keep
- * that order within one execution; across executions only the ledger knows it.
+ * transforms, again). A key that a later chunk has in the target (loaded, unchanged, failed or quarantined there: the
+ * ledger's one outcome per run, key and target) keeps the later version: the chunk's own is neither sent nor recorded,
+ * only counted with the unchanged (`superseded`), so that loading the chunk again does not put an older version back.
+ * The key locks (in-process) and pending loads (distributed) keep that order within one execution; across executions
+ * only the ledger knows it.
  */
 async function writeRecords(
   ctx: RunContext,
@@ -159,10 +160,16 @@ async function writeRecords(
   const toSend: number[] = [];
   const resend = ctx.run.stats.resend === true ? ctx.run.id : undefined;
   const scope: IdempotencyScope = resend === undefined ? { target: name } : { target: name, resend };
-  const later = again ? await ctx.store.loadedLater(ctx.run.id, name, seq, keys) : undefined;
+  // A target that writes its chunks' parts in chunk order whatever order they came in (a file: `complete`) holds
+  // every version, as an uninterrupted run's would: there the chunk is written whole.
+  const later =
+    again && connection.complete === undefined ? await ctx.store.laterInTarget(ctx.run.id, name, seq, keys) : undefined;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
-    if (later?.has(key) === true) continue;
+    if (later?.has(key) === true) {
+      result.superseded = (result.superseded ?? 0) + 1;
+      continue;
+    }
     const hash = hashes[i] as string;
     const before = previous.get(key);
     // A hash filed before targets filed their mapping's digest (no "."): the content alone is compared, so that an
@@ -180,10 +187,10 @@ async function writeRecords(
     }
     toSend.push(i);
   }
-  if (later !== undefined && later.size > 0) {
+  if (result.superseded !== undefined) {
     log.info(
-      { chunk: seq, records: later.size },
-      "records a later chunk of this run loaded in a newer version: not sent again",
+      { chunk: seq, records: result.superseded },
+      "records whose key a later chunk of this run has in the target: not sent again",
     );
   }
 
@@ -376,7 +383,7 @@ export async function loadChunk(
   const progress = ctx.progress.targets[name];
   if (progress !== undefined) {
     progress.loaded += result.loaded.length;
-    progress.unchanged += result.unchanged.length;
+    progress.unchanged += result.unchanged.length + (result.superseded ?? 0);
     for (const item of result.problems) {
       if (item.status === "failed") progress.failed++;
       else progress.quarantined++;

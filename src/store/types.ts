@@ -108,6 +108,11 @@ export interface LoadResult {
    * make them current only on `commitHashes`, so nothing counts as unchanged against output never published.
    */
   deferHashes?: boolean;
+  /**
+   * Records not sent because a later chunk of the run has their key in this target (`writeChunk`'s `again`): counted
+   * with the unchanged records in the chunk's load, with no outcome of their own (the ledger keeps the later chunk's).
+   */
+  superseded?: number;
 }
 
 export interface LoadedHash {
@@ -227,12 +232,14 @@ export interface Store {
   /** Whether any content hash was loaded to `target` (by any run): none means every record there is new to it. */
   hasHashes(target: string): Promise<boolean>;
   /**
-   * The keys among `keys` that a chunk of the run after `seq` loaded into `target`, or found unchanged there: a later
-   * version of each is in the target. Asked when a run executed before loads a chunk again (a resumed or continued
-   * run), whose earlier execution may have loaded a later chunk while this one's records failed: loading them again
-   * would put the older version back.
+   * The keys among `keys` whose outcome in `target` in the run is a chunk's after `seq`: a later version of each was
+   * loaded there, found unchanged, or is to be (failed), or was refused (quarantined). The ledger keeps one outcome per
+   * run, key and target, the last one recorded: a later chunk's quarantine hides that a chunk between loaded the key,
+   * so every status counts. Asked when a run executed before loads a chunk again (a resumed or continued run), whose
+   * earlier execution may have loaded a later chunk while this one's records failed: loading them again would put the
+   * older version back.
    */
-  loadedLater(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>>;
+  laterInTarget(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>>;
 
   /** Values of a lookup cached across runs (unexpired at `now`), by cache key. */
   cacheGet(lookup: string, keys: readonly string[], now: number): Promise<Map<string, unknown>>;

@@ -71,7 +71,11 @@ describe("the distributed executor's lost jobs", { timeout: 120_000 }, () => {
           const run = await ended(engine, queued.id);
           assert.equal(run.status, "failed");
           assert.equal(run.error?.code, ErrorCode.JobGivenUp);
-          assert.match(run.error?.message ?? "", /^franca\.extract was given up after its attempts ran out/);
+          // with what its last attempt failed of, as the queue kept it
+          assert.match(
+            run.error?.message ?? "",
+            /^franca\.extract was given up after its attempts ran out; its last attempt: heartbeat stopped$/,
+          );
           // a job of the run still queued (here a finish job) finds it ended, and does not take it up again, as it
           // would a run abandoned while no worker was alive: nothing would then send the job given up on again
           await sendJob(schema, queues.finish, { run: queued.id });

@@ -25,6 +25,7 @@ import type { PostgresStore } from "../../src/store/postgres/store.ts";
 import type { Store } from "../../src/store/types.ts";
 import {
   Customer,
+  type CustomerRecord,
   createClientsTarget,
   createCustomerSource,
   customersHub,
@@ -480,60 +481,110 @@ function engineSuite(name: string, openStore: OpenStore): void {
       });
     });
 
-    it("a continued run does not load a key's older version over the newer one a later chunk loaded", async () => {
-      using tmp = tempDir();
-      const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
-      const target = createClientsTarget(join(tmp.dir, "erp.db"));
-      let targetDown = true;
-      // row 250 (chunk 2: ids 151-250) is a newer version of record 120 (chunk 1: ids 51-150)
-      const hub = customersHub(tmp.dir, {
-        toCanonical: (row) => ({ ...toCustomer(row), ...(row.id === 250 ? { id: "120" } : {}) }),
-        fromCanonical: (customer) => {
+    for (const refusedLater of [false, true]) {
+      const also = refusedLater ? ", also when a chunk after that one has a version the target refuses" : "";
+      it(`a continued run does not load a key's older version over the newer one a later chunk loaded${also}`, async () => {
+        using tmp = tempDir();
+        const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+        const target = createClientsTarget(join(tmp.dir, "erp.db"));
+        let targetDown = true;
+        // rows 250 (chunk 2: ids 151-250) and 280 (chunk 3: 251-300) are newer versions of record 120 (chunk 1:
+        // 51-150); the target refuses 280's for good when `refusedLater`, and the ledger then keeps that outcome only
+        const versionsOf120 = refusedLater ? [250, 280] : [250];
+        const toRecord = (row: Row) => ({
+          ...toCustomer(row),
+          ...(versionsOf120.includes(row.id as number) ? { id: "120" } : {}),
+        });
+        const down = (customer: CustomerRecord): void => {
           if (targetDown && customer.name === "Customer 120") {
-            throw new FrancaError(ErrorCode.SystemUnavailable, "erp is restarting", { errorClass: "transient" });
+            throw new FrancaError(ErrorCode.SystemUnavailable, "restarting", { errorClass: "transient" });
           }
-          return toClient(customer);
-        },
-      });
-      const client120 = () => target.prepare("SELECT full_name FROM clients WHERE code = '120'").get()?.full_name;
-      await withEngine(openStore, hub, tmp.dir, async (engine, store) => {
-        const failed = await engine.run("customers");
-        assert.equal(failed.run.status, "failed");
-        // chunk 1's version failed; chunk 2's, loaded after it, is the record's outcome in the run
-        assert.equal(client120(), "Customer 250");
-        assert.deepEqual(
-          (await store.records(failed.run.id, { key: "120" })).map(({ status, chunk }) => ({ status, chunk })),
-          [{ status: "loaded", chunk: 2 }],
-        );
-        assert.deepEqual(failed.run.cursorTo, [stamp(50), 50]);
-
-        targetDown = false;
-        const continued = await engine.run("customers");
-        assert.equal(continued.run.id, failed.run.id);
-        assert.equal(continued.run.status, "succeeded");
-        assert.equal(client120(), "Customer 250", "chunk 1, loaded again, left the newer version in place");
-        assert.deepEqual(
-          (await store.records(continued.run.id, { key: "120" })).map(({ status, chunk }) => ({ status, chunk })),
-          [{ status: "loaded", chunk: 2 }],
-        );
-        assert.deepEqual(continued.counts.targets[erpTarget], { loaded: 299, unchanged: 0, quarantined: 0, failed: 0 });
-        assert.equal(countOf(target, "SELECT count(*) AS n FROM clients"), 299);
-        // every row as the hub maps it, the later of two with the same key winning
-        const latest = new Map(
-          source
-            .prepare("SELECT * FROM customers ORDER BY id")
-            .all()
-            .map((row) => {
-              const customer = { ...toCustomer(row), ...(row.id === 250 ? { id: "120" } : {}) };
-              return [customer.id, toClient(customer)] as const;
+        };
+        // and a CSV file, whose parts are joined in chunk order: it holds every version, as an uninterrupted run's
+        const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+        const erp = sqlite("erp", { file: join(tmp.dir, "erp.db"), limits: { retry: { maxAttempts: 2 } } });
+        const drop = file("drop", { dir: "exports", create: true });
+        const hub = defineHub({
+          systems: [crm, erp, drop],
+          entities: [Customer],
+          flows: [
+            flow("customers", {
+              from: bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toRecord }),
+              to: [
+                bind(erp, Customer, {
+                  table: "clients",
+                  key: "code",
+                  fromCanonical: (customer) => {
+                    down(customer);
+                    if (refusedLater && customer.name === "Customer 280") throw new Error("erp refuses this version");
+                    return toClient(customer);
+                  },
+                }),
+                bind(drop, Customer, {
+                  path: "customers.csv",
+                  format: "csv",
+                  csv: { columns: ["id", "name", "email", "balance"] },
+                  fromCanonical: (customer) => {
+                    down(customer);
+                    return customer;
+                  },
+                }),
+              ],
+              chunkSize: 100,
             }),
-        );
-        assert.deepEqual(
-          clientsOf(target),
-          [...latest.values()].sort((a, b) => Number(a.code) - Number(b.code)),
-        );
+          ],
+        });
+        const client120 = () => target.prepare("SELECT full_name FROM clients WHERE code = '120'").get()?.full_name;
+        const lastOutcome = refusedLater ? { status: "quarantined", chunk: 3 } : { status: "loaded", chunk: 2 };
+        await withEngine(openStore, hub, tmp.dir, async (engine, store) => {
+          const outcomeOf120 = async (runId: number) =>
+            (await store.records(runId, { key: "120", target: erpTarget })).map(({ status, chunk }) => ({
+              status,
+              chunk,
+            }));
+          const failed = await engine.run("customers");
+          assert.equal(failed.run.status, "failed");
+          // chunk 1's version failed; chunk 2's was loaded after it (and chunk 3's refused)
+          assert.equal(client120(), "Customer 250");
+          assert.deepEqual(await outcomeOf120(failed.run.id), [lastOutcome]);
+          assert.deepEqual(failed.run.cursorTo, [stamp(50), 50]);
+
+          targetDown = false;
+          const continued = await engine.run("customers");
+          assert.equal(continued.run.id, failed.run.id);
+          assert.equal(continued.run.status, refusedLater ? "partial" : "succeeded");
+          assert.equal(client120(), "Customer 250", "chunk 1, loaded again, left the newer version in place");
+          assert.deepEqual(await outcomeOf120(continued.run.id), [lastOutcome], "the later outcome stays");
+          // chunk 1's version is counted with the unchanged: every record of the run is counted once
+          assert.deepEqual(
+            continued.counts.targets[erpTarget],
+            refusedLater
+              ? { loaded: 298, unchanged: 1, quarantined: 1, failed: 0 }
+              : { loaded: 299, unchanged: 1, quarantined: 0, failed: 0 },
+          );
+          // every row as the hub maps it, the later of two with the same key winning, but for a version refused
+          const latest = new Map(
+            source
+              .prepare(`SELECT * FROM customers ${refusedLater ? "WHERE id <> 280" : ""} ORDER BY id`)
+              .all()
+              .map((row) => {
+                const customer = toRecord(row);
+                return [customer.id, toClient(customer)] as const;
+              }),
+          );
+          assert.deepEqual(
+            clientsOf(target),
+            [...latest.values()].sort((a, b) => Number(a.code) - Number(b.code)),
+          );
+          const rows = source.prepare("SELECT * FROM customers ORDER BY id").all();
+          const lines = rows.map((row) => {
+            const { id, name, email, balance } = toRecord(row);
+            return `${id},${name},${email},${balance}`;
+          });
+          assert.equal(csvOf(tmp.dir), `${["id,name,email,balance", ...lines].join("\n")}\n`);
+        });
       });
-    });
+    }
 
     it("a run cancelled from inside a mapping resumes to exactly the target content of an uninterrupted run", async () => {
       using tmp = tempDir();

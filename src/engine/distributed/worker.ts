@@ -36,6 +36,7 @@ import { finishRecord, type RunEnvironment } from "../run.ts";
 import { createRunContext } from "../run-context.ts";
 import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
 import { transformChunk } from "../transform.ts";
+import { givenUpMessage, lastAttemptMessage } from "./given-up.ts";
 import { blockingLoad, keyDigestSet, keyDigests } from "./load-order.ts";
 import { queueOwner } from "./owner.ts";
 import {
@@ -685,20 +686,20 @@ export class DistributedWorker {
    * attempt's worker died, or stopped beating its heartbeat). Its run cannot end without it, so it ends failed here
    * (resumable: a continued run sends the job again), rather than stay 'running' with nothing to do it.
    */
-  async #dead(job: Job<JobData> & { sourceName?: string | null }): Promise<void> {
+  async #dead(job: Job<JobData> & { sourceName?: string | null; sourceOutput?: unknown }): Promise<void> {
     const { run, seq, target } = job.data;
     const what = [job.sourceName ?? "a job", seq === undefined ? "" : `of chunk ${seq}`, target ?? ""]
       .filter((part) => part !== "")
       .join(" ");
-    this.#log.error({ run, job: job.sourceName, data: job.data }, "job given up by the queue");
+    this.#log.error(
+      { run, job: job.sourceName, data: job.data, last: lastAttemptMessage(job.sourceOutput) },
+      "job given up by the queue",
+    );
     // Asked under the run's finish lock: a plan of the run continued, which sends the job again, is not half done. A
     // store's failure is thrown, for pg-boss to retry this job.
     const ended = await this.#endFailed(
       run,
-      new FrancaError(
-        ErrorCode.JobGivenUp,
-        `${what} was given up after its attempts ran out: its worker died or stopped answering each time`,
-      ),
+      new FrancaError(ErrorCode.JobGivenUp, givenUpMessage(what, job.sourceOutput)),
       (tx) => this.#notToDo(tx, job.sourceName ?? "", job.data),
     );
     if (ended) return;

@@ -737,7 +737,7 @@ export class PostgresStore implements Store {
       JSON.stringify(result.unchanged),
       defer,
       result.loaded.length,
-      result.unchanged.length,
+      result.unchanged.length + (result.superseded ?? 0),
       quarantined,
       failed,
       now,
@@ -1095,12 +1095,12 @@ export class PostgresStore implements Store {
     return rows.length > 0;
   }
 
-  async loadedLater(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>> {
+  async laterInTarget(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
     const rows = await this.#rows<{ key: string }>(
       `SELECT o.key FROM unnest($3::text[]) AS k(key)
        JOIN ${this.#s}.outcomes AS o ON o.run_id = $1 AND o.key = k.key AND o.target = $2
-       WHERE o.seq > $4 AND o.status IN ('loaded', 'unchanged')`,
+       WHERE o.seq > $4`,
       [runId, target, keys, seq],
     );
     return new Set(rows.map((row) => row.key));

@@ -110,7 +110,7 @@ export function encodeLoad(result: LoadResult): EncodedLoad {
     loadedCount: loaded.length,
     ...(some && !defer ? hashColumns(loaded, hashes, detailed) : {}),
     ...(unchanged.length > 0 ? { unchanged: ledgerKeysJson(unchanged) } : {}),
-    unchangedCount: unchanged.length,
+    unchangedCount: unchanged.length + (result.superseded ?? 0),
     problems: result.problems,
     attempts: result.attempts,
   };
@@ -616,12 +616,12 @@ export class SqliteStore implements Store {
     return this.#get("SELECT 1 AS found FROM target_hashes WHERE target = ? LIMIT 1", target) !== undefined;
   }
 
-  async loadedLater(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>> {
+  async laterInTarget(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
     // one primary-key probe (run_id, key, target) per key, as getHashes
     const rows = this.#all<{ key: string }>(
       `SELECT ${keyText("o.key")} FROM json_each(?) AS k CROSS JOIN outcomes AS o
-       WHERE o.run_id = ? AND o.key = k.value AND o.target = ? AND o.seq > ? AND o.status IN ('loaded', 'unchanged')`,
+       WHERE o.run_id = ? AND o.key = k.value AND o.target = ? AND o.seq > ?`,
       ledgerKeysJson(keys),
       runId,
       target,

@@ -111,7 +111,7 @@ export class ThreadedSqliteStore implements Store {
   getProfile: Store["getProfile"] = (...args) => this.#call("getProfile", ...args);
   getHashes: Store["getHashes"] = (...args) => this.#call("getHashes", ...args);
   hasHashes: Store["hasHashes"] = (...args) => this.#call("hasHashes", ...args);
-  loadedLater: Store["loadedLater"] = (...args) => this.#call("loadedLater", ...args);
+  laterInTarget: Store["laterInTarget"] = (...args) => this.#call("laterInTarget", ...args);
   cacheGet: Store["cacheGet"] = (...args) => this.#call("cacheGet", ...args);
   cacheSet: Store["cacheSet"] = (...args) => this.#call("cacheSet", ...args);
   counts: Store["counts"] = (...args) => this.#call("counts", ...args);

@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { givenUpMessage, lastAttemptMessage } from "../../src/engine/distributed/given-up.ts";
+
+describe("a job given up by the queue", () => {
+  it("names its last attempt's failure as pg-boss kept it: a thrown error, or the queue's own reason", () => {
+    assert.equal(lastAttemptMessage({ name: "FrancaError", message: "store down", stack: "…" }), "store down");
+    assert.equal(lastAttemptMessage({ value: { message: "job heartbeat timeout" } }), "job heartbeat timeout");
+    assert.equal(lastAttemptMessage("plain text"), "plain text");
+    for (const none of [null, undefined, 7, "", {}, { message: "" }, { value: 3 }, { message: 5 }])
+      assert.equal(lastAttemptMessage(none), undefined, JSON.stringify(none));
+
+    assert.equal(
+      givenUpMessage("franca.load of chunk 3 dst", { value: { message: "job heartbeat timeout" } }),
+      "franca.load of chunk 3 dst was given up after its attempts ran out; its last attempt: job heartbeat timeout",
+    );
+    assert.equal(
+      givenUpMessage("franca.extract", null),
+      "franca.extract was given up after its attempts ran out: its worker died or stopped answering each time",
+    );
+  });
+
+  it("keeps no secret and no more than 500 characters of it", () => {
+    const message = givenUpMessage("a job", { message: "cannot connect to postgres://app:hunter2@db/prod" });
+    assert.ok(!message.includes("hunter2"), message);
+    assert.match(message, /postgres:\/\/app:\[redacted\]@db\/prod$/);
+    const long = givenUpMessage("a job", { message: "x".repeat(2000) });
+    assert.ok(long.endsWith(`${"x".repeat(500)}…`));
+    assert.ok(!long.includes("x".repeat(501)));
+  });
+});
