@@ -133,6 +133,19 @@ interface FanOutState {
 
 const noFaults = (): FanOutState => ({ repairEmails: false, erpRefuses: new Set(), dropDown: new Set() });
 
+/** The drop target: exports/customers.csv, the customers as they are, after `check` (which may throw). */
+function csvDrop(drop: ReturnType<typeof file>, check: (customer: CustomerRecord) => void) {
+  return bind(drop, Customer, {
+    path: "customers.csv",
+    format: "csv",
+    csv: { columns: ["id", "name", "email", "balance"] },
+    fromCanonical: (customer) => {
+      check(customer);
+      return customer;
+    },
+  });
+}
+
 function fanOutHub(dir: string, api: SimApi, options: { ttlMs?: number; state?: FanOutState } = {}): Hub {
   const state = options.state ?? noFaults();
   const crm = sqlite("crm", { file: join(dir, "crm.db") });
@@ -174,18 +187,12 @@ function fanOutHub(dir: string, api: SimApi, options: { ttlMs?: number; state?: 
               return toClient(customer);
             },
           }),
-          bind(drop, Customer, {
-            path: "customers.csv",
-            format: "csv",
-            csv: { columns: ["id", "name", "email", "balance"] },
-            fromCanonical: (customer) => {
-              if (state.dropDown.has(customer.id)) {
-                throw new FrancaError(ErrorCode.SystemUnavailable, "the drop share is offline", {
-                  errorClass: "transient",
-                });
-              }
-              return customer;
-            },
+          csvDrop(drop, (customer) => {
+            if (state.dropDown.has(customer.id)) {
+              throw new FrancaError(ErrorCode.SystemUnavailable, "the drop share is offline", {
+                errorClass: "transient",
+              });
+            }
           }),
         ],
         chunkSize: 100,
@@ -520,15 +527,7 @@ function engineSuite(name: string, openStore: OpenStore): void {
                     return toClient(customer);
                   },
                 }),
-                bind(drop, Customer, {
-                  path: "customers.csv",
-                  format: "csv",
-                  csv: { columns: ["id", "name", "email", "balance"] },
-                  fromCanonical: (customer) => {
-                    down(customer);
-                    return customer;
-                  },
-                }),
+                csvDrop(drop, down),
               ],
               chunkSize: 100,
             }),
