@@ -1,5 +1,5 @@
-import type { ItemResult, WriteItem } from "../connectors/types.ts";
-import type { Row } from "../core/binding.ts";
+import type { Driver, ItemResult, WriteItem } from "../connectors/types.ts";
+import type { Binding, Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
 import type { RecordOutcome } from "../core/record.ts";
@@ -124,12 +124,23 @@ export function writeChunk(
 }
 
 /**
+ * Whether the target keeps one version of a record, the last written: its driver writes by replacing what it holds
+ * under the binding's key (`Driver.replacesByKey`: an upsert), and that key has as many columns as the entity's key
+ * has fields. A key with more (`["id", "valid_from"]`) likely keeps a row per version, as a file or an API that creates
+ * a record per request does: there every version is written, as an uninterrupted run writes it.
+ */
+function keepsLast(binding: Binding): boolean {
+  const driver = binding.system.driver as Driver;
+  return driver.replacesByKey?.(binding.options) === true && binding.key.length === binding.entity.key.length;
+}
+
+/**
  * `again`: the chunk may be loaded after later chunks of its run were (a chunk a resumed or continued run loads, or
- * transforms, again). A key that a later chunk has in the target (loaded, unchanged, failed or quarantined there: the
- * ledger's one outcome per run, key and target) keeps the later version: the chunk's own is neither sent nor recorded,
- * only counted with the unchanged (`superseded`), so that loading the chunk again does not put an older version back.
- * The key locks (in-process) and pending loads (distributed) keep that order within one execution; across executions
- * only the ledger knows it.
+ * transforms, again). In a target that keeps a record's last version (`keepsLast`), a key that a later chunk of the
+ * run loaded there, or found unchanged (`Store.laterInTarget`), keeps that later version: the chunk's own is neither
+ * sent nor recorded, only counted with the unchanged (`superseded`), so that loading the chunk again does not put an
+ * older version back. The key locks (in-process) and pending loads (distributed) keep that order within one
+ * execution; across executions only the ledger knows it.
  */
 async function writeRecords(
   ctx: RunContext,
@@ -160,10 +171,7 @@ async function writeRecords(
   const toSend: number[] = [];
   const resend = ctx.run.stats.resend === true ? ctx.run.id : undefined;
   const scope: IdempotencyScope = resend === undefined ? { target: name } : { target: name, resend };
-  // A target that writes its chunks' parts in chunk order whatever order they came in (a file: `complete`) holds
-  // every version, as an uninterrupted run's would: there the chunk is written whole.
-  const later =
-    again && connection.complete === undefined ? await ctx.store.laterInTarget(ctx.run.id, name, seq, keys) : undefined;
+  const later = again && keepsLast(binding) ? await ctx.store.laterInTarget(ctx.run.id, name, seq, keys) : undefined;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
     if (later?.has(key) === true) {

@@ -120,6 +120,7 @@ const tables: readonly TableSpec[] = [
       "target_id",
       "source_id",
       "hash",
+      "loaded_seq",
     ],
     order: "run_id, key, target",
   },

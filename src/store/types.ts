@@ -202,7 +202,11 @@ export interface Store {
   ): Promise<void>;
   /** Records outcomes decided before the chunk could be staged (a run stopped mid-chunk by its failure policy). */
   saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void>;
-  /** Records one chunk's load into one target: outcomes, new content hashes, chunk state. */
+  /**
+   * Records one chunk's load into one target: outcomes, new content hashes, chunk state. The ledger keeps one outcome
+   * per run, key and target: a chunk's replaces one of the same chunk or an earlier one, never a later chunk's (a
+   * resumed run's chunk loaded again after a later chunk of the run recorded the key: `laterInTarget`).
+   */
   saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void>;
   /** Makes the content hashes of the records this run loaded to `target` current (after a deferred publish). */
   commitHashes(runId: number, target: string): Promise<void>;
@@ -232,12 +236,12 @@ export interface Store {
   /** Whether any content hash was loaded to `target` (by any run): none means every record there is new to it. */
   hasHashes(target: string): Promise<boolean>;
   /**
-   * The keys among `keys` whose outcome in `target` in the run is a chunk's after `seq`: a later version of each was
-   * loaded there, found unchanged, or is to be (failed), or was refused (quarantined). The ledger keeps one outcome per
-   * run, key and target, the last one recorded: a later chunk's quarantine hides that a chunk between loaded the key,
-   * so every status counts. Asked when a run executed before loads a chunk again (a resumed or continued run), whose
-   * earlier execution may have loaded a later chunk while this one's records failed: loading them again would put the
-   * older version back.
+   * The keys among `keys` that a chunk of the run after `seq` loaded into `target`, or found unchanged there: a later
+   * version of each is in the target. The ledger keeps one outcome per run, key and target, the last recorded, and
+   * with it the chunk that last loaded the key or found it unchanged (`loaded_seq`), which a later chunk's quarantine
+   * or failure leaves as it was. Asked when a run executed before loads a chunk again (a resumed or continued run),
+   * whose earlier execution may have loaded a later chunk while this one's records failed: loading them again would
+   * put the older version back.
    */
   laterInTarget(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>>;
 

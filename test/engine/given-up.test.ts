@@ -24,6 +24,12 @@ describe("a job given up by the queue", () => {
     const message = givenUpMessage("a job", { message: "cannot connect to postgres://app:hunter2@db/prod" });
     assert.ok(!message.includes("hunter2"), message);
     assert.match(message, /postgres:\/\/app:\[redacted\]@db\/prod$/);
+    // a secret across the cut is redacted all the same
+    // (the password starts before character 500, its "@" comes after it)
+    const across = givenUpMessage("a job", {
+      message: `${"x".repeat(470)} postgres://app:hunter2${"s".repeat(20)}@db/prod`,
+    });
+    assert.ok(!across.includes("hunter2"), across);
     const long = givenUpMessage("a job", { message: "x".repeat(2000) });
     assert.ok(long.endsWith(`${"x".repeat(500)}…`));
     assert.ok(!long.includes("x".repeat(501)));

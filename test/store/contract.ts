@@ -333,7 +333,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       assert.equal(await store.hasHashes("t2"), true);
     });
 
-    it("tells which of a chunk's keys a later chunk of the run has an outcome for in a target (laterInTarget)", async () => {
+    it("tells which of a chunk's keys a later chunk of the run loaded or found unchanged in a target (laterInTarget)", async () => {
       await using store = await open();
       const run = await newRun(store);
       const other = await newRun(store, "g");
@@ -351,13 +351,25 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       await store.saveLoad(run.id, 4, "t1", load({ loaded: ["d"], hashes: ["h4"] }), 2);
       await store.saveLoad(run.id, 4, "t2", load({ loaded: ["e"], hashes: ["h5"] }), 2);
       await store.saveLoad(other.id, 9, "t1", load({ loaded: ["x"], hashes: ["h9"] }), 2);
+      // refused by a later chunk still: the outcome says so, the target still holds chunk 2's "a" and "b"
+      await store.saveLoad(
+        run.id,
+        5,
+        "t1",
+        load({ problems: [quarantined("a", 5, "t1"), { ...failed, key: "b" }] }),
+        2,
+      );
       const keys = ["a", "7", "07", "b", "q", "f", "d", "e", "x", "none"];
       const later = async (runId: number, target: string, seq: number) =>
         [...(await store.laterInTarget(runId, target, seq, keys))].sort();
-      // any outcome (a later quarantine hides a load between), in a chunk after the one asked for, of this run, in
-      // this target; "07" is not "7"
-      assert.deepEqual(await later(run.id, "t1", 0), ["7", "a", "b", "d", "f", "q"]);
+      // loaded or unchanged, in a chunk after the one asked for, of this run, in this target, whatever a chunk after
+      // that recorded; not quarantined or failed ("q", "f"); "07" is not "7"
+      assert.deepEqual(await later(run.id, "t1", 0), ["7", "a", "b", "d"]);
       assert.deepEqual(await later(run.id, "t1", 2), ["d"], "the chunk itself is not later");
+      assert.deepEqual(
+        (await store.records(run.id, { key: "a", target: "t1" })).map((outcome) => outcome.status),
+        ["quarantined"],
+      );
       assert.deepEqual(await later(run.id, "t1", 4), []);
       assert.deepEqual(await later(run.id, "t2", 0), ["e"]);
       assert.deepEqual(await later(other.id, "t1", 0), ["x"]);

@@ -77,5 +77,15 @@ export const httpDriver: Driver = {
     const problem = baseUrlProblem((system.options as HttpSystemOptions).baseUrl);
     return problem === undefined ? [] : [{ setting: "baseUrl", message: problem }];
   },
+  // PUT or PATCH, a record at a time, to a path filled from the record (`/customers/{id}`): the record's resource is
+  // replaced; a POST, or a batch, may create a record per request
+  replacesByKey(options) {
+    const binding = options as HttpBindingOptions;
+    return (
+      (binding.mode ?? "single") === "single" &&
+      (binding.method === "PUT" || binding.method === "PATCH") &&
+      binding.path.includes("{")
+    );
+  },
   open,
 };

@@ -355,6 +355,8 @@ export const mysqlDriver: Driver = {
     ...connectionSettingsIssues((options ?? {}) as MysqlSystemOptions),
   ],
   validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
+  // a target table is written by upsert on the binding's key
+  replacesByKey: () => true,
   decode: decodeRows,
   cut: (_encoding, text, rows) => cutLines(text, rows, "MariaDB/MySQL rows"),
   prepare: prepareRows,

@@ -243,6 +243,8 @@ export const postgresDriver: Driver = {
   validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
   preflight: (system) =>
     connectionPreflightIssues(system.options as PostgresSystemOptions, ["postgres:", "postgresql:"]),
+  // a target table is written by upsert on the binding's key
+  replacesByKey: () => true,
   open,
   decode: decodeCopy,
   cut: cutCopy,

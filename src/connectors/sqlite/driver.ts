@@ -87,4 +87,6 @@ export const sqliteDriver: Driver = {
     return [];
   },
   open,
+  // a target table is written by upsert on the binding's key
+  replacesByKey: () => true,
 };

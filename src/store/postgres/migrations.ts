@@ -150,6 +150,15 @@ export const migrations: readonly PostgresMigration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: "the chunk that last loaded a record",
+    sql: (s) => `
+      -- Store.laterInTarget: the chunk that last loaded a key into a target in a run, or found it unchanged there, which
+      -- a later chunk's quarantine or failure does not overwrite as it does the outcome's status and seq (NULL before)
+      ALTER TABLE ${s}.outcomes ADD COLUMN loaded_seq INTEGER;
+    `,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -705,14 +705,15 @@ export class PostgresStore implements Store {
       return values;
     });
     await sql(
-      `INSERT INTO ${this.#s}.outcomes (run_id, key, target, status, seq, attempts, code, error_class, message, path, target_id, source_id)
+      `INSERT INTO ${this.#s}.outcomes AS o (run_id, key, target, status, seq, attempts, code, error_class, message, path, target_id, source_id)
        SELECT DISTINCT ON (v ->> 0, v ->> 1) $1::bigint, v ->> 0, v ->> 1, v ->> 2, (v ->> 3)::integer, (v ->> 4)::integer,
          v ->> 5, v ->> 6, v ->> 7, v ->> 8, v ->> 9, v ->> 10
        FROM json_array_elements($2::json) WITH ORDINALITY AS e(v, ord)
        ORDER BY v ->> 0, v ->> 1, ord DESC
        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
          attempts = excluded.attempts, code = excluded.code, error_class = excluded.error_class, message = excluded.message,
-         path = excluded.path, target_id = excluded.target_id, source_id = excluded.source_id`,
+         path = excluded.path, target_id = excluded.target_id, source_id = excluded.source_id
+       WHERE o.seq <= excluded.seq`,
       [runId, JSON.stringify(rows)],
     );
   }
@@ -754,13 +755,14 @@ export class PostgresStore implements Store {
         ORDER BY key, ord DESC
         ON CONFLICT (target, key) DO UPDATE SET hash = excluded.hash, run_id = excluded.run_id
       ), ledger AS (
-        INSERT INTO ${s}.outcomes (run_id, key, target, status, seq, attempts, target_id, hash)
+        INSERT INTO ${s}.outcomes AS o (run_id, key, target, status, seq, attempts, target_id, hash, loaded_seq)
         SELECT DISTINCT ON (key) $1::bigint, key, $2::text, status, $3::integer, $4::integer, target_id,
-          CASE WHEN $7::boolean THEN hash END
+          CASE WHEN $7::boolean THEN hash END, $3::integer
         FROM input ORDER BY key, pass DESC, ord DESC
         ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
           attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
-          target_id = excluded.target_id, hash = excluded.hash
+          target_id = excluded.target_id, hash = excluded.hash, loaded_seq = excluded.loaded_seq
+        WHERE o.seq <= excluded.seq
       )
       INSERT INTO ${s}.chunk_loads AS cl (run_id, target, seq, loaded, unchanged, quarantined, failed, attempts, loaded_at)
       VALUES ($1::bigint, $2::text, $3::integer, $8, $9, $10, $11, $4::integer, $12)
@@ -1100,7 +1102,7 @@ export class PostgresStore implements Store {
     const rows = await this.#rows<{ key: string }>(
       `SELECT o.key FROM unnest($3::text[]) AS k(key)
        JOIN ${this.#s}.outcomes AS o ON o.run_id = $1 AND o.key = k.key AND o.target = $2
-       WHERE o.seq > $4`,
+       WHERE o.loaded_seq > $4`,
       [runId, target, keys, seq],
     );
     return new Set(rows.map((row) => row.key));

@@ -153,6 +153,14 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE target_hashes_v2 RENAME TO target_hashes;
     `,
   },
+  {
+    // Store.laterInTarget: the chunk that last loaded a key into a target in a run, or found it unchanged there, which
+    // a later chunk's quarantine or failure does not overwrite as it does the outcome's status and seq. Rows from
+    // before stay NULL (no later chunk known).
+    version: 3,
+    name: "the chunk that last loaded a record",
+    sql: "ALTER TABLE outcomes ADD COLUMN loaded_seq INTEGER;",
+  },
 ];
 
 /** The newest schema version this code knows. */

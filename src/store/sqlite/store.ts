@@ -485,7 +485,8 @@ export class SqliteStore implements Store {
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq, attempts = excluded.attempts,
         code = excluded.code, error_class = excluded.error_class, message = excluded.message, path = excluded.path,
-        target_id = excluded.target_id, source_id = excluded.source_id`;
+        target_id = excluded.target_id, source_id = excluded.source_id
+      WHERE excluded.seq >= outcomes.seq`;
     for (const outcome of outcomes) {
       const values = outcomeValues(runId, outcome);
       values[1] = ledgerKey(outcome.key);
@@ -502,16 +503,20 @@ export class SqliteStore implements Store {
     this.#transaction(() => {
       // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
       // The common case (no target ids, hashes current at once) passes keys only, which SQLite parses fastest.
-      const upsertKeys = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts)
-        SELECT ?, value, ?, ?, ?, ? FROM json_each(?) WHERE true
+      // ?1 run, ?2 target, ?3 status, ?4 seq (also loaded_seq), ?5 attempts, ?6 the keys. An outcome of an earlier
+      // chunk than the one recorded does not replace it (Store.saveLoad).
+      const upsertKeys = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, loaded_seq)
+        SELECT ?1, value, ?2, ?3, ?4, ?5, ?4 FROM json_each(?6) WHERE true
         ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
           attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
-          target_id = NULL, hash = NULL`;
-      const upsertDetailed = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash)
-        SELECT ?, value ->> 0, ?, ?, ?, ?, value ->> 1, value ->> 2 FROM json_each(?) WHERE true
+          target_id = NULL, hash = NULL, loaded_seq = excluded.loaded_seq
+        WHERE excluded.seq >= outcomes.seq`;
+      const upsertDetailed = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash, loaded_seq)
+        SELECT ?1, value ->> 0, ?2, ?3, ?4, ?5, value ->> 1, value ->> 2, ?4 FROM json_each(?6) WHERE true
         ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
           attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
-          target_id = excluded.target_id, hash = excluded.hash`;
+          target_id = excluded.target_id, hash = excluded.hash, loaded_seq = excluded.loaded_seq
+        WHERE excluded.seq >= outcomes.seq`;
       if (load.loaded !== undefined) {
         const sql = load.detailed ? upsertDetailed : upsertKeys;
         this.#run(sql, runId, target, "loaded", seq, load.attempts, load.loaded);
@@ -621,7 +626,7 @@ export class SqliteStore implements Store {
     // one primary-key probe (run_id, key, target) per key, as getHashes
     const rows = this.#all<{ key: string }>(
       `SELECT ${keyText("o.key")} FROM json_each(?) AS k CROSS JOIN outcomes AS o
-       WHERE o.run_id = ? AND o.key = k.value AND o.target = ? AND o.seq > ?`,
+       WHERE o.run_id = ? AND o.key = k.value AND o.target = ? AND o.loaded_seq > ?`,
       ledgerKeysJson(keys),
       runId,
       target,

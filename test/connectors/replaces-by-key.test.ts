@@ -1,0 +1,27 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { fileDriver } from "../../src/connectors/file/driver.ts";
+import { httpDriver } from "../../src/connectors/http/driver.ts";
+import { mysqlDriver } from "../../src/connectors/mysql/driver.ts";
+import { postgresDriver } from "../../src/connectors/postgres/driver.ts";
+import { sqliteDriver } from "../../src/connectors/sqlite/driver.ts";
+
+// Whether a target keeps one version of a record, the last written (engine/load.ts: a resumed run then leaves out an
+// earlier chunk's version of a key that a later chunk wrote)
+describe("drivers that replace what a target holds under the binding's key", () => {
+  it("are the SQL tables (an upsert on the key), not files", () => {
+    for (const driver of [postgresDriver, mysqlDriver, sqliteDriver])
+      assert.equal(driver.replacesByKey?.({ table: "t" }), true, driver.type);
+    assert.equal(fileDriver.replacesByKey?.({ path: "out.csv" }) ?? false, false);
+  });
+
+  it("are an API's PUT or PATCH of one record at a path filled from it, not a POST or a batch", () => {
+    const put = { path: "/customers/{id}", method: "PUT" };
+    assert.equal(httpDriver.replacesByKey?.(put), true);
+    assert.equal(httpDriver.replacesByKey?.({ ...put, method: "PATCH" }), true);
+    assert.equal(httpDriver.replacesByKey?.({ ...put, method: "POST" }), false);
+    assert.equal(httpDriver.replacesByKey?.({ path: "/customers/{id}" }), false, "POST by default");
+    assert.equal(httpDriver.replacesByKey?.({ ...put, path: "/customers" }), false, "one path for every record");
+    assert.equal(httpDriver.replacesByKey?.({ ...put, mode: "batch" }), false);
+  });
+});
