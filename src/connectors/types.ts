@@ -239,12 +239,13 @@ export interface Driver extends DriverContract {
    */
   join?(parts: readonly unknown[]): unknown;
   /**
-   * Whether a write of this binding (its options) replaces what the target holds under the binding's key (an upsert),
-   * so that of a record's versions written one after the other the target keeps the last. A resumed run then leaves
-   * out an earlier chunk's version of a key that a later chunk wrote (engine/load.ts). Default: no (a file, an API that
-   * creates a record per request: they keep every version, and the resumed run writes each).
+   * Whether a write of this binding (its options, its key fields) goes to what the target holds under the key, the
+   * last write winning (an upsert or a PUT replaces it, a PATCH updates the fields it sends), so that of a record's
+   * versions written one after the other the target keeps the last. A resumed run then leaves out an earlier chunk's
+   * version of a key that a later chunk wrote (engine/load.ts). Default: no (a file, an API that creates a record per
+   * request: they keep every version, and the resumed run writes each).
    */
-  replacesByKey?(options: Readonly<Record<string, unknown>>): boolean;
+  replacesByKey?(options: Readonly<Record<string, unknown>>, key: readonly string[]): boolean;
   /**
    * Checks that need the local machine but not the network (a file's directory exists, a URL parses). Run before
    * anything is written; `franca check` adds a health call.

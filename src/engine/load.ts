@@ -124,14 +124,17 @@ export function writeChunk(
 }
 
 /**
- * Whether the target keeps one version of a record, the last written: its driver writes by replacing what it holds
- * under the binding's key (`Driver.replacesByKey`: an upsert), and that key has as many columns as the entity's key
- * has fields. A key with more (`["id", "valid_from"]`) likely keeps a row per version, as a file or an API that creates
- * a record per request does: there every version is written, as an uninterrupted run writes it.
+ * Whether the target keeps one version of a record, the last written: its driver writes to what it holds under the
+ * binding's key (`Driver.replacesByKey`: an upsert, a PUT), and that key has as many fields as the entity's key (a
+ * heuristic: a key of more, `["id", "valid_from"]`, likely keeps a row per version, as a file or an API that creates a
+ * record per request does, and there every version is written, as an uninterrupted run writes it; a key of as many
+ * on other fields, `email` for an entity keyed by `id`, is taken to keep one).
  */
 function keepsLast(binding: Binding): boolean {
   const driver = binding.system.driver as Driver;
-  return driver.replacesByKey?.(binding.options) === true && binding.key.length === binding.entity.key.length;
+  return (
+    driver.replacesByKey?.(binding.options, binding.key) === true && binding.key.length === binding.entity.key.length
+  );
 }
 
 /**

@@ -147,3 +147,32 @@ export interface ProblemCountRow {
 export function problemCount(rows: readonly ProblemCountRow[], status: "quarantined" | "failed"): number {
   return Number(rows.find((row) => row.status === status)?.n ?? 0);
 }
+
+/**
+ * The SET list of a load's outcome upsert (loaded or unchanged keys), in either store's SQL: the row takes the new
+ * outcome's `set` columns unless it holds a later chunk's (an earlier chunk loaded again by a resumed run: the later
+ * chunk's outcome stays), and the chunk that last loaded the key (`loaded_seq`) advances either way, so that
+ * `Store.laterInTarget` knows a later version is in the target whatever the row's status says. `row`: how the
+ * statement names the existing row; `greatest`: the dialect's larger of a nullable column and a value.
+ */
+export function loadOutcomeUpdate(
+  row: string,
+  set: readonly (readonly [column: string, value: string])[],
+  greatest: (column: string, value: string) => string,
+): string {
+  const newer = `excluded.seq >= ${row}.seq`;
+  return [
+    ...set.map(([column, value]) => `${column} = CASE WHEN ${newer} THEN ${value} ELSE ${row}.${column} END`),
+    `loaded_seq = ${greatest(`${row}.loaded_seq`, "excluded.loaded_seq")}`,
+  ].join(", ");
+}
+
+/**
+ * The condition on a problem's outcome upsert: a load's problem does not replace a later chunk's outcome (see
+ * loadOutcomeUpdate). A transform's (target '') always does: those of one chunk are only written again by the
+ * chunk's own transform, after its earlier ones were deleted, or by a run stopped mid-chunk, whose count of them
+ * rests on the row.
+ */
+export function problemOutcomeWhere(row: string): string {
+  return `excluded.target = '' OR excluded.seq >= ${row}.seq`;
+}

@@ -356,7 +356,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         run.id,
         5,
         "t1",
-        load({ problems: [quarantined("a", 5, "t1"), { ...failed, key: "b" }] }),
+        load({ problems: [quarantined("a", 5, "t1"), { ...failed, key: "b", chunk: 5 }] }),
         2,
       );
       const keys = ["a", "7", "07", "b", "q", "f", "d", "e", "x", "none"];
@@ -366,10 +366,20 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       // that recorded; not quarantined or failed ("q", "f"); "07" is not "7"
       assert.deepEqual(await later(run.id, "t1", 0), ["7", "a", "b", "d"]);
       assert.deepEqual(await later(run.id, "t1", 2), ["d"], "the chunk itself is not later");
-      assert.deepEqual(
-        (await store.records(run.id, { key: "a", target: "t1" })).map((outcome) => outcome.status),
-        ["quarantined"],
-      );
+      const outcomeOf = async (key: string, target: string) =>
+        (await store.records(run.id, { key, target })).map(({ status, chunk }) => ({ status, chunk }));
+      assert.deepEqual(await outcomeOf("a", "t1"), [{ status: "quarantined", chunk: 5 }]);
+      // an earlier chunk's outcome (a resumed run's chunk loaded again) does not replace a later one's; its load
+      // still tells that the key was loaded after chunk 2
+      await store.saveLoad(run.id, 3, "t1", load({ loaded: ["a"], hashes: ["h3"] }), 2);
+      await store.saveLoad(run.id, 1, "t1", load({ problems: [quarantined("b", 1, "t1")] }), 2);
+      assert.deepEqual(await outcomeOf("a", "t1"), [{ status: "quarantined", chunk: 5 }]);
+      assert.deepEqual(await outcomeOf("b", "t1"), [{ status: "failed", chunk: 5 }]);
+      assert.deepEqual(await later(run.id, "t1", 2), ["a", "d"]);
+      // a transform's problem (target '') is written over whatever chunk's: only its own chunk writes it again
+      await store.saveOutcomes(run.id, [quarantined("z", 5)]);
+      await store.saveOutcomes(run.id, [quarantined("z", 1)]);
+      assert.deepEqual(await outcomeOf("z", ""), [{ status: "quarantined", chunk: 1 }]);
       assert.deepEqual(await later(run.id, "t1", 4), []);
       assert.deepEqual(await later(run.id, "t2", 0), ["e"]);
       assert.deepEqual(await later(other.id, "t1", 0), ["x"]);

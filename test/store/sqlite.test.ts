@@ -233,6 +233,37 @@ describe("SQLite store's ledger keys", () => {
   });
 });
 
+describe("SQLite store's migration 3", () => {
+  it("tells, for the runs that may be resumed, which chunk last loaded each key: what their rows say", async () => {
+    const file = versionOne((db) => {
+      db.prepare(
+        "INSERT INTO runs (flow, kind, trigger, status, owner, targets, started_at, heartbeat_at, stats) VALUES ('k', 'flow', 'test', 'failed', 'o', '[\"t\"]', 2, 2, '{}')",
+      ).run();
+      for (const run of [1, 2]) {
+        db.prepare(
+          `INSERT INTO outcomes (run_id, key, target, status, seq) VALUES (${run}, 'a', 't', 'loaded', 4)`,
+        ).run();
+        db.prepare(
+          `INSERT INTO outcomes (run_id, key, target, status, seq) VALUES (${run}, 'b', 't', 'unchanged', 4)`,
+        ).run();
+        db.prepare(
+          `INSERT INTO outcomes (run_id, key, target, status, seq) VALUES (${run}, 'c', 't', 'quarantined', 4)`,
+        ).run();
+      }
+    });
+    const store = new SqliteStore(file);
+    await store.migrate();
+    assert.deepEqual([...(await store.laterInTarget(2, "t", 3, ["a", "b", "c"]))].sort(), ["a", "b"]);
+    assert.equal((await store.laterInTarget(2, "t", 4, ["a", "b", "c"])).size, 0);
+    assert.equal(
+      (await store.laterInTarget(1, "t", 3, ["a", "b", "c"])).size,
+      0,
+      "a run that succeeded is left as it was",
+    );
+    await store.close();
+  });
+});
+
 describe("SQLite store's migrations", () => {
   it("applies each migration once when processes open a store at once: the second finds it applied", async () => {
     const file = versionOne((db) =>

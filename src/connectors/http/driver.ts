@@ -6,6 +6,7 @@ import {
   defaultBatchSize,
   type HttpBindingOptions,
   type HttpSystemOptions,
+  placeholders,
   validateBindingOptions,
   validateSystemOptions,
 } from "./options.ts";
@@ -77,14 +78,16 @@ export const httpDriver: Driver = {
     const problem = baseUrlProblem((system.options as HttpSystemOptions).baseUrl);
     return problem === undefined ? [] : [{ setting: "baseUrl", message: problem }];
   },
-  // PUT or PATCH, a record at a time, to a path filled from the record (`/customers/{id}`): the record's resource is
-  // replaced; a POST, or a batch, may create a record per request
-  replacesByKey(options) {
+  // PUT or PATCH, a record at a time, to a path filled from the record's key (`/customers/{id}`): the record's
+  // resource is written; a POST, or a batch, may create a record per request
+  replacesByKey(options, key) {
     const binding = options as HttpBindingOptions;
+    const filled = new Set(placeholders(binding.path));
     return (
       (binding.mode ?? "single") === "single" &&
       (binding.method === "PUT" || binding.method === "PATCH") &&
-      binding.path.includes("{")
+      key.length > 0 &&
+      key.every((field) => filled.has(field))
     );
   },
   open,

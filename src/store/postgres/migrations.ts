@@ -155,8 +155,12 @@ export const migrations: readonly PostgresMigration[] = [
     name: "the chunk that last loaded a record",
     sql: (s) => `
       -- Store.laterInTarget: the chunk that last loaded a key into a target in a run, or found it unchanged there, which
-      -- a later chunk's quarantine or failure does not overwrite as it does the outcome's status and seq (NULL before)
+      -- a later chunk's quarantine or failure does not overwrite as it does the outcome's status and seq
       ALTER TABLE ${s}.outcomes ADD COLUMN loaded_seq INTEGER;
+      -- filled in for the runs that may be resumed (what their rows say); the others' stay NULL
+      UPDATE ${s}.outcomes SET loaded_seq = seq
+        WHERE run_id IN (SELECT id FROM ${s}.runs WHERE status IN ('running', 'failed', 'cancelled'))
+          AND status IN ('loaded', 'unchanged');
     `,
   },
 ];

@@ -8,11 +8,13 @@ import {
   type ChunkLoadRow,
   type ChunkRow,
   chunkStatesFromRows,
+  loadOutcomeUpdate,
   type OutcomeRow,
   outcomeFromRow,
   outcomeValues,
   type ProblemCountRow,
   problemCount,
+  problemOutcomeWhere,
   type RunRow,
   runFromRow,
   unstagedProblemsSql,
@@ -713,7 +715,7 @@ export class PostgresStore implements Store {
        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
          attempts = excluded.attempts, code = excluded.code, error_class = excluded.error_class, message = excluded.message,
          path = excluded.path, target_id = excluded.target_id, source_id = excluded.source_id
-       WHERE o.seq <= excluded.seq`,
+       WHERE ${problemOutcomeWhere("o")}`,
       [runId, JSON.stringify(rows)],
     );
   }
@@ -743,6 +745,18 @@ export class PostgresStore implements Store {
       failed,
       now,
     ];
+    const loadUpdate = loadOutcomeUpdate(
+      "o",
+      [
+        ["status", "excluded.status"],
+        ["seq", "excluded.seq"],
+        ["attempts", "excluded.attempts"],
+        ...(["code", "error_class", "message", "path"] as const).map((column) => [column, "NULL"] as const),
+        ["target_id", "excluded.target_id"],
+        ["hash", "excluded.hash"],
+      ],
+      (column, value) => `GREATEST(${column}, ${value})`,
+    );
     const statement = `
       WITH input AS (
         SELECT e.v ->> 0 AS key, 'loaded' AS status, e.v ->> 1 AS target_id, e.v ->> 2 AS hash, 0 AS pass, e.ord
@@ -759,10 +773,7 @@ export class PostgresStore implements Store {
         SELECT DISTINCT ON (key) $1::bigint, key, $2::text, status, $3::integer, $4::integer, target_id,
           CASE WHEN $7::boolean THEN hash END, $3::integer
         FROM input ORDER BY key, pass DESC, ord DESC
-        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
-          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
-          target_id = excluded.target_id, hash = excluded.hash, loaded_seq = excluded.loaded_seq
-        WHERE o.seq <= excluded.seq
+        ON CONFLICT (run_id, key, target) DO UPDATE SET ${loadUpdate}
       )
       INSERT INTO ${s}.chunk_loads AS cl (run_id, target, seq, loaded, unchanged, quarantined, failed, attempts, loaded_at)
       VALUES ($1::bigint, $2::text, $3::integer, $8, $9, $10, $11, $4::integer, $12)

@@ -155,11 +155,16 @@ export const migrations: readonly Migration[] = [
   },
   {
     // Store.laterInTarget: the chunk that last loaded a key into a target in a run, or found it unchanged there, which
-    // a later chunk's quarantine or failure does not overwrite as it does the outcome's status and seq. Rows from
-    // before stay NULL (no later chunk known).
+    // a later chunk's quarantine or failure does not overwrite as it does the outcome's status and seq. Filled in for
+    // the runs that may be resumed (what their rows say); the others' stay NULL.
     version: 3,
     name: "the chunk that last loaded a record",
-    sql: "ALTER TABLE outcomes ADD COLUMN loaded_seq INTEGER;",
+    sql: `
+      ALTER TABLE outcomes ADD COLUMN loaded_seq INTEGER;
+      UPDATE outcomes SET loaded_seq = seq
+        WHERE run_id IN (SELECT id FROM runs WHERE status IN ('running', 'failed', 'cancelled'))
+          AND status IN ('loaded', 'unchanged');
+    `,
   },
 ];
 

@@ -8,11 +8,13 @@ import {
   type ChunkLoadRow,
   type ChunkRow,
   chunkStatesFromRows,
+  loadOutcomeUpdate,
   type OutcomeRow,
   outcomeFromRow,
   outcomeValues,
   type ProblemCountRow,
   problemCount,
+  problemOutcomeWhere,
   type RunRow,
   runFromRow,
   unstagedProblemsSql,
@@ -69,6 +71,22 @@ export interface EncodedLoad {
  * SQLite a JSON parse and two extractions a record (`npm run bench:ledger`, 1,000,000 records, two pairs alternated:
  * 1.63 and 1.80 CPU-s against 2.00 and 2.18).
  */
+/** A load's outcome upsert's SET list (loadOutcomeUpdate): `detailed` rows carry target ids and deferred hashes. */
+function loadUpdate(detailed: boolean): string {
+  return loadOutcomeUpdate(
+    "outcomes",
+    [
+      ["status", "excluded.status"],
+      ["seq", "excluded.seq"],
+      ["attempts", "excluded.attempts"],
+      ...(["code", "error_class", "message", "path"] as const).map((column) => [column, "NULL"] as const),
+      ["target_id", detailed ? "excluded.target_id" : "NULL"],
+      ["hash", detailed ? "excluded.hash" : "NULL"],
+    ],
+    (column, value) => `max(coalesce(${column}, -1), ${value})`,
+  );
+}
+
 function hashColumns(
   loaded: readonly string[],
   hashes: readonly string[],
@@ -486,7 +504,7 @@ export class SqliteStore implements Store {
       ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq, attempts = excluded.attempts,
         code = excluded.code, error_class = excluded.error_class, message = excluded.message, path = excluded.path,
         target_id = excluded.target_id, source_id = excluded.source_id
-      WHERE excluded.seq >= outcomes.seq`;
+      WHERE ${problemOutcomeWhere("outcomes")}`;
     for (const outcome of outcomes) {
       const values = outcomeValues(runId, outcome);
       values[1] = ledgerKey(outcome.key);
@@ -504,19 +522,13 @@ export class SqliteStore implements Store {
       // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
       // The common case (no target ids, hashes current at once) passes keys only, which SQLite parses fastest.
       // ?1 run, ?2 target, ?3 status, ?4 seq (also loaded_seq), ?5 attempts, ?6 the keys. An outcome of an earlier
-      // chunk than the one recorded does not replace it (Store.saveLoad).
+      // chunk than the one recorded does not replace it (loadOutcomeUpdate).
       const upsertKeys = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, loaded_seq)
         SELECT ?1, value, ?2, ?3, ?4, ?5, ?4 FROM json_each(?6) WHERE true
-        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
-          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
-          target_id = NULL, hash = NULL, loaded_seq = excluded.loaded_seq
-        WHERE excluded.seq >= outcomes.seq`;
+        ON CONFLICT (run_id, key, target) DO UPDATE SET ${loadUpdate(false)}`;
       const upsertDetailed = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash, loaded_seq)
         SELECT ?1, value ->> 0, ?2, ?3, ?4, ?5, value ->> 1, value ->> 2, ?4 FROM json_each(?6) WHERE true
-        ON CONFLICT (run_id, key, target) DO UPDATE SET status = excluded.status, seq = excluded.seq,
-          attempts = excluded.attempts, code = NULL, error_class = NULL, message = NULL, path = NULL,
-          target_id = excluded.target_id, hash = excluded.hash, loaded_seq = excluded.loaded_seq
-        WHERE excluded.seq >= outcomes.seq`;
+        ON CONFLICT (run_id, key, target) DO UPDATE SET ${loadUpdate(true)}`;
       if (load.loaded !== undefined) {
         const sql = load.detailed ? upsertDetailed : upsertKeys;
         this.#run(sql, runId, target, "loaded", seq, load.attempts, load.loaded);
