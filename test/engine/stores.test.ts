@@ -226,23 +226,25 @@ function touchAndRename(source: DatabaseSync): void {
 
 /**
  * Record 120 in chunk 1, failing while the target restarts, and again as the rows `later` (250 in chunk 2, 280 in
- * chunk 3, which the target refuses for good); the run, failed, is continued. `final`: the name the table ends with
- * for 120; `last`: 120's outcome there in the ledger, the same after both executions.
+ * chunk 3, which the target refuses for good); the run, failed, is continued until it ends. `failing`: the versions
+ * (their names) that fail, execution by execution, before one in which none does. `final`: the name the table ends
+ * with for 120; `last`: 120's outcome there in the ledger, the same after every execution.
  */
 async function continuedVersions(
   openStore: OpenStore,
   later: readonly number[],
   final: string,
   last: { status: string; chunk: number },
+  failing: readonly (readonly string[])[] = [["Customer 120"]],
 ): Promise<void> {
   using tmp = tempDir();
   const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
   const target = createClientsTarget(join(tmp.dir, "erp.db"));
-  let targetDown = true;
+  let down: readonly string[] = [];
   const refused = later.includes(280);
   const toRecord = (row: Row) => ({ ...toCustomer(row), ...(later.includes(row.id as number) ? { id: "120" } : {}) });
-  const down = (customer: CustomerRecord): void => {
-    if (targetDown && customer.name === "Customer 120") {
+  const fails = (customer: CustomerRecord): void => {
+    if (down.includes(customer.name)) {
       throw new FrancaError(ErrorCode.SystemUnavailable, "restarting", { errorClass: "transient" });
     }
   };
@@ -260,12 +262,12 @@ async function continuedVersions(
             table: "clients",
             key: "code",
             fromCanonical: (customer) => {
-              down(customer);
+              fails(customer);
               if (refused && customer.name === "Customer 280") throw new Error("erp refuses this version");
               return toClient(customer);
             },
           }),
-          csvDrop(drop, down),
+          csvDrop(drop, fails),
         ],
         chunkSize: 100,
       }),
@@ -275,15 +277,24 @@ async function continuedVersions(
   await withEngine(openStore, hub, tmp.dir, async (engine, store) => {
     const outcomeOf120 = async (runId: number) =>
       (await store.records(runId, { key: "120", target: erpTarget })).map(({ status, chunk }) => ({ status, chunk }));
-    const failed = await engine.run("customers");
-    assert.equal(failed.run.status, "failed");
-    assert.equal(client120(), later.includes(250) ? "Customer 250" : undefined);
-    assert.deepEqual(await outcomeOf120(failed.run.id), [last]);
-    assert.deepEqual(failed.run.cursorTo, [stamp(50), 50]);
+    let runId: number | undefined;
+    for (const [execution, names] of failing.entries()) {
+      down = names;
+      const failed = await engine.run("customers");
+      assert.equal(failed.run.id, runId ?? failed.run.id, "the unfinished run is continued");
+      runId = failed.run.id;
+      assert.equal(failed.run.status, "failed");
+      if (execution === 0) {
+        const loaded250 = later.includes(250) && !names.includes("Customer 250");
+        assert.equal(client120(), loaded250 ? "Customer 250" : undefined);
+        assert.deepEqual(failed.run.cursorTo, [stamp(50), 50]);
+      }
+      assert.deepEqual(await outcomeOf120(failed.run.id), [last]);
+    }
 
-    targetDown = false;
+    down = [];
     const continued = await engine.run("customers");
-    assert.equal(continued.run.id, failed.run.id);
+    assert.equal(continued.run.id, runId);
     assert.equal(continued.run.status, refused ? "partial" : "succeeded");
     assert.equal(client120(), final);
     assert.deepEqual(await outcomeOf120(continued.run.id), [last], "an earlier chunk's outcome does not replace it");
@@ -603,6 +614,11 @@ function engineSuite(name: string, openStore: OpenStore): void {
     }
     it("a continued run loads a key's version that only a later version the target refused followed", () =>
       continuedVersions(openStore, [280], "Customer 120", { status: "quarantined", chunk: 3 }));
+    it("a key's version loaded by a continued run between two that failed or were refused is not loaded over later", () =>
+      continuedVersions(openStore, [250, 280], "Customer 250", { status: "quarantined", chunk: 3 }, [
+        ["Customer 120", "Customer 250"],
+        ["Customer 120"],
+      ]));
 
     it("a run cancelled from inside a mapping resumes to exactly the target content of an uninterrupted run", async () => {
       using tmp = tempDir();
