@@ -1110,10 +1110,12 @@ export class PostgresStore implements Store {
 
   async laterInTarget(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
+    // one primary-key probe per key, as getHashes (a join let the planner scan the run's outcomes: 360 ms a chunk of
+    // 1,000 keys in a run of 1,000,000 outcomes, against ~1 ms)
     const rows = await this.#rows<{ key: string }>(
-      `SELECT o.key FROM unnest($3::text[]) AS k(key)
-       JOIN ${this.#s}.outcomes AS o ON o.run_id = $1 AND o.key = k.key AND o.target = $2
-       WHERE o.loaded_seq > $4`,
+      `SELECT k.key FROM unnest($3::text[]) AS k(key)
+       CROSS JOIN LATERAL (SELECT 1 FROM ${this.#s}.outcomes
+         WHERE run_id = $1 AND key = k.key AND target = $2 AND loaded_seq > $4 LIMIT 1) AS o`,
       [runId, target, keys, seq],
     );
     return new Set(rows.map((row) => row.key));
