@@ -168,11 +168,25 @@ export function loadOutcomeUpdate(
 }
 
 /**
- * The condition on a problem's outcome upsert: a load's problem does not replace a later chunk's outcome (see
- * loadOutcomeUpdate). A transform's (target '') always does: those of one chunk are only written again by the
- * chunk's own transform, after its earlier ones were deleted, or by a run stopped mid-chunk, whose count of them
- * rests on the row.
+ * The condition on a problem's outcome upsert: a load's problem does not replace a later chunk's problem (see
+ * loadOutcomeUpdate), but does replace a later chunk's load, whose `loaded_seq` stays: the refusal of an earlier
+ * version (a target that keeps every version, written again by a resumed run) is kept for a replay. A transform's
+ * (target '') always replaces: those of one chunk are only written again by the chunk's own transform, after its
+ * earlier ones were deleted, or by a run stopped mid-chunk, whose count of them rests on the row.
  */
 export function problemOutcomeWhere(row: string): string {
-  return `excluded.target = '' OR excluded.seq >= ${row}.seq`;
+  return `excluded.target = '' OR excluded.seq >= ${row}.seq OR ${row}.status IN ('loaded', 'unchanged')`;
+}
+
+/**
+ * Voids a run's outcomes of chunks `seqs` (transformed again, or reopened to be), in either store's SQL: an outcome
+ * that one of them wrote over a load of another chunk (`loaded_seq`) goes back to that load, whose version is still
+ * in the target (`Store.laterInTarget`); the others go. `seqs`: the SQL of a condition on `seq`.
+ */
+export function voidOutcomesSql(outcomes: string, run: string, seqs: string): string[] {
+  return [
+    `UPDATE ${outcomes} SET status = 'loaded', seq = loaded_seq, code = NULL, error_class = NULL, message = NULL,
+       path = NULL WHERE run_id = ${run} AND ${seqs} AND loaded_seq <> seq`,
+    `DELETE FROM ${outcomes} WHERE run_id = ${run} AND ${seqs}`,
+  ];
 }

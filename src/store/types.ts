@@ -204,8 +204,9 @@ export interface Store {
   saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void>;
   /**
    * Records one chunk's load into one target: outcomes, new content hashes, chunk state. The ledger keeps one outcome
-   * per run, key and target: a chunk's replaces one of the same chunk or an earlier one, never a later chunk's (a
-   * resumed run's chunk loaded again after a later chunk of the run recorded the key: `laterInTarget`).
+   * per run, key and target: a chunk's replaces one of the same chunk or an earlier one; of a later chunk's (a resumed
+   * run's chunk loaded again after a later chunk of the run recorded the key: `laterInTarget`), a problem replaces a
+   * load (whose chunk the row keeps as `loaded_seq`) and nothing else is replaced (store/rows.ts).
    */
   saveLoad(runId: number, seq: number, target: string, result: LoadResult, now: number): Promise<void>;
   /** Makes the content hashes of the records this run loaded to `target` current (after a deferred publish). */

@@ -33,6 +33,15 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         now,
         cursorFrom: ["2025", 1],
       });
+    /** A chunk's load into a target: nothing but what `result` says. */
+    const load = (result: Partial<LoadResult>): LoadResult => ({
+      loaded: [],
+      hashes: [],
+      unchanged: [],
+      problems: [],
+      attempts: 1,
+      ...result,
+    });
 
     it("starts one running run per flow and locks out a second", async () => {
       await using store = await open();
@@ -225,8 +234,26 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         false,
         "a transient failure leaves the chunk to redo",
       );
+      // chunk 0's failure of "c" written over chunk 3's load of it: voided, the load is what the ledger holds again
+      await store.saveLoad(run.id, 3, "t1", load({ loaded: ["c"], hashes: ["hc"] }), 3);
+      await store.saveLoad(
+        run.id,
+        0,
+        "t1",
+        load({ problems: [{ ...quarantined("c", 0, "t1"), status: "failed" }] }),
+        3,
+      );
+      assert.deepEqual(
+        (await store.records(run.id, { key: "c" })).map(({ status, chunk }) => ({ status, chunk })),
+        [{ status: "failed", chunk: 0 }],
+      );
       await store.saveCanonical(run.id, 0, 2, [], 4);
-      assert.deepEqual(await store.records(run.id, {}), [], "the failed outcome and the earlier load are gone");
+      assert.deepEqual(
+        (await store.records(run.id, {})).map(({ key, status, chunk }) => ({ key, status, chunk })),
+        [{ key: "c", status: "loaded", chunk: 3 }],
+        "the failed outcome and the earlier load are gone",
+      );
+      assert.deepEqual([...(await store.laterInTarget(run.id, "t1", 0, ["a", "c"]))], ["c"]);
       assert.deepEqual((await store.chunkStates(run.id))[0], {
         seq: 0,
         position: [1],
@@ -337,14 +364,6 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       await using store = await open();
       const run = await newRun(store);
       const other = await newRun(store, "g");
-      const load = (result: Partial<LoadResult>): LoadResult => ({
-        loaded: [],
-        hashes: [],
-        unchanged: [],
-        problems: [],
-        attempts: 1,
-        ...result,
-      });
       const failed: RecordOutcome = { ...quarantined("f", 2, "t1"), status: "failed", errorClass: "transient" };
       await store.saveLoad(run.id, 2, "t1", load({ loaded: ["a", "7"], hashes: ["h1", "h2"], unchanged: ["b"] }), 2);
       await store.saveLoad(run.id, 2, "t1", load({ problems: [quarantined("q", 2, "t1"), failed] }), 2);
@@ -375,6 +394,11 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       await store.saveLoad(run.id, 1, "t1", load({ problems: [quarantined("b", 1, "t1")] }), 2);
       assert.deepEqual(await outcomeOf("a", "t1"), [{ status: "quarantined", chunk: 5 }]);
       assert.deepEqual(await outcomeOf("b", "t1"), [{ status: "failed", chunk: 5 }]);
+      assert.deepEqual(await later(run.id, "t1", 2), ["a", "d"]);
+      // an earlier chunk's problem replaces a later chunk's load (kept for a replay: a target that keeps every version
+      // wrote the later one), which laterInTarget still knows
+      await store.saveLoad(run.id, 2, "t1", load({ problems: [quarantined("d", 2, "t1")] }), 2);
+      assert.deepEqual(await outcomeOf("d", "t1"), [{ status: "quarantined", chunk: 2 }]);
       assert.deepEqual(await later(run.id, "t1", 2), ["a", "d"]);
       // a transform's problem (target '') is written over whatever chunk's: only its own chunk writes it again
       await store.saveOutcomes(run.id, [quarantined("z", 5)]);

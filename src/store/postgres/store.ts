@@ -18,6 +18,7 @@ import {
   type RunRow,
   runFromRow,
   unstagedProblemsSql,
+  voidOutcomesSql,
 } from "../rows.ts";
 import { refuseNewerSchema } from "../schema-version.ts";
 import { stagedText } from "../staging-files.ts";
@@ -668,9 +669,9 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Voids the outcomes and loads of a run's chunks `seqs` (transformed again, or reopened to be). The outcomes are
-   * locked in key order first, the order in which loads and transforms write theirs, so that a load or transform of
-   * another chunk sharing keys, committing meanwhile, cannot wait on this while this waits on it.
+   * Voids the outcomes and loads of a run's chunks `seqs` (transformed again, or reopened to be: voidOutcomesSql).
+   * The outcomes are locked in key order first, the order in which loads and transforms write theirs, so that a load
+   * or transform of another chunk sharing keys, committing meanwhile, cannot wait on this while this waits on it.
    */
   async #voidLoads(sql: Sql, runId: number, seqs: readonly number[]): Promise<void> {
     const s = this.#s;
@@ -678,11 +679,9 @@ export class PostgresStore implements Store {
       `SELECT 1 FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]) ORDER BY key, target FOR UPDATE`,
       [runId, seqs],
     );
-    await sql(
-      `WITH void_outcomes AS (DELETE FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]))
-       DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = ANY($2::int[])`,
-      [runId, seqs],
-    );
+    for (const statement of voidOutcomesSql(`${s}.outcomes`, "$1", "seq = ANY($2::int[])"))
+      await sql(statement, [runId, seqs]);
+    await sql(`DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = ANY($2::int[])`, [runId, seqs]);
   }
 
   async saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void> {

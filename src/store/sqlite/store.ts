@@ -18,6 +18,7 @@ import {
   type RunRow,
   runFromRow,
   unstagedProblemsSql,
+  voidOutcomesSql,
 } from "../rows.ts";
 import { refuseNewerSchema } from "../schema-version.ts";
 import { StagingFiles } from "../staging-files.ts";
@@ -477,7 +478,7 @@ export class SqliteStore implements Store {
       );
       if (previous?.canonical !== null && previous?.canonical !== undefined) {
         // transformed again (a resume after transient failures): its earlier outcomes and loads are void
-        this.#run("DELETE FROM outcomes WHERE run_id = ? AND seq = ?", runId, seq);
+        for (const statement of voidOutcomesSql("outcomes", "?1", "seq = ?2")) this.#run(statement, runId, seq);
         this.#run("DELETE FROM chunk_loads WHERE run_id = ? AND seq = ?", runId, seq);
       }
       this.#insertOutcomes(runId, problems);
