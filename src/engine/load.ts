@@ -4,6 +4,7 @@ import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
 import type { RecordOutcome } from "../core/record.ts";
 import { loadHash, targetMappingDigest } from "../core/target-mapping.ts";
+import { unchangedCount } from "../store/rows.ts";
 import type { LoadedHash, LoadResult } from "../store/types.ts";
 import type { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
@@ -394,7 +395,7 @@ export async function loadChunk(
   const progress = ctx.progress.targets[name];
   if (progress !== undefined) {
     progress.loaded += result.loaded.length;
-    progress.unchanged += result.unchanged.length + (result.superseded ?? 0);
+    progress.unchanged += unchangedCount(result);
     for (const item of result.problems) {
       if (item.status === "failed") progress.failed++;
       else progress.quarantined++;

@@ -1,7 +1,7 @@
 /** Row ↔ record conversions shared by the SQLite and PostgreSQL stores (same columns in both). */
 import type { ErrorClass, ErrorCode } from "../core/errors.ts";
 import type { RecordOutcome, RecordStatus, RunStatus } from "../core/record.ts";
-import type { ChunkState, RunKind, RunRecord } from "./types.ts";
+import type { ChunkState, LoadResult, RunKind, RunRecord } from "./types.ts";
 
 export interface RunRow {
   id: number | string;
@@ -150,21 +150,35 @@ export function problemCount(rows: readonly ProblemCountRow[], status: "quaranti
 
 /**
  * The SET list of a load's outcome upsert (loaded or unchanged keys), in either store's SQL: the row takes the new
- * outcome's `set` columns unless it holds a later chunk's (an earlier chunk loaded again by a resumed run: the later
- * chunk's outcome stays), and the chunk that last loaded the key (`loaded_seq`) advances either way, so that
- * `Store.laterInTarget` knows a later version is in the target whatever the row's status says. `row`: how the
- * statement names the existing row; `greatest`: the dialect's larger of a nullable column and a value.
+ * outcome (its error columns cleared; its target id and hash, or NULL when `detailed` is false) unless it holds a
+ * later chunk's (an earlier chunk loaded again by a resumed run: the later chunk's outcome stays), and the chunk that
+ * last loaded the key (`loaded_seq`) advances either way, so that `Store.laterInTarget` knows a later version is in
+ * the target whatever the row's status says. `row`: how the statement names the existing row; `greatest`: the
+ * dialect's larger of a nullable column and a value.
  */
 export function loadOutcomeUpdate(
   row: string,
-  set: readonly (readonly [column: string, value: string])[],
+  detailed: boolean,
   greatest: (column: string, value: string) => string,
 ): string {
+  const set: [column: string, value: string][] = [
+    ["status", "excluded.status"],
+    ["seq", "excluded.seq"],
+    ["attempts", "excluded.attempts"],
+    ...["code", "error_class", "message", "path"].map((column): [string, string] => [column, "NULL"]),
+    ["target_id", detailed ? "excluded.target_id" : "NULL"],
+    ["hash", detailed ? "excluded.hash" : "NULL"],
+  ];
   const newer = `excluded.seq >= ${row}.seq`;
   return [
     ...set.map(([column, value]) => `${column} = CASE WHEN ${newer} THEN ${value} ELSE ${row}.${column} END`),
     `loaded_seq = ${greatest(`${row}.loaded_seq`, "excluded.loaded_seq")}`,
   ].join(", ");
+}
+
+/** The records a chunk's load counts as unchanged: those found unchanged, and those a later chunk superseded. */
+export function unchangedCount(result: LoadResult): number {
+  return result.unchanged.length + (result.superseded ?? 0);
 }
 
 /**
@@ -179,14 +193,16 @@ export function problemOutcomeWhere(row: string): string {
 }
 
 /**
- * Voids a run's outcomes of chunks `seqs` (transformed again, or reopened to be), in either store's SQL: an outcome
- * that one of them wrote over a load of another chunk (`loaded_seq`) goes back to that load, whose version is still
- * in the target (`Store.laterInTarget`); the others go. `seqs`: the SQL of a condition on `seq`.
+ * The statements that void a run's chunks `seqs` (transformed again, or reopened to be), in either store's SQL: their
+ * loads go, and their outcomes, but that an outcome one of them wrote over a load of another chunk (`loaded_seq`)
+ * goes back to that load, whose version is still in the target (`Store.laterInTarget`). `s`: the tables' prefix;
+ * `run`, `seqs`: the SQL of the run id and of a condition on `seq`.
  */
-export function voidOutcomesSql(outcomes: string, run: string, seqs: string): string[] {
+export function voidChunksSql(s: string, run: string, seqs: string): string[] {
   return [
-    `UPDATE ${outcomes} SET status = 'loaded', seq = loaded_seq, code = NULL, error_class = NULL, message = NULL,
+    `UPDATE ${s}outcomes SET status = 'loaded', seq = loaded_seq, code = NULL, error_class = NULL, message = NULL,
        path = NULL WHERE run_id = ${run} AND ${seqs} AND loaded_seq <> seq`,
-    `DELETE FROM ${outcomes} WHERE run_id = ${run} AND ${seqs}`,
+    `DELETE FROM ${s}outcomes WHERE run_id = ${run} AND ${seqs}`,
+    `DELETE FROM ${s}chunk_loads WHERE run_id = ${run} AND ${seqs}`,
   ];
 }

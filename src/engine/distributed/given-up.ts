@@ -25,9 +25,8 @@ function messageOf(output: unknown): string | undefined {
   return value === undefined ? undefined : messageOf(value);
 }
 
-/** The run's error message for job `what` given up on, with its last attempt's failure when the queue kept one. */
-export function givenUpMessage(what: string, output: unknown): string {
-  const last = lastAttemptMessage(output);
+/** The run's error message for job `what` given up on, with its last attempt's failure (`lastAttemptMessage`). */
+export function givenUpMessage(what: string, last: string | undefined): string {
   if (last === undefined)
     return `${what} was given up after its attempts ran out: its worker died or stopped answering each time`;
   return `${what} was given up after its attempts ran out; its last attempt: ${last}`;

@@ -63,6 +63,7 @@ interface Job<T> {
 }
 
 interface RunState {
+  /** The run's record as read at the start of its latest job here. */
   run: RunRecord;
   flow: Flow;
   ctx: RunContext & { lookups: LookupRuntime };
@@ -71,11 +72,6 @@ interface RunState {
   lastUsed: number;
   /** This worker has warned that the run is past its flow's `deadlineMs`. */
   pastDeadline?: boolean;
-  /**
-   * The run executed before (resumed, or continued after its workers died), as its record read at the job's start
-   * says: its loads ask whether a later chunk loaded a newer version of their keys (`writeChunk`'s `again`).
-   */
-  resumed: boolean;
 }
 
 export interface WorkerOptions {
@@ -333,10 +329,10 @@ export class DistributedWorker {
         fail: (error) => void this.#failRun(id, error).catch(() => {}),
         logger: this.#options.logger.child({ run: id, flow: flow.name }),
       });
-      state = { run, flow, ctx, control, active: 0, lastUsed: Date.now(), resumed: false };
+      state = { run, flow, ctx, control, active: 0, lastUsed: Date.now() };
       this.#runs.set(id, state);
     }
-    state.resumed = Number(run.stats.resumes ?? 0) > 0;
+    state.run = run;
     state.active++;
     state.lastUsed = Date.now();
     this.#jobStates.set(attempt, state);
@@ -486,7 +482,10 @@ export class DistributedWorker {
       });
       return;
     }
-    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records, state.resumed);
+    // a run executed before (resumed, or continued after its workers died): a later chunk may have loaded a newer
+    // version of one of the chunk's keys (`writeChunk`'s `again`)
+    const again = Number(state.run.stats.resumes ?? 0) > 0;
+    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records, again);
     // Recorded only while the chunk's transform is still this job's (checked again, its row locked until the commit):
     // a continued run may have reopened the chunk, or transformed it again, while this load wrote.
     const current = (tx: PostgresStore) =>
@@ -691,16 +690,12 @@ export class DistributedWorker {
     const what = [job.sourceName ?? "a job", seq === undefined ? "" : `of chunk ${seq}`, target ?? ""]
       .filter((part) => part !== "")
       .join(" ");
-    this.#log.error(
-      { run, job: job.sourceName, data: job.data, last: lastAttemptMessage(job.sourceOutput) },
-      "job given up by the queue",
-    );
+    const last = lastAttemptMessage(job.sourceOutput);
+    this.#log.error({ run, job: job.sourceName, data: job.data, last }, "job given up by the queue");
     // Asked under the run's finish lock: a plan of the run continued, which sends the job again, is not half done. A
     // store's failure is thrown, for pg-boss to retry this job.
-    const ended = await this.#endFailed(
-      run,
-      new FrancaError(ErrorCode.JobGivenUp, givenUpMessage(what, job.sourceOutput)),
-      (tx) => this.#notToDo(tx, job.sourceName ?? "", job.data),
+    const ended = await this.#endFailed(run, new FrancaError(ErrorCode.JobGivenUp, givenUpMessage(what, last)), (tx) =>
+      this.#notToDo(tx, job.sourceName ?? "", job.data),
     );
     if (ended) return;
     // Its work was done: by its last attempt, which died after its commit and before what follows it (the finish job

@@ -17,8 +17,9 @@ import {
   problemOutcomeWhere,
   type RunRow,
   runFromRow,
+  unchangedCount,
   unstagedProblemsSql,
-  voidOutcomesSql,
+  voidChunksSql,
 } from "../rows.ts";
 import { refuseNewerSchema } from "../schema-version.ts";
 import { stagedText } from "../staging-files.ts";
@@ -87,6 +88,9 @@ function stillPending(s: string, p: string): string {
   return `NOT EXISTS (SELECT 1 FROM ${s}.chunk_loads l
     WHERE l.run_id = ${p}.run_id AND l.target = ${p}.target AND l.seq = ${p}.seq AND l.failed = 0)`;
 }
+
+/** A load's outcome upsert's SET list (loadOutcomeUpdate), the existing row named `o`. */
+const loadUpdate = loadOutcomeUpdate("o", true, (column, value) => `GREATEST(${column}, ${value})`);
 
 /** A run failed as abandoned (its owner died; no worker was alive): the distributed executor takes it up again. */
 function isAbandoned(run: RunRecord): boolean {
@@ -669,7 +673,7 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Voids the outcomes and loads of a run's chunks `seqs` (transformed again, or reopened to be: voidOutcomesSql).
+   * Voids the outcomes and loads of a run's chunks `seqs` (transformed again, or reopened to be: voidChunksSql).
    * The outcomes are locked in key order first, the order in which loads and transforms write theirs, so that a load
    * or transform of another chunk sharing keys, committing meanwhile, cannot wait on this while this waits on it.
    */
@@ -679,9 +683,7 @@ export class PostgresStore implements Store {
       `SELECT 1 FROM ${s}.outcomes WHERE run_id = $1 AND seq = ANY($2::int[]) ORDER BY key, target FOR UPDATE`,
       [runId, seqs],
     );
-    for (const statement of voidOutcomesSql(`${s}.outcomes`, "$1", "seq = ANY($2::int[])"))
-      await sql(statement, [runId, seqs]);
-    await sql(`DELETE FROM ${s}.chunk_loads WHERE run_id = $1 AND seq = ANY($2::int[])`, [runId, seqs]);
+    for (const statement of voidChunksSql(`${s}.`, "$1", "seq = ANY($2::int[])")) await sql(statement, [runId, seqs]);
   }
 
   async saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void> {
@@ -739,23 +741,11 @@ export class PostgresStore implements Store {
       JSON.stringify(result.unchanged),
       defer,
       result.loaded.length,
-      result.unchanged.length + (result.superseded ?? 0),
+      unchangedCount(result),
       quarantined,
       failed,
       now,
     ];
-    const loadUpdate = loadOutcomeUpdate(
-      "o",
-      [
-        ["status", "excluded.status"],
-        ["seq", "excluded.seq"],
-        ["attempts", "excluded.attempts"],
-        ...(["code", "error_class", "message", "path"] as const).map((column) => [column, "NULL"] as const),
-        ["target_id", "excluded.target_id"],
-        ["hash", "excluded.hash"],
-      ],
-      (column, value) => `GREATEST(${column}, ${value})`,
-    );
     const statement = `
       WITH input AS (
         SELECT e.v ->> 0 AS key, 'loaded' AS status, e.v ->> 1 AS target_id, e.v ->> 2 AS hash, 0 AS pass, e.ord
@@ -939,8 +929,8 @@ export class PostgresStore implements Store {
   /**
    * Ends run `id` early (failed, cancelled) if it is still running, holding its finish lock: a finish job that ended
    * it meanwhile (its file targets published, its cursor moved) is not overwritten, and one that comes after finds it
-   * ended; nor when `unless`, asked in the transaction under the lock, holds. `finishOf` makes the end from the run's chunk states as they
-   * are under the lock. Returns whether it ended the run.
+   * ended; nor when `unless`, asked in the transaction under the lock, holds. `finishOf` makes the end from the run's
+   * chunk states as they are under the lock. Returns whether it ended the run.
    */
   async endRunning(
     id: number,
@@ -1110,7 +1100,7 @@ export class PostgresStore implements Store {
   async laterInTarget(runId: number, target: string, seq: number, keys: readonly string[]): Promise<Set<string>> {
     if (keys.length === 0) return new Set();
     // one primary-key probe per key, as getHashes (a join let the planner scan the run's outcomes: 360 ms a chunk of
-    // 1,000 keys in a run of 1,000,000 outcomes, against ~1 ms)
+    // 1,000 keys in a run of 1,000,000 outcomes, against 3.9 ms; docs/benchmarks.md, stop 30)
     const rows = await this.#rows<{ key: string }>(
       `SELECT k.key FROM unnest($3::text[]) AS k(key)
        CROSS JOIN LATERAL (SELECT 1 FROM ${this.#s}.outcomes

@@ -17,8 +17,9 @@ import {
   problemOutcomeWhere,
   type RunRow,
   runFromRow,
+  unchangedCount,
   unstagedProblemsSql,
-  voidOutcomesSql,
+  voidChunksSql,
 } from "../rows.ts";
 import { refuseNewerSchema } from "../schema-version.ts";
 import { StagingFiles } from "../staging-files.ts";
@@ -66,28 +67,26 @@ export interface EncodedLoad {
   attempts: number;
 }
 
+/** SQLite's larger of a nullable column and a value (its max() of a NULL is NULL), for loadOutcomeUpdate. */
+const greatest = (column: string, value: string): string => `max(coalesce(${column}, -1), ${value})`;
+
+// A chunk's loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per
+// record. The common case (no target ids, hashes current at once) passes keys only, which SQLite parses fastest.
+// ?1 run, ?2 target, ?3 status, ?4 seq (also loaded_seq), ?5 attempts, ?6 the keys. An outcome of an earlier chunk
+// than the one recorded does not replace it (loadOutcomeUpdate).
+const upsertKeys = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, loaded_seq)
+  SELECT ?1, value, ?2, ?3, ?4, ?5, ?4 FROM json_each(?6) WHERE true
+  ON CONFLICT (run_id, key, target) DO UPDATE SET ${loadOutcomeUpdate("outcomes", false, greatest)}`;
+const upsertDetailed = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash, loaded_seq)
+  SELECT ?1, value ->> 0, ?2, ?3, ?4, ?5, value ->> 1, value ->> 2, ?4 FROM json_each(?6) WHERE true
+  ON CONFLICT (run_id, key, target) DO UPDATE SET ${loadOutcomeUpdate("outcomes", true, greatest)}`;
+
 /**
  * The hashes to make current, as saveEncodedLoad reads them. Hashes of one width in ASCII go as one run of bytes that
  * SQLite slices by the key's index: `[key, hash]` pairs as JSON cost an array a record to build and stringify, and
  * SQLite a JSON parse and two extractions a record (`npm run bench:ledger`, 1,000,000 records, two pairs alternated:
  * 1.63 and 1.80 CPU-s against 2.00 and 2.18).
  */
-/** A load's outcome upsert's SET list (loadOutcomeUpdate): `detailed` rows carry target ids and deferred hashes. */
-function loadUpdate(detailed: boolean): string {
-  return loadOutcomeUpdate(
-    "outcomes",
-    [
-      ["status", "excluded.status"],
-      ["seq", "excluded.seq"],
-      ["attempts", "excluded.attempts"],
-      ...(["code", "error_class", "message", "path"] as const).map((column) => [column, "NULL"] as const),
-      ["target_id", detailed ? "excluded.target_id" : "NULL"],
-      ["hash", detailed ? "excluded.hash" : "NULL"],
-    ],
-    (column, value) => `max(coalesce(${column}, -1), ${value})`,
-  );
-}
-
 function hashColumns(
   loaded: readonly string[],
   hashes: readonly string[],
@@ -129,7 +128,7 @@ export function encodeLoad(result: LoadResult): EncodedLoad {
     loadedCount: loaded.length,
     ...(some && !defer ? hashColumns(loaded, hashes, detailed) : {}),
     ...(unchanged.length > 0 ? { unchanged: ledgerKeysJson(unchanged) } : {}),
-    unchangedCount: unchanged.length + (result.superseded ?? 0),
+    unchangedCount: unchangedCount(result),
     problems: result.problems,
     attempts: result.attempts,
   };
@@ -478,8 +477,7 @@ export class SqliteStore implements Store {
       );
       if (previous?.canonical !== null && previous?.canonical !== undefined) {
         // transformed again (a resume after transient failures): its earlier outcomes and loads are void
-        for (const statement of voidOutcomesSql("outcomes", "?1", "seq = ?2")) this.#run(statement, runId, seq);
-        this.#run("DELETE FROM chunk_loads WHERE run_id = ? AND seq = ?", runId, seq);
+        for (const statement of voidChunksSql("", "?1", "seq = ?2")) this.#run(statement, runId, seq);
       }
       this.#insertOutcomes(runId, problems);
       this.#run(
@@ -520,16 +518,6 @@ export class SqliteStore implements Store {
   /** saveLoad of a result encoded by `encodeLoad` (on the caller's thread: see ThreadedSqliteStore). */
   async saveEncodedLoad(runId: number, seq: number, target: string, load: EncodedLoad, now: number): Promise<void> {
     this.#transaction(() => {
-      // Loaded and unchanged records carry no error: one set-based statement per chunk instead of a call per record.
-      // The common case (no target ids, hashes current at once) passes keys only, which SQLite parses fastest.
-      // ?1 run, ?2 target, ?3 status, ?4 seq (also loaded_seq), ?5 attempts, ?6 the keys. An outcome of an earlier
-      // chunk than the one recorded does not replace it (loadOutcomeUpdate).
-      const upsertKeys = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, loaded_seq)
-        SELECT ?1, value, ?2, ?3, ?4, ?5, ?4 FROM json_each(?6) WHERE true
-        ON CONFLICT (run_id, key, target) DO UPDATE SET ${loadUpdate(false)}`;
-      const upsertDetailed = `INSERT INTO outcomes (run_id, key, target, status, seq, attempts, target_id, hash, loaded_seq)
-        SELECT ?1, value ->> 0, ?2, ?3, ?4, ?5, value ->> 1, value ->> 2, ?4 FROM json_each(?6) WHERE true
-        ON CONFLICT (run_id, key, target) DO UPDATE SET ${loadUpdate(true)}`;
       if (load.loaded !== undefined) {
         const sql = load.detailed ? upsertDetailed : upsertKeys;
         this.#run(sql, runId, target, "loaded", seq, load.attempts, load.loaded);
