@@ -20,6 +20,7 @@ export interface CliValues {
   offset?: string;
   fresh?: boolean;
   resend?: boolean;
+  "accept-drift"?: boolean;
   out?: string;
   jobs?: string;
   to?: string;

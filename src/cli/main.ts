@@ -22,7 +22,9 @@ commands
                                 when no worker is alive)
   run <flow> --resend           a new run that reads the source whole and sends every record, even those unchanged
                                 since they were last loaded (a target restored, emptied or edited by hand)
-  resume <run>                  continue a failed, cancelled or abandoned run from its last persisted chunk
+  run <flow> --accept-drift     go on although the source's fields changed under the drift policy 'fail' (the
+                                change is recorded; the source as it is now becomes the flow's profile)
+  resume <run> [--accept-drift] continue a failed, cancelled or abandoned run from its last persisted chunk
   replay <run> [--status quarantined|failed] [--key k]...
                                 run again only the records that were quarantined or failed, from their staged stage
   runs [--flow f] [--status s]  recent runs
@@ -91,6 +93,7 @@ export async function main(argv: readonly string[], cwd = process.cwd()): Promis
         offset: { type: "string" },
         fresh: { type: "boolean" },
         resend: { type: "boolean" },
+        "accept-drift": { type: "boolean" },
         out: { type: "string" },
         jobs: { type: "string" },
         to: { type: "string" },

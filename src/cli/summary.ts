@@ -1,3 +1,4 @@
+import { ErrorCode } from "../core/errors.ts";
 import type { LookupStats } from "../engine/lookups.ts";
 import type { PolicyStats } from "../engine/policy.ts";
 import type { RunSummary } from "../engine/run.ts";
@@ -55,7 +56,7 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
       drift.missing.length > 0 ? `missing ${drift.missing.join(", ")}` : "",
       ...drift.retyped.map((change) => `${change.field} ${change.from}→${change.to}`),
     ].filter((part) => part !== "");
-    lines.push(`  source drift: ${parts.join("; ")}`);
+    lines.push(`  source drift: ${parts.join("; ")}${run.stats.acceptDrift === true ? " (accepted)" : ""}`);
   }
   for (const warning of (run.stats.warnings as string[] | undefined) ?? []) lines.push(`  warning: ${warning}`);
   if (run.cursorTo !== undefined) lines.push(`  cursor now at ${JSON.stringify(run.cursorTo)}`);
@@ -73,6 +74,10 @@ export function nextSteps(run: RunRecord, storeLocation: string): string {
   if (run.status === "partial" || run.status === "failed") {
     lines.push(`  see why: franca records ${run.id} --status quarantined   (or --status failed)`);
   }
-  if (run.status === "failed" || run.status === "cancelled") lines.push(`  continue: franca resume ${run.id}`);
+  if (run.error?.code === ErrorCode.SourceDrift) {
+    // the source changed under the policy 'fail': continuing as it is stops again at the same check
+    lines.push(`  the source's fields changed: fix the source, or take it as it is now:`);
+    lines.push(`    franca resume ${run.id} --accept-drift`);
+  } else if (run.status === "failed" || run.status === "cancelled") lines.push(`  continue: franca resume ${run.id}`);
   return lines.join("\n");
 }

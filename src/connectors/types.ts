@@ -247,6 +247,14 @@ export interface Driver extends DriverContract {
    */
   replacesByKey?(options: Readonly<Record<string, unknown>>, key: readonly string[]): boolean;
   /**
+   * Whether every row a read of this binding (its options) yields carries every field of the source, null or not: a
+   * query's columns, a CSV file's header. A field missing from the first rows of a run is then missing from the whole
+   * source, and the run's drift check can say so (and stop, under the policy `fail`) before anything is loaded
+   * (engine/extract.ts). Default: no (JSON documents leave out fields, and a later one may carry a field the first
+   * ones lack: such a field is judged missing only once the whole extraction has been seen).
+   */
+  fieldsInEveryRow?(options: Readonly<Record<string, unknown>>): boolean;
+  /**
    * Checks that need the local machine but not the network (a file's directory exists, a URL parses). Run before
    * anything is written; `franca check` adds a health call.
    */

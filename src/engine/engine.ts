@@ -56,6 +56,12 @@ export interface StartOptions extends RunOptions {
    * Starts a new run (as `fresh`); the run's stats say `resend: true`, and a resumed run goes on resending.
    */
   resend?: boolean;
+  /**
+   * Go on when the source's fields changed under a flow whose drift policy is `fail`: the change is logged and recorded
+   * as under `warn`, and the fields as this run sees them become the flow's profile at its end. Kept in the run's
+   * stats: a later execution of the run (resumed, continued) accepts it too.
+   */
+  acceptDrift?: boolean;
 }
 
 export interface SystemHealth extends Health {
@@ -245,7 +251,16 @@ export class Engine {
     await this.reapAbandoned();
     const unfinished = await this.#unfinished(flow, options);
     if (unfinished !== undefined) return this.#resume(flow, unfinished, options);
-    return this.#execute(flow, await this.#startRun(flow, options.trigger, options.resend === true), options);
+    const run = await this.#startRun(flow, options.trigger, options.resend === true);
+    return this.#execute(flow, await this.#accepting(run, options.acceptDrift), options);
+  }
+
+  /** The run, told to accept a change of its source's fields when `acceptDrift` (in its stats, saved at once). */
+  async #accepting(run: RunRecord, acceptDrift: boolean | undefined): Promise<RunRecord> {
+    if (acceptDrift !== true || run.stats.acceptDrift === true) return run;
+    const stats = { ...run.stats, acceptDrift: true };
+    await this.store.updateStats(run.id, stats);
+    return { ...run, stats };
   }
 
   /** The flow's unfinished run (failed or cancelled), which a start continues, unless `fresh` or `resend`. */
@@ -281,7 +296,7 @@ export class Engine {
   }
 
   /** Continues a failed, cancelled or abandoned run from its last persisted chunk. */
-  async resume(runId: number, options: RunOptions = {}): Promise<RunSummary> {
+  async resume(runId: number, options: RunOptions & Pick<StartOptions, "acceptDrift"> = {}): Promise<RunSummary> {
     await this.reapAbandoned();
     const run = await this.store.getRun(runId);
     if (run === undefined) throw new FrancaError(ErrorCode.RunNotFound, `run ${runId} does not exist`);
@@ -351,9 +366,13 @@ export class Engine {
     return { ...summary, plan };
   }
 
-  async #resume(flow: Flow, run: RunRecord, options: RunOptions): Promise<RunSummary> {
+  async #resume(
+    flow: Flow,
+    run: RunRecord,
+    options: RunOptions & Pick<StartOptions, "acceptDrift">,
+  ): Promise<RunSummary> {
     const claimed = await this.store.claimRun(run.id, this.#runOwner, Date.now());
-    return this.#execute(flow, claimed, options);
+    return this.#execute(flow, await this.#accepting(claimed, options.acceptDrift), options);
   }
 
   /**
@@ -393,7 +412,7 @@ export class Engine {
    */
   async enqueue(
     flowName: string,
-    options: { trigger?: string; resend?: boolean; fresh?: boolean } = {},
+    options: Pick<StartOptions, "trigger" | "resend" | "fresh" | "acceptDrift"> = {},
   ): Promise<RunRecord> {
     const cluster = this.#cluster;
     if (cluster === undefined)
@@ -402,10 +421,12 @@ export class Engine {
     this.preflight(flow);
     await this.reapAbandoned();
     const unfinished = await this.#unfinished(flow, options);
-    const run =
+    const run = await this.#accepting(
       unfinished === undefined
         ? await this.#startRun(flow, options.trigger, options.resend === true)
-        : await this.store.claimRun(unfinished.id, this.#runOwner, Date.now());
+        : await this.store.claimRun(unfinished.id, this.#runOwner, Date.now()),
+      options.acceptDrift,
+    );
     await cluster.plan(run);
     return run;
   }

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Driver, EncodedBatch, ReadBatch, ReadRequest } from "../connectors/types.ts";
 import type { Row } from "../core/binding.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
+import type { RunRecord, Store } from "../store/types.ts";
 import { classify } from "./classify.ts";
 import type { RunContext } from "./context.ts";
 import { compareProfiles, type Drift, describeDrift, type Profile, profileRows } from "./drift.ts";
@@ -28,6 +29,25 @@ export interface DriftState {
   previous?: Profile;
   current: Profile;
   drift?: Drift;
+  /**
+   * The run goes on when its source's fields changed under the policy `fail` (`franca run --accept-drift`): the change
+   * is logged and recorded as under `warn`, and the source's fields as this run sees them become the flow's profile
+   * at its end.
+   */
+  accepted?: boolean;
+}
+
+/**
+ * A run's drift state as an execution of it starts: the source's fields as the flow's last whole extraction saw them,
+ * and whether the run was told to accept a change (`acceptDrift` in its stats, set by `franca run --accept-drift`).
+ */
+export async function driftState(store: Pick<Store, "getProfile">, run: RunRecord): Promise<DriftState> {
+  const previous = await store.getProfile(run.flow);
+  return {
+    current: {},
+    ...(previous === undefined ? {} : { previous }),
+    ...(run.stats.acceptDrift === true ? { accepted: true } : {}),
+  };
 }
 
 /**
@@ -94,14 +114,24 @@ export async function extract(
       profileRows(rowsOf(data, driver, binding.system.name, sample), drift.current, sample);
     }
     if (seq === startSeq && drift.previous !== undefined && ctx.flow.drift !== "ignore") {
-      drift.drift = compareProfiles(drift.previous, drift.current, false);
+      // A source whose rows each carry every field shows a missing one in its first rows; any other only once the
+      // whole extraction is seen (finishRecord). Not judged on rows that said nothing of their fields (all
+      // unreadable): every field would read as missing.
+      const whole = driver.fieldsInEveryRow?.(binding.options) === true && Object.keys(drift.current).length > 0;
+      drift.drift = compareProfiles(drift.previous, drift.current, whole);
       if (drift.drift !== undefined) {
+        const stops = ctx.flow.drift === "fail" && drift.accepted !== true;
         const message = `source drift in ${binding.name}: ${describeDrift(drift.drift)}`;
-        log.warn({ drift: drift.drift }, message);
-        if (ctx.flow.drift === "fail") {
-          throw new FrancaError(ErrorCode.SourceDrift, `${message} (the flow's drift policy is 'fail')`, {
-            system: binding.system.name,
-          });
+        log.warn(
+          { drift: drift.drift, ...(drift.accepted === true ? { accepted: true } : {}) },
+          drift.accepted === true && ctx.flow.drift === "fail" ? `${message} (accepted for this run)` : message,
+        );
+        if (stops) {
+          throw new FrancaError(
+            ErrorCode.SourceDrift,
+            `${message} (the flow's drift policy is 'fail'; \`franca run ${ctx.flow.name} --accept-drift\` takes the source as it is now)`,
+            { system: binding.system.name },
+          );
         }
       }
     }

@@ -15,7 +15,7 @@ import type { ConnectionPool } from "./connections.ts";
 import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
 import { compareProfiles, describeDrift } from "./drift.ts";
-import { type DriftState, type ExtractedChunk, extract } from "./extract.ts";
+import { type DriftState, driftState, type ExtractedChunk, extract } from "./extract.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
@@ -191,9 +191,7 @@ export async function executeRun(
   const last = states.at(-1);
   const startSeq = last === undefined ? 0 : last.seq + 1;
   const from = last === undefined ? run.cursorFrom : last.position;
-  const drift: DriftState = { current: {} };
-  const previousProfile = await store.getProfile(flow.name);
-  if (previousProfile !== undefined) drift.previous = previousProfile;
+  const drift = await driftState(store, run);
   if (states.length > 0 || run.extractDone) {
     logger.info(
       { chunks: states.length, toTransform: notTransformed.length, extractDone: run.extractDone },
@@ -471,9 +469,10 @@ export async function finishRecord(
     run.kind === "flow" && flow.from.cursor !== undefined ? advancedCursor(finalStates, run.targets) : undefined;
   const drift = options.drift;
   if (drift !== undefined && options.fullExtraction && drift.previous !== undefined && flow.drift !== "ignore") {
-    const missing = compareProfiles(drift.previous, drift.current, true);
-    if (missing !== undefined && missing.missing.length > 0) {
-      drift.drift = { added: drift.drift?.added ?? [], retyped: drift.drift?.retyped ?? [], missing: missing.missing };
+    const missing = compareProfiles(drift.previous, drift.current, true)?.missing ?? [];
+    // logged unless the run's first chunk told of these already (a source whose rows carry every field: extract.ts)
+    if (missing.length > 0 && missing.join("\n") !== drift.drift?.missing.join("\n")) {
+      drift.drift = { added: drift.drift?.added ?? [], retyped: drift.drift?.retyped ?? [], missing };
       logger.warn({ drift: drift.drift }, `source drift in ${flow.from.name}: ${describeDrift(drift.drift)}`);
     }
   }

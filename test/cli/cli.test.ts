@@ -103,6 +103,32 @@ describe("command line", () => {
     assert.equal(show.counts.targets["erp.Customer"]?.loaded, 119);
   });
 
+  it("a run stopped by source drift says how to take the source as it is; --accept-drift does", () => {
+    using tmp = tempDir();
+    writeConfig(
+      tmp.dir,
+      `export default defineHub({ systems: [crm, erp], entities: [Customer], flows: [flow("customers", { from: source, to: target, drift: "fail" })] });`,
+    );
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20 });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    assert.equal(franca(tmp.dir, "run", "customers").code, 0);
+
+    source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+    source.exec("UPDATE customers SET updated_at = '2030-01-01T00:00:00.000Z' WHERE id = 3");
+    const stopped = franca(tmp.dir, "run", "customers");
+    assert.equal(stopped.code, 1, stopped.stderr);
+    assert.match(stopped.stdout, /run 2 · flow customers · FAILED/);
+    assert.match(stopped.stdout, /source drift: new region\n/);
+    assert.match(stopped.stdout, /error SOURCE_DRIFT: source drift in crm\.Customer: new field\(s\) region/);
+    assert.match(stopped.stdout, /franca resume 2 --accept-drift/);
+
+    const accepted = franca(tmp.dir, "resume", "2", "--accept-drift");
+    assert.equal(accepted.code, 0, accepted.stderr);
+    assert.match(accepted.stdout, /run 2 · flow customers · SUCCEEDED/);
+    assert.match(accepted.stdout, /source drift: new region \(accepted\)/);
+    assert.match(accepted.stdout, /extracted 1 records/);
+  });
+
   it("check reports each system's health and fails when one is down", () => {
     using tmp = tempDir();
     writeConfig(tmp.dir, validHub);

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { postgres } from "../../src/connectors/postgres/index.ts";
 import { bind, type Row, type ToCanonical } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
-import { type FailurePolicy, flow } from "../../src/core/flow.ts";
+import { type DriftPolicy, type FailurePolicy, flow } from "../../src/core/flow.ts";
 import { defineHub, type Hub } from "../../src/core/hub.ts";
 import { Type } from "../../src/index.ts";
 import { dropStoreSchemas, pgStatements, pgUrl } from "./pg-schema.ts";
@@ -24,6 +24,7 @@ export interface EntriesSpec {
   app: string;
   toCanonical: ToCanonical<typeof Entry, Row>;
   failure?: FailurePolicy;
+  drift?: DriftPolicy;
   /** The hub's heartbeat (how soon a worker sees that a run ended elsewhere). */
   heartbeatMs?: number;
 }
@@ -49,6 +50,7 @@ export function entriesHub(spec: EntriesSpec): Hub {
         to: bind(db, Entry, { name: "dst", table: `${spec.app}.dst`, key: "id", fromCanonical: (entry) => entry }),
         chunkSize: 10,
         ...(spec.failure === undefined ? {} : { failure: spec.failure }),
+        ...(spec.drift === undefined ? {} : { drift: spec.drift }),
       }),
     ],
     ...(spec.heartbeatMs === undefined ? {} : { heartbeatMs: spec.heartbeatMs }),

@@ -49,26 +49,31 @@ async function report(cli: Cli, summary: RunSummary): Promise<number> {
 
 export async function runCommand(cli: Cli): Promise<number> {
   const flow = cli.positionals[1];
-  if (flow === undefined) throw usageError("usage: franca run <flow> [--fresh] [--resend] [--wait] [--json]");
+  if (flow === undefined)
+    throw usageError("usage: franca run <flow> [--fresh] [--resend] [--accept-drift] [--wait] [--json]");
   const { engine } = await cli.open({ longRunning: true, flows: [flow] });
   const resend = cli.values.resend === true;
+  const acceptDrift = cli.values["accept-drift"] === true;
   if (engine.distributed && cli.values.wait !== true) {
-    const run = await engine.enqueue(flow, { trigger: "cli", resend, fresh: cli.values.fresh === true });
+    const run = await engine.enqueue(flow, { trigger: "cli", resend, fresh: cli.values.fresh === true, acceptDrift });
     if (cli.values.json === true) cli.printJson({ run: run.id, flow, status: run.status, queued: true });
     else cli.print(`run ${run.id} of ${flow} queued for the workers · follow it: franca runs show ${run.id}`);
     return 0;
   }
   const summary = await withProgress(cli, (signal, onProgress) =>
-    engine.run(flow, { trigger: "cli", fresh: cli.values.fresh === true, resend, signal, onProgress }),
+    engine.run(flow, { trigger: "cli", fresh: cli.values.fresh === true, resend, acceptDrift, signal, onProgress }),
   );
   return report(cli, summary);
 }
 
 export async function resumeCommand(cli: Cli): Promise<number> {
   const id = Number(cli.positionals[1]);
-  if (!Number.isInteger(id) || id <= 0) throw usageError("usage: franca resume <run-id> [--json]");
+  if (!Number.isInteger(id) || id <= 0) throw usageError("usage: franca resume <run-id> [--accept-drift] [--json]");
   const { engine } = await cli.open({ longRunning: true });
-  const summary = await withProgress(cli, (signal, onProgress) => engine.resume(id, { signal, onProgress }));
+  const acceptDrift = cli.values["accept-drift"] === true;
+  const summary = await withProgress(cli, (signal, onProgress) =>
+    engine.resume(id, { signal, onProgress, acceptDrift }),
+  );
   return report(cli, summary);
 }
 

@@ -153,5 +153,8 @@ export const fileDriver: Driver = {
       return [{ setting: "dir", message: `${dir} does not exist (set create: true to create it for targets)` }];
     }
   },
+  // a CSV file's readable records carry every column of its header (a record with more or fewer is unreadable, and
+  // not profiled); NDJSON documents may leave fields out
+  fieldsInEveryRow: (options) => (options as Partial<FileBindingOptions>).format === "csv",
   open,
 };

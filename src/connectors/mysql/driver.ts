@@ -357,6 +357,8 @@ export const mysqlDriver: Driver = {
   validateBinding: (options, role) => [...checkBinding(options), ...tableOrQueryIssues(options, role)],
   // a target table is written by upsert on the binding's key
   replacesByKey: () => true,
+  // a query's rows carry each of its columns
+  fieldsInEveryRow: () => true,
   decode: decodeRows,
   cut: (_encoding, text, rows) => cutLines(text, rows, "MariaDB/MySQL rows"),
   prepare: prepareRows,

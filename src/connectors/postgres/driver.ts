@@ -245,6 +245,8 @@ export const postgresDriver: Driver = {
     connectionPreflightIssues(system.options as PostgresSystemOptions, ["postgres:", "postgresql:"]),
   // a target table is written by upsert on the binding's key
   replacesByKey: () => true,
+  // a query's rows carry each of its columns
+  fieldsInEveryRow: () => true,
   open,
   decode: decodeCopy,
   cut: cutCopy,

@@ -89,4 +89,6 @@ export const sqliteDriver: Driver = {
   open,
   // a target table is written by upsert on the binding's key
   replacesByKey: () => true,
+  // a query's rows carry each of its columns
+  fieldsInEveryRow: () => true,
 };

@@ -25,8 +25,7 @@ import type { RunRecord } from "../../store/types.ts";
 import { CanonicalChunk } from "../canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../context.ts";
 import { advancedCursor } from "../cursor.ts";
-import type { DriftState } from "../extract.ts";
-import { extract } from "../extract.ts";
+import { type DriftState, driftState, extract } from "../extract.ts";
 import { FailureBudget, hasLimit } from "../failure-budget.ts";
 import { writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
@@ -357,10 +356,8 @@ export class DistributedWorker {
     if (fresh?.extractDone === true) return this.#checkFinish(run.id, run.targets);
     const chunks = await this.#store.chunkStates(run.id);
     const last = chunks.at(-1);
-    const drift: DriftState = { current: {} };
-    const previous = await this.#store.getProfile(run.flow);
-    if (previous !== undefined) drift.previous = previous;
-    await extract(
+    const drift = await driftState(this.#store, run);
+    const extraction = extract(
       ctx,
       last === undefined ? 0 : last.seq + 1,
       last === undefined ? run.cursorFrom : last.position,
@@ -378,6 +375,12 @@ export class DistributedWorker {
         });
       },
     );
+    await extraction.catch(async (error: unknown) => {
+      // a drift that stops the run (the policy 'fail') is on its record, as in-process
+      if (drift.drift !== undefined)
+        await this.#store.updateStats(run.id, { ...(fresh?.stats ?? {}), drift: drift.drift });
+      throw error;
+    });
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const stats = {
       ...(fresh?.stats ?? {}),

@@ -1,0 +1,317 @@
+/**
+ * Source drift: the source's fields as a run sees them against the flow's last whole extraction's (new, retyped,
+ * missing), under each policy. A source whose rows each carry every field (SQL, CSV) tells a missing field in its
+ * first chunk, so that `fail` stops before anything is loaded; one that does not (NDJSON) only after the whole
+ * extraction. `acceptDrift` takes the source as it is under `fail`.
+ */
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
+import { describe, it } from "node:test";
+import { file } from "../../src/connectors/file/index.ts";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { ErrorCode } from "../../src/core/errors.ts";
+import { flow } from "../../src/core/flow.ts";
+import { defineHub, type Hub } from "../../src/core/hub.ts";
+import { compareProfiles, profileRows } from "../../src/engine/drift.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import type { RunSummary } from "../../src/engine/run.ts";
+import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
+import {
+  Customer,
+  createClientsTarget,
+  createCustomerSource,
+  customersHub,
+  openStore,
+  tempDir,
+  toClient,
+  toCustomer,
+} from "../support/fixtures.ts";
+import { captureLogs } from "../support/logs.ts";
+import { pgStatements } from "../support/pg-schema.ts";
+
+type Policy = "warn" | "fail" | "ignore";
+
+/** Rows `ids` renamed and moved past the cursor (the next run reads them, and only them). */
+function touch(source: DatabaseSync, ids: readonly number[], name: string): void {
+  source.exec(
+    `UPDATE customers SET name = '${name}', updated_at = '2030-01-01T00:00:00.000Z' WHERE id IN (${ids.join(", ")})`,
+  );
+}
+
+function names(target: DatabaseSync, name: string): number {
+  return (target.prepare("SELECT count(*) AS n FROM clients WHERE full_name = ?").get(name) as { n: number }).n;
+}
+
+function driftOf(summary: RunSummary): unknown {
+  return summary.run.stats.drift;
+}
+
+/**
+ * crm.customers (with a `tier` column, text) → erp.clients under `policy`: a first run has seen the source whole (its
+ * profile saved), then `work` changes it and runs again.
+ */
+async function withCustomers(
+  policy: Policy,
+  work: (setup: { engine: Engine; source: DatabaseSync; target: DatabaseSync; logs: () => string }) => Promise<void>,
+): Promise<void> {
+  using tmp = tempDir();
+  const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200 });
+  // no declared type: SQLite keeps each value's own (a number stays one)
+  source.exec("ALTER TABLE customers ADD COLUMN tier");
+  source.exec("UPDATE customers SET tier = 'basic'");
+  const target = createClientsTarget(join(tmp.dir, "erp.db"));
+  await using store = await openStore(tmp.dir);
+  const { logger, text } = captureLogs("warn");
+  await using engine = await Engine.open({
+    hub: customersHub(tmp.dir, { drift: policy }),
+    baseDir: tmp.dir,
+    store,
+    logger,
+  });
+  const first = await engine.run("customers");
+  assert.equal(first.run.status, "succeeded");
+  assert.equal(driftOf(first), undefined, "a first run has nothing to compare with");
+  assert.deepEqual(await store.getProfile("customers"), {
+    id: "number",
+    name: "string",
+    email: "string",
+    balance: "string",
+    updated_at: "string",
+    tier: "string",
+  });
+  await work({ engine, source, target, logs: text });
+}
+
+/** customers.<format> in `dir` → erp.clients, under the policy `fail`. */
+function fileCustomers(dir: string, format: "csv" | "ndjson"): { hub: Hub; target: DatabaseSync } {
+  const inbox = file("inbox", { dir });
+  const erp = sqlite("erp", { file: join(dir, "erp.db") });
+  const target = createClientsTarget(join(dir, "erp.db"));
+  const hub = defineHub({
+    systems: [inbox, erp],
+    entities: [Customer],
+    flows: [
+      flow("customers", {
+        from: bind(inbox, Customer, { path: `customers.${format}`, format, key: "id", toCanonical: toCustomer }),
+        to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
+        drift: "fail",
+        chunkSize: 100,
+      }),
+    ],
+  });
+  return { hub, target };
+}
+
+describe("source drift", () => {
+  it("profiles and compares: new and retyped fields at once, missing ones only when told the whole source was seen", () => {
+    const previous = profileRows([{ a: 1, b: "x", c: null, d: true }]);
+    assert.deepEqual(previous, { a: "number", b: "string", c: "null", d: "boolean" });
+    // c was only ever null: a value now is no retyping; b seen as a number beside strings
+    const current = profileRows([
+      { a: 2, b: 3, c: "now", e: [1] },
+      { a: 3, b: "y", c: null, e: null },
+    ]);
+    assert.deepEqual(current, { a: "number", b: "number|string", c: "string", e: "array" });
+    assert.deepEqual(compareProfiles(previous, current, false), {
+      added: ["e"],
+      missing: [],
+      retyped: [{ field: "b", from: "string", to: "number|string" }],
+    });
+    assert.deepEqual(compareProfiles(previous, current, true)?.missing, ["d"]);
+    assert.equal(compareProfiles(previous, { ...previous }, true), undefined);
+    // a row the source could not read says nothing of its fields
+    assert.deepEqual(profileRows([{ $error: "bad line", $line: 3 }]), {});
+  });
+
+  it("warn: a new field and a retyped one are logged and recorded, and the run loads", async () => {
+    await withCustomers("warn", async ({ engine, source, target, logs }) => {
+      source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+      source.exec("UPDATE customers SET region = 'north', tier = 3 WHERE id <= 5"); // a number where text was
+      touch(source, [1, 2, 3, 4, 5], "Edited");
+      const second = await engine.run("customers");
+      assert.equal(second.run.status, "succeeded");
+      assert.deepEqual(driftOf(second), {
+        added: ["region"],
+        missing: [],
+        retyped: [{ field: "tier", from: "string", to: "number" }],
+      });
+      assert.equal(names(target, "Edited"), 5);
+      assert.match(logs(), /source drift in crm\.Customer: new field\(s\) region; tier changed from string to number/);
+    });
+  });
+
+  it("warn: a dropped column of a SQL source is missing from the run's first chunk, recorded and logged once", async () => {
+    await withCustomers("warn", async ({ engine, source, target, logs }) => {
+      source.exec("ALTER TABLE customers DROP COLUMN tier");
+      touch(source, [7, 8], "Edited");
+      const second = await engine.run("customers");
+      assert.equal(second.run.status, "succeeded");
+      assert.deepEqual(driftOf(second), { added: [], missing: ["tier"], retyped: [] });
+      assert.equal(names(target, "Edited"), 2);
+      assert.equal(
+        logs().match(/missing field\(s\) tier/g)?.length,
+        1,
+        "told at the first chunk, not again at the end",
+      );
+    });
+  });
+
+  for (const change of ["new", "missing"] as const) {
+    it(`fail: a ${change} field stops the run before anything is loaded; continued, it stops again; accepted, it loads`, async () => {
+      await withCustomers("fail", async ({ engine, source, target }) => {
+        if (change === "new") source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+        else source.exec("ALTER TABLE customers DROP COLUMN tier");
+        touch(source, [1, 2, 3], "Edited");
+        const expected =
+          change === "new"
+            ? { added: ["region"], missing: [], retyped: [] }
+            : { added: [], missing: ["tier"], retyped: [] };
+        const stopped = await engine.run("customers");
+        assert.equal(stopped.run.status, "failed");
+        assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
+        assert.match(stopped.run.error?.message ?? "", /--accept-drift/);
+        assert.deepEqual(driftOf(stopped), expected);
+        assert.equal(stopped.counts.chunks, 0, "nothing extracted");
+        assert.equal(names(target, "Edited"), 0, "nothing loaded");
+
+        const again = await engine.run("customers");
+        assert.equal(again.run.id, stopped.run.id, "the failed run is continued");
+        assert.equal(again.run.status, "failed");
+        assert.equal(again.run.error?.code, ErrorCode.SourceDrift);
+
+        const accepted = await engine.run("customers", { acceptDrift: true });
+        assert.equal(accepted.run.id, stopped.run.id);
+        assert.equal(accepted.run.status, "succeeded");
+        assert.equal(accepted.run.stats.acceptDrift, true);
+        assert.deepEqual(driftOf(accepted), expected);
+        assert.equal(names(target, "Edited"), 3);
+
+        // the source as the accepting run saw it is the flow's profile now: the next run finds no drift
+        touch(source, [4], "Later");
+        const next = await engine.run("customers");
+        assert.equal(next.run.status, "succeeded");
+        assert.equal(driftOf(next), undefined);
+        assert.equal(names(target, "Later"), 1);
+      });
+    });
+  }
+
+  it("ignore: nothing is compared, and the run loads", async () => {
+    await withCustomers("ignore", async ({ engine, source, target, logs }) => {
+      source.exec("ALTER TABLE customers DROP COLUMN tier");
+      source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+      touch(source, [1, 2], "Edited");
+      const second = await engine.run("customers");
+      assert.equal(second.run.status, "succeeded");
+      assert.equal(driftOf(second), undefined);
+      assert.equal(names(target, "Edited"), 2);
+      assert.doesNotMatch(logs(), /source drift/);
+    });
+  });
+
+  it("fail, CSV source: a column gone from the header stops the run at its first chunk; rows that could not be read say nothing missing", async () => {
+    using tmp = tempDir();
+    const { hub, target } = fileCustomers(tmp.dir, "csv");
+    const write = (header: string, lines: readonly string[]) =>
+      writeFileSync(join(tmp.dir, "customers.csv"), `${header}\n${lines.map((line) => `${line}\n`).join("")}`);
+    const line = (id: number, name: string, note = true) => `${id},${name},c${id}@example.org,1.00${note ? ",x" : ""}`;
+    write(
+      "id,name,email,balance,note",
+      Array.from({ length: 80 }, (_, i) => line(i + 1, "First")),
+    );
+    await using store = await openStore(tmp.dir);
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    assert.equal((await engine.run("customers")).run.status, "succeeded");
+
+    // the first chunk's 50 lines have a field too many (unreadable, quarantined); the rest are good
+    write(
+      "id,name,email,balance,note",
+      Array.from({ length: 80 }, (_, i) => (i < 50 ? `${line(i + 1, "Bad")},extra` : line(i + 1, "Second"))),
+    );
+    const unreadable = await engine.run("customers");
+    assert.equal(unreadable.run.status, "partial", "not stopped for drift: unreadable lines say nothing of the fields");
+    assert.equal(driftOf(unreadable), undefined);
+    assert.equal(unreadable.counts.quarantined, 50);
+    assert.equal(names(target, "Second"), 30);
+
+    write(
+      "id,name,email,balance",
+      Array.from({ length: 80 }, (_, i) => line(i + 1, "Third", false)),
+    );
+    const dropped = await engine.run("customers", { fresh: true });
+    assert.equal(dropped.run.status, "failed");
+    assert.equal(dropped.run.error?.code, ErrorCode.SourceDrift);
+    assert.deepEqual(driftOf(dropped), { added: [], missing: ["note"], retyped: [] });
+    assert.equal(names(target, "Third"), 0, "nothing loaded");
+  });
+
+  it("fail, NDJSON source: a field absent from the first chunk does not stop the run (a later document may carry it); missing from the whole extraction, it is recorded at the end", async () => {
+    using tmp = tempDir();
+    const { hub, target } = fileCustomers(tmp.dir, "ndjson");
+    const write = (documents: readonly Record<string, unknown>[]) =>
+      writeFileSync(join(tmp.dir, "customers.ndjson"), documents.map((doc) => `${JSON.stringify(doc)}\n`).join(""));
+    const customer = (id: number, extra: Record<string, unknown> = {}) => ({
+      id,
+      name: `Customer ${id}`,
+      email: `c${id}@example.org`,
+      balance: "1.00",
+      ...extra,
+    });
+    // the first run sees `note` only in the last document, past the first chunk (50 documents)
+    write(Array.from({ length: 120 }, (_, i) => customer(i + 1, i === 119 ? { note: "vip" } : {})));
+    await using store = await openStore(tmp.dir);
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    assert.equal((await engine.run("customers")).run.status, "succeeded");
+    assert.equal((await store.getProfile("customers"))?.note, "string");
+
+    // the same: `note` absent from the first chunk, present later; nothing missing
+    const same = await engine.run("customers");
+    assert.equal(same.run.status, "succeeded");
+    assert.equal(driftOf(same), undefined);
+
+    // no document carries `note` now: not known missing before the end, so the run loads, and records it then
+    write(Array.from({ length: 120 }, (_, i) => customer(i + 1, { name: `Renamed ${i + 1}` })));
+    const gone = await engine.run("customers");
+    assert.equal(gone.run.status, "succeeded");
+    assert.deepEqual(driftOf(gone), { added: [], missing: ["note"], retyped: [] });
+    assert.equal(
+      (target.prepare("SELECT count(*) AS n FROM clients WHERE full_name LIKE 'Renamed %'").get() as { n: number }).n,
+      120,
+    );
+  });
+
+  it("distributed, PostgreSQL source: a dropped column stops the run at its extraction; accepted, the run continued loads", async () => {
+    await withEntrySchemas("franca_drift", async (schema, app) => {
+      await pgStatements([...entriesTablesSql(app, 30), `ALTER TABLE ${app}.src ADD COLUMN tier text DEFAULT 'basic'`]);
+      using tmp = tempDir();
+      const hub = entriesHub({
+        schema,
+        app,
+        drift: "fail",
+        toCanonical: (row) => ({ id: row.id as number, name: row.name as string }),
+      });
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+      const edited = async () =>
+        Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst WHERE name = 'edited'`]))[0]?.n);
+      assert.equal((await engine.run("entries")).run.status, "succeeded");
+
+      await pgStatements([`ALTER TABLE ${app}.src DROP COLUMN tier`, `UPDATE ${app}.src SET name = 'edited'`]);
+      const stopped = await engine.run("entries");
+      assert.equal(stopped.run.status, "failed");
+      assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
+      assert.deepEqual(driftOf(stopped), { added: [], missing: ["tier"], retyped: [] });
+      assert.equal(await edited(), 0, "nothing loaded");
+
+      const accepted = await engine.run("entries", { acceptDrift: true });
+      assert.equal(accepted.run.id, stopped.run.id);
+      assert.equal(accepted.run.status, "succeeded");
+      assert.equal(await edited(), 30);
+      const next = await engine.run("entries");
+      assert.equal(next.run.status, "succeeded");
+      assert.equal(driftOf(next), undefined);
+    });
+  });
+});
