@@ -128,6 +128,12 @@ export function liveFor(live: LiveJobs, name: string, data: JobData, transformed
   return name !== queues.load || transforms.some((at) => at === null || at === transformedAt);
 }
 
+/** Whether job `id` is still in the queue's table (of any state): a plan deletes a run's dead letters (dropDeadJobs). */
+export async function jobExists(db: SqlExecutor, storeSchema: string, id: string): Promise<boolean> {
+  const { rows } = await db.executeSql(`SELECT 1 FROM "${queueSchemaOf(storeSchema)}".job WHERE id = $1`, [id]);
+  return rows.length > 0;
+}
+
 /** Deletes run `runId`'s jobs given up on (the dead-letter queue's), in the caller's transaction (`db`). */
 export async function dropDeadJobs(db: SqlExecutor, storeSchema: string, runId: number): Promise<void> {
   await db.executeSql(`DELETE FROM "${queueSchemaOf(storeSchema)}".job WHERE name = $1 AND data->>'run' = $2`, [

@@ -42,6 +42,7 @@ import {
   type ExtractJob,
   type FinishJob,
   type JobData,
+  jobExists,
   jobKey,
   type LoadJob,
   liveFor,
@@ -664,9 +665,12 @@ export class DistributedWorker {
    * Whether the work of a job given up on (queue `name`, its data) is no longer to do, or a live job of the same key
    * does it: when the run ended, when a plan of the run continued sent the job again, when another execution of it did
    * the work. Asked in `tx`, which holds the run's finish lock (a connection of the pool's, asked for while it is held,
-   * could wait on transactions that wait for that lock).
+   * could wait on transactions that wait for that lock). `deadLetter`: the id of the job given up on's dead letter,
+   * which a plan of the run continued deletes (its work sent again) in a transaction that holds the same lock: a worker
+   * that took the dead letter before, and waited for the lock, finds it gone.
    */
-  async #notToDo(tx: PostgresStore, name: string, data: JobData): Promise<boolean> {
+  async #notToDo(tx: PostgresStore, name: string, data: JobData, deadLetter: string): Promise<boolean> {
+    if (!(await jobExists(tx, tx.schema, deadLetter))) return true;
     // endRunning read the run as running, or abandoned while no worker was alive (to be taken up again)
     const run = (await tx.getRun(data.run)) as RunRecord;
     const chunk = data.seq === undefined ? undefined : await tx.chunkState(run.id, data.seq);
@@ -698,9 +702,10 @@ export class DistributedWorker {
     // Asked under the run's finish lock: a plan of the run continued, which sends the job again, is not half done. A
     // store's failure is thrown, for pg-boss to retry this job.
     const ended = await this.#endFailed(run, new FrancaError(ErrorCode.JobGivenUp, givenUpMessage(what, last)), (tx) =>
-      this.#notToDo(tx, job.sourceName ?? "", job.data),
+      this.#notToDo(tx, job.sourceName ?? "", job.data, job.id),
     );
     if (ended) return;
+    this.#log.info({ run, job: job.sourceName, data: job.data }, "job given up on not needed: its run has its work");
     // Its work was done: by its last attempt, which died after its commit and before what follows it (the finish job
     // sent when nothing is left), or by a job of the same key still live. What follows is done here.
     const current = await this.#store.getRun(run);
