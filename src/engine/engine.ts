@@ -58,8 +58,9 @@ export interface StartOptions extends RunOptions {
   resend?: boolean;
   /**
    * Go on when the source's fields changed under a flow whose drift policy is `fail`: the change is logged and recorded
-   * as under `warn`, and the fields as this run sees them become the flow's profile at its end. Kept in the run's
-   * stats: a later execution of the run (resumed, continued) accepts it too.
+   * as under `warn`, and the fields as this run sees them become the flow's profile at its end, once they describe the
+   * whole source (finishRecord's `wholeProfile`). Kept in the run's stats: a later execution of the run (resumed,
+   * continued) accepts it too.
    */
   acceptDrift?: boolean;
 }

@@ -32,9 +32,15 @@ export interface DriftState {
   /**
    * The run goes on when its source's fields changed under the policy `fail` (`franca run --accept-drift`): the change
    * is logged and recorded as under `warn`, and the source's fields as this run sees them become the flow's profile
-   * at its end.
+   * at its end (once they describe the whole source: finishRecord's `wholeProfile`).
    */
   accepted?: boolean;
+  /**
+   * This execution compared the source's fields with the flow's profile, at its first chunk whose rows told their
+   * fields: the run's recorded drift is this execution's finding (none, if the source was set right since an earlier
+   * execution stopped for it).
+   */
+  checked?: boolean;
 }
 
 /**
@@ -48,6 +54,12 @@ export async function driftState(store: Pick<Store, "getProfile">, run: RunRecor
     ...(previous === undefined ? {} : { previous }),
     ...(run.stats.acceptDrift === true ? { accepted: true } : {}),
   };
+}
+
+/** Whether every row the run's source reads carries every field of the source (`Driver.fieldsInEveryRow`). */
+export function fieldsInEveryRow(ctx: Pick<RunContext, "source">): boolean {
+  const { binding } = ctx.source;
+  return (binding.system.driver as Driver).fieldsInEveryRow?.(binding.options) === true;
 }
 
 /**
@@ -113,12 +125,18 @@ export async function extract(
       const sample = seq === startSeq ? profiledRows : profiledEncodedRows;
       profileRows(rowsOf(data, driver, binding.system.name, sample), drift.current, sample);
     }
-    if (seq === startSeq && drift.previous !== undefined && ctx.flow.drift !== "ignore") {
+    // Judged at the execution's first chunk whose rows told their fields (rows that could not be read tell none: had
+    // they all, every field would read as missing), before anything of a later chunk is loaded.
+    if (
+      drift.checked !== true &&
+      drift.previous !== undefined &&
+      ctx.flow.drift !== "ignore" &&
+      Object.keys(drift.current).length > 0
+    ) {
+      drift.checked = true;
       // A source whose rows each carry every field shows a missing one in its first rows; any other only once the
-      // whole extraction is seen (finishRecord). Not judged on rows that said nothing of their fields (all
-      // unreadable): every field would read as missing.
-      const whole = driver.fieldsInEveryRow?.(binding.options) === true && Object.keys(drift.current).length > 0;
-      drift.drift = compareProfiles(drift.previous, drift.current, whole);
+      // whole extraction is seen (finishRecord).
+      drift.drift = compareProfiles(drift.previous, drift.current, fieldsInEveryRow(ctx));
       if (drift.drift !== undefined) {
         const stops = ctx.flow.drift === "fail" && drift.accepted !== true;
         const message = `source drift in ${binding.name}: ${describeDrift(drift.drift)}`;
@@ -130,7 +148,8 @@ export async function extract(
           throw new FrancaError(
             ErrorCode.SourceDrift,
             `${message} (the flow's drift policy is 'fail'; \`franca run ${ctx.flow.name} --accept-drift\` takes the source as it is now)`,
-            { system: binding.system.name },
+            // for the run's record: the distributed executor ends the run with it (worker.ts)
+            { system: binding.system.name, details: { drift: drift.drift } },
           );
         }
       }

@@ -15,7 +15,7 @@ import type { ConnectionPool } from "./connections.ts";
 import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
 import { compareProfiles, describeDrift } from "./drift.ts";
-import { type DriftState, driftState, type ExtractedChunk, extract } from "./extract.ts";
+import { type DriftState, driftState, type ExtractedChunk, extract, fieldsInEveryRow } from "./extract.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
@@ -398,15 +398,19 @@ export async function executeRun(
   if (deadline !== undefined) clearTimeout(deadline);
   options.signal?.removeEventListener("abort", onCancel);
   const finalStates = await store.chunkStates(run.id);
-  // Missing fields can only be judged on a run that read the source from its start and saw records.
-  const fullExtraction =
-    startSeq === 0 && !run.extractDone && progress.extractDone && Object.keys(drift.current).length > 0;
+  // The source's fields as this execution saw them describe the whole source (missing fields judged, the profile
+  // kept for the next run) when it read rows to the end, from the start or from a source whose rows each carry every
+  // field.
+  const wholeProfile =
+    progress.extractDone &&
+    Object.keys(drift.current).length > 0 &&
+    ((startSeq === 0 && !run.extractDone) || fieldsInEveryRow(ctx));
   const processedNow = progress.transformed - (already.canonical + already.quarantined + already.failed);
   return finishRecord(env, flow, run, finalStates, ctx, {
     logger,
     owner: env.owner,
     drift,
-    fullExtraction,
+    wholeProfile,
     durationMs: Date.now() - started,
     processed: processedNow,
     ...(firstError === undefined ? {} : { error: firstError }),
@@ -419,8 +423,12 @@ export interface FinishOptions {
   /** The run's owner: this process (in-process executor) or the queue (distributed). */
   owner?: string;
   drift?: DriftState;
-  /** The run read its source from the start (a resumed extraction cannot judge missing fields). */
-  fullExtraction: boolean;
+  /**
+   * The source's fields the run saw (`drift.current`) describe the whole source: its extraction read it from the
+   * start, or read to the end a source whose rows each carry every field (a resumed extraction of another cannot
+   * judge missing fields). The profile is then the flow's for its next run.
+   */
+  wholeProfile: boolean;
   durationMs?: number;
   processed?: number;
   /** What stopped the run, if something did. */
@@ -468,7 +476,7 @@ export async function finishRecord(
   const cursor =
     run.kind === "flow" && flow.from.cursor !== undefined ? advancedCursor(finalStates, run.targets) : undefined;
   const drift = options.drift;
-  if (drift !== undefined && options.fullExtraction && drift.previous !== undefined && flow.drift !== "ignore") {
+  if (drift !== undefined && options.wholeProfile && drift.previous !== undefined && flow.drift !== "ignore") {
     const missing = compareProfiles(drift.previous, drift.current, true)?.missing ?? [];
     // logged unless the run's first chunk told of these already (a source whose rows carry every field: extract.ts)
     if (missing.length > 0 && missing.join("\n") !== drift.drift?.missing.join("\n")) {
@@ -480,7 +488,9 @@ export async function finishRecord(
   for (const endpoint of [ctx.source, ...ctx.targets])
     systems[endpoint.binding.system.name] = { ...endpoint.policy.stats };
   const durationMs = options.durationMs ?? Date.now() - run.startedAt;
-  const { sourceProfile: _profile, fullExtraction: _full, ...kept } = run.stats;
+  const { sourceProfile: _profile, wholeProfile: _whole, fullExtraction: _full, drift: keptDrift, ...kept } = run.stats;
+  // an execution that compared the source's fields says what drift the run has; else an earlier one's finding stands
+  const recordedDrift = drift?.checked === true ? drift.drift : (drift?.drift ?? keptDrift);
   const stats: Record<string, unknown> = {
     ...kept,
     durationMs: Number(run.stats.durationMs ?? 0) + durationMs,
@@ -493,13 +503,13 @@ export async function finishRecord(
     ...(ctx.progress.threaded === 0 && run.stats.threaded === undefined
       ? {}
       : { threaded: Number(run.stats.threaded ?? 0) + ctx.progress.threaded }),
-    ...(drift?.drift === undefined ? {} : { drift: drift.drift }),
+    ...(recordedDrift === undefined ? {} : { drift: recordedDrift }),
   };
   // a resumed run keeps what its earlier executions warned of
   const warnings = new Set([...((run.stats.warnings as string[] | undefined) ?? []), ...ctx.warnings]);
   if (warnings.size > 0) stats.warnings = [...warnings];
   const profile =
-    drift !== undefined && options.fullExtraction && Object.keys(drift.current).length > 0 ? drift.current : undefined;
+    drift !== undefined && options.wholeProfile && Object.keys(drift.current).length > 0 ? drift.current : undefined;
   try {
     await store.finishRun(
       run.id,

@@ -19,8 +19,10 @@ import { compareProfiles, profileRows } from "../../src/engine/drift.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import type { RunSummary } from "../../src/engine/run.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
+import { ended, withWorker } from "../support/dist-jobs.ts";
 import {
   Customer,
+  type CustomersHubOverrides,
   createClientsTarget,
   createCustomerSource,
   customersHub,
@@ -35,10 +37,8 @@ import { pgStatements } from "../support/pg-schema.ts";
 type Policy = "warn" | "fail" | "ignore";
 
 /** Rows `ids` renamed and moved past the cursor (the next run reads them, and only them). */
-function touch(source: DatabaseSync, ids: readonly number[], name: string): void {
-  source.exec(
-    `UPDATE customers SET name = '${name}', updated_at = '2030-01-01T00:00:00.000Z' WHERE id IN (${ids.join(", ")})`,
-  );
+function touch(source: DatabaseSync, ids: readonly number[], name: string, at = "2030-01-01T00:00:00.000Z"): void {
+  source.exec(`UPDATE customers SET name = '${name}', updated_at = '${at}' WHERE id IN (${ids.join(", ")})`);
 }
 
 function names(target: DatabaseSync, name: string): number {
@@ -55,10 +55,17 @@ function driftOf(summary: RunSummary): unknown {
  */
 async function withCustomers(
   policy: Policy,
-  work: (setup: { engine: Engine; source: DatabaseSync; target: DatabaseSync; logs: () => string }) => Promise<void>,
+  work: (setup: {
+    engine: Engine;
+    source: DatabaseSync;
+    target: DatabaseSync;
+    logs: () => string;
+    profile: () => Promise<Record<string, string> | undefined>;
+  }) => Promise<void>,
+  options: { rows?: number; toCanonical?: CustomersHubOverrides["toCanonical"] } = {},
 ): Promise<void> {
   using tmp = tempDir();
-  const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 200 });
+  const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: options.rows ?? 200 });
   // no declared type: SQLite keeps each value's own (a number stays one)
   source.exec("ALTER TABLE customers ADD COLUMN tier");
   source.exec("UPDATE customers SET tier = 'basic'");
@@ -66,7 +73,10 @@ async function withCustomers(
   await using store = await openStore(tmp.dir);
   const { logger, text } = captureLogs("warn");
   await using engine = await Engine.open({
-    hub: customersHub(tmp.dir, { drift: policy }),
+    hub: customersHub(tmp.dir, {
+      drift: policy,
+      ...(options.toCanonical === undefined ? {} : { toCanonical: options.toCanonical }),
+    }),
     baseDir: tmp.dir,
     store,
     logger,
@@ -82,7 +92,7 @@ async function withCustomers(
     updated_at: "string",
     tier: "string",
   });
-  await work({ engine, source, target, logs: text });
+  await work({ engine, source, target, logs: text, profile: () => store.getProfile("customers") });
 }
 
 /** customers.<format> in `dir` → erp.clients, under the policy `fail`. */
@@ -151,11 +161,11 @@ describe("source drift", () => {
       assert.equal(second.run.status, "succeeded");
       assert.deepEqual(driftOf(second), { added: [], missing: ["tier"], retyped: [] });
       assert.equal(names(target, "Edited"), 2);
-      assert.equal(
-        logs().match(/missing field\(s\) tier/g)?.length,
-        1,
-        "told at the first chunk, not again at the end",
-      );
+      const told = logs()
+        .split("\n")
+        .filter((line) => line.includes("missing field(s) tier"));
+      assert.equal(told.length, 1, "told at the first chunk, not again at the end");
+      assert.match(told[0] as string, /"stage":"extract"/, "told by the extraction, at the run's first chunk");
     });
   });
 
@@ -199,6 +209,77 @@ describe("source drift", () => {
     });
   }
 
+  it("fail: a run stopped by drift and continued once the source is set right records no drift, and loads", async () => {
+    await withCustomers("fail", async ({ engine, source, target }) => {
+      source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+      touch(source, [1, 2], "Edited");
+      const stopped = await engine.run("customers");
+      assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
+      assert.deepEqual(driftOf(stopped), { added: ["region"], missing: [], retyped: [] });
+      source.exec("ALTER TABLE customers DROP COLUMN region");
+      const continued = await engine.run("customers");
+      assert.equal(continued.run.id, stopped.run.id);
+      assert.equal(continued.run.status, "succeeded");
+      assert.equal(driftOf(continued), undefined, "the drift of the stopped execution outlived it");
+      assert.equal(names(target, "Edited"), 2);
+    });
+  });
+
+  it("fail: a run resumed mid-source that stops for a dropped column, accepted, makes the source as it is the flow's profile", async () => {
+    let hold: PromiseWithResolvers<void> | undefined;
+    await withCustomers(
+      "fail",
+      async ({ engine, source, target, profile }) => {
+        // a run of every row (chunks of 50, 100, 100, …) cancelled while its extraction is a few chunks in: record
+        // 60 held in the transform, the extraction stays a channel's length ahead
+        touch(
+          source,
+          Array.from({ length: 1000 }, (_, i) => i + 1),
+          "Edited",
+        );
+        hold = Promise.withResolvers<void>();
+        const cancel = new AbortController();
+        const cancelled = await engine.run("customers", {
+          signal: cancel.signal,
+          onProgress: (progress) => {
+            if (progress.chunks >= 3 && !cancel.signal.aborted) {
+              cancel.abort();
+              hold?.resolve();
+            }
+          },
+        });
+        assert.equal(cancelled.run.status, "cancelled");
+        assert.equal(cancelled.run.extractDone, false, "the test needs a run stopped mid-source");
+        const extracted = cancelled.counts.chunks;
+        assert.ok(extracted >= 3);
+
+        source.exec("ALTER TABLE customers DROP COLUMN tier");
+        const stopped = await engine.run("customers");
+        assert.equal(stopped.run.id, cancelled.run.id);
+        assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
+        assert.equal(stopped.counts.chunks, extracted, "stopped at the resumed extraction's first chunk");
+
+        const accepted = await engine.run("customers", { acceptDrift: true });
+        assert.equal(accepted.run.status, "succeeded");
+        assert.deepEqual(driftOf(accepted), { added: [], missing: ["tier"], retyped: [] });
+        assert.equal(names(target, "Edited"), 1000);
+        // every row of this source carries every column: what the resumed extraction saw is the whole source's shape
+        assert.equal((await profile())?.tier, undefined, "the flow's profile still has the dropped column");
+        touch(source, [7], "Later", "2031-01-01T00:00:00.000Z");
+        const next = await engine.run("customers");
+        assert.equal(next.run.status, "succeeded", "the next run stopped again for the drift accepted");
+        assert.equal(names(target, "Later"), 1);
+      },
+      {
+        rows: 1000,
+        toCanonical: async (row) => {
+          if (row.id === 60 && hold !== undefined) await hold.promise;
+          return toCustomer(row);
+        },
+      },
+    );
+  });
+
   it("ignore: nothing is compared, and the run loads", async () => {
     await withCustomers("ignore", async ({ engine, source, target, logs }) => {
       source.exec("ALTER TABLE customers DROP COLUMN tier");
@@ -236,6 +317,19 @@ describe("source drift", () => {
     assert.equal(driftOf(unreadable), undefined);
     assert.equal(unreadable.counts.quarantined, 50);
     assert.equal(names(target, "Second"), 30);
+
+    // a new column, and the first chunk's lines unreadable: judged at the first chunk whose lines could be read,
+    // before any is loaded
+    write(
+      "id,name,email,balance,note,vip",
+      Array.from({ length: 80 }, (_, i) => (i < 50 ? line(i + 1, "Bad") : `${line(i + 1, "Vip")},yes`)),
+    );
+    const added = await engine.run("customers");
+    assert.equal(added.run.status, "failed");
+    assert.equal(added.run.error?.code, ErrorCode.SourceDrift);
+    assert.deepEqual(driftOf(added), { added: ["vip"], missing: [], retyped: [] });
+    assert.equal(added.counts.quarantined, 50);
+    assert.equal(names(target, "Vip"), 0, "nothing loaded");
 
     write(
       "id,name,email,balance",
@@ -283,7 +377,7 @@ describe("source drift", () => {
     );
   });
 
-  it("distributed, PostgreSQL source: a dropped column stops the run at its extraction; accepted, the run continued loads", async () => {
+  it("distributed, PostgreSQL source: a dropped column stops the run at its extraction; set right, the run continued records no drift; accepted (queued), it loads", async () => {
     await withEntrySchemas("franca_drift", async (schema, app) => {
       await pgStatements([...entriesTablesSql(app, 30), `ALTER TABLE ${app}.src ADD COLUMN tier text DEFAULT 'basic'`]);
       using tmp = tempDir();
@@ -305,10 +399,27 @@ describe("source drift", () => {
       assert.deepEqual(driftOf(stopped), { added: [], missing: ["tier"], retyped: [] });
       assert.equal(await edited(), 0, "nothing loaded");
 
-      const accepted = await engine.run("entries", { acceptDrift: true });
-      assert.equal(accepted.run.id, stopped.run.id);
-      assert.equal(accepted.run.status, "succeeded");
+      // the column back: continued, the run finds no drift, and its record says so
+      await pgStatements([`ALTER TABLE ${app}.src ADD COLUMN tier text DEFAULT 'gold'`]);
+      const setRight = await engine.run("entries");
+      assert.equal(setRight.run.id, stopped.run.id);
+      assert.equal(setRight.run.status, "succeeded");
+      assert.equal(driftOf(setRight), undefined, "the drift of the stopped execution outlived it");
       assert.equal(await edited(), 30);
+
+      // dropped again, and accepted as the franca command queues a run for the workers
+      await pgStatements([`ALTER TABLE ${app}.src DROP COLUMN tier`, `UPDATE ${app}.src SET name = 'again'`]);
+      const again = await engine.run("entries");
+      assert.equal(again.run.error?.code, ErrorCode.SourceDrift);
+      const queued = await engine.enqueue("entries", { acceptDrift: true });
+      assert.equal(queued.id, again.run.id);
+      const accepted = await withWorker(engine, () => ended(engine, queued.id));
+      assert.equal(accepted.status, "succeeded");
+      assert.equal(accepted.stats.acceptDrift, true);
+      assert.equal(
+        Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst WHERE name = 'again'`]))[0]?.n),
+        30,
+      );
       const next = await engine.run("entries");
       assert.equal(next.run.status, "succeeded");
       assert.equal(driftOf(next), undefined);

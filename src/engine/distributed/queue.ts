@@ -128,9 +128,15 @@ export function liveFor(live: LiveJobs, name: string, data: JobData, transformed
   return name !== queues.load || transforms.some((at) => at === null || at === transformedAt);
 }
 
-/** Whether job `id` is still in the queue's table (of any state): a plan deletes a run's dead letters (dropDeadJobs). */
-export async function jobExists(db: SqlExecutor, storeSchema: string, id: string): Promise<boolean> {
-  const { rows } = await db.executeSql(`SELECT 1 FROM "${queueSchemaOf(storeSchema)}".job WHERE id = $1`, [id]);
+/**
+ * Whether job `id` of queue `name` is still in the queue's table (of any state): a plan deletes a run's dead letters
+ * (dropDeadJobs). By the table's primary key, (name, id).
+ */
+export async function jobExists(db: SqlExecutor, storeSchema: string, name: string, id: string): Promise<boolean> {
+  const { rows } = await db.executeSql(
+    `SELECT 1 FROM "${queueSchemaOf(storeSchema)}".job WHERE name = $1 AND id = $2`,
+    [name, id],
+  );
   return rows.length > 0;
 }
 

@@ -25,7 +25,7 @@ import type { RunRecord } from "../../store/types.ts";
 import { CanonicalChunk } from "../canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../context.ts";
 import { advancedCursor } from "../cursor.ts";
-import { type DriftState, driftState, extract } from "../extract.ts";
+import { type DriftState, driftState, extract, fieldsInEveryRow } from "../extract.ts";
 import { FailureBudget, hasLimit } from "../failure-budget.ts";
 import { writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
@@ -376,18 +376,17 @@ export class DistributedWorker {
         });
       },
     );
-    await extraction.catch(async (error: unknown) => {
-      // a drift that stops the run (the policy 'fail') is on its record, as in-process
-      if (drift.drift !== undefined)
-        await this.#store.updateStats(run.id, { ...(fresh?.stats ?? {}), drift: drift.drift });
-      throw error;
-    });
+    await extraction;
     if (ctx.signal.aborted) throw ctx.signal.reason;
+    // what this extraction found of the source's fields, when it compared them, replaces an earlier one's finding
+    const { drift: earlier, ...others } = fresh?.stats ?? {};
+    const found = drift.checked === true ? drift.drift : (earlier as DriftState["drift"]);
     const stats = {
-      ...(fresh?.stats ?? {}),
+      ...others,
       sourceProfile: drift.current,
-      ...(drift.drift === undefined ? {} : { drift: drift.drift }),
-      fullExtraction: last === undefined,
+      ...(found === undefined ? {} : { drift: found }),
+      // the fields seen describe the whole source (finishRecord's `wholeProfile`)
+      wholeProfile: last === undefined || fieldsInEveryRow(ctx),
     };
     // not completed in this transaction but when the job returns: a retry after a death past the commit finds the
     // extraction done and sends the finish job, should every load have ended before it (above)
@@ -620,7 +619,9 @@ export class DistributedWorker {
         logger: this.#log.child({ run: run.id }),
         owner: queueOwner,
         drift,
-        fullExtraction: fresh.stats.fullExtraction === true && Object.keys(current).length > 0,
+        // `fullExtraction`: the same, as an earlier version's extraction job wrote it
+        wholeProfile:
+          (fresh.stats.wholeProfile === true || fresh.stats.fullExtraction === true) && Object.keys(current).length > 0,
       });
       this.#runs.delete(run.id);
     });
@@ -645,10 +646,14 @@ export class DistributedWorker {
       const flow = this.#options.hub.flows.get(run.flow);
       const cursor =
         run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
+      // a drift that stops the run (the policy 'fail') is on its record, as in-process: with the run's stats as read
+      // under its finish lock
+      const drift = error.code === ErrorCode.SourceDrift ? (error.details as { drift?: unknown })?.drift : undefined;
       return {
         status: "failed",
         error: { code: error.code, message: error.message, errorClass: error.errorClass },
         ...(cursor === undefined ? {} : { cursor }),
+        ...(drift === undefined ? {} : { stats: { ...run.stats, drift } }),
       };
     });
     if (ended) this.#stopRun(id, error);
@@ -670,7 +675,7 @@ export class DistributedWorker {
    * that took the dead letter before, and waited for the lock, finds it gone.
    */
   async #notToDo(tx: PostgresStore, name: string, data: JobData, deadLetter: string): Promise<boolean> {
-    if (!(await jobExists(tx, tx.schema, deadLetter))) return true;
+    if (!(await jobExists(tx, tx.schema, queues.dead, deadLetter))) return true;
     // endRunning read the run as running, or abandoned while no worker was alive (to be taken up again)
     const run = (await tx.getRun(data.run)) as RunRecord;
     const chunk = data.seq === undefined ? undefined : await tx.chunkState(run.id, data.seq);
@@ -705,11 +710,14 @@ export class DistributedWorker {
       this.#notToDo(tx, job.sourceName ?? "", job.data, job.id),
     );
     if (ended) return;
-    this.#log.info({ run, job: job.sourceName, data: job.data }, "job given up on not needed: its run has its work");
     // Its work was done: by its last attempt, which died after its commit and before what follows it (the finish job
     // sent when nothing is left), or by a job of the same key still live. What follows is done here.
     const current = await this.#store.getRun(run);
-    if (current === undefined || (await this.#store.runEnded(run))) return;
+    if (current === undefined || (await this.#store.runEnded(run))) {
+      this.#log.info({ run, job: job.sourceName, data: job.data }, "job given up on not needed: its run has ended");
+      return;
+    }
+    this.#log.info({ run, job: job.sourceName, data: job.data }, "job given up on not needed: its run has its work");
     if (seq !== undefined) await this.#releaseIfClean(run, seq, current.targets);
     if (current.status === "running") await this.#checkFinish(run, current.targets);
     // marked abandoned (no worker was alive): a finish job takes it up again, and ends it if nothing is left
