@@ -23,7 +23,7 @@ commands
   run <flow> --resend           a new run that reads the source whole and sends every record, even those unchanged
                                 since they were last loaded (a target restored, emptied or edited by hand)
   run <flow> --accept-drift     go on although the source's fields changed under the drift policy 'fail' (the
-                                change is recorded; read to its end, the source as it is becomes the flow's profile)
+                                change is recorded; read whole, the source as it is becomes the flow's profile)
   resume <run> [--accept-drift] continue a failed, cancelled or abandoned run from its last persisted chunk
   replay <run> [--status quarantined|failed] [--key k]...
                                 run again only the records that were quarantined or failed, from their staged stage

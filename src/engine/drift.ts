@@ -1,6 +1,6 @@
 import type { Row } from "../core/binding.ts";
 
-/** Field name → JSON type seen in the source ('string', 'number', 'boolean', 'object', 'array', 'null'). */
+/** Field name → JSON type seen in the source ('string', 'number', 'boolean', 'object', 'array', 'null'; several as 'number|string'). */
 export type Profile = Record<string, string>;
 
 export interface Drift {
@@ -17,12 +17,16 @@ function typeOf(value: unknown): string {
   return typeof value;
 }
 
-/** Adds the fields of up to `sample` rows to `profile`. A field seen only as null stays 'null' until a value shows. */
+/**
+ * Adds the fields of up to `sample` rows to `profile`, counting only rows the source could read (a row it could not
+ * says nothing of its fields). A field seen only as null stays 'null' until a value shows.
+ */
 export function profileRows(rows: readonly Row[], profile: Profile = {}, sample = 100): Profile {
-  const limit = Math.min(rows.length, sample);
-  for (let i = 0; i < limit; i++) {
+  let seen = 0;
+  for (let i = 0; i < rows.length && seen < sample; i++) {
     const row = rows[i] as Row;
-    if (typeof row.$error === "string") continue; // a row the source could not parse says nothing of its fields
+    if (typeof row.$error === "string") continue;
+    seen++;
     for (const field of Object.keys(row)) {
       const type = typeOf(row[field]);
       const known = profile[field];
@@ -34,7 +38,16 @@ export function profileRows(rows: readonly Row[], profile: Profile = {}, sample 
   return profile;
 }
 
-/** New and retyped fields of `current` against `previous`; `missing` only when `complete` (the whole run seen). */
+/** The JSON types a profile's entry names, null left out ('number|string' → number, string). */
+function typesOf(type: string): string[] {
+  return type.split("|").filter((item) => item !== "null");
+}
+
+/**
+ * New, retyped and (when `complete`: the whole source was seen) missing fields of `current` against `previous`. A
+ * field is retyped when it shows a type `previous` never saw for it; one that shows fewer (a sample of `number|string`
+ * that held only numbers) is not. Null is no type: a field seen only as null on either side is not retyped.
+ */
 export function compareProfiles(previous: Profile, current: Profile, complete: boolean): Drift | undefined {
   const added: string[] = [];
   const retyped: Drift["retyped"] = [];
@@ -42,12 +55,47 @@ export function compareProfiles(previous: Profile, current: Profile, complete: b
   for (const [field, type] of Object.entries(current)) {
     const before = previous[field];
     if (before === undefined) added.push(field);
-    else if (before !== "null" && type !== "null" && before !== type) retyped.push({ field, from: before, to: type });
+    else {
+      const known = typesOf(before);
+      if (known.length > 0 && typesOf(type).some((item) => !known.includes(item)))
+        retyped.push({ field, from: before, to: type });
+    }
   }
   if (complete) {
     for (const field of Object.keys(previous)) if (current[field] === undefined) missing.push(field);
   }
   return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
+}
+
+/** What `later` finds that `told` does not have: fields new, missing or retyped beyond those it names. */
+export function untold(later: Drift, told: Drift | undefined): Drift | undefined {
+  const added = later.added.filter((field) => !told?.added.includes(field));
+  const missing = later.missing.filter((field) => !told?.missing.includes(field));
+  const retyped = later.retyped.filter((change) => !told?.retyped.some((item) => item.field === change.field));
+  return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
+}
+
+/** Two findings as one. */
+export function joinDrift(first: Drift | undefined, second: Drift): Drift {
+  if (first === undefined) return second;
+  return {
+    added: [...first.added, ...second.added],
+    missing: [...first.missing, ...second.missing],
+    retyped: [...first.retyped, ...second.retyped],
+  };
+}
+
+/**
+ * The profile a run leaves for the next: the fields it saw (a field it did not see is gone), each with every type it
+ * or the profile before saw for it, so that a later sample that happens to hold fewer of them reads as no change.
+ */
+export function nextProfile(previous: Profile | undefined, current: Profile): Profile {
+  const next: Profile = {};
+  for (const [field, type] of Object.entries(current)) {
+    const types = [...new Set([...typesOf(previous?.[field] ?? "null"), ...typesOf(type)])].sort();
+    next[field] = types.length === 0 ? "null" : types.join("|");
+  }
+  return next;
 }
 
 export function describeDrift(drift: Drift): string {

@@ -59,8 +59,8 @@ export interface StartOptions extends RunOptions {
   /**
    * Go on when the source's fields changed under a flow whose drift policy is `fail`: the change is logged and recorded
    * as under `warn`, and the fields as this run sees them become the flow's profile at its end, once they describe the
-   * whole source (finishRecord's `wholeProfile`). Kept in the run's stats: a later execution of the run (resumed,
-   * continued) accepts it too.
+   * whole source (finishRecord's `wholeProfile`). For this start or continuation of the run: continued again without
+   * it, the run accepts nothing.
    */
   acceptDrift?: boolean;
 }
@@ -256,10 +256,16 @@ export class Engine {
     return this.#execute(flow, await this.#accepting(run, options.acceptDrift), options);
   }
 
-  /** The run, told to accept a change of its source's fields when `acceptDrift` (in its stats, saved at once). */
+  /**
+   * The run, told to accept a change of its source's fields when `acceptDrift` (in its stats, saved at once, for its
+   * executions and the distributed executor's workers to read). An acceptance holds for the start or continuation that
+   * gives it: continued without it, the run accepts nothing (a change met since was not seen by anyone).
+   */
   async #accepting(run: RunRecord, acceptDrift: boolean | undefined): Promise<RunRecord> {
-    if (acceptDrift !== true || run.stats.acceptDrift === true) return run;
-    const stats = { ...run.stats, acceptDrift: true };
+    const accepts = acceptDrift === true;
+    if (accepts === (run.stats.acceptDrift === true)) return run;
+    const { acceptDrift: _earlier, ...others } = run.stats;
+    const stats = accepts ? { ...others, acceptDrift: true } : others;
     await this.store.updateStats(run.id, stats);
     return { ...run, stats };
   }

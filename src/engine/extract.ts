@@ -122,7 +122,9 @@ export async function extract(
     buffered = 0;
     if ("rows" in data) profileRows(data.rows, drift.current, profiledRows);
     else {
-      const sample = seq === startSeq ? profiledRows : profiledEncodedRows;
+      // the larger sample until the fields are compared (the comparison is judged on it)
+      const sample = drift.checked === true ? profiledEncodedRows : profiledRows;
+      // (the encoded reads, SQL's, have no unreadable rows: the sample tells the fields)
       profileRows(rowsOf(data, driver, binding.system.name, sample), drift.current, sample);
     }
     // Judged at the execution's first chunk whose rows told their fields (rows that could not be read tell none: had

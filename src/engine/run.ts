@@ -14,7 +14,7 @@ import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
 import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
-import { compareProfiles, describeDrift } from "./drift.ts";
+import { compareProfiles, type Drift, describeDrift, joinDrift, nextProfile, untold } from "./drift.ts";
 import { type DriftState, driftState, type ExtractedChunk, extract, fieldsInEveryRow } from "./extract.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
@@ -476,12 +476,16 @@ export async function finishRecord(
   const cursor =
     run.kind === "flow" && flow.from.cursor !== undefined ? advancedCursor(finalStates, run.targets) : undefined;
   const drift = options.drift;
+  // What the whole extraction shows that the comparison at its first chunk could not: fields new or retyped in later
+  // rows, fields missing from a source whose rows do not each carry every field. It was loaded: logged and recorded,
+  // and, under the policy 'fail' and not accepted, not made the flow's profile (the next run tells it again).
+  let late: Drift | undefined;
   if (drift !== undefined && options.wholeProfile && drift.previous !== undefined && flow.drift !== "ignore") {
-    const missing = compareProfiles(drift.previous, drift.current, true)?.missing ?? [];
-    // logged unless the run's first chunk told of these already (a source whose rows carry every field: extract.ts)
-    if (missing.length > 0 && missing.join("\n") !== drift.drift?.missing.join("\n")) {
-      drift.drift = { added: drift.drift?.added ?? [], retyped: drift.drift?.retyped ?? [], missing };
-      logger.warn({ drift: drift.drift }, `source drift in ${flow.from.name}: ${describeDrift(drift.drift)}`);
+    const whole = compareProfiles(drift.previous, drift.current, true);
+    late = whole === undefined ? undefined : untold(whole, drift.drift);
+    if (late !== undefined) {
+      drift.drift = joinDrift(drift.drift, late);
+      logger.warn({ drift: late }, `source drift in ${flow.from.name}, after its first chunk: ${describeDrift(late)}`);
     }
   }
   const systems: Record<string, unknown> = {};
@@ -508,8 +512,11 @@ export async function finishRecord(
   // a resumed run keeps what its earlier executions warned of
   const warnings = new Set([...((run.stats.warnings as string[] | undefined) ?? []), ...ctx.warnings]);
   if (warnings.size > 0) stats.warnings = [...warnings];
+  const adopt = late === undefined || flow.drift !== "fail" || drift?.accepted === true;
   const profile =
-    drift !== undefined && options.wholeProfile && Object.keys(drift.current).length > 0 ? drift.current : undefined;
+    drift !== undefined && options.wholeProfile && adopt && Object.keys(drift.current).length > 0
+      ? nextProfile(drift.previous, drift.current)
+      : undefined;
   try {
     await store.finishRun(
       run.id,

@@ -12,11 +12,11 @@ import { describe, it } from "node:test";
 import { file } from "../../src/connectors/file/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind } from "../../src/core/binding.ts";
-import { ErrorCode } from "../../src/core/errors.ts";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { flow } from "../../src/core/flow.ts";
 import { defineHub, type Hub } from "../../src/core/hub.ts";
-import { compareProfiles, profileRows } from "../../src/engine/drift.ts";
-import { Engine } from "../../src/engine/engine.ts";
+import { compareProfiles, nextProfile, profileRows, untold } from "../../src/engine/drift.ts";
+import { Engine, type StartOptions } from "../../src/engine/engine.ts";
 import type { RunSummary } from "../../src/engine/run.ts";
 import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
 import { ended, withWorker } from "../support/dist-jobs.ts";
@@ -95,6 +95,43 @@ async function withCustomers(
   await work({ engine, source, target, logs: text, profile: () => store.getProfile("customers") });
 }
 
+const allRows = Array.from({ length: 1000 }, (_, i) => i + 1);
+
+/**
+ * A run of the customers stopped mid-source: the mapping holds record 60 (chunk 1) while `cancelled` runs, so that the
+ * extraction stays a channel's length ahead of the transform, and the run is cancelled once 3 chunks are extracted.
+ */
+function midSource(): {
+  toCanonical: NonNullable<CustomersHubOverrides["toCanonical"]>;
+  cancelled: (engine: Engine, options?: StartOptions) => Promise<RunSummary>;
+} {
+  let hold: PromiseWithResolvers<void> | undefined;
+  return {
+    toCanonical: async (row) => {
+      if (row.id === 60 && hold !== undefined) await hold.promise;
+      return toCustomer(row);
+    },
+    async cancelled(engine, options = {}) {
+      hold = Promise.withResolvers<void>();
+      const cancel = new AbortController();
+      const summary = await engine.run("customers", {
+        ...options,
+        signal: cancel.signal,
+        onProgress: (progress) => {
+          if (progress.chunks >= 3 && !cancel.signal.aborted) {
+            cancel.abort();
+            hold?.resolve();
+          }
+        },
+      });
+      hold = undefined;
+      assert.equal(summary.run.status, "cancelled");
+      assert.equal(summary.run.extractDone, false, "the test needs a run stopped mid-source");
+      return summary;
+    },
+  };
+}
+
 /** customers.<format> in `dir` → erp.clients, under the policy `fail`. */
 function fileCustomers(dir: string, format: "csv" | "ndjson"): { hub: Hub; target: DatabaseSync } {
   const inbox = file("inbox", { dir });
@@ -132,8 +169,42 @@ describe("source drift", () => {
     });
     assert.deepEqual(compareProfiles(previous, current, true)?.missing, ["d"]);
     assert.equal(compareProfiles(previous, { ...previous }, true), undefined);
-    // a row the source could not read says nothing of its fields
+    // a row the source could not read says nothing of its fields, nor counts toward the sample
     assert.deepEqual(profileRows([{ $error: "bad line", $line: 3 }]), {});
+    assert.deepEqual(profileRows([{ $error: "bad", $line: 1 }, { $error: "bad", $line: 2 }, { a: 1 }], {}, 1), {
+      a: "number",
+    });
+    // types as sets: a sample showing fewer of a field's types is no change, one showing a type never seen is
+    assert.equal(compareProfiles({ x: "number|string" }, { x: "number" }, true), undefined);
+    assert.equal(compareProfiles({ x: "number|string" }, { x: "string|number" }, true), undefined);
+    assert.deepEqual(compareProfiles({ x: "string" }, { x: "string|number" }, false)?.retyped, [
+      { field: "x", from: "string", to: "string|number" },
+    ]);
+    // what a later finding adds to an earlier one
+    assert.deepEqual(
+      untold(
+        { added: ["e", "f"], missing: ["d"], retyped: [{ field: "b", from: "string", to: "number" }] },
+        {
+          added: ["e"],
+          missing: [],
+          retyped: [{ field: "b", from: "string", to: "number" }],
+        },
+      ),
+      { added: ["f"], missing: ["d"], retyped: [] },
+    );
+    assert.equal(
+      untold({ added: ["e"], missing: [], retyped: [] }, { added: ["e"], missing: [], retyped: [] }),
+      undefined,
+    );
+    // the next run's profile: the fields seen, each with every type seen before or now
+    assert.deepEqual(
+      nextProfile({ x: "number|string", y: "string", gone: "string" }, { x: "number", y: "null", z: "boolean" }),
+      {
+        x: "number|string",
+        y: "string",
+        z: "boolean",
+      },
+    );
   });
 
   it("warn: a new field and a retyped one are logged and recorded, and the run loads", async () => {
@@ -226,38 +297,17 @@ describe("source drift", () => {
   });
 
   it("fail: a run resumed mid-source that stops for a dropped column, accepted, makes the source as it is the flow's profile", async () => {
-    let hold: PromiseWithResolvers<void> | undefined;
+    const mid = midSource();
     await withCustomers(
       "fail",
       async ({ engine, source, target, profile }) => {
-        // a run of every row (chunks of 50, 100, 100, …) cancelled while its extraction is a few chunks in: record
-        // 60 held in the transform, the extraction stays a channel's length ahead
-        touch(
-          source,
-          Array.from({ length: 1000 }, (_, i) => i + 1),
-          "Edited",
-        );
-        hold = Promise.withResolvers<void>();
-        const cancel = new AbortController();
-        const cancelled = await engine.run("customers", {
-          signal: cancel.signal,
-          onProgress: (progress) => {
-            if (progress.chunks >= 3 && !cancel.signal.aborted) {
-              cancel.abort();
-              hold?.resolve();
-            }
-          },
-        });
-        assert.equal(cancelled.run.status, "cancelled");
-        assert.equal(cancelled.run.extractDone, false, "the test needs a run stopped mid-source");
-        const extracted = cancelled.counts.chunks;
-        assert.ok(extracted >= 3);
-
+        touch(source, allRows, "Edited");
+        const cancelled = await mid.cancelled(engine);
         source.exec("ALTER TABLE customers DROP COLUMN tier");
         const stopped = await engine.run("customers");
         assert.equal(stopped.run.id, cancelled.run.id);
         assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
-        assert.equal(stopped.counts.chunks, extracted, "stopped at the resumed extraction's first chunk");
+        assert.equal(stopped.counts.chunks, cancelled.counts.chunks, "stopped at the resumed extraction's first chunk");
 
         const accepted = await engine.run("customers", { acceptDrift: true });
         assert.equal(accepted.run.status, "succeeded");
@@ -270,14 +320,48 @@ describe("source drift", () => {
         assert.equal(next.run.status, "succeeded", "the next run stopped again for the drift accepted");
         assert.equal(names(target, "Later"), 1);
       },
-      {
-        rows: 1000,
-        toCanonical: async (row) => {
-          if (row.id === 60 && hold !== undefined) await hold.promise;
-          return toCustomer(row);
-        },
-      },
+      { rows: 1000, toCanonical: mid.toCanonical },
     );
+  });
+
+  it("fail: an acceptance holds for the continuation that gives it; continued again without it, the run stops again", async () => {
+    const mid = midSource();
+    await withCustomers(
+      "fail",
+      async ({ engine, source }) => {
+        source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+        touch(source, allRows, "Edited");
+        const stopped = await engine.run("customers");
+        assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
+        // continued with the acceptance, and cancelled mid-source
+        const accepting = await mid.cancelled(engine, { acceptDrift: true });
+        assert.equal(accepting.run.id, stopped.run.id);
+        assert.equal(accepting.run.stats.acceptDrift, true);
+        // continued without it: a change met now was seen by no one
+        const continued = await engine.run("customers");
+        assert.equal(continued.run.id, stopped.run.id);
+        assert.equal(continued.run.status, "failed");
+        assert.equal(continued.run.error?.code, ErrorCode.SourceDrift);
+        assert.equal(continued.run.stats.acceptDrift, undefined);
+      },
+      { rows: 1000, toCanonical: mid.toCanonical },
+    );
+  });
+
+  it("warn: a field's types seen across runs stay in the flow's profile: a run whose rows show fewer of them finds nothing", async () => {
+    await withCustomers("warn", async ({ engine, source, profile }) => {
+      source.exec("UPDATE customers SET tier = 3 WHERE id = 1");
+      touch(source, [1], "Edited");
+      assert.deepEqual(driftOf(await engine.run("customers")), {
+        added: [],
+        missing: [],
+        retyped: [{ field: "tier", from: "string", to: "number" }],
+      });
+      assert.equal((await profile())?.tier, "number|string", "the profile forgot the type the run did not see");
+      // a run that reads only a row whose tier is text: no change
+      touch(source, [2], "Edited", "2031-01-01T00:00:00.000Z");
+      assert.equal(driftOf(await engine.run("customers")), undefined);
+    });
   });
 
   it("ignore: nothing is compared, and the run loads", async () => {
@@ -375,6 +459,49 @@ describe("source drift", () => {
       (target.prepare("SELECT count(*) AS n FROM clients WHERE full_name LIKE 'Renamed %'").get() as { n: number }).n,
       120,
     );
+    // under 'fail', what only the end showed is not taken as the source's shape: the next run tells it again
+    assert.equal((await store.getProfile("customers"))?.note, "string");
+    assert.deepEqual(driftOf(await engine.run("customers")), { added: [], missing: ["note"], retyped: [] });
+
+    // a field new in later documents only: loaded, told at the end, not taken either
+    write(Array.from({ length: 120 }, (_, i) => customer(i + 1, i >= 100 ? { vip: true } : {})));
+    const late = await engine.run("customers");
+    assert.equal(late.run.status, "succeeded");
+    assert.deepEqual(driftOf(late), { added: ["vip"], missing: ["note"], retyped: [] });
+    assert.equal((await store.getProfile("customers"))?.vip, undefined);
+
+    // accepted: the source as it is now is the flow's shape, and the next run finds nothing
+    const accepted = await engine.run("customers", { acceptDrift: true });
+    assert.deepEqual(driftOf(accepted), { added: ["vip"], missing: ["note"], retyped: [] });
+    const profile = await store.getProfile("customers");
+    assert.equal(profile?.vip, "boolean");
+    assert.equal(profile?.note, undefined);
+    assert.equal(driftOf(await engine.run("customers")), undefined);
+  });
+
+  it("distributed: a drift found by an extraction is on the run's record when the run ends before the extraction does", async () => {
+    await withEntrySchemas("franca_drift", async (schema, app) => {
+      await pgStatements(entriesTablesSql(app, 2000));
+      using tmp = tempDir();
+      const hub = entriesHub({
+        schema,
+        app,
+        drift: "warn",
+        // the first quarantined record stops the run (chunk 0), while the extraction is far from its end
+        failure: { maxFailed: 0 },
+        toCanonical: (row) => {
+          if (row.id === 5 && row.tier !== undefined) throw new FrancaError(ErrorCode.ValidationFailed, "refused");
+          return { id: row.id as number, name: row.name as string };
+        },
+      });
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+      assert.equal((await engine.run("entries")).run.status, "succeeded");
+      await pgStatements([`ALTER TABLE ${app}.src ADD COLUMN tier text`]);
+      const stopped = await engine.run("entries");
+      assert.equal(stopped.run.status, "failed");
+      assert.equal(stopped.run.extractDone, false, "the test needs a run that ended before its extraction");
+      assert.deepEqual(driftOf(stopped), { added: ["tier"], missing: [], retyped: [] });
+    });
   });
 
   it("distributed, PostgreSQL source: a dropped column stops the run at its extraction; set right, the run continued records no drift; accepted (queued), it loads", async () => {

@@ -358,6 +358,13 @@ export class DistributedWorker {
     const chunks = await this.#store.chunkStates(run.id);
     const last = chunks.at(-1);
     const drift = await driftState(this.#store, run);
+    // what this extraction found of the source's fields, once it compared them, replaces an earlier one's finding
+    const withFinding = (stats: Record<string, unknown>) => {
+      const { drift: earlier, fullExtraction: _legacy, ...others } = stats;
+      const found = drift.checked === true ? drift.drift : earlier;
+      return found === undefined ? others : { ...others, drift: found };
+    };
+    let findingRecorded = false;
     const extraction = extract(
       ctx,
       last === undefined ? 0 : last.seq + 1,
@@ -373,24 +380,25 @@ export class DistributedWorker {
             db: tx,
             singletonKey: jobKey({ run: run.id, seq }),
           } as never);
+          // the finding on the run's record with the chunk it was judged on: the run may end before the extraction
+          if (drift.checked === true && !findingRecorded) {
+            await tx.updateStats(run.id, withFinding(((await tx.getRun(run.id)) as RunRecord).stats));
+            findingRecorded = true;
+          }
         });
       },
     );
     await extraction;
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    // what this extraction found of the source's fields, when it compared them, replaces an earlier one's finding
-    const { drift: earlier, ...others } = fresh?.stats ?? {};
-    const found = drift.checked === true ? drift.drift : (earlier as DriftState["drift"]);
-    const stats = {
-      ...others,
-      sourceProfile: drift.current,
-      ...(found === undefined ? {} : { drift: found }),
-      // the fields seen describe the whole source (finishRecord's `wholeProfile`)
-      wholeProfile: last === undefined || fieldsInEveryRow(ctx),
-    };
     // not completed in this transaction but when the job returns: a retry after a death past the commit finds the
     // extraction done and sends the finish job, should every load have ended before it (above)
     await this.#store.withTransaction(async (tx) => {
+      const stats = {
+        ...withFinding(((await tx.getRun(run.id)) as RunRecord).stats),
+        sourceProfile: drift.current,
+        // the fields seen describe the whole source (finishRecord's `wholeProfile`)
+        wholeProfile: last === undefined || fieldsInEveryRow(ctx),
+      };
       await tx.updateStats(run.id, stats);
       await tx.markExtractDone(run.id);
     });
@@ -614,6 +622,7 @@ export class DistributedWorker {
         current,
         ...(previous === undefined ? {} : { previous }),
         ...(fresh.stats.drift === undefined ? {} : { drift: fresh.stats.drift as NonNullable<DriftState["drift"]> }),
+        ...(fresh.stats.acceptDrift === true ? { accepted: true } : {}),
       };
       await finishRecord(this.#options.env, flow, fresh, chunks, ctx, {
         logger: this.#log.child({ run: run.id }),
