@@ -67,12 +67,37 @@ export function compareProfiles(previous: Profile, current: Profile, complete: b
   return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
 }
 
-/** What `later` finds that `told` does not have: fields new, missing or retyped beyond those it names. */
+/**
+ * What `later` finds that `told` does not have: fields new or missing beyond those it names, and fields retyped to a
+ * type it does not name for them (a field told retyped from number to string, found with a boolean too, is told
+ * again).
+ */
 export function untold(later: Drift, told: Drift | undefined): Drift | undefined {
   const added = later.added.filter((field) => !told?.added.includes(field));
   const missing = later.missing.filter((field) => !told?.missing.includes(field));
-  const retyped = later.retyped.filter((change) => !told?.retyped.some((item) => item.field === change.field));
+  const retyped = later.retyped.filter((change) => {
+    const named = told?.retyped.filter((item) => item.field === change.field) ?? [];
+    const types = new Set(named.flatMap((item) => [...typesOf(item.from), ...typesOf(item.to)]));
+    return typesOf(change.to).some((type) => !types.has(type));
+  });
   return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
+}
+
+/**
+ * The finding a run's record keeps once an extraction of execution `execution` (the run's `resumes`) has compared the
+ * source's fields (`found`: undefined when nothing changed), against what the record held (`earlier`, found by
+ * execution `earlierExecution`): an attempt of the same execution (a retried extraction job) adds to it; a later
+ * execution replaces it (a run continued once the source was set right records nothing).
+ */
+export function keptFinding(
+  earlier: Drift | undefined,
+  earlierExecution: number | undefined,
+  execution: number,
+  found: Drift | undefined,
+): Drift | undefined {
+  if (earlier === undefined || earlierExecution !== execution) return found;
+  const more = found === undefined ? undefined : untold(found, earlier);
+  return more === undefined ? earlier : joinDrift(earlier, more);
 }
 
 /** Two findings as one. */
@@ -86,11 +111,13 @@ export function joinDrift(first: Drift | undefined, second: Drift): Drift {
 }
 
 /**
- * The profile a run leaves for the next: the fields it saw (a field it did not see is gone), each with every type it
- * or the profile before saw for it, so that a later sample that happens to hold fewer of them reads as no change.
+ * The profile a run leaves for the next: the fields it saw, each with every type it or the profile before saw for it,
+ * so that a later sample that happens to hold fewer of them reads as no change; and, unless what it saw was the whole
+ * source (`whole`: a field it did not see is gone), the earlier profile's fields it did not see (an incremental read of
+ * documents that leave optional fields out).
  */
-export function nextProfile(previous: Profile | undefined, current: Profile): Profile {
-  const next: Profile = {};
+export function nextProfile(previous: Profile | undefined, current: Profile, whole: boolean): Profile {
+  const next: Profile = whole ? {} : { ...previous };
   for (const [field, type] of Object.entries(current)) {
     const types = [...new Set([...typesOf(previous?.[field] ?? "null"), ...typesOf(type)])].sort();
     next[field] = types.length === 0 ? "null" : types.join("|");

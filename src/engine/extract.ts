@@ -122,8 +122,10 @@ export async function extract(
     buffered = 0;
     if ("rows" in data) profileRows(data.rows, drift.current, profiledRows);
     else {
-      // the larger sample until the fields are compared (the comparison is judged on it)
-      const sample = drift.checked === true ? profiledEncodedRows : profiledRows;
+      // the larger sample for the execution's first chunk, and until the fields are compared (the comparison is
+      // judged on it)
+      const comparing = drift.checked !== true && drift.previous !== undefined && ctx.flow.drift !== "ignore";
+      const sample = seq === startSeq || comparing ? profiledRows : profiledEncodedRows;
       // (the encoded reads, SQL's, have no unreadable rows: the sample tells the fields)
       profileRows(rowsOf(data, driver, binding.system.name, sample), drift.current, sample);
     }

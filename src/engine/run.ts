@@ -398,19 +398,19 @@ export async function executeRun(
   if (deadline !== undefined) clearTimeout(deadline);
   options.signal?.removeEventListener("abort", onCancel);
   const finalStates = await store.chunkStates(run.id);
-  // The source's fields as this execution saw them describe the whole source (missing fields judged, the profile
-  // kept for the next run) when it read rows to the end, from the start or from a source whose rows each carry every
-  // field.
-  const wholeProfile =
-    progress.extractDone &&
-    Object.keys(drift.current).length > 0 &&
-    ((startSeq === 0 && !run.extractDone) || fieldsInEveryRow(ctx));
+  // Read to its end, the source gives the flow its next profile; all of it (missing fields judged) when every row
+  // carries every field, or when this execution read it from its start, not from a cursor (an incremental read of
+  // documents sees only the changed ones, which may leave optional fields out).
+  const readToEnd = progress.extractDone && Object.keys(drift.current).length > 0;
+  const wholeSource =
+    readToEnd && (fieldsInEveryRow(ctx) || (startSeq === 0 && !run.extractDone && run.cursorFrom === undefined));
   const processedNow = progress.transformed - (already.canonical + already.quarantined + already.failed);
   return finishRecord(env, flow, run, finalStates, ctx, {
     logger,
     owner: env.owner,
     drift,
-    wholeProfile,
+    readToEnd,
+    wholeSource,
     durationMs: Date.now() - started,
     processed: processedNow,
     ...(firstError === undefined ? {} : { error: firstError }),
@@ -423,12 +423,14 @@ export interface FinishOptions {
   /** The run's owner: this process (in-process executor) or the queue (distributed). */
   owner?: string;
   drift?: DriftState;
+  /** The run's extraction read the source to its end and saw rows: the fields it saw give the flow its next profile. */
+  readToEnd: boolean;
   /**
-   * The source's fields the run saw (`drift.current`) describe the whole source: its extraction read it from the
-   * start, or read to the end a source whose rows each carry every field (a resumed extraction of another cannot
-   * judge missing fields). The profile is then the flow's for its next run.
+   * What the run saw (`drift.current`) holds every field of the source: every row carries every field, or it read the
+   * source from its start, not from a cursor. Missing fields are then judged, and a field it did not see leaves the
+   * profile.
    */
-  wholeProfile: boolean;
+  wholeSource: boolean;
   durationMs?: number;
   processed?: number;
   /** What stopped the run, if something did. */
@@ -480,8 +482,8 @@ export async function finishRecord(
   // rows, fields missing from a source whose rows do not each carry every field. It was loaded: logged and recorded,
   // and, under the policy 'fail' and not accepted, not made the flow's profile (the next run tells it again).
   let late: Drift | undefined;
-  if (drift !== undefined && options.wholeProfile && drift.previous !== undefined && flow.drift !== "ignore") {
-    const whole = compareProfiles(drift.previous, drift.current, true);
+  if (drift !== undefined && options.readToEnd && drift.previous !== undefined && flow.drift !== "ignore") {
+    const whole = compareProfiles(drift.previous, drift.current, options.wholeSource);
     late = whole === undefined ? undefined : untold(whole, drift.drift);
     if (late !== undefined) {
       drift.drift = joinDrift(drift.drift, late);
@@ -492,7 +494,14 @@ export async function finishRecord(
   for (const endpoint of [ctx.source, ...ctx.targets])
     systems[endpoint.binding.system.name] = { ...endpoint.policy.stats };
   const durationMs = options.durationMs ?? Date.now() - run.startedAt;
-  const { sourceProfile: _profile, wholeProfile: _whole, fullExtraction: _full, drift: keptDrift, ...kept } = run.stats;
+  const {
+    sourceProfile: _profile,
+    wholeSource: _whole,
+    fullExtraction: _full,
+    driftExecution: _execution,
+    drift: keptDrift,
+    ...kept
+  } = run.stats;
   // an execution that compared the source's fields says what drift the run has; else an earlier one's finding stands
   const recordedDrift = drift?.checked === true ? drift.drift : (drift?.drift ?? keptDrift);
   const stats: Record<string, unknown> = {
@@ -514,8 +523,8 @@ export async function finishRecord(
   if (warnings.size > 0) stats.warnings = [...warnings];
   const adopt = late === undefined || flow.drift !== "fail" || drift?.accepted === true;
   const profile =
-    drift !== undefined && options.wholeProfile && adopt && Object.keys(drift.current).length > 0
-      ? nextProfile(drift.previous, drift.current)
+    drift !== undefined && options.readToEnd && adopt && Object.keys(drift.current).length > 0
+      ? nextProfile(drift.previous, drift.current, options.wholeSource)
       : undefined;
   try {
     await store.finishRun(

@@ -15,10 +15,10 @@ import { bind } from "../../src/core/binding.ts";
 import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { flow } from "../../src/core/flow.ts";
 import { defineHub, type Hub } from "../../src/core/hub.ts";
-import { compareProfiles, nextProfile, profileRows, untold } from "../../src/engine/drift.ts";
+import { compareProfiles, keptFinding, nextProfile, profileRows, untold } from "../../src/engine/drift.ts";
 import { Engine, type StartOptions } from "../../src/engine/engine.ts";
 import type { RunSummary } from "../../src/engine/run.ts";
-import { entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
+import { type EntriesSpec, entriesHub, entriesTablesSql, withEntrySchemas } from "../support/dist-entries.ts";
 import { ended, withWorker } from "../support/dist-jobs.ts";
 import {
   Customer,
@@ -132,6 +132,30 @@ function midSource(): {
   };
 }
 
+/**
+ * `entries` (PostgreSQL → PostgreSQL, chunks of 10) on the distributed executor, its source table set up by `setup`
+ * (statements over `app`, after `entriesTablesSql`), its first run done (the flow's profile saved), then `work`.
+ */
+async function withDistributedEntries(
+  setup: (app: string) => string[],
+  spec: Pick<EntriesSpec, "drift" | "failure"> & { toCanonical?: EntriesSpec["toCanonical"] },
+  work: (engine: Engine, app: string) => Promise<void>,
+): Promise<void> {
+  await withEntrySchemas("franca_drift", async (schema, app) => {
+    await pgStatements(setup(app));
+    using tmp = tempDir();
+    const hub = entriesHub({
+      schema,
+      app,
+      toCanonical: (row) => ({ id: row.id as number, name: row.name as string }),
+      ...spec,
+    });
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+    assert.equal((await engine.run("entries")).run.status, "succeeded");
+    await work(engine, app);
+  });
+}
+
 /** customers.<format> in `dir` → erp.clients, under the policy `fail`. */
 function fileCustomers(dir: string, format: "csv" | "ndjson"): { hub: Hub; target: DatabaseSync } {
   const inbox = file("inbox", { dir });
@@ -196,15 +220,41 @@ describe("source drift", () => {
       untold({ added: ["e"], missing: [], retyped: [] }, { added: ["e"], missing: [], retyped: [] }),
       undefined,
     );
-    // the next run's profile: the fields seen, each with every type seen before or now
+    // a field told retyped from number to string, found with a boolean too, is told again
+    const asText = { field: "t", from: "number", to: "string" };
+    const toBoolean = { field: "t", from: "number", to: "boolean|string" };
     assert.deepEqual(
-      nextProfile({ x: "number|string", y: "string", gone: "string" }, { x: "number", y: "null", z: "boolean" }),
+      untold({ added: [], missing: [], retyped: [toBoolean] }, { added: [], missing: [], retyped: [asText] }),
       {
-        x: "number|string",
-        y: "string",
-        z: "boolean",
+        added: [],
+        missing: [],
+        retyped: [toBoolean],
       },
     );
+    // the next run's profile: the fields seen, each with every type seen before or now; a field not seen goes only
+    // when what was seen was the whole source
+    const before = { x: "number|string", y: "string", gone: "string" };
+    const seen = { x: "number", y: "null", z: "boolean" };
+    assert.deepEqual(nextProfile(before, seen, true), { x: "number|string", y: "string", z: "boolean" });
+    assert.deepEqual(nextProfile(before, seen, false), {
+      x: "number|string",
+      y: "string",
+      gone: "string",
+      z: "boolean",
+    });
+    assert.deepEqual(nextProfile(undefined, seen, true), { x: "number", y: "null", z: "boolean" });
+  });
+
+  it("keeps a finding across attempts of one execution, and replaces it in a later execution", () => {
+    const first = { added: ["a"], missing: [], retyped: [] };
+    const second = { added: ["a", "b"], missing: [], retyped: [] };
+    // a retried extraction (same execution) that finds less or more: what the attempts found together
+    assert.deepEqual(keptFinding(first, 2, 2, undefined), first);
+    assert.deepEqual(keptFinding(first, 2, 2, second), { added: ["a", "b"], missing: [], retyped: [] });
+    // a later execution (a continued run): its own finding, none if the source was set right
+    assert.equal(keptFinding(first, 1, 2, undefined), undefined);
+    assert.deepEqual(keptFinding(first, 1, 2, second), second);
+    assert.deepEqual(keptFinding(undefined, undefined, 0, first), first);
   });
 
   it("warn: a new field and a retyped one are logged and recorded, and the run loads", async () => {
@@ -441,7 +491,8 @@ describe("source drift", () => {
     // the first run sees `note` only in the last document, past the first chunk (50 documents)
     write(Array.from({ length: 120 }, (_, i) => customer(i + 1, i === 119 ? { note: "vip" } : {})));
     await using store = await openStore(tmp.dir);
-    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const { logger, text: logs } = captureLogs("warn");
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store, logger });
     assert.equal((await engine.run("customers")).run.status, "succeeded");
     assert.equal((await store.getProfile("customers"))?.note, "string");
 
@@ -469,6 +520,7 @@ describe("source drift", () => {
     assert.equal(late.run.status, "succeeded");
     assert.deepEqual(driftOf(late), { added: ["vip"], missing: ["note"], retyped: [] });
     assert.equal((await store.getProfile("customers"))?.vip, undefined);
+    assert.match(logs(), /source drift in inbox\.Customer, after its first chunk: new field\(s\) vip/);
 
     // accepted: the source as it is now is the flow's shape, and the next run finds nothing
     const accepted = await engine.run("customers", { acceptDrift: true });
@@ -480,12 +532,9 @@ describe("source drift", () => {
   });
 
   it("distributed: a drift found by an extraction is on the run's record when the run ends before the extraction does", async () => {
-    await withEntrySchemas("franca_drift", async (schema, app) => {
-      await pgStatements(entriesTablesSql(app, 2000));
-      using tmp = tempDir();
-      const hub = entriesHub({
-        schema,
-        app,
+    await withDistributedEntries(
+      (app) => entriesTablesSql(app, 2000),
+      {
         drift: "warn",
         // the first quarantined record stops the run (chunk 0), while the extraction is far from its end
         failure: { maxFailed: 0 },
@@ -493,31 +542,47 @@ describe("source drift", () => {
           if (row.id === 5 && row.tier !== undefined) throw new FrancaError(ErrorCode.ValidationFailed, "refused");
           return { id: row.id as number, name: row.name as string };
         },
-      });
-      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
-      assert.equal((await engine.run("entries")).run.status, "succeeded");
-      await pgStatements([`ALTER TABLE ${app}.src ADD COLUMN tier text`]);
-      const stopped = await engine.run("entries");
-      assert.equal(stopped.run.status, "failed");
-      assert.equal(stopped.run.extractDone, false, "the test needs a run that ended before its extraction");
-      assert.deepEqual(driftOf(stopped), { added: ["tier"], missing: [], retyped: [] });
+      },
+      async (engine, app) => {
+        await pgStatements([`ALTER TABLE ${app}.src ADD COLUMN tier text`]);
+        const stopped = await engine.run("entries");
+        assert.equal(stopped.run.status, "failed");
+        assert.equal(stopped.run.extractDone, false, "the test needs a run that ended before its extraction");
+        assert.deepEqual(driftOf(stopped), { added: ["tier"], missing: [], retyped: [] });
+      },
+    );
+  });
+
+  it("distributed, fail: a type first seen after the first chunk is recorded at the finish, not taken until accepted", async () => {
+    // `meta` an object in every row: the flow's profile
+    const objects = (app: string) => [
+      ...entriesTablesSql(app, 30),
+      `ALTER TABLE ${app}.src ADD COLUMN meta jsonb`,
+      `UPDATE ${app}.src SET meta = '{"a": 1}'`,
+    ];
+    await withDistributedEntries(objects, { drift: "fail" }, async (engine, app) => {
+      // an array in the rows of the last chunk only (chunks of 10): past the comparison at the first chunk
+      await pgStatements([`UPDATE ${app}.src SET meta = '[1]', name = 'later' WHERE id > 20`]);
+      const retyped = { added: [], missing: [], retyped: [{ field: "meta", from: "object", to: "object|array" }] };
+      const loaded = await engine.run("entries");
+      assert.equal(loaded.run.status, "succeeded", "its rows were loaded before the change showed");
+      assert.deepEqual(driftOf(loaded), retyped);
+      // not taken as the source's shape: the next run tells it again
+      assert.deepEqual(driftOf(await engine.run("entries")), retyped);
+      const accepted = await engine.run("entries", { acceptDrift: true });
+      assert.deepEqual(driftOf(accepted), retyped);
+      assert.equal(driftOf(await engine.run("entries")), undefined, "the accepted change was not taken");
     });
   });
 
   it("distributed, PostgreSQL source: a dropped column stops the run at its extraction; set right, the run continued records no drift; accepted (queued), it loads", async () => {
-    await withEntrySchemas("franca_drift", async (schema, app) => {
-      await pgStatements([...entriesTablesSql(app, 30), `ALTER TABLE ${app}.src ADD COLUMN tier text DEFAULT 'basic'`]);
-      using tmp = tempDir();
-      const hub = entriesHub({
-        schema,
-        app,
-        drift: "fail",
-        toCanonical: (row) => ({ id: row.id as number, name: row.name as string }),
-      });
-      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+    const tiers = (app: string) => [
+      ...entriesTablesSql(app, 30),
+      `ALTER TABLE ${app}.src ADD COLUMN tier text DEFAULT 'basic'`,
+    ];
+    await withDistributedEntries(tiers, { drift: "fail" }, async (engine, app) => {
       const edited = async () =>
         Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst WHERE name = 'edited'`]))[0]?.n);
-      assert.equal((await engine.run("entries")).run.status, "succeeded");
 
       await pgStatements([`ALTER TABLE ${app}.src DROP COLUMN tier`, `UPDATE ${app}.src SET name = 'edited'`]);
       const stopped = await engine.run("entries");

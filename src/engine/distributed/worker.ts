@@ -25,6 +25,7 @@ import type { RunRecord } from "../../store/types.ts";
 import { CanonicalChunk } from "../canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../context.ts";
 import { advancedCursor } from "../cursor.ts";
+import { type Drift, keptFinding } from "../drift.ts";
 import { type DriftState, driftState, extract, fieldsInEveryRow } from "../extract.ts";
 import { FailureBudget, hasLimit } from "../failure-budget.ts";
 import { writeChunk } from "../load.ts";
@@ -358,11 +359,18 @@ export class DistributedWorker {
     const chunks = await this.#store.chunkStates(run.id);
     const last = chunks.at(-1);
     const drift = await driftState(this.#store, run);
-    // what this extraction found of the source's fields, once it compared them, replaces an earlier one's finding
+    // what this extraction found of the source's fields, once it compared them, on the run's record (keptFinding)
     const withFinding = (stats: Record<string, unknown>) => {
-      const { drift: earlier, fullExtraction: _legacy, ...others } = stats;
-      const found = drift.checked === true ? drift.drift : earlier;
-      return found === undefined ? others : { ...others, drift: found };
+      const { drift: earlier, driftExecution, fullExtraction: _legacy, ...others } = stats;
+      if (drift.checked !== true) return stats;
+      const execution = Number(stats.resumes ?? 0);
+      const found = keptFinding(
+        earlier as Drift | undefined,
+        driftExecution as number | undefined,
+        execution,
+        drift.drift,
+      );
+      return found === undefined ? others : { ...others, drift: found, driftExecution: execution };
     };
     let findingRecorded = false;
     const extraction = extract(
@@ -396,8 +404,8 @@ export class DistributedWorker {
       const stats = {
         ...withFinding(((await tx.getRun(run.id)) as RunRecord).stats),
         sourceProfile: drift.current,
-        // the fields seen describe the whole source (finishRecord's `wholeProfile`)
-        wholeProfile: last === undefined || fieldsInEveryRow(ctx),
+        // the fields seen are all the source's (finishRecord's `wholeSource`)
+        wholeSource: (last === undefined && run.cursorFrom === undefined) || fieldsInEveryRow(ctx),
       };
       await tx.updateStats(run.id, stats);
       await tx.markExtractDone(run.id);
@@ -628,9 +636,11 @@ export class DistributedWorker {
         logger: this.#log.child({ run: run.id }),
         owner: queueOwner,
         drift,
-        // `fullExtraction`: the same, as an earlier version's extraction job wrote it
-        wholeProfile:
-          (fresh.stats.wholeProfile === true || fresh.stats.fullExtraction === true) && Object.keys(current).length > 0,
+        // the extraction job wrote its profile at its end
+        readToEnd: Object.keys(current).length > 0,
+        // `fullExtraction`: as an earlier version's extraction job wrote it
+        wholeSource:
+          (fresh.stats.wholeSource === true || fresh.stats.fullExtraction === true) && Object.keys(current).length > 0,
       });
       this.#runs.delete(run.id);
     });
