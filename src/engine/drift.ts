@@ -38,6 +38,17 @@ export function profileRows(rows: readonly Row[], profile: Profile = {}, sample 
   return profile;
 }
 
+/**
+ * Notes in `profile` every field of every readable row that it does not hold yet, as 'null' (no type seen: a sample
+ * gives the types, profileRows), so that new and missing fields are judged on every row read.
+ */
+export function noteFields(rows: readonly Row[], profile: Profile): void {
+  for (const row of rows) {
+    if (typeof row.$error === "string") continue;
+    for (const field of Object.keys(row)) if (profile[field] === undefined) profile[field] = "null";
+  }
+}
+
 /** The JSON types a profile's entry names, null left out ('number|string' → number, string). */
 function typesOf(type: string): string[] {
   return type.split("|").filter((item) => item !== "null");
@@ -83,21 +94,27 @@ export function untold(later: Drift, told: Drift | undefined): Drift | undefined
   return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
 }
 
+/** What a run's record says of its source's fields: a finding, by which execution, and whether it stopped the run. */
+export interface RecordedDrift {
+  drift?: Drift;
+  /** The execution that found it (the run's `resumes` then). */
+  execution?: number;
+  /** That execution stopped for it (the policy 'fail'): the rows that showed it were not loaded. */
+  stopped?: boolean;
+}
+
 /**
  * The finding a run's record keeps once an extraction of execution `execution` (the run's `resumes`) has compared the
- * source's fields (`found`: undefined when nothing changed), against what the record held (`earlier`, found by
- * execution `earlierExecution`): an attempt of the same execution (a retried extraction job) adds to it; a later
- * execution replaces it (a run continued once the source was set right records nothing).
+ * source's fields (`found`: undefined when nothing changed) against what the record held. What an earlier execution
+ * found and loaded stays, with what this one adds; what stopped an earlier execution goes (its rows were not loaded: a
+ * run continued once the source was set right records nothing); an attempt of the same execution (a retried
+ * extraction job) adds to what an earlier attempt found.
  */
-export function keptFinding(
-  earlier: Drift | undefined,
-  earlierExecution: number | undefined,
-  execution: number,
-  found: Drift | undefined,
-): Drift | undefined {
-  if (earlier === undefined || earlierExecution !== execution) return found;
-  const more = found === undefined ? undefined : untold(found, earlier);
-  return more === undefined ? earlier : joinDrift(earlier, more);
+export function keptFinding(earlier: RecordedDrift, execution: number, found: Drift | undefined): Drift | undefined {
+  const kept = earlier.drift;
+  if (kept === undefined || (earlier.stopped === true && earlier.execution !== execution)) return found;
+  const more = found === undefined ? undefined : untold(found, kept);
+  return more === undefined ? kept : joinDrift(kept, more);
 }
 
 /** Two findings as one. */

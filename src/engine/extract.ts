@@ -5,7 +5,16 @@ import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { RunRecord, Store } from "../store/types.ts";
 import { classify } from "./classify.ts";
 import type { RunContext } from "./context.ts";
-import { compareProfiles, type Drift, describeDrift, type Profile, profileRows } from "./drift.ts";
+import {
+  compareProfiles,
+  type Drift,
+  describeDrift,
+  joinDrift,
+  noteFields,
+  type Profile,
+  profileRows,
+  untold,
+} from "./drift.ts";
 import { joinEncoded, rowCount, rowsOf, type SourceRows } from "./source-rows.ts";
 import { yieldToEventLoop } from "./yield.ts";
 
@@ -32,7 +41,7 @@ export interface DriftState {
   /**
    * The run goes on when its source's fields changed under the policy `fail` (`franca run --accept-drift`): the change
    * is logged and recorded as under `warn`, and the source's fields as this run sees them become the flow's profile
-   * at its end (once they describe the whole source: finishRecord's `wholeProfile`).
+   * at its end (finishRecord).
    */
   accepted?: boolean;
   /**
@@ -120,8 +129,12 @@ export async function extract(
     buffer = [];
     encoded = [];
     buffered = 0;
-    if ("rows" in data) profileRows(data.rows, drift.current, profiledRows);
-    else {
+    if ("rows" in data) {
+      profileRows(data.rows, drift.current, profiledRows);
+      // rows that may leave fields out: every row's fields noted, the sample's types aside, so that a field is judged
+      // new, or missing at the end, on every row read
+      if (!fieldsInEveryRow(ctx)) noteFields(data.rows, drift.current);
+    } else {
       // the larger sample for the execution's first chunk, and until the fields are compared (the comparison is
       // judged on it)
       const comparing = drift.checked !== true && drift.previous !== undefined && ctx.flow.drift !== "ignore";
@@ -129,23 +142,22 @@ export async function extract(
       // (the encoded reads, SQL's, have no unreadable rows: the sample tells the fields)
       profileRows(rowsOf(data, driver, binding.system.name, sample), drift.current, sample);
     }
-    // Judged at the execution's first chunk whose rows told their fields (rows that could not be read tell none: had
-    // they all, every field would read as missing), before anything of a later chunk is loaded.
-    if (
-      drift.checked !== true &&
-      drift.previous !== undefined &&
-      ctx.flow.drift !== "ignore" &&
-      Object.keys(drift.current).length > 0
-    ) {
+    // Judged at every chunk, from the execution's first whose rows told their fields (rows that could not be read tell
+    // none: had they all, every field would read as missing), before the chunk is handed on: what a chunk shows first
+    // is logged then, and stops the run under 'fail' before that chunk or any later one is loaded.
+    if (drift.previous !== undefined && ctx.flow.drift !== "ignore" && Object.keys(drift.current).length > 0) {
+      const first = drift.checked !== true;
       drift.checked = true;
       // A source whose rows each carry every field shows a missing one in its first rows; any other only once the
       // whole extraction is seen (finishRecord).
-      drift.drift = compareProfiles(drift.previous, drift.current, fieldsInEveryRow(ctx));
-      if (drift.drift !== undefined) {
+      const found = compareProfiles(drift.previous, drift.current, fieldsInEveryRow(ctx));
+      const news = found === undefined ? undefined : untold(found, drift.drift);
+      if (news !== undefined) {
+        drift.drift = joinDrift(drift.drift, news);
         const stops = ctx.flow.drift === "fail" && drift.accepted !== true;
-        const message = `source drift in ${binding.name}: ${describeDrift(drift.drift)}`;
+        const message = `source drift in ${binding.name}${first ? "" : ` at chunk ${seq}`}: ${describeDrift(news)}`;
         log.warn(
-          { drift: drift.drift, ...(drift.accepted === true ? { accepted: true } : {}) },
+          { drift: news, chunk: seq, ...(drift.accepted === true ? { accepted: true } : {}) },
           drift.accepted === true && ctx.flow.drift === "fail" ? `${message} (accepted for this run)` : message,
         );
         if (stops) {

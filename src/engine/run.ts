@@ -14,7 +14,7 @@ import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
 import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
-import { compareProfiles, type Drift, describeDrift, joinDrift, nextProfile, untold } from "./drift.ts";
+import { compareProfiles, type Drift, describeDrift, joinDrift, keptFinding, nextProfile, untold } from "./drift.ts";
 import { type DriftState, driftState, type ExtractedChunk, extract, fieldsInEveryRow } from "./extract.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
@@ -499,11 +499,15 @@ export async function finishRecord(
     wholeSource: _whole,
     fullExtraction: _full,
     driftExecution: _execution,
+    driftStopped: _stopped,
     drift: keptDrift,
     ...kept
   } = run.stats;
-  // an execution that compared the source's fields says what drift the run has; else an earlier one's finding stands
-  const recordedDrift = drift?.checked === true ? drift.drift : (drift?.drift ?? keptDrift);
+  // what this execution found of the source's fields, with what earlier ones found (keptFinding); stopped for it
+  const stoppedForDrift = firstError?.code === ErrorCode.SourceDrift;
+  const earlier = { drift: keptDrift as Drift | undefined, stopped: run.stats.driftStopped === true };
+  const recordedDrift =
+    drift?.checked === true ? keptFinding(earlier, -1, drift.drift) : (drift?.drift ?? earlier.drift);
   const stats: Record<string, unknown> = {
     ...kept,
     durationMs: Number(run.stats.durationMs ?? 0) + durationMs,
@@ -517,6 +521,7 @@ export async function finishRecord(
       ? {}
       : { threaded: Number(run.stats.threaded ?? 0) + ctx.progress.threaded }),
     ...(recordedDrift === undefined ? {} : { drift: recordedDrift }),
+    ...(stoppedForDrift ? { driftStopped: true } : {}),
   };
   // a resumed run keeps what its earlier executions warned of
   const warnings = new Set([...((run.stats.warnings as string[] | undefined) ?? []), ...ctx.warnings]);

@@ -156,8 +156,18 @@ async function withDistributedEntries(
   });
 }
 
-/** customers.<format> in `dir` → erp.clients, under the policy `fail`. */
-function fileCustomers(dir: string, format: "csv" | "ndjson"): { hub: Hub; target: DatabaseSync } {
+/** customers.ndjson in `dir`: one JSON document a line. */
+function writeDocuments(dir: string, documents: readonly Record<string, unknown>[]): void {
+  writeFileSync(join(dir, "customers.ndjson"), documents.map((doc) => `${JSON.stringify(doc)}\n`).join(""));
+}
+
+/** A customer document (the fields Customer's mapping reads), with `extra` fields. */
+function customerDocument(id: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { id, name: `Customer ${id}`, email: `c${id}@example.org`, balance: "1.00", ...extra };
+}
+
+/** customers.<format> in `dir` → erp.clients, under the policy `fail`, in chunks of `chunkSize` (100). */
+function fileCustomers(dir: string, format: "csv" | "ndjson", chunkSize = 100): { hub: Hub; target: DatabaseSync } {
   const inbox = file("inbox", { dir });
   const erp = sqlite("erp", { file: join(dir, "erp.db") });
   const target = createClientsTarget(join(dir, "erp.db"));
@@ -169,7 +179,7 @@ function fileCustomers(dir: string, format: "csv" | "ndjson"): { hub: Hub; targe
         from: bind(inbox, Customer, { path: `customers.${format}`, format, key: "id", toCanonical: toCustomer }),
         to: bind(erp, Customer, { table: "clients", key: "code", fromCanonical: toClient }),
         drift: "fail",
-        chunkSize: 100,
+        chunkSize,
       }),
     ],
   });
@@ -245,16 +255,18 @@ describe("source drift", () => {
     assert.deepEqual(nextProfile(undefined, seen, true), { x: "number", y: "null", z: "boolean" });
   });
 
-  it("keeps a finding across attempts of one execution, and replaces it in a later execution", () => {
+  it("keeps what earlier executions found and loaded, drops what stopped one, and joins a retried attempt's", () => {
     const first = { added: ["a"], missing: [], retyped: [] };
     const second = { added: ["a", "b"], missing: [], retyped: [] };
-    // a retried extraction (same execution) that finds less or more: what the attempts found together
-    assert.deepEqual(keptFinding(first, 2, 2, undefined), first);
-    assert.deepEqual(keptFinding(first, 2, 2, second), { added: ["a", "b"], missing: [], retyped: [] });
-    // a later execution (a continued run): its own finding, none if the source was set right
-    assert.equal(keptFinding(first, 1, 2, undefined), undefined);
-    assert.deepEqual(keptFinding(first, 1, 2, second), second);
-    assert.deepEqual(keptFinding(undefined, undefined, 0, first), first);
+    // an earlier execution that loaded its rows with the change: kept, with what this one adds
+    assert.deepEqual(keptFinding({ drift: first, execution: 1 }, 2, undefined), first);
+    assert.deepEqual(keptFinding({ drift: first, execution: 1 }, 2, second), second);
+    // an earlier execution that stopped for it (nothing of it loaded): this one's own finding, none if set right
+    assert.equal(keptFinding({ drift: first, execution: 1, stopped: true }, 2, undefined), undefined);
+    assert.deepEqual(keptFinding({ drift: first, execution: 1, stopped: true }, 2, second), second);
+    // a retried attempt of the execution that stopped: what the attempts found together
+    assert.deepEqual(keptFinding({ drift: first, execution: 2, stopped: true }, 2, second), second);
+    assert.deepEqual(keptFinding({}, 0, first), first);
   });
 
   it("warn: a new field and a retyped one are logged and recorded, and the run loads", async () => {
@@ -414,6 +426,25 @@ describe("source drift", () => {
     });
   });
 
+  it("warn: what an execution cancelled mid-source found is on the run's record, and stays when the run is continued", async () => {
+    const mid = midSource();
+    await withCustomers(
+      "warn",
+      async ({ engine, source }) => {
+        // a number in chunk 1 (rows 51–150), which the cancelled execution reads; the rest text
+        source.exec("UPDATE customers SET tier = 3 WHERE id = 60");
+        touch(source, allRows, "Edited");
+        const retyped = { added: [], missing: [], retyped: [{ field: "tier", from: "string", to: "string|number" }] };
+        const cancelled = await mid.cancelled(engine);
+        assert.deepEqual(driftOf(cancelled), retyped);
+        const continued = await engine.run("customers");
+        assert.equal(continued.run.status, "succeeded");
+        assert.deepEqual(driftOf(continued), retyped, "the continuation dropped what its rows were loaded with");
+      },
+      { rows: 1000, toCanonical: mid.toCanonical },
+    );
+  });
+
   it("ignore: nothing is compared, and the run loads", async () => {
     await withCustomers("ignore", async ({ engine, source, target, logs }) => {
       source.exec("ALTER TABLE customers DROP COLUMN tier");
@@ -476,20 +507,12 @@ describe("source drift", () => {
     assert.equal(names(target, "Third"), 0, "nothing loaded");
   });
 
-  it("fail, NDJSON source: a field absent from the first chunk does not stop the run (a later document may carry it); missing from the whole extraction, it is recorded at the end", async () => {
+  it("fail, NDJSON source: a field absent from the first chunk does not stop the run (a later document may carry it); missing from the whole extraction, it is recorded at the end; a field new in a later chunk stops the run there", async () => {
     using tmp = tempDir();
     const { hub, target } = fileCustomers(tmp.dir, "ndjson");
-    const write = (documents: readonly Record<string, unknown>[]) =>
-      writeFileSync(join(tmp.dir, "customers.ndjson"), documents.map((doc) => `${JSON.stringify(doc)}\n`).join(""));
-    const customer = (id: number, extra: Record<string, unknown> = {}) => ({
-      id,
-      name: `Customer ${id}`,
-      email: `c${id}@example.org`,
-      balance: "1.00",
-      ...extra,
-    });
+    const write = (documents: readonly Record<string, unknown>[]) => writeDocuments(tmp.dir, documents);
     // the first run sees `note` only in the last document, past the first chunk (50 documents)
-    write(Array.from({ length: 120 }, (_, i) => customer(i + 1, i === 119 ? { note: "vip" } : {})));
+    write(Array.from({ length: 120 }, (_, i) => customerDocument(i + 1, i === 119 ? { note: "vip" } : {})));
     await using store = await openStore(tmp.dir);
     const { logger, text: logs } = captureLogs("warn");
     await using engine = await Engine.open({ hub, baseDir: tmp.dir, store, logger });
@@ -502,7 +525,7 @@ describe("source drift", () => {
     assert.equal(driftOf(same), undefined);
 
     // no document carries `note` now: not known missing before the end, so the run loads, and records it then
-    write(Array.from({ length: 120 }, (_, i) => customer(i + 1, { name: `Renamed ${i + 1}` })));
+    write(Array.from({ length: 120 }, (_, i) => customerDocument(i + 1, { name: `Renamed ${i + 1}` })));
     const gone = await engine.run("customers");
     assert.equal(gone.run.status, "succeeded");
     assert.deepEqual(driftOf(gone), { added: [], missing: ["note"], retyped: [] });
@@ -514,21 +537,65 @@ describe("source drift", () => {
     assert.equal((await store.getProfile("customers"))?.note, "string");
     assert.deepEqual(driftOf(await engine.run("customers")), { added: [], missing: ["note"], retyped: [] });
 
-    // a field new in later documents only: loaded, told at the end, not taken either
-    write(Array.from({ length: 120 }, (_, i) => customer(i + 1, i >= 100 ? { vip: true } : {})));
+    // a field new from the 101st document on (the second chunk: 50, then 100): the run stops at that chunk, before
+    // loading it (the first chunk loaded)
+    write(
+      Array.from({ length: 120 }, (_, i) =>
+        customerDocument(i + 1, { name: `Vip ${i + 1}`, ...(i >= 100 ? { vip: true } : {}) }),
+      ),
+    );
     const late = await engine.run("customers");
-    assert.equal(late.run.status, "succeeded");
-    assert.deepEqual(driftOf(late), { added: ["vip"], missing: ["note"], retyped: [] });
-    assert.equal((await store.getProfile("customers"))?.vip, undefined);
-    assert.match(logs(), /source drift in inbox\.Customer, after its first chunk: new field\(s\) vip/);
+    assert.equal(late.run.status, "failed");
+    assert.equal(late.run.error?.code, ErrorCode.SourceDrift);
+    assert.deepEqual(driftOf(late), { added: ["vip"], missing: [], retyped: [] });
+    assert.match(logs(), /source drift in inbox\.Customer at chunk 1: new field\(s\) vip/);
+    const vips = () =>
+      (target.prepare("SELECT count(*) AS n FROM clients WHERE full_name LIKE 'Vip %'").get() as { n: number }).n;
+    assert.equal(vips(), 50, "only the first chunk loaded");
 
-    // accepted: the source as it is now is the flow's shape, and the next run finds nothing
+    // accepted, the run continued reads on; a resumed read of documents cannot tell `note` gone, nor drop it
     const accepted = await engine.run("customers", { acceptDrift: true });
-    assert.deepEqual(driftOf(accepted), { added: ["vip"], missing: ["note"], retyped: [] });
+    assert.equal(accepted.run.id, late.run.id);
+    assert.equal(accepted.run.status, "succeeded");
+    assert.equal(vips(), 120);
+    const kept = await store.getProfile("customers");
+    assert.equal(kept?.vip, "boolean");
+    assert.equal(kept?.note, "string");
+    // a whole read tells it; accepted, the source as it is now is the flow's shape, and the next run finds nothing
+    assert.deepEqual(driftOf(await engine.run("customers")), { added: [], missing: ["note"], retyped: [] });
+    assert.deepEqual(driftOf(await engine.run("customers", { acceptDrift: true })), {
+      added: [],
+      missing: ["note"],
+      retyped: [],
+    });
     const profile = await store.getProfile("customers");
     assert.equal(profile?.vip, "boolean");
     assert.equal(profile?.note, undefined);
     assert.equal(driftOf(await engine.run("customers")), undefined);
+  });
+
+  it("fail, NDJSON source: fields are judged on every document read, not only on the sampled ones", async () => {
+    using tmp = tempDir();
+    // chunks of 50, 100, 200, 400: of the third (documents 151–350) only the first 100 are sampled for types
+    const { hub } = fileCustomers(tmp.dir, "ndjson", 1000);
+    const write = (documents: readonly Record<string, unknown>[]) => writeDocuments(tmp.dir, documents);
+    const documents = (extra: (id: number) => Record<string, unknown>) =>
+      Array.from({ length: 400 }, (_, i) => customerDocument(i + 1, extra(i + 1)));
+    await using store = await openStore(tmp.dir);
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    // `note` in a sampled document
+    write(documents((id) => (id === 120 ? { note: "x" } : {})));
+    assert.equal((await engine.run("customers")).run.status, "succeeded");
+    // moved past the sample: still there
+    write(documents((id) => (id === 300 ? { note: "x" } : {})));
+    const moved = await engine.run("customers");
+    assert.equal(moved.run.status, "succeeded");
+    assert.equal(driftOf(moved), undefined, "a field of an unsampled document read as missing");
+    // a new field in an unsampled document only: new, and the run stops at its chunk
+    write(documents((id) => (id === 300 ? { note: "x", vip: true } : {})));
+    const added = await engine.run("customers");
+    assert.equal(added.run.error?.code, ErrorCode.SourceDrift);
+    assert.deepEqual(driftOf(added), { added: ["vip"], missing: [], retyped: [] });
   });
 
   it("distributed: a drift found by an extraction is on the run's record when the run ends before the extraction does", async () => {
@@ -553,7 +620,7 @@ describe("source drift", () => {
     );
   });
 
-  it("distributed, fail: a type first seen after the first chunk is recorded at the finish, not taken until accepted", async () => {
+  it("distributed, fail: a type first seen after the first chunk stops the run at that chunk; accepted, it is taken", async () => {
     // `meta` an object in every row: the flow's profile
     const objects = (app: string) => [
       ...entriesTablesSql(app, 30),
@@ -561,16 +628,28 @@ describe("source drift", () => {
       `UPDATE ${app}.src SET meta = '{"a": 1}'`,
     ];
     await withDistributedEntries(objects, { drift: "fail" }, async (engine, app) => {
-      // an array in the rows of the last chunk only (chunks of 10): past the comparison at the first chunk
+      // an array in the rows of the last chunk only (chunks of 10): the run stops at that chunk, the others loaded
       await pgStatements([`UPDATE ${app}.src SET meta = '[1]', name = 'later' WHERE id > 20`]);
       const retyped = { added: [], missing: [], retyped: [{ field: "meta", from: "object", to: "object|array" }] };
-      const loaded = await engine.run("entries");
-      assert.equal(loaded.run.status, "succeeded", "its rows were loaded before the change showed");
-      assert.deepEqual(driftOf(loaded), retyped);
-      // not taken as the source's shape: the next run tells it again
-      assert.deepEqual(driftOf(await engine.run("entries")), retyped);
+      const later = async () =>
+        Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst WHERE name = 'later'`]))[0]?.n);
+      const stopped = await engine.run("entries");
+      assert.equal(stopped.run.status, "failed");
+      assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
+      assert.deepEqual(driftOf(stopped), retyped);
+      assert.equal(await later(), 0, "the chunk that showed the change was loaded");
+      // continued, it stops again there
+      assert.equal((await engine.run("entries")).run.error?.code, ErrorCode.SourceDrift);
+      // accepted, it loads the rest, and the change is the flow's shape
       const accepted = await engine.run("entries", { acceptDrift: true });
-      assert.deepEqual(driftOf(accepted), retyped);
+      assert.equal(accepted.run.status, "succeeded");
+      // the continuation's own finding: it read the last chunk only
+      assert.deepEqual(driftOf(accepted), {
+        added: [],
+        missing: [],
+        retyped: [{ field: "meta", from: "object", to: "array" }],
+      });
+      assert.equal(await later(), 10);
       assert.equal(driftOf(await engine.run("entries")), undefined, "the accepted change was not taken");
     });
   });

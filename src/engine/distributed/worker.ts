@@ -25,7 +25,7 @@ import type { RunRecord } from "../../store/types.ts";
 import { CanonicalChunk } from "../canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../context.ts";
 import { advancedCursor } from "../cursor.ts";
-import { type Drift, keptFinding } from "../drift.ts";
+import { type Drift, keptFinding, type RecordedDrift } from "../drift.ts";
 import { type DriftState, driftState, extract, fieldsInEveryRow } from "../extract.ts";
 import { FailureBudget, hasLimit } from "../failure-budget.ts";
 import { writeChunk } from "../load.ts";
@@ -82,6 +82,15 @@ export interface WorkerOptions {
   /** Jobs this worker runs at once, per queue (transform and load); extract and finish run one at a time. Default 8. */
   jobs?: number;
   logger: Logger;
+}
+
+/** What a run's stats say of its source's drift (keptFinding). */
+function recordedDrift(stats: Record<string, unknown>): RecordedDrift {
+  return {
+    ...(stats.drift === undefined ? {} : { drift: stats.drift as Drift }),
+    ...(typeof stats.driftExecution === "number" ? { execution: stats.driftExecution } : {}),
+    ...(stats.driftStopped === true ? { stopped: true } : {}),
+  };
 }
 
 /** One attempt of a job: pg-boss may hand a job whose heartbeat lapsed to this process again, as its next attempt. */
@@ -361,18 +370,20 @@ export class DistributedWorker {
     const drift = await driftState(this.#store, run);
     // what this extraction found of the source's fields, once it compared them, on the run's record (keptFinding)
     const withFinding = (stats: Record<string, unknown>) => {
-      const { drift: earlier, driftExecution, fullExtraction: _legacy, ...others } = stats;
       if (drift.checked !== true) return stats;
+      const {
+        drift: _drift,
+        driftExecution: _execution,
+        driftStopped: _stopped,
+        fullExtraction: _legacy,
+        ...others
+      } = stats;
       const execution = Number(stats.resumes ?? 0);
-      const found = keptFinding(
-        earlier as Drift | undefined,
-        driftExecution as number | undefined,
-        execution,
-        drift.drift,
-      );
+      const found = keptFinding(recordedDrift(stats), execution, drift.drift);
       return found === undefined ? others : { ...others, drift: found, driftExecution: execution };
     };
-    let findingRecorded = false;
+    // the finding last written to the run's record by this attempt (`null`: none yet)
+    let recorded: Drift | undefined | null = null;
     const extraction = extract(
       ctx,
       last === undefined ? 0 : last.seq + 1,
@@ -388,10 +399,10 @@ export class DistributedWorker {
             db: tx,
             singletonKey: jobKey({ run: run.id, seq }),
           } as never);
-          // the finding on the run's record with the chunk it was judged on: the run may end before the extraction
-          if (drift.checked === true && !findingRecorded) {
+          // the finding on the run's record with the chunk that showed it: the run may end before the extraction
+          if (drift.checked === true && drift.drift !== recorded) {
             await tx.updateStats(run.id, withFinding(((await tx.getRun(run.id)) as RunRecord).stats));
-            findingRecorded = true;
+            recorded = drift.drift;
           }
         });
       },
@@ -666,13 +677,16 @@ export class DistributedWorker {
       const cursor =
         run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
       // a drift that stops the run (the policy 'fail') is on its record, as in-process: with the run's stats as read
-      // under its finish lock
-      const drift = error.code === ErrorCode.SourceDrift ? (error.details as { drift?: unknown })?.drift : undefined;
+      // under its finish lock, and what its earlier executions found (keptFinding)
+      const found = error.code === ErrorCode.SourceDrift ? (error.details as { drift?: Drift })?.drift : undefined;
+      const execution = Number(run.stats.resumes ?? 0);
+      const drift = found === undefined ? undefined : keptFinding(recordedDrift(run.stats), execution, found);
+      const stats = { ...run.stats, drift, driftExecution: execution, driftStopped: true };
       return {
         status: "failed",
         error: { code: error.code, message: error.message, errorClass: error.errorClass },
         ...(cursor === undefined ? {} : { cursor }),
-        ...(drift === undefined ? {} : { stats: { ...run.stats, drift } }),
+        ...(drift === undefined ? {} : { stats }),
       };
     });
     if (ended) this.#stopRun(id, error);
