@@ -99,8 +99,19 @@ export interface RecordedDrift {
   drift?: Drift;
   /** The execution that found it (the run's `resumes` then). */
   execution?: number;
-  /** That execution stopped for it (the policy 'fail'): the rows that showed it were not loaded. */
-  stopped?: boolean;
+  /** The part of it that stopped an execution (the policy 'fail'): the rows that showed it were not loaded. */
+  stopped?: Drift;
+}
+
+/** `drift` without the fields `part` names (retyped ones as `part` tells them); undefined when nothing is left. */
+function without(drift: Drift, part: Drift): Drift | undefined {
+  const added = drift.added.filter((field) => !part.added.includes(field));
+  const missing = drift.missing.filter((field) => !part.missing.includes(field));
+  const retyped = drift.retyped.filter(
+    (change) =>
+      !part.retyped.some((item) => item.field === change.field && item.from === change.from && item.to === change.to),
+  );
+  return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
 }
 
 /**
@@ -111,8 +122,10 @@ export interface RecordedDrift {
  * extraction job) adds to what an earlier attempt found.
  */
 export function keptFinding(earlier: RecordedDrift, execution: number, found: Drift | undefined): Drift | undefined {
-  const kept = earlier.drift;
-  if (kept === undefined || (earlier.stopped === true && earlier.execution !== execution)) return found;
+  let kept = earlier.drift;
+  if (kept !== undefined && earlier.stopped !== undefined && earlier.execution !== execution)
+    kept = without(kept, earlier.stopped);
+  if (kept === undefined) return found;
   const more = found === undefined ? undefined : untold(found, kept);
   return more === undefined ? kept : joinDrift(kept, more);
 }

@@ -165,7 +165,7 @@ export async function extract(
             ErrorCode.SourceDrift,
             `${message} (the flow's drift policy is 'fail'; \`franca run ${ctx.flow.name} --accept-drift\` takes the source as it is now)`,
             // for the run's record: the distributed executor ends the run with it (worker.ts)
-            { system: binding.system.name, details: { drift: drift.drift } },
+            { system: binding.system.name, details: { drift: drift.drift, stopped: news } },
           );
         }
       }

@@ -14,7 +14,16 @@ import { classify } from "./classify.ts";
 import type { ConnectionPool } from "./connections.ts";
 import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
-import { compareProfiles, type Drift, describeDrift, joinDrift, keptFinding, nextProfile, untold } from "./drift.ts";
+import {
+  compareProfiles,
+  type Drift,
+  describeDrift,
+  joinDrift,
+  keptFinding,
+  nextProfile,
+  type RecordedDrift,
+  untold,
+} from "./drift.ts";
 import { type DriftState, driftState, type ExtractedChunk, extract, fieldsInEveryRow } from "./extract.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
@@ -478,16 +487,19 @@ export async function finishRecord(
   const cursor =
     run.kind === "flow" && flow.from.cursor !== undefined ? advancedCursor(finalStates, run.targets) : undefined;
   const drift = options.drift;
-  // What the whole extraction shows that the comparison at its first chunk could not: fields new or retyped in later
-  // rows, fields missing from a source whose rows do not each carry every field. It was loaded: logged and recorded,
-  // and, under the policy 'fail' and not accepted, not made the flow's profile (the next run tells it again).
+  // What only the whole extraction shows (every chunk was compared as it came: extract.ts): fields missing from a
+  // source whose rows do not each carry every field. It was loaded: logged and recorded, and, under the policy 'fail'
+  // and not accepted, not made the flow's profile (the next run tells it again).
   let late: Drift | undefined;
   if (drift !== undefined && options.readToEnd && drift.previous !== undefined && flow.drift !== "ignore") {
     const whole = compareProfiles(drift.previous, drift.current, options.wholeSource);
     late = whole === undefined ? undefined : untold(whole, drift.drift);
     if (late !== undefined) {
       drift.drift = joinDrift(drift.drift, late);
-      logger.warn({ drift: late }, `source drift in ${flow.from.name}, after its first chunk: ${describeDrift(late)}`);
+      logger.warn(
+        { drift: late },
+        `source drift in ${flow.from.name}, at the end of its extraction: ${describeDrift(late)}`,
+      );
     }
   }
   const systems: Record<string, unknown> = {};
@@ -503,11 +515,20 @@ export async function finishRecord(
     drift: keptDrift,
     ...kept
   } = run.stats;
-  // what this execution found of the source's fields, with what earlier ones found (keptFinding); stopped for it
-  const stoppedForDrift = firstError?.code === ErrorCode.SourceDrift;
-  const earlier = { drift: keptDrift as Drift | undefined, stopped: run.stats.driftStopped === true };
+  // what this execution found of the source's fields, with what earlier ones found (keptFinding); the part that
+  // stopped it, or, when it did not compare, the part that stopped an earlier one
+  const earlier: RecordedDrift = {
+    ...(keptDrift === undefined ? {} : { drift: keptDrift as Drift }),
+    ...(run.stats.driftStopped === undefined ? {} : { stopped: run.stats.driftStopped as Drift }),
+  };
   const recordedDrift =
     drift?.checked === true ? keptFinding(earlier, -1, drift.drift) : (drift?.drift ?? earlier.drift);
+  const stoppedBy =
+    firstError?.code === ErrorCode.SourceDrift
+      ? (firstError.details as { stopped?: Drift } | undefined)?.stopped
+      : drift?.checked === true
+        ? undefined
+        : earlier.stopped;
   const stats: Record<string, unknown> = {
     ...kept,
     durationMs: Number(run.stats.durationMs ?? 0) + durationMs,
@@ -521,7 +542,7 @@ export async function finishRecord(
       ? {}
       : { threaded: Number(run.stats.threaded ?? 0) + ctx.progress.threaded }),
     ...(recordedDrift === undefined ? {} : { drift: recordedDrift }),
-    ...(stoppedForDrift ? { driftStopped: true } : {}),
+    ...(stoppedBy === undefined ? {} : { driftStopped: stoppedBy }),
   };
   // a resumed run keeps what its earlier executions warned of
   const warnings = new Set([...((run.stats.warnings as string[] | undefined) ?? []), ...ctx.warnings]);

@@ -262,11 +262,20 @@ describe("source drift", () => {
     assert.deepEqual(keptFinding({ drift: first, execution: 1 }, 2, undefined), first);
     assert.deepEqual(keptFinding({ drift: first, execution: 1 }, 2, second), second);
     // an earlier execution that stopped for it (nothing of it loaded): this one's own finding, none if set right
-    assert.equal(keptFinding({ drift: first, execution: 1, stopped: true }, 2, undefined), undefined);
-    assert.deepEqual(keptFinding({ drift: first, execution: 1, stopped: true }, 2, second), second);
+    assert.equal(keptFinding({ drift: first, execution: 1, stopped: first }, 2, undefined), undefined);
+    assert.deepEqual(keptFinding({ drift: first, execution: 1, stopped: first }, 2, second), second);
     // a retried attempt of the execution that stopped: what the attempts found together
-    assert.deepEqual(keptFinding({ drift: first, execution: 2, stopped: true }, 2, second), second);
+    assert.deepEqual(keptFinding({ drift: first, execution: 2, stopped: first }, 2, second), second);
     assert.deepEqual(keptFinding({}, 0, first), first);
+    // only the part that stopped goes: what an earlier execution loaded (a retype, accepted then) stays
+    const loaded = { field: "t", from: "number", to: "number|string" };
+    const both = { added: ["b"], missing: [], retyped: [loaded] };
+    const stopper = { added: ["b"], missing: [], retyped: [] };
+    assert.deepEqual(keptFinding({ drift: both, execution: 1, stopped: stopper }, 2, undefined), {
+      added: [],
+      missing: [],
+      retyped: [loaded],
+    });
   });
 
   it("warn: a new field and a retyped one are logged and recorded, and the run loads", async () => {
@@ -355,6 +364,23 @@ describe("source drift", () => {
       assert.equal(continued.run.status, "succeeded");
       assert.equal(driftOf(continued), undefined, "the drift of the stopped execution outlived it");
       assert.equal(names(target, "Edited"), 2);
+    });
+  });
+
+  it("fail: a run stopped by drift, cancelled before it compares again, then continued once the source is set right records no drift", async () => {
+    await withCustomers("fail", async ({ engine, source }) => {
+      source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+      touch(source, [1, 2], "Edited");
+      const stopped = await engine.run("customers");
+      assert.equal(stopped.run.error?.code, ErrorCode.SourceDrift);
+      // continued, and cancelled before its extraction compares anything
+      const cancelled = await engine.run("customers", { signal: AbortSignal.abort() });
+      assert.equal(cancelled.run.id, stopped.run.id);
+      assert.equal(cancelled.run.status, "cancelled");
+      source.exec("ALTER TABLE customers DROP COLUMN region");
+      const continued = await engine.run("customers");
+      assert.equal(continued.run.status, "succeeded");
+      assert.equal(driftOf(continued), undefined, "what stopped the first execution outlived it");
     });
   });
 

@@ -89,7 +89,7 @@ function recordedDrift(stats: Record<string, unknown>): RecordedDrift {
   return {
     ...(stats.drift === undefined ? {} : { drift: stats.drift as Drift }),
     ...(typeof stats.driftExecution === "number" ? { execution: stats.driftExecution } : {}),
-    ...(stats.driftStopped === true ? { stopped: true } : {}),
+    ...(stats.driftStopped === undefined ? {} : { stopped: stats.driftStopped as Drift }),
   };
 }
 
@@ -678,10 +678,12 @@ export class DistributedWorker {
         run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
       // a drift that stops the run (the policy 'fail') is on its record, as in-process: with the run's stats as read
       // under its finish lock, and what its earlier executions found (keptFinding)
-      const found = error.code === ErrorCode.SourceDrift ? (error.details as { drift?: Drift })?.drift : undefined;
+      const details =
+        error.code === ErrorCode.SourceDrift ? (error.details as { drift?: Drift; stopped?: Drift }) : undefined;
       const execution = Number(run.stats.resumes ?? 0);
+      const found = details?.drift;
       const drift = found === undefined ? undefined : keptFinding(recordedDrift(run.stats), execution, found);
-      const stats = { ...run.stats, drift, driftExecution: execution, driftStopped: true };
+      const stats = { ...run.stats, drift, driftExecution: execution, driftStopped: details?.stopped };
       return {
         status: "failed",
         error: { code: error.code, message: error.message, errorClass: error.errorClass },
