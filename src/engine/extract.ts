@@ -22,8 +22,9 @@ import { yieldToEventLoop } from "./yield.ts";
 export const firstChunkSize = 50;
 
 /**
- * Rows of each chunk whose fields are profiled for drift: all of a first chunk (up to 100), and a sample of the
- * others — a smaller one when the rows come as source text, which must be decoded for it (on this thread).
+ * Rows of each chunk whose types are profiled for drift: up to 100, and, once the fields were compared, 20 when the
+ * rows come as source text, which must be decoded for it (on this thread). (Rows that may leave fields out have
+ * every row's field names noted besides: noteFields.)
  */
 const profiledRows = 100;
 const profiledEncodedRows = 20;
@@ -45,15 +46,15 @@ export interface DriftState {
    */
   accepted?: boolean;
   /**
-   * This execution compared the source's fields with the flow's profile, at its first chunk whose rows told their
-   * fields: the run's recorded drift is this execution's finding (none, if the source was set right since an earlier
-   * execution stopped for it).
+   * This execution compared the source's fields with the flow's profile (from its first chunk whose rows told their
+   * fields on): the run's record takes its finding, with what earlier executions found and loaded (keptFinding: a
+   * finding that stopped an earlier one goes, so a run continued once the source is set right records none).
    */
   checked?: boolean;
 }
 
 /**
- * A run's drift state as an execution of it starts: the source's fields as the flow's last whole extraction saw them,
+ * A run's drift state as an execution of it starts: the flow's profile (the fields and types its earlier runs saw),
  * and whether the run was told to accept a change (`acceptDrift` in its stats, set by `franca run --accept-drift`).
  */
 export async function driftState(store: Pick<Store, "getProfile">, run: RunRecord): Promise<DriftState> {
