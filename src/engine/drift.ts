@@ -49,6 +49,11 @@ export function noteFields(rows: readonly Row[], profile: Profile): void {
   }
 }
 
+/** A finding of these fields, or undefined when there are none. */
+function finding(added: string[], missing: string[], retyped: Drift["retyped"]): Drift | undefined {
+  return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
+}
+
 /** The JSON types a profile's entry names, null left out ('number|string' → number, string). */
 function typesOf(type: string): string[] {
   return type.split("|").filter((item) => item !== "null");
@@ -75,7 +80,7 @@ export function compareProfiles(previous: Profile, current: Profile, complete: b
   if (complete) {
     for (const field of Object.keys(previous)) if (current[field] === undefined) missing.push(field);
   }
-  return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
+  return finding(added, missing, retyped);
 }
 
 /**
@@ -91,16 +96,51 @@ export function untold(later: Drift, told: Drift | undefined): Drift | undefined
     const types = new Set(named.flatMap((item) => [...typesOf(item.from), ...typesOf(item.to)]));
     return typesOf(change.to).some((type) => !types.has(type));
   });
-  return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
+  return finding(added, missing, retyped);
 }
 
-/** What a run's record says of its source's fields: a finding, by which execution, and whether it stopped the run. */
-export interface RecordedDrift {
+/** What a run's record holds of its source's drift: these keys of its stats. */
+export interface DriftStats {
+  /** What the run's executions found and loaded, and what stopped the latest one. */
   drift?: Drift;
-  /** The execution that found it (the run's `resumes` then). */
-  execution?: number;
-  /** The part of it that stopped an execution (the policy 'fail'): the rows that showed it were not loaded. */
-  stopped?: Drift;
+  /** The execution that last wrote `drift` (the run's `resumes` then). */
+  driftExecution?: number;
+  /** The part of `drift` that stopped that execution (the policy 'fail'): the rows that showed it were not loaded. */
+  driftStopped?: Drift;
+}
+
+/** A run's stats as its drift stats and the others. */
+export function splitDriftStats(stats: Record<string, unknown>): {
+  drift: DriftStats;
+  others: Record<string, unknown>;
+} {
+  const { drift, driftExecution, driftStopped, ...others } = stats;
+  return {
+    drift: {
+      ...(drift === undefined ? {} : { drift: drift as Drift }),
+      ...(typeof driftExecution === "number" ? { driftExecution } : {}),
+      ...(driftStopped === undefined ? {} : { driftStopped: driftStopped as Drift }),
+    },
+    others,
+  };
+}
+
+/**
+ * The drift stats once execution `execution` (the run's `resumes`) has compared the source's fields: its finding
+ * (`found`) with the earlier ones (keptFinding), and the part of it that stopped it, if one did (`stopped`).
+ */
+export function comparedDriftStats(
+  earlier: DriftStats,
+  execution: number,
+  found: Drift | undefined,
+  stopped?: Drift,
+): DriftStats {
+  const drift = keptFinding(earlier, execution, found);
+  return {
+    ...(drift === undefined ? {} : { drift }),
+    driftExecution: execution,
+    ...(stopped === undefined ? {} : { driftStopped: stopped }),
+  };
 }
 
 /** `drift` without the fields `part` names (retyped ones as `part` tells them); undefined when nothing is left. */
@@ -111,7 +151,7 @@ function without(drift: Drift, part: Drift): Drift | undefined {
     (change) =>
       !part.retyped.some((item) => item.field === change.field && item.from === change.from && item.to === change.to),
   );
-  return added.length + retyped.length + missing.length === 0 ? undefined : { added, missing, retyped };
+  return finding(added, missing, retyped);
 }
 
 /**
@@ -121,10 +161,10 @@ function without(drift: Drift, part: Drift): Drift | undefined {
  * run continued once the source was set right records nothing); an attempt of the same execution (a retried
  * extraction job) adds to what an earlier attempt found.
  */
-export function keptFinding(earlier: RecordedDrift, execution: number, found: Drift | undefined): Drift | undefined {
+export function keptFinding(earlier: DriftStats, execution: number, found: Drift | undefined): Drift | undefined {
   let kept = earlier.drift;
-  if (kept !== undefined && earlier.stopped !== undefined && earlier.execution !== execution)
-    kept = without(kept, earlier.stopped);
+  if (kept !== undefined && earlier.driftStopped !== undefined && earlier.driftExecution !== execution)
+    kept = without(kept, earlier.driftStopped);
   if (kept === undefined) return found;
   const more = found === undefined ? undefined : untold(found, kept);
   return more === undefined ? kept : joinDrift(kept, more);

@@ -58,9 +58,8 @@ export interface StartOptions extends RunOptions {
   resend?: boolean;
   /**
    * Go on when the source's fields changed under a flow whose drift policy is `fail`: the change is logged and recorded
-   * as under `warn`, and the fields as this run sees them become the flow's profile at its end, once they describe the
-   * whole source (finishRecord's `wholeProfile`). For this start or continuation of the run: continued again without
-   * it, the run accepts nothing.
+   * as under `warn`, and the fields as this run sees them give the flow its profile at its end (finishRecord). For this
+   * start or continuation of the run: continued again without it, the run accepts nothing.
    */
   acceptDrift?: boolean;
 }

@@ -67,9 +67,18 @@ export async function driftState(store: Pick<Store, "getProfile">, run: RunRecor
 }
 
 /** Whether every row the run's source reads carries every field of the source (`Driver.fieldsInEveryRow`). */
-export function fieldsInEveryRow(ctx: Pick<RunContext, "source">): boolean {
+function fieldsInEveryRow(ctx: Pick<RunContext, "source">): boolean {
   const { binding } = ctx.source;
   return (binding.system.driver as Driver).fieldsInEveryRow?.(binding.options) === true;
+}
+
+/**
+ * Whether the fields an extraction of `run` sees to its end are all the source's (missing fields judged, the ones not
+ * seen dropped from the profile): every row carries every field, or it read the source from its start (`fromStart`)
+ * and not from a cursor (an incremental read of documents sees only the changed ones, which may leave fields out).
+ */
+export function seesWholeSource(ctx: Pick<RunContext, "source">, run: RunRecord, fromStart: boolean): boolean {
+  return fieldsInEveryRow(ctx) || (fromStart && run.cursorFrom === undefined);
 }
 
 /**
@@ -111,6 +120,7 @@ export async function extract(
     });
   }
   const driver = binding.system.driver as Driver;
+  const everyRow = fieldsInEveryRow(ctx);
   // Slow start: the first chunks of an extraction are small (50, 100, 200… up to chunkSize), so that the targets
   // get work while the source is still being read, instead of waiting for a whole first chunk to be enriched.
   const sizeOf = (seq: number) => Math.min(ctx.flow.chunkSize, firstChunkSize * 2 ** Math.max(0, seq - startSeq));
@@ -134,7 +144,7 @@ export async function extract(
       profileRows(data.rows, drift.current, profiledRows);
       // rows that may leave fields out: every row's fields noted, the sample's types aside, so that a field is judged
       // new, or missing at the end, on every row read
-      if (!fieldsInEveryRow(ctx)) noteFields(data.rows, drift.current);
+      if (!everyRow) noteFields(data.rows, drift.current);
     } else {
       // the larger sample for the execution's first chunk, and until the fields are compared (the comparison is
       // judged on it)
@@ -151,7 +161,7 @@ export async function extract(
       drift.checked = true;
       // A source whose rows each carry every field shows a missing one in its first rows; any other only once the
       // whole extraction is seen (finishRecord).
-      const found = compareProfiles(drift.previous, drift.current, fieldsInEveryRow(ctx));
+      const found = compareProfiles(drift.previous, drift.current, everyRow);
       const news = found === undefined ? undefined : untold(found, drift.drift);
       if (news !== undefined) {
         drift.drift = joinDrift(drift.drift, news);

@@ -15,16 +15,17 @@ import type { ConnectionPool } from "./connections.ts";
 import type { Endpoint, RunContext, RunProgress, SystemPause } from "./context.ts";
 import { advancedCursor, chunkDone } from "./cursor.ts";
 import {
+  comparedDriftStats,
   compareProfiles,
   type Drift,
+  type DriftStats,
   describeDrift,
   joinDrift,
-  keptFinding,
   nextProfile,
-  type RecordedDrift,
+  splitDriftStats,
   untold,
 } from "./drift.ts";
-import { type DriftState, driftState, type ExtractedChunk, extract, fieldsInEveryRow } from "./extract.ts";
+import { type DriftState, driftState, type ExtractedChunk, extract, seesWholeSource } from "./extract.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
@@ -407,12 +408,9 @@ export async function executeRun(
   if (deadline !== undefined) clearTimeout(deadline);
   options.signal?.removeEventListener("abort", onCancel);
   const finalStates = await store.chunkStates(run.id);
-  // Read to its end, the source gives the flow its next profile; all of it (missing fields judged) when every row
-  // carries every field, or when this execution read it from its start, not from a cursor (an incremental read of
-  // documents sees only the changed ones, which may leave optional fields out).
+  // read to its end, the source gives the flow its next profile (all of it: seesWholeSource)
   const readToEnd = progress.extractDone && Object.keys(drift.current).length > 0;
-  const wholeSource =
-    readToEnd && (fieldsInEveryRow(ctx) || (startSeq === 0 && !run.extractDone && run.cursorFrom === undefined));
+  const wholeSource = readToEnd && seesWholeSource(ctx, run, startSeq === 0 && !run.extractDone);
   const processedNow = progress.transformed - (already.canonical + already.quarantined + already.failed);
   return finishRecord(env, flow, run, finalStates, ctx, {
     logger,
@@ -506,29 +504,18 @@ export async function finishRecord(
   for (const endpoint of [ctx.source, ...ctx.targets])
     systems[endpoint.binding.system.name] = { ...endpoint.policy.stats };
   const durationMs = options.durationMs ?? Date.now() - run.startedAt;
-  const {
-    sourceProfile: _profile,
-    wholeSource: _whole,
-    fullExtraction: _full,
-    driftExecution: _execution,
-    driftStopped: _stopped,
-    drift: keptDrift,
-    ...kept
-  } = run.stats;
-  // what this execution found of the source's fields, with what earlier ones found (keptFinding); the part that
-  // stopped it, or, when it did not compare, the part that stopped an earlier one
-  const earlier: RecordedDrift = {
-    ...(keptDrift === undefined ? {} : { drift: keptDrift as Drift }),
-    ...(run.stats.driftStopped === undefined ? {} : { stopped: run.stats.driftStopped as Drift }),
-  };
-  const recordedDrift =
-    drift?.checked === true ? keptFinding(earlier, -1, drift.drift) : (drift?.drift ?? earlier.drift);
-  const stoppedBy =
+  const { sourceProfile: _profile, wholeSource: _whole, fullExtraction: _full, ...rest } = run.stats;
+  const { drift: earlier, others: kept } = splitDriftStats(rest);
+  // what this execution found of the source's fields, with what earlier ones found, and the part that stopped it
+  // (comparedDriftStats); an execution that did not compare leaves the record as it was, but for what the end showed
+  const stopped =
     firstError?.code === ErrorCode.SourceDrift
       ? (firstError.details as { stopped?: Drift } | undefined)?.stopped
-      : drift?.checked === true
-        ? undefined
-        : earlier.stopped;
+      : undefined;
+  const driftStats: DriftStats =
+    drift?.checked === true
+      ? comparedDriftStats(earlier, Number(run.stats.resumes ?? 0), drift.drift, stopped)
+      : { ...earlier, ...(drift?.drift === undefined ? {} : { drift: drift.drift }) };
   const stats: Record<string, unknown> = {
     ...kept,
     durationMs: Number(run.stats.durationMs ?? 0) + durationMs,
@@ -541,8 +528,7 @@ export async function finishRecord(
     ...(ctx.progress.threaded === 0 && run.stats.threaded === undefined
       ? {}
       : { threaded: Number(run.stats.threaded ?? 0) + ctx.progress.threaded }),
-    ...(recordedDrift === undefined ? {} : { drift: recordedDrift }),
-    ...(stoppedBy === undefined ? {} : { driftStopped: stoppedBy }),
+    ...driftStats,
   };
   // a resumed run keeps what its earlier executions warned of
   const warnings = new Set([...((run.stats.warnings as string[] | undefined) ?? []), ...ctx.warnings]);

@@ -259,19 +259,19 @@ describe("source drift", () => {
     const first = { added: ["a"], missing: [], retyped: [] };
     const second = { added: ["a", "b"], missing: [], retyped: [] };
     // an earlier execution that loaded its rows with the change: kept, with what this one adds
-    assert.deepEqual(keptFinding({ drift: first, execution: 1 }, 2, undefined), first);
-    assert.deepEqual(keptFinding({ drift: first, execution: 1 }, 2, second), second);
+    assert.deepEqual(keptFinding({ drift: first, driftExecution: 1 }, 2, undefined), first);
+    assert.deepEqual(keptFinding({ drift: first, driftExecution: 1 }, 2, second), second);
     // an earlier execution that stopped for it (nothing of it loaded): this one's own finding, none if set right
-    assert.equal(keptFinding({ drift: first, execution: 1, stopped: first }, 2, undefined), undefined);
-    assert.deepEqual(keptFinding({ drift: first, execution: 1, stopped: first }, 2, second), second);
+    assert.equal(keptFinding({ drift: first, driftExecution: 1, driftStopped: first }, 2, undefined), undefined);
+    assert.deepEqual(keptFinding({ drift: first, driftExecution: 1, driftStopped: first }, 2, second), second);
     // a retried attempt of the execution that stopped: what the attempts found together
-    assert.deepEqual(keptFinding({ drift: first, execution: 2, stopped: first }, 2, second), second);
+    assert.deepEqual(keptFinding({ drift: first, driftExecution: 2, driftStopped: first }, 2, second), second);
     assert.deepEqual(keptFinding({}, 0, first), first);
     // only the part that stopped goes: what an earlier execution loaded (a retype, accepted then) stays
     const loaded = { field: "t", from: "number", to: "number|string" };
     const both = { added: ["b"], missing: [], retyped: [loaded] };
     const stopper = { added: ["b"], missing: [], retyped: [] };
-    assert.deepEqual(keptFinding({ drift: both, execution: 1, stopped: stopper }, 2, undefined), {
+    assert.deepEqual(keptFinding({ drift: both, driftExecution: 1, driftStopped: stopper }, 2, undefined), {
       added: [],
       missing: [],
       retyped: [loaded],

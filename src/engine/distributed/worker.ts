@@ -25,8 +25,8 @@ import type { RunRecord } from "../../store/types.ts";
 import { CanonicalChunk } from "../canonical-chunk.ts";
 import type { Endpoint, RunContext } from "../context.ts";
 import { advancedCursor } from "../cursor.ts";
-import { type Drift, keptFinding, type RecordedDrift } from "../drift.ts";
-import { type DriftState, driftState, extract, fieldsInEveryRow } from "../extract.ts";
+import { comparedDriftStats, type Drift, splitDriftStats } from "../drift.ts";
+import { type DriftState, driftState, extract, seesWholeSource } from "../extract.ts";
 import { FailureBudget, hasLimit } from "../failure-budget.ts";
 import { writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
@@ -82,15 +82,6 @@ export interface WorkerOptions {
   /** Jobs this worker runs at once, per queue (transform and load); extract and finish run one at a time. Default 8. */
   jobs?: number;
   logger: Logger;
-}
-
-/** What a run's stats say of its source's drift (keptFinding). */
-function recordedDrift(stats: Record<string, unknown>): RecordedDrift {
-  return {
-    ...(stats.drift === undefined ? {} : { drift: stats.drift as Drift }),
-    ...(typeof stats.driftExecution === "number" ? { execution: stats.driftExecution } : {}),
-    ...(stats.driftStopped === undefined ? {} : { stopped: stats.driftStopped as Drift }),
-  };
 }
 
 /** One attempt of a job: pg-boss may hand a job whose heartbeat lapsed to this process again, as its next attempt. */
@@ -368,19 +359,11 @@ export class DistributedWorker {
     const chunks = await this.#store.chunkStates(run.id);
     const last = chunks.at(-1);
     const drift = await driftState(this.#store, run);
-    // what this extraction found of the source's fields, once it compared them, on the run's record (keptFinding)
+    // what this extraction found of the source's fields, once it compared them, on the run's record
     const withFinding = (stats: Record<string, unknown>) => {
       if (drift.checked !== true) return stats;
-      const {
-        drift: _drift,
-        driftExecution: _execution,
-        driftStopped: _stopped,
-        fullExtraction: _legacy,
-        ...others
-      } = stats;
-      const execution = Number(stats.resumes ?? 0);
-      const found = keptFinding(recordedDrift(stats), execution, drift.drift);
-      return found === undefined ? others : { ...others, drift: found, driftExecution: execution };
+      const { drift: earlier, others } = splitDriftStats(stats);
+      return { ...others, ...comparedDriftStats(earlier, Number(stats.resumes ?? 0), drift.drift) };
     };
     // the finding last written to the run's record by this attempt (`null`: none yet)
     let recorded: Drift | undefined | null = null;
@@ -416,7 +399,7 @@ export class DistributedWorker {
         ...withFinding(((await tx.getRun(run.id)) as RunRecord).stats),
         sourceProfile: drift.current,
         // the fields seen are all the source's (finishRecord's `wholeSource`)
-        wholeSource: (last === undefined && run.cursorFrom === undefined) || fieldsInEveryRow(ctx),
+        wholeSource: seesWholeSource(ctx, run, last === undefined),
       };
       await tx.updateStats(run.id, stats);
       await tx.markExtractDone(run.id);
@@ -680,15 +663,15 @@ export class DistributedWorker {
       // under its finish lock, and what its earlier executions found (keptFinding)
       const details =
         error.code === ErrorCode.SourceDrift ? (error.details as { drift?: Drift; stopped?: Drift }) : undefined;
+      const { drift: earlier, others } = splitDriftStats(run.stats);
       const execution = Number(run.stats.resumes ?? 0);
-      const found = details?.drift;
-      const drift = found === undefined ? undefined : keptFinding(recordedDrift(run.stats), execution, found);
-      const stats = { ...run.stats, drift, driftExecution: execution, driftStopped: details?.stopped };
       return {
         status: "failed",
         error: { code: error.code, message: error.message, errorClass: error.errorClass },
         ...(cursor === undefined ? {} : { cursor }),
-        ...(drift === undefined ? {} : { stats }),
+        ...(details?.drift === undefined
+          ? {}
+          : { stats: { ...others, ...comparedDriftStats(earlier, execution, details.drift, details.stopped) } }),
       };
     });
     if (ended) this.#stopRun(id, error);
