@@ -1,6 +1,6 @@
 import type { TSchema } from "typebox";
 import { Compile } from "typebox/compile";
-import { didYouMean } from "../core/suggest.ts";
+import { didYouMean, notKnownSetting } from "../core/suggest.ts";
 import type { SettingIssue } from "../core/system.ts";
 
 interface SchemaError {
@@ -63,7 +63,7 @@ export function settingsChecker(schema: TSchema): (value: unknown) => SettingIss
         for (const name of unknown) {
           issues.push({
             setting: base === "" ? String(name) : `${base}.${String(name)}`,
-            message: `is not a known setting${didYouMean(String(name), settingsAt(schema, error.instancePath))}`,
+            message: `${notKnownSetting}${didYouMean(String(name), settingsAt(schema, error.instancePath))}`,
           });
         }
       } else if (error.keyword === "required" && Array.isArray(error.params?.requiredProperties)) {

@@ -61,7 +61,15 @@ export interface Binding<E extends Entity = Entity> {
   readonly description?: string;
 }
 
-const mappingSettingNames = new Set(["name", "key", "cursor", "toCanonical", "fromCanonical", "description"]);
+/** bind()'s own settings, kept out of the connector's options (a connector's checks do not know them). */
+export const mappingSettingNames: ReadonlySet<string> = new Set([
+  "name",
+  "key",
+  "cursor",
+  "toCanonical",
+  "fromCanonical",
+  "description",
+]);
 
 const identity = (value: unknown) => value as Row;
 

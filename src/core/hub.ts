@@ -1,11 +1,11 @@
 import { Cron } from "croner";
-import type { Binding } from "./binding.ts";
+import { type Binding, mappingSettingNames } from "./binding.ts";
 import { type Entity, entitySpecNames, fieldNoteNames } from "./entity.ts";
 import { ErrorCode, FrancaError } from "./errors.ts";
 import { type Flow, flowSpecNames } from "./flow.ts";
 import { type AnyLookup, lookupSpecNames } from "./lookup.ts";
 import { nonJsonTypesOf } from "./schema-json.ts";
-import { didYouMean } from "./suggest.ts";
+import { closestSetting, didYouMean, notKnownSetting, shown } from "./suggest.ts";
 import type { Limits, System } from "./system.ts";
 import { unknownSettingsOf } from "./unknown-settings.ts";
 
@@ -18,7 +18,8 @@ export interface HubSpec {
   lookups?: readonly AnyLookup[];
   /**
    * Where runs, staging and the ledger live: a SQLite file path (default `.franca/franca.db` beside the
-   * configuration) or a `postgres://` URL.
+   * configuration), the same as `sqlite:<path>`, or a `postgres://` (`postgresql://`) URL. Any other `scheme://…`
+   * is refused (storeProblem), not taken for a file path.
    */
   store?: string;
   /** Where lookups with a `ttlMs` keep values across runs: the store (default) or a `redis://` URL. */
@@ -73,6 +74,33 @@ export interface ConfigIssue {
   message: string;
 }
 
+/**
+ * The URL schemes a store may be given with (store/open.ts opens them); a value without one is a SQLite file path.
+ */
+export const storeSchemes: readonly string[] = Object.freeze(["postgres", "postgresql", "sqlite"]);
+
+/**
+ * Why `store` cannot be a store, or undefined when it can: not a non-empty string, or a URL (`scheme://…`) of a
+ * scheme no store has. Such a value would otherwise be taken for a file path, and a typo (`postgress://db`) would
+ * silently make a new, empty SQLite store at `./postgress:/db`. Checked by defineHub (so every command, `franca
+ * check` too, reports it before anything is written) and again by openStore. Names the scheme only: the rest of a
+ * URL may hold a password.
+ */
+export function storeProblem(store: unknown): string | undefined {
+  const supported = "a SQLite file path (or sqlite:<path>) or a postgres:// (postgresql://) URL";
+  if (typeof store !== "string" || store.trim() === "") return `must be ${supported}, got ${shown(store)}`;
+  // two letters at least: `C://…` is a Windows drive, not a scheme
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]+):/.exec(store)?.[1];
+  if (scheme === undefined || scheme === "sqlite" || /^postgres(ql)?:\/\//.test(store)) return undefined;
+  const given = /^[^:]*:\/*/.exec(store)?.[0] as string;
+  // a PostgreSQL URL with one slash or in capitals would be taken for a file name
+  if (/^postgres(ql)?$/i.test(scheme))
+    return `a PostgreSQL store is a postgres:// or postgresql:// URL, not '${given}…'`;
+  // a scheme without `//` (`my:data.db`) may be a file name
+  if (!store.startsWith(`${scheme}://`)) return undefined;
+  return `'${given}' is not a store scheme${didYouMean(scheme, storeSchemes)}: a store is ${supported}`;
+}
+
 const namePattern = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 /** What a Flow object holds: the spec's settings and the entity derived from its source. */
 const flowSettingNames = new Set([...flowSpecNames, "kind", "name", "entity"]);
@@ -114,13 +142,15 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
     );
     return issues;
   }
+  // first: a misspelled `entites` is the reason `entities` is missing, reported below
+  checkKnown(spec, hubSpecNames, "", "a hub setting", add);
+  const known = issues.length;
   for (const field of ["systems", "entities", "flows"] as const) {
-    if (!Array.isArray(spec[field])) add(ErrorCode.ConfigInvalid, field, "must be an array");
+    if (!Array.isArray(spec[field])) add(ErrorCode.ConfigInvalid, field, `must be an array, got ${shown(spec[field])}`);
   }
   if (spec.lookups !== undefined && !Array.isArray(spec.lookups))
-    add(ErrorCode.ConfigInvalid, "lookups", "must be an array");
-  if (issues.length > 0) return issues;
-  checkKnown(spec, hubSpecNames, "", "a hub setting", add);
+    add(ErrorCode.ConfigInvalid, "lookups", `must be an array, got ${shown(spec.lookups)}`);
+  if (issues.length > known) return issues;
   if (spec.name !== undefined && !(typeof spec.name === "string" && spec.name.trim() !== "")) {
     add(ErrorCode.ConfigInvalid, "name", "must be a non-empty string");
   }
@@ -152,15 +182,14 @@ export function checkHub(spec: HubSpec): ConfigIssue[] {
     add(
       ErrorCode.ConfigInvalid,
       "staleAfterMs",
-      `must be at least three heartbeats: ${heartbeatMs * 3} (3 × heartbeatMs${spec.heartbeatMs === undefined ? `, ${defaultHeartbeatMs} by default` : ""}), got ${String(spec.staleAfterMs)}`,
+      `must be at least three heartbeats: ${heartbeatMs * 3} (3 × heartbeatMs${spec.heartbeatMs === undefined ? `, ${defaultHeartbeatMs} by default` : ""}), got ${shown(spec.staleAfterMs)}`,
     );
   }
   if (spec.cache !== undefined && (typeof spec.cache !== "string" || !/^rediss?:\/\//.test(spec.cache))) {
     add(ErrorCode.ConfigInvalid, "cache", "must be a redis:// URL (or left out: the store keeps the lookup cache)");
   }
-  if (spec.store !== undefined && (typeof spec.store !== "string" || spec.store.trim() === "")) {
-    add(ErrorCode.ConfigInvalid, "store", "must be a SQLite file path or a postgres:// URL");
-  }
+  const store = spec.store === undefined ? undefined : storeProblem(spec.store);
+  if (store !== undefined) add(ErrorCode.ConfigInvalid, "store", store);
   return issues;
 }
 
@@ -180,7 +209,7 @@ function checkNamed<T extends { kind: string; name: string }>(
       add(
         ErrorCode.ConfigInvalid,
         `${group}[${index}].name`,
-        `'${String(item.name)}' is not a valid name (letters, digits, _ . -, starting with a letter)`,
+        `${shown(item.name)} is not a valid name (letters, digits, _ . -, starting with a letter)`,
       );
       return;
     }
@@ -201,7 +230,7 @@ function checkPositive(
 ): void {
   if (value === undefined) return;
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    add(ErrorCode.ConfigInvalid, setting, `must be a positive ${integer ? "integer" : "number"}, got ${String(value)}`);
+    add(ErrorCode.ConfigInvalid, setting, `must be a positive ${integer ? "integer" : "number"}, got ${shown(value)}`);
   }
 }
 
@@ -379,7 +408,13 @@ function checkBinding(
   if (binding.key.length === 0) add(ErrorCode.ConfigInvalid, `${setting}.key`, "must name at least one field");
   const shape = { key: binding.key, ...(binding.cursor === undefined ? {} : { cursor: binding.cursor }) };
   for (const issue of driver.validateBinding(binding.options, role, shape)) {
-    add(ErrorCode.ConfigInvalid, `${setting}.${issue.setting}`, issue.message);
+    // a connector knows only its own settings: a typo of bind()'s own (`cursr`) is suggested here
+    const meant =
+      issue.message === notKnownSetting && Object.hasOwn(binding.options, issue.setting)
+        ? closestSetting(issue.setting, mappingSettingNames)
+        : undefined;
+    const message = meant === undefined ? issue.message : `${issue.message} (did you mean '${meant}'?)`;
+    add(ErrorCode.ConfigInvalid, `${setting}.${issue.setting}`, message);
   }
 }
 
@@ -412,7 +447,7 @@ function checkFlow(
       add(
         ErrorCode.ConfigBadCron,
         `${base}.schedule`,
-        `'${item.schedule}' is not a valid cron expression: ${(error as Error).message}`,
+        `${typeof item.schedule === "string" ? `'${item.schedule}'` : shown(item.schedule)} is not a valid cron expression: ${(error as Error).message}`,
       );
     }
   }
@@ -420,18 +455,26 @@ function checkFlow(
     add(
       ErrorCode.ConfigInvalid,
       `${base}.chunkSize`,
-      `must be an integer from 1 to 100000, got ${String(item.chunkSize)}`,
+      `must be an integer from 1 to 100000, got ${shown(item.chunkSize)}`,
     );
   }
   if (!Number.isInteger(item.loadConcurrency) || item.loadConcurrency < 1 || item.loadConcurrency > 256) {
-    add(ErrorCode.ConfigInvalid, `${base}.loadConcurrency`, "must be an integer from 1 to 256");
+    add(
+      ErrorCode.ConfigInvalid,
+      `${base}.loadConcurrency`,
+      `must be an integer from 1 to 256, got ${shown(item.loadConcurrency)}`,
+    );
   }
   if (
     !Number.isInteger(item.transformConcurrency) ||
     item.transformConcurrency < 1 ||
     item.transformConcurrency > 256
   ) {
-    add(ErrorCode.ConfigInvalid, `${base}.transformConcurrency`, "must be an integer from 1 to 256");
+    add(
+      ErrorCode.ConfigInvalid,
+      `${base}.transformConcurrency`,
+      `must be an integer from 1 to 256, got ${shown(item.transformConcurrency)}`,
+    );
   }
   const failure = item.failure;
   const failureNames = new Set(["maxFailed", "maxFailedRatio", "minRecordsForRatio"]);

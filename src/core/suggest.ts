@@ -37,3 +37,28 @@ export function didYouMean(name: string, known: Iterable<string>): string {
   const closest = closestSetting(name, known);
   return closest === undefined ? "" : ` (did you mean '${closest}'?)`;
 }
+
+/**
+ * What a connector's checks say of a setting they do not know (connectors/settings.ts), before any suggestion: a
+ * check that knows other settings (defineHub: bind()'s own) recognises it to suggest one of those.
+ */
+export const notKnownSetting = "is not a known setting";
+
+/**
+ * A value given in a configuration, as a message shows it: as JSON, so that the string `"500"` is told from the
+ * number `500` (`got "500"`); as JavaScript writes it where JSON cannot (`NaN`, `undefined`, `12n`, a function).
+ * Long values are cut at 80 characters.
+ */
+export function shown(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "number" || typeof value === "symbol" || value === undefined) return String(value);
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    // a cycle: what it is, at least
+  }
+  if (json === undefined) return Object.prototype.toString.call(value);
+  return json.length > 80 ? `${json.slice(0, 77)}...` : json;
+}

@@ -38,9 +38,32 @@ export interface PolicyStats {
   breakerOpens: number;
   /** 429 answers: each held back every call to the system for as long as it asked (`Retry-After`). */
   rateLimited: number;
-  /** Time calls to the system were held back: by an open breaker (per waiting call) or by a 429 (wall time). */
+  /**
+   * Wall time the system was paused: while at least one call waited for its open breaker or a 429's hold (the union
+   * of those waits, not their sum: a hundred calls waiting the same second count one second). Never more than the
+   * time the calls took.
+   */
   pausedMs: number;
   maxInFlight: number;
+}
+
+/**
+ * A policy's figures since `start` (a copy taken earlier): a system's policy serves every run of the engine, so a
+ * run's own are the difference over its time (other runs' calls to the system in that time included). `maxInFlight`
+ * is a high-water mark, not a count: the engine's, as it stands.
+ */
+export function statsSince(now: PolicyStats, start: PolicyStats): PolicyStats {
+  return {
+    calls: now.calls - start.calls,
+    attempts: now.attempts - start.attempts,
+    retries: now.retries - start.retries,
+    transientErrors: now.transientErrors - start.transientErrors,
+    permanentErrors: now.permanentErrors - start.permanentErrors,
+    breakerOpens: now.breakerOpens - start.breakerOpens,
+    rateLimited: now.rateLimited - start.rateLimited,
+    pausedMs: now.pausedMs - start.pausedMs,
+    maxInFlight: now.maxInFlight,
+  };
 }
 
 export interface CallResult<T> {
@@ -109,6 +132,9 @@ export class SystemPolicy {
   /** Until when a 429 holds back every call (epoch ms), and how many 429s came in a row (for the backoff). */
   #heldUntil = 0;
   #limitedInARow = 0;
+  /** Calls waiting now for the breaker or a hold, and since when at least one has (for `pausedMs`). */
+  #waiting = 0;
+  #waitingSince = 0;
 
   constructor(
     system: string,
@@ -190,8 +216,23 @@ export class SystemPolicy {
 
   /** Waits until a 429's hold has passed (it may be moved on meanwhile, by another 429). */
   async #waitForHold(signal: AbortSignal): Promise<void> {
-    for (let wait = this.#heldUntil - Date.now(); wait > 0; wait = this.#heldUntil - Date.now())
-      await sleep(wait, undefined, { signal });
+    await this.#paused(async () => {
+      for (let wait = this.#heldUntil - Date.now(); wait > 0; wait = this.#heldUntil - Date.now())
+        await sleep(wait, undefined, { signal });
+    });
+  }
+
+  /**
+   * Runs `wait`, a call waiting for the system to come back (breaker, hold), and counts the wall time the system
+   * is paused: from the moment the first call starts waiting until the last one waiting is done, however many wait.
+   */
+  async #paused(wait: () => Promise<void>): Promise<void> {
+    if (this.#waiting++ === 0) this.#waitingSince = Date.now();
+    try {
+      await wait();
+    } finally {
+      if (--this.#waiting === 0) this.stats.pausedMs += Date.now() - this.#waitingSince;
+    }
   }
 
   /**
@@ -208,7 +249,6 @@ export class SystemPolicy {
     const wait = error.retryAfterMs !== undefined && error.retryAfterMs > 0 ? error.retryAfterMs : backoff;
     const until = now + wait;
     if (until > this.#heldUntil) {
-      this.stats.pausedMs += until - Math.max(now, this.#heldUntil);
       this.#heldUntil = until;
       this.#events.onPause?.(this.system, until, "rate-limited");
     }
@@ -226,8 +266,7 @@ export class SystemPolicy {
     }
     const wait = Math.max(50, this.#openedAt + this.#halfOpenAfterMs - Date.now());
     this.#events.onPause?.(this.system, Date.now() + wait, "breaker");
-    await sleep(wait, undefined, { signal });
-    this.stats.pausedMs += wait;
+    await this.#paused(() => sleep(wait, undefined, { signal }));
   }
 
   /**

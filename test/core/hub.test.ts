@@ -202,6 +202,107 @@ describe("hub configuration", () => {
     );
   });
 
+  it("refuses a store URL of a scheme no store has, suggesting the one meant, and never echoes the URL", () => {
+    const base = {
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [flow("customers", { from: source, to: target })],
+    };
+    const typo = checkHub({ ...base, store: "postgress://franca:secret@db/franca" });
+    assert.deepEqual(
+      typo.map(({ code, setting }) => ({ code, setting })),
+      [{ code: ErrorCode.ConfigInvalid, setting: "store" }],
+    );
+    const message = typo[0]?.message ?? "";
+    assert.match(message, /'postgress:\/\/' is not a store scheme \(did you mean 'postgres'\?\)/);
+    assert.match(message, /postgres:\/\/ \(postgresql:\/\/\)/, "names the schemes a store may have");
+    assert.match(message, /sqlite:<path>/);
+    assert.doesNotMatch(message, /secret/);
+    for (const store of ["mysql://db/franca", "file:///var/franca.db", "SQLITE://franca.db"]) {
+      assert.deepEqual(issuesOf({ ...base, store }), [{ code: ErrorCode.ConfigInvalid, setting: "store" }], store);
+    }
+    // a PostgreSQL URL in capitals or with one slash would be taken for a file name
+    for (const store of ["Postgres://db/franca", "postgres:/db/franca", "postgresql:db"]) {
+      assert.match(checkHub({ ...base, store })[0]?.message ?? "", /a PostgreSQL store is a postgres:\/\//, store);
+    }
+    for (const store of [
+      "postgres://db/franca",
+      "postgresql://franca@db:5432/franca",
+      "sqlite:data/franca.db",
+      "sqlite::memory:",
+      "data/franca.db",
+      "/var/lib/franca/franca.db",
+      "C://franca/franca.db",
+      "runs:2024.db",
+    ]) {
+      assert.deepEqual(issuesOf({ ...base, store }), [], store);
+    }
+    assert.throws(
+      () => defineHub({ ...base, store: "postgress://db/franca" }),
+      (error: unknown) =>
+        error instanceof FrancaError && error.code === ErrorCode.ConfigInvalid && error.setting === "store",
+    );
+  });
+
+  it("names a misspelled top-level setting with the one meant, besides the setting then missing", () => {
+    const found = checkHub({ systems: [crm], flows: [], ...({ entites: [Customer] } as object) } as never);
+    assert.deepEqual(
+      found.map((issue) => `${issue.setting}: ${issue.message}`),
+      ["entites: is not a hub setting (did you mean 'entities'?)", "entities: must be an array, got undefined"],
+    );
+  });
+
+  it("suggests bind()'s own settings for their typos, which the connector does not know", () => {
+    const typoSource = bind(crm, Customer, { table: "customers", key: "id", ...({ cursr: "updated_at" } as object) });
+    const typoTarget = bind(erp, Customer, {
+      table: "clients",
+      key: "code",
+      ...({ fromCannonical: (record: unknown) => record, descripton: "clients" } as object),
+    });
+    const found = checkHub({
+      systems: [crm, erp],
+      entities: [Customer],
+      flows: [flow("customers", { from: typoSource, to: typoTarget })],
+    });
+    assert.deepEqual(
+      found.map((issue) => `${issue.setting}: ${issue.message}`),
+      [
+        "flows.customers.from.cursr: is not a known setting (did you mean 'cursor'?)",
+        "flows.customers.to[0].fromCannonical: is not a known setting (did you mean 'fromCanonical'?)",
+        "flows.customers.to[0].descripton: is not a known setting (did you mean 'description'?)",
+      ],
+    );
+  });
+
+  it("shows a wrong value as JSON, so that a string is told from a number", () => {
+    const base = { systems: [crm, erp], entities: [Customer] };
+    const messages = checkHub({
+      ...base,
+      heartbeatMs: "2000" as never,
+      flows: [
+        flow("customers", {
+          from: source,
+          to: target,
+          chunkSize: "500" as never,
+          loadConcurrency: 0,
+          deadlineMs: "1h" as never,
+        }),
+      ],
+    }).map((issue) => `${issue.setting}: ${issue.message}`);
+    assert.ok(
+      messages.includes('flows.customers.chunkSize: must be an integer from 1 to 100000, got "500"'),
+      String(messages),
+    );
+    assert.ok(
+      messages.includes("flows.customers.loadConcurrency: must be an integer from 1 to 256, got 0"),
+      String(messages),
+    );
+    assert.ok(messages.includes('flows.customers.deadlineMs: must be a positive number, got "1h"'), String(messages));
+    assert.ok(messages.includes('heartbeatMs: must be a positive number, got "2000"'), String(messages));
+    const badName = checkHub({ ...base, flows: [flow("1st", { from: source, to: target })] });
+    assert.match(badName[0]?.message ?? "", /^"1st" is not a valid name/);
+  });
+
   it("refuses entity fields that JSON cannot hold, naming each, and reads const and default values as data", () => {
     const Odd = entity("Odd", {
       version: 1,

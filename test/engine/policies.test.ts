@@ -7,11 +7,12 @@ import { describeRun } from "../../src/cli/summary.ts";
 import { http } from "../../src/connectors/http/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind } from "../../src/core/binding.ts";
+import { ErrorCode, FrancaError } from "../../src/core/errors.ts";
 import { flow } from "../../src/core/flow.ts";
 import { defineHub } from "../../src/core/hub.ts";
 import type { Limits } from "../../src/core/system.ts";
 import { Engine } from "../../src/engine/engine.ts";
-import type { PolicyStats } from "../../src/engine/policy.ts";
+import { type PolicyStats, SystemPolicy } from "../../src/engine/policy.ts";
 import { Customer, createCustomerSource, openStore, tempDir, toCustomer } from "../support/fixtures.ts";
 
 /**
@@ -248,5 +249,60 @@ describe("per-system policies", () => {
     assert.ok(api.stats.faults > 0, "500s");
     assert.ok(api.stats.faultsAfterStore > 0, "lost responses");
     assert.ok(api.stats.clientAborts > 0, "timeouts");
+  });
+
+  it("count a pause once however many calls wait it out: the wall time the system was paused, not the sum", async () => {
+    const halfOpenAfterMs = 150;
+    const policy = new SystemPolicy("finance", {
+      breaker: { consecutiveFailures: 1, halfOpenAfterMs },
+      retry: { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 1 },
+    });
+    let down = true;
+    const call = async () => {
+      if (down) throw new FrancaError(ErrorCode.SystemUnavailable, "finance: down", { errorClass: "transient" });
+      return "ok";
+    };
+    const signal = new AbortController().signal;
+    const started = Date.now();
+    const first = policy.execute(call, signal); // fails, opens the breaker and waits for it
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(policy.breakerState, "open");
+    // forty more calls find the breaker open and wait with the first: one pause, not forty-one
+    const others = Array.from({ length: 40 }, () => policy.execute(call, signal));
+    setTimeout(() => {
+      down = false;
+    }, halfOpenAfterMs / 2);
+    const results = await Promise.all([first, ...others]);
+    const elapsed = Date.now() - started;
+    assert.deepEqual(new Set(results.map((result) => result.value)), new Set(["ok"]));
+    // summed per waiting call it was about 41 × 150 ms
+    assert.ok(policy.stats.pausedMs <= elapsed, `paused ${policy.stats.pausedMs} ms in ${elapsed} ms`);
+    assert.ok(policy.stats.pausedMs >= halfOpenAfterMs * 0.8, `paused ${policy.stats.pausedMs} ms`);
+  });
+
+  it("count the hold of calls refused together by 429s once, as the time they waited", async () => {
+    const policy = new SystemPolicy("finance", { retry: { initialDelayMs: 1 } });
+    const calls = 10;
+    const allIn = Promise.withResolvers<void>();
+    let arrived = 0;
+    let refusing = true;
+    const call = async () => {
+      if (!refusing) return "ok";
+      if (++arrived === calls) allIn.resolve();
+      await allIn.promise;
+      refusing = false;
+      throw new FrancaError(ErrorCode.SystemRateLimited, "finance: 429", {
+        errorClass: "transient",
+        retryAfterMs: 150,
+      });
+    };
+    const signal = new AbortController().signal;
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: calls }, () => policy.execute(call, signal)));
+    const elapsed = Date.now() - started;
+    assert.equal(results.length, calls);
+    assert.equal(policy.stats.rateLimited, calls);
+    assert.ok(policy.stats.pausedMs <= elapsed, `paused ${policy.stats.pausedMs} ms in ${elapsed} ms`);
+    assert.ok(policy.stats.pausedMs >= 120, `paused ${policy.stats.pausedMs} ms for a 150 ms Retry-After`);
   });
 });
