@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Health } from "../connectors/types.ts";
 import { configError, ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
-import type { Hub } from "../core/hub.ts";
+import type { ConfigIssue, Hub } from "../core/hub.ts";
 import type { Lookup } from "../core/lookup.ts";
 import { silentLogger } from "../observe/logger.ts";
 import { type LookupCacheStore, MemoryLookupCache, redisLookupCache, storeLookupCache } from "../store/lookup-cache.ts";
@@ -15,8 +15,8 @@ import type { Cluster } from "./distributed/cluster.ts";
 import { queueOwner } from "./distributed/owner.ts";
 import { isOwnerDead, processOwner } from "./owner.ts";
 import { SystemPolicy } from "./policy.ts";
-import { preflight } from "./preflight.ts";
-import { prepareReplay, type ReplayPlan, type ReplaySelection } from "./replay.ts";
+import { preflight, systemIssues } from "./preflight.ts";
+import { prepareReplay, type ReplayPlan, type ReplaySelection, replayableOutcomes } from "./replay.ts";
 import { executeRun, exitCodeOf, type RunOptions, type RunSummary } from "./run.ts";
 import { TransformThreads } from "./threads/pool.ts";
 
@@ -207,6 +207,16 @@ export class Engine {
     preflight(flow, this.baseDir);
   }
 
+  /** Local checks of every system of the hub, by system name (those with none left out). */
+  systemIssues(): Map<string, ConfigIssue[]> {
+    const found = new Map<string, ConfigIssue[]>();
+    for (const system of this.hub.systems.values()) {
+      const issues = systemIssues(system, this.baseDir);
+      if (issues.length > 0) found.set(system.name, issues);
+    }
+    return found;
+  }
+
   #environment() {
     return {
       store: this.store,
@@ -343,6 +353,7 @@ export class Engine {
     }
     this.preflight(flow);
     const targets = parent.targets.filter((target) => flow.to.some((binding) => binding.name === target));
+    const outcomes = await replayableOutcomes(this.store, parent, options, targets);
     const replay = await this.store.startRun({
       flow: flow.name,
       kind: "replay",
@@ -356,7 +367,7 @@ export class Engine {
     });
     let plan: ReplayPlan;
     try {
-      plan = await prepareReplay(this.store, flow, parent, replay, options, this.#cluster !== undefined);
+      plan = await prepareReplay(this.store, flow, parent, replay, outcomes, this.#cluster !== undefined);
     } catch (error) {
       const failure = error instanceof FrancaError ? error : new FrancaError(ErrorCode.Internal, String(error));
       await this.store.finishRun(

@@ -129,7 +129,7 @@ describe("command line", () => {
     assert.match(accepted.stdout, /extracted 1 records/);
   });
 
-  it("check reports each system's health and fails when one is down", () => {
+  it("check reports each system's health and fails when one has a problem", () => {
     using tmp = tempDir();
     writeConfig(tmp.dir, validHub);
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 1 });
@@ -146,7 +146,7 @@ describe("command line", () => {
     );
     rmSync(join(tmp.dir, "crm.db"));
     const down = franca(tmp.dir, "check");
-    assert.equal(down.code, 1);
+    assert.equal(down.code, 2, "a missing file is a problem of the configuration");
     assert.match(down.stdout, /systems\.crm\.file: .*crm\.db does not exist/);
   });
 

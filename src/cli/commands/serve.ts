@@ -34,14 +34,25 @@ export async function serveCommand(cli: Cli): Promise<number> {
       running.delete(flow);
     }
   };
-  const jobs = [...hub.flows.values()]
-    .filter((flow) => flow.schedule !== undefined)
-    .map((flow) => new Cron(flow.schedule as string, { protect: true }, () => void trigger(flow.name)));
+  const scheduled = [...hub.flows.values()].filter((flow) => flow.schedule !== undefined);
+  if (scheduled.length === 0 && !engine.distributed)
+    throw new FrancaError(
+      ErrorCode.Usage,
+      "no flow has a schedule: 'franca serve' has nothing to run in one process (give a flow a `schedule`, or run one with 'franca run <flow>')",
+    );
+  const jobs = scheduled.map(
+    (flow) => new Cron(flow.schedule as string, { protect: true }, () => void trigger(flow.name)),
+  );
   for (const job of jobs) cli.warn(`${job.getPattern()} → next run ${job.nextRun()?.toISOString() ?? "never"}`);
   if (jobs.length === 0) cli.warn("no flow has a schedule: serving jobs only");
   if (engine.distributed) await engine.work({ signal, handBack, graceful });
-  else if (!signal.aborted)
+  else if (!signal.aborted) {
+    // held open by a timer of its own: a schedule with no next tick stops its timer, and a process with nothing
+    // pending would end here with the wait unsettled
+    const alive = setInterval(() => {}, 2 ** 31 - 1);
     await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    clearInterval(alive);
+  }
   for (const job of jobs) job.stop();
   return graceful() ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { pathToFileURL } from "node:url";
 import type { System } from "../../core/system.ts";
 import { probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
@@ -20,6 +21,13 @@ export interface SqliteClient {
   readonly db: DatabaseSync;
 }
 
+/** A file's URL that SQLite opens only if the file exists. */
+function existingFile(file: string): URL {
+  const url = pathToFileURL(file);
+  url.searchParams.set("mode", "rw");
+  return url;
+}
+
 function open(system: System, env: DriverEnv): Connection {
   const options = system.options as SqliteSystemOptions;
   const file = resolve(env.baseDir, options.file);
@@ -27,7 +35,11 @@ function open(system: System, env: DriverEnv): Connection {
   const database = (): DatabaseSync => {
     if (db === undefined) {
       try {
-        db = new DatabaseSync(file, { timeout: options.busyTimeoutMs ?? 5000 });
+        // without `create`, opened read-write only (SQLite's `mode=rw`): a file that is not there is an error, not a
+        // new empty database that a run would then read nothing from
+        db = new DatabaseSync(options.create === true ? file : existingFile(file), {
+          timeout: options.busyTimeoutMs ?? 5000,
+        });
       } catch (error) {
         throw sqliteError(error, system.name, `cannot open SQLite file ${file}`);
       }
