@@ -44,6 +44,8 @@ export const ErrorCode = {
    */
   JobGivenUp: "JOB_GIVEN_UP",
   FailureThreshold: "FAILURE_THRESHOLD",
+  /** A replay found no quarantined or failed record to go through again: no replay run is recorded. */
+  NothingToReplay: "NOTHING_TO_REPLAY",
   StoreError: "STORE_ERROR",
   Internal: "INTERNAL",
 } as const;

@@ -5,7 +5,7 @@ import { digest } from "../core/hash.ts";
 import type { RecordOutcome } from "../core/record.ts";
 import { loadHash, targetMappingDigest } from "../core/target-mapping.ts";
 import { unchangedCount } from "../store/rows.ts";
-import type { LoadedHash, LoadResult } from "../store/types.ts";
+import type { LoadedHash, LoadResult, RunRecord } from "../store/types.ts";
 import type { CanonicalChunk } from "./canonical-chunk.ts";
 import { forChunk } from "./chunk-order.ts";
 import type { Endpoint, RunContext } from "./context.ts";
@@ -105,6 +105,54 @@ function loadedBefore(ctx: RunContext, target: string): Promise<boolean> {
   return known;
 }
 
+const originsOf = new WeakMap<RunContext, Map<number, Promise<number>>>();
+
+/**
+ * The run whose extraction a run's records come from: itself, or for a replay the run it replays (followed through
+ * replays of replays). Run ids grow with time, so the larger origin holds the later data. Asked once per run id and
+ * execution (a replay's chunks ask about the few runs that last loaded their keys).
+ */
+function originOf(ctx: RunContext, runId: number): Promise<number> {
+  let known = originsOf.get(ctx);
+  if (known === undefined) {
+    known = new Map();
+    originsOf.set(ctx, known);
+  }
+  let origin = known.get(runId);
+  if (origin === undefined) {
+    const from = (run: RunRecord | undefined): number | Promise<number> =>
+      run === undefined
+        ? runId
+        : run.kind === "replay" && run.parentId !== undefined
+          ? originOf(ctx, run.parentId)
+          : run.id;
+    origin = runId === ctx.run.id ? Promise.resolve(from(ctx.run)) : ctx.store.getRun(runId).then(from);
+    const cache = known;
+    origin.catch(() => cache.delete(runId));
+    known.set(runId, origin);
+  }
+  return origin;
+}
+
+/**
+ * For a replay into a target that keeps one version per key: the runs among `loadedBy` (the runs that last loaded the
+ * chunk's keys there) whose records are later than the replay's, so that a replay of an old run never puts its older
+ * version of a record over the one a later run loaded since. Undefined for any other run or target.
+ */
+async function laterRuns(
+  ctx: RunContext,
+  binding: Binding,
+  loadedBy: ReadonlyMap<string, LoadedHash>,
+): Promise<Set<number> | undefined> {
+  if (ctx.run.kind !== "replay" || loadedBy.size === 0 || !keepsLast(binding)) return undefined;
+  const own = await originOf(ctx, ctx.run.id);
+  const later = new Set<number>();
+  for (const runId of new Set([...loadedBy.values()].map((loaded) => loaded.runId))) {
+    if (runId !== ctx.run.id && (await originOf(ctx, runId)) > own) later.add(runId);
+  }
+  return later;
+}
+
 /**
  * Loads one chunk into one target and records the outcome of each record:
  * - unchanged (its content hash is the one last loaded there) — not sent;
@@ -176,6 +224,8 @@ async function writeRecords(
   const resend = ctx.run.stats.resend === true ? ctx.run.id : undefined;
   const scope: IdempotencyScope = resend === undefined ? { target: name } : { target: name, resend };
   const later = again && keepsLast(binding) ? await ctx.store.laterInTarget(ctx.run.id, name, seq, keys) : undefined;
+  const laterLoads = await laterRuns(ctx, binding, previous);
+  let kept = 0;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
     if (later?.has(key) === true) {
@@ -184,6 +234,12 @@ async function writeRecords(
     }
     const hash = hashes[i] as string;
     const before = previous.get(key);
+    if (laterLoads !== undefined && before !== undefined && laterLoads.has(before.runId)) {
+      // a replay's record that a later run loaded a later version of: the target keeps that one
+      result.unchanged.push(key);
+      kept++;
+      continue;
+    }
     // A hash filed before targets filed their mapping's digest (no "."): the content alone is compared, so that an
     // upgrade does not send every record again.
     const same = before !== undefined && (before.hash === hash || before.hash === chunk.hashes[i]);
@@ -198,6 +254,12 @@ async function writeRecords(
       continue;
     }
     toSend.push(i);
+  }
+  if (kept > 0) {
+    log.info(
+      { chunk: seq, records: kept },
+      "records a later run loaded a later version of: not sent again by this replay (recorded unchanged)",
+    );
   }
   if (result.superseded !== undefined) {
     log.info(

@@ -26,7 +26,7 @@ export interface ReplayPlan {
 
 const pageSize = 1000;
 
-/** The parent's outcomes to replay: every page of each status, or the given keys' outcomes. */
+/** The parent's outcomes of the given statuses: every page of each status, or the given keys' outcomes. */
 async function selectedOutcomes(store: Store, parent: RunRecord, selection: ReplaySelection): Promise<RecordOutcome[]> {
   const statuses = new Set<RecordStatus>(selection.statuses ?? ["quarantined", "failed"]);
   const out: RecordOutcome[] = [];
@@ -47,6 +47,36 @@ async function selectedOutcomes(store: Store, parent: RunRecord, selection: Repl
   return out;
 }
 
+/**
+ * The outcomes of run `parent` a replay to `targets` would go through again: those of the selection that failed
+ * before load, or at one of those targets. A selection of keys must find each of them (a key that failed nowhere in
+ * the run is a mistake to report, not to pass over); a selection that finds nothing is NOTHING_TO_REPLAY, before any
+ * replay run is recorded.
+ */
+export async function replayableOutcomes(
+  store: Store,
+  parent: RunRecord,
+  selection: ReplaySelection,
+  targets: readonly string[],
+): Promise<RecordOutcome[]> {
+  const outcomes = (await selectedOutcomes(store, parent, selection)).filter(
+    (outcome) => outcome.target === null || targets.includes(outcome.target),
+  );
+  const what = (selection.statuses ?? ["quarantined", "failed"]).join(" or ");
+  if (selection.keys !== undefined) {
+    const found = new Set(outcomes.flatMap((outcome) => [outcome.key, outcome.sourceId ?? outcome.key]));
+    const missing = selection.keys.filter((key) => !found.has(key));
+    if (missing.length > 0)
+      throw new FrancaError(
+        ErrorCode.Usage,
+        `run ${parent.id} has no ${what} record with key ${missing.map((key) => `'${key}'`).join(", ")}: nothing was replayed (see 'franca records ${parent.id} --status quarantined')`,
+      );
+  }
+  if (outcomes.length === 0)
+    throw new FrancaError(ErrorCode.NothingToReplay, `run ${parent.id} has nothing to replay: no ${what} records`);
+  return outcomes;
+}
+
 async function staged(store: Store, runId: number, seq: number, stage: "extracted" | "canonical"): Promise<string> {
   const data = await store.readStaged(runId, seq, stage);
   if (data === undefined) {
@@ -59,7 +89,7 @@ async function staged(store: Store, runId: number, seq: number, stage: "extracte
 }
 
 /**
- * Prepares a replay run: its chunks are staged from the parent's staged output, so that executing the replay is
+ * Prepares a replay run of `outcomes` (`replayableOutcomes`): its chunks are staged from the parent's staged output, so that executing the replay is
  * executing a run that has extracted everything already.
  * - Records that failed before load (target null): their source rows are staged as extracted chunks, so they are
  *   transformed again (with today's mapping: the point of a replay after a fix) and loaded to every target.
@@ -73,10 +103,9 @@ export async function prepareReplay(
   flow: Flow,
   parent: RunRecord,
   replay: RunRecord,
-  selection: ReplaySelection,
+  outcomes: readonly RecordOutcome[],
   orderLoads = false,
 ): Promise<ReplayPlan> {
-  const outcomes = await selectedOutcomes(store, parent, selection);
   const targets = replay.targets;
   const early = new Map<number, Set<string>>(); // parent chunk → source ids to transform again
   const late = new Map<number, Map<string, Set<string>>>(); // parent chunk → key → targets to load again

@@ -6,6 +6,7 @@ import { startSimApi } from "../../sim/api.ts";
 import { http } from "../../src/connectors/http/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind } from "../../src/core/binding.ts";
+import type { FrancaError } from "../../src/core/errors.ts";
 import { flow } from "../../src/core/flow.ts";
 import { defineHub } from "../../src/core/hub.ts";
 import { lookup } from "../../src/core/lookup.ts";
@@ -395,6 +396,77 @@ describe("replay", () => {
         .all()
         .map((row) => row.code),
       ["4"],
+    );
+  });
+  it("never puts a record's older version over the one a later run loaded since (recorded unchanged)", async () => {
+    using tmp = tempDir();
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20, badEmails: [5, 6] });
+    const target = createClientsTarget(join(tmp.dir, "erp.db"));
+    await using store = await openStore(tmp.dir);
+    const fix = { on: false };
+    await using engine = await Engine.open({ hub: repairingHub(tmp.dir, fix), baseDir: tmp.dir, store });
+    const first = await engine.run("customers");
+    assert.equal(first.run.status, "partial");
+    // customer 5 is put right at the source, and a later run loads it as it is now
+    source
+      .prepare("UPDATE customers SET name = 'NEW', email = 'new5@example.org', updated_at = ? WHERE id = 5")
+      .run(stamp(100));
+    const second = await engine.run("customers");
+    assert.equal(second.counts.targets["erp.Customer"]?.loaded, 1);
+    // the mapping is fixed, and run 1 replayed: its version of customer 5 (the old row, repaired) is older
+    fix.on = true;
+    const replay = await engine.replay(first.run.id);
+    assert.equal(replay.plan.retransform, 2);
+    assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1, "customer 6 only");
+    assert.equal(replay.counts.targets["erp.Customer"]?.unchanged, 1, "customer 5 kept as the later run loaded it");
+    const row = (code: string) =>
+      target.prepare("SELECT full_name, mail FROM clients WHERE code = ?").get(code) as {
+        full_name: string;
+        mail: string;
+      };
+    assert.deepEqual({ ...row("5") }, { full_name: "NEW", mail: "new5@example.org" });
+    assert.deepEqual({ ...row("6") }, { full_name: "Customer 6", mail: "repaired-6@example.org" });
+    assert.deepEqual(
+      (await store.records(replay.run.id, { key: "5" })).map((outcome) => outcome.status),
+      ["unchanged"],
+      "the replay's ledger says what became of customer 5",
+    );
+    // customer 5 goes bad again, later than run 2: that run's replay is later than run 2's load, and loads it
+    source.prepare("UPDATE customers SET email = 'not-an-email', updated_at = ? WHERE id = 5").run(stamp(101));
+    fix.on = false;
+    const third = await engine.run("customers");
+    assert.equal((await store.records(third.run.id, { status: "quarantined" })).length, 1);
+    fix.on = true;
+    const replayThird = await engine.replay(third.run.id);
+    assert.equal(replayThird.counts.targets["erp.Customer"]?.loaded, 1, "run 3's version is later than run 2's");
+    assert.deepEqual({ ...row("5") }, { full_name: "NEW", mail: "repaired-5@example.org" });
+  });
+
+  it("records no run when there is nothing to replay, and names a key asked for that did not fail", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20, badEmails: [3] });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    await using store = await openStore(tmp.dir);
+    const fix = { on: false };
+    await using engine = await Engine.open({ hub: repairingHub(tmp.dir, fix), baseDir: tmp.dir, store });
+    const first = await engine.run("customers");
+    const second = await engine.run("customers");
+    assert.equal(second.run.status, "succeeded");
+    await assert.rejects(engine.replay(second.run.id), (error: FrancaError) => {
+      assert.equal(error.code, "NOTHING_TO_REPLAY");
+      assert.match(error.message, new RegExp(`run ${second.run.id} has nothing to replay`));
+      return true;
+    });
+    await assert.rejects(engine.replay(first.run.id, { keys: ["3", "9"] }), (error: FrancaError) => {
+      assert.equal(error.code, "USAGE");
+      assert.match(error.message, /no quarantined or failed record with key '9'/);
+      return true;
+    });
+    await assert.rejects(engine.replay(first.run.id, { statuses: ["failed"] }), /nothing to replay: no failed records/);
+    assert.deepEqual(
+      (await store.listRuns()).map((run) => run.id).sort(),
+      [first.run.id, second.run.id],
+      "no replay run was recorded",
     );
   });
 });

@@ -1,3 +1,4 @@
+import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import { normalizeKeyInput } from "../../core/key.ts";
 import type { RunProgress } from "../../engine/context.ts";
 import type { RunSummary } from "../../engine/run.ts";
@@ -85,15 +86,24 @@ export async function replayCommand(cli: Cli): Promise<number> {
   }
   const { engine } = await cli.open({ longRunning: true });
   const keys = cli.values.key?.map(normalizeKeyInput);
-  const summary = await withProgress(cli, (signal, onProgress) =>
-    engine.replay(id, {
-      trigger: "cli",
-      signal,
-      onProgress,
-      ...(status === undefined ? {} : { statuses: [status] }),
-      ...(keys === undefined ? {} : { keys }),
-    }),
-  );
+  let summary: Awaited<ReturnType<typeof engine.replay>>;
+  try {
+    summary = await withProgress(cli, (signal, onProgress) =>
+      engine.replay(id, {
+        trigger: "cli",
+        signal,
+        onProgress,
+        ...(status === undefined ? {} : { statuses: [status] }),
+        ...(keys === undefined ? {} : { keys }),
+      }),
+    );
+  } catch (error) {
+    // nothing failed, so nothing to do: not an error for a script that replays after every fix
+    if (!(error instanceof FrancaError && error.code === ErrorCode.NothingToReplay)) throw error;
+    if (cli.values.json === true) cli.printJson({ replayOf: id, replayed: false, message: error.message });
+    else cli.print(error.message);
+    return 0;
+  }
   if (cli.values.json !== true) {
     const reloads = Object.entries(summary.plan.reload)
       .filter(([, count]) => count > 0)
@@ -102,7 +112,7 @@ export async function replayCommand(cli: Cli): Promise<number> {
       summary.plan.retransform > 0 ? `${summary.plan.retransform} transformed again` : "",
       reloads.length > 0 ? `loaded again: ${reloads.join(", ")}` : "",
     ].filter((part) => part !== "");
-    cli.print(what.length === 0 ? `run ${id} has nothing to replay` : `replaying run ${id}: ${what.join("; ")}`);
+    cli.print(`replaying run ${id}${what.length === 0 ? "" : `: ${what.join("; ")}`}`);
   }
   return report(cli, summary);
 }
