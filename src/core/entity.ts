@@ -25,6 +25,12 @@ export interface Entity<T extends Record<string, unknown> = Record<string, unkno
   readonly __type?: T;
 }
 
+/**
+ * The record type of an entity of schema `S`: its fields and no others, so that a mapping that reads a field the
+ * entity does not have (`c.nam` for `c.name`) is a type error rather than an undefined written as NULL.
+ */
+export type CanonicalShape<S extends TObject> = Static<S> extends Record<string, unknown> ? Static<S> : never;
+
 export type EntityRecord<E> = E extends Entity<infer T> ? T : never;
 
 /** A field of the schema that can be (part of) the key. */
@@ -60,7 +66,7 @@ export const fieldNoteNames: ReadonlySet<string> = new Set(["owner", "pii", "des
 export function entity<S extends TObject, const K extends KeyField<S> | readonly KeyField<S>[]>(
   name: string,
   options: EntityOptions<S, K>,
-): Entity<Static<S> & Record<string, unknown>> {
+): Entity<CanonicalShape<S>> {
   const key = typeof options.key === "string" ? [options.key as string] : [...(options.key as readonly string[])];
   const made = {
     kind: "entity" as const,
