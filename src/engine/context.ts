@@ -7,7 +7,7 @@ import type { Flow } from "../core/flow.ts";
 import type { RunRecord, Store } from "../store/types.ts";
 import type { FailureBudget } from "./failure-budget.ts";
 import type { LookupRuntime } from "./lookups.ts";
-import type { SystemPolicy } from "./policy.ts";
+import type { PolicyStats, SystemPolicy } from "./policy.ts";
 
 export interface Endpoint {
   binding: Binding;
@@ -57,6 +57,8 @@ export interface RunContext {
   readonly compiled: CompiledEntity;
   readonly source: Endpoint;
   readonly targets: readonly Endpoint[];
+  /** Each system's policy figures when this context was made (by system name): the run's are counted from them. */
+  readonly policiesAtStart: ReadonlyMap<string, PolicyStats>;
   readonly lookups: LookupRuntime;
   readonly budget: FailureBudget;
   readonly progress: RunProgress;

@@ -10,13 +10,16 @@ export function hasLimit(policy: FailurePolicy): boolean {
 }
 
 /**
- * What a run has spent of its budget, from its ledger's counts: records that went through the transform (the ratio's
- * denominator), and problems, before load and in every target.
+ * What a run has spent of its budget when an execution of it starts, from its ledger's counts: records that went
+ * through the transform (the ratio's denominator), and problems, before load and in every target. Failed records
+ * (transient) are not spent: a chunk that holds one is not done (`chunkStatesFromRows`), so this execution transforms
+ * or loads it again, and a record that fails again counts then. Counted, a continued run's earlier failures — the
+ * outage it is continued after — would stop it at its first problem.
  */
 export function spentOf(counts: RunCounts): { processed: number; problems: number } {
-  let problems = counts.quarantined + counts.failed;
-  for (const target of Object.values(counts.targets)) problems += target.quarantined + target.failed;
-  return { processed: counts.canonical + counts.quarantined + counts.failed, problems };
+  let problems = counts.quarantined;
+  for (const target of Object.values(counts.targets)) problems += target.quarantined;
+  return { processed: counts.canonical + counts.quarantined, problems };
 }
 
 /**

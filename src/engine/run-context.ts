@@ -94,6 +94,9 @@ export function createRunContext(
     compiled: compileEntity(flow.entity),
     source,
     targets,
+    policiesAtStart: new Map(
+      [source, ...targets].map((endpoint) => [endpoint.binding.system.name, { ...endpoint.policy.stats }]),
+    ),
     lookups,
     budget: new FailureBudget(flow.failure, spentOf(already)),
     progress,

@@ -30,7 +30,7 @@ import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
 import type { LookupRuntime } from "./lookups.ts";
-import { AttemptsError, type SystemPolicy } from "./policy.ts";
+import { AttemptsError, type SystemPolicy, statsSince } from "./policy.ts";
 import { releaseQuietly, stagedUnlessDone } from "./release-staged.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
@@ -501,8 +501,11 @@ export async function finishRecord(
     }
   }
   const systems: Record<string, unknown> = {};
-  for (const endpoint of [ctx.source, ...ctx.targets])
-    systems[endpoint.binding.system.name] = { ...endpoint.policy.stats };
+  for (const endpoint of [ctx.source, ...ctx.targets]) {
+    const name = endpoint.binding.system.name;
+    const start = ctx.policiesAtStart.get(name);
+    systems[name] = start === undefined ? { ...endpoint.policy.stats } : statsSince(endpoint.policy.stats, start);
+  }
   const durationMs = options.durationMs ?? Date.now() - run.startedAt;
   const { sourceProfile: _profile, wholeSource: _whole, fullExtraction: _full, ...rest } = run.stats;
   const { drift: earlier, others: kept } = splitDriftStats(rest);

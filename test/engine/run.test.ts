@@ -325,6 +325,55 @@ describe("engine runs", () => {
     assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 500);
   });
 
+  it("records each system's calls of the run itself, not of the engine's earlier runs", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    await using store = await openStore(tmp.dir);
+    await using engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    const callsOf = (run: { stats: Record<string, unknown> }, system: string) =>
+      (run.stats.systems as Record<string, { calls: number }>)[system]?.calls;
+    const first = await engine.run("customers");
+    assert.ok((callsOf(first.run, "erp") ?? 0) >= 3, "a write per chunk");
+    const second = await engine.run("customers");
+    assert.equal(second.counts.extracted, 0);
+    assert.equal(callsOf(second.run, "erp"), 0, "nothing new: nothing written");
+    assert.equal(callsOf((await store.getRun(second.run.id)) ?? { stats: {} }, "erp"), 0);
+  });
+
+  it("a continued run's budget counts its earlier failed records only if they fail again", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500 });
+    await using store = await openStore(tmp.dir);
+    let targetDown = true;
+    const hub = customersHub(tmp.dir, {
+      failure: { maxFailedRatio: 0.1, minRecordsForRatio: 50 },
+      fromCanonical: (customer) => {
+        const id = Number(customer.id);
+        // down: every record from chunk 2 on (ids 151-) fails at the target, which stops the run
+        if (targetDown && id > 150)
+          throw new FrancaError(ErrorCode.SystemUnavailable, "erp is restarting", { errorClass: "transient" });
+        // back: it refuses one record for good
+        if (id === 400) throw new FrancaError(ErrorCode.TargetRejected, "erp refuses 400", { errorClass: "permanent" });
+        return toClient(customer);
+      },
+    });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const failed = await engine.run("customers");
+    assert.equal(failed.run.status, "failed");
+    assert.ok((failed.counts.targets["erp.Customer"]?.failed ?? 0) >= 100, JSON.stringify(failed.counts));
+    targetDown = false;
+    // counted as spent, the earlier failures (100 or more of 500 records) would stop the continued run at its first
+    // problem, the one refusal; they are loaded again, and 1 of 500 is within the budget
+    const resumed = await engine.run("customers");
+    assert.equal(resumed.run.id, failed.run.id);
+    assert.equal(resumed.run.status, "partial", resumed.run.error?.message);
+    assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 499);
+    assert.equal(resumed.counts.targets["erp.Customer"]?.quarantined, 1);
+    assert.equal(resumed.counts.targets["erp.Customer"]?.failed, 0);
+  });
+
   it("a target that refuses every write fails the run, advances nothing and loses nothing", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
