@@ -2,6 +2,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Hub } from "../core/hub.ts";
+import { didYouMean } from "../core/suggest.ts";
 import { Engine } from "../engine/engine.ts";
 import { preflight } from "../engine/preflight.ts";
 import { createLogger, type Logger } from "../observe/logger.ts";
@@ -54,6 +55,40 @@ export function usageError(message: string): FrancaError {
   return new FrancaError(ErrorCode.Usage, message);
 }
 
+/** The levels `--log-level` and FRANCA_LOG_LEVEL take (pino's). */
+export const logLevels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+/** `value` when it is a log level; a usage error naming `what` (the option or variable it came from) otherwise. */
+export function checkLogLevel(value: string, what: string): string {
+  if ((logLevels as readonly string[]).includes(value)) return value;
+  throw usageError(`${what} must be one of ${logLevels.join(", ")} (got '${value}')${didYouMean(value, logLevels)}`);
+}
+
+/**
+ * The option's value as a whole number of at least `min` (undefined when the option was not given); a usage error
+ * naming the option otherwise. Given as typed: `2.5`, `1e3`, `0x10`, `-1` and ` 7` are all refused.
+ */
+export function wholeNumber(
+  values: CliValues,
+  option: "limit" | "offset" | "threads" | "jobs",
+  min = 0,
+): number | undefined {
+  const text = values[option];
+  if (text === undefined) return undefined;
+  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min)
+    throw usageError(`--${option} must be a whole number ≥ ${min} (got '${text}')`);
+  return value;
+}
+
+/** The level asked for (`--log-level`, else FRANCA_LOG_LEVEL), checked; else info for long-running commands, warn. */
+function logLevel(values: CliValues, longRunning: boolean): string {
+  if (values["log-level"] !== undefined) return checkLogLevel(values["log-level"], "--log-level");
+  const variable = process.env.FRANCA_LOG_LEVEL;
+  if (variable !== undefined && variable !== "") return checkLogLevel(variable, "FRANCA_LOG_LEVEL");
+  return longRunning ? "info" : "warn";
+}
+
 /**
  * Where logs go: `--log <file>` or `--log -` (stderr) when given; otherwise, for long-running commands on a terminal,
  * to .franca/logs/franca.log (the terminal shows progress bars instead), and to stderr everywhere else.
@@ -64,7 +99,7 @@ function loggerFor(
   longRunning: boolean,
   interactive: boolean,
 ): { logger: Logger; logFile?: string } {
-  const level = values["log-level"] ?? process.env.FRANCA_LOG_LEVEL ?? (longRunning ? "info" : "warn");
+  const level = logLevel(values, longRunning);
   const target = values.log ?? (longRunning && interactive ? join(baseDir, ".franca", "logs", "franca.log") : "-");
   if (target === "-")
     return { logger: createLogger({ level, destination: pino.destination({ dest: 2, sync: true }) }) };
@@ -92,14 +127,14 @@ export function createCli(values: CliValues, positionals: readonly string[], cwd
       for (const name of options.flows ?? []) {
         const flow = hub.flows.get(name);
         if (flow === undefined)
-          throw usageError(`unknown flow '${name}' (flows: ${[...hub.flows.keys()].join(", ") || "none"})`);
+          throw usageError(
+            `unknown flow '${name}'${didYouMean(name, hub.flows.keys())} (flows: ${[...hub.flows.keys()].join(", ") || "none"})`,
+          );
         preflight(flow, baseDir);
       }
       const { logger, logFile } = loggerFor(values, baseDir, options.longRunning === true, interactive);
       const distributed = hub.store !== undefined && /^postgres(ql)?:\/\//.test(hub.store);
-      const threads = values.threads === undefined ? undefined : Number(values.threads);
-      if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0))
-        throw usageError(`--threads must be a whole number, 0 or more (got '${values.threads}')`);
+      const threads = wholeNumber(values, "threads");
       const engine = await Engine.open({
         hub,
         baseDir,

@@ -37,3 +37,8 @@ export function table(rows: readonly (readonly (string | number)[])[], header: r
     )
     .join("\n");
 }
+
+/** `1 chunk`, `2 chunks`, `1 retry`, `3 retries`: a count and its noun, in the singular for exactly one. */
+export function plural(value: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${count(value)} ${value === 1 ? singular : pluralForm}`;
+}

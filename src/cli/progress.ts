@@ -1,5 +1,5 @@
 import type { RunProgress } from "../engine/context.ts";
-import { count } from "./output.ts";
+import { count, plural } from "./output.ts";
 
 /**
  * Progress bars per stage on a terminal (stderr), redrawn in place at most ten times a second. Hand-written: the
@@ -30,7 +30,7 @@ export class ProgressView {
     const canonical = progress.transformed - progress.quarantined - progress.failed;
     const lines = [
       `run ${progress.runId} · ${progress.flow} · ${count(Math.round(progress.transformed / seconds))} records/s`,
-      `  extract    ${progress.extractDone ? this.#bar(1, 1, true) : this.#bar(0, 0, false)} ${count(progress.extracted)} in ${count(progress.chunks)} chunks${progress.extractDone ? " ✓" : ""}`,
+      `  extract    ${progress.extractDone ? this.#bar(1, 1, true) : this.#bar(0, 0, false)} ${count(progress.extracted)} in ${plural(progress.chunks, "chunk")}${progress.extractDone ? " ✓" : ""}`,
       `  transform  ${this.#bar(progress.transformed, progress.extracted, progress.extractDone)} ${count(progress.transformed)}${progress.quarantined > 0 ? ` (${count(progress.quarantined)} quarantined)` : ""}${progress.failed > 0 ? ` (${count(progress.failed)} failed)` : ""}`,
     ];
     for (const [name, target] of Object.entries(progress.targets)) {

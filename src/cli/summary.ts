@@ -3,7 +3,7 @@ import type { LookupStats } from "../engine/lookups.ts";
 import type { PolicyStats } from "../engine/policy.ts";
 import type { RunSummary } from "../engine/run.ts";
 import type { RunCounts, RunRecord } from "../store/types.ts";
-import { count, duration, table, timestamp } from "./output.ts";
+import { count, duration, plural, table, timestamp } from "./output.ts";
 
 /** A run as a human reads it: status, timings, counts per stage and target, lookups, drift, the error. */
 export function describeRun(run: RunRecord, counts: RunCounts): string {
@@ -15,9 +15,12 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
     }${run.stats.resend === true ? " · resending every record" : ""}`,
     counts.extracted === 0 && run.status === "succeeded"
       ? "  nothing new since the last run (the source's cursor did not move)"
-      : `  extracted ${count(counts.extracted)} records in ${count(counts.chunks)} chunks · canonical ${count(counts.canonical)} · quarantined ${count(counts.quarantined)}${
-          counts.failed > 0 ? ` · failed ${count(counts.failed)}` : ""
-        }${Number(run.stats.threaded ?? 0) > 0 ? ` · ${count(Number(run.stats.threaded))} mapped on transform threads` : ""}`,
+      : counts.chunks === 0 && run.status !== "running"
+        ? // the run's figures count what it staged: a chunk read and then refused (source drift) is in none of them
+          "  nothing staged: the run stopped before it recorded its first chunk"
+        : `  extracted ${plural(counts.extracted, "record")} in ${plural(counts.chunks, "chunk")} · canonical ${count(counts.canonical)} · quarantined ${count(counts.quarantined)}${
+            counts.failed > 0 ? ` · failed ${count(counts.failed)}` : ""
+          }${Number(run.stats.threaded ?? 0) > 0 ? ` · ${count(Number(run.stats.threaded))} mapped on transform threads` : ""}`,
   ];
   const targets = Object.entries(counts.targets);
   if (targets.length > 0) {
@@ -39,11 +42,11 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
   const systems = run.stats.systems as Record<string, Partial<PolicyStats>> | undefined;
   for (const [name, stats] of Object.entries(systems ?? {})) {
     const trouble = [
-      (stats.retries ?? 0) > 0 ? `${count(stats.retries ?? 0)} retries` : "",
+      (stats.retries ?? 0) > 0 ? plural(stats.retries ?? 0, "retry", "retries") : "",
       (stats.breakerOpens ?? 0) > 0 ? `circuit opened ${stats.breakerOpens}×` : "",
       (stats.rateLimited ?? 0) > 0 ? `${count(stats.rateLimited ?? 0)} × 429` : "",
       (stats.pausedMs ?? 0) > 0 ? `paused ${duration(stats.pausedMs ?? 0)}` : "",
-      (stats.permanentErrors ?? 0) > 0 ? `${count(stats.permanentErrors ?? 0)} refusals` : "",
+      (stats.permanentErrors ?? 0) > 0 ? plural(stats.permanentErrors ?? 0, "refusal") : "",
     ].filter((part) => part !== "");
     if (trouble.length > 0) lines.push(`  ${name}: ${trouble.join(", ")}`);
   }
@@ -68,11 +71,21 @@ export function summaryJson(summary: RunSummary): Record<string, unknown> {
   return { run: summary.run, counts: summary.counts, exitCode: summary.exitCode };
 }
 
-/** What to do next, after a run that did not fully succeed. */
-export function nextSteps(run: RunRecord, storeLocation: string): string {
+/**
+ * What to do next, after a run that did not fully succeed. With the run's `counts`, the ledger is pointed at only
+ * for the statuses it holds, and a run that stopped with no record quarantined or failed is pointed at its error;
+ * without them (a caller that has none), every partial or failed run is pointed at both statuses of the ledger.
+ */
+export function nextSteps(run: RunRecord, storeLocation: string, counts?: RunCounts): string {
   const lines: string[] = [`  ledger: ${storeLocation}`];
   if (run.status === "partial" || run.status === "failed") {
-    lines.push(`  see why: franca records ${run.id} --status quarantined   (or --status failed)`);
+    const problems = counts === undefined ? undefined : problemCounts(counts);
+    if (problems === undefined || (problems.quarantined > 0 && problems.failed > 0))
+      lines.push(`  see why: franca records ${run.id} --status quarantined   (or --status failed)`);
+    else if (problems.quarantined > 0) lines.push(`  see why: franca records ${run.id} --status quarantined`);
+    else if (problems.failed > 0) lines.push(`  see why: franca records ${run.id} --status failed`);
+    else if (run.error !== undefined)
+      lines.push(`  see why: the run's error above (${run.error.code}); no record was quarantined or failed`);
   }
   if (run.error?.code === ErrorCode.SourceDrift) {
     // the source changed under the policy 'fail': continuing as it is stops again at the same check
@@ -80,4 +93,15 @@ export function nextSteps(run: RunRecord, storeLocation: string): string {
     lines.push(`    franca resume ${run.id} --accept-drift`);
   } else if (run.status === "failed" || run.status === "cancelled") lines.push(`  continue: franca resume ${run.id}`);
   return lines.join("\n");
+}
+
+/** Records the ledger holds as quarantined and as failed, before load and in every target. */
+function problemCounts(counts: RunCounts): { quarantined: number; failed: number } {
+  let quarantined = counts.quarantined;
+  let failed = counts.failed;
+  for (const target of Object.values(counts.targets)) {
+    quarantined += target.quarantined;
+    failed += target.failed;
+  }
+  return { quarantined, failed };
 }

@@ -126,7 +126,7 @@ describe("command line", () => {
     assert.equal(accepted.code, 0, accepted.stderr);
     assert.match(accepted.stdout, /run 2 · flow customers · SUCCEEDED/);
     assert.match(accepted.stdout, /source drift: new region \(accepted\)/);
-    assert.match(accepted.stdout, /extracted 1 records/);
+    assert.match(accepted.stdout, /extracted 1 record in 1 chunk/);
   });
 
   it("check reports each system's health and fails when one has a problem", () => {

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { Cli } from "../context.ts";
@@ -65,6 +65,20 @@ const readme = `# A Franca hub
 - \`franca runs\`, \`franca runs show <run>\`, \`franca records <run> --status quarantined\` — the ledger
 `;
 
+/**
+ * An npm package name for a project in `dir`: its folder's name, lower-cased, with what npm does not allow in a new
+ * package's name (spaces, punctuation but `.`, `_` and `-`) made dashes and a leading dot or underscore dropped;
+ * "my-hub" when nothing is left of it.
+ */
+export function packageName(dir: string): string {
+  const name = basename(dir)
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, "-")
+    .replace(/^[._-]+|[.-]+$/g, "")
+    .slice(0, 214);
+  return name === "" || name === "node_modules" || name === "favicon.ico" ? "my-hub" : name;
+}
+
 /** `franca init [dir]`: a starter project that runs as it is, to edit into a real one. */
 export async function initCommand(cli: Cli): Promise<number> {
   const dir = resolve(cli.cwd, cli.positionals[1] ?? ".");
@@ -72,20 +86,31 @@ export async function initCommand(cli: Cli): Promise<number> {
   if (existsSync(config)) {
     throw new FrancaError(ErrorCode.Usage, `${config} already exists; not overwriting it`);
   }
-  mkdirSync(join(dir, "data"), { recursive: true });
-  writeFileSync(config, configTemplate);
-  if (!existsSync(join(dir, "data", "customers.csv"))) writeFileSync(join(dir, "data", "customers.csv"), sampleCsv);
-  if (!existsSync(join(dir, "README.md"))) writeFileSync(join(dir, "README.md"), readme);
   const inside = !relative(francaRoot, dir).startsWith("..");
-  if (!inside && !existsSync(join(dir, "package.json"))) {
+  const files: [path: string, text: string][] = [
+    [config, configTemplate],
+    [join(dir, "data", "customers.csv"), sampleCsv],
+    [join(dir, "README.md"), readme],
+  ];
+  if (!inside) {
     const dependency = `file:${relative(dir, francaRoot)}`;
-    writeFileSync(
-      join(dir, "package.json"),
-      `${JSON.stringify({ name: "my-hub", private: true, type: "module", dependencies: { franca: dependency } }, null, 2)}\n`,
-    );
+    const manifest = { name: packageName(dir), private: true, type: "module", dependencies: { franca: dependency } };
+    files.push([join(dir, "package.json"), `${JSON.stringify(manifest, null, 2)}\n`]);
   }
-  cli.print(`created ${config}`);
-  if (!inside) cli.print(`next: cd ${relative(cli.cwd, dir) || "."} && npm install && npx franca run customers`);
-  else cli.print(`next: cd ${relative(cli.cwd, dir) || "."} && npx franca run customers`);
+  mkdirSync(join(dir, "data"), { recursive: true });
+  const kept: string[] = [];
+  cli.print(`created in ${dir}:`);
+  for (const [path, text] of files) {
+    // the configuration was checked above; any other file already there is the user's, left as it is
+    if (path !== config && existsSync(path)) kept.push(path);
+    else {
+      writeFileSync(path, text);
+      cli.print(`  ${relative(dir, path)}`);
+    }
+  }
+  if (kept.length > 0) cli.print(`kept as they were: ${kept.map((path) => relative(dir, path)).join(", ")}`);
+  const where = relative(cli.cwd, dir);
+  const cd = where === "" ? "" : `cd ${/^[\w./-]+$/.test(where) ? where : `'${where.replaceAll("'", `'\\''`)}'`} && `;
+  cli.print(`next: ${cd}${inside ? "" : "npm install && "}npx franca run customers`);
   return 0;
 }

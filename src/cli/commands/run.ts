@@ -42,7 +42,7 @@ async function report(cli: Cli, summary: RunSummary): Promise<number> {
     cli.printJson(summaryJson(summary));
   } else {
     cli.print(describeRun(summary.run, summary.counts));
-    cli.print(nextSteps(summary.run, engine.store.location));
+    cli.print(nextSteps(summary.run, engine.store.location, summary.counts));
     if (logFile !== undefined) cli.print(`  logs: ${logFile}`);
   }
   return summary.exitCode;

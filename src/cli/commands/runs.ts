@@ -1,6 +1,7 @@
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { RunStatus } from "../../core/record.ts";
-import { type Cli, usageError } from "../context.ts";
+import { didYouMean } from "../../core/suggest.ts";
+import { type Cli, usageError, wholeNumber } from "../context.ts";
 import { duration, table, timestamp } from "../output.ts";
 import { describeRun } from "../summary.ts";
 
@@ -11,16 +12,26 @@ export async function runsCommand(cli: Cli): Promise<number> {
   if (cli.positionals[1] === "show") return showCommand(cli, cli.positionals[2]);
   if (cli.positionals[1] !== undefined)
     throw usageError("usage: franca runs [--flow <flow>] [--status <status>] [--limit <n>] | franca runs show <run>");
-  const { engine } = await cli.open();
-  await engine.reapAbandoned();
   const status = cli.values.status;
   if (status !== undefined && !statuses.has(status))
-    throw usageError(`--status must be one of ${[...statuses].join(", ")}`);
+    throw usageError(`--status must be one of ${[...statuses].join(", ")}${didYouMean(status, statuses)}`);
+  const { engine, hub } = await cli.open();
+  await engine.reapAbandoned();
+  const flow = cli.values.flow;
+  const limit = wholeNumber(cli.values, "limit") ?? 20;
   const runs = await engine.store.listRuns({
-    ...(cli.values.flow === undefined ? {} : { flow: cli.values.flow }),
+    ...(flow === undefined ? {} : { flow }),
     ...(status === undefined ? {} : { status: status as RunStatus }),
-    limit: Number(cli.values.limit ?? 20),
+    limit,
   });
+  // a flow no longer in the configuration still has its runs listed; one that never had a run and is not declared
+  // is a typing error
+  if (runs.length === 0 && flow !== undefined && !hub.flows.has(flow)) {
+    if ((await engine.store.listRuns({ flow, limit: 1 })).length === 0)
+      throw usageError(
+        `unknown flow '${flow}'${didYouMean(flow, hub.flows.keys())} (flows: ${[...hub.flows.keys()].join(", ") || "none"})`,
+      );
+  }
   const rows = [];
   for (const run of runs) {
     const counts = await engine.store.counts(run.id);
@@ -37,7 +48,7 @@ export async function runsCommand(cli: Cli): Promise<number> {
     return 0;
   }
   if (rows.length === 0) {
-    cli.print("no runs yet: start one with 'franca run <flow>'");
+    cli.print(noRuns([...hub.flows.keys()], flow, status, limit));
     return 0;
   }
   cli.print(
@@ -57,6 +68,14 @@ export async function runsCommand(cli: Cli): Promise<number> {
     ),
   );
   return 0;
+}
+
+/** What is true when `franca runs` lists none: the filters matched nothing, or the hub has no run yet. */
+function noRuns(flows: readonly string[], flow: string | undefined, status: string | undefined, limit: number): string {
+  if (limit === 0) return "no runs shown: --limit 0";
+  if (status !== undefined) return `no ${status} runs${flow === undefined ? "" : ` of flow '${flow}'`}`;
+  if (flow !== undefined) return `no runs of flow '${flow}' yet: start one with 'franca run ${flow}'`;
+  return `no runs yet: start one with 'franca run <flow>' (flows: ${flows.join(", ") || "none"})`;
 }
 
 async function showCommand(cli: Cli, idText: string | undefined): Promise<number> {

@@ -1,8 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import { checkCompatibility } from "../../core/schema-compat.ts";
 import { entityJsonSchema } from "../../core/schema-export.ts";
+import { didYouMean } from "../../core/suggest.ts";
 import { type Cli, usageError } from "../context.ts";
 
 /**
@@ -10,16 +10,15 @@ import { type Cli, usageError } from "../context.ts";
  * `franca schema check <old.json>` compares an earlier export with the entity's current schema.
  */
 export async function schemaCommand(cli: Cli): Promise<number> {
-  const { hub } = await cli.open();
   if (cli.positionals[1] === "check") {
     const file = cli.positionals[2];
     if (file === undefined) throw usageError("usage: franca schema check <exported-schema.json>");
-    const before = JSON.parse(readFileSync(resolve(cli.cwd, file), "utf8")) as Record<string, unknown>;
-    const entity = hub.entities.get(String(before.title));
+    const before = readExport(resolve(cli.cwd, file), file);
+    const { hub } = await cli.open();
+    const entity = hub.entities.get(before.title);
     if (entity === undefined)
-      throw new FrancaError(
-        ErrorCode.Usage,
-        `${file} describes entity '${String(before.title)}', which the hub does not declare`,
+      throw usageError(
+        `${file} describes entity '${before.title}', which the hub does not declare${didYouMean(before.title, hub.entities.keys())} (entities: ${[...hub.entities.keys()].join(", ") || "none"})`,
       );
     const result = checkCompatibility(before, entityJsonSchema(entity));
     if (cli.values.json === true) cli.printJson(result);
@@ -34,10 +33,13 @@ export async function schemaCommand(cli: Cli): Promise<number> {
     }
     return result.compatible || !result.versionTooLow ? 0 : 1;
   }
+  const { hub } = await cli.open();
   const name = cli.positionals[1];
   const entities = name === undefined ? [...hub.entities.values()] : [hub.entities.get(name)];
   if (entities.some((item) => item === undefined))
-    throw usageError(`unknown entity '${name}' (entities: ${[...hub.entities.keys()].join(", ")})`);
+    throw usageError(
+      `unknown entity '${name}'${didYouMean(String(name), hub.entities.keys())} (entities: ${[...hub.entities.keys()].join(", ")})`,
+    );
   const schemas = entities.map((item) => entityJsonSchema(item as NonNullable<typeof item>));
   if (cli.values.out !== undefined) {
     const dir = resolve(cli.cwd, cli.values.out);
@@ -51,4 +53,37 @@ export async function schemaCommand(cli: Cli): Promise<number> {
   }
   cli.printJson(schemas.length === 1 ? schemas[0] : schemas);
   return 0;
+}
+
+/**
+ * An entity's schema as `franca schema` exported it: JSON whose `title` names the entity and `x-franca-version` its
+ * version. Each way a file can fail to be one (missing, unreadable, not JSON, another JSON) is a usage error naming it.
+ */
+function readExport(path: string, given: string): Record<string, unknown> & { title: string } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a directory" : (error as Error).message;
+    throw usageError(`cannot read ${given} (${path}): ${why}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw usageError(`${given} is not JSON: ${(error as Error).message.replace(/\s+/g, " ")}`);
+  }
+  const schema = value as Record<string, unknown> | null;
+  if (
+    typeof schema !== "object" ||
+    schema === null ||
+    Array.isArray(schema) ||
+    typeof schema.title !== "string" ||
+    schema["x-franca-version"] === undefined
+  )
+    throw usageError(
+      `${given} is not an entity schema exported by 'franca schema' (it needs "title" and "x-franca-version"): export one with 'franca schema <entity> --out <dir>'`,
+    );
+  return schema as Record<string, unknown> & { title: string };
 }
