@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Health } from "../connectors/types.ts";
 import { configError, ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
-import type { ConfigIssue, Hub } from "../core/hub.ts";
+import { type ConfigIssue, configIssuesError, type Hub } from "../core/hub.ts";
 import type { Lookup } from "../core/lookup.ts";
 import { silentLogger } from "../observe/logger.ts";
 import { type LookupCacheStore, MemoryLookupCache, redisLookupCache, storeLookupCache } from "../store/lookup-cache.ts";
@@ -15,7 +15,7 @@ import type { Cluster } from "./distributed/cluster.ts";
 import { queueOwner } from "./distributed/owner.ts";
 import { isOwnerDead, processOwner } from "./owner.ts";
 import { SystemPolicy } from "./policy.ts";
-import { preflight, systemIssues } from "./preflight.ts";
+import { columnIssues, preflight, systemIssues } from "./preflight.ts";
 import { prepareReplay, type ReplayPlan, type ReplaySelection, replayableOutcomes } from "./replay.ts";
 import { executeRun, exitCodeOf, type RunOptions, type RunSummary } from "./run.ts";
 import { TransformThreads } from "./threads/pool.ts";
@@ -207,6 +207,26 @@ export class Engine {
     preflight(flow, this.baseDir);
   }
 
+  /**
+   * Each flow's bindings against their systems (`columnIssues`): tables that cannot be read, key and cursor columns
+   * they do not have. Only flows whose systems are all in `systems` (those that answer) are looked at.
+   */
+  async bindingIssues(systems: ReadonlySet<string>): Promise<ConfigIssue[]> {
+    const flows = [...this.hub.flows.values()].filter((flow) =>
+      [flow.from, ...flow.to].every((binding) => systems.has(binding.system.name)),
+    );
+    const found = await Promise.all(
+      flows.map((flow) => columnIssues(flow, (system) => this.#connections.get(system), "report")),
+    );
+    return found.flat();
+  }
+
+  /** A run's start: the flow's tables have the key and cursor columns its bindings name (`columnIssues`). */
+  async #checkColumns(flow: Flow): Promise<void> {
+    const issues = await columnIssues(flow, (system) => this.#connections.get(system), "skip");
+    if (issues.length > 0) throw configIssuesError(issues);
+  }
+
   /** Local checks of every system of the hub, by system name (those with none left out). */
   systemIssues(): Map<string, ConfigIssue[]> {
     const found = new Map<string, ConfigIssue[]>();
@@ -258,6 +278,7 @@ export class Engine {
   async run(flowName: string, options: StartOptions = {}): Promise<RunSummary> {
     const flow = this.flow(flowName);
     this.preflight(flow);
+    await this.#checkColumns(flow);
     await this.reapAbandoned();
     const unfinished = await this.#unfinished(flow, options);
     if (unfinished !== undefined) return this.#resume(flow, unfinished, options);
@@ -325,6 +346,7 @@ export class Engine {
       );
     }
     this.preflight(flow);
+    await this.#checkColumns(flow);
     return this.#resume(flow, run, options);
   }
 
@@ -352,6 +374,7 @@ export class Engine {
       );
     }
     this.preflight(flow);
+    await this.#checkColumns(flow);
     const targets = parent.targets.filter((target) => flow.to.some((binding) => binding.name === target));
     const outcomes = await replayableOutcomes(this.store, parent, options, targets);
     const replay = await this.store.startRun({
@@ -436,6 +459,7 @@ export class Engine {
       throw new FrancaError(ErrorCode.Usage, "enqueue needs the distributed executor (a postgres:// store)");
     const flow = this.flow(flowName);
     this.preflight(flow);
+    await this.#checkColumns(flow);
     await this.reapAbandoned();
     const unfinished = await this.#unfinished(flow, options);
     const run = await this.#accepting(

@@ -1,7 +1,8 @@
-import { isDriver } from "../connectors/types.ts";
+import { type Connection, isDriver } from "../connectors/types.ts";
 import { ErrorCode } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
 import { type ConfigIssue, configIssuesError } from "../core/hub.ts";
+import { didYouMean } from "../core/suggest.ts";
 import type { System } from "../core/system.ts";
 
 /** Local checks of one system (files exist, URLs parse), no network; each issue names its setting. */
@@ -29,4 +30,58 @@ export function preflight(flow: Flow, baseDir: string): void {
     issues.push(...systemIssues(system, baseDir));
   }
   if (issues.length > 0) throw configIssuesError(issues);
+}
+
+/**
+ * Each binding of `flow` against its system's relation (`Connection.columns`): a key or cursor column the table or
+ * query does not have is a problem of that setting, found before anything is written. `unreadable`: what to do when
+ * the relation cannot be read — report it (`franca check`: a table that is not there), or skip it (a run's start:
+ * the system may be down for a moment, which its policy retries; and a query binding, whose read is the user's query,
+ * is not run just to look).
+ */
+export async function columnIssues(
+  flow: Flow,
+  connectionOf: (system: System) => Connection,
+  unreadable: "report" | "skip",
+): Promise<ConfigIssue[]> {
+  const base = `flows.${flow.name}`;
+  const bindings = [
+    { binding: flow.from, setting: `${base}.from`, source: true },
+    ...flow.to.map((binding, index) => ({ binding, setting: `${base}.to[${index}]`, source: false })),
+  ];
+  const found = await Promise.all(
+    bindings.map(async ({ binding, setting, source }): Promise<ConfigIssue[]> => {
+      const connection = connectionOf(binding.system);
+      const relation = binding.options.query !== undefined ? "query" : "table";
+      if (connection.columns === undefined || (unreadable === "skip" && relation === "query")) return [];
+      let columns: string[];
+      try {
+        columns = await connection.columns(
+          binding.options,
+          AbortSignal.timeout(binding.system.limits.timeoutMs ?? 10_000),
+        );
+      } catch (error) {
+        if (unreadable === "skip") return [];
+        return [
+          { code: ErrorCode.ConfigUnreachable, setting: `${setting}.${relation}`, message: (error as Error).message },
+        ];
+      }
+      // compared without case: MariaDB's and SQLite's column names are case-insensitive (a miss on PostgreSQL's
+      // quoted names is then left to the run to meet)
+      const has = new Set(columns.map((column) => column.toLowerCase()));
+      const named = [
+        ...binding.key.map((column) => ({ column, field: "key" })),
+        ...(source && binding.cursor !== undefined ? [{ column: binding.cursor, field: "cursor" }] : []),
+      ];
+      const where = relation === "query" ? "the query's columns" : `table ${String(binding.options.table)}`;
+      return named
+        .filter(({ column }) => !has.has(column.toLowerCase()))
+        .map(({ column, field }) => ({
+          code: ErrorCode.ConfigInvalid,
+          setting: `${setting}.${field}`,
+          message: `column '${column}' is not in ${where}${didYouMean(column, columns)} (its columns: ${columns.join(", ")})`,
+        }));
+    }),
+  );
+  return found.flat();
 }

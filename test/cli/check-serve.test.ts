@@ -23,7 +23,10 @@ function franca(cwd: string, ...args: string[]) {
 }
 
 /** A hub of two SQLite systems and one flow; `extra` adds systems (declared in `systems`), `schedule` a cron. */
-function writeHub(dir: string, options: { extra?: string; systems?: string; schedule?: string } = {}): void {
+function writeHub(
+  dir: string,
+  options: { extra?: string; systems?: string; schedule?: string; cursor?: string; table?: string } = {},
+): void {
   const schedule = options.schedule === undefined ? "" : `, schedule: ${JSON.stringify(options.schedule)}`;
   writeFileSync(
     join(dir, "franca.config.ts"),
@@ -32,7 +35,7 @@ const Customer = entity("Customer", { version: 1, key: "id", schema: Type.Object
 const crm = sqlite("crm", { file: "crm.db", owner: "sales" });
 const erp = sqlite("erp", { file: "erp.db", owner: "finance" });
 ${options.extra ?? ""}
-const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: (r) => ({ id: String(r.id), name: String(r.name), email: String(r.email), balance: String(r.balance) }) });
+const source = bind(crm, Customer, { table: ${JSON.stringify(options.table ?? "customers")}, key: "id", cursor: ${JSON.stringify(options.cursor ?? "updated_at")}, toCanonical: (r) => ({ id: String(r.id), name: String(r.name), email: String(r.email), balance: String(r.balance) }) });
 const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical: (c) => ({ code: c.id, full_name: c.name, mail: c.email, balance: c.balance }) });
 export default defineHub({ systems: [crm, erp${options.systems ?? ""}], entities: [Customer], flows: [flow("customers", { from: source, to: target${schedule} })] });`,
   );
@@ -104,6 +107,33 @@ describe("franca check", () => {
     );
   });
 
+  it("names a binding's cursor or table that its system does not have (exit 2); a run stops on it before it starts", () => {
+    using tmp = tempDir();
+    writeHub(tmp.dir, { cursor: "updatedat" });
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 3 });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    const check = franca(tmp.dir, "check");
+    assert.equal(check.code, 2, check.stdout + check.stderr);
+    assert.match(
+      check.stdout,
+      /CONFIG_INVALID flows\.customers\.from\.cursor: column 'updatedat' is not in table customers \(did you mean 'updated_at'\?\)/,
+    );
+    const run = franca(tmp.dir, "run", "customers");
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /CONFIG_INVALID: .*flows\.customers\.from\.cursor: column 'updatedat'/s);
+    assert.equal(franca(tmp.dir, "runs").stdout.match(/^\s*\d+\s/m), null, "no run was recorded");
+
+    writeHub(tmp.dir, { table: "customer" });
+    const missing = franca(tmp.dir, "check", "--json");
+    assert.equal(missing.code, 2);
+    const report = JSON.parse(missing.stdout) as CheckReport;
+    assert.deepEqual(
+      report.problems.map((problem) => [problem.code, problem.setting]),
+      [["CONFIG_UNREACHABLE", "flows.customers.from.table"]],
+    );
+    assert.match(report.problems[0]?.message ?? "", /no such table/);
+  });
+
   it("a run does not create a SQLite source file that is missing either", () => {
     using tmp = tempDir();
     writeHub(tmp.dir);
@@ -139,16 +169,23 @@ describe("franca serve, in one process", () => {
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     try {
       // the first tick's run loaded the source's rows, and a later tick found the process still serving
-      await until(
-        () => (target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n === 5,
-        "the scheduled run's rows in the target",
-      );
+      const loaded = () => {
+        try {
+          return (target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n === 5;
+        } catch (error) {
+          // the run writing the table at that moment
+          if (/database is locked/.test((error as Error).message)) return false;
+          throw error;
+        }
+      };
+      await until(loaded, "the scheduled run's rows in the target");
       await new Promise((resolve) => setTimeout(resolve, 1500));
       assert.equal(child.exitCode, null, `serve ended early: ${stderr}`);
       child.kill("SIGTERM");
       assert.equal(await exited, 0, stderr);
     } finally {
-      child.kill("SIGKILL");
+      // SIGTERM, which the franca command hands on to the Node it starts (SIGKILL would leave that one running)
+      if (child.exitCode === null) child.kill("SIGTERM");
       target.close();
     }
   });

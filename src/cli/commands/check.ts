@@ -3,7 +3,8 @@ import { duration, table } from "../output.ts";
 
 /**
  * `franca check`: the configuration is valid (it loaded), each system passes its local checks (files exist, URLs
- * parse), and each system that passed them answers. A system with a problem is not contacted: its health call would
+ * parse), each system that passed them answers, and each flow's tables, in systems that answer, have the key and
+ * cursor columns its bindings name. A system with a problem is not contacted: its health call would
  * act on the setting found wrong (open, and so create, a SQLite file that is not there; speak PostgreSQL to another
  * server). Exit code 2 for a problem in the configuration, 1 for a system that does not answer, 0 otherwise.
  */
@@ -14,6 +15,8 @@ export async function checkCommand(cli: Cli): Promise<number> {
   const checked = [...hub.systems.keys()].filter((name) => !issues.has(name));
   const health = await engine.health(checked);
   const down = health.filter((item) => !item.ok);
+  // the bindings of each flow whose systems all answer, against their tables: key and cursor columns there
+  problems.push(...(await engine.bindingIssues(new Set(health.filter((item) => item.ok).map((item) => item.system)))));
   const code = problems.length > 0 ? 2 : down.length > 0 ? 1 : 0;
   if (cli.values.json === true) {
     cli.printJson({

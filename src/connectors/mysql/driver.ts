@@ -7,7 +7,13 @@ import type { SettingIssue, System } from "../../core/system.ts";
 import { cutLines } from "../lines.ts";
 import { acquire, probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
-import { connectionPreflightIssues, connectionSettingsIssues, quoteQualified, tableOrQueryIssues } from "../sql.ts";
+import {
+  connectionPreflightIssues,
+  connectionSettingsIssues,
+  quoteQualified,
+  sourceRelation,
+  tableOrQueryIssues,
+} from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
 import { joinEncodedRows, prepareRows, sqlString } from "./encode.ts";
 import { mysqlError, serverErrno } from "./errors.ts";
@@ -309,6 +315,16 @@ function open(system: System): Connection {
       } catch (error) {
         if (signal.aborted && !(error instanceof FrancaError)) throw error;
         throw mysqlError(error, system.name, `cannot describe '${table}'`);
+      }
+    },
+    async columns(options, signal) {
+      const relation = sourceRelation(options as MysqlBindingOptions, "`");
+      try {
+        return await session.withConnection(signal, async (connection) =>
+          (await connection.query(`SELECT * FROM ${relation} LIMIT 0`)).fields.map((field) => field.name),
+        );
+      } catch (error) {
+        throw mysqlError(error, system.name, `cannot read ${relation}`);
       }
     },
     write(request) {

@@ -4,7 +4,7 @@ import { FrancaError } from "../../core/errors.ts";
 import type { System } from "../../core/system.ts";
 import { acquire, probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
-import { connectionPreflightIssues, connectionSettingsIssues, tableOrQueryIssues } from "../sql.ts";
+import { connectionPreflightIssues, connectionSettingsIssues, sourceRelation, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver } from "../types.ts";
 import { cutCopy, decodeCopy } from "./copy-text.ts";
 import { postgresError, sqlState } from "./errors.ts";
@@ -198,6 +198,16 @@ function open(system: System): Connection {
     },
     describeTarget(options, signal) {
       return describeTarget(session, columns, options, signal);
+    },
+    async columns(options, signal) {
+      const relation = sourceRelation(options as PostgresBindingOptions, '"');
+      try {
+        return await session.withClient(signal, async (query) =>
+          (await query(`SELECT * FROM ${relation} LIMIT 0`)).fields.map((field) => field.name),
+        );
+      } catch (error) {
+        throw postgresError(error, system.name, `cannot read ${relation}`);
+      }
     },
     write(request) {
       return writePostgres(session, columns, request);

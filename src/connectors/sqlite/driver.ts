@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import type { System } from "../../core/system.ts";
 import { probeHealth } from "../pooled.ts";
 import { settingsChecker } from "../settings.ts";
-import { tableOrQueryIssues } from "../sql.ts";
+import { sourceRelation, tableOrQueryIssues } from "../sql.ts";
 import type { Connection, Driver, DriverEnv } from "../types.ts";
 import { sqliteError } from "./errors.ts";
 import { SqliteBindingOptions, SqliteSystemOptions } from "./options.ts";
@@ -61,6 +61,17 @@ function open(system: System, env: DriverEnv): Connection {
         request.key,
         request.items.map((item) => item.row),
       );
+    },
+    async columns(options) {
+      const relation = sourceRelation(options as SqliteBindingOptions, '"');
+      try {
+        return database()
+          .prepare(`SELECT * FROM ${relation} LIMIT 0`)
+          .columns()
+          .map((column) => column.name);
+      } catch (error) {
+        throw sqliteError(error, system.name, `cannot read ${relation}`);
+      }
     },
     client(): SqliteClient {
       return {
