@@ -127,7 +127,8 @@ function helpHint(command: string | undefined): string {
 /**
  * The arguments as options and positionals. Parsed leniently first (so that every problem is known with the command
  * it was given to), then checked here: one usage error naming the option, not the parser's wording. An option's
- * value may start with '-' when it is a number (`--limit -5`, refused afterwards as not ≥ 0, not as "ambiguous").
+ * value may start with '-' when it is a number (`--limit -5`, refused afterwards as not ≥ 0, not as "ambiguous"), and
+ * may be '-' itself (`--log -`: the logs on stderr).
  */
 function parseCommandLine(argv: readonly string[]): { values: CliValues; positionals: string[] } {
   const { tokens } = parseArgs({ args: [...argv], options, allowPositionals: true, strict: false, tokens: true });
@@ -144,7 +145,7 @@ function parseCommandLine(argv: readonly string[]): { values: CliValues; positio
     } else if (spec.type === "boolean") {
       if (token.value !== undefined) problem = `option '${token.rawName}' takes no value (got '${token.value}')`;
       else values[token.name] = true;
-    } else if (token.value === undefined || (!token.inlineValue && /^-(?!\d)/.test(token.value))) {
+    } else if (token.value === undefined || (!token.inlineValue && /^-[^\d]/.test(token.value))) {
       problem = `option '${token.rawName}' needs a value${
         token.value === undefined ? "" : ` (for one that starts with '-', write ${token.rawName}=${token.value})`
       }`;

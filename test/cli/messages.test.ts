@@ -112,6 +112,10 @@ describe("command-line messages", () => {
     assertUsage(franca(tmp.dir, "runs", "--limt", "3"), /unknown option '--limt' \(did you mean '--limit'\?\)/);
     assertUsage(franca(tmp.dir, "runs", "--json=yes"), /option '--json' takes no value/);
     assertUsage(franca(tmp.dir, "records", "1", "--key"), /option '--key' needs a value/);
+    assertUsage(franca(tmp.dir, "runs", "--log", "--fresh"), /option '--log' needs a value/);
+    // '-' is a value ('--log -': the logs on stderr), not an option
+    const dash = franca(tmp.dir, "runs", "--log", "-");
+    assert.equal(dash.code, 0, dash.stderr);
     assertUsage(franca(tmp.dir, "frobnicate"), /unknown command 'frobnicate'; see 'franca --help'/);
     assertUsage(franca(tmp.dir, "rnus"), /unknown command 'rnus' \(did you mean 'runs'\?\)/);
     // with --json the error is JSON on stdout
