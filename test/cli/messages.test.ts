@@ -150,6 +150,8 @@ describe("command-line messages", () => {
     );
     const noneFailed = franca(tmp.dir, "records", "1", "--status", "failed");
     assert.equal(noneFailed.stdout.trim(), "no records of run 1 match --status failed");
+    const noKey = franca(tmp.dir, "records", "1", "--key", "INV-9");
+    assert.match(noKey.stdout, /no records of run 1 match --key INV-9 \(a record that failed before its mapping/);
   });
 
   it("a ledger page that is not the last says how many rows there are and how to see the next", () => {

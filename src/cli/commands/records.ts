@@ -57,7 +57,8 @@ export async function recordsCommand(cli: Cli): Promise<number> {
     cli.print(
       keys.length === 0 || limit === 0
         ? await noRecords(engine.store, id, query, filters)
-        : `no records of run ${id} match${filters}`,
+        : // a record that failed before it had a canonical key (its mapping, a lookup) is filed by its source id
+          `no records of run ${id} match${filters} (a record that failed before its mapping gave it a key is filed under its source id: --key <source id>)`,
     );
     return 0;
   }
