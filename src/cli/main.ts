@@ -147,7 +147,7 @@ function parseCommandLine(argv: readonly string[]): { values: CliValues; positio
       else values[token.name] = true;
     } else if (token.value === undefined || (!token.inlineValue && /^-[^\d]/.test(token.value))) {
       problem = `option '${token.rawName}' needs a value${
-        token.value === undefined ? "" : ` (for one that starts with '-', write ${token.rawName}=${token.value})`
+        token.value === undefined ? "" : ` (for one that starts with '-', write --${token.name}=${token.value})`
       }`;
     } else if ("multiple" in spec)
       values[token.name] = [...((values[token.name] as string[] | undefined) ?? []), token.value];

@@ -12,7 +12,7 @@ export interface FieldNote {
  * A canonical business object: declared once, every system maps to and from it.
  * `T` is the TypeScript type of a canonical record, inferred from the TypeBox schema.
  */
-export interface Entity<T extends Record<string, unknown> = Record<string, unknown>> {
+export interface Entity<T extends object = Record<string, unknown>> {
   readonly kind: "entity";
   readonly name: string;
   readonly version: number;
@@ -24,12 +24,6 @@ export interface Entity<T extends Record<string, unknown> = Record<string, unkno
   /** Phantom, for type inference only: never set at runtime. */
   readonly __type?: T;
 }
-
-/**
- * The record type of an entity of schema `S`: its fields and no others, so that a mapping that reads a field the
- * entity does not have (`c.nam` for `c.name`) is a type error rather than an undefined written as NULL.
- */
-export type CanonicalShape<S extends TObject> = Static<S> extends Record<string, unknown> ? Static<S> : never;
 
 export type EntityRecord<E> = E extends Entity<infer T> ? T : never;
 
@@ -62,11 +56,14 @@ export const fieldNoteNames: ReadonlySet<string> = new Set(["owner", "pii", "des
  *   fields: { total: { owner: "finance" } },
  * });
  * ```
+ *
+ * The record type is the schema's own (`Static<S>`), with no index signature added: a mapping that reads a field the
+ * entity does not have (`c.nam` for `c.name`) is a type error, not an undefined written as NULL.
  */
 export function entity<S extends TObject, const K extends KeyField<S> | readonly KeyField<S>[]>(
   name: string,
   options: EntityOptions<S, K>,
-): Entity<CanonicalShape<S>> {
+): Entity<Static<S>> {
   const key = typeof options.key === "string" ? [options.key as string] : [...(options.key as readonly string[])];
   const made = {
     kind: "entity" as const,

@@ -221,9 +221,12 @@ export class Engine {
     return found.flat();
   }
 
-  /** A run's start: the flow's tables have the key and cursor columns its bindings name (`columnIssues`). */
-  async #checkColumns(flow: Flow): Promise<void> {
-    const issues = await columnIssues(flow, (system) => this.#connections.get(system), "skip");
+  /**
+   * A run's start: the tables it uses have the key and cursor columns its bindings name (`columnIssues`): the source
+   * unless it only loads (a replay), and its targets (a resumed run's, those it started with).
+   */
+  async #checkColumns(flow: Flow, scope?: { source: boolean; targets?: readonly string[] }): Promise<void> {
+    const issues = await columnIssues(flow, (system) => this.#connections.get(system), "skip", scope);
     if (issues.length > 0) throw configIssuesError(issues);
   }
 
@@ -346,7 +349,7 @@ export class Engine {
       );
     }
     this.preflight(flow);
-    await this.#checkColumns(flow);
+    await this.#checkColumns(flow, { source: !run.extractDone, targets: run.targets });
     return this.#resume(flow, run, options);
   }
 
@@ -374,7 +377,7 @@ export class Engine {
       );
     }
     this.preflight(flow);
-    await this.#checkColumns(flow);
+    await this.#checkColumns(flow, { source: false, targets: parent.targets });
     const targets = parent.targets.filter((target) => flow.to.some((binding) => binding.name === target));
     const outcomes = await replayableOutcomes(this.store, parent, options, targets);
     const replay = await this.store.startRun({

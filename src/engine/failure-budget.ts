@@ -1,6 +1,6 @@
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { FailurePolicy } from "../core/flow.ts";
-import type { RunCounts } from "../store/types.ts";
+import type { ChunkState } from "../store/types.ts";
 
 const defaultMinRecordsForRatio = 100;
 
@@ -10,16 +10,26 @@ export function hasLimit(policy: FailurePolicy): boolean {
 }
 
 /**
- * What a run has spent of its budget when an execution of it starts, from its ledger's counts: records that went
- * through the transform (the ratio's denominator), and problems, before load and in every target. Failed records
- * (transient) are not spent: a chunk that holds one is not done (`chunkStatesFromRows`), so this execution transforms
- * or loads it again, and a record that fails again counts then. Counted, a continued run's earlier failures — the
- * outage it is continued after — would stop it at its first problem.
+ * What a run has spent of its budget when an execution of it starts: the records its done stages went through (the
+ * ratio's denominator: the canonical and quarantined records of each chunk whose transform is final) and the problems
+ * they left (those chunks' quarantined records, and those of each load that is final). A chunk or a load that is not
+ * done — it holds a failed record — is transformed or loaded again by this execution, which counts what it finds
+ * then; counted now as well, a record quarantined again would count twice, and a continued run's earlier failures (the
+ * outage it is continued after) would stop it at its first problem.
  */
-export function spentOf(counts: RunCounts): { processed: number; problems: number } {
-  let problems = counts.quarantined;
-  for (const target of Object.values(counts.targets)) problems += target.quarantined;
-  return { processed: counts.canonical + counts.quarantined, problems };
+export function spentOf(
+  chunks: readonly ChunkState[],
+  targets: readonly string[],
+): { processed: number; problems: number } {
+  let processed = 0;
+  let problems = 0;
+  for (const chunk of chunks) {
+    if (!chunk.transformed) continue;
+    processed += chunk.spent.canonical + chunk.spent.quarantined;
+    problems += chunk.spent.quarantined;
+    for (const target of targets) if (chunk.loaded[target] === true) problems += chunk.spent.loads[target] ?? 0;
+  }
+  return { processed, problems };
 }
 
 /**

@@ -37,17 +37,21 @@ export function preflight(flow: Flow, baseDir: string): void {
  * query does not have is a problem of that setting, found before anything is written. `unreadable`: what to do when
  * the relation cannot be read — report it (`franca check`: a table that is not there), or skip it (a run's start:
  * the system may be down for a moment, which its policy retries; and a query binding, whose read is the user's query,
- * is not run just to look).
+ * is not run just to look). `scope`: the bindings a run uses (a replay reads no source; a run loads the targets it
+ * started with), every one by default.
  */
 export async function columnIssues(
   flow: Flow,
   connectionOf: (system: System) => Connection,
   unreadable: "report" | "skip",
+  scope: { source: boolean; targets?: readonly string[] } = { source: true },
 ): Promise<ConfigIssue[]> {
   const base = `flows.${flow.name}`;
   const bindings = [
-    { binding: flow.from, setting: `${base}.from`, source: true },
-    ...flow.to.map((binding, index) => ({ binding, setting: `${base}.to[${index}]`, source: false })),
+    ...(scope.source ? [{ binding: flow.from, setting: `${base}.from`, source: true }] : []),
+    ...flow.to
+      .map((binding, index) => ({ binding, setting: `${base}.to[${index}]`, source: false }))
+      .filter(({ binding }) => scope.targets === undefined || scope.targets.includes(binding.name)),
   ];
   const found = await Promise.all(
     bindings.map(async ({ binding, setting, source }): Promise<ConfigIssue[]> => {
@@ -56,9 +60,11 @@ export async function columnIssues(
       if (connection.columns === undefined || (unreadable === "skip" && relation === "query")) return [];
       let columns: string[];
       try {
+        // a run's start asks for a moment only: a system that does not answer is the run's to meet, under its policy
+        const timeoutMs = binding.system.limits.timeoutMs ?? 10_000;
         columns = await connection.columns(
           binding.options,
-          AbortSignal.timeout(binding.system.limits.timeoutMs ?? 10_000),
+          AbortSignal.timeout(unreadable === "skip" ? Math.min(timeoutMs, 3000) : timeoutMs),
         );
       } catch (error) {
         if (unreadable === "skip") return [];

@@ -59,9 +59,8 @@ export async function replayableOutcomes(
   selection: ReplaySelection,
   targets: readonly string[],
 ): Promise<RecordOutcome[]> {
-  const outcomes = (await selectedOutcomes(store, parent, selection)).filter(
-    (outcome) => outcome.target === null || targets.includes(outcome.target),
-  );
+  const selected = await selectedOutcomes(store, parent, selection);
+  const outcomes = selected.filter((outcome) => outcome.target === null || targets.includes(outcome.target));
   const what = (selection.statuses ?? ["quarantined", "failed"]).join(" or ");
   if (selection.keys !== undefined) {
     const found = new Set(outcomes.flatMap((outcome) => [outcome.key, outcome.sourceId ?? outcome.key]));
@@ -73,7 +72,12 @@ export async function replayableOutcomes(
       );
   }
   if (outcomes.length === 0)
-    throw new FrancaError(ErrorCode.NothingToReplay, `run ${parent.id} has nothing to replay: no ${what} records`);
+    throw new FrancaError(
+      ErrorCode.NothingToReplay,
+      selected.length === 0
+        ? `run ${parent.id} has nothing to replay: no ${what} records`
+        : `run ${parent.id} has nothing to replay: its ${what} records are at targets the flow no longer has`,
+    );
   return outcomes;
 }
 

@@ -6,7 +6,7 @@ import type { Flow } from "../core/flow.ts";
 import type { Lookup } from "../core/lookup.ts";
 import type { RunCounts, RunRecord } from "../store/types.ts";
 import type { Endpoint, RunContext, RunProgress } from "./context.ts";
-import { FailureBudget, spentOf } from "./failure-budget.ts";
+import { FailureBudget } from "./failure-budget.ts";
 import { LookupRuntime, undeclaredLookup } from "./lookups.ts";
 import type { RunEnvironment } from "./run.ts";
 
@@ -16,6 +16,11 @@ export interface RunContextOptions {
   fail(error: FrancaError): void;
   logger: Logger;
   onProgress?: (progress: RunProgress) => void;
+  /**
+   * What the run has spent of its failure budget already (`spentOf` its chunks); none when left out (the distributed
+   * worker, whose jobs charge their problems onto the ledger's count instead: `PostgresStore.budgetSpent`).
+   */
+  spent?: { processed: number; problems: number };
 }
 
 /**
@@ -98,7 +103,7 @@ export function createRunContext(
       [source, ...targets].map((endpoint) => [endpoint.binding.system.name, { ...endpoint.policy.stats }]),
     ),
     lookups,
-    budget: new FailureBudget(flow.failure, spentOf(already)),
+    budget: new FailureBudget(flow.failure, options.spent),
     progress,
     warnings: new Set(),
     mapContext(binding) {

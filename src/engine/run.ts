@@ -26,6 +26,7 @@ import {
   untold,
 } from "./drift.ts";
 import { type DriftState, driftState, type ExtractedChunk, extract, seesWholeSource } from "./extract.ts";
+import { spentOf } from "./failure-budget.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
@@ -188,6 +189,7 @@ export async function executeRun(
   const states = await store.chunkStates(run.id);
   const already = await store.counts(run.id);
   const ctx = createRunContext(env, flow, run, already, {
+    spent: spentOf(states, run.targets),
     signal: control.signal,
     fail,
     logger,

@@ -98,6 +98,7 @@ export interface ChunkRow {
   position: string | null;
   records: number;
   canonical: number | null;
+  quarantined: number;
   failed: number;
   /** Epoch ms (PostgreSQL's bigint comes as text). */
   transformed_at: number | string | null;
@@ -106,16 +107,21 @@ export interface ChunkRow {
 export interface ChunkLoadRow {
   seq: number;
   target: string;
+  quarantined: number;
   failed: number;
 }
 
 /** A run's chunk states from its chunk rows (in order) and its chunk_loads rows: a target is done when none failed. */
 export function chunkStatesFromRows(chunks: readonly ChunkRow[], loads: readonly ChunkLoadRow[]): ChunkState[] {
   const byChunk = new Map<number, Record<string, boolean>>();
+  const quarantinedAt = new Map<number, Record<string, number>>();
   for (const load of loads) {
     const entry = byChunk.get(load.seq) ?? {};
     entry[load.target] = load.failed === 0;
     byChunk.set(load.seq, entry);
+    const spent = quarantinedAt.get(load.seq) ?? {};
+    spent[load.target] = Number(load.quarantined);
+    quarantinedAt.set(load.seq, spent);
   }
   return chunks.map((chunk) => ({
     seq: chunk.seq,
@@ -124,6 +130,11 @@ export function chunkStatesFromRows(chunks: readonly ChunkRow[], loads: readonly
     transformed: chunk.canonical !== null && chunk.failed === 0,
     ...(chunk.transformed_at === null ? {} : { transformedAt: Number(chunk.transformed_at) }),
     loaded: byChunk.get(chunk.seq) ?? {},
+    spent: {
+      canonical: Number(chunk.canonical ?? 0),
+      quarantined: Number(chunk.quarantined),
+      loads: quarantinedAt.get(chunk.seq) ?? {},
+    },
   }));
 }
 

@@ -86,6 +86,11 @@ export interface ChunkState {
   transformedAt?: number;
   /** Per target: whether every record of the chunk has a final outcome there (no 'failed'). */
   loaded: Record<string, boolean>;
+  /**
+   * What the chunk's recorded stages count against the failure budget: its canonical and quarantined records (as its
+   * transform recorded them; 0 while it has none) and, per target, the records its load quarantined.
+   */
+  spent: { canonical: number; quarantined: number; loads: Record<string, number> };
 }
 
 /** One chunk's load into one target. */

@@ -98,6 +98,13 @@ describe("command-line messages", () => {
       franca(tmp.dir, "schema", "check", "other.json"),
       /other\.json describes entity 'Custmer', which the hub does not declare \(did you mean 'Customer'\?\)/,
     );
+    // an export without its version (older, or written by hand) is version 0, not refused
+    const exported = JSON.parse(franca(tmp.dir, "schema", "Customer").stdout) as Record<string, unknown>;
+    delete exported["x-franca-version"];
+    writeFileSync(join(tmp.dir, "unversioned.json"), JSON.stringify(exported));
+    const unversioned = franca(tmp.dir, "schema", "check", "unversioned.json");
+    assert.equal(unversioned.code, 0, unversioned.stderr);
+    assert.match(unversioned.stdout, /Customer v0 → v1: compatible/);
   });
 
   it("negative numbers, unknown options and unknown commands give one line with a hint, exit 2", () => {

@@ -46,7 +46,7 @@ describe("the columns of a binding's relation", () => {
     await assert.rejects(columnsOf(maria.connection, { table: "client" }), /cannot read `client`.*doesn't exist/s);
   });
 
-  it("SQLite: a table's; a missing table is the error, named", async () => {
+  it("SQLite: a table's, as it is now; a missing table is the error, named", async () => {
     using tmp = tempDir();
     const file = join(tmp.dir, "erp.db");
     const db = new DatabaseSync(file);
@@ -56,6 +56,11 @@ describe("the columns of a binding's relation", () => {
     const connection = (system.driver as Driver).open(system, { baseDir: tmp.dir });
     try {
       assert.deepEqual(await columnsOf(connection, { table: "clients" }), ["code", "full_name"]);
+      // changed by another connection since: the columns as they are now
+      const other = new DatabaseSync(file);
+      other.exec("ALTER TABLE clients RENAME COLUMN full_name TO name");
+      other.close();
+      assert.deepEqual(await columnsOf(connection, { table: "clients" }), ["code", "name"]);
       await assert.rejects(columnsOf(connection, { table: "client" }), /cannot read "client".*no such table/s);
     } finally {
       await connection.close();

@@ -143,6 +143,7 @@ describe("engine building blocks", () => {
       records: 1,
       transformed: true,
       loaded: { t: done },
+      spent: { canonical: 1, quarantined: 0, loads: { t: 0 } },
     });
     assert.deepEqual(advancedCursor([chunk(0, true), chunk(1, true), chunk(2, false), chunk(3, true)], ["t"]), [1]);
     assert.equal(advancedCursor([chunk(0, false), chunk(1, true)], ["t"]), undefined);

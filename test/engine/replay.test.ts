@@ -469,4 +469,23 @@ describe("replay", () => {
       "no replay run was recorded",
     );
   });
+  it("is not stopped by a source it does not read: a renamed cursor column stops a run, not a replay", async () => {
+    using tmp = tempDir();
+    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20, badEmails: [3] });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    await using store = await openStore(tmp.dir);
+    const fix = { on: false };
+    await using engine = await Engine.open({ hub: repairingHub(tmp.dir, fix), baseDir: tmp.dir, store });
+    const first = await engine.run("customers");
+    source.exec("ALTER TABLE customers RENAME COLUMN updated_at TO changed_at");
+    await assert.rejects(engine.run("customers"), (error: FrancaError) => {
+      assert.equal(error.code, "CONFIG_INVALID");
+      assert.match(error.message, /flows\.customers\.from\.cursor: column 'updated_at' is not in table customers/);
+      return true;
+    });
+    fix.on = true;
+    const replay = await engine.replay(first.run.id);
+    assert.equal(replay.run.status, "succeeded");
+    assert.equal(replay.counts.targets["erp.Customer"]?.loaded, 1);
+  });
 });

@@ -341,20 +341,21 @@ describe("engine runs", () => {
     assert.equal(callsOf((await store.getRun(second.run.id)) ?? { stats: {} }, "erp"), 0);
   });
 
-  it("a continued run's budget counts its earlier failed records only if they fail again", async () => {
+  it("a continued run's budget counts its earlier failed records only if they fail again, each problem once", async () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 500 });
     await using store = await openStore(tmp.dir);
     let targetDown = true;
     const hub = customersHub(tmp.dir, {
-      failure: { maxFailedRatio: 0.1, minRecordsForRatio: 50 },
+      failure: { maxFailed: 10 },
       fromCanonical: (customer) => {
         const id = Number(customer.id);
-        // down: every record from chunk 2 on (ids 151-) fails at the target, which stops the run
+        // 8 records of chunk 2 (ids 151-250) are refused for good, whether the target is down or not
+        if (id >= 160 && id < 168)
+          throw new FrancaError(ErrorCode.TargetRejected, `erp refuses ${id}`, { errorClass: "permanent" });
+        // down: every other record from chunk 2 on fails at the target, which stops the run
         if (targetDown && id > 150)
           throw new FrancaError(ErrorCode.SystemUnavailable, "erp is restarting", { errorClass: "transient" });
-        // back: it refuses one record for good
-        if (id === 400) throw new FrancaError(ErrorCode.TargetRejected, "erp refuses 400", { errorClass: "permanent" });
         return toClient(customer);
       },
     });
@@ -362,15 +363,16 @@ describe("engine runs", () => {
     await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
     const failed = await engine.run("customers");
     assert.equal(failed.run.status, "failed");
-    assert.ok((failed.counts.targets["erp.Customer"]?.failed ?? 0) >= 100, JSON.stringify(failed.counts));
+    assert.ok((failed.counts.targets["erp.Customer"]?.failed ?? 0) >= 90, JSON.stringify(failed.counts));
     targetDown = false;
-    // counted as spent, the earlier failures (100 or more of 500 records) would stop the continued run at its first
-    // problem, the one refusal; they are loaded again, and 1 of 500 is within the budget
+    // The continued run loads chunk 2 again, whose 8 refusals are its only problems: 8 of the 10 allowed. Counted as
+    // spent, the earlier failures (90 or more) would stop it at its first problem; the chunk's earlier refusals, counted
+    // once as spent and once more when refused again, would stop it at 16.
     const resumed = await engine.run("customers");
     assert.equal(resumed.run.id, failed.run.id);
     assert.equal(resumed.run.status, "partial", resumed.run.error?.message);
-    assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 499);
-    assert.equal(resumed.counts.targets["erp.Customer"]?.quarantined, 1);
+    assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 492);
+    assert.equal(resumed.counts.targets["erp.Customer"]?.quarantined, 8);
     assert.equal(resumed.counts.targets["erp.Customer"]?.failed, 0);
   });
 

@@ -24,12 +24,12 @@ export async function schemaCommand(cli: Cli): Promise<number> {
     if (cli.values.json === true) cli.printJson(result);
     else {
       cli.print(
-        `${entity.name} v${String(before["x-franca-version"])} → v${entity.version}: ${result.compatible ? "compatible" : "BREAKING"}`,
+        `${entity.name} v${String(before["x-franca-version"] ?? 0)} → v${entity.version}: ${result.compatible ? "compatible" : "BREAKING"}`,
       );
       for (const change of result.changes)
         cli.print(`  ${change.breaking ? "✗" : "✓"} ${change.path || "/"} ${change.change}`);
       if (result.versionTooLow)
-        cli.print(`  the breaking change needs a version above ${String(before["x-franca-version"])}`);
+        cli.print(`  the breaking change needs a version above ${String(before["x-franca-version"] ?? 0)}`);
     }
     return result.compatible || !result.versionTooLow ? 0 : 1;
   }
@@ -75,15 +75,10 @@ function readExport(path: string, given: string): Record<string, unknown> & { ti
     throw usageError(`${given} is not JSON: ${(error as Error).message.replace(/\s+/g, " ")}`);
   }
   const schema = value as Record<string, unknown> | null;
-  if (
-    typeof schema !== "object" ||
-    schema === null ||
-    Array.isArray(schema) ||
-    typeof schema.title !== "string" ||
-    schema["x-franca-version"] === undefined
-  )
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema) || typeof schema.title !== "string")
+    // an export without "x-franca-version" (an older one, or written by hand) is version 0, as schema-compat reads it
     throw usageError(
-      `${given} is not an entity schema exported by 'franca schema' (it needs "title" and "x-franca-version"): export one with 'franca schema <entity> --out <dir>'`,
+      `${given} is not an entity schema exported by 'franca schema' (it needs a "title" naming the entity): export one with 'franca schema <entity> --out <dir>'`,
     );
   return schema as Record<string, unknown> & { title: string };
 }

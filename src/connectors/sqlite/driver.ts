@@ -65,10 +65,11 @@ function open(system: System, env: DriverEnv): Connection {
     async columns(options) {
       const relation = sourceRelation(options as SqliteBindingOptions, '"');
       try {
-        return database()
-          .prepare(`SELECT * FROM ${relation} LIMIT 0`)
-          .columns()
-          .map((column) => column.name);
+        const statement = database().prepare(`SELECT * FROM ${relation} LIMIT 0`);
+        // run first: a statement's columns are those of the schema it was compiled against, which a step brings up
+        // to date when another connection has changed the table since
+        statement.all();
+        return statement.columns().map((column) => column.name);
       } catch (error) {
         throw sqliteError(error, system.name, `cannot read ${relation}`);
       }

@@ -801,12 +801,12 @@ export class PostgresStore implements Store {
     const only = seq === undefined ? "" : " AND seq = $2";
     const params = seq === undefined ? [runId] : [runId, seq];
     const chunks = await this.#rows<ChunkRow>(
-      `SELECT seq, position, records, canonical, failed, transformed_at FROM ${this.#s}.chunks WHERE run_id = $1${only} ORDER BY seq`,
+      `SELECT seq, position, records, canonical, quarantined, failed, transformed_at FROM ${this.#s}.chunks WHERE run_id = $1${only} ORDER BY seq`,
       params,
     );
     if (chunks.length === 0) return [];
     const loads = await this.#rows<ChunkLoadRow>(
-      `SELECT seq, target, failed FROM ${this.#s}.chunk_loads WHERE run_id = $1${only}`,
+      `SELECT seq, target, quarantined, failed FROM ${this.#s}.chunk_loads WHERE run_id = $1${only}`,
       params,
     );
     return chunkStatesFromRows(chunks, loads);

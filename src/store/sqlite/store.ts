@@ -587,10 +587,13 @@ export class SqliteStore implements Store {
 
   async chunkStates(runId: number): Promise<ChunkState[]> {
     const chunks = this.#all<ChunkRow>(
-      "SELECT seq, position, records, canonical, failed, transformed_at FROM chunks WHERE run_id = ? ORDER BY seq",
+      "SELECT seq, position, records, canonical, quarantined, failed, transformed_at FROM chunks WHERE run_id = ? ORDER BY seq",
       runId,
     );
-    const loads = this.#all<ChunkLoadRow>("SELECT seq, target, failed FROM chunk_loads WHERE run_id = ?", runId);
+    const loads = this.#all<ChunkLoadRow>(
+      "SELECT seq, target, quarantined, failed FROM chunk_loads WHERE run_id = ?",
+      runId,
+    );
     return chunkStatesFromRows(chunks, loads);
   }
 
