@@ -163,6 +163,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
           transformed: true,
           transformedAt: 2,
           loaded: { t1: true, t2: false },
+          spent: { canonical: 2, quarantined: 1, loads: { t1: 0, t2: 0 } },
         },
       ]);
       const byKey = await store.records(run.id, { key: "1" });
@@ -261,6 +262,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         transformed: true,
         transformedAt: 4,
         loaded: {},
+        spent: { canonical: 2, quarantined: 0, loads: {} },
       });
     });
 
