@@ -181,9 +181,13 @@ export interface Connection {
    * The column names of a binding's relation (its table, or its query's result), so that a key or cursor the
    * relation does not have is named as the binding's setting before anything is written (`franca check`, a run's
    * start) rather than met as the system's error mid-run. Throws the system's error when the relation cannot be read
-   * (a table that is not there). SQL connectors.
+   * (a table that is not there). `caseSensitive`: whether a name must match in case too (PostgreSQL's, which the
+   * connector quotes; MariaDB's and SQLite's column names ignore case). SQL connectors.
    */
-  columns?(options: Readonly<Record<string, unknown>>, signal: AbortSignal): Promise<string[]>;
+  columns?(
+    options: Readonly<Record<string, unknown>>,
+    signal: AbortSignal,
+  ): Promise<{ names: string[]; caseSensitive: boolean }>;
   /**
    * The position a new run starts from, given the one the previous run ended at. Default: the same (a keyset
    * position is both). A paged API source, say, turns "page 57 of the rows changed since T" into "page 1 of the rows

@@ -58,7 +58,7 @@ export async function columnIssues(
       const connection = connectionOf(binding.system);
       const relation = binding.options.query !== undefined ? "query" : "table";
       if (connection.columns === undefined || (unreadable === "skip" && relation === "query")) return [];
-      let columns: string[];
+      let columns: { names: string[]; caseSensitive: boolean };
       try {
         // a run's start asks for a moment only: a system that does not answer is the run's to meet, under its policy
         const timeoutMs = binding.system.limits.timeoutMs ?? 10_000;
@@ -72,20 +72,19 @@ export async function columnIssues(
           { code: ErrorCode.ConfigUnreachable, setting: `${setting}.${relation}`, message: (error as Error).message },
         ];
       }
-      // compared without case: MariaDB's and SQLite's column names are case-insensitive (a miss on PostgreSQL's
-      // quoted names is then left to the run to meet)
-      const has = new Set(columns.map((column) => column.toLowerCase()));
+      const name = (column: string) => (columns.caseSensitive ? column : column.toLowerCase());
+      const has = new Set(columns.names.map(name));
       const named = [
         ...binding.key.map((column) => ({ column, field: "key" })),
         ...(source && binding.cursor !== undefined ? [{ column: binding.cursor, field: "cursor" }] : []),
       ];
       const where = relation === "query" ? "the query's columns" : `table ${String(binding.options.table)}`;
       return named
-        .filter(({ column }) => !has.has(column.toLowerCase()))
+        .filter(({ column }) => !has.has(name(column)))
         .map(({ column, field }) => ({
           code: ErrorCode.ConfigInvalid,
           setting: `${setting}.${field}`,
-          message: `column '${column}' is not in ${where}${didYouMean(column, columns)} (its columns: ${columns.join(", ")})`,
+          message: `column '${column}' is not in ${where}${didYouMean(column, columns.names)} (its columns: ${columns.names.join(", ")})`,
         }));
     }),
   );

@@ -157,6 +157,10 @@ describe("command-line messages", () => {
     );
     const noneFailed = franca(tmp.dir, "records", "1", "--status", "failed");
     assert.equal(noneFailed.stdout.trim(), "no records of run 1 match --status failed");
+    assertUsage(
+      franca(tmp.dir, "records", "1", "--key", "1", "--offset", "1"),
+      /--offset pages a run's records: with --key, every outcome of each key is shown/,
+    );
     const noKey = franca(tmp.dir, "records", "1", "--key", "INV-9");
     assert.match(noKey.stdout, /no records of run 1 match --key INV-9 \(a record that failed before its mapping/);
   });

@@ -6,8 +6,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, it } from "node:test";
+import { postgres } from "../../src/connectors/postgres/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import type { Connection, Driver } from "../../src/connectors/types.ts";
+import { bind } from "../../src/core/binding.ts";
+import { entity } from "../../src/core/entity.ts";
+import { flow } from "../../src/core/flow.ts";
+import { columnIssues } from "../../src/engine/preflight.ts";
+import { Type } from "../../src/index.ts";
 import { tempDir } from "../support/fixtures.ts";
 import { mysqlTestDatabase } from "../support/mysql-db.ts";
 import { never, pgTestSchema } from "../support/pg-schema.ts";
@@ -15,8 +21,10 @@ import { never, pgTestSchema } from "../support/pg-schema.ts";
 const pg = pgTestSchema("franca_columns");
 const maria = mysqlTestDatabase("franca_columns");
 
-const columnsOf = (connection: Connection, options: Record<string, unknown>) =>
-  (connection.columns as NonNullable<Connection["columns"]>)(options, never);
+const columnsOf = async (connection: Connection, options: Record<string, unknown>) =>
+  (await (connection.columns as NonNullable<Connection["columns"]>)(options, never)).names;
+const caseOf = async (connection: Connection, options: Record<string, unknown>) =>
+  (await (connection.columns as NonNullable<Connection["columns"]>)(options, never)).caseSensitive;
 
 describe("the columns of a binding's relation", () => {
   it("PostgreSQL: a table's (schema-qualified), a query's; a missing table is the server's error, named", async () => {
@@ -32,6 +40,7 @@ describe("the columns of a binding's relation", () => {
       await columnsOf(pg.connection, { query: `SELECT code AS id, updated_at FROM ${pg.schema}.clients` }),
       ["id", "updated_at"],
     );
+    assert.equal(await caseOf(pg.connection, { table: `${pg.schema}.clients` }), true, "names are quoted");
     await assert.rejects(columnsOf(pg.connection, { table: `${pg.schema}.client` }), (error: Error) => {
       assert.match(error.message, /cannot read ".*"\."client"/);
       assert.match(error.message, /does not exist/);
@@ -43,6 +52,7 @@ describe("the columns of a binding's relation", () => {
     await maria.db.query("CREATE TABLE clients (code VARCHAR(20) PRIMARY KEY, full_name TEXT, changed_at DATETIME)");
     assert.deepEqual(await columnsOf(maria.connection, { table: "clients" }), ["code", "full_name", "changed_at"]);
     assert.deepEqual(await columnsOf(maria.connection, { query: "SELECT code AS id FROM clients" }), ["id"]);
+    assert.equal(await caseOf(maria.connection, { table: "clients" }), false);
     await assert.rejects(columnsOf(maria.connection, { table: "client" }), /cannot read `client`.*doesn't exist/s);
   });
 
@@ -65,5 +75,24 @@ describe("the columns of a binding's relation", () => {
     } finally {
       await connection.close();
     }
+  });
+  it("a run's check compares PostgreSQL's names in case: a cursor 'updatedAt' is not the column updatedat", async () => {
+    await pg.db.query(`CREATE TABLE ${pg.schema}.accounts (id bigint PRIMARY KEY, updatedat timestamptz)`);
+    const Account = entity("Account", {
+      version: 1,
+      key: "id",
+      schema: Type.Object({ id: Type.Integer() }),
+    });
+    const db = postgres("db", { url: pg.url });
+    const accounts = flow("accounts", {
+      from: bind(db, Account, { table: `${pg.schema}.accounts`, key: "id", cursor: "updatedAt" }),
+      to: bind(db, Account, { table: `${pg.schema}.accounts`, key: "id" }),
+    });
+    const issues = await columnIssues(accounts, () => pg.connection, "skip");
+    assert.deepEqual(
+      issues.map((issue) => [issue.setting, issue.message.split(" (")[0]]),
+      [["flows.accounts.from.cursor", `column 'updatedAt' is not in table ${pg.schema}.accounts`]],
+    );
+    assert.match(issues[0]?.message ?? "", /did you mean 'updatedat'/);
   });
 });

@@ -17,6 +17,9 @@ export async function recordsCommand(cli: Cli): Promise<number> {
       "usage: franca records <run-id> [--status loaded|unchanged|quarantined|failed] [--key <key>] [--target <target>] [--limit <n>] [--offset <n>]",
     );
   }
+  // a key's outcomes are one per target: every one is shown, and an offset would page each key's on its own
+  if (cli.values.key !== undefined && cli.values.offset !== undefined)
+    throw usageError("--offset pages a run's records: with --key, every outcome of each key is shown");
   const status = cli.values.status;
   if (status !== undefined && !recordStatuses.includes(status as RecordStatus)) {
     throw usageError(`--status must be one of ${recordStatuses.join(", ")}${didYouMean(status, recordStatuses)}`);

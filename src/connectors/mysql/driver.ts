@@ -320,9 +320,10 @@ function open(system: System): Connection {
     async columns(options, signal) {
       const relation = sourceRelation(options as MysqlBindingOptions, "`");
       try {
-        return await session.withConnection(signal, async (connection) =>
+        const names = await session.withConnection(signal, async (connection) =>
           (await connection.query(`SELECT * FROM ${relation} LIMIT 0`)).fields.map((field) => field.name),
         );
+        return { names, caseSensitive: false };
       } catch (error) {
         throw mysqlError(error, system.name, `cannot read ${relation}`);
       }

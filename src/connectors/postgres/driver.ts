@@ -202,9 +202,11 @@ function open(system: System): Connection {
     async columns(options, signal) {
       const relation = sourceRelation(options as PostgresBindingOptions, '"');
       try {
-        return await session.withClient(signal, async (query) =>
+        const names = await session.withClient(signal, async (query) =>
           (await query(`SELECT * FROM ${relation} LIMIT 0`)).fields.map((field) => field.name),
         );
+        // the connector quotes every name: `updatedAt` is not the column `updatedat`
+        return { names, caseSensitive: true };
       } catch (error) {
         throw postgresError(error, system.name, `cannot read ${relation}`);
       }

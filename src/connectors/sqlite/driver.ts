@@ -69,7 +69,7 @@ function open(system: System, env: DriverEnv): Connection {
         // run first: a statement's columns are those of the schema it was compiled against, which a step brings up
         // to date when another connection has changed the table since
         statement.all();
-        return statement.columns().map((column) => column.name);
+        return { names: statement.columns().map((column) => column.name), caseSensitive: false };
       } catch (error) {
         throw sqliteError(error, system.name, `cannot read ${relation}`);
       }
