@@ -45,6 +45,13 @@ if (major >= 24 && hasFlag) {
   const cacheDir = nodeModule.getCompileCacheDir();
   // worker threads take the setting from the environment
   if (cacheDir !== undefined) process.env.NODE_COMPILE_CACHE ??= cacheDir;
+  if (process.env.FRANCA_LAUNCHER_PID !== undefined && process.channel !== undefined) {
+    // started by the franca command below: when it dies, even by SIGKILL (which it cannot hand on), this process
+    // dies with it, as one process would. Its channel closes then; unreferenced, it holds nothing open meanwhile.
+    delete process.env.FRANCA_LAUNCHER_PID;
+    process.channel.unref();
+    process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
+  }
   await import("../src/cli/main.ts");
 } else {
   let node = process.execPath;
@@ -59,8 +66,9 @@ if (major >= 24 && hasFlag) {
     }
   }
   const child = spawn(node, [...v8Flags, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: "inherit",
-    env: { ...process.env, ...mallocEnv(process.env) },
+    // a channel, for the child to see this process die (above)
+    stdio: ["inherit", "inherit", "inherit", "ipc"],
+    env: { ...process.env, ...mallocEnv(process.env), FRANCA_LAUNCHER_PID: String(process.pid) },
   });
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
   child.on("exit", (code, signal) => {

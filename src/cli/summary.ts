@@ -63,7 +63,12 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
   }
   for (const warning of (run.stats.warnings as string[] | undefined) ?? []) lines.push(`  warning: ${warning}`);
   if (run.cursorTo !== undefined) lines.push(`  cursor now at ${JSON.stringify(run.cursorTo)}`);
-  if (run.error !== undefined) lines.push(`  error ${run.error.code}: ${run.error.message}`);
+  if (run.error !== undefined) {
+    // the system at fault, unless the message names it already
+    const system = run.error.system;
+    const at = system === undefined || run.error.message.includes(system) ? "" : ` (system ${system})`;
+    lines.push(`  error ${run.error.code}${at}: ${run.error.message}`);
+  }
   return lines.join("\n");
 }
 

@@ -520,6 +520,11 @@ export class Engine {
     );
   }
 
+  /** Distributed: whether a `franca worker` (or a `serve`) is alive to take queued runs; false in one process. */
+  async workerAlive(): Promise<boolean> {
+    return (await this.#cluster?.workerAlive()) === true;
+  }
+
   /** Closes the engine when the block that holds it ends: `await using franca = await Engine.open(…)`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();

@@ -284,7 +284,9 @@ async function writeRecords(
       sourceId: chunk.sourceId(index),
     };
     result.problems.push(outcome);
-    log.warn({ key, chunk: seq, code: error.code, path: error.path, err: error.message }, `record ${outcome.status}`);
+    // a system failure is the batch's, logged once for it (below), not once per record
+    if (!systemLevel)
+      log.warn({ key, chunk: seq, code: error.code, path: error.path, err: error.message }, `record ${outcome.status}`);
   };
 
   // The records to write, in parallel arrays (no object per record but its item): their index in the chunk, their
@@ -382,6 +384,10 @@ async function writeRecords(
       // The system, not the records: every record of the batch failed, and the run stops (resumable).
       systemFailure ??= error;
       for (let i = from; i < to; i++) problem(indexes[i] as number, error, made, true);
+      log.warn(
+        { chunk: seq, records: to - from, code: error.code, err: error.message },
+        `${binding.system.name} failed a write of ${to - from} records: each recorded failed`,
+      );
       return;
     }
     result.attempts = Math.max(result.attempts, attempts);

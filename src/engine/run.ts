@@ -94,7 +94,8 @@ function statusOf(counts: RunCounts): RunStatus {
   return quarantined > 0 ? "partial" : "succeeded";
 }
 
-function runError(error: FrancaError): RunError {
+/** A run's error as its record keeps it: code, message, class, and the system or setting at fault when known. */
+export function runError(error: FrancaError): RunError {
   return {
     code: error.code,
     message: error.message,

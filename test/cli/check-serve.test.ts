@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -188,5 +188,40 @@ describe("franca serve, in one process", () => {
       if (child.exitCode === null) child.kill("SIGTERM");
       target.close();
     }
+  });
+  it("the Node the franca command starts dies with it, even by SIGKILL, which cannot be handed on", async () => {
+    using tmp = tempDir();
+    writeHub(tmp.dir, { schedule: "0 0 1 1 *" });
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 1 });
+    createClientsTarget(join(tmp.dir, "erp.db")).close();
+    // without V8 flags of its own, the command starts Node again with them: a child process
+    const launcher = spawn(process.execPath, [bin, "serve"], { cwd: tmp.dir, env, stdio: "ignore" });
+    const pid = launcher.pid as number;
+    const childrenOf = (parent: number) => {
+      try {
+        return readFileSync(`/proc/${parent}/task/${parent}/children`, "utf8")
+          .trim()
+          .split(/\s+/)
+          .filter(Boolean)
+          .map(Number);
+      } catch {
+        return [];
+      }
+    };
+    let child: number | undefined;
+    await until(() => {
+      child = childrenOf(pid)[0];
+      return child !== undefined;
+    }, "the franca command's child process");
+    const alive = (process: number) => {
+      try {
+        return !/^State:\s+Z/m.test(readFileSync(`/proc/${process}/status`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
+    assert.equal(alive(child as number), true);
+    launcher.kill("SIGKILL");
+    await until(() => !alive(child as number), "the child's end after its launcher was killed");
   });
 });

@@ -9,8 +9,8 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { nextSteps } from "../../src/cli/summary.ts";
-import type { RunCounts, RunRecord } from "../../src/store/types.ts";
+import { describeRun, nextSteps } from "../../src/cli/summary.ts";
+import type { RunCounts, RunError, RunRecord } from "../../src/store/types.ts";
 import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
 
 const bin = fileURLToPath(new URL("../../bin/franca.js", import.meta.url));
@@ -206,7 +206,7 @@ describe("command-line messages", () => {
     createClientsTarget(join(tmp.dir, "erp.db")).exec("DROP TABLE clients");
     const run = franca(tmp.dir, "run", "customers");
     assert.equal(run.code, 1, run.stderr);
-    assert.match(run.stdout, /error SYSTEM_ERROR: /);
+    assert.match(run.stdout, /error SYSTEM_ERROR \(system erp\): cannot write table 'clients'/);
     assert.match(run.stdout, /\n {2}erp: 1 refusal\n/);
   });
 
@@ -240,6 +240,11 @@ describe("command-line messages", () => {
     assert.match(failedOnly, /see why: franca records 7 --status failed\n/);
     assert.doesNotMatch(failedOnly, /--status quarantined/);
     assert.match(nextSteps(run, "store.db", counts(2, 3)), /--status quarantined {3}\(or --status failed\)/);
+    // the run's error names the system at fault when its message does not
+    assert.match(
+      describeRun({ ...run, error: { ...(run.error as RunError), system: "erp" } }, counts(0, 3)),
+      /error SYSTEM_ERROR \(system erp\): no such table: clients/,
+    );
   });
 
   it("init lists every file it writes and names package.json after its folder", () => {

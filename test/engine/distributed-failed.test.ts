@@ -419,6 +419,74 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
     });
   });
 
+  it("in a transform, its system down longer than a run may pause: the run stops, resumable, not retried by the queue", async () => {
+    await withEntrySchemas("franca_failed", async (schema, app) => {
+      await pgStatements(entriesTablesSql(app, 30));
+      let down = true;
+      let attempts = 0;
+      const hub = entriesHub({
+        schema,
+        app,
+        toCanonical: async (row) => {
+          if (down && row.id === 5) {
+            attempts++;
+            throw new FrancaError(ErrorCode.SystemDown, "the lookup's system is down", { errorClass: "transient" });
+          }
+          return { id: row.id as number, name: row.name as string };
+        },
+      });
+      using tmp = tempDir();
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+      const queued = await engine.enqueue("entries");
+      const stopped = await withWorker(engine, () => ended(engine, queued.id));
+      assert.equal(stopped.status, "failed");
+      assert.equal(stopped.error?.code, ErrorCode.SystemDown);
+      assert.equal(attempts, 1, "the job was not retried");
+      down = false;
+      assert.equal((await withWorker(engine, () => engine.resume(queued.id))).run.status, "succeeded");
+      assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);
+    });
+  });
+
+  it("a worker stopping while it extracts takes no new job, hands the extraction back at its next chunk and ends", async () => {
+    await withEntrySchemas("franca_failed", async (schema, app) => {
+      // 600 rows in chunks of 10: the extraction runs ahead of the transforms, which take a while, by 4 jobs at most
+      await pgStatements(entriesTablesSql(app, 600));
+      const hub = entriesHub({
+        schema,
+        app,
+        toCanonical: async (row) => {
+          await new Promise((resolve) => setTimeout(resolve, 2));
+          return { id: row.id as number, name: row.name as string };
+        },
+      });
+      using tmp = tempDir();
+      const { logger, text } = captureLogs("debug");
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
+      const stop = new AbortController();
+      const working = engine.work({ signal: stop.signal });
+      const queued = await engine.enqueue("entries");
+      await until(async () => (await engine.store.counts(queued.id)).chunks >= 5, "the extraction under way");
+      stop.abort();
+      // the worker ends although the extraction had most of the source to read, and no other worker takes its chunks
+      await working;
+      const lines = text().split("\n");
+      const stopping = lines.findIndex((line) => line.includes('"msg":"worker stopping"'));
+      assert.ok(stopping >= 0);
+      assert.deepEqual(
+        lines.slice(stopping).filter((line) => line.includes('"msg":"job started"')),
+        [],
+        "no job started after the worker began to stop",
+      );
+      assert.equal((await engine.store.getRun(queued.id))?.status, "running", "handed back, not failed");
+      assert.ok((await engine.store.counts(queued.id)).chunks < 60, "the extraction stopped before the source's end");
+      // the next worker takes the extraction up where it stopped: every row once
+      assert.equal((await withWorker(engine, () => ended(engine, queued.id))).status, "succeeded");
+      const [row] = await pgStatements([`SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM ${app}.dst`]);
+      assert.deepEqual({ ...row }, { n: 600, d: 600 });
+    });
+  });
+
   it("refused by the target, then replayed: the replay's chunks are loaded in order and none stays pending", async () => {
     await withEntrySchemas("franca_failed", async (schema) => {
       // items 15 and 115 (chunks 0 and 1) refused (422) until the API is fixed

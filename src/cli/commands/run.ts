@@ -57,8 +57,14 @@ export async function runCommand(cli: Cli): Promise<number> {
   const acceptDrift = cli.values["accept-drift"] === true;
   if (engine.distributed && cli.values.wait !== true) {
     const run = await engine.enqueue(flow, { trigger: "cli", resend, fresh: cli.values.fresh === true, acceptDrift });
-    if (cli.values.json === true) cli.printJson({ run: run.id, flow, status: run.status, queued: true });
+    const workers = await engine.workerAlive();
+    if (cli.values.json === true) cli.printJson({ run: run.id, flow, status: run.status, queued: true, workers });
     else cli.print(`run ${run.id} of ${flow} queued for the workers · follow it: franca runs show ${run.id}`);
+    // queued with no one to take it, the run reads failed (abandoned) once staleAfterMs pass, until a worker starts
+    if (!workers)
+      cli.warn(
+        `no worker is alive: run ${run.id} waits for one ('franca worker'), and shows as failed (RUN_ABANDONED) until one takes it up; 'franca run ${flow} --wait' works it in this process`,
+      );
     return 0;
   }
   const summary = await withProgress(cli, (signal, onProgress) =>

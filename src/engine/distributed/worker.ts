@@ -32,7 +32,7 @@ import { writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
 import { AttemptsError } from "../policy.ts";
 import { releaseQuietly, stagedUnlessDone } from "../release-staged.ts";
-import { finishRecord, type RunEnvironment } from "../run.ts";
+import { finishRecord, type RunEnvironment, runError } from "../run.ts";
 import { createRunContext } from "../run-context.ts";
 import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
 import { transformChunk } from "../transform.ts";
@@ -106,6 +106,8 @@ export class DistributedWorker {
   #heartbeat: NodeJS.Timeout | undefined;
   #inFlight = 0;
   #stopped = false;
+  /** Aborted when the worker stops: an extraction in flight stops at its next chunk and is handed back. */
+  readonly #stopping = new AbortController();
 
   constructor(options: WorkerOptions) {
     this.#options = options;
@@ -156,9 +158,16 @@ export class DistributedWorker {
   async stop(graceful = true): Promise<void> {
     this.#stopped = true;
     this.#log.info({ graceful, inFlight: this.#inFlight }, "worker stopping");
-    for (const name of [queues.extract, queues.transform, queues.load, queues.finish, queues.dead]) {
-      await this.#boss.offWork(name, { wait: graceful } as never);
-    }
+    // an extraction would read on to the source's end (and, waiting for its chunks to be taken, never end with no
+    // other worker): it hands its job back at its next chunk, resumed from there by the next worker
+    this.#stopping.abort(new FrancaError(ErrorCode.RunCancelled, "the worker is stopping"));
+    // every queue stops fetching at once: one after the other, the others would take new jobs while the first waited
+    // for its jobs in flight
+    await Promise.all(
+      [queues.extract, queues.transform, queues.load, queues.finish, queues.dead].map((name) =>
+        this.#boss.offWork(name, { wait: graceful } as never),
+      ),
+    );
     if (!graceful)
       for (const state of this.#runs.values())
         state.control.abort(new FrancaError(ErrorCode.RunCancelled, "the worker is stopping"));
@@ -215,8 +224,10 @@ export class DistributedWorker {
       const error = raw instanceof AttemptsError ? raw.error : toFrancaError(raw);
       const retriesLeft = (job.retryCount ?? 0) < (job.retryLimit ?? 0);
       // a worker stopping (gracefully: its jobs in flight finish) hands a transient failure back to the queue all the
-      // same, for another worker (or this one, started again) to retry, rather than fail the run
-      if (error.transient && retriesLeft) {
+      // same, for another worker (or this one, started again) to retry, rather than fail the run. A system down longer
+      // than a run may pause (SYSTEM_DOWN: the job waited out its breaker already) stops the run, resumable, as it does
+      // in one process: retried, each attempt would wait the same again, for many minutes with nothing to show
+      if (error.transient && retriesLeft && (error.code !== ErrorCode.SystemDown || this.#stopped)) {
         this.#log.warn(
           { run: job.data.run, job: job.name, err: error.message, retry: (job.retryCount ?? 0) + 1 },
           "job failed; pg-boss will retry it",
@@ -373,7 +384,14 @@ export class DistributedWorker {
       last === undefined ? run.cursorFrom : last.position,
       drift,
       async ({ seq, data, position }) => {
-        await this.#waitForTakers(run.id, ctx.signal);
+        const stopping = this.#stopping.signal;
+        if (stopping.aborted) throw stopping.reason;
+        try {
+          await this.#waitForTakers(run.id, AbortSignal.any([ctx.signal, stopping]));
+        } catch (error) {
+          throw stopping.aborted ? stopping.reason : error;
+        }
+        if (stopping.aborted) throw stopping.reason;
         await this.#store.withTransaction(async (tx) => {
           await tx.stage(run.id, seq, "extracted", encodeSourceRows(data));
           await tx.saveExtracted(run.id, seq, position, rowCount(data), Date.now());
@@ -667,7 +685,7 @@ export class DistributedWorker {
       const execution = Number(run.stats.resumes ?? 0);
       return {
         status: "failed",
-        error: { code: error.code, message: error.message, errorClass: error.errorClass },
+        error: runError(error),
         ...(cursor === undefined ? {} : { cursor }),
         ...(details?.drift === undefined
           ? {}

@@ -462,7 +462,10 @@ export class PostgresStore implements Store {
       await this.#lockFlow(sql, (await this.#runOrThrow(sql, id)).flow);
       const run = await this.#runOrThrow(sql, id, true);
       if (run.status === "running") {
-        throw new FrancaError(ErrorCode.RunLocked, `run ${id} is running (owner ${run.owner ?? "unknown"})`);
+        throw new FrancaError(
+          ErrorCode.RunLocked,
+          `run ${id} is running (owner ${run.owner ?? "unknown"}): wait for it to end; if its process died, it is marked abandoned once its heartbeat is older than staleAfterMs, and can be resumed then`,
+        );
       }
       if (options.onlyAbandoned === true && !isAbandoned(run)) {
         throw new FrancaError(ErrorCode.RunNotResumable, `run ${id} is no longer abandoned: it ended ${run.status}`);

@@ -286,7 +286,10 @@ export class SqliteStore implements Store {
     return this.#transaction(() => {
       const run = this.#runOrThrow(id);
       if (run.status === "running") {
-        throw new FrancaError(ErrorCode.RunLocked, `run ${id} is running (owner ${run.owner ?? "unknown"})`);
+        throw new FrancaError(
+          ErrorCode.RunLocked,
+          `run ${id} is running (owner ${run.owner ?? "unknown"}): wait for it to end; if its process died, it is marked abandoned once its heartbeat is older than staleAfterMs, and can be resumed then`,
+        );
       }
       if (run.status !== "failed" && run.status !== "cancelled") {
         throw new FrancaError(
