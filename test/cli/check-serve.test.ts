@@ -4,23 +4,16 @@
  * its schedules until stopped, and says so when there is nothing to schedule.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { api, bin, franca } from "../support/cli.ts";
 import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
 import { until } from "../support/poll.ts";
 
-const bin = fileURLToPath(new URL("../../bin/franca.js", import.meta.url));
-const api = pathToFileURL(fileURLToPath(new URL("../../src/index.ts", import.meta.url))).href;
 const env = { ...process.env, FRANCA_LOG_LEVEL: "silent" };
-
-function franca(cwd: string, ...args: string[]) {
-  const result = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: "utf8", env });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 /** A hub of two SQLite systems and one flow; `extra` adds systems (declared in `systems`), `schedule` a cron. */
 function writeHub(

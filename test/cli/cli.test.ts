@@ -3,36 +3,11 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { bin, customersDeclarations, franca, francaWith } from "../support/cli.ts";
 import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
 
-const bin = fileURLToPath(new URL("../../bin/franca.js", import.meta.url));
-const api = pathToFileURL(fileURLToPath(new URL("../../src/index.ts", import.meta.url))).href;
-
-function franca(cwd: string, ...args: string[]) {
-  return francaWith({}, cwd, ...args);
-}
-
-function francaWith(env: NodeJS.ProcessEnv, cwd: string, ...args: string[]) {
-  const result = spawnSync(process.execPath, [bin, ...args], {
-    cwd,
-    encoding: "utf8",
-    env: { ...process.env, FRANCA_LOG_LEVEL: "silent", ...env },
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
 function writeConfig(dir: string, body: string): void {
-  writeFileSync(
-    join(dir, "franca.config.ts"),
-    `import { bind, defineHub, entity, flow, Money, sqlite, Type } from ${JSON.stringify(api)};
-const Customer = entity("Customer", { version: 1, key: "id", schema: Type.Object({ id: Type.String(), name: Type.String(), email: Type.String({ format: "email" }), balance: Money() }, { additionalProperties: false }) });
-const crm = sqlite("crm", { file: "crm.db", owner: "sales" });
-const erp = sqlite("erp", { file: "erp.db", owner: "finance" });
-const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: (r) => ({ id: String(r.id), name: String(r.name), email: String(r.email), balance: String(r.balance) }) });
-const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical: (c) => ({ code: c.id, full_name: c.name, mail: c.email, balance: c.balance }) });
-${body}`,
-  );
+  writeFileSync(join(dir, "franca.config.ts"), `${customersDeclarations}\n${body}`);
 }
 
 const validHub = `export default defineHub({ systems: [crm, erp], entities: [Customer], flows: [flow("customers", { from: source, to: target })] });`;

@@ -4,30 +4,13 @@
  * `franca` command on a temporary hub with a SQLite store, as test/cli/cli.test.ts does.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import { describeRun, nextSteps } from "../../src/cli/summary.ts";
 import type { RunCounts, RunError, RunRecord } from "../../src/store/types.ts";
+import { api, franca, francaWith, writeCustomersConfig } from "../support/cli.ts";
 import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
-
-const bin = fileURLToPath(new URL("../../bin/franca.js", import.meta.url));
-const api = pathToFileURL(fileURLToPath(new URL("../../src/index.ts", import.meta.url))).href;
-
-function franca(cwd: string, ...args: string[]) {
-  return francaWith({}, cwd, ...args);
-}
-
-function francaWith(env: NodeJS.ProcessEnv, cwd: string, ...args: string[]) {
-  const result = spawnSync(process.execPath, [bin, ...args], {
-    cwd,
-    encoding: "utf8",
-    env: { ...process.env, FRANCA_LOG_LEVEL: "silent", ...env },
-  });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 /** A usage error: exit 2 and one line on stderr, with the USAGE code and what `pattern` says. */
 function assertUsage(result: ReturnType<typeof franca>, pattern: RegExp): void {
@@ -38,23 +21,9 @@ function assertUsage(result: ReturnType<typeof franca>, pattern: RegExp): void {
   assert.match(lines[0] as string, pattern);
 }
 
-function writeConfig(dir: string, flowOptions = ""): void {
-  writeFileSync(
-    join(dir, "franca.config.ts"),
-    `import { bind, defineHub, entity, flow, Money, sqlite, Type } from ${JSON.stringify(api)};
-const Customer = entity("Customer", { version: 1, key: "id", schema: Type.Object({ id: Type.String(), name: Type.String(), email: Type.String({ format: "email" }), balance: Money() }, { additionalProperties: false }) });
-const crm = sqlite("crm", { file: "crm.db", owner: "sales" });
-const erp = sqlite("erp", { file: "erp.db", owner: "finance" });
-const source = bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: (r) => ({ id: String(r.id), name: String(r.name), email: String(r.email), balance: String(r.balance) }) });
-const target = bind(erp, Customer, { table: "clients", key: "code", fromCanonical: (c) => ({ code: c.id, full_name: c.name, mail: c.email, balance: c.balance }) });
-export default defineHub({ systems: [crm, erp], entities: [Customer], flows: [flow("customers", { from: source, to: target${flowOptions} })] });
-`,
-  );
-}
-
 /** A hub whose flow `customers` has run once over `rows` customers (one quarantined): run 1, partial. */
 function hubWithRun(dir: string, rows = 20): void {
-  writeConfig(dir);
+  writeCustomersConfig(dir);
   createCustomerSource(join(dir, "crm.db"), { rows, badEmails: [2] });
   createClientsTarget(join(dir, "erp.db"));
   const run = franca(dir, "run", "customers");
@@ -84,7 +53,7 @@ describe("command-line messages", () => {
 
   it("schema check names the file that is missing, not JSON, or not an exported schema", () => {
     using tmp = tempDir();
-    writeConfig(tmp.dir);
+    writeCustomersConfig(tmp.dir);
     writeFileSync(join(tmp.dir, "notes.json"), "not json\n");
     writeFileSync(join(tmp.dir, "empty.json"), "{}\n");
     writeFileSync(join(tmp.dir, "other.json"), JSON.stringify({ title: "Custmer", "x-franca-version": 1 }));
@@ -109,7 +78,7 @@ describe("command-line messages", () => {
 
   it("negative numbers, unknown options and unknown commands give one line with a hint, exit 2", () => {
     using tmp = tempDir();
-    writeConfig(tmp.dir);
+    writeCustomersConfig(tmp.dir);
     assertUsage(franca(tmp.dir, "runs", "--limit", "-5"), /--limit must be a whole number ≥ 0 \(got '-5'\)/);
     assertUsage(
       franca(tmp.dir, "run", "customers", "--threads", "-1"),
@@ -184,7 +153,7 @@ describe("command-line messages", () => {
 
   it("run summaries count in the singular for one, and say nothing was staged when a run stopped first", () => {
     using tmp = tempDir();
-    writeConfig(tmp.dir, `, drift: "fail"`);
+    writeCustomersConfig(tmp.dir, { flow: `, drift: "fail"` });
     const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20 });
     createClientsTarget(join(tmp.dir, "erp.db"));
     assert.equal(franca(tmp.dir, "run", "customers").code, 0);
@@ -201,7 +170,7 @@ describe("command-line messages", () => {
 
   it("a target that refuses once is '1 refusal'", () => {
     using tmp = tempDir();
-    writeConfig(tmp.dir);
+    writeCustomersConfig(tmp.dir);
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 5 });
     createClientsTarget(join(tmp.dir, "erp.db")).exec("DROP TABLE clients");
     const run = franca(tmp.dir, "run", "customers");
