@@ -436,12 +436,22 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
         },
       });
       using tmp = tempDir();
-      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed" });
+      const { logger, text } = captureLogs();
+      await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
       const queued = await engine.enqueue("entries");
       const stopped = await withWorker(engine, () => ended(engine, queued.id));
       assert.equal(stopped.status, "failed");
       assert.equal(stopped.error?.code, ErrorCode.SystemDown);
       assert.equal(attempts, 1, "the job was not retried");
+      // the worker says so, as itself (not the queue its runs are recorded under), with the run's flow
+      const failed = text()
+        .split("\n")
+        .filter((line) => line.includes("run failed (resumable)"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.equal(failed.length, 1);
+      assert.equal(failed[0]?.flow, "entries");
+      assert.equal(failed[0]?.code, ErrorCode.SystemDown);
+      assert.equal(failed[0]?.worker, engine.owner);
       down = false;
       assert.equal((await withWorker(engine, () => engine.resume(queued.id))).run.status, "succeeded");
       assert.equal(Number((await pgStatements([`SELECT count(*) AS n FROM ${app}.dst`]))[0]?.n), 30);

@@ -30,6 +30,7 @@ import { type DriftState, driftState, extract, seesWholeSource } from "../extrac
 import { FailureBudget, hasLimit } from "../failure-budget.ts";
 import { writeChunk } from "../load.ts";
 import type { LookupRuntime } from "../lookups.ts";
+import { processOwner } from "../owner.ts";
 import { AttemptsError } from "../policy.ts";
 import { releaseQuietly, stagedUnlessDone } from "../release-staged.ts";
 import { finishRecord, type RunEnvironment, runError } from "../run.ts";
@@ -113,7 +114,8 @@ export class DistributedWorker {
     this.#options = options;
     this.#store = options.env.store;
     this.#boss = options.boss;
-    this.#log = options.logger.child({ worker: options.env.owner });
+    // the process, not the owner its runs are recorded under (the queue, the same for every worker)
+    this.#log = options.logger.child({ worker: processOwner() });
   }
 
   get inFlight(): number {
@@ -246,7 +248,16 @@ export class DistributedWorker {
         );
         return;
       }
-      this.#log.error({ run: job.data.run, job: job.name, err: error.toJSON() }, "job failed; the run stops");
+      this.#log.error(
+        {
+          run: job.data.run,
+          flow: this.#runs.get(job.data.run)?.ctx.flow.name,
+          job: job.name,
+          ...(error.system === undefined ? {} : { system: error.system }),
+          err: error.toJSON(),
+        },
+        "job failed; the run stops",
+      );
       // an end that could not be recorded is thrown: pg-boss retries the job (and, its attempts run out, gives it up,
       // which ends the run), rather than complete it with its work undone and the run running
       await this.#failRun(job.data.run, error);
@@ -673,7 +684,9 @@ export class DistributedWorker {
 
   /** #failRun, unless `unless` (asked under the lock) holds; whether it ended the run. A store's failure is thrown. */
   async #endFailed(id: number, error: FrancaError, unless?: (tx: PostgresStore) => Promise<boolean>): Promise<boolean> {
+    let flowName: string | undefined;
     const ended = await this.#store.endRunning(id, queueOwner, Date.now(), unless, (run, chunks) => {
+      flowName = run.flow;
       const flow = this.#options.hub.flows.get(run.flow);
       const cursor =
         run.kind === "flow" && flow?.from.cursor !== undefined ? advancedCursor(chunks, run.targets) : undefined;
@@ -692,7 +705,13 @@ export class DistributedWorker {
           : { stats: { ...others, ...comparedDriftStats(earlier, execution, details.drift, details.stopped) } }),
       };
     });
-    if (ended) this.#stopRun(id, error);
+    if (ended) {
+      this.#log.error(
+        { run: id, flow: flowName, code: error.code, ...(error.system === undefined ? {} : { system: error.system }) },
+        `run failed (resumable): ${error.message}`,
+      );
+      this.#stopRun(id, error);
+    }
     return ended;
   }
 
