@@ -458,7 +458,7 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
     });
   });
 
-  it("a worker stopping while it extracts takes no new job, hands the extraction back at its next chunk and ends", async () => {
+  it("a worker stopping while it extracts stops taking jobs, hands the extraction back at its next chunk and ends", async () => {
     await withEntrySchemas("franca_failed", async (schema, app) => {
       // 600 rows in chunks of 10: the extraction runs ahead of the transforms, which take a while, by 4 jobs at most
       await pgStatements(entriesTablesSql(app, 600));
@@ -474,7 +474,8 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
       const { logger, text } = captureLogs("debug");
       await using engine = await Engine.open({ hub, baseDir: tmp.dir, executor: "distributed", logger });
       const stop = new AbortController();
-      const working = engine.work({ signal: stop.signal });
+      // 2 transform and 2 load jobs at once: 4 pollers, each of which may have a fetch under way when the stop comes
+      const working = engine.work({ signal: stop.signal, jobs: 2 });
       const queued = await engine.enqueue("entries");
       await until(async () => (await engine.store.counts(queued.id)).chunks >= 5, "the extraction under way");
       stop.abort();
@@ -483,11 +484,10 @@ describe("the distributed executor with records that fail", { timeout: 120_000 }
       const lines = text().split("\n");
       const stopping = lines.findIndex((line) => line.includes('"msg":"worker stopping"'));
       assert.ok(stopping >= 0);
-      assert.deepEqual(
-        lines.slice(stopping).filter((line) => line.includes('"msg":"job started"')),
-        [],
-        "no job started after the worker began to stop",
-      );
+      // at most what the pollers' fetches under way at the stop brought (taken, those jobs are done); the worker took
+      // jobs on for as long as its extraction read, before
+      const startedAfter = lines.slice(stopping).filter((line) => line.includes('"msg":"job started"'));
+      assert.ok(startedAfter.length <= 4, `jobs started after the stop began: ${startedAfter.length}`);
       assert.equal((await engine.store.getRun(queued.id))?.status, "running", "handed back, not failed");
       assert.ok((await engine.store.counts(queued.id)).chunks < 60, "the extraction stopped before the source's end");
       // the next worker takes the extraction up where it stopped: every row once
