@@ -182,6 +182,29 @@ describe("franca serve, in one process", () => {
       target.close();
     }
   });
+  it("keeps serving a schedule that has no next tick (its timer stops) until SIGTERM, then exits 0", async () => {
+    using tmp = tempDir();
+    // February 30th: a valid pattern that never comes
+    writeHub(tmp.dir, { schedule: "0 0 30 2 *" });
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 1 });
+    createClientsTarget(join(tmp.dir, "erp.db")).close();
+    const child = spawn(process.execPath, [bin, "serve"], { cwd: tmp.dir, env, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (data: Buffer) => {
+      stderr += data.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await until(() => stderr.includes("next run never"), "serve started");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(child.exitCode, null, `serve ended with nothing to wait on: ${stderr}`);
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGTERM");
+    }
+  });
+
   it("the Node the franca command starts dies with it, even by SIGKILL, which cannot be handed on", async () => {
     using tmp = tempDir();
     writeHub(tmp.dir, { schedule: "0 0 1 1 *" });

@@ -395,14 +395,7 @@ export class DistributedWorker {
       last === undefined ? run.cursorFrom : last.position,
       drift,
       async ({ seq, data, position }) => {
-        const stopping = this.#stopping.signal;
-        if (stopping.aborted) throw stopping.reason;
-        try {
-          await this.#waitForTakers(run.id, AbortSignal.any([ctx.signal, stopping]));
-        } catch (error) {
-          throw stopping.aborted ? stopping.reason : error;
-        }
-        if (stopping.aborted) throw stopping.reason;
+        await this.#waitForTakers(run.id, ctx.signal);
         await this.#store.withTransaction(async (tx) => {
           await tx.stage(run.id, seq, "extracted", encodeSourceRows(data));
           await tx.saveExtracted(run.id, seq, position, rowCount(data), Date.now());
@@ -444,9 +437,15 @@ export class DistributedWorker {
    * 4 workers, 24,000 records): the API reached ~60 calls in flight after ~0.5–0.7 s instead of ~1.5 s.
    */
   async #waitForTakers(runId: number, signal: AbortSignal): Promise<void> {
+    const stopping = this.#stopping.signal;
+    const either = AbortSignal.any([signal, stopping]);
     for (let pause = 10; ; pause = Math.min(100, pause * 2)) {
+      // a worker stopping hands its extraction back here, before the next chunk is staged: the next worker resumes it
+      if (stopping.aborted) throw stopping.reason;
       if ((await queuedChunkJobs(this.#boss, this.#store.schema, runId)) < queuedChunksAhead) return;
-      await sleep(pause, undefined, { signal });
+      await sleep(pause, undefined, { signal: either }).catch((error: unknown) => {
+        throw stopping.aborted ? stopping.reason : error;
+      });
     }
   }
 
