@@ -5,14 +5,31 @@ import type { RunSummary } from "../engine/run.ts";
 import type { RunCounts, RunRecord } from "../store/types.ts";
 import { count, duration, plural, table, timestamp } from "./output.ts";
 
+/**
+ * How long an ended run worked: its executions' time added up (a resumed run's wait between a failure and its resume
+ * is not work), else, for a run still going or recorded without it, the time since its start.
+ */
+export function workedMs(run: RunRecord): number {
+  const recorded = run.stats.durationMs;
+  if (run.endedAt !== undefined && typeof recorded === "number") return recorded;
+  return (run.endedAt ?? Date.now()) - run.startedAt;
+}
+
 /** A run as a human reads it: status, timings, counts per stage and target, lookups, drift, the error. */
-export function describeRun(run: RunRecord, counts: RunCounts): string {
-  const took = run.endedAt === undefined ? Date.now() - run.startedAt : run.endedAt - run.startedAt;
+export function describeRun(run: RunRecord, counts: RunCounts, replays: readonly RunRecord[] = []): string {
+  const resumes = Number(run.stats.resumes ?? 0);
+  const span = (run.endedAt ?? Date.now()) - run.startedAt;
+  const took =
+    run.endedAt === undefined
+      ? `running for ${duration(span)}`
+      : resumes > 0
+        ? `took ${duration(workedMs(run))} over ${resumes + 1} executions (${duration(span)} from its start to its end)`
+        : `took ${duration(workedMs(run))}`;
   const lines = [
     `run ${run.id} · flow ${run.flow} · ${run.status.toUpperCase()}${run.kind === "replay" ? ` · replay of run ${run.parentId}` : ""}`,
-    `  started ${timestamp(run.startedAt)} by ${run.trigger}, ${run.endedAt === undefined ? "running for" : "took"} ${duration(took)}${
-      Number(run.stats.resumes ?? 0) > 0 ? `, resumed ${String(run.stats.resumes)}×` : ""
-    }${run.stats.resend === true ? " · resending every record" : ""}`,
+    `  started ${timestamp(run.startedAt)} by ${run.trigger}, ${took}${resumes > 0 ? `, resumed ${String(resumes)}×` : ""}${
+      run.stats.resend === true ? " · resending every record" : ""
+    }`,
     counts.extracted === 0 && run.status === "succeeded"
       ? "  nothing new since the last run (the source's cursor did not move)"
       : counts.chunks === 0 && run.status !== "running"
@@ -33,11 +50,13 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
       `  ${name}`,
       s.calls,
       `${(s.hitRate * 100).toFixed(1)}%`,
+      // keys the run's cache did not have that the cross-run cache (ttlMs, shared) did: no request made either
+      s.cacheHits ?? 0,
       s.requests,
       s.batches,
       s.errors,
     ]);
-    lines.push(table(rows, ["  lookup", "calls", "hit rate", "requests", "batches", "errors"]));
+    lines.push(table(rows, ["  lookup", "calls", "hit rate", "from cache", "requests", "batches", "errors"]));
   }
   const systems = run.stats.systems as Record<string, Partial<PolicyStats>> | undefined;
   for (const [name, stats] of Object.entries(systems ?? {})) {
@@ -69,7 +88,16 @@ export function describeRun(run: RunRecord, counts: RunCounts): string {
     const at = system === undefined || run.error.message.includes(system) ? "" : ` (system ${system})`;
     lines.push(`  error ${run.error.code}${at}: ${run.error.message}`);
   }
+  if (replays.length > 0) lines.push(`  replayed by ${replayList(replays)}`);
   return lines.join("\n");
+}
+
+/** `run 12 (succeeded), run 14 (partial)`: the replays of a run, oldest first. */
+function replayList(replays: readonly RunRecord[]): string {
+  return [...replays]
+    .sort((a, b) => a.id - b.id)
+    .map((replay) => `run ${replay.id} (${replay.status})`)
+    .join(", ");
 }
 
 export function summaryJson(summary: RunSummary): Record<string, unknown> {

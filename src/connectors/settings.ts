@@ -1,6 +1,6 @@
 import type { TSchema } from "typebox";
 import { Compile } from "typebox/compile";
-import { didYouMean, notKnownSetting } from "../core/suggest.ts";
+import { didYouMean, notKnownSetting, shown } from "../core/suggest.ts";
 import type { SettingIssue } from "../core/system.ts";
 
 interface SchemaError {
@@ -33,6 +33,19 @@ function settingsAt(schema: TSchema, path: string): string[] {
  * Compiles a connector's settings schema into a checker that names each bad setting by its path
  * (`pagination.style`), including settings that are not known at all, so that a typo never goes unnoticed.
  */
+/**
+ * A type error's message with the value it got: `must be string, got 5`; for a setting that is there but undefined
+ * (`baseUrl: process.env.TAX_URL` with the variable unset), says so, since "must be string" alone does not.
+ */
+function gotMessage(message: string, settings: unknown, path: string): string {
+  let value: unknown = settings;
+  for (const part of path === "" ? [] : path.split(".")) {
+    value = value !== null && typeof value === "object" ? (value as Record<string, unknown>)[part] : undefined;
+  }
+  if (value === undefined) return `${message}, got undefined (an environment variable it reads that is not set?)`;
+  return `${message}, got ${shown(value)}`;
+}
+
 export function settingsChecker(schema: TSchema): (value: unknown) => SettingIssue[] {
   const validator = Compile(schema);
   return (value) => {
@@ -71,7 +84,7 @@ export function settingsChecker(schema: TSchema): (value: unknown) => SettingIss
           issues.push({ setting: base === "" ? name : `${base}.${name}`, message: "is required" });
         }
       } else {
-        issues.push({ setting: base === "" ? "(settings)" : base, message: error.message });
+        issues.push({ setting: base === "" ? "(settings)" : base, message: gotMessage(error.message, value, base) });
       }
     }
     return issues;

@@ -102,6 +102,37 @@ export async function warnUnindexedOrder(
   );
 }
 
+/**
+ * SQL: the order columns are all non-null. A read from the start takes only such rows: a row with a NULL key or
+ * cursor has no position (a later read could not go on after it), and reads after a position never return it
+ * anyway (a comparison with NULL is not true). So every read leaves them out alike; `warnNullCursor` tells.
+ */
+export function orderNotNull(columns: readonly string[], quote: '"' | "`"): string {
+  return columns.map((column) => `${quoteIdent(column, quote)} IS NOT NULL`).join(" AND ");
+}
+
+/**
+ * On a read of a table from its start (a flow's first run, a resend), warns of the rows whose cursor is NULL, which
+ * no read returns (`orderNotNull`): `count` answers how many. A cursor with an index counts them from it; without
+ * one the read warns of that too (`warnUnindexedOrder`). Reads after a position, query bindings and flows without a
+ * cursor do not ask.
+ */
+export async function warnNullCursor(
+  request: ReadRequest,
+  table: string | undefined,
+  count: (signal: AbortSignal) => Promise<number>,
+): Promise<void> {
+  const cursor = request.cursor;
+  if (cursor === undefined || request.key.includes(cursor) || table === undefined) return;
+  if (request.from !== undefined || request.warn === undefined) return;
+  const rows = await request.call(count).catch(() => 0);
+  if (rows === 0) return;
+  request.warn(
+    `${rows} ${rows === 1 ? "row" : "rows"} of '${table}' ${rows === 1 ? "has" : "have"} a NULL ${cursor}, which no read ` +
+      `by its cursor returns: give ${rows === 1 ? "it a value" : "them values"}, or read by a cursor that is never NULL`,
+  );
+}
+
 /** Columns of a batch: the union of the rows' fields, in first-seen order. */
 export function batchColumns(rows: readonly Row[]): string[] {
   const first = rows[0];

@@ -1,4 +1,4 @@
-import type { Entity, EntityRecord } from "./entity.ts";
+import type { Entity } from "./entity.ts";
 import type { Lookup } from "./lookup.ts";
 import type { RecordEnvelope } from "./record.ts";
 import type { BindingOptionsOf, System } from "./system.ts";
@@ -15,16 +15,33 @@ export interface MapContext {
   lookup<K, V>(lookup: Lookup<K, V>, key: K): Promise<V>;
 }
 
-export type ToCanonical<E extends Entity, R extends Row> = (
-  row: R,
-  ctx: MapContext,
-) => EntityRecord<E> | Promise<EntityRecord<E>>;
-/** `envelope` (key, hash, source system, native id and cursor, run and chunk) lets a target carry lineage. */
-export type FromCanonical<E extends Entity, R extends Row> = (
-  record: EntityRecord<E>,
-  ctx: MapContext,
-  envelope: RecordEnvelope<EntityRecord<E>>,
-) => R | Promise<R>;
+/*
+ * Why ToCanonical and FromCanonical are conditional types (`[E] extends [Entity<infer T>] ? … : never`) rather than
+ * plain function types returning `EntityRecord<E>`:
+ *
+ * Inside `bind(system, entity, { toCanonical: (row) => ({ status: "a" }) })`, E (and R) are still being inferred when
+ * the arrow function is checked. TypeScript instantiates the contextual type of a function argument with the
+ * inferences made so far (E from `entity`) only where that type is itself generic at the top (a type parameter, a
+ * conditional or indexed access type, or a union of them), never inside a plain function or object type. A plain
+ * `(row: R, ctx) => EntityRecord<E>` therefore stays uninstantiated; the returned object literal's contextual type is
+ * the constraint of `EntityRecord<E>` (`Record<string, unknown>`), which says nothing of literal types, so `"a"`
+ * widens to `string` and then fails against `"a" | "b"` (only `as const` helped). As a conditional type on E, the
+ * whole function type is instantiated with E's inference before the body is checked: the object literal is
+ * contextually typed by the entity's record, and literals (strings, numbers, nested objects) keep their literal
+ * types. `[E]` (not a naked E) keeps the type from distributing over a union.
+ */
+
+/** Native row → canonical record; sync or async. */
+export type ToCanonical<E extends Entity, R extends Row> = [E] extends [Entity<infer T>]
+  ? (row: R, ctx: MapContext) => T | Promise<T>
+  : never;
+/**
+ * Canonical record → native row; sync or async. `envelope` (key, hash, source system, native id and cursor, run and
+ * chunk) lets a target carry lineage.
+ */
+export type FromCanonical<E extends Entity, R extends Row> = [E] extends [Entity<infer T>]
+  ? (record: T, ctx: MapContext, envelope: RecordEnvelope<T>) => R | Promise<R>
+  : never;
 
 /** The connector-independent part of a binding. */
 export interface BindingMapping<E extends Entity, R extends Row> {

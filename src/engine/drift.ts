@@ -1,4 +1,5 @@
 import type { Row } from "../core/binding.ts";
+import { isRawJson } from "../core/canonical-json.ts";
 
 /** Field name → JSON type seen in the source ('string', 'number', 'boolean', 'object', 'array', 'null'; several as 'number|string'). */
 export type Profile = Record<string, string>;
@@ -13,7 +14,8 @@ function typeOf(value: unknown): string {
   if (value === null || value === undefined) return "null";
   if (Array.isArray(value)) return "array";
   if (value instanceof Date) return "string";
-  if (typeof value === "bigint") return "number";
+  // a number a double cannot hold, read from a JSON column as JSON.rawJSON (a frozen object), is a number
+  if (typeof value === "bigint" || isRawJson(value)) return "number";
   return typeof value;
 }
 

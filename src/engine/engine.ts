@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Health } from "../connectors/types.ts";
+import { changedShapeError, entityShape } from "../core/entity-shape.ts";
 import { configError, ErrorCode, FrancaError } from "../core/errors.ts";
 import type { Flow } from "../core/flow.ts";
 import { type ConfigIssue, configIssuesError, type Hub } from "../core/hub.ts";
@@ -331,8 +332,18 @@ export class Engine {
       owner: this.#runOwner,
       now: Date.now(),
       ...(cursorFrom === undefined ? {} : { cursorFrom }),
-      ...(resend ? { stats: { resend: true } } : {}),
+      stats: { entity: entityShape(flow.entity), ...(resend ? { resend: true } : {}) },
     });
+  }
+
+  /** A run's records staged under another shape of the flow's entity are not continued (changedShapeError). */
+  #continuable(flow: Flow, run: RunRecord): void {
+    const changed = changedShapeError(
+      run,
+      flow.entity,
+      `its staged records would be loaded unchecked. Start a fresh run instead: 'franca run ${flow.name} --fresh' (the flow's cursor has not moved past what run ${run.id} left unloaded)`,
+    );
+    if (changed !== undefined) throw changed;
   }
 
   /** Continues a failed, cancelled or abandoned run from its last persisted chunk. */
@@ -380,6 +391,17 @@ export class Engine {
     await this.#checkColumns(flow, { source: false, targets: parent.targets });
     const targets = parent.targets.filter((target) => flow.to.some((binding) => binding.name === target));
     const outcomes = await replayableOutcomes(this.store, parent, options, targets);
+    // records refused by a target are loaded again from their staged canonical records, which must still fit the
+    // entity (records that failed before load are transformed again, with today's mapping and schema)
+    const reloads = outcomes.some((outcome) => outcome.target !== null && outcome.target !== "");
+    const changed = reloads
+      ? changedShapeError(
+          parent,
+          flow.entity,
+          `the records its targets refused would be loaded again unchecked. Send them again from the source instead: 'franca run ${flow.name} --fresh --resend'`,
+        )
+      : undefined;
+    if (changed !== undefined) throw changed;
     const replay = await this.store.startRun({
       flow: flow.name,
       kind: "replay",
@@ -389,7 +411,7 @@ export class Engine {
       now: Date.now(),
       parentId: parent.id,
       // a replay of a run that resent resends too: its records' older hashes describe a target it did not trust
-      ...(parent.stats.resend === true ? { stats: { resend: true } } : {}),
+      stats: { entity: entityShape(flow.entity), ...(parent.stats.resend === true ? { resend: true } : {}) },
     });
     let plan: ReplayPlan;
     try {
@@ -414,6 +436,7 @@ export class Engine {
     run: RunRecord,
     options: RunOptions & Pick<StartOptions, "acceptDrift">,
   ): Promise<RunSummary> {
+    this.#continuable(flow, run);
     const claimed = await this.store.claimRun(run.id, this.#runOwner, Date.now());
     return this.#execute(flow, await this.#accepting(claimed, options.acceptDrift), options);
   }
@@ -468,7 +491,10 @@ export class Engine {
     const run = await this.#accepting(
       unfinished === undefined
         ? await this.#startRun(flow, options.trigger, options.resend === true)
-        : await this.store.claimRun(unfinished.id, this.#runOwner, Date.now()),
+        : await (async () => {
+            this.#continuable(flow, unfinished);
+            return this.store.claimRun(unfinished.id, this.#runOwner, Date.now());
+          })(),
       options.acceptDrift,
     );
     await cluster.plan(run);

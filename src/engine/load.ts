@@ -1,6 +1,6 @@
 import type { Driver, ItemResult, WriteItem } from "../connectors/types.ts";
 import type { Binding, Row } from "../core/binding.ts";
-import { ErrorCode, FrancaError } from "../core/errors.ts";
+import { ErrorCode, FrancaError, toFrancaError } from "../core/errors.ts";
 import { digest } from "../core/hash.ts";
 import type { RecordOutcome } from "../core/record.ts";
 import { loadHash, targetMappingDigest } from "../core/target-mapping.ts";
@@ -339,6 +339,8 @@ async function writeRecords(
   }
 
   let systemFailure: FrancaError | undefined;
+  /** A write was cut by the run's stop (cancelled, or another stage's failure): the chunk's load is left undone. */
+  let cut = false;
   // the writes that send the prepared rows, counted until each has ended (a write given up at its deadline runs on)
   const writing = new InFlight();
   /** Writes the records `from` to `to` (exclusive) of the arrays above in one call. */
@@ -368,6 +370,13 @@ async function writeRecords(
       results = call.value;
       attempts = call.attempts;
     } catch (raw) {
+      // Stopped, not failed: the run's stop cut the call (a cancel, or another target's or stage's failure, which is
+      // the signal's reason and not this system's doing). Nothing of the chunk is recorded for this target: its
+      // load stays to do, and a resume sends it again, upserted.
+      if (ctx.signal.aborted) {
+        cut = true;
+        return;
+      }
       const error = raw instanceof AttemptsError ? raw.error : mappingProblem(raw, `${name}.write`);
       const made = raw instanceof AttemptsError ? raw.attempts : 1;
       result.attempts = Math.max(result.attempts, made);
@@ -419,6 +428,9 @@ async function writeRecords(
     for (let from = 0; from < items.length; from += size) calls.push(write(from, Math.min(items.length, from + size)));
     await Promise.all(calls);
   }
+  // what stopped the run, thrown so that no caller records this chunk's load (the executors ignore it: the run is
+  // ending with its own first error)
+  if (cut) throw toFrancaError(ctx.signal.reason);
   // The prepared rows are written: their bytes are freed once no write is still sending them. Not after a write that
   // failed: one aborted mid-COPY may leave its bytes queued on a socket that is closing (the collector frees those).
   if (prepared !== undefined)

@@ -140,23 +140,42 @@ export class LookupRuntime {
     const { persistent, shared } = this.#options;
     const ttlMs = lookup.ttlMs;
     const cacheError = (error: unknown) => this.#options.onCacheError?.(lookup.name, error);
+    /**
+     * One getMany batch. A batch the system refuses for good (a 400 for one unknown key among many, say) is split in
+     * halves, each asked again, down to the keys it fails for alone: one bad key fails its own records only, at the
+     * cost of about two requests per halving. A transient failure (the policy's retries spent) or a system down fails
+     * the whole batch as it is: asking again at once in smaller batches would not fare better.
+     */
+    const fetchMany = async (
+      getMany: NonNullable<Lookup["getMany"]>,
+      keys: readonly unknown[],
+    ): Promise<(unknown | Error)[]> => {
+      stats.requests++;
+      stats.batches++;
+      try {
+        const { value } = await policy.execute((callSignal) => getMany(keys, { client, signal: callSignal }), signal);
+        if (value.length !== keys.length) {
+          throw new Error(`getMany returned ${value.length} values for ${keys.length} keys`);
+        }
+        return [...value];
+      } catch (error) {
+        const failure = fail(error, keys[0]);
+        if (keys.length > 1 && !failure.transient && failure.code !== ErrorCode.SystemDown && !signal.aborted) {
+          const half = Math.ceil(keys.length / 2);
+          const [first, second] = await Promise.all([
+            fetchMany(getMany, keys.slice(0, half)),
+            fetchMany(getMany, keys.slice(half)),
+          ]);
+          return [...first, ...second];
+        }
+        stats.errors += keys.length;
+        return keys.map((key) => fail(error, key));
+      }
+    };
     /** Fetches keys from the system, one get each or getMany batches; failures become Errors in place. */
     const fetch = async (keys: readonly unknown[]): Promise<(unknown | Error)[]> => {
       const getMany = lookup.getMany;
-      if (getMany !== undefined) {
-        stats.requests++;
-        stats.batches++;
-        try {
-          const { value } = await policy.execute((callSignal) => getMany(keys, { client, signal: callSignal }), signal);
-          if (value.length !== keys.length) {
-            throw new Error(`getMany returned ${value.length} values for ${keys.length} keys`);
-          }
-          return [...value];
-        } catch (error) {
-          stats.errors += keys.length;
-          return keys.map((key) => fail(error, key));
-        }
-      }
+      if (getMany !== undefined) return fetchMany(getMany, keys);
       return Promise.all(
         keys.map(async (key) => {
           stats.requests++;
@@ -259,9 +278,25 @@ export class LookupRuntime {
     }
   }
 
-  stats(): Record<string, LookupStats & { hitRate: number }> {
+  /**
+   * Each lookup's figures in this run, added to `earlier` (a resumed run's earlier executions, as recorded), with
+   * the hit rate of the sums.
+   */
+  stats(earlier: Record<string, Partial<LookupStats>> = {}): Record<string, LookupStats & { hitRate: number }> {
     const out: Record<string, LookupStats & { hitRate: number }> = {};
-    for (const [name, stats] of this.#stats) {
+    for (const name of new Set([...Object.keys(earlier), ...this.#stats.keys()])) {
+      const before = earlier[name] ?? {};
+      const now = this.#stats.get(name);
+      const plus = (field: keyof LookupStats): number => Number(before[field] ?? 0) + (now?.[field] ?? 0);
+      const stats: LookupStats = {
+        calls: plus("calls"),
+        hits: plus("hits"),
+        misses: plus("misses"),
+        cacheHits: plus("cacheHits"),
+        requests: plus("requests"),
+        batches: plus("batches"),
+        errors: plus("errors"),
+      };
       out[name] = { ...stats, hitRate: stats.calls === 0 ? 0 : stats.hits / stats.calls };
     }
     return out;

@@ -66,6 +66,39 @@ export function statsSince(now: PolicyStats, start: PolicyStats): PolicyStats {
   };
 }
 
+/** A system's figures before its first call. */
+export const noCalls: PolicyStats = Object.freeze({
+  calls: 0,
+  attempts: 0,
+  retries: 0,
+  transientErrors: 0,
+  permanentErrors: 0,
+  breakerOpens: 0,
+  rateLimited: 0,
+  pausedMs: 0,
+  maxInFlight: 0,
+});
+
+/**
+ * The figures of a run's executions added up (a resumed run's earlier ones, as recorded, and this one's): counts and
+ * paused time summed, `maxInFlight` the higher. A field the earlier record lacks (a Franca before it) counts 0.
+ */
+export function addedStats(earlier: Partial<PolicyStats> | undefined, now: PolicyStats): PolicyStats {
+  if (earlier === undefined) return now;
+  const plus = (field: Exclude<keyof PolicyStats, "maxInFlight">): number => Number(earlier[field] ?? 0) + now[field];
+  return {
+    calls: plus("calls"),
+    attempts: plus("attempts"),
+    retries: plus("retries"),
+    transientErrors: plus("transientErrors"),
+    permanentErrors: plus("permanentErrors"),
+    breakerOpens: plus("breakerOpens"),
+    rateLimited: plus("rateLimited"),
+    pausedMs: plus("pausedMs"),
+    maxInFlight: Math.max(Number(earlier.maxInFlight ?? 0), now.maxInFlight),
+  };
+}
+
 export interface CallResult<T> {
   value: T;
   attempts: number;
@@ -109,17 +142,7 @@ export class AttemptsError extends Error {
  */
 export class SystemPolicy {
   readonly system: string;
-  readonly stats: PolicyStats = {
-    calls: 0,
-    attempts: 0,
-    retries: 0,
-    transientErrors: 0,
-    permanentErrors: 0,
-    breakerOpens: 0,
-    rateLimited: 0,
-    pausedMs: 0,
-    maxInFlight: 0,
-  };
+  readonly stats: PolicyStats = { ...noCalls };
   readonly #concurrency: ConcurrencyGate;
   readonly #rate: RateGate;
   readonly #breaker: CircuitBreakerPolicy;

@@ -4,6 +4,7 @@ import type { Flow } from "../core/flow.ts";
 import { type ConfigIssue, configIssuesError } from "../core/hub.ts";
 import { didYouMean } from "../core/suggest.ts";
 import type { System } from "../core/system.ts";
+import { classify } from "./classify.ts";
 
 /** Local checks of one system (files exist, URLs parse), no network; each issue names its setting. */
 export function systemIssues(system: System, baseDir: string): ConfigIssue[] {
@@ -35,9 +36,9 @@ export function preflight(flow: Flow, baseDir: string): void {
 /**
  * Each binding of `flow` against its system's relation (`Connection.columns`): a key or cursor column the table or
  * query does not have is a problem of that setting, found before anything is written. `unreadable`: what to do when
- * the relation cannot be read — report it (`franca check`: a table that is not there), or skip it (a run's start:
- * the system may be down for a moment, which its policy retries; and a query binding, whose read is the user's query,
- * is not run just to look). `scope`: the bindings a run uses (a replay reads no source; a run loads the targets it
+ * the relation cannot be read — report it (`franca check`), or, at a run's start, report it only when the system
+ * answered (a table that is not there, a login refused) and skip it when it did not (down for a moment, which the
+ * run's policy retries); a query binding, whose read is the user's query, is not run at a run's start just to look. `scope`: the bindings a run uses (a replay reads no source; a run loads the targets it
  * started with), every one by default.
  */
 export async function columnIssues(
@@ -67,7 +68,10 @@ export async function columnIssues(
           AbortSignal.timeout(unreadable === "skip" ? Math.min(timeoutMs, 3000) : timeoutMs),
         );
       } catch (error) {
-        if (unreadable === "skip") return [];
+        // At a run's start, a system that does not answer (a timeout, a refused connection) is the run's to meet under
+        // its policy; one that answers that the table is not there, or refuses the login, will not do better later:
+        // the run stops before anything is written, naming the setting.
+        if (unreadable === "skip" && classify(error, binding.system.name).transient) return [];
         return [
           { code: ErrorCode.ConfigUnreachable, setting: `${setting}.${relation}`, message: (error as Error).message },
         ];

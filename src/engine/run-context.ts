@@ -99,8 +99,12 @@ export function createRunContext(
     compiled: compileEntity(flow.entity),
     source,
     targets,
+    // the flow's systems, and every system a lookup of the hub calls (a mapping may call any of them)
     policiesAtStart: new Map(
-      [source, ...targets].map((endpoint) => [endpoint.binding.system.name, { ...endpoint.policy.stats }]),
+      [
+        ...[source, ...targets].map((endpoint) => endpoint.binding.system.name),
+        ...[...env.lookupsByName.values()].map((item) => item.system.name),
+      ].map((name) => [name, { ...env.policyOf(name).stats }]),
     ),
     lookups,
     budget: new FailureBudget(flow.failure, options.spent),

@@ -30,8 +30,8 @@ import { spentOf } from "./failure-budget.ts";
 import { freeBytes } from "./free-bytes.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { loadChunk } from "./load.ts";
-import type { LookupRuntime } from "./lookups.ts";
-import { AttemptsError, type SystemPolicy, statsSince } from "./policy.ts";
+import type { LookupRuntime, LookupStats } from "./lookups.ts";
+import { AttemptsError, addedStats, noCalls, type PolicyStats, type SystemPolicy, statsSince } from "./policy.ts";
 import { releaseQuietly, stagedUnlessDone } from "./release-staged.ts";
 import { createRunContext } from "./run-context.ts";
 import { Sequencer } from "./sequencer.ts";
@@ -503,11 +503,16 @@ export async function finishRecord(
       );
     }
   }
-  const systems: Record<string, unknown> = {};
-  for (const endpoint of [ctx.source, ...ctx.targets]) {
-    const name = endpoint.binding.system.name;
-    const start = ctx.policiesAtStart.get(name);
-    systems[name] = start === undefined ? { ...endpoint.policy.stats } : statsSince(endpoint.policy.stats, start);
+  // a resumed run's figures are those of all its executions: the earlier ones' as recorded, plus this one's
+  const earlierSystems = (run.stats.systems ?? {}) as Record<string, Partial<PolicyStats>>;
+  const systems: Record<string, PolicyStats> = {};
+  for (const [name, figures] of Object.entries(earlierSystems)) systems[name] = addedStats(figures, noCalls);
+  const flowSystems = new Set([ctx.source, ...ctx.targets].map((endpoint) => endpoint.binding.system.name));
+  for (const [name, start] of ctx.policiesAtStart) {
+    const now = statsSince(env.policyOf(name).stats, start);
+    // a system only lookups call is shown when this run called it
+    if (flowSystems.has(name) || now.attempts > 0 || earlierSystems[name] !== undefined)
+      systems[name] = addedStats(earlierSystems[name], now);
   }
   const durationMs = options.durationMs ?? Date.now() - run.startedAt;
   const { sourceProfile: _profile, wholeSource: _whole, fullExtraction: _full, ...rest } = run.stats;
@@ -528,7 +533,7 @@ export async function finishRecord(
     ...(options.processed === undefined
       ? {}
       : { recordsPerSecond: durationMs === 0 ? 0 : Math.round((options.processed / durationMs) * 1000) }),
-    lookups: ctx.lookups.stats(),
+    lookups: ctx.lookups.stats((run.stats.lookups ?? {}) as Record<string, Partial<LookupStats>>),
     systems,
     // records this process mapped on its transform threads (a resumed run adds the earlier processes' share)
     ...(ctx.progress.threaded === 0 && run.stats.threaded === undefined

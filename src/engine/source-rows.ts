@@ -5,9 +5,11 @@
  * engine has them. The source text is most often several times cheaper to stage than the JSON of its rows, and the
  * thread that transforms it is then the only one to pay for its decoding.
  */
+
 import type { Driver, EncodedBatch } from "../connectors/types.ts";
 import type { Row } from "../core/binding.ts";
 import { utf8 } from "../core/bytes.ts";
+import { parseJsonExact } from "../core/canonical-json.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import type { StagedValue } from "../store/types.ts";
 
@@ -201,8 +203,9 @@ export function stagedForTransform(staged: string, records: number | undefined, 
 
 /** The staged form back; JSON rows are parsed, source text is kept for its driver to decode (see `rowsOf`). */
 export function decodeSourceRows(staged: string): SourceRows {
-  if (staged.startsWith(taggedMark)) return { rows: untag(JSON.parse(staged.slice(1))) as Row[] };
-  if (!staged.startsWith(encodedMark)) return { rows: JSON.parse(staged) as Row[] };
+  // parseJsonExact: a number a double cannot hold (a JSON column's, read as JSON.rawJSON) comes back as it went
+  if (staged.startsWith(taggedMark)) return { rows: untag(parseJsonExact(staged.slice(1))) as Row[] };
+  if (!staged.startsWith(encodedMark)) return { rows: parseJsonExact(staged) as Row[] };
   const mark = staged.indexOf(encodedMark, 1);
   const newline = staged.indexOf("\n", mark);
   return {

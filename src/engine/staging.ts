@@ -5,8 +5,10 @@
  * after the other, which the transform already made to compute the content hash, so staging costs no second
  * serialization of the records. Texts staged before the payloads came first (an earlier version) read the same.
  */
+
 import { LineBuffer } from "../connectors/line-buffer.ts";
 import { joinBytes, utf8 } from "../core/bytes.ts";
+import { parseJsonExact } from "../core/canonical-json.ts";
 import { freeBytes } from "./free-bytes.ts";
 
 export interface CanonicalRecord {
@@ -116,7 +118,8 @@ export class CanonicalStager {
 }
 
 export function decodeCanonical(staged: string | Uint8Array): CanonicalRecord[] {
-  const chunk = JSON.parse(utf8(staged)) as StagedChunk;
+  // parseJsonExact: a number a double cannot hold (JSON.rawJSON in the record) comes back as the digits staged
+  const chunk = parseJsonExact(utf8(staged)) as StagedChunk;
   return chunk.keys.map((key, i) => {
     const cursor = chunk.cursors?.[i];
     return {

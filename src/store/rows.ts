@@ -209,6 +209,15 @@ export function problemOutcomeWhere(row: string): string {
  * goes back to that load, whose version is still in the target (`Store.laterInTarget`). `s`: the tables' prefix;
  * `run`, `seqs`: the SQL of the run id and of a condition on `seq`.
  */
+/**
+ * Deletes the transform problems of a chunk never staged (`run`, `seq`: how the statement names them): a transform that crossed the failure
+ * budget records the problems it found so far and stops before staging the chunk (unstagedProblemsSql counts them);
+ * the chunk's next transform records its own.
+ */
+export function unstagedOutcomesDelete(s: string, run: string, seq: string): string {
+  return `DELETE FROM ${s}outcomes WHERE run_id = ${run} AND seq = ${seq} AND target = ''`;
+}
+
 export function voidChunksSql(s: string, run: string, seqs: string): string[] {
   return [
     `UPDATE ${s}outcomes SET status = 'loaded', seq = loaded_seq, code = NULL, error_class = NULL, message = NULL,

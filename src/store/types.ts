@@ -183,7 +183,8 @@ export interface Store {
   updateStats(id: number, stats: Record<string, unknown>): Promise<void>;
   finishRun(id: number, owner: string, finish: FinishRun, now: number): Promise<void>;
   getRun(id: number): Promise<RunRecord | undefined>;
-  listRuns(filter?: { flow?: string; limit?: number; status?: RunStatus }): Promise<RunRecord[]>;
+  /** Runs, newest first: of a flow, in a status, or the replays of run `parentId`. */
+  listRuns(filter?: { flow?: string; limit?: number; status?: RunStatus; parentId?: number }): Promise<RunRecord[]>;
   /** The flow's most recent run when it did not finish (failed with work left, or abandoned). */
   latestUnfinished(flow: string): Promise<RunRecord | undefined>;
 

@@ -172,7 +172,8 @@ describe("command-line messages", () => {
     using tmp = tempDir();
     writeCustomersConfig(tmp.dir);
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 5 });
-    createClientsTarget(join(tmp.dir, "erp.db")).exec("DROP TABLE clients");
+    // the table is there (a run's start checks it), but lacks a column the mapping writes: every write is refused
+    createClientsTarget(join(tmp.dir, "erp.db")).exec("ALTER TABLE clients DROP COLUMN mail");
     const run = franca(tmp.dir, "run", "customers");
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stdout, /error SYSTEM_ERROR \(system erp\): cannot write table 'clients'/);

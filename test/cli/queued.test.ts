@@ -26,12 +26,19 @@ describe("franca run on a PostgreSQL store", () => {
     createClientsTarget(join(tmp.dir, "erp.db")).close();
     const result = franca(tmp.dir, "run", "customers", "--json");
     assert.equal(result.code, 0, result.stderr);
-    const queued = JSON.parse(result.stdout) as { run: number; queued: boolean; workers: boolean };
+    const queued = JSON.parse(result.stdout) as {
+      run: { id: number; flow: string; status: string };
+      queued: boolean;
+      workers: boolean;
+    };
+    // the run's record, as `run --wait --json` gives it
+    assert.equal(queued.run.flow, "customers");
+    assert.equal(queued.run.status, "running");
     assert.equal(queued.queued, true);
     assert.equal(queued.workers, false);
     assert.match(
       result.stderr,
-      new RegExp(`no worker is alive: run ${queued.run} waits for one \\('franca worker'\\)`),
+      new RegExp(`no worker is alive: run ${queued.run.id} waits for one \\('franca worker'\\)`),
     );
   });
 });

@@ -28,5 +28,16 @@ describe("franca replay", () => {
     const runs = JSON.parse(franca(tmp.dir, "runs", "--json").stdout) as { id: number }[];
     const ids = runs.map((run) => run.id).sort();
     assert.deepEqual(ids, [1, 2], "no replay run was recorded");
+
+    // the mapping not fixed: the header says what the replay is to do, the summary what came of it (refused again)
+    const again = franca(tmp.dir, "replay", "1");
+    assert.equal(again.code, 3, again.stderr);
+    assert.match(again.stdout, /^replaying run 1: 1 to transform again\n/);
+    assert.match(again.stdout, /canonical 0 · quarantined 1/);
+    // run 1 tells who replayed its problems, and how that went
+    assert.match(franca(tmp.dir, "runs", "show", "1").stdout, /\n {2}replayed by run 3 \(partial\)$/m);
+    const shown = JSON.parse(franca(tmp.dir, "runs", "show", "1", "--json").stdout) as { replays: unknown };
+    assert.deepEqual(shown.replays, [{ id: 3, status: "partial" }]);
+    assert.match(franca(tmp.dir, "runs").stdout, /\n\s*1\s+customers\s+partial .* 1 \(replayed: 3\)\n/);
   });
 });

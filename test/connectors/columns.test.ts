@@ -11,6 +11,7 @@ import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import type { Connection, Driver } from "../../src/connectors/types.ts";
 import { bind } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
+import { ErrorCode } from "../../src/core/errors.ts";
 import { flow } from "../../src/core/flow.ts";
 import { columnIssues } from "../../src/engine/preflight.ts";
 import { Type } from "../../src/index.ts";
@@ -94,5 +95,32 @@ describe("the columns of a binding's relation", () => {
       [["flows.accounts.from.cursor", `column 'updatedAt' is not in table ${pg.schema}.accounts`]],
     );
     assert.match(issues[0]?.message ?? "", /did you mean 'updatedat'/);
+  });
+  it("a run's check reports a table the system says is not there, and skips a system that does not answer", async () => {
+    await pg.db.query(`CREATE TABLE ${pg.schema}.ledger (id bigint PRIMARY KEY)`);
+    const Account = entity("Account", { version: 1, key: "id", schema: Type.Object({ id: Type.Integer() }) });
+    const db = postgres("db", { url: pg.url });
+    const accounts = flow("accounts", {
+      from: bind(db, Account, { table: `${pg.schema}.ledger`, key: "id" }),
+      to: bind(db, Account, { table: `${pg.schema}.legder`, key: "id" }),
+    });
+    const issues = await columnIssues(accounts, () => pg.connection, "skip");
+    assert.deepEqual(
+      issues.map((issue) => [issue.code, issue.setting]),
+      [[ErrorCode.ConfigUnreachable, "flows.accounts.to[0].table"]],
+    );
+    assert.match(issues[0]?.message ?? "", /legder.*does not exist/s);
+    // nothing listens on port 1: refused, transient, the run's policy meets it
+    const down = postgres("down", { url: "postgres://postgres@127.0.0.1:1/test" });
+    const connection = (down.driver as Driver).open(down, { baseDir: "." });
+    try {
+      const elsewhere = flow("elsewhere", {
+        from: bind(down, Account, { table: "ledger", key: "id" }),
+        to: bind(down, Account, { table: "ledger", key: "id" }),
+      });
+      assert.deepEqual(await columnIssues(elsewhere, () => connection, "skip"), []);
+    } finally {
+      await connection.close();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { httpDriver } from "../../src/connectors/http/driver.ts";
 import { mysqlDriver } from "../../src/connectors/mysql/driver.ts";
 import { postgresDriver } from "../../src/connectors/postgres/driver.ts";
 import { batchColumns } from "../../src/connectors/sql.ts";
@@ -34,6 +35,15 @@ describe("database connection settings (PostgreSQL, MariaDB)", () => {
       "url: takes no query parameters: use the ssl and connectTimeoutMs settings",
     ]);
     assert.deepEqual(preflight(postgresDriver, { url: "postgresql://127.0.0.1/test?sslmode=off" }), []);
+  });
+});
+
+describe("a setting of the wrong type", () => {
+  it("says what it got, and, for undefined, that an environment variable may not be set", () => {
+    assert.deepEqual(validate(httpDriver as never, { baseUrl: undefined }), [
+      "baseUrl: must be string, got undefined (an environment variable it reads that is not set?)",
+    ]);
+    assert.deepEqual(validate(httpDriver as never, { baseUrl: 8080 }), ["baseUrl: must be string, got 8080"]);
   });
 });
 

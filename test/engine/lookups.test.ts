@@ -10,6 +10,7 @@ import Type from "typebox";
 import { type SimApi, startSimApi } from "../../sim/api.ts";
 import { type HttpClient, http } from "../../src/connectors/http/index.ts";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import type { Driver } from "../../src/connectors/types.ts";
 import { bind, type Row, type ToCanonical } from "../../src/core/binding.ts";
 import { entity } from "../../src/core/entity.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
@@ -78,6 +79,24 @@ function ordersHub(
   });
 }
 
+/** The customer lookup of a CRM with a bulk endpoint (`GET /customers?ids=a,b,c`): batches of at most 20. */
+function customerLookup(crm: System): Lookup<string, { id: string; name: string }> {
+  return lookup("customer", {
+    system: crm,
+    maxBatch: 20,
+    get: (id: string, { client, signal }) =>
+      (client as HttpClient).get<{ id: string; name: string }>(`/customers/${id}`, { signal }),
+    getMany: async (ids: readonly string[], { client, signal }) => {
+      const { data } = await (client as HttpClient).get<{ data: { id: string; name: string }[] }>("/customers", {
+        query: { ids: ids.join(",") },
+        signal,
+      });
+      const byId = new Map(data.map((item) => [item.id, item]));
+      return ids.map((id) => byId.get(id));
+    },
+  });
+}
+
 interface Setup {
   dir: string;
   taxApi: SimApi;
@@ -111,21 +130,7 @@ async function setup(
     get: async (region: string, { client, signal }) =>
       (await (client as HttpClient).get<{ rate: string }>(`/rates/${region}`, { signal })).rate,
   });
-  // a bulk endpoint: GET /customers?ids=a,b,c
-  const customer = lookup("customer", {
-    system: crm,
-    maxBatch: 20,
-    get: (id: string, { client, signal }) =>
-      (client as HttpClient).get<{ id: string; name: string }>(`/customers/${id}`, { signal }),
-    getMany: async (ids: readonly string[], { client, signal }) => {
-      const { data } = await (client as HttpClient).get<{ data: { id: string; name: string }[] }>("/customers", {
-        query: { ids: ids.join(",") },
-        signal,
-      });
-      const byId = new Map(data.map((item) => [item.id, item]));
-      return ids.map((id) => byId.get(id));
-    },
-  });
+  const customer = customerLookup(crm);
   return {
     dir,
     taxApi,
@@ -217,6 +222,31 @@ describe("lookups", () => {
       },
       [7, 99, 400],
     );
+  });
+
+  it("a resumed run's lookup and system figures are those of all its executions, lookups' systems included", async () => {
+    await withOrders(1000, {}, async ({ s, engine }) => {
+      // the tax API holds its answers: the run is cancelled once its first requests are in
+      const letGo = s.taxApi.hold("get");
+      const controller = new AbortController();
+      const running = engine.run("orders", { signal: controller.signal });
+      while (s.taxApi.stats.requests.get === 0) await sleep(5);
+      controller.abort();
+      const cancelled = await running;
+      letGo();
+      assert.equal(cancelled.run.status, "cancelled");
+      const first = statsOf(cancelled.run.stats, "taxRate")?.requests ?? 0;
+      assert.ok(first > 0, "the first execution asked the tax API");
+      const resumed = await engine.resume(cancelled.run.id);
+      assert.equal(resumed.run.status, "succeeded");
+      // each execution has a cache of its own: both asked, and the run counts both
+      const requests = s.taxApi.stats.requests.get;
+      assert.ok(requests > first);
+      assert.equal(statsOf(resumed.run.stats, "taxRate")?.requests, requests);
+      // the tax API is called by a lookup only, and is among the run's systems all the same
+      const systems = resumed.run.stats.systems as Record<string, { calls: number }>;
+      assert.equal(systems.tax?.calls, requests);
+    });
   });
 
   it("keep values across runs in the store for their TTL", async () => {
@@ -402,5 +432,51 @@ describe("lookups of several chunks at once", () => {
       firstChunkDone < fourthChunkStart,
       `the first chunk's last request was #${firstChunkDone}, the fourth chunk's first #${fourthChunkStart}`,
     );
+  });
+});
+
+describe("a getMany batch the system refuses for good", () => {
+  it("is split until only the keys it fails for alone fail; the others get their values", async () => {
+    const api = await startSimApi({
+      collections: { customers: { key: "id", records: customers } },
+      // the bulk endpoint refuses a whole batch that names an unknown id, as some APIs do (400 for the request)
+      list: {
+        force: {
+          status: 400,
+          when: (request) => (request.query.get("ids") ?? "").split(",").some((id) => !id.startsWith("C")),
+          body: { error: "unknown id in batch" },
+        },
+      },
+    });
+    let closeConnection = async () => {};
+    try {
+      const crm = http("crm", { baseUrl: api.url });
+      const connection = (crm.driver as Driver).open(crm, { baseDir: "." });
+      closeConnection = () => connection.close();
+      const customer = customerLookup(crm);
+      const runtime = new LookupRuntime({
+        policyOf: (name) => new SystemPolicy(name, {}),
+        clientOf: () => connection.client?.(),
+        signal: new AbortController().signal,
+      });
+      // 16 keys asked in one tick (one batch): the 6th is unknown
+      const keys = Array.from({ length: 16 }, (_, i) => (i === 5 ? "X5" : `C${i}`));
+      const settled = await Promise.allSettled(keys.map((key) => runtime.call(customer, key)));
+      const failed = keys.filter((_, i) => settled[i]?.status === "rejected");
+      assert.deepEqual(failed, ["X5"], "only the unknown key fails");
+      const error = (settled[5] as PromiseRejectedResult).reason as { code: string; message: string };
+      assert.equal(error.code, ErrorCode.LookupFailed);
+      assert.match(error.message, /400/);
+      assert.deepEqual(
+        settled.filter((item) => item.status === "fulfilled").map((item) => (item.value as { id: string }).id),
+        keys.filter((key) => key !== "X5"),
+      );
+      // 16 → 8 → 4 → 2 → 1: the batch and two halves at each of 4 halvings
+      assert.equal(api.stats.requests.list, 9);
+      assert.equal(runtime.stats().customer?.errors, 1);
+    } finally {
+      await closeConnection();
+      await api.close();
+    }
   });
 });

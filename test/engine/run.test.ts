@@ -15,6 +15,7 @@ import {
   customersHub,
   openStore,
   stamp,
+  tableGoneAtFirstLoad,
   tempDir,
   toClient,
   toCustomer,
@@ -271,6 +272,34 @@ describe("engine runs", () => {
     assert.equal(loaded, 0);
   });
 
+  it("a run stopped by its failure budget and continued with the mapping fixed keeps none of its earlier problems", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300, badEmails: [105, 110, 115, 120, 125] });
+    createClientsTarget(join(tmp.dir, "erp.db"));
+    await using store = await openStore(tmp.dir);
+    const budget = { failure: { maxFailed: 3 } };
+    {
+      await using engine = await Engine.open({ hub: customersHub(tmp.dir, budget), baseDir: tmp.dir, store });
+      const stopped = await engine.run("customers");
+      assert.equal(stopped.run.error?.code, ErrorCode.FailureThreshold);
+      assert.equal((await store.records(stopped.run.id, { status: "quarantined" })).length, 4);
+    }
+    // the mapping fixed: the chunk the budget stopped is transformed again, and its records all pass now
+    const fixed = (row: Record<string, unknown>) => ({ ...toCustomer(row), email: `c${String(row.id)}@example.org` });
+    await using engine = await Engine.open({
+      hub: customersHub(tmp.dir, { ...budget, toCanonical: fixed }),
+      baseDir: tmp.dir,
+      store,
+    });
+    const resumed = await engine.resume(1);
+    assert.equal(resumed.run.status, "succeeded");
+    assert.equal(resumed.counts.quarantined, 0);
+    assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 300);
+    // the ledger agrees: no record is both quarantined and loaded, and a replay finds nothing to do
+    assert.deepEqual(await store.records(1, { status: "quarantined" }), []);
+    await assert.rejects(engine.replay(1), { code: ErrorCode.NothingToReplay });
+  });
+
   it("stops on a failure ratio once enough records were seen", async () => {
     using tmp = tempDir();
     const bad = Array.from({ length: 100 }, (_, i) => i * 5 + 1); // 20 % of the first 500
@@ -380,9 +409,10 @@ describe("engine runs", () => {
     using tmp = tempDir();
     createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
     const target = createClientsTarget(join(tmp.dir, "erp.db"));
-    target.exec("ALTER TABLE clients RENAME TO clients_old"); // the table is gone
     await using store = await openStore(tmp.dir);
-    await using engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    // the target's table goes as the first load is mapped: the run fails with its chunks staged, not loaded
+    const hub = customersHub(tmp.dir, { fromCanonical: tableGoneAtFirstLoad(target) });
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
     const failed = await engine.run("customers");
     assert.equal(failed.run.status, "failed");
     assert.equal(failed.run.error?.code, ErrorCode.SystemError);
@@ -391,6 +421,21 @@ describe("engine runs", () => {
     const resumed = await engine.run("customers");
     assert.equal(resumed.run.status, "succeeded");
     assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 300);
+  });
+
+  it("a run stops before anything is written when a target's table is not there, naming the setting", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 30 });
+    createClientsTarget(join(tmp.dir, "erp.db")).exec("ALTER TABLE clients RENAME TO clients_old");
+    await using store = await openStore(tmp.dir);
+    await using engine = await Engine.open({ hub: customersHub(tmp.dir), baseDir: tmp.dir, store });
+    await assert.rejects(engine.run("customers"), (error: FrancaError) => {
+      assert.equal(error.code, ErrorCode.ConfigUnreachable);
+      assert.equal(error.setting, "flows.customers.to[0].table");
+      assert.match(error.message, /no such table: clients/);
+      return true;
+    });
+    assert.deepEqual(await store.listRuns({ flow: "customers" }), [], "no run recorded");
   });
 
   it("a cancelled run keeps what is durable and resumes to exactly the same result", async () => {
@@ -418,6 +463,12 @@ describe("engine runs", () => {
     assert.equal(resumed.counts.targets["erp.Customer"]?.loaded, 2000);
     assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 2000);
     assert.equal(resumed.run.stats.resumes, 1);
+    // the run's system figures are both executions' (this engine made no other call to either system)
+    const systems = resumed.run.stats.systems as Record<string, { calls: number }>;
+    const firstCalls = (cancelled.run.stats.systems as Record<string, { calls: number }>).erp?.calls ?? 0;
+    assert.ok(firstCalls > 0);
+    assert.equal(systems.erp?.calls, engine.policyOf("erp").stats.calls);
+    assert.equal(systems.crm?.calls, engine.policyOf("crm").stats.calls);
   });
 
   it("marks a run whose process is gone as failed and resumable, never leaving it running", async () => {

@@ -412,6 +412,24 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       assert.equal((await store.laterInTarget(run.id, "t1", 0, [])).size, 0);
     });
 
+    it("a chunk transformed after a transform that stopped before staging it keeps only its new problems", async () => {
+      await using store = await open();
+      const run = await newRun(store);
+      await store.stage(run.id, 0, "extracted", "[]");
+      await store.saveExtracted(run.id, 0, [1], 10, 1);
+      // the failure budget crossed at record "c": the problems so far recorded, the chunk not staged
+      await store.saveOutcomes(run.id, [quarantined("a", 0), quarantined("c", 0)]);
+      assert.equal((await store.counts(run.id)).quarantined, 2);
+      // transformed again (the mapping fixed): only "c" is still a problem
+      await store.saveCanonical(run.id, 0, 9, [quarantined("c", 0)], 2);
+      const problems = await store.records(run.id, { status: "quarantined" });
+      assert.deepEqual(
+        problems.map((record) => record.key),
+        ["c"],
+      );
+      assert.equal((await store.counts(run.id)).quarantined, 1);
+    });
+
     it("keeps keys that look like numbers as the texts they are: each its own outcomes and hashes", async () => {
       await using store = await open();
       const run = await newRun(store);

@@ -118,6 +118,19 @@ export function customersHub(dir: string, overrides: CustomersHubOverrides = {})
   });
 }
 
+/**
+ * A `fromCanonical` that renames `target`'s clients table away as the run's first load is mapped (after the run's
+ * start checked the table is there): that load and every later one fail, the system's fault, not the records'.
+ */
+export function tableGoneAtFirstLoad(target: DatabaseSync): (customer: CustomerRecord) => Record<string, unknown> {
+  let gone = false;
+  return (customer) => {
+    if (!gone) target.exec("ALTER TABLE clients RENAME TO clients_old");
+    gone = true;
+    return toClient(customer);
+  };
+}
+
 /** A flow's one run after a run killed `kills` times: continued after each crash (not restarted), and succeeded. */
 export async function continuedRun(store: Store, flow: string, kills: number): Promise<RunRecord> {
   const runs = await store.listRuns({ flow });

@@ -8,7 +8,8 @@ import { describeRun, nextSteps, summaryJson } from "../summary.ts";
 
 /**
  * Runs `work` with progress bars on a terminal and Ctrl-C / SIGTERM wired to cancel the run cleanly: the first
- * signal stops the run after the chunks in flight (the run ends 'cancelled', resumable), a second one exits at once.
+ * signal stops the run (the run ends 'cancelled', resumable): the calls in flight are cut, and the chunks they were
+ * loading are left to the resume, recorded neither loaded nor failed. A second signal exits at once.
  */
 async function withProgress<T extends RunSummary>(
   cli: Cli,
@@ -19,7 +20,7 @@ async function withProgress<T extends RunSummary>(
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) process.exit(130);
-    cli.warn(`\n${signal}: stopping after the chunks in flight (again to quit at once)…`);
+    cli.warn(`\n${signal}: stopping; the chunks in flight are left to 'franca resume' (again to quit at once)…`);
     controller.abort();
   };
   process.on("SIGINT", onSignal);
@@ -58,7 +59,8 @@ export async function runCommand(cli: Cli): Promise<number> {
   if (engine.distributed && cli.values.wait !== true) {
     const run = await engine.enqueue(flow, { trigger: "cli", resend, fresh: cli.values.fresh === true, acceptDrift });
     const workers = await engine.workerAlive();
-    if (cli.values.json === true) cli.printJson({ run: run.id, flow, status: run.status, queued: true, workers });
+    // `run` is the run's record, as with --wait (a script reads run.id, run.status either way)
+    if (cli.values.json === true) cli.printJson({ run, queued: true, workers });
     else cli.print(`run ${run.id} of ${flow} queued for the workers · follow it: franca runs show ${run.id}`);
     // queued with no one to take it, the run reads failed (abandoned) once staleAfterMs pass, until a worker starts
     if (!workers)
@@ -114,9 +116,10 @@ export async function replayCommand(cli: Cli): Promise<number> {
     const reloads = Object.entries(summary.plan.reload)
       .filter(([, count]) => count > 0)
       .map(([target, count]) => `${count} to ${target}`);
+    // the plan, said as one (the summary below says what each record came to: one may be refused again)
     const what = [
-      summary.plan.retransform > 0 ? `${summary.plan.retransform} transformed again` : "",
-      reloads.length > 0 ? `loaded again: ${reloads.join(", ")}` : "",
+      summary.plan.retransform > 0 ? `${summary.plan.retransform} to transform again` : "",
+      reloads.length > 0 ? `to load again: ${reloads.join(", ")}` : "",
     ].filter((part) => part !== "");
     cli.print(`replaying run ${id}${what.length === 0 ? "" : `: ${what.join("; ")}`}`);
   }

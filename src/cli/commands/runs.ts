@@ -2,8 +2,8 @@ import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { RunStatus } from "../../core/record.ts";
 import { didYouMean } from "../../core/suggest.ts";
 import { type Cli, usageError, wholeNumber } from "../context.ts";
-import { duration, table, timestamp } from "../output.ts";
-import { describeRun } from "../summary.ts";
+import { count, duration, table, timestamp } from "../output.ts";
+import { describeRun, workedMs } from "../summary.ts";
 
 const statuses = new Set(["running", "succeeded", "partial", "failed", "cancelled"]);
 
@@ -41,10 +41,18 @@ export async function runsCommand(cli: Cli): Promise<number> {
       loaded += target.loaded;
       problems += target.quarantined + target.failed;
     }
-    rows.push({ run, counts, loaded, problems });
+    // a run whose problems were replayed says by which runs (the replays' own rows say how that went)
+    const replays = problems > 0 ? await engine.store.listRuns({ parentId: run.id, limit: 100 }) : [];
+    rows.push({ run, counts, loaded, problems, replays });
   }
   if (cli.values.json === true) {
-    cli.printJson(rows.map(({ run, counts }) => ({ ...run, counts })));
+    cli.printJson(
+      rows.map(({ run, counts, replays }) => ({
+        ...run,
+        counts,
+        replays: replays.map((replay) => ({ id: replay.id, status: replay.status })),
+      })),
+    );
     return 0;
   }
   if (rows.length === 0) {
@@ -53,16 +61,21 @@ export async function runsCommand(cli: Cli): Promise<number> {
   }
   cli.print(
     table(
-      rows.map(({ run, counts, loaded, problems }) => [
+      rows.map(({ run, counts, loaded, problems, replays }) => [
         run.id,
         run.flow,
         run.status,
         run.trigger,
         timestamp(run.startedAt),
-        duration((run.endedAt ?? Date.now()) - run.startedAt),
+        duration(workedMs(run)),
         counts.extracted,
         loaded,
-        problems,
+        replays.length === 0
+          ? problems
+          : `${count(problems)} (replayed: ${replays
+              .map((replay) => replay.id)
+              .sort((a, b) => a - b)
+              .join(", ")})`,
       ]),
       ["run", "flow", "status", "trigger", "started", "took", "extracted", "loaded", "problems"],
     ),
@@ -86,7 +99,10 @@ async function showCommand(cli: Cli, idText: string | undefined): Promise<number
   const run = await engine.store.getRun(id);
   if (run === undefined) throw new FrancaError(ErrorCode.RunNotFound, `run ${id} does not exist`);
   const counts = await engine.store.counts(id);
-  if (cli.values.json === true) cli.printJson({ ...run, counts });
-  else cli.print(describeRun(run, counts));
+  // the runs that replayed its problems since: what may be fixed already
+  const replays = await engine.store.listRuns({ parentId: id, limit: 100 });
+  if (cli.values.json === true)
+    cli.printJson({ ...run, counts, replays: replays.map((replay) => ({ id: replay.id, status: replay.status })) });
+  else cli.print(describeRun(run, counts, replays));
   return 0;
 }

@@ -18,9 +18,14 @@ export async function storeCommand(cli: Cli): Promise<number> {
   const from = hub.store ?? defaultStoreFile;
   if (/^postgres(ql)?:\/\//.test(from)) throw usageError("the hub's store is PostgreSQL already");
   const { moveStore } = await import("../../store/move.ts");
+  // On a terminal, the table being copied and its rows so far, on one line rewritten in place (a large ledger takes
+  // minutes); the counts themselves are printed once, below, when the move has committed.
   const moved = await moveStore(resolve(baseDir, from.replace(/^sqlite:/, "")), to, {
     onProgress: (progress) => {
-      if (progress.done) cli.warn(`  ${progress.table.padEnd(14)} ${count(progress.rows)} copied`);
+      if (!cli.interactive) return;
+      process.stderr.write(
+        progress.done ? "\r\x1b[K" : `\r\x1b[K  copying ${progress.table}: ${count(progress.rows)} rows so far…`,
+      );
     },
   });
   cli.print(`moved ${resolve(baseDir, from)} to PostgreSQL:`);

@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import type { Readable } from "node:stream";
 import type { ConnectionOptions, FieldPacket, Pool, PoolConnection, ResultSetHeader } from "mysql2/promise";
 import type { Row } from "../../core/binding.ts";
+import { parseJsonExact } from "../../core/canonical-json.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import type { SettingIssue, System } from "../../core/system.ts";
 import { cutLines } from "../lines.ts";
@@ -108,7 +109,8 @@ function connectionOptions(options: MysqlSystemOptions): ConnectionOptions {
     supportBigNumbers: true,
     bigNumberStrings: true,
     decimalNumbers: false,
-    // JSON arrives as text and is parsed here with JSON.parse: mysql2's own parser turns large numbers into strings.
+    // JSON arrives as text and is parsed here (parseJsonExact: numbers a double cannot hold as raw JSON values of
+    // their text): mysql2's own parser, JSON.parse, turns them into other numbers.
     jsonStrings: true,
     // Dates given as `?` parameters to client().query are written as UTC, the sessions' zone.
     timezone: "Z",
@@ -159,7 +161,7 @@ async function run(connection: PoolConnection, sql: string, params?: readonly un
       const value = row[field.name];
       if (typeof value !== "string") continue;
       try {
-        row[field.name] = JSON.parse(value);
+        row[field.name] = parseJsonExact(value);
       } catch {
         // not JSON after all (an expression the server typed JSON): the text as it is
       }

@@ -13,9 +13,11 @@ import Type, { type Static } from "typebox";
  *   a TIMESTAMP reads as UTC; a DATETIME has no zone and Franca treats it as UTC: on write, a Date or a text with an
  *   offset (`…Z`, `…+05:30`, PostgreSQL's `…+00`) is converted to the UTC wall time, microseconds kept.
  * - JSON: parsed with JSON.parse, to objects, arrays, strings, numbers (MariaDB's JSON is LONGTEXT with a check; the
- *   connector knows it from the server's extended column metadata, MySQL's is a type of its own). On write, a JSON
- *   column gets JSON.stringify of the value, whatever it is: what was read writes back unchanged, and a string is
- *   stored as a JSON string (JSON text in a string is not parsed). SQL NULL stays NULL.
+ *   connector knows it from the server's extended column metadata, MySQL's is a type of its own); a number a double
+ *   cannot hold (an integer beyond ±2^53, a decimal with more significant digits than a double keeps) is a raw JSON
+ *   value of its text (`JSON.rawJSON`), which JSON.stringify writes as it was. On write, a JSON column gets
+ *   JSON.stringify of the value, whatever it is: what was read writes back unchanged, and a string is stored as a JSON
+ *   string (JSON text in a string is not parsed). SQL NULL stays NULL.
  * - BINARY, VARBINARY, BLOB and BIT: Buffers, on read and on write; a mapping converts them (`toString("base64")`)
  *   when the canonical record wants text. A string written to such a column is stored as its UTF-8 bytes.
  * Sessions also run in strict mode (STRICT_ALL_TABLES added to the server's sql_mode, NO_BACKSLASH_ESCAPES removed),

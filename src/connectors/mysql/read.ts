@@ -5,9 +5,11 @@ import {
   afterPredicate,
   expandedParams,
   orderColumns,
+  orderNotNull,
   positionOf,
   quoteIdent,
   sourceRelation,
+  warnNullCursor,
   warnUnindexedOrder,
 } from "../sql.ts";
 import type { EncodedBatch, ReadBatch, ReadRequest } from "../types.ts";
@@ -104,6 +106,13 @@ async function* keysetPages(session: MysqlSession, request: ReadRequest, arrays:
       cursorUnindexed(connection, options.table as string, columns[0] as string),
     ),
   );
+  await warnNullCursor(request, options.table, (signal) =>
+    session.withConnection(signal, async (connection) => {
+      const sql = `SELECT count(*) AS n FROM ${relation} WHERE ${quoteIdent(request.cursor as string, "`")} IS NULL`;
+      const { rows } = await connection.query(sql);
+      return Number((rows as { n: number | string }[])[0]?.n ?? 0);
+    }),
+  );
   const select = (connection: SessionConnection, sql: string): Promise<MysqlResult | MysqlArrays> =>
     arrays ? connection.queryArrays(sql) : connection.query(sql);
   /** The read ended (the consumer stopped, or the last page came): a page asked ahead is not run any more. */
@@ -120,7 +129,11 @@ async function* keysetPages(session: MysqlSession, request: ReadRequest, arrays:
       try {
         return await session.withConnection(signal, async (connection) => {
           if (after === undefined) {
-            const result = await select(connection, `SELECT * FROM ${relation} ORDER BY ${order} LIMIT ${limit}`);
+            const notNull = orderNotNull(columns, "`");
+            const result = await select(
+              connection,
+              `SELECT * FROM ${relation} WHERE ${notNull} ORDER BY ${order} LIMIT ${limit}`,
+            );
             kinds ??= kindsOf(result.fields, columns);
             return result;
           }

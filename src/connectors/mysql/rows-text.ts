@@ -12,6 +12,7 @@
  * Pure (no mysql2, no connection): transform threads import it.
  */
 import type { Row } from "../../core/binding.ts";
+import { parseJsonExact } from "../../core/canonical-json.ts";
 import { objectLiteral } from "../../core/object-literal.ts";
 import { decoderCache, encodedFields, encodingOf } from "../encoding.ts";
 import { LineBuffer } from "../line-buffer.ts";
@@ -20,7 +21,8 @@ import { linesText } from "../lines.ts";
 /**
  * How a column's values are carried, in one letter, by what mysql2's text protocol makes of them (with the driver's
  * options: dates, BIGINT and DECIMAL as strings, JSON as text):
- * - `j` a JSON column: its text, parsed when decoded (as the driver's `run` parses it: the text kept when not JSON);
+ * - `j` a JSON column: its text, parsed when decoded (as the driver's `run` parses it, parseJsonExact: numbers a
+ *   double cannot hold as raw JSON values of their text; the text kept when not JSON);
  * - `b` bytes (a BINARY, VARBINARY, BLOB or BIT column, or any other of the binary character set): base64;
  * - `n` floating point (FLOAT, DOUBLE; VECTOR and GEOMETRY, whose values hold them): -0, NaN and the infinities,
  *   which JSON cannot hold, as strings, at any depth;
@@ -217,7 +219,7 @@ export function decodeRows(encoding: string, text: string | Uint8Array, limit?: 
       if (kind === "j") {
         if (typeof value !== "string") continue;
         try {
-          values[c] = JSON.parse(value);
+          values[c] = parseJsonExact(value);
         } catch {
           // not JSON after all (an expression the server typed JSON): the text as it is, as `read` gives it
         }

@@ -6,6 +6,7 @@
  */
 import { createRequire } from "node:module";
 import type { Row } from "../../core/binding.ts";
+import { mayHoldInexactNumber, parseJsonExact } from "../../core/canonical-json.ts";
 import { objectLiteral } from "../../core/object-literal.ts";
 import { decoderCache, encodedFields, encodingOf } from "../encoding.ts";
 import { cutLines, linesText } from "../lines.ts";
@@ -259,16 +260,28 @@ export class CopyRowDecoder {
    * by commas make an array of as many. Should they not, each is parsed alone, and a text that is not JSON fails as
    * JSON.parse fails on it. (Texts the server did not check could also join into as many values, wrongly cut: `1,2`,
    * `[3`, `4]` make three. The decoder is only given the server's COPY output, the engine's own staging of it included.)
+   * Numbers a double cannot hold become raw JSON values of their text, as the column's parser makes them
+   * (parseJsonExact): a batch none of whose texts has 16 digits in a row outside a string (mayHoldInexactNumber, one
+   * look over the joined texts) is parsed as it always was.
    */
   #parseJson(rows: Row[], texts: string[]): void {
+    // scanned before the brackets are added: a concatenation is a rope, whose characters are slow to read one by one
+    // (0.65 µs a bench:bulk document against 0.06 for the flat text the join makes)
+    const joined = texts.join(",");
     let values: unknown[] | undefined;
-    try {
-      const parsed: unknown = JSON.parse(`[${texts.join(",")}]`);
-      if (Array.isArray(parsed) && parsed.length === texts.length) values = parsed;
-    } catch {
-      // parsed one by one below
+    if (!mayHoldInexactNumber(joined)) values = parseJoined(`[${joined}]`, texts.length);
+    else {
+      // Rare: some text may hold a number a double cannot hold. Those texts are parsed alone (parseJsonExact), the
+      // others still together.
+      const exact = texts.map(mayHoldInexactNumber);
+      const others = texts.filter((_, k) => !exact[k]);
+      const parsed = others.length === 0 ? [] : parseJoined(`[${others.join(",")}]`, others.length);
+      if (parsed !== undefined) {
+        let next = 0;
+        values = texts.map((text, k) => (exact[k] ? parseJsonExact(text) : parsed[next++]));
+      }
     }
-    values ??= texts.map((text) => JSON.parse(text) as unknown);
+    values ??= texts.map(parseJsonExact);
     let k = 0;
     for (const row of rows) {
       for (const i of this.#json) {
@@ -304,6 +317,19 @@ export class CopyRowDecoder {
   #value(index: number, field: string): unknown {
     const text = fieldText(field);
     return text === null ? null : (this.#parsers[index] as (text: string) => unknown)(text);
+  }
+}
+
+/**
+ * The values of `count` JSON texts joined by commas into one array's text, when it holds that many; undefined when it
+ * does not parse or holds another number of values (see CopyRowDecoder's #parseJson).
+ */
+function parseJoined(joined: string, count: number): unknown[] | undefined {
+  try {
+    const parsed: unknown = JSON.parse(joined);
+    return Array.isArray(parsed) && parsed.length === count ? parsed : undefined;
+  } catch {
+    return undefined;
   }
 }
 

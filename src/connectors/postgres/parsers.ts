@@ -1,4 +1,5 @@
 import pg from "pg";
+import { parseJsonExact } from "../../core/canonical-json.ts";
 
 // Types returned as the server's text, so that values are exact: no float for int8 and numeric, no JS Date (which
 // keeps milliseconds only) for dates, times and timestamps. Their arrays become arrays of that text.
@@ -23,13 +24,26 @@ export function isJsonType(oid: number): boolean {
   return oid === 114 || oid === 3802;
 }
 
-/** json and jsonb, always JSON.parse (pg's own, unless other code changed the global one): COPY reads parse them so. */
-const parseJson = (value: string): unknown => JSON.parse(value);
+/**
+ * json and jsonb: JSON.parse (whatever other code made of pg's global parsers), numbers a double cannot hold kept as
+ * raw JSON values of their text (parseJsonExact): COPY reads parse them so too (copy-text.ts).
+ */
+const parseJson = (value: string): unknown => parseJsonExact(value);
+
+/** Nested arrays of text (and NULLs) with every text parsed as JSON. */
+function parseJsonElements(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(parseJsonElements);
+  return typeof value === "string" ? parseJsonExact(value) : value;
+}
+
+/** json[] and jsonb[]: pg parses their elements with JSON.parse; here as json and jsonb columns are parsed. */
+const parseJsonArray = (value: string): unknown => parseJsonElements(parseTextArray(value));
 
 /** The parser of a column's text, by type OID: what every read (keyset pages and COPY) turns values into. */
 export function textParser(oid: number): (value: string) => unknown {
   if (textTypes.has(oid)) return asText;
   if (isJsonType(oid)) return parseJson;
+  if (oid === 199 || oid === 3807) return parseJsonArray; // json[], jsonb[]
   if (textArrayTypes.has(oid)) return parseTextArray;
   return builtinParser(oid, "text");
 }

@@ -2,7 +2,15 @@ import type { Readable } from "node:stream";
 import pg from "pg";
 import { to as copyTo } from "pg-copy-streams";
 import type { Row } from "../../core/binding.ts";
-import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
+import {
+  afterPredicate,
+  orderColumns,
+  orderNotNull,
+  positionOf,
+  quoteIdent,
+  sourceRelation,
+  warnNullCursor,
+} from "../sql.ts";
 import type { EncodedBatch, ReadBatch, ReadRequest } from "../types.ts";
 import {
   CopyLines,
@@ -15,7 +23,7 @@ import {
 import type { DedicatedClient, PostgresSession } from "./driver.ts";
 import { postgresError } from "./errors.ts";
 import type { PostgresBindingOptions } from "./options.ts";
-import { readWhat, savedPosition } from "./read.ts";
+import { countNullCursor, readWhat, savedPosition } from "./read.ts";
 
 /**
  * The lines of one running `COPY … TO STDOUT`, taken a batch at a time. The stream is read only inside `take`: between
@@ -145,8 +153,11 @@ async function* copyBatches(session: PostgresSession, request: ReadRequest, deco
   const what = readWhat(options);
   const from = savedPosition(request.from, columns, what, session.system);
   const order = columns.map((column) => quoteIdent(column)).join(", ");
-  const where =
-    from === undefined ? "" : ` WHERE ${afterPredicate(columns, (index) => literal(from[index]), '"', "row").sql}`;
+  const where = ` WHERE ${
+    from === undefined
+      ? orderNotNull(columns, '"')
+      : afterPredicate(columns, (index) => literal(from[index]), '"', "row").sql
+  }`;
   const select = `SELECT * FROM ${relation}${where} ORDER BY ${order}`;
 
   let reader: CopyReader | undefined;
@@ -176,6 +187,7 @@ async function* copyBatches(session: PostgresSession, request: ReadRequest, deco
   };
   request.signal.addEventListener("abort", stop, { once: true });
   try {
+    await warnNullCursor(request, options.table, (signal) => countNullCursor(session, relation, request, signal));
     for (;;) {
       if (request.signal.aborted) return;
       // Only pg's errors (and the decoder's) are classified here; the policy's own (timeout, open circuit) pass

@@ -3,10 +3,12 @@ import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import {
   afterPredicate,
   orderColumns,
+  orderNotNull,
   positionOf,
   quoteIdent,
   quoteQualified,
   sourceRelation,
+  warnNullCursor,
   warnUnindexedOrder,
 } from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
@@ -33,6 +35,17 @@ export function savedPosition(
   return from;
 }
 
+/** How many rows of the source have a NULL cursor (warnNullCursor). */
+export async function countNullCursor(
+  session: PostgresSession,
+  relation: string,
+  request: ReadRequest,
+  signal: AbortSignal,
+): Promise<number> {
+  const sql = `SELECT count(*) AS n FROM ${relation} WHERE ${quoteIdent(request.cursor as string)} IS NULL`;
+  return session.withClient(signal, async (query) => Number((await query(sql)).rows[0]?.n ?? 0));
+}
+
 /** What a failed read says it could not read. */
 export function readWhat(options: PostgresBindingOptions): string {
   return options.table === undefined ? "cannot read the source query" : `cannot read '${options.table}'`;
@@ -50,7 +63,7 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
   const what = readWhat(options);
   const order = columns.map((column) => quoteIdent(column)).join(", ");
   const after = afterPredicate(columns, (index) => `$${index + 1}`, '"', "row");
-  const first = `SELECT * FROM ${relation} ORDER BY ${order} LIMIT $1`;
+  const first = `SELECT * FROM ${relation} WHERE ${orderNotNull(columns, '"')} ORDER BY ${order} LIMIT $1`;
   const next = `SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT $${after.arity + 1}`;
   let position = savedPosition(request.from, columns, what, session.system);
   await warnUnindexedOrder(request, options.table, columns, (signal) =>
@@ -70,6 +83,7 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
       return rows[0]?.known === true && rows[0]?.led === false;
     }),
   );
+  await warnNullCursor(request, options.table, (signal) => countNullCursor(session, relation, request, signal));
   for (;;) {
     if (request.signal.aborted) return;
     // the size asked for this page: request.batchSize may have grown by the time the page is judged short (the

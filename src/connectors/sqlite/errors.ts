@@ -22,3 +22,18 @@ export function sqliteError(error: unknown, system: string, what: string, rowLev
     cause: error,
   });
 }
+
+const SQLITE_TOOBIG = 18;
+const SQLITE_CONSTRAINT = 19;
+const SQLITE_MISMATCH = 20;
+
+/**
+ * The error is about the row written (a constraint, a CHECK or trigger refusal, a type mismatch, a value too big),
+ * not the statement: a table or column that is not there (gone since the statement was prepared, by another
+ * connection) fails every row alike and is the system's.
+ */
+export function isRowError(error: unknown): boolean {
+  const errcode = (error as { errcode?: number }).errcode;
+  const primary = typeof errcode === "number" ? errcode & 0xff : undefined;
+  return primary === SQLITE_CONSTRAINT || primary === SQLITE_MISMATCH || primary === SQLITE_TOOBIG;
+}

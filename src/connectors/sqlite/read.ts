@@ -1,6 +1,14 @@
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import type { Row } from "../../core/binding.ts";
-import { afterPredicate, orderColumns, positionOf, quoteIdent, sourceRelation } from "../sql.ts";
+import {
+  afterPredicate,
+  orderColumns,
+  orderNotNull,
+  positionOf,
+  quoteIdent,
+  sourceRelation,
+  warnNullCursor,
+} from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
 import type { SqliteBindingOptions } from "./options.ts";
 
@@ -13,10 +21,14 @@ export async function* readSqlite(db: DatabaseSync, request: ReadRequest): Async
   const columns = orderColumns(request.cursor, request.key);
   const relation = sourceRelation(options, '"');
   const order = columns.map((column) => quoteIdent(column)).join(", ");
-  const first = db.prepare(`SELECT * FROM ${relation} ORDER BY ${order} LIMIT ?`);
+  const first = db.prepare(`SELECT * FROM ${relation} WHERE ${orderNotNull(columns, '"')} ORDER BY ${order} LIMIT ?`);
   const after = afterPredicate(columns, () => "?", '"', "row");
   const next = db.prepare(`SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT ?`);
   let position = request.from as unknown[] | undefined;
+  await warnNullCursor(request, options.table, async () => {
+    const sql = `SELECT count(*) AS n FROM ${relation} WHERE ${quoteIdent(request.cursor as string)} IS NULL`;
+    return Number((db.prepare(sql).get() as { n: number }).n);
+  });
   for (;;) {
     if (request.signal.aborted) return;
     // the size asked for this page: request.batchSize may have grown by the time the page is judged short

@@ -18,6 +18,7 @@ import {
   type RunRow,
   runFromRow,
   unchangedCount,
+  unstagedOutcomesDelete,
   unstagedProblemsSql,
   voidChunksSql,
 } from "../rows.ts";
@@ -586,11 +587,14 @@ export class PostgresStore implements Store {
     return row === undefined ? undefined : runFromRow(row);
   }
 
-  async listRuns(filter: { flow?: string; limit?: number; status?: string } = {}): Promise<RunRecord[]> {
+  async listRuns(
+    filter: { flow?: string; limit?: number; status?: string; parentId?: number } = {},
+  ): Promise<RunRecord[]> {
     const where: string[] = [];
     const values: unknown[] = [];
     if (filter.flow !== undefined) where.push(`flow = $${values.push(filter.flow)}`);
     if (filter.status !== undefined) where.push(`status = $${values.push(filter.status)}`);
+    if (filter.parentId !== undefined) where.push(`parent_id = $${values.push(filter.parentId)}`);
     const rows = await this.#rows<RunRow>(
       `SELECT * FROM ${this.#s}.runs ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`}
        ORDER BY id DESC LIMIT $${values.push(filter.limit ?? 20)}`,
@@ -666,6 +670,9 @@ export class PostgresStore implements Store {
       if (rows[0] !== undefined && rows[0].canonical !== null) {
         // transformed again (a resume after transient failures): its earlier outcomes and loads are void
         await this.#voidLoads(sql, runId, [seq]);
+      } else {
+        // a transform that stopped before it staged (the failure budget crossed) left its problems so far: void too
+        await sql(unstagedOutcomesDelete(`${s}.`, "$1", "$2"), [runId, seq]);
       }
       await this.#insertOutcomes(sql, runId, problems);
       await sql(

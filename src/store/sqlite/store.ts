@@ -18,6 +18,7 @@ import {
   type RunRow,
   runFromRow,
   unchangedCount,
+  unstagedOutcomesDelete,
   unstagedProblemsSql,
   voidChunksSql,
 } from "../rows.ts";
@@ -416,13 +417,15 @@ export class SqliteStore implements Store {
     return row === undefined ? undefined : runFromRow(row);
   }
 
-  async listRuns(filter: { flow?: string; limit?: number; status?: string } = {}): Promise<RunRecord[]> {
+  async listRuns(
+    filter: { flow?: string; limit?: number; status?: string; parentId?: number } = {},
+  ): Promise<RunRecord[]> {
     return this.#all<RunRow>(
-      "SELECT * FROM runs WHERE (? IS NULL OR flow = ?) AND (? IS NULL OR status = ?) ORDER BY id DESC LIMIT ?",
-      filter.flow ?? null,
+      `SELECT * FROM runs WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR parent_id = ?3)
+       ORDER BY id DESC LIMIT ?4`,
       filter.flow ?? null,
       filter.status ?? null,
-      filter.status ?? null,
+      filter.parentId ?? null,
       filter.limit ?? 20,
     ).map(runFromRow);
   }
@@ -481,6 +484,9 @@ export class SqliteStore implements Store {
       if (previous?.canonical !== null && previous?.canonical !== undefined) {
         // transformed again (a resume after transient failures): its earlier outcomes and loads are void
         for (const statement of voidChunksSql("", "?1", "seq = ?2")) this.#run(statement, runId, seq);
+      } else {
+        // a transform that stopped before it staged (the failure budget crossed) left its problems so far: void too
+        this.#run(unstagedOutcomesDelete("", "?", "?"), runId, seq);
       }
       this.#insertOutcomes(runId, problems);
       this.#run(

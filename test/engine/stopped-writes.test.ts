@@ -1,0 +1,69 @@
+/**
+ * A write cut by the run's stop is not a failure of its system: when one target fails and the run stops, the other
+ * target's writes in flight are left undone (loaded again on resume), not recorded failed with the other's error.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { startSimApi } from "../../sim/api.ts";
+import { http } from "../../src/connectors/http/index.ts";
+import { sqlite } from "../../src/connectors/sqlite/index.ts";
+import { bind } from "../../src/core/binding.ts";
+import { ErrorCode } from "../../src/core/errors.ts";
+import { flow } from "../../src/core/flow.ts";
+import { defineHub } from "../../src/core/hub.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import { Customer, createCustomerSource, openStore, tempDir, toCustomer } from "../support/fixtures.ts";
+
+describe("a run stopped by one target's failure", () => {
+  it("leaves the other target's writes in flight undone, not failed, and a resume loads them once", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
+    const customers = { customers: { key: "id", records: [] } };
+    await using good = await startSimApi({ collections: customers });
+    await using bad = await startSimApi({ collections: customers });
+    // the healthy API holds every batch until let go: its writes are in flight when the other target fails
+    const letGo = good.hold("batch");
+    // the other answers 503 to every batch, and its system gives up at the first (no retry): the run stops
+    bad.configure({ batch: { force: { status: 503 } } });
+    await using store = await openStore(tmp.dir);
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const warehouse = http("warehouse", { baseUrl: good.url });
+    const billing = http("billing", { baseUrl: bad.url, limits: { retry: { maxAttempts: 1 } } });
+    const target = (system: typeof warehouse) =>
+      bind(system, Customer, { path: "/customers", mode: "batch", batchPath: "/customers/batch", batchSize: 50 });
+    const hub = defineHub({
+      systems: [crm, warehouse, billing],
+      entities: [Customer],
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer }),
+          to: [target(warehouse), target(billing)],
+          chunkSize: 100,
+        }),
+      ],
+    });
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const failed = await engine.run("customers");
+    assert.equal(failed.run.status, "failed");
+    assert.equal(failed.run.error?.code, ErrorCode.SystemUnavailable);
+    assert.match(failed.run.error?.message ?? "", /billing/);
+    assert.ok(good.stats.requests.batch > 0, "the healthy target's writes were in flight");
+    // nothing recorded against the healthy target: no failure of its own, and none of the other's
+    const warehouseFailed = await store.records(failed.run.id, { target: "warehouse.Customer", status: "failed" });
+    assert.deepEqual(warehouseFailed, []);
+    assert.equal(failed.counts.targets["warehouse.Customer"]?.failed, 0);
+
+    letGo();
+    bad.configure({ batch: { force: [] } });
+    await sleep(10);
+    const resumed = await engine.resume(failed.run.id);
+    assert.equal(resumed.run.status, "succeeded");
+    assert.equal(resumed.counts.targets["warehouse.Customer"]?.loaded, 300);
+    assert.equal(resumed.counts.targets["billing.Customer"]?.loaded, 300);
+    assert.equal(good.records("customers").length, 300);
+    assert.equal(bad.records("customers").length, 300);
+    assert.equal(good.duplicates(), 0);
+  });
+});
