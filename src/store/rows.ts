@@ -214,8 +214,12 @@ export function problemOutcomeWhere(row: string): string {
  * budget records the problems it found so far and stops before staging the chunk (unstagedProblemsSql counts them);
  * the chunk's next transform records its own.
  */
-export function unstagedOutcomesDelete(s: string, run: string, seq: string): string {
-  return `DELETE FROM ${s}outcomes WHERE run_id = ${run} AND seq = ${seq} AND target = ''`;
+export function unstagedOutcomesDelete(s: string, run: string, seq: string, indexedBy = ""): string {
+  // by the run's problems (the partial index outcomes_problems), not by scanning the run's outcomes for the chunk:
+  // this runs at every chunk's transform, and a run's outcomes are its records (SQLite's planner takes the primary
+  // key's run_id prefix instead, a scan of the run: `indexedBy` names the index to it)
+  return `DELETE FROM ${s}outcomes${indexedBy} WHERE run_id = ${run} AND status IN ('quarantined', 'failed')
+    AND seq = ${seq} AND target = ''`;
 }
 
 export function voidChunksSql(s: string, run: string, seqs: string): string[] {

@@ -486,7 +486,7 @@ export class SqliteStore implements Store {
         for (const statement of voidChunksSql("", "?1", "seq = ?2")) this.#run(statement, runId, seq);
       } else {
         // a transform that stopped before it staged (the failure budget crossed) left its problems so far: void too
-        this.#run(unstagedOutcomesDelete("", "?", "?"), runId, seq);
+        this.#run(unstagedOutcomesDelete("", "?", "?", " INDEXED BY outcomes_problems"), runId, seq);
       }
       this.#insertOutcomes(runId, problems);
       this.#run(
