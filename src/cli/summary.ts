@@ -1,4 +1,5 @@
 import { ErrorCode } from "../core/errors.ts";
+import type { SystemPause } from "../engine/context.ts";
 import type { LookupStats } from "../engine/lookups.ts";
 import type { PolicyStats } from "../engine/policy.ts";
 import type { RunSummary } from "../engine/run.ts";
@@ -79,6 +80,12 @@ export function describeRun(run: RunRecord, counts: RunCounts, replays: readonly
       ...drift.retyped.map((change) => `${change.field} ${change.from}→${change.to}`),
     ].filter((part) => part !== "");
     lines.push(`  source drift: ${parts.join("; ")}${run.stats.acceptDrift === true ? " (accepted)" : ""}`);
+  }
+  const pausedNow =
+    run.status === "running" ? (run.stats.pausedNow as Record<string, SystemPause> | undefined) : undefined;
+  for (const [name, pause] of Object.entries(pausedNow ?? {})) {
+    const why = pause.reason === "breaker" ? "circuit open, next probe" : "rate-limited (429) until";
+    lines.push(`  waiting for ${name}: ${why} ${timestamp(pause.until)}`);
   }
   for (const warning of (run.stats.warnings as string[] | undefined) ?? []) lines.push(`  warning: ${warning}`);
   if (run.cursorTo !== undefined) lines.push(`  cursor now at ${JSON.stringify(run.cursorTo)}`);

@@ -171,6 +171,10 @@ export async function executeRun(
   if (options.signal?.aborted) onCancel();
   options.signal?.addEventListener("abort", onCancel, { once: true });
 
+  // The systems this run's calls wait for now (breaker open, 429 hold), on its record while they do: `franca runs
+  // show` of a run that seems stuck, from another terminal, says which system it waits for and until when.
+  let pausedShown = "{}";
+  let pausedWrite: Promise<void> = Promise.resolve();
   const heartbeat = setInterval(() => {
     ctx.notify(); // progress stays current while a stage waits (a paused system)
     store.heartbeat(run.id, env.owner, Date.now()).then(
@@ -179,6 +183,16 @@ export async function executeRun(
       },
       (error: unknown) => logger.warn({ err: toFrancaError(error).message }, "heartbeat failed"),
     );
+    const paused = Object.fromEntries(
+      [...(env.pausedSystems?.() ?? [])].filter(([name]) => ctx.policiesAtStart.has(name)),
+    );
+    const shown = JSON.stringify(paused);
+    if (shown === pausedShown) return;
+    pausedShown = shown;
+    const stats = shown === "{}" ? run.stats : { ...run.stats, pausedNow: paused };
+    pausedWrite = pausedWrite
+      .then(() => store.updateStats(run.id, stats))
+      .catch((error: unknown) => logger.warn({ err: toFrancaError(error).message }, "could not record the pause"));
   }, env.heartbeatMs);
   heartbeat.unref();
   const deadline =
@@ -408,6 +422,8 @@ export async function executeRun(
   await Promise.all([extractTask, transformTask, ...loadTasks]);
 
   clearInterval(heartbeat);
+  // a pause's record written before the run's end, not over it
+  await pausedWrite;
   if (deadline !== undefined) clearTimeout(deadline);
   options.signal?.removeEventListener("abort", onCancel);
   const finalStates = await store.chunkStates(run.id);

@@ -53,3 +53,14 @@ describe("a run's lookups", () => {
     );
   });
 });
+
+describe("a running run that waits for a system", () => {
+  it("names the system, why and until when", () => {
+    const until = Date.parse("2026-12-07T01:02:03Z");
+    const text = describeRun(run({ pausedNow: { erp: { reason: "breaker", until } } }, undefined), counts);
+    assert.match(text, /\n {2}waiting for erp: circuit open, next probe 2026-12-07 01:02:03Z/);
+    // once it has ended, it waits for nothing
+    const ended = describeRun(run({ durationMs: 5, pausedNow: { erp: { reason: "breaker", until } } }, 5), counts);
+    assert.doesNotMatch(ended, /waiting for/);
+  });
+});

@@ -67,3 +67,47 @@ describe("a run stopped by one target's failure", () => {
     assert.equal(good.duplicates(), 0);
   });
 });
+
+describe("a run waiting for a system", () => {
+  it("says so on its record while it waits (runs show from elsewhere), and not once it has ended", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 100 });
+    await using api = await startSimApi({ collections: { customers: { key: "id", records: [] } } });
+    // down at first: the breaker opens at the first failure and probes every 300 ms
+    api.configure({ batch: { force: { status: 503 } } });
+    await using store = await openStore(tmp.dir);
+    const crm = sqlite("crm", { file: join(tmp.dir, "crm.db") });
+    const warehouse = http("warehouse", {
+      baseUrl: api.url,
+      limits: {
+        breaker: { consecutiveFailures: 1, halfOpenAfterMs: 300 },
+        retry: { maxAttempts: 2, initialDelayMs: 5 },
+      },
+    });
+    const hub = defineHub({
+      systems: [crm, warehouse],
+      entities: [Customer],
+      heartbeatMs: 50,
+      flows: [
+        flow("customers", {
+          from: bind(crm, Customer, { table: "customers", key: "id", cursor: "updated_at", toCanonical: toCustomer }),
+          to: bind(warehouse, Customer, { path: "/customers", mode: "batch", batchPath: "/customers/batch" }),
+        }),
+      ],
+    });
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const running = engine.run("customers");
+    let waiting: { reason?: string; until?: number } | undefined;
+    for (let i = 0; i < 200 && waiting === undefined; i++) {
+      await sleep(20);
+      const [run] = await store.listRuns({ flow: "customers", limit: 1 });
+      waiting = (run?.stats.pausedNow as Record<string, { reason: string; until: number }> | undefined)?.warehouse;
+    }
+    assert.equal(waiting?.reason, "breaker", "the record said the run waits for warehouse's breaker");
+    api.configure({ batch: { force: [] } });
+    const done = await running;
+    assert.equal(done.run.status, "succeeded");
+    assert.equal(done.run.stats.pausedNow, undefined, "an ended run waits for nothing");
+    assert.ok(((done.run.stats.systems as Record<string, { pausedMs: number }>).warehouse?.pausedMs ?? 0) > 0);
+  });
+});
