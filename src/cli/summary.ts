@@ -120,12 +120,15 @@ export function nextSteps(run: RunRecord, storeLocation: string, counts?: RunCou
   const lines: string[] = [`  ledger: ${storeLocation}`];
   if (run.status === "partial" || run.status === "failed") {
     const problems = counts === undefined ? undefined : problemCounts(counts);
+    // a run stopped by an error: the error is why (its records' problems may be another matter, listed after it)
+    const stopped = run.status === "failed" && run.error !== undefined;
+    const label = stopped ? "records" : "see why";
+    if (stopped) lines.push(`  see why: the run's error above (${run.error?.code})`);
     if (problems === undefined || (problems.quarantined > 0 && problems.failed > 0))
-      lines.push(`  see why: franca records ${run.id} --status quarantined   (or --status failed)`);
-    else if (problems.quarantined > 0) lines.push(`  see why: franca records ${run.id} --status quarantined`);
-    else if (problems.failed > 0) lines.push(`  see why: franca records ${run.id} --status failed`);
-    else if (run.error !== undefined)
-      lines.push(`  see why: the run's error above (${run.error.code}); no record was quarantined or failed`);
+      lines.push(`  ${label}: franca records ${run.id} --status quarantined   (or --status failed)`);
+    else if (problems.quarantined > 0) lines.push(`  ${label}: franca records ${run.id} --status quarantined`);
+    else if (problems.failed > 0) lines.push(`  ${label}: franca records ${run.id} --status failed`);
+    else if (stopped) lines.push("  no record was quarantined or failed");
   }
   if (run.error?.code === ErrorCode.SourceDrift) {
     // the source changed under the policy 'fail': continuing as it is stops again at the same check

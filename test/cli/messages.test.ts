@@ -204,12 +204,22 @@ describe("command-line messages", () => {
     });
     const none = nextSteps(run, "store.db", counts(0, 0));
     assert.doesNotMatch(none, /franca records/);
-    assert.match(none, /see why: the run's error above \(SYSTEM_ERROR\)/);
+    assert.match(none, /see why: the run's error above \(SYSTEM_ERROR\)\n {2}no record was quarantined or failed/);
     assert.match(none, /continue: franca resume 7/);
+    // a run its error stopped: the error is why, whatever records it quarantined besides
     const failedOnly = nextSteps(run, "store.db", counts(0, 3));
-    assert.match(failedOnly, /see why: franca records 7 --status failed\n/);
+    assert.match(
+      failedOnly,
+      /see why: the run's error above \(SYSTEM_ERROR\)\n {2}records: franca records 7 --status failed\n/,
+    );
     assert.doesNotMatch(failedOnly, /--status quarantined/);
-    assert.match(nextSteps(run, "store.db", counts(2, 3)), /--status quarantined {3}\(or --status failed\)/);
+    assert.match(
+      nextSteps(run, "store.db", counts(2, 3)),
+      /records: franca records 7 --status quarantined {3}\(or --status failed\)/,
+    );
+    // a partial run (no error): its records are why
+    const partial = nextSteps({ ...run, status: "partial", error: undefined }, "store.db", counts(2, 0));
+    assert.match(partial, /see why: franca records 7 --status quarantined$/);
     // the run's error names the system at fault when its message does not
     assert.match(
       describeRun({ ...run, error: { ...(run.error as RunError), system: "erp" } }, counts(0, 3)),

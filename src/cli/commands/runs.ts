@@ -35,12 +35,12 @@ export async function runsCommand(cli: Cli): Promise<number> {
   const rows = [];
   for (const run of runs) {
     const counts = await engine.store.counts(run.id);
-    let loaded = 0;
     let problems = counts.quarantined + counts.failed;
-    for (const target of Object.values(counts.targets)) {
-      loaded += target.loaded;
-      problems += target.quarantined + target.failed;
-    }
+    for (const target of Object.values(counts.targets)) problems += target.quarantined + target.failed;
+    // per target, not summed: a record loaded into two targets is one record ("10,000 + 10,000")
+    const loaded = Object.values(counts.targets)
+      .map((target) => count(target.loaded))
+      .join(" + ");
     // a run whose problems were replayed says by which runs (the replays' own rows say how that went)
     const replays = problems > 0 ? await engine.store.listRuns({ parentId: run.id, limit: 100 }) : [];
     rows.push({ run, counts, loaded, problems, replays });
