@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { describe, it } from "node:test";
 import { sqlite } from "../../src/connectors/sqlite/index.ts";
 import { bind } from "../../src/core/binding.ts";
@@ -421,6 +422,29 @@ describe("engine runs", () => {
     const resumed = await engine.run("customers");
     assert.equal(resumed.run.status, "succeeded");
     assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 300);
+  });
+
+  it("a row SQLite refuses for a reason of its own (not a missing table) is quarantined alone", async () => {
+    using tmp = tempDir();
+    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 30 });
+    const target = new DatabaseSync(join(tmp.dir, "erp.db"));
+    // a generated column that reads the mail as JSON: SQLite refuses a row whose mail is not JSON (SQLITE_ERROR,
+    // "malformed JSON"), the same error code as a missing table's
+    target.exec(`CREATE TABLE clients (code TEXT PRIMARY KEY, full_name TEXT NOT NULL, mail TEXT, balance TEXT,
+      mail_kind TEXT GENERATED ALWAYS AS (json_type(mail)) STORED)`);
+    await using store = await openStore(tmp.dir);
+    const hub = customersHub(tmp.dir, {
+      fromCanonical: (customer) => ({ ...toClient(customer), mail: customer.id === "7" ? "not json" : '"ok"' }),
+    });
+    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
+    const summary = await engine.run("customers");
+    assert.equal(summary.run.status, "partial");
+    assert.equal(summary.counts.targets["erp.Customer"]?.loaded, 29);
+    const refused = await store.records(summary.run.id, { status: "quarantined" });
+    assert.deepEqual(
+      refused.map((record) => [record.key, record.code]),
+      [["7", ErrorCode.TargetRejected]],
+    );
   });
 
   it("a run stops before anything is written when a target's table is not there, naming the setting", async () => {

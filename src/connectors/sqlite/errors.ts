@@ -23,17 +23,19 @@ export function sqliteError(error: unknown, system: string, what: string, rowLev
   });
 }
 
-const SQLITE_TOOBIG = 18;
-const SQLITE_CONSTRAINT = 19;
-const SQLITE_MISMATCH = 20;
+const SQLITE_ERROR = 1;
+const SQLITE_SCHEMA = 17;
+/** What SQLite says of a statement whose table or column is not (or no longer) there. */
+const missingRelation = /no such table|no such column|has no column named/;
 
 /**
- * The error is about the row written (a constraint, a CHECK or trigger refusal, a type mismatch, a value too big),
- * not the statement: a table or column that is not there (gone since the statement was prepared, by another
- * connection) fails every row alike and is the system's.
+ * The error is the table's, not the row's: the table or a column it writes is not there (gone since the statement
+ * was prepared, by another connection), which fails every row alike. Any other error of a row (a constraint, a CHECK
+ * or trigger, a type mismatch, a value too big, malformed JSON for a generated column) is that row's.
  */
-export function isRowError(error: unknown): boolean {
+export function isTableError(error: unknown): boolean {
   const errcode = (error as { errcode?: number }).errcode;
   const primary = typeof errcode === "number" ? errcode & 0xff : undefined;
-  return primary === SQLITE_CONSTRAINT || primary === SQLITE_MISMATCH || primary === SQLITE_TOOBIG;
+  if (primary === SQLITE_SCHEMA) return true;
+  return primary === SQLITE_ERROR && missingRelation.test(error instanceof Error ? error.message : String(error));
 }

@@ -2,7 +2,7 @@ import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import type { Row } from "../../core/binding.ts";
 import { batchColumns, quoteIdent, quoteQualified, toParam } from "../sql.ts";
 import type { ItemResult } from "../types.ts";
-import { isRowError, sqliteError } from "./errors.ts";
+import { isTableError, sqliteError } from "./errors.ts";
 
 /** Rows per statement: one multi-row INSERT crosses from JS to SQLite once per 50 rows instead of once per row. */
 const rowsPerStatement = 50;
@@ -97,7 +97,7 @@ function writeRowByRow(
         db.exec("ROLLBACK TO franca_row");
         db.exec("RELEASE franca_row");
         // not the row's fault (the table went since the statement was prepared): the write's, rolled back below
-        if (!isRowError(error)) throw error;
+        if (isTableError(error)) throw error;
         results.push({ ok: false, error: sqliteError(error, system, `'${table}' refused the row`, true) });
       }
     }
