@@ -39,6 +39,11 @@ export const ErrorCode = {
   RunAbandoned: "RUN_ABANDONED",
   RunCancelled: "RUN_CANCELLED",
   /**
+   * A record whose write was in flight when its run stopped (a cancel, or another stage's or target's failure): not
+   * its system's failure. Transient: the resume writes it again.
+   */
+  WriteInterrupted: "WRITE_INTERRUPTED",
+  /**
    * Distributed: the queue gave up on one of the run's jobs (its attempts ran out without a worker ending it: each
    * worker that took it died or stalled). The run stops, resumable: continuing it sends the job again.
    */

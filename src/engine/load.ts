@@ -339,8 +339,6 @@ async function writeRecords(
   }
 
   let systemFailure: FrancaError | undefined;
-  /** A write was cut by the run's stop (cancelled, or another stage's failure): the chunk's load is left undone. */
-  let cut = false;
   // the writes that send the prepared rows, counted until each has ended (a write given up at its deadline runs on)
   const writing = new InFlight();
   /** Writes the records `from` to `to` (exclusive) of the arrays above in one call. */
@@ -370,11 +368,13 @@ async function writeRecords(
       results = call.value;
       attempts = call.attempts;
     } catch (raw) {
-      // Stopped, not failed: the run's stop cut the call (a cancel, or another target's or stage's failure, which is
-      // the signal's reason and not this system's doing). Nothing of the chunk is recorded for this target: its
-      // load stays to do, and a resume sends it again, upserted.
+      // Stopped, not failed: the run's stop cut the call (a cancel, or another target's or stage's failure, the
+      // signal's reason, not this system's doing). Its records are failed as interrupted (transient: the resume
+      // writes them again), not as this system's failure; the batches of the chunk that ended before are loaded, so
+      // that the resume does not send them again (an API that only creates would create them twice).
       if (ctx.signal.aborted) {
-        cut = true;
+        const interrupted = writeInterrupted(ctx.signal.reason);
+        for (let i = from; i < to; i++) problem(indexes[i] as number, interrupted, 1);
         return;
       }
       const error = raw instanceof AttemptsError ? raw.error : mappingProblem(raw, `${name}.write`);
@@ -428,9 +428,6 @@ async function writeRecords(
     for (let from = 0; from < items.length; from += size) calls.push(write(from, Math.min(items.length, from + size)));
     await Promise.all(calls);
   }
-  // what stopped the run, thrown so that no caller records this chunk's load (the executors ignore it: the run is
-  // ending with its own first error)
-  if (cut) throw toFrancaError(ctx.signal.reason);
   // The prepared rows are written: their bytes are freed once no write is still sending them. Not after a write that
   // failed: one aborted mid-COPY may leave its bytes queued on a socket that is closing (the collector frees those).
   if (prepared !== undefined)
@@ -439,6 +436,22 @@ async function writeRecords(
     });
   if (result.attempts === 0) result.attempts = 1;
   return systemFailure === undefined ? { result } : { result, systemFailure };
+}
+
+/** The problem of a record whose write the run's stop (`reason`) cut short: interrupted, not failed by its system. */
+function writeInterrupted(reason: unknown): FrancaError {
+  const stop = toFrancaError(reason);
+  const why =
+    stop.code === ErrorCode.RunCancelled
+      ? "the run was cancelled"
+      : `the run stopped (${stop.code}${stop.system === undefined ? "" : ` at ${stop.system}`})`;
+  return new FrancaError(
+    ErrorCode.WriteInterrupted,
+    `not written: ${why} while its write was in flight; a resume writes it again`,
+    {
+      errorClass: "transient",
+    },
+  );
 }
 
 /** A chunk written to one target: the outcome to record, and the system failure that must stop the run, if any. */
