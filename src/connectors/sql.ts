@@ -103,33 +103,36 @@ export async function warnUnindexedOrder(
 }
 
 /**
- * SQL: the order columns are all non-null. A read from the start takes only such rows: a row with a NULL key or
- * cursor has no position (a later read could not go on after it), and reads after a position never return it
- * anyway (a comparison with NULL is not true). So every read leaves them out alike; `warnNullCursor` tells.
+ * SQL: the order columns are all non-null. Every read takes only such rows (the first page's `WHERE`, and ANDed to
+ * the predicate after a position): a row with a NULL key or cursor has no position (a read could not go on after
+ * it), and a row comparison with a NULL is not reliably false (`(2, NULL) > (1, 5)` is true). `warnNullOrder` tells.
  */
 export function orderNotNull(columns: readonly string[], quote: '"' | "`"): string {
   return columns.map((column) => `${quoteIdent(column, quote)} IS NOT NULL`).join(" AND ");
 }
 
+/** SQL: how many rows of `relation` no read returns (`orderNotNull`), as `n`. */
+export function nullOrderCountSql(relation: string, columns: readonly string[], quote: '"' | "`"): string {
+  return `SELECT count(*) AS n FROM ${relation} WHERE NOT (${orderNotNull(columns, quote)})`;
+}
+
 /**
- * On a read of a table from its start (a flow's first run, a resend), warns of the rows whose cursor is NULL, which
- * no read returns (`orderNotNull`): `count` answers how many. A cursor with an index counts them from it; without
- * one the read warns of that too (`warnUnindexedOrder`). Reads after a position, query bindings and flows without a
- * cursor do not ask.
+ * On a read of a table from its start (a flow's first run, a resend), warns of the rows whose cursor or key is NULL,
+ * which no read returns (`orderNotNull`): `count` answers how many (`nullOrderCountSql`). Reads after a position and
+ * query bindings do not ask; a flow without a cursor reads by its key alone.
  */
-export async function warnNullCursor(
+export async function warnNullOrder(
   request: ReadRequest,
   table: string | undefined,
   count: (signal: AbortSignal) => Promise<number>,
 ): Promise<void> {
-  const cursor = request.cursor;
-  if (cursor === undefined || request.key.includes(cursor) || table === undefined) return;
-  if (request.from !== undefined || request.warn === undefined) return;
+  if (table === undefined || request.from !== undefined || request.warn === undefined) return;
   const rows = await request.call(count).catch(() => 0);
   if (rows === 0) return;
+  const columns = orderColumns(request.cursor, request.key).join(" or ");
   request.warn(
-    `${rows} ${rows === 1 ? "row" : "rows"} of '${table}' ${rows === 1 ? "has" : "have"} a NULL ${cursor}, which no read ` +
-      `by its cursor returns: give ${rows === 1 ? "it a value" : "them values"}, or read by a cursor that is never NULL`,
+    `${rows} ${rows === 1 ? "row" : "rows"} of '${table}' ${rows === 1 ? "has" : "have"} a NULL ${columns}, which no ` +
+      `read returns: give ${rows === 1 ? "it a value" : "them values"}, or read by columns that are never NULL`,
   );
 }
 

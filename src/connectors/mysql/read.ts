@@ -4,12 +4,13 @@ import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import {
   afterPredicate,
   expandedParams,
+  nullOrderCountSql,
   orderColumns,
   orderNotNull,
   positionOf,
   quoteIdent,
   sourceRelation,
-  warnNullCursor,
+  warnNullOrder,
   warnUnindexedOrder,
 } from "../sql.ts";
 import type { EncodedBatch, ReadBatch, ReadRequest } from "../types.ts";
@@ -106,10 +107,9 @@ async function* keysetPages(session: MysqlSession, request: ReadRequest, arrays:
       cursorUnindexed(connection, options.table as string, columns[0] as string),
     ),
   );
-  await warnNullCursor(request, options.table, (signal) =>
+  await warnNullOrder(request, options.table, (signal) =>
     session.withConnection(signal, async (connection) => {
-      const sql = `SELECT count(*) AS n FROM ${relation} WHERE ${quoteIdent(request.cursor as string, "`")} IS NULL`;
-      const { rows } = await connection.query(sql);
+      const { rows } = await connection.query(nullOrderCountSql(relation, columns, "`"));
       return Number((rows as { n: number | string }[])[0]?.n ?? 0);
     }),
   );
@@ -141,7 +141,10 @@ async function* keysetPages(session: MysqlSession, request: ReadRequest, arrays:
           const known = kinds;
           const literals = expandedParams(after.map((value, i) => positionLiteral(value, known[i] as Kind)));
           const where = afterPredicate(columns, (index) => literals[index] as string, "`", "expanded").sql;
-          return await select(connection, `SELECT * FROM ${relation} WHERE ${where} ORDER BY ${order} LIMIT ${limit}`);
+          return await select(
+            connection,
+            `SELECT * FROM ${relation} WHERE (${where}) AND ${orderNotNull(columns, "`")} ORDER BY ${order} LIMIT ${limit}`,
+          );
         });
       } catch (error) {
         if (signal.aborted) throw error;

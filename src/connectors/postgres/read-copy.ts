@@ -9,7 +9,7 @@ import {
   positionOf,
   quoteIdent,
   sourceRelation,
-  warnNullCursor,
+  warnNullOrder,
 } from "../sql.ts";
 import type { EncodedBatch, ReadBatch, ReadRequest } from "../types.ts";
 import {
@@ -23,7 +23,7 @@ import {
 import type { DedicatedClient, PostgresSession } from "./driver.ts";
 import { postgresError } from "./errors.ts";
 import type { PostgresBindingOptions } from "./options.ts";
-import { countNullCursor, readWhat, savedPosition } from "./read.ts";
+import { countNullOrder, readWhat, savedPosition } from "./read.ts";
 
 /**
  * The lines of one running `COPY … TO STDOUT`, taken a batch at a time. The stream is read only inside `take`: between
@@ -153,11 +153,9 @@ async function* copyBatches(session: PostgresSession, request: ReadRequest, deco
   const what = readWhat(options);
   const from = savedPosition(request.from, columns, what, session.system);
   const order = columns.map((column) => quoteIdent(column)).join(", ");
-  const where = ` WHERE ${
-    from === undefined
-      ? orderNotNull(columns, '"')
-      : afterPredicate(columns, (index) => literal(from[index]), '"', "row").sql
-  }`;
+  const after =
+    from === undefined ? "" : `${afterPredicate(columns, (index) => literal(from[index]), '"', "row").sql} AND `;
+  const where = ` WHERE ${after}${orderNotNull(columns, '"')}`;
   const select = `SELECT * FROM ${relation}${where} ORDER BY ${order}`;
 
   let reader: CopyReader | undefined;
@@ -187,7 +185,7 @@ async function* copyBatches(session: PostgresSession, request: ReadRequest, deco
   };
   request.signal.addEventListener("abort", stop, { once: true });
   try {
-    await warnNullCursor(request, options.table, (signal) => countNullCursor(session, relation, request, signal));
+    await warnNullOrder(request, options.table, (signal) => countNullOrder(session, relation, columns, signal));
     for (;;) {
       if (request.signal.aborted) return;
       // Only pg's errors (and the decoder's) are classified here; the policy's own (timeout, open circuit) pass

@@ -2,13 +2,14 @@ import type { Row } from "../../core/binding.ts";
 import { ErrorCode, FrancaError } from "../../core/errors.ts";
 import {
   afterPredicate,
+  nullOrderCountSql,
   orderColumns,
   orderNotNull,
   positionOf,
   quoteIdent,
   quoteQualified,
   sourceRelation,
-  warnNullCursor,
+  warnNullOrder,
   warnUnindexedOrder,
 } from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
@@ -35,14 +36,14 @@ export function savedPosition(
   return from;
 }
 
-/** How many rows of the source have a NULL cursor (warnNullCursor). */
-export async function countNullCursor(
+/** How many rows of the source no read returns (warnNullOrder). */
+export async function countNullOrder(
   session: PostgresSession,
   relation: string,
-  request: ReadRequest,
+  columns: readonly string[],
   signal: AbortSignal,
 ): Promise<number> {
-  const sql = `SELECT count(*) AS n FROM ${relation} WHERE ${quoteIdent(request.cursor as string)} IS NULL`;
+  const sql = nullOrderCountSql(relation, columns, '"');
   return session.withClient(signal, async (query) => Number((await query(sql)).rows[0]?.n ?? 0));
 }
 
@@ -64,7 +65,7 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
   const order = columns.map((column) => quoteIdent(column)).join(", ");
   const after = afterPredicate(columns, (index) => `$${index + 1}`, '"', "row");
   const first = `SELECT * FROM ${relation} WHERE ${orderNotNull(columns, '"')} ORDER BY ${order} LIMIT $1`;
-  const next = `SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT $${after.arity + 1}`;
+  const next = `SELECT * FROM ${relation} WHERE ${after.sql} AND ${orderNotNull(columns, '"')} ORDER BY ${order} LIMIT $${after.arity + 1}`;
   let position = savedPosition(request.from, columns, what, session.system);
   await warnUnindexedOrder(request, options.table, columns, (signal) =>
     session.withClient(signal, async (query) => {
@@ -83,7 +84,7 @@ export async function* readPostgres(session: PostgresSession, request: ReadReque
       return rows[0]?.known === true && rows[0]?.led === false;
     }),
   );
-  await warnNullCursor(request, options.table, (signal) => countNullCursor(session, relation, request, signal));
+  await warnNullOrder(request, options.table, (signal) => countNullOrder(session, relation, columns, signal));
   for (;;) {
     if (request.signal.aborted) return;
     // the size asked for this page: request.batchSize may have grown by the time the page is judged short (the

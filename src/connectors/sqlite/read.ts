@@ -2,12 +2,13 @@ import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import type { Row } from "../../core/binding.ts";
 import {
   afterPredicate,
+  nullOrderCountSql,
   orderColumns,
   orderNotNull,
   positionOf,
   quoteIdent,
   sourceRelation,
-  warnNullCursor,
+  warnNullOrder,
 } from "../sql.ts";
 import type { ReadBatch, ReadRequest } from "../types.ts";
 import type { SqliteBindingOptions } from "./options.ts";
@@ -23,12 +24,13 @@ export async function* readSqlite(db: DatabaseSync, request: ReadRequest): Async
   const order = columns.map((column) => quoteIdent(column)).join(", ");
   const first = db.prepare(`SELECT * FROM ${relation} WHERE ${orderNotNull(columns, '"')} ORDER BY ${order} LIMIT ?`);
   const after = afterPredicate(columns, () => "?", '"', "row");
-  const next = db.prepare(`SELECT * FROM ${relation} WHERE ${after.sql} ORDER BY ${order} LIMIT ?`);
+  const next = db.prepare(
+    `SELECT * FROM ${relation} WHERE ${after.sql} AND ${orderNotNull(columns, '"')} ORDER BY ${order} LIMIT ?`,
+  );
   let position = request.from as unknown[] | undefined;
-  await warnNullCursor(request, options.table, async () => {
-    const sql = `SELECT count(*) AS n FROM ${relation} WHERE ${quoteIdent(request.cursor as string)} IS NULL`;
-    return Number((db.prepare(sql).get() as { n: number }).n);
-  });
+  await warnNullOrder(request, options.table, async () =>
+    Number((db.prepare(nullOrderCountSql(relation, columns, '"')).get() as { n: number }).n),
+  );
   for (;;) {
     if (request.signal.aborted) return;
     // the size asked for this page: request.batchSize may have grown by the time the page is judged short
