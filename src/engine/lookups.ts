@@ -79,6 +79,15 @@ export function undeclaredLookup(
   );
 }
 
+/** HTTP statuses that refuse a request for what it asked (a key the system does not know), not the system's state. */
+const keyStatuses = new Set([400, 404, 409, 422]);
+
+/** A getMany failure that may be one key's doing: permanent, with a status of keyStatuses. */
+function aboutAKey(error: unknown): boolean {
+  const cause = error instanceof AttemptsError ? error.error : error;
+  return cause instanceof FrancaError && !cause.transient && keyStatuses.has(Number(cause.status));
+}
+
 export interface LookupRuntimeOptions {
   policyOf(systemName: string): SystemPolicy;
   clientOf(systemName: string): unknown;
@@ -141,10 +150,12 @@ export class LookupRuntime {
     const ttlMs = lookup.ttlMs;
     const cacheError = (error: unknown) => this.#options.onCacheError?.(lookup.name, error);
     /**
-     * One getMany batch. A batch the system refuses for good (a 400 for one unknown key among many, say) is split in
-     * halves, each asked again, down to the keys it fails for alone: one bad key fails its own records only, at the
-     * cost of about two requests per halving. A transient failure (the policy's retries spent) or a system down fails
-     * the whole batch as it is: asking again at once in smaller batches would not fare better.
+     * One getMany batch. A batch the system refuses as a request about its keys (HTTP 400, 404, 409 or 422: an
+     * unknown key among many, say) is split in halves, each asked again, down to the keys it fails for alone: one bad
+     * key fails its own records only, at the cost of about two requests per halving. Any other failure fails the
+     * whole batch as it is: a transient one (the policy's retries spent), a system down, a refused login, a getMany
+     * that throws or answers too few values — smaller batches would not fare better, and a system that refuses
+     * everything would take two requests per key.
      */
     const fetchMany = async (
       getMany: NonNullable<Lookup["getMany"]>,
@@ -159,8 +170,7 @@ export class LookupRuntime {
         }
         return [...value];
       } catch (error) {
-        const failure = fail(error, keys[0]);
-        if (keys.length > 1 && !failure.transient && failure.code !== ErrorCode.SystemDown && !signal.aborted) {
+        if (keys.length > 1 && aboutAKey(error) && !signal.aborted) {
           const half = Math.ceil(keys.length / 2);
           const [first, second] = await Promise.all([
             fetchMany(getMany, keys.slice(0, half)),

@@ -436,7 +436,7 @@ describe("lookups of several chunks at once", () => {
 });
 
 describe("a getMany batch the system refuses for good", () => {
-  it("is split until only the keys it fails for alone fail; the others get their values", async () => {
+  it("is split until only the keys it fails for alone fail, when its refusal is about keys (a 400)", async () => {
     const api = await startSimApi({
       collections: { customers: { key: "id", records: customers } },
       // the bulk endpoint refuses a whole batch that names an unknown id, as some APIs do (400 for the request)
@@ -474,6 +474,17 @@ describe("a getMany batch the system refuses for good", () => {
       // 16 → 8 → 4 → 2 → 1: the batch and two halves at each of 4 halvings
       assert.equal(api.stats.requests.list, 9);
       assert.equal(runtime.stats().customer?.errors, 1);
+
+      // a refusal that is not about a key (a login refused) fails the batch as it is: one request, not two a key
+      api.configure({ list: { force: { status: 401 } } });
+      const refused = new LookupRuntime({
+        policyOf: (name) => new SystemPolicy(name, {}),
+        clientOf: () => connection.client?.(),
+        signal: new AbortController().signal,
+      });
+      const all = await Promise.allSettled(keys.map((key) => refused.call(customer, key)));
+      assert.ok(all.every((item) => item.status === "rejected"));
+      assert.equal(api.stats.requests.list, 10);
     } finally {
       await closeConnection();
       await api.close();
