@@ -27,11 +27,18 @@ async function stagedUnderAnotherShape(store: Store, id: number): Promise<void> 
   assert.ok(run !== undefined);
   const shape = run.stats.entity as EntityShape;
   assert.deepEqual(shape, entityShape(Customer), "a run records the shape it stages its records in");
-  await store.updateStats(id, { ...run.stats, entity: { ...shape, digest: "an-earlier-schema" } });
+  // the earlier schema had a required field that today's does not: a field removed, breaking
+  const schema = shape.schema as { properties: Record<string, unknown>; required: string[] };
+  const earlier = {
+    ...schema,
+    properties: { ...schema.properties, legacy: { type: "string" } },
+    required: [...schema.required, "legacy"],
+  };
+  await store.updateStats(id, { ...run.stats, entity: { ...shape, digest: "an-earlier-schema", schema: earlier } });
 }
 
 describe("an entity changed since a run staged its records", () => {
-  it("is told apart by its schema, not by its version alone", () => {
+  it("is told by what the schema's change breaks, not by its version or its digest alone", () => {
     const v1 = entity("Thing", { version: 1, key: "id", schema: Type.Object({ id: Type.String() }) });
     const widened = entity("Thing", {
       version: 2,
@@ -44,9 +51,19 @@ describe("an entity changed since a run staged its records", () => {
     assert.equal(error?.code, ErrorCode.RunNotResumable);
     assert.match(
       error?.message ?? "",
-      /run 4 staged its records as Thing v1 and the entity has changed since \(now v2\)/,
+      /run 4 staged its records as Thing v1 and the entity has changed since in a way they may not fit \(\/status required field added\) \(now v2\): start a fresh run/,
     );
     assert.equal(changedShapeError({ id: 4, stats: {} }, widened, "x"), undefined, "a run from before: no shape");
+    // a change every staged record still fits: an optional field, a description, another order of the fields
+    const fits = entity("Thing", {
+      version: 1,
+      key: "id",
+      schema: Type.Object({ note: Type.Optional(Type.String()), id: Type.String({ description: "the id" }) }),
+    });
+    assert.equal(changedShapeError(run, fits, "x"), undefined);
+    // a run that recorded only a digest is refused on any change
+    const digestOnly = { id: 4, stats: { entity: { ...entityShape(v1), schema: undefined } } };
+    assert.equal(changedShapeError(digestOnly, fits, "x")?.code, ErrorCode.RunNotResumable);
   });
 
   it("stops a resume, and the plain run that would continue it, before anything is loaded; a fresh run loads all", async () => {
