@@ -17,6 +17,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PgBoss } from "pg-boss";
 import type { Logger } from "pino";
+import { changedShapeError } from "../../core/entity-shape.ts";
 import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
 import type { Flow } from "../../core/flow.ts";
 import type { Hub } from "../../core/hub.ts";
@@ -344,6 +345,18 @@ export class DistributedWorker {
           ErrorCode.ConfigUnknownReference,
           `run ${id} belongs to flow '${run.flow}', which this worker's configuration lacks`,
         );
+      // a run staged under a shape of the entity that this worker's breaks (a deploy changed the schema under a run
+      // going on, or abandoned): its staged records would be loaded unchecked. The run ends failed, naming the change.
+      const changed = changedShapeError(
+        run,
+        flow.entity,
+        `this worker's configuration would load them unchecked. Start a fresh run instead: 'franca run ${flow.name} --fresh'`,
+      );
+      if (changed !== undefined) {
+        await this.#failRun(id, changed);
+        this.#stopJobs(id, "failed");
+        throw new FrancaError(ErrorCode.RunCancelled, `run ${id} has ended (failed: ${changed.code})`);
+      }
       const control = new AbortController();
       const already = await this.#store.counts(id);
       const ctx = createRunContext(this.#options.env, flow, run, already, {
