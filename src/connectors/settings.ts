@@ -30,10 +30,6 @@ function settingsAt(schema: TSchema, path: string): string[] {
 }
 
 /**
- * Compiles a connector's settings schema into a checker that names each bad setting by its path
- * (`pagination.style`), including settings that are not known at all, so that a typo never goes unnoticed.
- */
-/**
  * A type error's message with the value it got: `must be string, got 5`; for a setting that is there but undefined
  * (`baseUrl: process.env.TAX_URL` with the variable unset), says so, since "must be string" alone does not.
  */
@@ -46,6 +42,10 @@ function gotMessage(message: string, settings: unknown, path: string): string {
   return `${message}, got ${shown(value)}`;
 }
 
+/**
+ * Compiles a connector's settings schema into a checker that names each bad setting by its path
+ * (`pagination.style`), including settings that are not known at all, so that a typo never goes unnoticed.
+ */
 export function settingsChecker(schema: TSchema): (value: unknown) => SettingIssue[] {
   const validator = Compile(schema);
   return (value) => {

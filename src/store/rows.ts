@@ -204,15 +204,9 @@ export function problemOutcomeWhere(row: string): string {
 }
 
 /**
- * The statements that void a run's chunks `seqs` (transformed again, or reopened to be), in either store's SQL: their
- * loads go, and their outcomes, but that an outcome one of them wrote over a load of another chunk (`loaded_seq`)
- * goes back to that load, whose version is still in the target (`Store.laterInTarget`). `s`: the tables' prefix;
- * `run`, `seqs`: the SQL of the run id and of a condition on `seq`.
- */
-/**
- * Deletes the transform problems of a chunk never staged (`run`, `seq`: how the statement names them): a transform that crossed the failure
- * budget records the problems it found so far and stops before staging the chunk (unstagedProblemsSql counts them);
- * the chunk's next transform records its own.
+ * Deletes the transform problems of a chunk never staged (`run`, `seq`: how the statement names them): a transform
+ * that crossed the failure budget records the problems it found so far and stops before staging the chunk
+ * (unstagedProblemsSql counts them); the chunk's next transform records its own.
  */
 export function unstagedOutcomesDelete(s: string, run: string, seq: string, indexedBy = ""): string {
   // by the run's problems (the partial index outcomes_problems), not by scanning the run's outcomes for the chunk:
@@ -222,6 +216,12 @@ export function unstagedOutcomesDelete(s: string, run: string, seq: string, inde
     AND seq = ${seq} AND target = ''`;
 }
 
+/**
+ * The statements that void a run's chunks `seqs` (transformed again, or reopened to be), in either store's SQL: their
+ * loads go, and their outcomes, but that an outcome one of them wrote over a load of another chunk (`loaded_seq`)
+ * goes back to that load, whose version is still in the target (`Store.laterInTarget`). `s`: the tables' prefix;
+ * `run`, `seqs`: the SQL of the run id and of a condition on `seq`.
+ */
 export function voidChunksSql(s: string, run: string, seqs: string): string[] {
   return [
     `UPDATE ${s}outcomes SET status = 'loaded', seq = loaded_seq, code = NULL, error_class = NULL, message = NULL,
