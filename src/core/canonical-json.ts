@@ -139,6 +139,11 @@ const nativeJson = JSON as JSON & {
   isRawJSON(value: unknown): value is RawJson;
 };
 
+/** A raw JSON value of `text` (`JSON.rawJSON`), which must be one JSON number, string, boolean or null. */
+export function rawJson(text: string): RawJson {
+  return nativeJson.rawJSON(text);
+}
+
 /** Whether `value` is a raw JSON value (`JSON.rawJSON`): JSON.stringify writes its text, not an object. */
 export function isRawJson(value: unknown): value is RawJson {
   return nativeJson.isRawJSON(value);

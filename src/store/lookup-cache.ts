@@ -1,5 +1,7 @@
+import { parseJsonExact } from "../core/canonical-json.ts";
 import { ErrorCode, FrancaError } from "../core/errors.ts";
 import { ownString } from "../core/own-string.ts";
+import { tagRawJson, untagRawJson } from "../core/raw-json-tags.ts";
 import { redactSecrets } from "../core/redact.ts";
 import type { Store } from "./types.ts";
 
@@ -14,13 +16,22 @@ export interface LookupCacheStore {
   close(): Promise<void>;
 }
 
+/**
+ * The store's lookup cache. Values go tagged (core/raw-json-tags.ts): a number a double cannot hold (a JSON column's,
+ * `JSON.rawJSON`) would not cross to the SQLite store's thread, and would come back from its JSON a plain number.
+ */
 export function storeLookupCache(store: Store): LookupCacheStore {
   return {
     kind: "store",
-    get: (lookup, keys) => store.cacheGet(lookup, keys, Date.now()),
+    get: async (lookup, keys) => {
+      const found = await store.cacheGet(lookup, keys, Date.now());
+      for (const [key, value] of found) found.set(key, untagRawJson(value));
+      return found;
+    },
     set: (lookup, entries, ttlMs) => {
       const now = Date.now();
-      return store.cacheSet(lookup, entries, now + ttlMs, now);
+      const tagged = entries.map((entry) => ({ key: entry.key, value: tagRawJson(entry.value) }));
+      return store.cacheSet(lookup, tagged, now + ttlMs, now);
     },
     close: async () => {},
   };
@@ -58,7 +69,8 @@ export async function redisLookupCache(url: string): Promise<LookupCacheStore> {
       if (keys.length === 0) return found;
       const values = await client.mGet(keys.map((key) => name(lookup, key)));
       values.forEach((value, index) => {
-        if (typeof value === "string") found.set(keys[index] as string, JSON.parse(value));
+        // parseJsonExact: a number a double cannot hold, stored as its digits, comes back as they were
+        if (typeof value === "string") found.set(keys[index] as string, parseJsonExact(value));
       });
       return found;
     },

@@ -11,12 +11,14 @@
  * dies, makes the engine transform on its own thread from then on, with a warning; the chunks it had go back to their
  * runs.
  */
+
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
 import type { Driver } from "../../connectors/types.ts";
 import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
 import type { Lookup } from "../../core/lookup.ts";
+import { tagRawJson } from "../../core/raw-json-tags.ts";
 import { CanonicalChunk, type PreparedTarget } from "../canonical-chunk.ts";
 import { forChunk } from "../chunk-order.ts";
 import type { Endpoint, RunContext } from "../context.ts";
@@ -213,7 +215,8 @@ export class TransformThreads {
     );
     const answers: LookupAnswers["answers"] = settled.map((result) =>
       result.status === "fulfilled"
-        ? { ok: true, value: result.value }
+        ? // a number a double cannot hold (JSON.rawJSON) goes tagged: structured clone refuses it (thread.ts revives it)
+          { ok: true, value: tagRawJson(result.value) }
         : {
             ok: false,
             error: toFrancaError(result.reason instanceof AttemptsError ? result.reason.error : result.reason).toJSON(),

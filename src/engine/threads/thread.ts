@@ -5,6 +5,7 @@
  * driver (`Driver.prepare`). The engine's own thread then only moves bytes: it stages the texts, records the ledger
  * and sends the prepared rows. Lookups called by mappings are answered by the engine (its run caches, its policies).
  */
+
 import { pathToFileURL } from "node:url";
 import { parentPort, workerData } from "node:worker_threads";
 import type { Driver } from "../../connectors/types.ts";
@@ -14,6 +15,7 @@ import { ErrorCode, FrancaError, toFrancaError } from "../../core/errors.ts";
 import type { Flow } from "../../core/flow.ts";
 import type { Hub } from "../../core/hub.ts";
 import type { Lookup } from "../../core/lookup.ts";
+import { untagRawJson } from "../../core/raw-json-tags.ts";
 import { freeBytes } from "../free-bytes.ts";
 import { undeclaredLookup } from "../lookups.ts";
 import { ChunkMapper, type ChunkProblem } from "../map-chunk.ts";
@@ -287,7 +289,7 @@ port.on("message", (message: ToThread) => {
     waiting.delete(message.id);
     message.answers.forEach((answer, index) => {
       const pending = settle[index];
-      if (answer.ok) pending?.resolve(revived(answer.value));
+      if (answer.ok) pending?.resolve(untagRawJson(revived(answer.value)));
       else pending?.reject(FrancaError.fromJSON(answer.error));
     });
     return;
