@@ -530,8 +530,16 @@ export async function finishRecord(
     if (flowSystems.has(name) || now.attempts > 0 || earlierSystems[name] !== undefined)
       systems[name] = addedStats(earlierSystems[name], now);
   }
-  const durationMs = options.durationMs ?? Date.now() - run.startedAt;
-  const { sourceProfile: _profile, wholeSource: _whole, fullExtraction: _full, ...rest } = run.stats;
+  // this execution's time: from its claim when it continues the run (the earlier executions' is in the stats)
+  const executionStart = typeof run.stats.resumedAt === "number" ? run.stats.resumedAt : run.startedAt;
+  const durationMs = options.durationMs ?? Date.now() - executionStart;
+  const {
+    sourceProfile: _profile,
+    wholeSource: _whole,
+    fullExtraction: _full,
+    resumedAt: _resumed,
+    ...rest
+  } = run.stats;
   const { drift: earlier, others: kept } = splitDriftStats(rest);
   // what this execution found of the source's fields, with what earlier ones found, and the part that stopped it
   // (comparedDriftStats); an execution that did not compare leaves the record as it was, but for what the end showed

@@ -70,6 +70,8 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       assert.equal(reaped?.status, "failed");
       assert.equal(reaped?.error?.code, ErrorCode.RunAbandoned);
       const claimed = await store.claimRun(run.id, "host:2:b", 4_000);
+      // where the continuing execution's time starts (its duration is its own, not since the run's first start)
+      assert.equal(claimed.stats.resumedAt, 4_000);
       assert.equal(claimed.status, "running");
       assert.equal(claimed.owner, "host:2:b");
       assert.equal(claimed.stats.resumes, 1);

@@ -485,7 +485,8 @@ export class PostgresStore implements Store {
           `run ${id} was superseded by run ${newer} of the same flow, which read its data again; resuming it could load older data over newer`,
         );
       }
-      const stats = { ...run.stats, resumes: Number(run.stats.resumes ?? 0) + 1 };
+      // `resumedAt`: where this execution's time starts (finishRecord), not the run's first start
+      const stats = { ...run.stats, resumes: Number(run.stats.resumes ?? 0) + 1, resumedAt: now };
       const { rows } = await sql<RunRow>(
         `UPDATE ${this.#s}.runs SET status = 'running', owner = $1, heartbeat_at = $2, ended_at = NULL, error = NULL, stats = $3
          WHERE id = $4 RETURNING *`,

@@ -312,7 +312,8 @@ export class SqliteStore implements Store {
           );
         }
       }
-      const stats = { ...run.stats, resumes: Number(run.stats.resumes ?? 0) + 1 };
+      // `resumedAt`: where this execution's time starts (finishRecord), not the run's first start
+      const stats = { ...run.stats, resumes: Number(run.stats.resumes ?? 0) + 1, resumedAt: now };
       this.#run(
         "UPDATE runs SET status = 'running', owner = ?, heartbeat_at = ?, ended_at = NULL, error = NULL, stats = ? WHERE id = ?",
         owner,
