@@ -269,7 +269,7 @@ async function writeRecords(
   }
 
   /** A record-level refusal is quarantined (permanent) or failed (transient); a system failure always fails. */
-  const problem = (index: number, error: FrancaError, attempts: number, systemLevel = false): void => {
+  const problem = (index: number, error: FrancaError, attempts: number, systemLevel = false, logged = true): void => {
     const key = keys[index] as string;
     const outcome: RecordOutcome = {
       key,
@@ -284,8 +284,8 @@ async function writeRecords(
       sourceId: chunk.sourceId(index),
     };
     result.problems.push(outcome);
-    // a system failure is the batch's, logged once for it (below), not once per record
-    if (!systemLevel)
+    // a system failure is the batch's, logged once for it (below), not once per record; so is an interrupted write
+    if (!systemLevel && logged)
       log.warn({ key, chunk: seq, code: error.code, path: error.path, err: error.message }, `record ${outcome.status}`);
   };
 
@@ -339,6 +339,9 @@ async function writeRecords(
   }
 
   let systemFailure: FrancaError | undefined;
+  /** The run was taken over while a write was in flight: nothing of the chunk is recorded here. */
+  let lost = false;
+  let interruptedCount = 0;
   // the writes that send the prepared rows, counted until each has ended (a write given up at its deadline runs on)
   const writing = new InFlight();
   /** Writes the records `from` to `to` (exclusive) of the arrays above in one call. */
@@ -373,8 +376,14 @@ async function writeRecords(
       // writes them again), not as this system's failure; the batches of the chunk that ended before are loaded, so
       // that the resume does not send them again (an API that only creates would create them twice).
       if (ctx.signal.aborted) {
+        // taken over by another process: this one records nothing of the chunk (the new owner's ledger stands)
+        if (toFrancaError(ctx.signal.reason).code === ErrorCode.RunLocked) {
+          lost = true;
+          return;
+        }
         const interrupted = writeInterrupted(ctx.signal.reason);
-        for (let i = from; i < to; i++) problem(indexes[i] as number, interrupted, 1);
+        for (let i = from; i < to; i++) problem(indexes[i] as number, interrupted, 1, false, false);
+        interruptedCount += to - from;
         return;
       }
       const error = raw instanceof AttemptsError ? raw.error : mappingProblem(raw, `${name}.write`);
@@ -428,6 +437,10 @@ async function writeRecords(
     for (let from = 0; from < items.length; from += size) calls.push(write(from, Math.min(items.length, from + size)));
     await Promise.all(calls);
   }
+  if (lost) throw toFrancaError(ctx.signal.reason);
+  // one line for the chunk's interrupted records, not one each
+  if (interruptedCount > 0)
+    log.info({ chunk: seq, records: interruptedCount }, "writes cut by the run's stop: recorded interrupted");
   // The prepared rows are written: their bytes are freed once no write is still sending them. Not after a write that
   // failed: one aborted mid-COPY may leave its bytes queued on a socket that is closing (the collector frees those).
   if (prepared !== undefined)

@@ -180,9 +180,13 @@ export async function executeRun(
     store.heartbeat(run.id, env.owner, Date.now()).then(
       (owned) => {
         if (!owned) fail(new FrancaError(ErrorCode.RunLocked, `run ${run.id} was taken over by another process`));
+        // only while it is the run's owner: a process that lost the run writes nothing over the new owner's stats
+        else if (!control.signal.aborted) recordPaused();
       },
       (error: unknown) => logger.warn({ err: toFrancaError(error).message }, "heartbeat failed"),
     );
+  }, env.heartbeatMs);
+  const recordPaused = () => {
     const paused = Object.fromEntries(
       [...(env.pausedSystems?.() ?? [])].filter(([name]) => ctx.policiesAtStart.has(name)),
     );
@@ -193,7 +197,7 @@ export async function executeRun(
     pausedWrite = pausedWrite
       .then(() => store.updateStats(run.id, stats))
       .catch((error: unknown) => logger.warn({ err: toFrancaError(error).message }, "could not record the pause"));
-  }, env.heartbeatMs);
+  };
   heartbeat.unref();
   const deadline =
     flow.deadlineMs === undefined

@@ -124,7 +124,9 @@ export async function transformAndStage(
 ): Promise<{ chunk: CanonicalChunk; problems: number }> {
   const { chunk, staged, problems } = await transformSomewhere(ctx, seq, data, remote);
   await ctx.store.stage(ctx.run.id, seq, "canonical", staged);
-  await ctx.store.saveCanonical(ctx.run.id, seq, chunk.count, problems, Date.now());
+  // a run executed before: an earlier transform of this chunk may have stopped before staging it (saveCanonical)
+  const again = Number(ctx.run.stats.resumes ?? 0) > 0;
+  await ctx.store.saveCanonical(ctx.run.id, seq, chunk.count, problems, Date.now(), again);
   ctx.progress.transformed += rowCount(data);
   for (const problem of problems) {
     if (problem.status === "failed") ctx.progress.failed++;

@@ -197,7 +197,8 @@ export interface Store {
   saveExtracted(runId: number, seq: number, position: unknown, records: number, now: number): Promise<void>;
   /**
    * Records one transformed chunk (its canonical records staged) with the records the transform could not turn into
-   * one (quarantined, or failed on a transient error).
+   * one (quarantined, or failed on a transient error). `again`: the run was executed before (resumed, continued), so
+   * an earlier transform of the chunk that stopped before staging it may have left problems, deleted first.
    */
   saveCanonical(
     runId: number,
@@ -205,6 +206,7 @@ export interface Store {
     canonical: number,
     problems: readonly RecordOutcome[],
     now: number,
+    again?: boolean,
   ): Promise<void>;
   /** Records outcomes decided before the chunk could be staged (a run stopped mid-chunk by its failure policy). */
   saveOutcomes(runId: number, outcomes: readonly RecordOutcome[]): Promise<void>;

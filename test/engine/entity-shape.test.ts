@@ -61,6 +61,16 @@ describe("an entity changed since a run staged its records", () => {
       schema: Type.Object({ note: Type.Optional(Type.String()), id: Type.String({ description: "the id" }) }),
     });
     assert.equal(changedShapeError(run, fits, "x"), undefined);
+    // a schema with keywords schema-compat does not judge (a record's key pattern): any change refuses
+    const marks = (key: ReturnType<typeof Type.String>) =>
+      entity("Marks", {
+        version: 1,
+        key: "id",
+        schema: Type.Object({ id: Type.String(), marks: Type.Record(key, Type.Integer()) }),
+      });
+    const anyKey = { id: 5, stats: { entity: entityShape(marks(Type.String())) } };
+    const refused = changedShapeError(anyKey, marks(Type.String({ pattern: "^[a-z]+$" })), "x");
+    assert.equal(refused?.code, ErrorCode.RunNotResumable);
     // a run that recorded only a digest is refused on any change
     const digestOnly = { id: 4, stats: { entity: { ...entityShape(v1), schema: undefined } } };
     assert.equal(changedShapeError(digestOnly, fits, "x")?.code, ErrorCode.RunNotResumable);

@@ -1,6 +1,7 @@
 /**
  * A write cut by the run's stop is not a failure of its system: when one target fails and the run stops, the other
- * target's writes in flight are left undone (loaded again on resume), not recorded failed with the other's error.
+ * target's writes in flight are recorded interrupted (WRITE_INTERRUPTED, transient), those it had answered loaded;
+ * and a run that waits for a system says so on its record.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";

@@ -24,18 +24,24 @@ export function sqliteError(error: unknown, system: string, what: string, rowLev
 }
 
 const SQLITE_ERROR = 1;
-const SQLITE_SCHEMA = 17;
 /** What SQLite says of a statement whose table or column is not (or no longer) there. */
 const missingRelation = /no such table|no such column|has no column named/;
+/**
+ * Primary codes of a database that cannot take any write: no permission, read-only, out of memory, I/O error,
+ * corrupt, full, cannot open, schema changed, not a database.
+ */
+const databaseCodes = new Set([3, 7, 8, 10, 11, 13, 14, 17, 26]);
 
 /**
- * The error is the table's, not the row's: the table or a column it writes is not there (gone since the statement
- * was prepared, by another connection), which fails every row alike. Any other error of a row (a constraint, a CHECK
- * or trigger, a type mismatch, a value too big, malformed JSON for a generated column) is that row's.
+ * The error is the table's or the database's, not the row's: the table or a column it writes is not there (gone
+ * since the statement was prepared, by another connection), or the database cannot be written at all (read-only,
+ * full, an I/O error, corrupt), which fails every row alike. Any other error of a row (a constraint, a CHECK or
+ * trigger, a type mismatch, a value too big, malformed JSON for a generated column, a value node:sqlite cannot bind)
+ * is that row's.
  */
 export function isTableError(error: unknown): boolean {
   const errcode = (error as { errcode?: number }).errcode;
   const primary = typeof errcode === "number" ? errcode & 0xff : undefined;
-  if (primary === SQLITE_SCHEMA) return true;
+  if (primary !== undefined && databaseCodes.has(primary)) return true;
   return primary === SQLITE_ERROR && missingRelation.test(error instanceof Error ? error.message : String(error));
 }

@@ -484,7 +484,14 @@ export class DistributedWorker {
     const transformedAt = Date.now();
     await this.#store.withTransaction(async (tx) => {
       await tx.stage(run.id, seq, "canonical", canonical);
-      await tx.saveCanonical(run.id, seq, transformed.count, problems, transformedAt);
+      await tx.saveCanonical(
+        run.id,
+        seq,
+        transformed.count,
+        problems,
+        transformedAt,
+        Number(run.stats.resumes ?? 0) > 0,
+      );
       await tx.savePendingKeys(run.id, seq, run.targets, keyDigests(transformed.keys));
       for (const target of run.targets) {
         await this.#boss.send(queues.load, { run: run.id, seq, target, transformedAt }, {
@@ -540,6 +547,11 @@ export class DistributedWorker {
     // version of one of the chunk's keys (`writeChunk`'s `again`)
     const again = Number(state.run.stats.resumes ?? 0) > 0;
     const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records, again);
+    // Stopped meanwhile (this worker handing its jobs back, the run ended or taken over): nothing is recorded, the
+    // job goes back to the queue (or is completed for a run that ended: #handle) and the chunk is written again by
+    // whoever takes it, rather than its interrupted records ending the load (writeChunk records them for a run that
+    // stops in one process, whose resume writes them again).
+    if (ctx.signal.aborted) throw toFrancaError(ctx.signal.reason);
     // Recorded only while the chunk's transform is still this job's (checked again, its row locked until the commit):
     // a continued run may have reopened the chunk, or transformed it again, while this load wrote.
     const current = (tx: PostgresStore) =>

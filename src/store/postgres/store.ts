@@ -659,6 +659,7 @@ export class PostgresStore implements Store {
     canonical: number,
     problems: readonly RecordOutcome[],
     now: number,
+    again = false,
   ): Promise<void> {
     const s = this.#s;
     let failed = 0;
@@ -671,7 +672,7 @@ export class PostgresStore implements Store {
       if (rows[0] !== undefined && rows[0].canonical !== null) {
         // transformed again (a resume after transient failures): its earlier outcomes and loads are void
         await this.#voidLoads(sql, runId, [seq]);
-      } else {
+      } else if (again) {
         // a transform that stopped before it staged (the failure budget crossed) left its problems so far: void too
         await sql(unstagedOutcomesDelete(`${s}.`, "$1", "$2"), [runId, seq]);
       }

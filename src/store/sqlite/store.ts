@@ -473,6 +473,7 @@ export class SqliteStore implements Store {
     canonical: number,
     problems: readonly RecordOutcome[],
     now: number,
+    again = false,
   ): Promise<void> {
     let failed = 0;
     for (const problem of problems) if (problem.status === "failed") failed++;
@@ -485,7 +486,7 @@ export class SqliteStore implements Store {
       if (previous?.canonical !== null && previous?.canonical !== undefined) {
         // transformed again (a resume after transient failures): its earlier outcomes and loads are void
         for (const statement of voidChunksSql("", "?1", "seq = ?2")) this.#run(statement, runId, seq);
-      } else {
+      } else if (again) {
         // a transform that stopped before it staged (the failure budget crossed) left its problems so far: void too
         this.#run(unstagedOutcomesDelete("", "?", "?", " INDEXED BY outcomes_problems"), runId, seq);
       }
