@@ -18,7 +18,9 @@ export function tagRawJson(value: unknown): unknown {
     let copy: unknown[] | undefined;
     value.forEach((item, index) => {
       const tagged = tagRawJson(item);
-      if (tagged !== item) (copy ??= [...value])[index] = tagged;
+      if (tagged === item) return;
+      copy ??= [...value];
+      copy[index] = tagged;
     });
     return copy ?? value;
   }
