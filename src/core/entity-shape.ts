@@ -18,64 +18,6 @@ export interface EntityShape {
   schema?: Record<string, unknown>;
 }
 
-/**
- * The keywords schema-compat compares, and annotations that constrain nothing. A schema with any other (`not`,
- * `contains`, `patternProperties`, `dependentRequired`, …) is not judged: a change to it refuses a resume, as a
- * change of unknown effect.
- */
-const judgedKeywords = new Set([
-  "type",
-  "properties",
-  "required",
-  "additionalProperties",
-  "items",
-  "anyOf",
-  "allOf",
-  "enum",
-  "const",
-  "minLength",
-  "maxLength",
-  "minimum",
-  "maximum",
-  "exclusiveMinimum",
-  "exclusiveMaximum",
-  "multipleOf",
-  "pattern",
-  "format",
-  "minItems",
-  "maxItems",
-  "uniqueItems",
-  "minProperties",
-  "maxProperties",
-  "description",
-  "title",
-  "examples",
-  "default",
-  "$id",
-  "$schema",
-  "$comment",
-  "readOnly",
-  "writeOnly",
-  "deprecated",
-]);
-
-/** Whether every keyword of `schema`, at every depth, is one schema-compat judges (or an annotation). */
-function judgeable(schema: unknown): boolean {
-  if (Array.isArray(schema)) return schema.every(judgeable);
-  if (schema === null || typeof schema !== "object") return true;
-  for (const [keyword, value] of Object.entries(schema)) {
-    if (keyword.startsWith("x-franca-")) continue;
-    if (!judgedKeywords.has(keyword)) return false;
-    // the names under `properties` are fields, not keywords; enum and const values are data
-    if (keyword === "properties") {
-      if (!Object.values(value as object).every(judgeable)) return false;
-    } else if (keyword !== "enum" && keyword !== "const" && keyword !== "examples" && keyword !== "default") {
-      if (!judgeable(value)) return false;
-    }
-  }
-  return true;
-}
-
 export function entityShape(entity: Entity): EntityShape {
   const schema = entityJsonSchema(entity);
   return { name: entity.name, version: entity.version, digest: digest(stableStringify(schema)), schema };
@@ -86,8 +28,7 @@ export function entityShape(entity: Entity): EntityShape {
  * field removed or narrowed, a required field added, a constraint tightened, the key changed: a record valid then may
  * not be now); `what`: what was asked, and what to do instead. Undefined when the shapes agree, when today's only
  * widens the staged one (an optional field added, a description changed: every staged record is still valid), or
- * when the run recorded none (a run from before). A run that recorded only a digest, or a schema with keywords
- * schema-compat does not judge, is refused on any change.
+ * when the run recorded none (a run from before). A run that recorded only a digest is refused on any change.
  */
 export function changedShapeError(
   run: { id: number; stats: Record<string, unknown> },
@@ -98,13 +39,12 @@ export function changedShapeError(
   if (staged?.digest === undefined) return undefined;
   const now = entityShape(entity);
   if (staged.digest === now.digest) return undefined;
-  const judged = staged.schema !== undefined && judgeable(staged.schema) && judgeable(now.schema);
-  const breaking = judged
-    ? checkCompatibility(
-        staged.schema as Record<string, unknown>,
-        now.schema as Record<string, unknown>,
-      ).changes.filter((change) => change.breaking)
-    : undefined;
+  const breaking =
+    staged.schema === undefined
+      ? undefined
+      : checkCompatibility(staged.schema, now.schema as Record<string, unknown>).changes.filter(
+          (change) => change.breaking,
+        );
   if (breaking !== undefined && breaking.length === 0) return undefined;
   const versions =
     staged.version === now.version ? `v${now.version}, changed since without a new version` : `now v${now.version}`;

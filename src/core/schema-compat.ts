@@ -89,6 +89,30 @@ function compareMember(before: Schema, after: Schema, path: string, changes: Sch
   compareAdditionalProperties(before, after, path, changes);
   compareItems(before, after, path, changes);
   compareIntersection(before, after, path, changes);
+  compareUnjudged(before, after, path, changes);
+}
+
+/**
+ * The keywords the comparisons here judge (and the member keywords `members` takes apart), and annotations that
+ * constrain nothing. Any other (`not`, `contains`, `dependentRequired`, `if`, `$ref`, …) is compared as it is: changed
+ * at all, it breaks, since what it lets through is not judged.
+ */
+const judged = new Set([
+  ...["type", "const", "enum", "anyOf", "oneOf", "properties", "required", "additionalProperties"],
+  ...["patternProperties", "items", "prefixItems", "allOf", "multipleOf", "pattern", "format", "uniqueItems"],
+  ...["minLength", "minItems", "minProperties", "minimum", "exclusiveMinimum"],
+  ...["maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum"],
+  ...["description", "title", "examples", "default", "$id", "$schema", "$comment", "readOnly", "writeOnly"],
+  "deprecated",
+]);
+
+/** Keywords not judged above (or in `checkCompatibility`: `x-franca-…`): any change to one breaks. */
+function compareUnjudged(before: Schema, after: Schema, path: string, changes: SchemaChange[]): void {
+  for (const keyword of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (judged.has(keyword) || keyword.startsWith("x-franca-")) continue;
+    if (JSON.stringify(before[keyword]) !== JSON.stringify(after[keyword]))
+      changes.push({ path, change: `${keyword} changed (not judged)`, breaking: true });
+  }
 }
 
 /** Keywords that are a lower bound (a higher one is tighter) or an upper bound (a lower one is tighter). */
@@ -212,7 +236,9 @@ function compareAdditionalProperties(before: Schema, after: Schema, path: string
   const afterPatterns = (after.patternProperties ?? {}) as Record<string, Schema>;
   for (const [pattern, schema] of Object.entries(beforePatterns)) {
     const next = afterPatterns[pattern];
-    if (next !== undefined) compare(schema, next, `${path}/${pattern}`, changes);
+    // a record's keys under another pattern: which keys it still takes is not judged
+    if (next === undefined) changes.push({ path, change: `record keys ${pattern} no longer taken`, breaking: true });
+    else compare(schema, next, `${path}/${pattern}`, changes);
   }
 }
 

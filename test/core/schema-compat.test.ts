@@ -28,6 +28,28 @@ function changes(
 
 const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
+describe("schema compatibility: keywords it does not judge", () => {
+  it("breaks on any change to one (not, contains), and on a record whose keys take another pattern", () => {
+    assert.deepEqual(changes({ code: Type.String() }, { code: Type.String({ not: { const: "x" } }) }), [
+      ["/code", "not changed (not judged)", true],
+    ]);
+    assert.deepEqual(
+      changes(
+        { marks: Type.Record(Type.String(), Type.Integer()) },
+        {
+          marks: Type.Record(Type.String({ pattern: "^[a-z]+$" }), Type.Integer()),
+        },
+      ),
+      [["/marks", "record keys ^.*$ no longer taken", true]],
+    );
+    // unchanged, such a keyword is no change
+    assert.deepEqual(
+      changes({ code: Type.String({ not: { const: "x" } }) }, { code: Type.String({ not: { const: "x" } }) }),
+      [],
+    );
+  });
+});
+
 describe("schema compatibility: breaking changes", () => {
   it("the walkthrough: version kept at 2, five fields narrowed, is breaking and needs a higher version", () => {
     const before = exported(
