@@ -336,14 +336,18 @@ export class Engine {
     });
   }
 
-  /** A run's records staged under another shape of the flow's entity are not continued (changedShapeError). */
-  #continuable(flow: Flow, run: RunRecord): void {
+  /**
+   * Takes an unfinished run up to continue it in this process; not one whose records were staged under a shape of the
+   * flow's entity that today's breaks (changedShapeError).
+   */
+  #claim(flow: Flow, run: RunRecord): Promise<RunRecord> {
     const changed = changedShapeError(
       run,
       flow.entity,
       `its staged records would be loaded unchecked. Start a fresh run instead: 'franca run ${flow.name} --fresh' (the flow's cursor has not moved past what run ${run.id} left unloaded)`,
     );
     if (changed !== undefined) throw changed;
+    return this.store.claimRun(run.id, this.#runOwner, Date.now());
   }
 
   /** Continues a failed, cancelled or abandoned run from its last persisted chunk. */
@@ -436,8 +440,7 @@ export class Engine {
     run: RunRecord,
     options: RunOptions & Pick<StartOptions, "acceptDrift">,
   ): Promise<RunSummary> {
-    this.#continuable(flow, run);
-    const claimed = await this.store.claimRun(run.id, this.#runOwner, Date.now());
+    const claimed = await this.#claim(flow, run);
     return this.#execute(flow, await this.#accepting(claimed, options.acceptDrift), options);
   }
 
@@ -491,10 +494,7 @@ export class Engine {
     const run = await this.#accepting(
       unfinished === undefined
         ? await this.#startRun(flow, options.trigger, options.resend === true)
-        : await (async () => {
-            this.#continuable(flow, unfinished);
-            return this.store.claimRun(unfinished.id, this.#runOwner, Date.now());
-          })(),
+        : await this.#claim(flow, unfinished),
       options.acceptDrift,
     );
     await cluster.plan(run);

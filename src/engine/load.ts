@@ -269,12 +269,16 @@ async function writeRecords(
   }
 
   /** A record-level refusal is quarantined (permanent) or failed (transient); a system failure always fails. */
-  const problem = (index: number, error: FrancaError, attempts: number, systemLevel = false, logged = true): void => {
+  /**
+   * `batch`: the batch's, not the record's (its system failed, or the run's stop cut it): failed whatever its class,
+   * and logged once for the batch by the caller, not once per record.
+   */
+  const problem = (index: number, error: FrancaError, attempts: number, batch = false): void => {
     const key = keys[index] as string;
     const outcome: RecordOutcome = {
       key,
       target: name,
-      status: systemLevel || error.transient ? "failed" : "quarantined",
+      status: batch || error.transient ? "failed" : "quarantined",
       chunk: seq,
       attempts,
       code: error.code,
@@ -284,8 +288,7 @@ async function writeRecords(
       sourceId: chunk.sourceId(index),
     };
     result.problems.push(outcome);
-    // a system failure is the batch's, logged once for it (below), not once per record; so is an interrupted write
-    if (!systemLevel && logged)
+    if (!batch)
       log.warn({ key, chunk: seq, code: error.code, path: error.path, err: error.message }, `record ${outcome.status}`);
   };
 
@@ -382,7 +385,7 @@ async function writeRecords(
           return;
         }
         const interrupted = writeInterrupted(ctx.signal.reason);
-        for (let i = from; i < to; i++) problem(indexes[i] as number, interrupted, 1, false, false);
+        for (let i = from; i < to; i++) problem(indexes[i] as number, interrupted, 1, true);
         interruptedCount += to - from;
         return;
       }

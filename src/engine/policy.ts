@@ -53,18 +53,20 @@ export interface PolicyStats {
  * is a high-water mark, not a count: the engine's, as it stands.
  */
 export function statsSince(now: PolicyStats, start: PolicyStats): PolicyStats {
-  return {
-    calls: now.calls - start.calls,
-    attempts: now.attempts - start.attempts,
-    retries: now.retries - start.retries,
-    transientErrors: now.transientErrors - start.transientErrors,
-    permanentErrors: now.permanentErrors - start.permanentErrors,
-    breakerOpens: now.breakerOpens - start.breakerOpens,
-    rateLimited: now.rateLimited - start.rateLimited,
-    pausedMs: now.pausedMs - start.pausedMs,
-    maxInFlight: now.maxInFlight,
-  };
+  return fieldwise(now, start, (a, b) => a - b, now.maxInFlight);
 }
+
+/** The figures that count (all but `maxInFlight`, a high-water mark). */
+const countFields = [
+  "calls",
+  "attempts",
+  "retries",
+  "transientErrors",
+  "permanentErrors",
+  "breakerOpens",
+  "rateLimited",
+  "pausedMs",
+] as const satisfies readonly (keyof PolicyStats)[];
 
 /** A system's figures before its first call. */
 export const noCalls: PolicyStats = Object.freeze({
@@ -85,18 +87,19 @@ export const noCalls: PolicyStats = Object.freeze({
  */
 export function addedStats(earlier: Partial<PolicyStats> | undefined, now: PolicyStats): PolicyStats {
   if (earlier === undefined) return now;
-  const plus = (field: Exclude<keyof PolicyStats, "maxInFlight">): number => Number(earlier[field] ?? 0) + now[field];
-  return {
-    calls: plus("calls"),
-    attempts: plus("attempts"),
-    retries: plus("retries"),
-    transientErrors: plus("transientErrors"),
-    permanentErrors: plus("permanentErrors"),
-    breakerOpens: plus("breakerOpens"),
-    rateLimited: plus("rateLimited"),
-    pausedMs: plus("pausedMs"),
-    maxInFlight: Math.max(Number(earlier.maxInFlight ?? 0), now.maxInFlight),
-  };
+  return fieldwise(now, earlier, (a, b) => a + b, Math.max(Number(earlier.maxInFlight ?? 0), now.maxInFlight));
+}
+
+/** The counts of `a` and `b` put together by `op`, field by field (a field `b` lacks counts 0), with `maxInFlight`. */
+function fieldwise(
+  a: PolicyStats,
+  b: Partial<PolicyStats>,
+  op: (a: number, b: number) => number,
+  maxInFlight: number,
+): PolicyStats {
+  const out = { ...noCalls, maxInFlight };
+  for (const field of countFields) out[field] = op(a[field], Number(b[field] ?? 0));
+  return out;
 }
 
 export interface CallResult<T> {

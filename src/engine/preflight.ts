@@ -38,8 +38,9 @@ export function preflight(flow: Flow, baseDir: string): void {
  * query does not have is a problem of that setting, found before anything is written. `unreadable`: what to do when
  * the relation cannot be read — report it (`franca check`), or, at a run's start, report it only when the system
  * answered (a table that is not there, a login refused) and skip it when it did not (down for a moment, which the
- * run's policy retries); a query binding, whose read is the user's query, is not run at a run's start just to look. `scope`: the bindings a run uses (a replay reads no source; a run loads the targets it
- * started with), every one by default.
+ * run's policy retries); a query binding, whose read is the user's query, is not run at a run's start just to look.
+ * `scope`: the bindings a run uses (a replay reads no source; a run loads the targets it started with), every one by
+ * default.
  */
 export async function columnIssues(
   flow: Flow,

@@ -24,6 +24,14 @@ export interface RunContextOptions {
 }
 
 /**
+ * The run was executed before (resumed, or continued after its process died): chunks of an earlier execution may be
+ * done again (a transform that stopped before staging, a load of an older version of a key a later chunk loaded).
+ */
+export function executedBefore(run: RunRecord): boolean {
+  return Number(run.stats.resumes ?? 0) > 0;
+}
+
+/**
  * What the stages of a run share: the source and targets with their connections and policies, the compiled entity,
  * the run's lookups and failure budget (counted from the ledger so far), its progress. Built once per run by the
  * in-process executor; by the distributed one once per run in each worker process, and kept there while the run has

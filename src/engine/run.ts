@@ -365,7 +365,7 @@ export async function executeRun(
             }
             data = stagedForTransform(staged, recordsOf.get(seq), remote !== undefined);
           }
-          const { chunk, problems } = await transformAndStage(ctx, seq, data, remote);
+          const { chunk, problems } = await transformAndStage(ctx, seq, data, remote, seq < startSeq);
           if (problems === 0 && sequencers.size > 0) cleanLoadsLeft.set(seq, sequencers.size);
           // the chunk's source text is staged and transformed: its bytes are freed (the engine owns a read's bytes)
           if (!("rows" in data)) freeBytes(data.text);
@@ -526,11 +526,11 @@ export async function finishRecord(
   // a resumed run's figures are those of all its executions: the earlier ones' as recorded, plus this one's
   const earlierSystems = (run.stats.systems ?? {}) as Record<string, Partial<PolicyStats>>;
   const systems: Record<string, PolicyStats> = {};
-  for (const [name, figures] of Object.entries(earlierSystems)) systems[name] = addedStats(figures, noCalls);
   const flowSystems = new Set([ctx.source, ...ctx.targets].map((endpoint) => endpoint.binding.system.name));
-  for (const [name, start] of ctx.policiesAtStart) {
-    const now = statsSince(env.policyOf(name).stats, start);
-    // a system only lookups call is shown when this run called it
+  for (const name of new Set([...Object.keys(earlierSystems), ...ctx.policiesAtStart.keys()])) {
+    const start = ctx.policiesAtStart.get(name);
+    const now = start === undefined ? noCalls : statsSince(env.policyOf(name).stats, start);
+    // a system only lookups call is shown when a run's execution called it
     if (flowSystems.has(name) || now.attempts > 0 || earlierSystems[name] !== undefined)
       systems[name] = addedStats(earlierSystems[name], now);
   }

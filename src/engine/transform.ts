@@ -113,19 +113,19 @@ async function transformSomewhere(
 
 /**
  * Transforms and stages one chunk: canonical records and problems are persisted in one transaction. With `remote`,
- * the chunk is mapped there (a transform thread) rather than on this thread. Returns the chunk and how many of its
- * records are problems.
+ * the chunk is mapped there (a transform thread) rather than on this thread. `again`: the chunk was extracted by an
+ * earlier execution of the run, whose transform of it may have stopped before staging it (Store.saveCanonical).
+ * Returns the chunk and how many of its records are problems.
  */
 export async function transformAndStage(
   ctx: RunContext,
   seq: number,
   data: SourceRows,
-  remote?: RemoteTransform,
+  remote: RemoteTransform | undefined,
+  again: boolean,
 ): Promise<{ chunk: CanonicalChunk; problems: number }> {
   const { chunk, staged, problems } = await transformSomewhere(ctx, seq, data, remote);
   await ctx.store.stage(ctx.run.id, seq, "canonical", staged);
-  // a run executed before: an earlier transform of this chunk may have stopped before staging it (saveCanonical)
-  const again = Number(ctx.run.stats.resumes ?? 0) > 0;
   await ctx.store.saveCanonical(ctx.run.id, seq, chunk.count, problems, Date.now(), again);
   ctx.progress.transformed += rowCount(data);
   for (const problem of problems) {

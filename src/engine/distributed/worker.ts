@@ -35,7 +35,7 @@ import { processOwner } from "../owner.ts";
 import { AttemptsError } from "../policy.ts";
 import { releaseQuietly, stagedUnlessDone } from "../release-staged.ts";
 import { finishRecord, type RunEnvironment, runError } from "../run.ts";
-import { createRunContext } from "../run-context.ts";
+import { createRunContext, executedBefore } from "../run-context.ts";
 import { decodeSourceRows, encodeSourceRows, rowCount } from "../source-rows.ts";
 import { transformChunk } from "../transform.ts";
 import { givenUpMessage, lastAttemptMessage } from "./given-up.ts";
@@ -354,7 +354,6 @@ export class DistributedWorker {
       );
       if (changed !== undefined) {
         await this.#failRun(id, changed);
-        this.#stopJobs(id, "failed");
         throw new FrancaError(ErrorCode.RunCancelled, `run ${id} has ended (failed: ${changed.code})`);
       }
       const control = new AbortController();
@@ -484,14 +483,7 @@ export class DistributedWorker {
     const transformedAt = Date.now();
     await this.#store.withTransaction(async (tx) => {
       await tx.stage(run.id, seq, "canonical", canonical);
-      await tx.saveCanonical(
-        run.id,
-        seq,
-        transformed.count,
-        problems,
-        transformedAt,
-        Number(run.stats.resumes ?? 0) > 0,
-      );
+      await tx.saveCanonical(run.id, seq, transformed.count, problems, transformedAt, executedBefore(run));
       await tx.savePendingKeys(run.id, seq, run.targets, keyDigests(transformed.keys));
       for (const target of run.targets) {
         await this.#boss.send(queues.load, { run: run.id, seq, target, transformedAt }, {
@@ -545,8 +537,7 @@ export class DistributedWorker {
     }
     // a run executed before (resumed, or continued after its workers died): a later chunk may have loaded a newer
     // version of one of the chunk's keys (`writeChunk`'s `again`)
-    const again = Number(state.run.stats.resumes ?? 0) > 0;
-    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records, again);
+    const written = await writeChunk(ctx, this.#endpoint(state, target), seq, records, executedBefore(state.run));
     // Stopped meanwhile (this worker handing its jobs back, the run ended or taken over): nothing is recorded, the
     // job goes back to the queue (or is completed for a run that ended: #handle) and the chunk is written again by
     // whoever takes it, rather than its interrupted records ending the load (writeChunk records them for a run that
