@@ -114,7 +114,7 @@ export function orderNotNull(columns: readonly string[], quote: '"' | "`"): stri
 /** SQL: how many rows of `relation` no read returns (`orderNotNull`), as `n`. */
 export function nullOrderCountSql(relation: string, columns: readonly string[], quote: '"' | "`"): string {
   // `a IS NULL OR b IS NULL`, not `NOT (a IS NOT NULL AND …)`: SQLite answers this form from the columns' indexes
-  // (2,000,000 rows: ~0 ms against 170 ms for a scan)
+  // (`npm run bench:json-numbers`, 2,000,000 rows: 0.13 ms against 88 ms for a scan)
   return `SELECT count(*) AS n FROM ${relation} WHERE ${columns.map((column) => `${quoteIdent(column, quote)} IS NULL`).join(" OR ")}`;
 }
 

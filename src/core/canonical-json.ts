@@ -171,11 +171,10 @@ function numberBounds(text: string, start: number, end: number): boolean {
  * between quotes. A double round-trips every number of 15 significant digits and fewer (within its range): a number
  * beyond ±2^53, or with more significant digits than a double keeps, is written with at least 16. Only every 16th
  * character is looked at, and the run around it when it is a digit or a point: a run of 16 always holds one of them.
- * On bench:bulk's ~230-byte documents this measured 0.06 µs a document (a regular expression for the same runs,
- * 0.2–0.4; JSON.parse, 1.1–1.3). Numbers whose exponent puts them beyond a double's range (`1e400`, `1e-400`: text no
- * JSON writer of doubles makes, and PostgreSQL's jsonb prints numbers without one) are not looked for. Give it flat
- * text, not a concatenation just made (`"[" + text + "]"`): V8 reads such a rope's characters one at a time slowly
- * (0.65 µs a document against 0.06).
+ * `npm run bench:json-numbers`: 0.075 µs a bench:bulk document against JSON.parse's 1.35 (docs/benchmarks.md, stop
+ * 33). Numbers whose exponent puts them beyond a double's range (`1e400`, `1e-400`: text no JSON writer of doubles
+ * makes, and PostgreSQL's jsonb prints numbers without one) are not looked for. Give it flat text, not a
+ * concatenation just made (`"[" + text + "]"`): V8 reads such a rope's characters one at a time, slowly.
  */
 export function mayHoldInexactNumber(text: string): boolean {
   const length = text.length;
@@ -239,27 +238,30 @@ function keepExactNumbers(_key: string, value: unknown, context?: { source?: str
  * makes of it, a decimal with more significant digits than a double keeps, a number beyond a double's range) becomes
  * a raw JSON value of its text (`JSON.rawJSON`), which JSON.stringify writes back as it was: a JSON column's value
  * reaches a JSON column of the target, and the canonical JSON and its content hash, with the number as the source had
- * it. Text without 16 digits in a row outside strings (nearly all) is parsed by JSON.parse alone: the reviver, called
- * for every value, parsed a ~230-byte document in 7 µs against 1.2, and is only paid where such a number may be.
+ * it. Text without 16 digits in a row outside strings (nearly all) is parsed by JSON.parse alone: a reviver, called
+ * for every value, makes a parse ~5 times dearer (`npm run bench:json-numbers`: 6.8 µs a bench:bulk document against
+ * 1.35), and is only paid where such a number is.
  */
 export function parseJsonExact(text: string): unknown {
   return mayHoldInexactNumber(text) && holdsInexactNumber(text) ? JSON.parse(text, keepExactNumbers) : JSON.parse(text);
 }
 
-/** A run of 16 or more digits and points, with its sign and exponent: a candidate number mayHoldInexactNumber saw. */
-const longNumber = /-?[0-9.]{16,}(?:[eE][+-]?[0-9]+)?/g;
+/**
+ * A run of 16 or more digits and points (group 2), with its sign (1) and exponent (3): a candidate number
+ * mayHoldInexactNumber saw.
+ */
+const longNumber = /(-?)([0-9.]{16,})([eE][+-]?[0-9]+)?/g;
 
 /**
  * Whether text that mayHoldInexactNumber flagged does hold a number a double cannot hold: each long run of digits
  * outside strings is checked as the number it is. Most long numbers are doubles written in full (`0.30000000000000004`,
- * `52.85333333333334`: exact), and a whole chunk staged with one would otherwise go through the reviver, ~6 times
- * slower, for nothing.
+ * `52.85333333333334`: exact), and a whole chunk staged with one would otherwise go through the reviver for nothing
+ * (bench:json-numbers: a document with one, 3.6 µs, against the reviver's 6.8 and JSON.parse's 1.4).
  */
 function holdsInexactNumber(text: string): boolean {
   for (const match of text.matchAll(longNumber)) {
-    const start = match.index + (match[0].charCodeAt(0) === 45 ? 1 : 0);
-    const digitsEnd = start + (/^-?[0-9.]+/.exec(match[0].slice(start - match.index))?.[0].length ?? 0);
-    if (!numberBounds(text, start, digitsEnd)) continue;
+    const start = match.index + (match[1] as string).length;
+    if (!numberBounds(text, start, start + (match[2] as string).length)) continue;
     if (inexactNumber(match[0], Number(match[0]))) return true;
   }
   return false;
