@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { describe, it } from "node:test";
-import { bin, customersDeclarations, franca, francaWith } from "../support/cli.ts";
+import { bin, customersDeclarations, driftedAfterFirstRun, franca, francaWith } from "../support/cli.ts";
 import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
 
 function writeConfig(dir: string, body: string): void {
@@ -80,16 +80,7 @@ describe("command line", () => {
 
   it("a run stopped by source drift says how to take the source as it is; --accept-drift does", () => {
     using tmp = tempDir();
-    writeConfig(
-      tmp.dir,
-      `export default defineHub({ systems: [crm, erp], entities: [Customer], flows: [flow("customers", { from: source, to: target, drift: "fail" })] });`,
-    );
-    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20 });
-    createClientsTarget(join(tmp.dir, "erp.db"));
-    assert.equal(franca(tmp.dir, "run", "customers").code, 0);
-
-    source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
-    source.exec("UPDATE customers SET updated_at = '2030-01-01T00:00:00.000Z' WHERE id = 3");
+    driftedAfterFirstRun(tmp.dir);
     const stopped = franca(tmp.dir, "run", "customers");
     assert.equal(stopped.code, 1, stopped.stderr);
     assert.match(stopped.stdout, /run 2 · flow customers · FAILED/);

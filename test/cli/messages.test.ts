@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { describeRun, nextSteps } from "../../src/cli/summary.ts";
 import type { RunCounts, RunError, RunRecord } from "../../src/store/types.ts";
-import { api, franca, francaWith, writeCustomersConfig } from "../support/cli.ts";
+import { api, driftedAfterFirstRun, franca, francaWith, writeCustomersConfig } from "../support/cli.ts";
 import { createClientsTarget, createCustomerSource, tempDir } from "../support/fixtures.ts";
 
 /** A usage error: exit 2 and one line on stderr, with the USAGE code and what `pattern` says. */
@@ -153,12 +153,7 @@ describe("command-line messages", () => {
 
   it("run summaries count in the singular for one, and say nothing was staged when a run stopped first", () => {
     using tmp = tempDir();
-    writeCustomersConfig(tmp.dir, { flow: `, drift: "fail"` });
-    const source = createCustomerSource(join(tmp.dir, "crm.db"), { rows: 20 });
-    createClientsTarget(join(tmp.dir, "erp.db"));
-    assert.equal(franca(tmp.dir, "run", "customers").code, 0);
-    source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
-    source.exec("UPDATE customers SET updated_at = '2030-01-01T00:00:00.000Z' WHERE id = 3");
+    driftedAfterFirstRun(tmp.dir);
     const stopped = franca(tmp.dir, "run", "customers");
     assert.equal(stopped.code, 1, stopped.stderr);
     assert.doesNotMatch(stopped.stdout, /extracted 0 records in 0 chunks/);

@@ -16,8 +16,8 @@ import {
   createClientsTarget,
   createCustomerSource,
   customersHub,
+  failedAtFirstLoad,
   openStore,
-  tableGoneAtFirstLoad,
   tempDir,
 } from "../support/fixtures.ts";
 
@@ -78,15 +78,10 @@ describe("an entity changed since a run staged its records", () => {
 
   it("stops a resume, and the plain run that would continue it, before anything is loaded; a fresh run loads all", async () => {
     using tmp = tempDir();
-    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
-    const target = createClientsTarget(join(tmp.dir, "erp.db"));
     await using store = await openStore(tmp.dir);
-    // the target's table goes as the first load is mapped: the run fails with its chunks staged, not loaded
-    const hub = customersHub(tmp.dir, { fromCanonical: tableGoneAtFirstLoad(target) });
-    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-    const failed = await engine.run("customers");
-    assert.equal(failed.run.status, "failed");
-    target.exec("ALTER TABLE clients_old RENAME TO clients");
+    const stopped = await failedAtFirstLoad(tmp.dir, store);
+    const { target, failed } = stopped;
+    await using engine = stopped.engine;
     await stagedUnderAnotherShape(store, failed.run.id);
 
     for (const attempt of [() => engine.resume(failed.run.id), () => engine.run("customers")]) {

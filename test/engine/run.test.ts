@@ -14,9 +14,9 @@ import {
   createClientsTarget,
   createCustomerSource,
   customersHub,
+  failedAtFirstLoad,
   openStore,
   stamp,
-  tableGoneAtFirstLoad,
   tempDir,
   toClient,
   toCustomer,
@@ -408,17 +408,13 @@ describe("engine runs", () => {
 
   it("a target that refuses every write fails the run, advances nothing and loses nothing", async () => {
     using tmp = tempDir();
-    createCustomerSource(join(tmp.dir, "crm.db"), { rows: 300 });
-    const target = createClientsTarget(join(tmp.dir, "erp.db"));
     await using store = await openStore(tmp.dir);
     // the target's table goes as the first load is mapped: the run fails with its chunks staged, not loaded
-    const hub = customersHub(tmp.dir, { fromCanonical: tableGoneAtFirstLoad(target) });
-    await using engine = await Engine.open({ hub, baseDir: tmp.dir, store });
-    const failed = await engine.run("customers");
-    assert.equal(failed.run.status, "failed");
+    const stopped = await failedAtFirstLoad(tmp.dir, store);
+    const { target, failed } = stopped;
+    await using engine = stopped.engine;
     assert.equal(failed.run.error?.code, ErrorCode.SystemError);
     assert.equal(await store.getCursor("customers"), undefined);
-    target.exec("ALTER TABLE clients_old RENAME TO clients");
     const resumed = await engine.run("customers");
     assert.equal(resumed.run.status, "succeeded");
     assert.equal((target.prepare("SELECT count(*) AS n FROM clients").get() as { n: number }).n, 300);

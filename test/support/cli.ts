@@ -2,10 +2,12 @@
  * The command-line tests' ways in: the real `franca` command spawned on Node (its logs silent unless asked), and the
  * hub most of them configure (crm.customers → erp.clients over SQLite files beside the configuration).
  */
+import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { createClientsTarget, createCustomerSource } from "./fixtures.ts";
 
 export const bin = fileURLToPath(new URL("../../bin/franca.js", import.meta.url));
 /** The project's API, as a configuration file imports it. */
@@ -53,4 +55,18 @@ export function writeCustomersConfig(dir: string, settings: { flow?: string; hub
 export default defineHub({ ${settings.hub ?? ""}systems: [crm, erp], entities: [Customer], flows: [flow("customers", { from: source, to: target${settings.flow ?? ""} })] });
 `,
   );
+}
+
+/**
+ * The customers hub with the drift policy `fail` in `dir`, a first run of its 20 customers done, then a field added
+ * to the source and customer 3 changed since: the next run meets the drift.
+ */
+export function driftedAfterFirstRun(dir: string): void {
+  writeCustomersConfig(dir, { flow: `, drift: "fail"` });
+  const source = createCustomerSource(join(dir, "crm.db"), { rows: 20 });
+  createClientsTarget(join(dir, "erp.db"));
+  assert.equal(franca(dir, "run", "customers").code, 0);
+  source.exec("ALTER TABLE customers ADD COLUMN region TEXT");
+  source.exec("UPDATE customers SET updated_at = '2030-01-01T00:00:00.000Z' WHERE id = 3");
+  source.close();
 }

@@ -11,6 +11,8 @@ import { entity } from "../../src/core/entity.ts";
 import { type FlowSpec, flow } from "../../src/core/flow.ts";
 import { defineHub, type Hub, type HubSpec } from "../../src/core/hub.ts";
 import { Money } from "../../src/core/types.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import type { RunSummary } from "../../src/engine/run.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import type { RunRecord, Store } from "../../src/store/types.ts";
 
@@ -129,6 +131,25 @@ export function tableGoneAtFirstLoad(target: DatabaseSync): (customer: CustomerR
     gone = true;
     return toClient(customer);
   };
+}
+
+/**
+ * The customers flow (300 rows) run once on an engine of its own, its target's table gone as the first load was
+ * mapped (tableGoneAtFirstLoad): the run failed with its chunks staged and none loaded. The table is back when this
+ * returns; the engine is the caller's to close (`await using`).
+ */
+export async function failedAtFirstLoad(
+  dir: string,
+  store: Store,
+): Promise<{ engine: Engine; target: DatabaseSync; failed: RunSummary }> {
+  createCustomerSource(join(dir, "crm.db"), { rows: 300 });
+  const target = createClientsTarget(join(dir, "erp.db"));
+  const hub = customersHub(dir, { fromCanonical: tableGoneAtFirstLoad(target) });
+  const engine = await Engine.open({ hub, baseDir: dir, store });
+  const failed = await engine.run("customers");
+  assert.equal(failed.run.status, "failed");
+  target.exec("ALTER TABLE clients_old RENAME TO clients");
+  return { engine, target, failed };
 }
 
 /** A flow's one run after a run killed `kills` times: continued after each crash (not restarted), and succeeded. */
